@@ -1,0 +1,3 @@
+//! keel-core: the allocation-free heart of keel.
+#![no_std]
+#![forbid(unsafe_code)]
