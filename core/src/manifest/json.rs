@@ -1,0 +1,1 @@
+//! JSON reader (see event.rs for the contract).

@@ -1,0 +1,1 @@
+//! YAML reader (see event.rs for the contract).
