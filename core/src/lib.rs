@@ -9,3 +9,7 @@
 pub mod config;
 pub mod manifest;
 pub mod time;
+pub mod machine;
+pub mod platform;
+pub mod reconcile;
+pub mod status;

@@ -210,7 +210,7 @@ impl Invalid {
             SuccessThresholdNotOne => "must be 1 for liveness and startup probes",
             FieldRefPath => "is not a field keel can provide (metadata.name, metadata.namespace, metadata.uid, spec.nodeName, spec.serviceAccountName, status.podIP, status.podIPs, status.hostIP, status.hostIPs)",
             ApiVersion => "must be v1",
-            Uid => "must be a non-empty identifier of at most 128 printable characters",
+            Uid => "must be a non-empty identifier of at most 64 printable characters",
             TooLong => "is too long",
         }
     }

@@ -235,6 +235,9 @@ pub struct Prepared {
     pub digest: Digest,
     /// The UID (32 hex digits, or the prefix of a fixed `metadata.uid`).
     pub uid: [u8; 32],
+    /// The manifest fixed `metadata.uid` (SPEC 3.5: edits then restart only changed
+    /// containers).
+    pub fixed_uid: bool,
 }
 
 /// Decodes, validates, canonicalises and defaults a manifest into the pod keel runs.
@@ -248,9 +251,10 @@ pub fn prepare<'a>(
     report: &mut dyn FnMut(Error),
 ) -> Result<Prepared, Error> {
     check(bytes, ctx.node, pod, warn, report)?;
+    let fixed_uid = pod.uid.is_some();
     let r = defaults::canonicalize(pod, scratch).and_then(|_| {
         let digest = defaults::digest(pod);
-        defaults::apply(pod, ctx).map(|uid| Prepared { digest, uid })
+        defaults::apply(pod, ctx).map(|uid| Prepared { digest, uid, fixed_uid })
     });
     if let Err(e) = r {
         report(e);

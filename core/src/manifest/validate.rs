@@ -76,7 +76,7 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
         }
     }
     if let Some(uid) = pod.opt(pod.uid) {
-        if uid.is_empty() || uid.len() > 128 || !uid.bytes().all(|c| c.is_ascii_graphic()) {
+        if uid.is_empty() || uid.len() > 64 || !uid.bytes().all(|c| c.is_ascii_graphic()) {
             err(inv(Invalid::Uid), meta.field(F::Uid));
         }
     }
