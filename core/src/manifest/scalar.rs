@@ -170,7 +170,7 @@ fn push_char<S: TextSink>(c: char, sink: &mut S) -> Result<(), S::Error> {
     sink.push_str(c.encode_utf8(&mut buf))
 }
 
-/// Decodes one escape, from the byte after the `\\`.
+/// Decodes one escape, from the byte after the backslash.
 type EscapeFn = fn(&[u8]) -> Result<(char, usize), SyntaxErrorKind>;
 
 /// Writes `s`, replacing each escape decoded by `decode` (starting after the `\`).
