@@ -69,3 +69,37 @@ impl<'a> Events<'a> for AnyReader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detect_picks_json_only_for_a_leading_brace() {
+        let table: &[(&[u8], Format)] = &[
+            (b"{}", Format::Json),
+            (b"  \r\n\t{\"a\":1}", Format::Json),
+            (b"\xEF\xBB\xBF\n{}", Format::Json),
+            (b"a: 1", Format::Yaml),
+            (b"[1, 2]", Format::Yaml),
+            (b"# {\n{}", Format::Yaml),
+            (b"", Format::Yaml),
+            (b"\xEF\xBB\xBF", Format::Yaml),
+        ];
+        for (bytes, want) in table {
+            assert_eq!(detect(bytes), *want, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn reader_dispatches_on_the_format() {
+        assert!(matches!(reader("{\"a\": 1}"), AnyReader::Json(_)));
+        assert!(matches!(reader("a: 1"), AnyReader::Yaml(_)));
+        let mut r = reader(" {\"a\": 1}");
+        assert!(matches!(r.next_event(), Ok((Event::MapStart, _))));
+        let mut r = reader("{a: 1}x");
+        // Flow YAML would accept `{a: 1}`; as JSON the unquoted key is an error.
+        assert!(r.next_event().is_ok());
+        assert!(r.next_event().is_err());
+    }
+}
