@@ -1713,12 +1713,63 @@ spec:
         "- - a\n  - b\n- - c\n",
         "a: >+\n  x\n\n",
         "a: |\n  x",
+        "a:    value   \nb:\t\tv2\t\n",
+        "c:\n# between\n- |\n  script\n  line\n\n- >-\n  f\n  g\nd: 1\n",
+        "top:\n  list:\n  - a: 1\n    b:\n    - x\n    # comment\n    - z\n  after: 2\n",
+        "k: \"tab\\there\"\nq: 'a\"b'\nr: \"a'b\"\n",
+        "x: [a, [b, [c, {d: [e]}]]]\n",
+        "- {a: 1}\n- [2]\n- 'three'\n",
     ];
 
     #[test]
     fn events_match_serde_yaml() {
         for input in CROSS_CHECK {
             assert_eq!(yaml_tree(input), reference(input), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn readers_never_panic_or_loop_on_mutated_input() {
+        use crate::manifest::json::JsonReader;
+        const ALPHABET: &[u8] = b" \t\n\r-:?,[]{}#&*!|>'\"%@`\\.0123456789abyn~+eE";
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let json = r#"{"a": [1, "x\u00e9", {"b": null}], "c": true}"#;
+        let corpus = [
+            KUBECTL_POD,
+            CROSS_CHECK[3],
+            CROSS_CHECK[4],
+            CROSS_CHECK[6],
+            json,
+        ];
+        for round in 0..3000 {
+            let base = corpus[round % corpus.len()];
+            let mut bytes: Vec<u8> = base.as_bytes().to_vec();
+            for _ in 0..1 + rand() % 4 {
+                let at = (rand() as usize) % (bytes.len() + 1);
+                let c = ALPHABET[(rand() as usize) % ALPHABET.len()];
+                match rand() % 3 {
+                    0 if at < bytes.len() => bytes[at] = c,
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, c),
+                }
+            }
+            let Ok(input) = core::str::from_utf8(&bytes) else {
+                continue;
+            };
+            let mut y = YamlReader::new(input);
+            let _ = events(&mut y);
+            let _ = y.trailer();
+            let mut j = JsonReader::new(input);
+            let _ = events(&mut j);
+            let _ = j.trailer();
         }
     }
 
