@@ -6,7 +6,7 @@
 //! (null, bool, int, float or string).
 //!
 //! Escapes are validated by the readers when they scan a scalar, with the shared functions
-//! [`yaml_escape`] and [`json_escape`]; decoding a scalar that came out of a reader can
+//! `yaml_escape` and `json_escape`; decoding a scalar that came out of a reader can
 //! therefore fail only through the sink.
 //!
 //! Resolution of plain YAML scalars follows go-yaml v2 (YAML 1.1), which is what the
