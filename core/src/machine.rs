@@ -297,15 +297,27 @@ impl Container {
     /// A container not yet started, waiting for its turn.
     pub const fn new(digest: u64, reason: WaitReason) -> Self {
         Container {
-            state: State::Waiting { reason, restart_at: Instant::NEVER, error: None },
+            state: State::Waiting {
+                reason,
+                restart_at: Instant::NEVER,
+                error: None,
+            },
             handle: None,
             restart_count: 0,
             last: None,
-            backoff: Backoff { step: 0, last_at: Instant::ZERO },
+            backoff: Backoff {
+                step: 0,
+                last_at: Instant::ZERO,
+            },
             ready: false,
             started: false,
             digest,
-            probes: [ProbeState { next_at: Instant::ZERO, ticket: None, successes: 0, failures: 0 }; 3],
+            probes: [ProbeState {
+                next_at: Instant::ZERO,
+                ticket: None,
+                successes: 0,
+                failures: 0,
+            }; 3],
         }
     }
 
@@ -368,7 +380,12 @@ impl Container {
     }
 
     /// A start attempt failed: wait and retry with backoff.
-    pub fn on_start_error(&mut self, kind: PlatformErrorKind, now: Instant, s: &Settings) -> Instant {
+    pub fn on_start_error(
+        &mut self,
+        kind: PlatformErrorKind,
+        now: Instant,
+        s: &Settings,
+    ) -> Instant {
         let mut delay = self.backoff.next(now, s);
         if delay == Duration::ZERO {
             delay = s.backoff_initial;
@@ -379,7 +396,11 @@ impl Container {
             reason = WaitReason::ImagePullBackOff;
         }
         let at = now + delay;
-        self.state = State::Waiting { reason, restart_at: at, error: Some(kind) };
+        self.state = State::Waiting {
+            reason,
+            restart_at: at,
+            error: Some(kind),
+        };
         self.handle = None;
         at
     }
@@ -388,12 +409,23 @@ impl Container {
     pub fn begin_stop(&mut self, now: Instant, kill_at: Instant, restart: bool) -> bool {
         match self.state {
             State::Running { started_at } => {
-                self.state = State::Stopping { kill_at, signalled: false, pre_stop: None, restart, started_at };
+                self.state = State::Stopping {
+                    kill_at,
+                    signalled: false,
+                    pre_stop: None,
+                    restart,
+                    started_at,
+                };
                 true
             }
             State::Creating { since } => {
-                self.state =
-                    State::Stopping { kill_at, signalled: false, pre_stop: None, restart, started_at: since };
+                self.state = State::Stopping {
+                    kill_at,
+                    signalled: false,
+                    pre_stop: None,
+                    restart,
+                    started_at: since,
+                };
                 true
             }
             State::Stopping { .. } => true,
@@ -408,7 +440,12 @@ impl Container {
     pub fn deadline(&self) -> Instant {
         let state_at = match self.state {
             State::Waiting { restart_at, .. } => restart_at,
-            State::Stopping { kill_at, signalled, pre_stop, .. } => {
+            State::Stopping {
+                kill_at,
+                signalled,
+                pre_stop,
+                ..
+            } => {
                 if signalled || pre_stop.is_some() {
                     kill_at
                 } else {
@@ -421,7 +458,13 @@ impl Container {
             State::Running { .. } => self
                 .probes
                 .iter()
-                .map(|p| if p.ticket.is_some() { Instant::NEVER } else { p.next_at })
+                .map(|p| {
+                    if p.ticket.is_some() {
+                        Instant::NEVER
+                    } else {
+                        p.next_at
+                    }
+                })
                 .min()
                 .unwrap_or(Instant::NEVER),
             _ => Instant::NEVER,
@@ -444,42 +487,61 @@ mod tests {
 
     fn running(at: u64) -> Container {
         let mut c = Container::new(1, WaitReason::ContainerCreating);
-        c.state = State::Running { started_at: Instant(at) };
+        c.state = State::Running {
+            started_at: Instant(at),
+        };
         c
     }
 
     #[test]
     fn exit_code_zero_under_always_restarts_immediately_the_first_time() {
         let mut c = running(0);
-        assert_eq!(c.on_exit(0, false, Instant(5_000), Always, false, &S), AfterExit::Restart(Instant(5_000)));
+        assert_eq!(
+            c.on_exit(0, false, Instant(5_000), Always, false, &S),
+            AfterExit::Restart(Instant(5_000))
+        );
         assert_eq!(c.last.unwrap().reason, TermReason::Completed);
     }
 
     #[test]
     fn exit_code_zero_under_on_failure_does_not_restart() {
         let mut c = running(0);
-        assert_eq!(c.on_exit(0, false, Instant(1), OnFailure, false, &S), AfterExit::Done);
-        assert!(matches!(c.state, State::Terminated(t) if t.code == 0 && t.reason == TermReason::Completed));
+        assert_eq!(
+            c.on_exit(0, false, Instant(1), OnFailure, false, &S),
+            AfterExit::Done
+        );
+        assert!(
+            matches!(c.state, State::Terminated(t) if t.code == 0 && t.reason == TermReason::Completed)
+        );
     }
 
     #[test]
     fn non_zero_exit_under_on_failure_restarts() {
         let mut c = running(0);
-        assert!(matches!(c.on_exit(2, false, Instant(1), OnFailure, false, &S), AfterExit::Restart(_)));
+        assert!(matches!(
+            c.on_exit(2, false, Instant(1), OnFailure, false, &S),
+            AfterExit::Restart(_)
+        ));
     }
 
     #[test]
     fn any_exit_under_never_does_not_restart() {
         for code in [0, 1, 137] {
             let mut c = running(0);
-            assert_eq!(c.on_exit(code, false, Instant(1), Never, false, &S), AfterExit::Done);
+            assert_eq!(
+                c.on_exit(code, false, Instant(1), Never, false, &S),
+                AfterExit::Done
+            );
         }
     }
 
     #[test]
     fn successful_init_container_is_done_even_under_always() {
         let mut c = running(0);
-        assert_eq!(c.on_exit(0, false, Instant(1), Always, true, &S), AfterExit::Done);
+        assert_eq!(
+            c.on_exit(0, false, Instant(1), Always, true, &S),
+            AfterExit::Done
+        );
     }
 
     #[test]
@@ -510,18 +572,27 @@ mod tests {
                 AfterExit::Done => panic!("must restart"),
             }
             now = c.deadline().0;
-            c.state = State::Running { started_at: Instant(now) };
+            c.state = State::Running {
+                started_at: Instant(now),
+            };
         }
-        assert_eq!(delays, [0, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000]);
+        assert_eq!(
+            delays,
+            [0, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000]
+        );
     }
 
     #[test]
     fn waiting_in_backoff_reports_crash_loop_back_off() {
         let mut c = running(0);
         c.on_exit(1, false, Instant(1), Always, false, &S);
-        c.state = State::Running { started_at: Instant(2) };
+        c.state = State::Running {
+            started_at: Instant(2),
+        };
         c.on_exit(1, false, Instant(3), Always, false, &S);
-        assert!(matches!(c.state, State::Waiting { reason: WaitReason::CrashLoopBackOff, restart_at, .. } if restart_at == Instant(10_003)));
+        assert!(
+            matches!(c.state, State::Waiting { reason: WaitReason::CrashLoopBackOff, restart_at, .. } if restart_at == Instant(10_003))
+        );
     }
 
     #[test]
@@ -546,22 +617,34 @@ mod tests {
     fn stopped_on_purpose_stays_terminated_whatever_the_policy() {
         let mut c = running(0);
         assert!(c.begin_stop(Instant(1), Instant(30_001), false));
-        assert_eq!(c.on_exit(143, false, Instant(2), Always, false, &S), AfterExit::Done);
+        assert_eq!(
+            c.on_exit(143, false, Instant(2), Always, false, &S),
+            AfterExit::Done
+        );
     }
 
     #[test]
     fn liveness_kill_restarts_even_under_on_failure_with_exit_zero() {
         let mut c = running(0);
         c.begin_stop(Instant(1), Instant(30_001), true);
-        assert!(matches!(c.on_exit(0, false, Instant(2), OnFailure, false, &S), AfterExit::Restart(_)));
+        assert!(matches!(
+            c.on_exit(0, false, Instant(2), OnFailure, false, &S),
+            AfterExit::Restart(_)
+        ));
     }
 
     #[test]
     fn start_error_waits_with_reason_from_error_kind() {
         let table = [
-            (PlatformErrorKind::ImageNotPresent, WaitReason::ErrImageNeverPull),
+            (
+                PlatformErrorKind::ImageNotPresent,
+                WaitReason::ErrImageNeverPull,
+            ),
             (PlatformErrorKind::ImagePull, WaitReason::ErrImagePull),
-            (PlatformErrorKind::Config, WaitReason::CreateContainerConfigError),
+            (
+                PlatformErrorKind::Config,
+                WaitReason::CreateContainerConfigError,
+            ),
             (PlatformErrorKind::Create, WaitReason::CreateContainerError),
             (PlatformErrorKind::Start, WaitReason::RunContainerError),
         ];
@@ -569,7 +652,10 @@ mod tests {
             let mut c = Container::new(1, WaitReason::ContainerCreating);
             let at = c.on_start_error(kind, Instant(0), &S);
             assert_eq!(at, Instant(10_000));
-            assert!(matches!(c.state, State::Waiting { reason: r, .. } if r == reason), "{kind:?}");
+            assert!(
+                matches!(c.state, State::Waiting { reason: r, .. } if r == reason),
+                "{kind:?}"
+            );
         }
     }
 
@@ -578,7 +664,9 @@ mod tests {
         let mut c = Container::new(1, WaitReason::ContainerCreating);
         c.on_start_error(PlatformErrorKind::ImagePull, Instant(0), &S);
         c.on_start_error(PlatformErrorKind::ImagePull, Instant(10_000), &S);
-        assert!(matches!(c.state, State::Waiting { reason: WaitReason::ImagePullBackOff, restart_at, .. } if restart_at == Instant(30_000)));
+        assert!(
+            matches!(c.state, State::Waiting { reason: WaitReason::ImagePullBackOff, restart_at, .. } if restart_at == Instant(30_000))
+        );
     }
 
     #[test]

@@ -74,8 +74,14 @@ pub struct FileEntry {
 
 impl FileEntry {
     /// An unused entry (for building caller storage).
-    pub const EMPTY: FileEntry =
-        FileEntry { id: 0, name: String::new(), token: 0, seen: false, dirty: false, state: FileState::New };
+    pub const EMPTY: FileEntry = FileEntry {
+        id: 0,
+        name: String::new(),
+        token: 0,
+        seen: false,
+        dirty: false,
+        state: FileState::New,
+    };
     /// The file name.
     pub fn name(&self) -> &str {
         &self.name
@@ -102,7 +108,10 @@ enum Sandbox {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Life {
     Active,
-    Terminating { kill_at: Instant, reason: StopReason },
+    Terminating {
+        kill_at: Instant,
+        reason: StopReason,
+    },
 }
 
 /// Storage for one pod.
@@ -203,7 +212,10 @@ impl PodSlot {
     }
     /// Its id.
     fn id(&self, slot: usize) -> PodId {
-        PodId { slot: slot as u16, generation: self.generation }
+        PodId {
+            slot: slot as u16,
+            generation: self.generation,
+        }
     }
 }
 
@@ -221,7 +233,9 @@ pub fn phase(cs: &[Container], n_init: usize) -> Phase {
         return Phase::Pending;
     }
     if app.iter().all(|c| c.is_final()) {
-        let ok = app.iter().all(|c| matches!(c.state, State::Terminated(t) if t.code == 0));
+        let ok = app
+            .iter()
+            .all(|c| matches!(c.state, State::Terminated(t) if t.code == 0));
         return if ok { Phase::Succeeded } else { Phase::Failed };
     }
     let running = |c: &Container| matches!(c.state, State::Running { .. } | State::Stopping { .. });
@@ -249,7 +263,9 @@ fn hash64(parts: &[&[u8]]) -> u64 {
 
 /// Digest of one container's spec (for adoption and in-place updates).
 fn container_digest(pod: &Pod, index: usize) -> u64 {
-    let Some((_, c)) = pod.all_containers().nth(index) else { return 0 };
+    let Some((_, c)) = pod.all_containers().nth(index) else {
+        return 0;
+    };
     // Hash the container's texts as well as its encoding: handles alone point into the pool.
     let mut h = Sha256::new();
     struct W<'x>(&'x mut Sha256);
@@ -392,7 +408,12 @@ impl<'s> Reconciler<'s> {
     pub fn retry_waiting(&mut self, now: Instant) {
         for s in self.slots.iter_mut().filter(|s| s.used) {
             for c in s.containers.iter_mut() {
-                if let State::Waiting { error: Some(_), restart_at, .. } = &mut c.state {
+                if let State::Waiting {
+                    error: Some(_),
+                    restart_at,
+                    ..
+                } = &mut c.state
+                {
                     *restart_at = now;
                     s.deadline = now;
                 }
@@ -444,7 +465,8 @@ impl<'s> Reconciler<'s> {
     pub fn file_of(&self, pod: PodId) -> Option<&FileEntry> {
         self.files().iter().find(|f| match f.state {
             FileState::Pod(p) => p == pod,
-            FileState::Rejected { kept: Some(p), .. } | FileState::Unreadable { kept: Some(p), .. } => p == pod,
+            FileState::Rejected { kept: Some(p), .. }
+            | FileState::Unreadable { kept: Some(p), .. } => p == pod,
             _ => false,
         })
     }
@@ -496,10 +518,6 @@ impl<'s> Reconciler<'s> {
 
     // ---- source ---------------------------------------------------------------------
 
-    fn find_file(&self, name: &str) -> Result<usize, usize> {
-        self.files[..self.nfiles].binary_search_by(|f| f.name.as_str().cmp(name))
-    }
-
     fn rescan<S: ManifestSource>(&mut self, now: Instant, src: &mut S) {
         self.rescan_now = false;
         self.next_rescan = now + self.settings.rescan_period;
@@ -526,7 +544,14 @@ impl<'s> Reconciler<'s> {
                             return;
                         }
                         files[i..=*nfiles].rotate_right(1);
-                        files[i] = FileEntry { id: *next_id, name, token: 0, seen: false, dirty: false, state: FileState::New };
+                        files[i] = FileEntry {
+                            id: *next_id,
+                            name,
+                            token: 0,
+                            seen: false,
+                            dirty: false,
+                            state: FileState::New,
+                        };
                         *next_id = next_id.wrapping_add(1).max(1);
                         *nfiles += 1;
                         i
@@ -556,7 +581,10 @@ impl<'s> Reconciler<'s> {
                         f.token = e.token;
                     }
                     None => {
-                        if f.token != e.token || f.state == FileState::New || matches!(f.state, FileState::Ignored(_)) {
+                        if f.token != e.token
+                            || f.state == FileState::New
+                            || matches!(f.state, FileState::Ignored(_))
+                        {
                             f.token = e.token;
                             f.dirty = true;
                             *pending = true;
@@ -567,7 +595,9 @@ impl<'s> Reconciler<'s> {
         };
         self.counters.files_untracked = self.counters.files_untracked.saturating_add(untracked);
         if untracked > 0 {
-            self.emit(Event::CapacityFull { limit: Limit::Manifests });
+            self.emit(Event::CapacityFull {
+                limit: Limit::Manifests,
+            });
         }
         for (file, reason) in new_ignored {
             self.emit(Event::FileIgnored { file, reason });
@@ -614,7 +644,10 @@ impl<'s> Reconciler<'s> {
     /// Marks entries waiting on a slot (duplicates, capacity, replacements) for another try.
     fn wake_waiters(&mut self) {
         for f in self.files[..self.nfiles].iter_mut() {
-            if matches!(f.state, FileState::NoCapacity | FileState::Duplicate(_) | FileState::Waiting) {
+            if matches!(
+                f.state,
+                FileState::NoCapacity | FileState::Duplicate(_) | FileState::Waiting
+            ) {
                 f.dirty = true;
                 self.apply_pending = true;
             }
@@ -653,15 +686,28 @@ impl<'s> Reconciler<'s> {
         self.counters.reads += 1;
         let name: String<MAX_FILE_NAME> = self.files[i].name.clone();
         let file_id = self.files[i].id;
-        let owned = Self::owned_slot(self.files[i].state)
-            .filter(|p| self.slots[p.slot as usize].used && self.slots[p.slot as usize].generation == p.generation);
+        let owned = Self::owned_slot(self.files[i].state).filter(|p| {
+            self.slots[p.slot as usize].used
+                && self.slots[p.slot as usize].generation == p.generation
+        });
         let node = self.node.clone();
         let wall = self.wall.clone();
         let mut outcome: Option<Result<manifest::Prepared, Error>> = None;
         let scratch = &mut *self.scratch;
         let read = src.read(&name, &mut |bytes| {
-            let ctx = manifest::Context { node: &node, path: &name, seen: &wall };
-            let r = manifest::prepare(bytes, &ctx, &mut scratch.pod, &mut scratch.pool, &mut |_| {}, &mut |_| {});
+            let ctx = manifest::Context {
+                node: &node,
+                path: &name,
+                seen: &wall,
+            };
+            let r = manifest::prepare(
+                bytes,
+                &ctx,
+                &mut scratch.pod,
+                &mut scratch.pool,
+                &mut |_| {},
+                &mut |_| {},
+            );
             outcome = Some(r);
         });
         let result = match (read, outcome) {
@@ -670,7 +716,10 @@ impl<'s> Reconciler<'s> {
                 let kind = read.err().map_or(PlatformErrorKind::Io, |e| e.kind());
                 self.files[i].token = 0; // retry at the next scan
                 self.files[i].state = FileState::Unreadable { kind, kept: owned };
-                self.emit(Event::ReadFailed { file: file_id, kind });
+                self.emit(Event::ReadFailed {
+                    file: file_id,
+                    kind,
+                });
                 return;
             }
         };
@@ -680,14 +729,21 @@ impl<'s> Reconciler<'s> {
                     self.slots[p.slot as usize].rejection = Some(error);
                 }
                 self.files[i].state = FileState::Rejected { error, kept: owned };
-                self.emit(Event::ManifestRejected { file: file_id, error, kept_running: owned.is_some() });
+                self.emit(Event::ManifestRejected {
+                    file: file_id,
+                    error,
+                    kept_running: owned.is_some(),
+                });
                 return;
             }
             Ok(p) => (p.digest, p.fixed_uid),
         };
         let pod = &self.scratch.pod;
         let uid = pod.s(pod.uid.unwrap_or_default());
-        let name_key = hash64(&[pod.s(pod.namespace.unwrap_or_default()).as_bytes(), pod.s(pod.name).as_bytes()]);
+        let name_key = hash64(&[
+            pod.s(pod.namespace.unwrap_or_default()).as_bytes(),
+            pod.s(pod.name).as_bytes(),
+        ]);
         if let Some(p) = owned {
             let s = &mut self.slots[p.slot as usize];
             if s.life != Life::Active {
@@ -699,7 +755,11 @@ impl<'s> Reconciler<'s> {
                 self.files[i].state = FileState::Pod(p);
                 return;
             }
-            if fixed_uid && s.uid.as_str() == uid && s.name_key == name_key && self.update_in_place(p.slot as usize, digest, now) {
+            if fixed_uid
+                && s.uid.as_str() == uid
+                && s.name_key == name_key
+                && self.update_in_place(p.slot as usize, digest, now)
+            {
                 self.files[i].state = FileState::Pod(p);
                 return;
             }
@@ -708,13 +768,22 @@ impl<'s> Reconciler<'s> {
             return;
         }
         // One instance per full name (SPEC 3.6, 3.7).
-        if let Some(t) = self.slots.iter().position(|s| s.used && s.name_key == name_key) {
+        if let Some(t) = self
+            .slots
+            .iter()
+            .position(|s| s.used && s.name_key == name_key)
+        {
             let tid = self.slots[t].id(t);
-            let owner = self.files[..self.nfiles].iter().position(|f| Self::owned_slot(f.state) == Some(tid));
+            let owner = self.files[..self.nfiles]
+                .iter()
+                .position(|f| Self::owned_slot(f.state) == Some(tid));
             match owner {
                 Some(o) if o < i => {
                     if self.files[i].state != FileState::Duplicate(tid) {
-                        self.emit(Event::ManifestDuplicate { file: file_id, of: tid });
+                        self.emit(Event::ManifestDuplicate {
+                            file: file_id,
+                            of: tid,
+                        });
                     }
                     self.files[i].state = FileState::Duplicate(tid);
                 }
@@ -730,10 +799,16 @@ impl<'s> Reconciler<'s> {
         }
         let Some(free) = self.slots.iter().position(|s| !s.used) else {
             self.files[i].state = FileState::NoCapacity;
-            self.emit(Event::CapacityFull { limit: Limit::PodSlots });
+            self.emit(Event::CapacityFull {
+                limit: Limit::PodSlots,
+            });
             self.emit(Event::ManifestRejected {
                 file: file_id,
-                error: Error::new(ErrorKind::Capacity(Limit::PodSlots), Default::default(), Default::default()),
+                error: Error::new(
+                    ErrorKind::Capacity(Limit::PodSlots),
+                    Default::default(),
+                    Default::default(),
+                ),
                 kept_running: false,
             });
             return;
@@ -741,23 +816,43 @@ impl<'s> Reconciler<'s> {
         match self.load_slot(free, digest, name_key, fixed_uid, now) {
             Ok(id) => {
                 self.files[i].state = FileState::Pod(id);
-                self.emit(Event::PodAdded { pod: id, file: file_id });
+                self.emit(Event::PodAdded {
+                    pod: id,
+                    file: file_id,
+                });
             }
             Err(error) => {
                 self.files[i].state = FileState::Rejected { error, kept: None };
-                self.emit(Event::ManifestRejected { file: file_id, error, kept_running: false });
+                self.emit(Event::ManifestRejected {
+                    file: file_id,
+                    error,
+                    kept_running: false,
+                });
             }
         }
     }
 
     /// Puts the scratch pod into slot `i`.
-    fn load_slot(&mut self, i: usize, digest: Digest, name_key: u64, fixed_uid: bool, now: Instant) -> Result<PodId, Error> {
+    fn load_slot(
+        &mut self,
+        i: usize,
+        digest: Digest,
+        name_key: u64,
+        fixed_uid: bool,
+        now: Instant,
+    ) -> Result<PodId, Error> {
         let pod = &self.scratch.pod;
         let mut spec: Vec<u8, SPEC_BYTES> = Vec::new();
         spec.resize_default(SPEC_BYTES).ok();
         let used = postcard::to_slice(pod, &mut spec)
             .map(|b| b.len())
-            .map_err(|_| Error::new(ErrorKind::Capacity(Limit::SpecBytes), Default::default(), Default::default()))?;
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Capacity(Limit::SpecBytes),
+                    Default::default(),
+                    Default::default(),
+                )
+            })?;
         spec.truncate(used);
         let s = &mut self.slots[i];
         let generation = s.generation.wrapping_add(1);
@@ -781,7 +876,9 @@ impl<'s> Reconciler<'s> {
             } else {
                 WaitReason::ContainerCreating
             };
-            let _ = s.containers.push(Container::new(container_digest(pod, idx), reason));
+            let _ = s
+                .containers
+                .push(Container::new(container_digest(pod, idx), reason));
         }
         Ok(s.id(i))
     }
@@ -800,14 +897,20 @@ impl<'s> Reconciler<'s> {
         if !s.decode_into(&mut old) {
             return false;
         }
-        let names_equal = old.all_containers().zip(pod.all_containers()).all(|((_, a), (_, b))| old.s(a.name) == pod.s(b.name));
+        let names_equal = old
+            .all_containers()
+            .zip(pod.all_containers())
+            .all(|((_, a), (_, b))| old.s(a.name) == pod.s(b.name));
         if !names_equal || !pod_level_equal(&old, pod) {
             return false;
         }
-        let digests: Vec<u64, MAX_POD_CONTAINERS> = (0..n).map(|k| container_digest(pod, k)).collect();
+        let digests: Vec<u64, MAX_POD_CONTAINERS> =
+            (0..n).map(|k| container_digest(pod, k)).collect();
         let mut spec: Vec<u8, SPEC_BYTES> = Vec::new();
         spec.resize_default(SPEC_BYTES).ok();
-        let Ok(used) = postcard::to_slice(pod, &mut spec).map(|b| b.len()) else { return false };
+        let Ok(used) = postcard::to_slice(pod, &mut spec).map(|b| b.len()) else {
+            return false;
+        };
         spec.truncate(used);
         let id = self.slots[i].id(i);
         let s = &mut self.slots[i];
@@ -828,12 +931,22 @@ impl<'s> Reconciler<'s> {
                 c.restart_count = 0;
                 c.backoff = fresh.backoff;
             } else {
-                *c = Container { state: State::Waiting { reason: WaitReason::ContainerCreating, restart_at: now, error: None }, ..fresh };
+                *c = Container {
+                    state: State::Waiting {
+                        reason: WaitReason::ContainerCreating,
+                        restart_at: now,
+                        error: None,
+                    },
+                    ..fresh
+                };
             }
         }
         s.deadline = now;
         for k in changed {
-            self.emit(Event::ContainerSpecChanged { pod: id, container: k });
+            self.emit(Event::ContainerSpecChanged {
+                pod: id,
+                container: k,
+            });
         }
         true
     }
@@ -865,7 +978,9 @@ impl<'s> Reconciler<'s> {
         let mut adopted: Vec<(PodId, u8, Option<RunState>), 32> = Vec::new();
         let kill_at = now + self.settings.min_grace;
         rt.adopt(&mut |ex: Existing<'_>| {
-            let slot = slots.iter().position(|s| s.used && s.uid.as_str() == ex.pod_uid && s.life == Life::Active);
+            let slot = slots
+                .iter()
+                .position(|s| s.used && s.uid.as_str() == ex.pod_uid && s.life == Life::Active);
             let Some(si) = slot else {
                 match ex.container {
                     Some(_) => {
@@ -890,9 +1005,13 @@ impl<'s> Reconciler<'s> {
                 return;
             }
             let pod = &scratch.pod;
-            let idx = pod.all_containers().position(|(_, c)| pod.s(c.name) == cname);
+            let idx = pod
+                .all_containers()
+                .position(|(_, c)| pod.s(c.name) == cname);
             match idx {
-                Some(k) if s.containers[k].digest == ex.digest && s.containers[k].handle.is_none() => {
+                Some(k)
+                    if s.containers[k].digest == ex.digest && s.containers[k].handle.is_none() =>
+                {
                     let c = &mut s.containers[k];
                     c.handle = Some(ex.handle);
                     c.restart_count = ex.restart_count;
@@ -930,7 +1049,10 @@ impl<'s> Reconciler<'s> {
                     }
                 }
             }
-            self.emit(Event::ContainerAdopted { pod: p, container: k });
+            self.emit(Event::ContainerAdopted {
+                pod: p,
+                container: k,
+            });
             if let Some(st) = st {
                 self.on_state(p.slot as usize, k as usize, st, now);
             }
@@ -1016,7 +1138,10 @@ impl<'s> Reconciler<'s> {
                     if h2 == h && matches!(st, RunState::Exited { .. } | RunState::Gone) {
                         self.slots[si].containers[k].handle = None;
                         if rt.remove_container(h).is_err() {
-                            self.emit(Event::PlatformError { pod: Some(self.slots[si].id(si)), kind: PlatformErrorKind::Other });
+                            self.emit(Event::PlatformError {
+                                pod: Some(self.slots[si].id(si)),
+                                kind: PlatformErrorKind::Other,
+                            });
                         }
                     }
                 }
@@ -1032,11 +1157,17 @@ impl<'s> Reconciler<'s> {
             let ok = self.slots[si].decode_into(&mut pod);
             let r = if ok {
                 pod.all_containers().nth(k).map(|(_, c)| {
-                    let d = |p: &Option<Probe>| p.as_ref().map(|p| p.initial_delay_seconds.unwrap_or(0));
+                    let d = |p: &Option<Probe>| {
+                        p.as_ref().map(|p| p.initial_delay_seconds.unwrap_or(0))
+                    };
                     (
                         c.startup_probe.is_some(),
                         c.readiness_probe.is_some(),
-                        [d(&c.liveness_probe), d(&c.readiness_probe), d(&c.startup_probe)],
+                        [
+                            d(&c.liveness_probe),
+                            d(&c.readiness_probe),
+                            d(&c.startup_probe),
+                        ],
                     )
                 })
             } else {
@@ -1068,7 +1199,7 @@ impl<'s> Reconciler<'s> {
                     s.deadline = s.deadline.min(c.deadline());
                 }
             }
-            RunState::Exited { code, oom } | RunState::Gone if matches!(st, RunState::Exited { .. }) || true => {
+            RunState::Exited { .. } | RunState::Gone => {
                 let (code, oom) = match st {
                     RunState::Exited { code, oom } => (code, oom),
                     _ => (-1, false),
@@ -1077,7 +1208,10 @@ impl<'s> Reconciler<'s> {
                     return;
                 }
                 let after = c.on_exit(code, oom, now, policy, init, &self.settings);
-                let reason = c.last.map(|t| t.reason).unwrap_or(crate::machine::TermReason::Error);
+                let reason = c
+                    .last
+                    .map(|t| t.reason)
+                    .unwrap_or(crate::machine::TermReason::Error);
                 let deadline = c.deadline();
                 s.deadline = s.deadline.min(deadline);
                 if init && code == 0 {
@@ -1087,14 +1221,22 @@ impl<'s> Reconciler<'s> {
                 if let Life::Terminating { .. } = s.life {
                     s.deadline = now;
                 }
-                self.emit(Event::ContainerExited { pod: id, container: k as u8, code, reason });
+                self.emit(Event::ContainerExited {
+                    pod: id,
+                    container: k as u8,
+                    code,
+                    reason,
+                });
                 if let AfterExit::Restart(at) = after {
                     if at > now {
-                        self.emit(Event::BackoffScheduled { pod: id, container: k as u8, until: at });
+                        self.emit(Event::BackoffScheduled {
+                            pod: id,
+                            container: k as u8,
+                            until: at,
+                        });
                     }
                 }
             }
-            _ => {}
         }
     }
 
@@ -1102,7 +1244,10 @@ impl<'s> Reconciler<'s> {
     fn check_actions<R: Runtime>(&mut self, si: usize, k: usize, now: Instant, rt: &mut R) {
         let id = self.slots[si].id(si);
         // preStop hook finished → send the stop signal now.
-        if let State::Stopping { pre_stop: Some(t), .. } = self.slots[si].containers[k].state {
+        if let State::Stopping {
+            pre_stop: Some(t), ..
+        } = self.slots[si].containers[k].state
+        {
             if rt.action_result(t) != ActionResult::Pending {
                 if let State::Stopping { pre_stop, .. } = &mut self.slots[si].containers[k].state {
                     *pre_stop = None;
@@ -1111,12 +1256,16 @@ impl<'s> Reconciler<'s> {
             }
         }
         for pi in 0..3 {
-            let Some(t) = self.slots[si].containers[k].probes[pi].ticket else { continue };
+            let Some(t) = self.slots[si].containers[k].probes[pi].ticket else {
+                continue;
+            };
             let r = rt.action_result(t);
             if r == ActionResult::Pending {
                 continue;
             }
-            let Some((st, ft, period)) = self.probe_params(si, k, pi) else { continue };
+            let Some((st, ft, period)) = self.probe_params(si, k, pi) else {
+                continue;
+            };
             let c = &mut self.slots[si].containers[k];
             let v = c.probes[pi].record(r == ActionResult::Success, st, ft);
             c.probes[pi].next_at = now + period;
@@ -1124,7 +1273,11 @@ impl<'s> Reconciler<'s> {
                 (1, Verdict::Passed) => c.ready = true,
                 (1, Verdict::Failed) => {
                     c.ready = false;
-                    self.emit(Event::ProbeFailed { pod: id, container: k as u8, probe: ProbeKind::Readiness });
+                    self.emit(Event::ProbeFailed {
+                        pod: id,
+                        container: k as u8,
+                        probe: ProbeKind::Readiness,
+                    });
                 }
                 (2, Verdict::Passed) => {
                     c.started = true;
@@ -1143,7 +1296,11 @@ impl<'s> Reconciler<'s> {
                     self.emit(Event::ProbeFailed {
                         pod: id,
                         container: k as u8,
-                        probe: if pi == 0 { ProbeKind::Liveness } else { ProbeKind::Startup },
+                        probe: if pi == 0 {
+                            ProbeKind::Liveness
+                        } else {
+                            ProbeKind::Startup
+                        },
                     });
                 }
                 _ => {}
@@ -1184,20 +1341,29 @@ impl<'s> Reconciler<'s> {
             return;
         }
         match self.slots[i].life {
-            Life::Terminating { kill_at, .. } => self.advance_terminating(i, now, kill_at, &pod, rt),
+            Life::Terminating { kill_at, .. } => {
+                self.advance_terminating(i, now, kill_at, &pod, rt)
+            }
             Life::Active => self.advance_active(i, now, &pod, rt),
         }
         self.scratch.pod = pod;
         if self.slots[i].used {
             let s = &mut self.slots[i];
-            let mut d = s.containers.iter().map(|c| c.deadline()).min().unwrap_or(Instant::NEVER);
+            let mut d = s
+                .containers
+                .iter()
+                .map(|c| c.deadline())
+                .min()
+                .unwrap_or(Instant::NEVER);
             if let Sandbox::Retry(at) = s.sandbox {
                 d = d.min(at);
             }
             if let Life::Terminating { kill_at, .. } = s.life {
                 d = d.min(kill_at);
             }
-            s.deadline = d.max(now + Duration(1)).min(if d <= now { now + Duration(1) } else { d });
+            s.deadline = d
+                .max(now + Duration(1))
+                .min(if d <= now { now + Duration(1) } else { d });
             if d <= now {
                 // Work remains right away (e.g. a stop signal to send): poll again soon.
                 s.deadline = now;
@@ -1211,20 +1377,41 @@ impl<'s> Reconciler<'s> {
         let uid: String<MAX_UID> = self.slots[i].uid.clone();
         let c = &mut self.slots[i].containers[k];
         let Some(h) = c.handle else { return };
-        let State::Stopping { kill_at, signalled, pre_stop, restart, started_at } = c.state else { return };
+        let State::Stopping {
+            kill_at,
+            signalled,
+            pre_stop,
+            restart,
+            started_at,
+        } = c.state
+        else {
+            return;
+        };
         if now >= kill_at {
             if rt.signal(h, Signal::Kill).is_err() {
-                self.emit(Event::PlatformError { pod: Some(id), kind: PlatformErrorKind::Other });
+                self.emit(Event::PlatformError {
+                    pod: Some(id),
+                    kind: PlatformErrorKind::Other,
+                });
             }
             let c = &mut self.slots[i].containers[k];
-            c.state = State::Stopping { kill_at: Instant::NEVER, signalled: true, pre_stop: None, restart, started_at };
+            c.state = State::Stopping {
+                kill_at: Instant::NEVER,
+                signalled: true,
+                pre_stop: None,
+                restart,
+                started_at,
+            };
             return;
         }
         if signalled || pre_stop.is_some() {
             return;
         }
         // preStop first (its time comes off the grace period), unless this is a restart.
-        let hook = pod.all_containers().nth(k).and_then(|(_, c)| c.lifecycle.pre_stop.clone());
+        let hook = pod
+            .all_containers()
+            .nth(k)
+            .and_then(|(_, c)| c.lifecycle.pre_stop.clone());
         if let (Some(action), false) = (hook, restart) {
             let timeout = kill_at.since(now);
             if let Ok(t) = rt.start_action(h, PodRef { uid: &uid, pod }, k, &action, timeout) {
@@ -1235,14 +1422,24 @@ impl<'s> Reconciler<'s> {
             }
         }
         if rt.signal(h, Signal::Stop).is_err() {
-            self.emit(Event::PlatformError { pod: Some(id), kind: PlatformErrorKind::Other });
+            self.emit(Event::PlatformError {
+                pod: Some(id),
+                kind: PlatformErrorKind::Other,
+            });
         }
         if let State::Stopping { signalled, .. } = &mut self.slots[i].containers[k].state {
             *signalled = true;
         }
     }
 
-    fn advance_terminating<R: Runtime>(&mut self, i: usize, now: Instant, kill_at: Instant, pod: &Pod, rt: &mut R) {
+    fn advance_terminating<R: Runtime>(
+        &mut self,
+        i: usize,
+        now: Instant,
+        kill_at: Instant,
+        pod: &Pod,
+        rt: &mut R,
+    ) {
         let min_kill = self.slots[i].created_at.max(now) + Duration::ZERO;
         let _ = min_kill;
         for k in 0..self.slots[i].containers.len() {
@@ -1251,11 +1448,27 @@ impl<'s> Reconciler<'s> {
                 State::Running { .. } | State::Creating { .. } => {
                     c.begin_stop(now, kill_at, false);
                 }
-                State::Stopping { restart: true, kill_at: k_at, signalled, pre_stop, started_at } => {
-                    c.state = State::Stopping { kill_at: k_at.min(kill_at), signalled, pre_stop, restart: false, started_at };
+                State::Stopping {
+                    restart: true,
+                    kill_at: k_at,
+                    signalled,
+                    pre_stop,
+                    started_at,
+                } => {
+                    c.state = State::Stopping {
+                        kill_at: k_at.min(kill_at),
+                        signalled,
+                        pre_stop,
+                        restart: false,
+                        started_at,
+                    };
                 }
                 State::Waiting { .. } if c.handle.is_none() => {
-                    c.state = State::Waiting { reason: WaitReason::ContainerCreating, restart_at: Instant::NEVER, error: None };
+                    c.state = State::Waiting {
+                        reason: WaitReason::ContainerCreating,
+                        restart_at: Instant::NEVER,
+                        error: None,
+                    };
                 }
                 _ => {}
             }
@@ -1268,7 +1481,10 @@ impl<'s> Reconciler<'s> {
             let uid: String<MAX_UID> = self.slots[i].uid.clone();
             let id = self.slots[i].id(i);
             if self.slots[i].sandbox != Sandbox::None && rt.remove_sandbox(&uid).is_err() {
-                self.emit(Event::PlatformError { pod: Some(id), kind: PlatformErrorKind::Other });
+                self.emit(Event::PlatformError {
+                    pod: Some(id),
+                    kind: PlatformErrorKind::Other,
+                });
             }
             self.slots[i].used = false;
             self.emit(Event::PodRemoved { pod: id });
@@ -1309,10 +1525,16 @@ impl<'s> Reconciler<'s> {
                 State::Terminated(_) => return, // failed for good: pod Failed
                 State::Waiting { restart_at, .. } => {
                     inits_done = false;
-                    let at = if c.last.is_none() && restart_at == Instant::NEVER { now } else { restart_at };
+                    let at = if c.last.is_none() && restart_at == Instant::NEVER {
+                        now
+                    } else {
+                        restart_at
+                    };
                     if at <= now {
                         self.start(i, k, now, pod, rt);
-                    } else if let State::Waiting { restart_at, .. } = &mut self.slots[i].containers[k].state {
+                    } else if let State::Waiting { restart_at, .. } =
+                        &mut self.slots[i].containers[k].state
+                    {
                         *restart_at = at;
                     }
                     break;
@@ -1335,7 +1557,12 @@ impl<'s> Reconciler<'s> {
             let c = &self.slots[i].containers[k];
             match c.state {
                 State::Waiting { restart_at, .. } => {
-                    let at = if c.last.is_none() && c.handle.is_none() && restart_at == Instant::NEVER { now } else { restart_at };
+                    let at =
+                        if c.last.is_none() && c.handle.is_none() && restart_at == Instant::NEVER {
+                            now
+                        } else {
+                            restart_at
+                        };
                     if at <= now {
                         self.start(i, k, now, pod, rt);
                     }
@@ -1351,13 +1578,21 @@ impl<'s> Reconciler<'s> {
         let id = self.slots[i].id(i);
         let uid: String<MAX_UID> = self.slots[i].uid.clone();
         let c = &mut self.slots[i].containers[k];
-        let count = if c.last.is_some() { c.restart_count.saturating_add(1) } else { c.restart_count };
+        let count = if c.last.is_some() {
+            c.restart_count.saturating_add(1)
+        } else {
+            c.restart_count
+        };
         match rt.start_container(PodRef { uid: &uid, pod }, k, count, c.digest) {
             Ok(h) => {
                 c.handle = Some(h);
                 c.restart_count = count;
                 c.state = State::Creating { since: now };
-                self.emit(Event::ContainerStarted { pod: id, container: k as u8, restart_count: count });
+                self.emit(Event::ContainerStarted {
+                    pod: id,
+                    container: k as u8,
+                    restart_count: count,
+                });
             }
             Err(e) => {
                 let kind = e.kind();
@@ -1366,15 +1601,26 @@ impl<'s> Reconciler<'s> {
                     State::Waiting { reason, .. } => reason,
                     _ => WaitReason::CreateContainerError,
                 };
-                self.emit(Event::StartFailed { pod: id, container: k as u8, reason, kind });
+                self.emit(Event::StartFailed {
+                    pod: id,
+                    container: k as u8,
+                    reason,
+                    kind,
+                });
             }
         }
     }
 
     fn run_probes<R: Runtime>(&mut self, i: usize, k: usize, now: Instant, pod: &Pod, rt: &mut R) {
         let uid: String<MAX_UID> = self.slots[i].uid.clone();
-        let Some((_, spec)) = pod.all_containers().nth(k) else { return };
-        let probes = [&spec.liveness_probe, &spec.readiness_probe, &spec.startup_probe];
+        let Some((_, spec)) = pod.all_containers().nth(k) else {
+            return;
+        };
+        let probes = [
+            &spec.liveness_probe,
+            &spec.readiness_probe,
+            &spec.startup_probe,
+        ];
         for (pi, p) in probes.into_iter().enumerate() {
             let Some(p) = p else { continue };
             let c = &self.slots[i].containers[k];
@@ -1398,7 +1644,12 @@ impl<'s> Reconciler<'s> {
 }
 
 fn grace_of(pod: &Pod) -> Duration {
-    Duration::from_secs(pod.spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64)
+    Duration::from_secs(
+        pod.spec
+            .termination_grace_period_seconds
+            .unwrap_or(30)
+            .max(0) as u64,
+    )
 }
 
 /// Pods equal but for their containers (and the `config.seen` annotation).

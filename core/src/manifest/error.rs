@@ -269,17 +269,27 @@ impl core::fmt::Display for ErrorKind {
         match *self {
             ErrorKind::Syntax(k) => f.write_str(k.message()),
             ErrorKind::FileTooLarge => {
-                write!(f, "the file is larger than {} bytes", crate::config::MAX_MANIFEST_BYTES)
+                write!(
+                    f,
+                    "the file is larger than {} bytes",
+                    crate::config::MAX_MANIFEST_BYTES
+                )
             }
             ErrorKind::Capacity(l) => {
                 let (name, n) = l.describe();
-                write!(f, "too many entries or bytes: capacity {name} ({n}) exceeded")
+                write!(
+                    f,
+                    "too many entries or bytes: capacity {name} ({n}) exceeded"
+                )
             }
             ErrorKind::DuplicateKey => f.write_str("duplicate key in mapping"),
             ErrorKind::Type { expected, got } => {
                 write!(f, "expected {}, got {}", expected.phrase(), got.phrase())?;
                 if matches!(expected, ValueType::String)
-                    && matches!(got, ValueType::Integer | ValueType::Number | ValueType::Boolean)
+                    && matches!(
+                        got,
+                        ValueType::Integer | ValueType::Number | ValueType::Boolean
+                    )
                 {
                     f.write_str("; quote it")?;
                 }
