@@ -662,6 +662,14 @@ impl ImageStore {
             }
         }
         let mut stats = GcStats::default();
+        // Temporaries a crashed writer left in the layout directory itself.
+        for entry in fs::read_dir(&self.images).map_err(ImageError::io(&self.images))? {
+            let entry = entry.map_err(ImageError::io(&self.images))?;
+            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                let p = entry.path();
+                fs::remove_file(&p).map_err(ImageError::io(&p))?;
+            }
+        }
         for (dir, live, count) in [
             (self.blobs_dir(), &blobs, &mut stats.blobs_deleted),
             (self.layers.clone(), &layers, &mut stats.layers_deleted),

@@ -493,3 +493,88 @@ fn owners_modes_mtimes_links_and_devices_are_kept() {
         .file_type()
         .is_fifo());
 }
+
+#[test]
+fn multi_platform_index_imports_the_host_platform_only() {
+    let t = TempDir::new("multiarch");
+    let mut files = testutil::busybox_oci_layout_files("ignored").unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&files[1].1).unwrap();
+    let mut host = index["manifests"][0].clone();
+    host.as_object_mut().unwrap().remove("annotations");
+    host["platform"] = serde_json::json!({"architecture": super::oci::host_arch(), "os": "linux"});
+    let other = serde_json::json!({
+        "mediaType": super::oci::MT_OCI_MANIFEST,
+        "digest": format!("sha256:{}", "0".repeat(64)),
+        "size": 1,
+        "platform": {"architecture": "s390x", "os": "linux"},
+    });
+    let nested = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": super::oci::MT_OCI_INDEX,
+        "manifests": [other, host],
+    }))
+    .unwrap();
+    let nested_digest = super::digest::of_bytes(&nested);
+    files[1].1 = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": super::oci::MT_OCI_INDEX,
+            "digest": nested_digest,
+            "size": nested.len(),
+            "annotations": {"io.containerd.image.name": "docker.io/library/multi:1"},
+        }],
+    }))
+    .unwrap();
+    files.push((format!("blobs/sha256/{}", &nested_digest[7..]), nested));
+    let dir = t.path().join("layout");
+    for (n, d) in &files {
+        fs::create_dir_all(dir.join(n).parent().unwrap()).unwrap();
+        fs::write(dir.join(n), d).unwrap();
+    }
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    assert_eq!(
+        store.import(&dir, None).unwrap(),
+        ["docker.io/library/multi:1"]
+    );
+    let img = check_busybox_image(&store, "multi:1");
+    assert_eq!(
+        img.manifest_digest,
+        index["manifests"][0]["digest"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn docker_archive_layers_may_be_symlinks_inside_the_archive_only() {
+    let t = TempDir::new("docker-links");
+    let files = testutil::busybox_docker_archive_files("linked").unwrap();
+    let (config_name, config) = &files[1];
+    let (layer_name, layer) = &files[2];
+    let build = |link_target: &str, out: &Path| {
+        let manifest = serde_json::to_vec(&serde_json::json!([{
+            "Config": config_name, "RepoTags": ["linked"], "Layers": ["dup/layer.tar"],
+        }]))
+        .unwrap();
+        let mut b = tar::Builder::new(fs::File::create(out).unwrap());
+        testutil::append_file(&mut b, "manifest.json", 0o644, &manifest).unwrap();
+        testutil::append_file(&mut b, config_name, 0o644, config).unwrap();
+        testutil::append_file(&mut b, layer_name, 0o644, layer).unwrap();
+        testutil::append_dir(&mut b, "dup", 0o755).unwrap();
+        testutil::append_symlink(&mut b, "dup/layer.tar", link_target).unwrap();
+        b.into_inner().unwrap();
+    };
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    let ok = t.path().join("ok.tar");
+    build(&format!("../{layer_name}"), &ok);
+    assert_eq!(
+        store.import(&ok, None).unwrap(),
+        ["docker.io/library/linked:latest"]
+    );
+    check_busybox_image(&store, "linked");
+
+    let escape = t.path().join("escape.tar");
+    build("../../../../etc/passwd", &escape);
+    assert!(matches!(
+        store.import(&escape, Some("esc")),
+        Err(ImageError::Missing { .. })
+    ));
+}
