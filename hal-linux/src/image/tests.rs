@@ -578,3 +578,86 @@ fn docker_archive_layers_may_be_symlinks_inside_the_archive_only() {
         Err(ImageError::Missing { .. })
     ));
 }
+
+#[test]
+fn imported_busybox_runs_from_its_unpacked_layer() {
+    let t = TempDir::new("run");
+    let archive = t.path().join("busybox.tar");
+    testutil::build_busybox_oci_archive(&archive, "busybox").unwrap();
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    store.import(&archive, None).unwrap();
+    let img = store.resolve("busybox").unwrap().unwrap();
+    let out = std::process::Command::new("chroot")
+        .arg(&img.lower_dirs[0])
+        .args([
+            "/bin/sh",
+            "-c",
+            "echo hello from $(cat /etc/passwd | head -n1 | cut -d: -f1)",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from root\n");
+}
+
+#[test]
+fn whiteout_markers_work_in_a_real_overlay_mount() {
+    use nix::mount::{mount, umount, MsFlags};
+    let t = TempDir::new("overlay");
+    let (lower, upper, merged) = (
+        t.path().join("lower"),
+        t.path().join("upper"),
+        t.path().join("merged"),
+    );
+    for d in [&lower, &upper, &merged] {
+        fs::create_dir(d).unwrap();
+    }
+    unpack(
+        &tar_of(&[
+            raw(E::Regular, b"gone", b"", 0o644, b"old"),
+            raw(E::Regular, b"keep", b"", 0o644, b"kept"),
+            raw(E::Directory, b"opq/", b"", 0o755, b""),
+            raw(E::Regular, b"opq/old", b"", 0o644, b"old"),
+        ]),
+        &lower,
+    )
+    .unwrap();
+    unpack(
+        &tar_of(&[
+            raw(E::Regular, b".wh.gone", b"", 0o644, b""),
+            raw(E::Directory, b"opq/", b"", 0o755, b""),
+            raw(E::Regular, b"opq/.wh..wh..opq", b"", 0o644, b""),
+            raw(E::Regular, b"opq/new", b"", 0o644, b"new"),
+        ]),
+        &upper,
+    )
+    .unwrap();
+    let opts = format!("lowerdir={}:{}", upper.display(), lower.display());
+    if let Err(e) = mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        MsFlags::MS_RDONLY,
+        Some(opts.as_str()),
+    ) {
+        eprintln!("skipping: cannot mount overlayfs here: {e}");
+        return;
+    }
+    let names = |p: &Path| {
+        let mut v: Vec<_> = fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let top = names(&merged);
+    let inner = names(&merged.join("opq"));
+    umount(&merged).unwrap();
+    assert_eq!(top, ["keep", "opq"]);
+    assert_eq!(inner, ["new"]);
+}
