@@ -661,3 +661,27 @@ fn whiteout_markers_work_in_a_real_overlay_mount() {
     assert_eq!(top, ["keep", "opq"]);
     assert_eq!(inner, ["new"]);
 }
+
+#[test]
+fn concurrent_writers_serialise_on_the_lock() {
+    let t = TempDir::new("concurrent");
+    let rootfs = t.path().join("rootfs.tar");
+    testutil::build_rootfs_tarball(&rootfs, false).unwrap();
+    let root = t.path().join("root");
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let (root, rootfs) = (root.clone(), rootfs.clone());
+            std::thread::spawn(move || {
+                // Separate opens, as separate processes (CLI and agent) would have.
+                let store = ImageStore::open(&root).unwrap();
+                store.import(&rootfs, Some(&format!("img{i}"))).unwrap();
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let store = ImageStore::open(&root).unwrap();
+    assert_eq!(store.list().unwrap().len(), 4);
+    assert_eq!(fs::read_dir(store.layers_dir()).unwrap().count(), 1);
+}
