@@ -283,7 +283,6 @@ fn container_digest(pod: &Pod, index: usize) -> u64 {
     // Texts in model order: every handle's text.
     let mut copy = c.clone();
     let mut tmp = Pod::default();
-    core::mem::swap(&mut tmp.spec.containers, &mut Vec::new());
     let _ = tmp.spec.containers.push(core::mem::take(&mut copy));
     let pool = &pod.pool;
     defaults::for_each_str(&mut tmp, &mut |s| {

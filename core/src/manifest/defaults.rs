@@ -53,7 +53,7 @@ pub fn for_each_str(pod: &mut Pod, f: &mut dyn FnMut(&mut Str)) {
     }
     fn action(a: &mut Action, f: &mut dyn FnMut(&mut Str)) {
         match a {
-            Action::Exec(cmd) => cmd.iter_mut().for_each(|s| f(s)),
+            Action::Exec(cmd) => cmd.iter_mut().for_each(&mut *f),
             Action::HttpGet {
                 path,
                 port: p,
@@ -96,7 +96,7 @@ pub fn for_each_str(pod: &mut Pod, f: &mut dyn FnMut(&mut Str)) {
         c.command
             .iter_mut()
             .chain(c.args.iter_mut())
-            .for_each(|s| f(s));
+            .for_each(&mut *f);
         o(&mut c.working_dir, f);
         for e in c.env.iter_mut() {
             f(&mut e.name);
@@ -143,7 +143,7 @@ pub fn for_each_str(pod: &mut Pod, f: &mut dyn FnMut(&mut Str)) {
             sc.cap_add
                 .iter_mut()
                 .chain(sc.cap_drop.iter_mut())
-                .for_each(|s| f(s));
+                .for_each(&mut *f);
             seccomp(&mut sc.seccomp, f);
         }
         o(&mut c.termination_message_path, f);
@@ -158,7 +158,7 @@ pub fn for_each_str(pod: &mut Pod, f: &mut dyn FnMut(&mut Str)) {
     o(&mut s.hostname, f);
     for a in s.host_aliases.iter_mut() {
         f(&mut a.ip);
-        a.hostnames.iter_mut().for_each(|s| f(s));
+        a.hostnames.iter_mut().for_each(&mut *f);
     }
     o(&mut s.priority_class_name, f);
     seccomp(&mut s.security_context.seccomp, f);

@@ -24,12 +24,15 @@ fn silently_ignored(key: &str) -> bool {
     matches!(key, "creationTimestamp" | "status")
 }
 
+/// A string and where it was written.
+pub(crate) type Located = (Str, Mark);
+
 /// First pass: `apiVersion` and `kind` only, so that a Deployment is named as such
 /// before its spec is judged as a pod spec.
 pub(crate) fn kind_and_version<'a, R: Events<'a>>(
     d: &mut D<'a, '_, R>,
     pool: &mut Pool,
-) -> Result<(Option<(Str, Mark)>, Option<(Str, Mark)>)> {
+) -> Result<(Option<Located>, Option<Located>)> {
     let mut kind = None;
     let mut version = None;
     d.map(FieldPath::ROOT, |d, key, p| {

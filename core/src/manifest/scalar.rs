@@ -500,6 +500,35 @@ fn resolve_json(raw: &str) -> Resolved {
     }
 }
 
+/// True if the scalar's decoded text equals `want` (streamed, no buffer).
+pub fn text_eq(s: &Scalar<'_>, want: &str) -> bool {
+    struct Cmp<'w> {
+        rest: &'w [u8],
+        ok: bool,
+    }
+    impl TextSink for Cmp<'_> {
+        type Error = ();
+        fn push_str(&mut self, piece: &str) -> Result<(), ()> {
+            match self.rest.strip_prefix(piece.as_bytes()) {
+                Some(r) => {
+                    self.rest = r;
+                    Ok(())
+                }
+                None => {
+                    self.ok = false;
+                    Err(())
+                }
+            }
+        }
+    }
+    let mut c = Cmp {
+        rest: want.as_bytes(),
+        ok: true,
+    };
+    let _ = s.write_to(&mut c);
+    c.ok && c.rest.is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -774,33 +803,4 @@ mod tests {
         assert_eq!(plain("x").write_to(&mut Full), Err(()));
         assert_eq!(plain("").write_to(&mut Full), Ok(()));
     }
-}
-
-/// True if the scalar's decoded text equals `want` (streamed, no buffer).
-pub fn text_eq(s: &Scalar<'_>, want: &str) -> bool {
-    struct Cmp<'w> {
-        rest: &'w [u8],
-        ok: bool,
-    }
-    impl TextSink for Cmp<'_> {
-        type Error = ();
-        fn push_str(&mut self, piece: &str) -> Result<(), ()> {
-            match self.rest.strip_prefix(piece.as_bytes()) {
-                Some(r) => {
-                    self.rest = r;
-                    Ok(())
-                }
-                None => {
-                    self.ok = false;
-                    Err(())
-                }
-            }
-        }
-    }
-    let mut c = Cmp {
-        rest: want.as_bytes(),
-        ok: true,
-    };
-    let _ = s.write_to(&mut c);
-    c.ok && c.rest.is_empty()
 }
