@@ -7,6 +7,7 @@ pub mod cli;
 pub mod image;
 pub mod render;
 pub mod timefmt;
+pub mod wire;
 
 /// The node name keel uses by default: the host name, trimmed and lower-cased (SPEC 2.4).
 pub fn node_name() -> String {
