@@ -259,25 +259,48 @@ impl RuncRuntime {
         annotations.insert(LABEL_POD_NAME.into(), spec.pod_name.clone());
         annotations.insert(LABEL_POD_NAMESPACE.into(), spec.pod_namespace.clone());
         annotations.insert(LABEL_POD_UID.into(), spec.pod_uid.clone());
+        let dynamic = oci::is_dynamic_elf(&self.cfg.keel_path).ctx("read", &self.cfg.keel_path)?;
         let config = oci::sandbox_config(
             spec,
             &rootfs,
             &self.cfg.keel_path,
+            dynamic,
             &format!("{cgroup}/{id}"),
             &annotations,
         );
         write_json(&sb_dir.join("config.json"), &config)?;
         let pid_file = sb_dir.join("init.pid");
-        // Detached, stdio to /dev/null: pause has nothing to say and no exit to record.
-        self.runc(&[
-            "run".as_ref(),
-            "--detach".as_ref(),
-            "--bundle".as_ref(),
-            sb_dir.as_os_str(),
-            "--pid-file".as_ref(),
-            pid_file.as_os_str(),
-            id.as_ref(),
-        ])?;
+        // Detached runc hands its stdio to pause, which would keep a pipe open forever:
+        // stdout goes to /dev/null, stderr to a file read back on failure.
+        let err_path = sb_dir.join("runc.err");
+        let err_file = fs::File::create(&err_path).ctx("create", &err_path)?;
+        let status = Command::new(&self.cfg.runc_path)
+            .arg("--root")
+            .arg(&self.runc_root)
+            .args(["run", "--detach", "--bundle"])
+            .arg(&sb_dir)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err_file)
+            .status()
+            .map_err(|source| RuntimeError::Spawn {
+                path: self.cfg.runc_path.clone(),
+                source,
+            })?;
+        if !status.success() {
+            let _ = self.runc_delete(&id);
+            return Err(RuntimeError::Runc {
+                args: format!("run --detach {id}"),
+                status: status.to_string(),
+                stderr: fs::read_to_string(&err_path)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            });
+        }
         let pid = fs::read_to_string(&pid_file)
             .ctx("read", &pid_file)?
             .trim()

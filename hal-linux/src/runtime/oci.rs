@@ -169,12 +169,18 @@ fn bind(source: &Path, destination: &str, read_only: bool) -> Value {
     json!({"destination": destination, "type": "bind", "source": source, "options": opts})
 }
 
+/// Host library directories bound read-only into the pause rootfs when the keel binary
+/// is dynamically linked (development builds); the static musl release needs none.
+const HOST_LIB_DIRS: &[&str] = &["/lib", "/lib64", "/usr/lib", "/usr/lib64"];
+
 /// `config.json` of the pause container of `spec`: `/keel pause` from a read-only rootfs
-/// holding only the keel binary, bind-mounted from `keel_path`.
+/// holding only the keel binary, bind-mounted from `keel_path` (plus the host's library
+/// directories if `dynamic`).
 pub fn sandbox_config(
     spec: &SandboxSpec,
     rootfs: &Path,
     keel_path: &Path,
+    dynamic: bool,
     cgroup: &str,
     annotations: &BTreeMap<String, String>,
 ) -> Value {
@@ -220,7 +226,39 @@ pub fn sandbox_config(
     if !spec.host_network {
         config["hostname"] = json!(spec.hostname);
     }
+    if dynamic {
+        if let Some(mounts) = config["mounts"].as_array_mut() {
+            for dir in HOST_LIB_DIRS.iter().filter(|d| Path::new(d).exists()) {
+                mounts.push(bind(Path::new(dir), dir, true));
+            }
+        }
+    }
     config
+}
+
+/// Whether the ELF file at `path` asks for a program interpreter (is dynamically
+/// linked). Reads the 64-bit little-endian header and program headers only.
+pub fn is_dynamic_elf(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    const PT_INTERP: u32 = 3;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = [0u8; 64];
+    f.read_exact(&mut h)?;
+    if &h[..4] != b"\x7fELF" || h[4] != 2 || h[5] != 1 {
+        return Ok(false);
+    }
+    let phoff = u64::from_le_bytes(h[0x20..0x28].try_into().unwrap_or_default());
+    let phentsize = u16::from_le_bytes([h[0x36], h[0x37]]) as u64;
+    let phnum = u16::from_le_bytes([h[0x38], h[0x39]]) as u64;
+    for i in 0..phnum {
+        f.seek(SeekFrom::Start(phoff + i * phentsize))?;
+        let mut t = [0u8; 4];
+        f.read_exact(&mut t)?;
+        if u32::from_le_bytes(t) == PT_INTERP {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// `config.json` of an app container joining `sandbox`'s namespaces.
@@ -337,6 +375,7 @@ mod tests {
             &spec,
             Path::new("/r"),
             Path::new("/k"),
+            false,
             "/keel/p",
             &BTreeMap::new(),
         );
