@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod image;
 pub mod render;
+pub mod runtime;
 pub mod timefmt;
 pub mod wire;
 

@@ -16,6 +16,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
         Some("validate") => keel_linux::cli::validate::run(&args[1..]),
+        // Hidden: the per-container shim and the pod infra process (see runtime/).
+        Some("shim") => keel_linux::runtime::shim::main(&args[1..]) as i32,
+        Some("pause") => keel_linux::runtime::pause::main() as i32,
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             0

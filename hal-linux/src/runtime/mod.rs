@@ -1,0 +1,740 @@
+//! The runtime deals with running pods on this host with runc: one sandbox per pod (an
+//! infra container running `keel pause` that holds the pod's network, IPC and UTS
+//! namespaces), app containers that join it by namespace path, a [`shim`] per container
+//! that owns its stdio and exit status, and the files that let a restarted agent adopt
+//! what is still running (SPEC 4.6).
+//!
+//! Layout under the root directory (every path is injected, so tests and several agents
+//! can run side by side):
+//!
+//! ```text
+//! <root>/runc/                         runc --root (runc's own state)
+//! <root>/pods/<pod uid>/.sandbox/      pause bundle: config.json, rootfs/, sandbox.json,
+//!                                      hosts, resolv.conf (bind-mounted into containers)
+//! <root>/pods/<pod uid>/<container id>/ bundle: config.json, record.json, rootfs/
+//!                                      (+ upper/, work/ for overlay), init.pid,
+//!                                      shim.json (started), exit.json (exited)
+//! ```
+//!
+//! Cgroups: absolute `cgroupsPath` `<cgroup parent>/pod<uid>/<runc id>`; the pause
+//! container's runc id is `keel-sandbox-<pod uid>`, a prefix reserved for it.
+//! Works on cgroup v1 (every mounted hierarchy) and v2.
+//!
+//! All calls block (they run runc and wait for it, a few hundred milliseconds at most,
+//! except [`RuncRuntime::stop_container`], which waits out the grace period); an async
+//! caller runs them on a blocking thread.
+
+pub mod crilog;
+mod error;
+pub mod oci;
+pub mod pause;
+pub mod shim;
+mod types;
+pub mod util;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+pub use error::{Result, RuntimeError};
+pub use types::*;
+
+use error::IoContext;
+
+/// Prefix of the runc id of a pod's infra container.
+pub const SANDBOX_ID_PREFIX: &str = "keel-sandbox-";
+/// Shortest grace period honoured (SPEC 4.4: at least 2 s).
+pub const MIN_GRACE: Duration = Duration::from_secs(2);
+/// How long to wait for a container to go after SIGKILL before giving up.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+/// Polling interval while waiting for exits.
+const POLL: Duration = Duration::from_millis(50);
+/// Longest id accepted (runc ids become path and cgroup names).
+const MAX_ID_LEN: usize = 128;
+/// Name of the directory holding the sandbox bundle and pod files.
+const SANDBOX_DIR: &str = ".sandbox";
+
+/// Where a [`RuncRuntime`] keeps things and which programs it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuncConfig {
+    /// Root of the runtime's state (see the module docs for the layout).
+    pub root_dir: PathBuf,
+    /// The runc binary.
+    pub runc_path: PathBuf,
+    /// The keel binary, run as `keel shim` and, bind-mounted, as `keel pause`.
+    pub keel_path: PathBuf,
+    /// Pod logs directory (SPEC 5.3 default `/var/log/pods`).
+    pub pod_logs_dir: PathBuf,
+    /// Absolute cgroup path all pods go under, e.g. `/keel`.
+    pub cgroup_parent: String,
+    /// Log rotation size in bytes.
+    pub log_max_size: u64,
+    /// Log files kept per container, the live one included.
+    pub log_max_files: u32,
+}
+
+impl RuncConfig {
+    /// A config with the SPEC defaults: logs in `/var/log/pods`, cgroups under `/keel`,
+    /// 10 MiB × 5 log files.
+    pub fn new(root_dir: &Path, runc_path: PathBuf, keel_path: PathBuf) -> Self {
+        Self {
+            root_dir: root_dir.to_owned(),
+            runc_path,
+            keel_path,
+            pod_logs_dir: PathBuf::from("/var/log/pods"),
+            cgroup_parent: "/keel".into(),
+            log_max_size: crilog::DEFAULT_MAX_SIZE,
+            log_max_files: crilog::DEFAULT_MAX_FILES,
+        }
+    }
+}
+
+/// Runs pod sandboxes and containers with runc.
+#[derive(Debug, Clone)]
+pub struct RuncRuntime {
+    cfg: RuncConfig,
+    runc_root: PathBuf,
+    pods_dir: PathBuf,
+}
+
+/// Status of `runc state`.
+#[derive(Debug, serde::Deserialize)]
+struct RuncState {
+    status: String,
+    pid: i32,
+}
+
+fn check_id(what: &'static str, id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RuntimeError::Invalid {
+            what,
+            value: id.into(),
+            reason: "must be 1-128 of [A-Za-z0-9_.-], not starting with '.'",
+        })
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = fs::read(path).ctx("read", path)?;
+    serde_json::from_slice(&bytes).map_err(|source| RuntimeError::Json {
+        path: path.into(),
+        source,
+    })
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(v).map_err(|source| RuntimeError::Json {
+        path: path.into(),
+        source,
+    })?;
+    util::write_atomic(path, &bytes).ctx("write", path)
+}
+
+impl RuncRuntime {
+    /// A runtime keeping its state under `cfg.root_dir`; creates the directories.
+    pub fn new(cfg: RuncConfig) -> Result<Self> {
+        let runc_root = cfg.root_dir.join("runc");
+        let pods_dir = cfg.root_dir.join("pods");
+        for d in [&runc_root, &pods_dir] {
+            fs::create_dir_all(d).ctx("create dir", d)?;
+        }
+        Ok(Self {
+            cfg,
+            runc_root,
+            pods_dir,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RuncConfig {
+        &self.cfg
+    }
+
+    /// runc's state directory (`runc --root`).
+    pub fn runc_root(&self) -> &Path {
+        &self.runc_root
+    }
+
+    /// `<root>/pods/<pod uid>`.
+    pub fn pod_dir(&self, pod_uid: &str) -> PathBuf {
+        self.pods_dir.join(pod_uid)
+    }
+
+    fn pod_cgroup(&self, pod_uid: &str) -> String {
+        format!(
+            "{}/pod{pod_uid}",
+            self.cfg.cgroup_parent.trim_end_matches('/')
+        )
+    }
+
+    fn runc(&self, args: &[&OsStr]) -> Result<std::process::Output> {
+        let out = Command::new(&self.cfg.runc_path)
+            .arg("--root")
+            .arg(&self.runc_root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| RuntimeError::Spawn {
+                path: self.cfg.runc_path.clone(),
+                source,
+            })?;
+        if out.status.success() {
+            Ok(out)
+        } else {
+            Err(RuntimeError::Runc {
+                args: args
+                    .iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+
+    fn runc_state(&self, id: &str) -> Result<Option<RuncState>> {
+        match self.runc(&["state".as_ref(), id.as_ref()]) {
+            Ok(out) => serde_json::from_slice(&out.stdout)
+                .map(Some)
+                .map_err(|source| RuntimeError::Json {
+                    path: self.runc_root.join(id),
+                    source,
+                }),
+            Err(RuntimeError::Runc { stderr, .. }) if stderr.contains("does not exist") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn runc_delete(&self, id: &str) -> Result<()> {
+        match self.runc(&["delete".as_ref(), "--force".as_ref(), id.as_ref()]) {
+            Ok(_) => Ok(()),
+            Err(RuntimeError::Runc { stderr, .. }) if stderr.contains("does not exist") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the pod directory, `/etc/hosts` and `/etc/resolv.conf` for it, and starts
+    /// the pause container holding the pod's namespaces.
+    pub fn create_sandbox(&self, spec: &SandboxSpec) -> Result<SandboxHandle> {
+        check_id("pod uid", &spec.pod_uid)?;
+        let pod_dir = self.pod_dir(&spec.pod_uid);
+        let sb_dir = pod_dir.join(SANDBOX_DIR);
+        let rootfs = sb_dir.join("rootfs");
+        fs::create_dir_all(&rootfs).ctx("create dir", &rootfs)?;
+
+        let hosts = if spec.host_network {
+            fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+                spec.hostname
+            )
+        };
+        let hosts_path = sb_dir.join("hosts");
+        util::write_atomic(&hosts_path, hosts.as_bytes()).ctx("write", &hosts_path)?;
+        let resolv = match &spec.resolv_conf {
+            Some(r) => r.clone(),
+            None => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        };
+        let resolv_path = sb_dir.join("resolv.conf");
+        util::write_atomic(&resolv_path, resolv.as_bytes()).ctx("write", &resolv_path)?;
+
+        let id = format!("{SANDBOX_ID_PREFIX}{}", spec.pod_uid);
+        let cgroup = self.pod_cgroup(&spec.pod_uid);
+        let mut annotations = spec.labels.clone();
+        annotations.insert(LABEL_POD_NAME.into(), spec.pod_name.clone());
+        annotations.insert(LABEL_POD_NAMESPACE.into(), spec.pod_namespace.clone());
+        annotations.insert(LABEL_POD_UID.into(), spec.pod_uid.clone());
+        let dynamic = oci::is_dynamic_elf(&self.cfg.keel_path).ctx("read", &self.cfg.keel_path)?;
+        let config = oci::sandbox_config(
+            spec,
+            &rootfs,
+            &self.cfg.keel_path,
+            dynamic,
+            &format!("{cgroup}/{id}"),
+            &annotations,
+        );
+        write_json(&sb_dir.join("config.json"), &config)?;
+        let pid_file = sb_dir.join("init.pid");
+        // Detached runc hands its stdio to pause, which would keep a pipe open forever:
+        // stdout goes to /dev/null, stderr to a file read back on failure.
+        let err_path = sb_dir.join("runc.err");
+        let err_file = fs::File::create(&err_path).ctx("create", &err_path)?;
+        let status = Command::new(&self.cfg.runc_path)
+            .arg("--root")
+            .arg(&self.runc_root)
+            .args(["run", "--detach", "--bundle"])
+            .arg(&sb_dir)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err_file)
+            .status()
+            .map_err(|source| RuntimeError::Spawn {
+                path: self.cfg.runc_path.clone(),
+                source,
+            })?;
+        if !status.success() {
+            let _ = self.runc_delete(&id);
+            return Err(RuntimeError::Runc {
+                args: format!("run --detach {id}"),
+                status: status.to_string(),
+                stderr: fs::read_to_string(&err_path)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            });
+        }
+        let pid = fs::read_to_string(&pid_file)
+            .ctx("read", &pid_file)?
+            .trim()
+            .parse()
+            .map_err(|_| RuntimeError::Invalid {
+                what: "pid file",
+                value: pid_file.display().to_string(),
+                reason: "not a number",
+            })?;
+        let handle = SandboxHandle {
+            id,
+            spec: spec.clone(),
+            pid,
+            pod_dir,
+            cgroup,
+        };
+        write_json(&sb_dir.join("sandbox.json"), &handle)?;
+        Ok(handle)
+    }
+
+    /// The default CRI log path of a container (SPEC 5.3).
+    pub fn log_path(&self, sandbox: &SandboxHandle, spec: &ContainerSpec) -> PathBuf {
+        let s = &sandbox.spec;
+        self.cfg
+            .pod_logs_dir
+            .join(format!("{}_{}_{}", s.pod_namespace, s.pod_name, s.pod_uid))
+            .join(&spec.container_name)
+            .join(format!("{}.log", spec.restart_count))
+    }
+
+    /// Prepares the rootfs: a layer used directly, or an overlay mounted at
+    /// `<bundle>/rootfs`.
+    fn prepare_rootfs(&self, bundle: &Path, spec: &ContainerSpec) -> Result<PathBuf> {
+        match spec.lower_dirs.as_slice() {
+            [] => Err(RuntimeError::Invalid {
+                what: "lower_dirs",
+                value: String::new(),
+                reason: "at least one layer is needed",
+            }),
+            [only] if spec.read_only_rootfs => Ok(only.clone()),
+            layers => {
+                for l in layers {
+                    let s = l.to_string_lossy();
+                    if s.contains([':', ',']) || !l.is_absolute() {
+                        return Err(RuntimeError::Invalid {
+                            what: "lower dir",
+                            value: s.into_owned(),
+                            reason: "must be absolute and free of ':' and ','",
+                        });
+                    }
+                }
+                let rootfs = bundle.join("rootfs");
+                let upper = bundle.join("upper");
+                let work = bundle.join("work");
+                for d in [&rootfs, &upper, &work] {
+                    fs::create_dir_all(d).ctx("create dir", d)?;
+                }
+                let lower: Vec<String> = layers
+                    .iter()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .collect();
+                let data = format!(
+                    "lowerdir={},upperdir={},workdir={}",
+                    lower.join(":"),
+                    upper.display(),
+                    work.display()
+                );
+                if !util::is_mount_point(&rootfs) {
+                    mount(
+                        Some("overlay"),
+                        &rootfs,
+                        Some("overlay"),
+                        MsFlags::empty(),
+                        Some(data.as_str()),
+                    )
+                    .map_err(|source| RuntimeError::Sys {
+                        op: "mount overlay",
+                        path: rootfs.clone(),
+                        source,
+                    })?;
+                }
+                Ok(rootfs)
+            }
+        }
+    }
+
+    /// Creates the bundle and starts the container through a detached shim. Returns once
+    /// `runc start` has succeeded; the container's exit is recorded by the shim.
+    pub fn start_container(
+        &self,
+        sandbox: &SandboxHandle,
+        spec: &ContainerSpec,
+    ) -> Result<ContainerHandle> {
+        check_id("container id", &spec.id)?;
+        if spec.id.starts_with(SANDBOX_ID_PREFIX) {
+            return Err(RuntimeError::Invalid {
+                what: "container id",
+                value: spec.id.clone(),
+                reason: "the keel-sandbox- prefix is reserved",
+            });
+        }
+        if spec.pod_uid != sandbox.spec.pod_uid {
+            return Err(RuntimeError::Invalid {
+                what: "container pod uid",
+                value: spec.pod_uid.clone(),
+                reason: "does not match the sandbox",
+            });
+        }
+        if spec.argv.is_empty() {
+            return Err(RuntimeError::Invalid {
+                what: "argv",
+                value: spec.id.clone(),
+                reason: "empty command",
+            });
+        }
+        let bundle = sandbox.pod_dir.join(&spec.id);
+        if bundle.join("record.json").exists() {
+            return Err(RuntimeError::Invalid {
+                what: "container id",
+                value: spec.id.clone(),
+                reason: "already exists in this pod",
+            });
+        }
+        fs::create_dir_all(&bundle).ctx("create dir", &bundle)?;
+        let result = self.start_in_bundle(sandbox, spec, &bundle);
+        if result.is_err() {
+            let _ = self.cleanup_bundle(&spec.id, &bundle, &self.container_cgroup(sandbox, spec));
+        }
+        result
+    }
+
+    fn container_cgroup(&self, sandbox: &SandboxHandle, spec: &ContainerSpec) -> String {
+        format!("{}/{}", sandbox.cgroup, spec.id)
+    }
+
+    fn start_in_bundle(
+        &self,
+        sandbox: &SandboxHandle,
+        spec: &ContainerSpec,
+        bundle: &Path,
+    ) -> Result<ContainerHandle> {
+        let s = &sandbox.spec;
+        let log_path = spec
+            .log_path
+            .clone()
+            .unwrap_or_else(|| self.log_path(sandbox, spec));
+        let cgroup = self.container_cgroup(sandbox, spec);
+
+        let mut labels = spec.labels.clone();
+        labels.insert(LABEL_POD_NAME.into(), s.pod_name.clone());
+        labels.insert(LABEL_POD_NAMESPACE.into(), s.pod_namespace.clone());
+        labels.insert(LABEL_POD_UID.into(), s.pod_uid.clone());
+        labels.insert(LABEL_CONTAINER_NAME.into(), spec.container_name.clone());
+        let mut annotations = spec.annotations.clone();
+        annotations.insert(
+            ANNOTATION_RESTART_COUNT.into(),
+            spec.restart_count.to_string(),
+        );
+        annotations.insert(
+            ANNOTATION_GRACE_PERIOD.into(),
+            spec.grace_period_secs.to_string(),
+        );
+        // config.json has one map: labels and annotations together.
+        let mut oci_annotations: BTreeMap<String, String> = annotations.clone();
+        oci_annotations.extend(labels.clone());
+
+        let record = ContainerRecord {
+            id: spec.id.clone(),
+            pod_uid: s.pod_uid.clone(),
+            pod_name: s.pod_name.clone(),
+            pod_namespace: s.pod_namespace.clone(),
+            container_name: spec.container_name.clone(),
+            restart_count: spec.restart_count,
+            grace_period_secs: spec.grace_period_secs,
+            stop_signal: spec.stop_signal.clone(),
+            log_path: log_path.clone(),
+            cgroup: cgroup.clone(),
+            labels,
+            annotations,
+            created_at_unix_nanos: util::unix_nanos(SystemTime::now()),
+        };
+        write_json(&bundle.join("record.json"), &record)?;
+
+        let rootfs = self.prepare_rootfs(bundle, spec)?;
+        let config = oci::container_config(spec, sandbox, &rootfs, &cgroup, &oci_annotations);
+        write_json(&bundle.join("config.json"), &config)?;
+
+        let args = shim::ShimArgs {
+            bundle: bundle.to_owned(),
+            id: spec.id.clone(),
+            root: self.runc_root.clone(),
+            runc: self.cfg.runc_path.clone(),
+            log: log_path,
+            exit_file: bundle.join("exit.json"),
+            cgroup,
+            log_max_size: self.cfg.log_max_size,
+            log_max_files: self.cfg.log_max_files,
+        };
+        // The shim forks and its parent exits once the container has started, so this
+        // waits for the start only; stdout is unused, stderr carries a failure message.
+        let out = Command::new(&self.cfg.keel_path)
+            .arg("shim")
+            .args(args.to_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|source| RuntimeError::Spawn {
+                path: self.cfg.keel_path.clone(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(RuntimeError::Shim {
+                id: spec.id.clone(),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(ContainerHandle {
+            id: spec.id.clone(),
+            bundle: bundle.to_owned(),
+            record,
+        })
+    }
+
+    /// Sends `sig` to the container's init (`runc kill`); SIGKILL goes to every process
+    /// in the container. A container that has already exited is not an error.
+    pub fn signal(&self, c: &ContainerHandle, sig: nix::sys::signal::Signal) -> Result<()> {
+        if c.bundle.join("exit.json").exists() {
+            return Ok(());
+        }
+        let name = sig.as_str();
+        let mut args: Vec<&OsStr> = vec!["kill".as_ref()];
+        if sig == nix::sys::signal::Signal::SIGKILL {
+            args.push("--all".as_ref());
+        }
+        args.push(c.id.as_ref());
+        args.push(name.as_ref());
+        match self.runc(&args) {
+            Ok(_) => Ok(()),
+            Err(RuntimeError::Runc { stderr, .. })
+                if stderr.contains("not running")
+                    || stderr.contains("does not exist")
+                    || stderr.contains("process already finished") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn shim_record(&self, c: &ContainerHandle) -> Option<ShimRecord> {
+        read_json(&shim::shim_record_path(&c.bundle)).ok()
+    }
+
+    /// The container's state: the exit record if the shim wrote one, else runc's view.
+    /// A container whose shim is gone without an exit record is reported exited with
+    /// reason [`ExitReason::Unknown`].
+    pub fn state(&self, c: &ContainerHandle) -> Result<ContainerState> {
+        let exit_file = c.bundle.join("exit.json");
+        if exit_file.exists() {
+            return Ok(ContainerState::Exited(read_json(&exit_file)?));
+        }
+        let shim = self.shim_record(c);
+        let runc = self.runc_state(&c.id)?;
+        match (shim, runc) {
+            (Some(shim), Some(st)) if st.status == "running" || st.status == "paused" => {
+                Ok(ContainerState::Running {
+                    pid: st.pid,
+                    started_at_unix_nanos: shim.started_at_unix_nanos,
+                })
+            }
+            (Some(shim), _) if util::process_alive(shim.shim_pid) => {
+                // Exited, and the shim is about to write the record.
+                Ok(ContainerState::Running {
+                    pid: shim.pid,
+                    started_at_unix_nanos: shim.started_at_unix_nanos,
+                })
+            }
+            (None, Some(st)) if st.status == "created" => Ok(ContainerState::Created),
+            (None, None) => Err(RuntimeError::NotFound(c.id.clone())),
+            _ => {
+                // Re-check: the shim may have written the record meanwhile.
+                if exit_file.exists() {
+                    return Ok(ContainerState::Exited(read_json(&exit_file)?));
+                }
+                let now = util::unix_nanos(SystemTime::now());
+                Ok(ContainerState::Exited(ExitRecord {
+                    exit_code: 255,
+                    signal: None,
+                    reason: ExitReason::Unknown,
+                    finished_at_unix_nanos: now,
+                    finished_at: util::rfc3339_nanos(now),
+                }))
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the container to exit; returns its exit record if it did.
+    pub fn wait_exit(&self, c: &ContainerHandle, timeout: Duration) -> Result<Option<ExitRecord>> {
+        let until = Instant::now() + timeout;
+        loop {
+            if let ContainerState::Exited(e) = self.state(c)? {
+                return Ok(Some(e));
+            }
+            if Instant::now() >= until {
+                return Ok(None);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Graceful stop (SPEC 4.4): the stop signal (the record's, else SIGTERM), then
+    /// SIGKILL after `grace` (at least [`MIN_GRACE`]). Returns the exit record.
+    pub fn stop_container(&self, c: &ContainerHandle, grace: Duration) -> Result<ExitRecord> {
+        let sig = c
+            .record
+            .stop_signal
+            .as_deref()
+            .and_then(|s| {
+                let s = s.to_ascii_uppercase();
+                let s = if s.starts_with("SIG") {
+                    s
+                } else {
+                    format!("SIG{s}")
+                };
+                s.parse::<nix::sys::signal::Signal>().ok()
+            })
+            .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+        self.signal(c, sig)?;
+        if let Some(e) = self.wait_exit(c, grace.max(MIN_GRACE))? {
+            return Ok(e);
+        }
+        self.signal(c, nix::sys::signal::Signal::SIGKILL)?;
+        self.wait_exit(c, KILL_WAIT)?
+            .ok_or_else(|| RuntimeError::Timeout {
+                id: c.id.clone(),
+                waited: KILL_WAIT,
+            })
+    }
+
+    /// Removes a container: kills it if running, waits for its shim, `runc delete
+    /// --force`, unmounts the overlay, removes the bundle and cgroup. Logs are kept.
+    pub fn remove_container(&self, c: &ContainerHandle) -> Result<()> {
+        if let Some(shim) = self.shim_record(c) {
+            if util::process_alive(shim.shim_pid) {
+                self.signal(c, nix::sys::signal::Signal::SIGKILL)?;
+                let until = Instant::now() + KILL_WAIT;
+                while util::process_alive(shim.shim_pid) && Instant::now() < until {
+                    std::thread::sleep(POLL);
+                }
+            }
+        }
+        self.cleanup_bundle(&c.id, &c.bundle, &c.record.cgroup)
+    }
+
+    fn cleanup_bundle(&self, id: &str, bundle: &Path, cgroup: &str) -> Result<()> {
+        self.runc_delete(id)?;
+        let rootfs = bundle.join("rootfs");
+        if util::is_mount_point(&rootfs) {
+            umount2(&rootfs, MntFlags::MNT_DETACH).map_err(|source| RuntimeError::Sys {
+                op: "umount",
+                path: rootfs.clone(),
+                source,
+            })?;
+        }
+        util::remove_cgroup(cgroup).ctx("remove cgroup", cgroup)?;
+        match fs::remove_dir_all(bundle) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove dir", bundle),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes a pod: every container left in it, the pause container, the pod
+    /// directory and the pod's cgroup.
+    pub fn remove_sandbox(&self, sandbox: &SandboxHandle) -> Result<()> {
+        for c in self.list_pod(&sandbox.pod_dir)?.1 {
+            self.remove_container(&c)?;
+        }
+        self.runc_delete(&sandbox.id)?;
+        util::remove_cgroup(&sandbox.cgroup).ctx("remove cgroup", &sandbox.cgroup)?;
+        match fs::remove_dir_all(&sandbox.pod_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).ctx("remove dir", &sandbox.pod_dir)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn list_pod(&self, pod_dir: &Path) -> Result<(Option<SandboxHandle>, Vec<ContainerHandle>)> {
+        let sb_file = pod_dir.join(SANDBOX_DIR).join("sandbox.json");
+        let sandbox = if sb_file.exists() {
+            Some(read_json(&sb_file)?)
+        } else {
+            None
+        };
+        let mut containers = Vec::new();
+        let entries = match fs::read_dir(pod_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((sandbox, containers)),
+            Err(e) => return Err(e).ctx("read dir", pod_dir),
+        };
+        for entry in entries {
+            let entry = entry.ctx("read dir", pod_dir)?;
+            let bundle = entry.path();
+            let rec = bundle.join("record.json");
+            if entry.file_name() == SANDBOX_DIR || !rec.exists() {
+                continue;
+            }
+            let record: ContainerRecord = read_json(&rec)?;
+            containers.push(ContainerHandle {
+                id: record.id.clone(),
+                bundle,
+                record,
+            });
+        }
+        containers.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok((sandbox, containers))
+    }
+
+    /// Everything under the root: sandboxes and containers with their records, for
+    /// adoption after an agent restart. Combine with [`state`](Self::state).
+    pub fn list(&self) -> Result<Listing> {
+        let mut listing = Listing::default();
+        let entries = fs::read_dir(&self.pods_dir).ctx("read dir", &self.pods_dir)?;
+        for entry in entries {
+            let entry = entry.ctx("read dir", &self.pods_dir)?;
+            if !entry.path().is_dir() {
+                continue;
+            }
+            let (sb, cs) = self.list_pod(&entry.path())?;
+            listing.sandboxes.extend(sb);
+            listing.containers.extend(cs);
+        }
+        listing.sandboxes.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(listing)
+    }
+}

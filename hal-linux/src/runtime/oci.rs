@@ -1,0 +1,388 @@
+//! OCI runtime `config.json` generation: the sandbox's pause container and app
+//! containers, from the plain specs in [`types`](super::types). Built as
+//! `serde_json::Value` rather than a full typed OCI model: we write only the fields we
+//! set, and runc validates the rest.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::types::{ContainerSpec, MountKind, SandboxHandle, SandboxSpec};
+
+/// Docker's and containerd's default capability set for unprivileged containers.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Every capability up to CAP_CHECKPOINT_RESTORE (Linux 5.9), for privileged containers.
+pub const ALL_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Paths masked in unprivileged containers (runc's and containerd's defaults).
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// Paths made read-only in unprivileged containers.
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// `NET_ADMIN` → `CAP_NET_ADMIN`; upper-cased.
+pub fn normalize_cap(c: &str) -> String {
+    let c = c.to_ascii_uppercase();
+    if c.starts_with("CAP_") || c == "ALL" {
+        c
+    } else {
+        format!("CAP_{c}")
+    }
+}
+
+/// The effective capability list: defaults (or all, privileged), minus drops, plus adds.
+pub fn capabilities(spec: &ContainerSpec) -> Vec<String> {
+    if spec.privileged {
+        return ALL_CAPS.iter().map(|c| c.to_string()).collect();
+    }
+    let drop: Vec<String> = spec.cap_drop.iter().map(|c| normalize_cap(c)).collect();
+    let mut caps: Vec<String> = if drop.iter().any(|c| c == "ALL") {
+        Vec::new()
+    } else {
+        DEFAULT_CAPS
+            .iter()
+            .filter(|c| !drop.iter().any(|d| d == *c))
+            .map(|c| c.to_string())
+            .collect()
+    };
+    for add in spec.cap_add.iter().map(|c| normalize_cap(c)) {
+        if add == "ALL" {
+            return ALL_CAPS.iter().map(|c| c.to_string()).collect();
+        }
+        if !caps.contains(&add) {
+            caps.push(add);
+        }
+    }
+    caps
+}
+
+fn caps_json(caps: &[String]) -> Value {
+    json!({
+        "bounding": caps,
+        "effective": caps,
+        "permitted": caps,
+    })
+}
+
+fn base_mounts(privileged: bool) -> Vec<Value> {
+    let sys_opts = if privileged {
+        json!(["nosuid", "noexec", "nodev"])
+    } else {
+        json!(["nosuid", "noexec", "nodev", "ro"])
+    };
+    vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc",
+               "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+    ]
+}
+
+fn bind(source: &Path, destination: &str, read_only: bool) -> Value {
+    let mut opts = vec!["rbind", "rprivate"];
+    if read_only {
+        opts.push("ro");
+    }
+    json!({"destination": destination, "type": "bind", "source": source, "options": opts})
+}
+
+/// Host library directories bound read-only into the pause rootfs when the keel binary
+/// is dynamically linked (development builds); the static musl release needs none.
+const HOST_LIB_DIRS: &[&str] = &["/lib", "/lib64", "/usr/lib", "/usr/lib64"];
+
+/// `config.json` of the pause container of `spec`: `/keel pause` from a read-only rootfs
+/// holding only the keel binary, bind-mounted from `keel_path` (plus the host's library
+/// directories if `dynamic`).
+pub fn sandbox_config(
+    spec: &SandboxSpec,
+    rootfs: &Path,
+    keel_path: &Path,
+    dynamic: bool,
+    cgroup: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Value {
+    let mut ns = vec![json!({"type": "mount"})];
+    if !spec.host_pid {
+        ns.push(json!({"type": "pid"}));
+    }
+    if !spec.host_ipc {
+        ns.push(json!({"type": "ipc"}));
+    }
+    if !spec.host_network {
+        ns.push(json!({"type": "network"}));
+        ns.push(json!({"type": "uts"}));
+    }
+    let mut config = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 65535, "gid": 65535},
+            "args": ["/keel", "pause"],
+            "env": ["PATH=/"],
+            "cwd": "/",
+            "capabilities": caps_json(&[]),
+            "noNewPrivileges": true,
+        },
+        "root": {"path": rootfs, "readonly": true},
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=64k"]},
+            bind(keel_path, "/keel", true),
+        ],
+        "annotations": annotations,
+        "linux": {
+            "namespaces": ns,
+            "cgroupsPath": cgroup,
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+        },
+    });
+    if !spec.host_network {
+        config["hostname"] = json!(spec.hostname);
+    }
+    if dynamic {
+        if let Some(mounts) = config["mounts"].as_array_mut() {
+            for dir in HOST_LIB_DIRS.iter().filter(|d| Path::new(d).exists()) {
+                mounts.push(bind(Path::new(dir), dir, true));
+            }
+        }
+    }
+    config
+}
+
+/// Whether the ELF file at `path` asks for a program interpreter (is dynamically
+/// linked). Reads the 64-bit little-endian header and program headers only.
+pub fn is_dynamic_elf(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    const PT_INTERP: u32 = 3;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = [0u8; 64];
+    f.read_exact(&mut h)?;
+    if &h[..4] != b"\x7fELF" || h[4] != 2 || h[5] != 1 {
+        return Ok(false);
+    }
+    let phoff = u64::from_le_bytes(h[0x20..0x28].try_into().unwrap_or_default());
+    let phentsize = u16::from_le_bytes([h[0x36], h[0x37]]) as u64;
+    let phnum = u16::from_le_bytes([h[0x38], h[0x39]]) as u64;
+    for i in 0..phnum {
+        f.seek(SeekFrom::Start(phoff + i * phentsize))?;
+        let mut t = [0u8; 4];
+        f.read_exact(&mut t)?;
+        if u32::from_le_bytes(t) == PT_INTERP {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `config.json` of an app container joining `sandbox`'s namespaces.
+pub fn container_config(
+    spec: &ContainerSpec,
+    sandbox: &SandboxHandle,
+    rootfs: &Path,
+    cgroup: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Value {
+    let sb = &sandbox.spec;
+    let mut ns = vec![json!({"type": "mount"})];
+    // Each container gets its own PID namespace, as in Kubernetes without
+    // shareProcessNamespace.
+    if !sb.host_pid {
+        ns.push(json!({"type": "pid"}));
+    }
+    if !sb.host_ipc {
+        ns.push(json!({"type": "ipc", "path": sandbox.ns_path("ipc")}));
+    }
+    if !sb.host_network {
+        ns.push(json!({"type": "network", "path": sandbox.ns_path("net")}));
+        ns.push(json!({"type": "uts", "path": sandbox.ns_path("uts")}));
+    }
+    let mut mounts = base_mounts(spec.privileged);
+    mounts.push(bind(
+        &sandbox.pod_dir.join(".sandbox/hosts"),
+        "/etc/hosts",
+        false,
+    ));
+    mounts.push(bind(
+        &sandbox.pod_dir.join(".sandbox/resolv.conf"),
+        "/etc/resolv.conf",
+        true,
+    ));
+    for m in &spec.mounts {
+        let dest = m.destination.to_string_lossy();
+        mounts.push(match m.kind {
+            MountKind::Bind => bind(&m.source, &dest, m.read_only),
+            MountKind::Tmpfs => {
+                let mut opts = vec!["nosuid", "nodev", "mode=1777"];
+                if m.read_only {
+                    opts.push("ro");
+                }
+                json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": opts})
+            }
+        });
+    }
+    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let caps = capabilities(spec);
+    let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
+    let mut linux = json!({
+        "namespaces": ns,
+        "cgroupsPath": cgroup,
+    });
+    if spec.privileged {
+        linux["resources"] = json!({"devices": [{"allow": true, "access": "rwm"}]});
+    } else {
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        linux["readonlyPaths"] = json!(READONLY_PATHS);
+        linux["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    }
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": spec.uid, "gid": spec.gid, "additionalGids": spec.additional_gids},
+            "args": spec.argv,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": caps_json(&caps),
+            "noNewPrivileges": spec.no_new_privileges,
+        },
+        "root": {"path": rootfs, "readonly": spec.read_only_rootfs},
+        "mounts": mounts,
+        "annotations": annotations,
+        "linux": linux,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_drop_all_then_add() {
+        let spec = ContainerSpec {
+            cap_drop: vec!["all".into()],
+            cap_add: vec!["net_admin".into()],
+            ..Default::default()
+        };
+        assert_eq!(capabilities(&spec), ["CAP_NET_ADMIN"]);
+    }
+
+    #[test]
+    fn caps_default_minus_drop() {
+        let spec = ContainerSpec {
+            cap_drop: vec!["CAP_CHOWN".into()],
+            ..Default::default()
+        };
+        let caps = capabilities(&spec);
+        assert!(!caps.contains(&"CAP_CHOWN".to_string()));
+        assert_eq!(caps.len(), DEFAULT_CAPS.len() - 1);
+    }
+
+    #[test]
+    fn host_network_sandbox_has_no_net_uts_or_hostname() {
+        let spec = SandboxSpec {
+            host_network: true,
+            hostname: "h".into(),
+            ..Default::default()
+        };
+        let c = sandbox_config(
+            &spec,
+            Path::new("/r"),
+            Path::new("/k"),
+            false,
+            "/keel/p",
+            &BTreeMap::new(),
+        );
+        let ns = c["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns
+            .iter()
+            .all(|n| n["type"] != "network" && n["type"] != "uts"));
+        assert!(c.get("hostname").is_none());
+    }
+}

@@ -1,0 +1,249 @@
+//! The plain data the runtime takes and gives back: what a sandbox or container should
+//! be (`*Spec`), what was made (`*Handle`), the records kept on disk beside each bundle
+//! so a restarted agent can adopt (`ContainerRecord`, `ExitRecord`, `ShimRecord`), and
+//! what a container is doing now (`ContainerState`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Label: the pod's name (SPEC 5.4).
+pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
+/// Label: the pod's namespace (SPEC 5.4).
+pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+/// Label: the pod's UID (SPEC 5.4).
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+/// Label: the container's name in the pod spec (SPEC 5.4).
+pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+/// Annotation: the container's restart count (SPEC 5.4).
+pub const ANNOTATION_RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
+/// Annotation: the pod's termination grace period in seconds (SPEC 5.4).
+pub const ANNOTATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
+
+/// What a pod sandbox should be: the namespaces its containers share.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// The pod UID; names the pod directory and cgroup.
+    pub pod_uid: String,
+    /// The pod name.
+    pub pod_name: String,
+    /// The pod namespace.
+    pub pod_namespace: String,
+    /// Hostname set in the pod's UTS namespace (ignored with `host_network`).
+    pub hostname: String,
+    /// Use the host's network (and UTS) namespace.
+    pub host_network: bool,
+    /// Use the host's PID namespace.
+    pub host_pid: bool,
+    /// Use the host's IPC namespace.
+    pub host_ipc: bool,
+    /// Content for the pod's `/etc/resolv.conf`; `None` copies the host's.
+    pub resolv_conf: Option<String>,
+    /// Labels, stored with the sandbox.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A running pod sandbox (its infra `keel pause` container).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxHandle {
+    /// The runc id of the infra container (`keel-sandbox-<pod uid>`).
+    pub id: String,
+    /// The spec it was made from.
+    pub spec: SandboxSpec,
+    /// Host PID of the pause process.
+    pub pid: i32,
+    /// `<root>/pods/<pod uid>`.
+    pub pod_dir: PathBuf,
+    /// The pod's absolute cgroup path (`<parent>/pod<uid>`).
+    pub cgroup: String,
+}
+
+impl SandboxHandle {
+    /// Path of the pause process's namespace `kind` (`net`, `ipc`, `uts`, `pid`).
+    pub fn ns_path(&self, kind: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/{kind}", self.pid))
+    }
+}
+
+/// How a [`MountSpec`] is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountKind {
+    /// A bind mount of `source`.
+    Bind,
+    /// A fresh tmpfs (`source` is ignored).
+    Tmpfs,
+}
+
+/// A mount into a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// Host path for binds.
+    pub source: PathBuf,
+    /// Path inside the container.
+    pub destination: PathBuf,
+    /// Mount read-only.
+    pub read_only: bool,
+    /// Bind or tmpfs.
+    pub kind: MountKind,
+}
+
+/// What a container should be. `argv` is final (image ENTRYPOINT/CMD already merged).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// Runc id, unique under the runtime root; also the bundle directory name.
+    pub id: String,
+    /// The pod's UID (must match the sandbox).
+    pub pod_uid: String,
+    /// The container's name in the pod spec.
+    pub container_name: String,
+    /// Restart count, for the annotation and the log file name.
+    pub restart_count: u32,
+    /// Termination grace period in seconds, stored for a restarted agent.
+    pub grace_period_secs: u64,
+    /// Signal to stop with (`SIGTERM` when `None`), e.g. `"SIGQUIT"` from the image.
+    pub stop_signal: Option<String>,
+    /// The command line.
+    pub argv: Vec<String>,
+    /// Environment, in order.
+    pub env: Vec<(String, String)>,
+    /// Working directory (`/` when empty).
+    pub cwd: String,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub additional_gids: Vec<u32>,
+    /// Image layers, top first. One layer with `read_only_rootfs` is used directly as
+    /// the rootfs (it must already hold the mount points `/proc`, `/dev`, `/sys`,
+    /// `/etc/hosts`, `/etc/resolv.conf`, since runc creates them there); otherwise an
+    /// overlay with an upper and work dir in the bundle.
+    pub lower_dirs: Vec<PathBuf>,
+    /// Extra mounts.
+    pub mounts: Vec<MountSpec>,
+    /// Mount the rootfs read-only.
+    pub read_only_rootfs: bool,
+    /// All capabilities, all devices, no masked paths.
+    pub privileged: bool,
+    /// Capabilities to add (`NET_ADMIN` or `CAP_NET_ADMIN`).
+    pub cap_add: Vec<String>,
+    /// Capabilities to drop (`ALL` drops every default one).
+    pub cap_drop: Vec<String>,
+    /// Set `no_new_privs`.
+    pub no_new_privileges: bool,
+    /// Extra labels, stored in config.json annotations and the record.
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations, likewise.
+    pub annotations: BTreeMap<String, String>,
+    /// Where the CRI log goes; `None` uses
+    /// `<pod logs dir>/<namespace>_<pod>_<uid>/<container>/<restart count>.log`.
+    pub log_path: Option<PathBuf>,
+}
+
+/// What the runtime keeps beside a bundle (`record.json`) so a restarted agent can
+/// find and stop the container properly (SPEC 4.6, 5.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// Runc id.
+    pub id: String,
+    /// The pod's UID.
+    pub pod_uid: String,
+    /// The pod's name.
+    pub pod_name: String,
+    /// The pod's namespace.
+    pub pod_namespace: String,
+    /// The container's name.
+    pub container_name: String,
+    /// Restart count.
+    pub restart_count: u32,
+    /// Grace period in seconds.
+    pub grace_period_secs: u64,
+    /// Stop signal, if not SIGTERM.
+    pub stop_signal: Option<String>,
+    /// The CRI log file.
+    pub log_path: PathBuf,
+    /// Absolute cgroup path.
+    pub cgroup: String,
+    /// Labels, the `io.kubernetes.*` ones included.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations, restart count and grace period included.
+    pub annotations: BTreeMap<String, String>,
+    /// When the container was created (Unix ns).
+    pub created_at_unix_nanos: u64,
+}
+
+/// A container the runtime made (or found on disk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerHandle {
+    /// Runc id.
+    pub id: String,
+    /// `<root>/pods/<pod uid>/<id>`.
+    pub bundle: PathBuf,
+    /// Its record.
+    pub record: ContainerRecord,
+}
+
+/// Written by the shim once the container has started (`shim.json` in the bundle).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimRecord {
+    /// The shim's PID.
+    pub shim_pid: i32,
+    /// The container init's host PID.
+    pub pid: i32,
+    /// When `runc start` returned (Unix ns).
+    pub started_at_unix_nanos: u64,
+}
+
+/// Why a container exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitReason {
+    /// Exit code 0.
+    Completed,
+    /// Non-zero exit code or a signal.
+    Error,
+    /// Killed by the kernel's OOM killer (cgroup counted an `oom_kill`).
+    OomKilled,
+    /// The shim vanished without writing an exit record.
+    Unknown,
+}
+
+/// The shim's exit file (`exit.json` in the bundle), written atomically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Exit code; `128 + signal` when killed by a signal.
+    pub exit_code: i32,
+    /// The signal that killed it, if any.
+    pub signal: Option<i32>,
+    /// Reason.
+    pub reason: ExitReason,
+    /// When the shim saw the exit (Unix ns).
+    pub finished_at_unix_nanos: u64,
+    /// The same time, RFC 3339 (for people reading the file).
+    pub finished_at: String,
+}
+
+/// What a container is doing now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Created by runc but not started (a shim died between create and start).
+    Created,
+    /// Running.
+    Running {
+        /// Host PID of the container's init.
+        pid: i32,
+        /// Start time (Unix ns).
+        started_at_unix_nanos: u64,
+    },
+    /// Exited.
+    Exited(ExitRecord),
+}
+
+/// Everything found under a runtime root, for adoption after an agent restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Sandboxes with their records.
+    pub sandboxes: Vec<SandboxHandle>,
+    /// Containers with their records.
+    pub containers: Vec<ContainerHandle>,
+}

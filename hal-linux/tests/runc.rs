@@ -1,0 +1,480 @@
+//! End-to-end tests of the runc runtime with real runc and a busybox rootfs. They need
+//! root, runc on PATH and `/bin/busybox` (static); without them they fail with a message
+//! saying so rather than being skipped.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use keel_linux::runtime::{
+    shim, util, ContainerHandle, ContainerSpec, ContainerState, ExitReason, MountKind, MountSpec,
+    RuncConfig, RuncRuntime, SandboxHandle, SandboxSpec, ShimRecord, LABEL_CONTAINER_NAME,
+    LABEL_POD_UID,
+};
+use nix::sys::signal::Signal;
+
+const CHILD_ENV: &str = "KEEL_TEST_CHILD_ROOT";
+
+fn runc_path() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("runc"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("runc not found on PATH: these tests need runc (apt-get install runc)")
+        })
+}
+
+fn check_host() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests need root (runc, mounts, cgroups)"
+    );
+    assert!(
+        Path::new("/bin/busybox").is_file(),
+        "these tests need a static /bin/busybox (apt-get install busybox-static)"
+    );
+    runc_path();
+    static CLEANUP: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a plain extern "C" fn that only removes directories.
+    CLEANUP.call_once(|| unsafe {
+        libc::atexit(remove_cgroup_parent);
+    });
+}
+
+fn cgroup_parent() -> String {
+    format!("/keel-test-{}", std::process::id())
+}
+
+/// Removes this process's (by then empty) cgroup parent once all tests are done.
+extern "C" fn remove_cgroup_parent() {
+    let _ = util::remove_cgroup(&cgroup_parent());
+}
+
+/// A busybox rootfs, built once per host under /tmp and shared read-only by the tests.
+fn rootfs() -> &'static Path {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let dir = PathBuf::from("/tmp/keel-test-rootfs-v1");
+        if dir.join("bin/sh").exists() {
+            return dir;
+        }
+        let tmp = PathBuf::from(format!("/tmp/keel-test-rootfs.{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        for d in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
+            fs::create_dir_all(tmp.join(d)).unwrap();
+        }
+        fs::copy("/bin/busybox", tmp.join("bin/busybox")).unwrap();
+        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+        for applet in String::from_utf8(list.stdout).unwrap().lines() {
+            if applet != "busybox" {
+                symlink("busybox", tmp.join("bin").join(applet)).unwrap();
+            }
+        }
+        for f in ["etc/hosts", "etc/resolv.conf"] {
+            fs::write(tmp.join(f), "").unwrap();
+        }
+        fs::write(tmp.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+        if fs::rename(&tmp, &dir).is_err() {
+            // Another test process won the race.
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        dir
+    })
+}
+
+/// A runtime in its own temp root; removes the root when dropped.
+struct Env {
+    root: PathBuf,
+    rt: RuncRuntime,
+}
+
+impl Env {
+    fn new(tag: &str) -> Self {
+        check_host();
+        let root = PathBuf::from(format!("/tmp/keel-it-{}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        Self::at(root)
+    }
+
+    fn at(root: PathBuf) -> Self {
+        let mut cfg = RuncConfig::new(
+            &root,
+            runc_path(),
+            PathBuf::from(env!("CARGO_BIN_EXE_keel")),
+        );
+        cfg.pod_logs_dir = root.join("logs");
+        cfg.cgroup_parent = cgroup_parent();
+        let rt = RuncRuntime::new(cfg).unwrap();
+        Env { root, rt }
+    }
+
+    fn sandbox(&self, uid: &str, host_network: bool) -> SandboxHandle {
+        self.rt
+            .create_sandbox(&SandboxSpec {
+                pod_uid: uid.into(),
+                pod_name: format!("pod-{uid}"),
+                pod_namespace: "default".into(),
+                hostname: format!("host-{uid}"),
+                host_network,
+                ..Default::default()
+            })
+            .expect("create sandbox")
+    }
+
+    fn start(&self, sb: &SandboxHandle, id: &str, script: &str) -> ContainerHandle {
+        self.rt
+            .start_container(sb, &spec(sb, id, script))
+            .expect("start container")
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Ok(listing) = self.rt.list() {
+            for sb in listing.sandboxes {
+                let _ = self.rt.remove_sandbox(&sb);
+            }
+        }
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn spec(sb: &SandboxHandle, id: &str, script: &str) -> ContainerSpec {
+    ContainerSpec {
+        id: id.into(),
+        pod_uid: sb.spec.pod_uid.clone(),
+        container_name: id.into(),
+        grace_period_secs: 30,
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: vec![("PATH".into(), "/bin".into())],
+        lower_dirs: vec![rootfs().to_owned()],
+        read_only_rootfs: true,
+        ..Default::default()
+    }
+}
+
+fn log_text(c: &ContainerHandle) -> String {
+    fs::read_to_string(&c.record.log_path).unwrap_or_default()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn exited(env: &Env, c: &ContainerHandle) -> keel_linux::runtime::ExitRecord {
+    env.rt
+        .wait_exit(c, Duration::from_secs(15))
+        .unwrap()
+        .unwrap_or_else(|| panic!("{} did not exit; log:\n{}", c.id, log_text(c)))
+}
+
+fn shim_record(c: &ContainerHandle) -> ShimRecord {
+    serde_json::from_slice(&fs::read(shim::shim_record_path(&c.bundle)).unwrap()).unwrap()
+}
+
+#[test]
+fn echo_hello_is_logged_as_a_full_stdout_line() {
+    let env = Env::new("echo");
+    let sb = env.sandbox("echo", false);
+    let c = env.start(
+        &sb,
+        "c-echo",
+        "echo hello; hostname; echo oops >&2; printf tail",
+    );
+    let exit = exited(&env, &c);
+    assert_eq!((exit.exit_code, exit.reason), (0, ExitReason::Completed));
+    let log = log_text(&c);
+    assert!(log.contains(" stdout F hello\n"), "{log}");
+    assert!(log.contains(" stdout F host-echo\n"), "{log}");
+    assert!(log.contains(" stderr F oops\n"), "{log}");
+    assert!(log.contains(" stdout P tail\n"), "{log}");
+    let first = log.lines().next().unwrap();
+    let ts = first.split(' ').next().unwrap();
+    assert!(
+        ts.len() == 30 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+        "{first}"
+    );
+    assert!(c
+        .record
+        .log_path
+        .ends_with("default_pod-echo_echo/c-echo/0.log"));
+}
+
+#[test]
+fn exit_code_3_is_recorded() {
+    let env = Env::new("exit3");
+    let sb = env.sandbox("exit3", false);
+    let c = env.start(&sb, "c-exit3", "exit 3");
+    let exit = exited(&env, &c);
+    assert_eq!((exit.exit_code, exit.signal), (3, None));
+    assert_eq!(exit.reason, ExitReason::Error);
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&fs::read(c.bundle.join("exit.json")).unwrap()).unwrap();
+    assert_eq!(on_disk["exit_code"], 3);
+    assert!(matches!(env.rt.state(&c).unwrap(), ContainerState::Exited(e) if e.exit_code == 3));
+}
+
+#[test]
+fn containers_in_one_sandbox_reach_each_other_on_loopback() {
+    let env = Env::new("lo");
+    let sb = env.sandbox("lo", false);
+    let server = env.start(&sb, "c-server", "nc -l -p 7777");
+    let client = env.start(
+        &sb,
+        "c-client",
+        "for i in $(seq 100); do echo ping | nc -w 1 127.0.0.1 7777 && exit 0; sleep 0.1; done; exit 1",
+    );
+    wait_until("server to log ping", Duration::from_secs(15), || {
+        log_text(&server).contains(" stdout F ping\n")
+    });
+    assert_eq!(exited(&env, &client).exit_code, 0, "{}", log_text(&client));
+    // A sandbox without hostNetwork has only loopback.
+    let links = env.start(&sb, "c-links", "ls /sys/class/net");
+    exited(&env, &links);
+    let log = log_text(&links);
+    assert!(log.contains(" stdout F lo\n"), "{log}");
+    assert_eq!(log.lines().count(), 1, "{log}");
+}
+
+#[test]
+fn host_network_container_sees_host_interfaces() {
+    let env = Env::new("hostnet");
+    let sb = env.sandbox("hostnet", true);
+    let c = env.start(&sb, "c-hostnet", "ls /sys/class/net");
+    exited(&env, &c);
+    let log = log_text(&c);
+    let host: Vec<String> = fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(host.len() > 1, "host has only {host:?}");
+    for name in &host {
+        assert!(
+            log.contains(&format!(" stdout F {name}\n")),
+            "{name} missing:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_is_honoured() {
+    let env = Env::new("term");
+    let sb = env.sandbox("term", false);
+    let c = env.start(
+        &sb,
+        "c-term",
+        "trap 'echo got TERM; exit 7' TERM; echo ready; sleep 100 & wait",
+    );
+    wait_until("ready", Duration::from_secs(10), || {
+        log_text(&c).contains("F ready")
+    });
+    let t = Instant::now();
+    let exit = env.rt.stop_container(&c, Duration::from_secs(20)).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!((exit.exit_code, exit.signal), (7, None));
+    assert!(log_text(&c).contains(" stdout F got TERM\n"));
+}
+
+#[test]
+fn term_ignoring_process_is_killed_after_grace() {
+    let env = Env::new("ignore");
+    let sb = env.sandbox("ignore", false);
+    let c = env.start(&sb, "c-ignore", "trap '' TERM; echo ready; sleep 100");
+    wait_until("ready", Duration::from_secs(10), || {
+        log_text(&c).contains("F ready")
+    });
+    let t = Instant::now();
+    // Asked for 0 s: the 2 s floor applies.
+    let exit = env.rt.stop_container(&c, Duration::ZERO).unwrap();
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert_eq!((exit.exit_code, exit.signal), (137, Some(9)));
+}
+
+/// Not a test on its own: run by `shim_outlives_the_process_that_started_it` in a child
+/// process (with CHILD_ENV set) that starts a container and exits.
+#[test]
+fn child_helper_starts_a_container_and_exits() {
+    let Some(root) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let env = Env::at(PathBuf::from(root));
+    let sb = env.rt.list().unwrap().sandboxes.remove(0);
+    env.start(&sb, "c-orphan", "sleep 2; echo done; exit 5");
+    // Leave without cleaning up (Drop would remove the pod).
+    std::process::exit(0);
+}
+
+#[test]
+fn shim_outlives_the_process_that_started_it() {
+    let env = Env::new("orphan");
+    let _sb = env.sandbox("orphan", false);
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_helper_starts_a_container_and_exits"])
+        .env(CHILD_ENV, &env.root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let listing = env.rt.list().unwrap();
+    let c = listing
+        .containers
+        .iter()
+        .find(|c| c.id == "c-orphan")
+        .expect("container started by the child");
+    let shim = shim_record(c);
+    assert!(
+        util::process_alive(shim.shim_pid),
+        "shim died with its parent"
+    );
+    assert!(matches!(
+        env.rt.state(c).unwrap(),
+        ContainerState::Running { .. }
+    ));
+    let exit = exited(&env, c);
+    assert_eq!(exit.exit_code, 5);
+    assert!(log_text(c).contains(" stdout F done\n"));
+}
+
+#[test]
+fn overlay_rootfs_is_writable_and_leaves_the_layer_untouched() {
+    let env = Env::new("overlay");
+    let sb = env.sandbox("overlay", false);
+    let scratch = env.root.join("scratch");
+    fs::create_dir_all(&scratch).unwrap();
+    let mut s = spec(
+        &sb,
+        "c-overlay",
+        "echo hi > /new && cat /new && echo vol > /data/f && touch /t/x",
+    );
+    s.read_only_rootfs = false;
+    s.mounts = vec![
+        MountSpec {
+            source: scratch.clone(),
+            destination: "/data".into(),
+            read_only: false,
+            kind: MountKind::Bind,
+        },
+        MountSpec {
+            source: PathBuf::new(),
+            destination: "/t".into(),
+            read_only: false,
+            kind: MountKind::Tmpfs,
+        },
+    ];
+    let c = env.rt.start_container(&sb, &s).unwrap();
+    let exit = exited(&env, &c);
+    assert_eq!(exit.exit_code, 0, "{}", log_text(&c));
+    assert!(log_text(&c).contains(" stdout F hi\n"));
+    assert!(!rootfs().join("new").exists());
+    assert_eq!(fs::read_to_string(scratch.join("f")).unwrap(), "vol\n");
+}
+
+#[test]
+fn list_finds_sandboxes_and_containers_with_labels() {
+    let env = Env::new("list");
+    let sb = env.sandbox("list", false);
+    let mut s = spec(&sb, "c-list", "sleep 30");
+    s.container_name = "app".into();
+    s.restart_count = 4;
+    s.labels = BTreeMap::from([("tier".to_string(), "web".to_string())]);
+    let c = env.rt.start_container(&sb, &s).unwrap();
+    let listing = env.rt.list().unwrap();
+    assert_eq!(listing.sandboxes, vec![sb.clone()]);
+    assert_eq!(listing.containers, vec![c.clone()]);
+    let r = &listing.containers[0].record;
+    assert_eq!(r.labels[LABEL_POD_UID], "list");
+    assert_eq!(r.labels[LABEL_CONTAINER_NAME], "app");
+    assert_eq!(r.labels["tier"], "web");
+    assert_eq!(r.restart_count, 4);
+    assert!(r.log_path.ends_with("app/4.log"));
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(c.bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["annotations"]["io.kubernetes.container.restartCount"],
+        "4"
+    );
+    assert_eq!(
+        config["annotations"]["io.kubernetes.pod.terminationGracePeriod"],
+        "30"
+    );
+    assert_eq!(config["annotations"][LABEL_CONTAINER_NAME], "app");
+}
+
+fn runc_ids(env: &Env) -> String {
+    let out = Command::new(runc_path())
+        .arg("--root")
+        .arg(env.rt.runc_root())
+        .arg("list")
+        .arg("-q")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn remove_leaves_no_runc_container_mount_cgroup_or_shim() {
+    let env = Env::new("remove");
+    let sb = env.sandbox("remove", false);
+    let mut s = spec(&sb, "c-remove", "sleep 100");
+    s.read_only_rootfs = false; // overlay, so there is a mount to clean up
+    let c = env.rt.start_container(&sb, &s).unwrap();
+    let shim = shim_record(&c);
+    let cgroups = util::cgroup_dirs(&c.record.cgroup);
+    assert!(
+        cgroups.iter().any(|d| d.exists()),
+        "no cgroup at {cgroups:?}"
+    );
+    assert!(util::is_mount_point(&c.bundle.join("rootfs")));
+
+    env.rt.remove_container(&c).unwrap();
+    assert!(!runc_ids(&env).contains("c-remove"));
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(c.bundle.to_str().unwrap()), "{mounts}");
+    assert!(cgroups.iter().all(|d| !d.exists()), "{cgroups:?}");
+    assert!(!util::process_alive(shim.shim_pid));
+    assert!(!util::process_alive(shim.pid));
+    assert!(!c.bundle.exists());
+
+    env.rt.remove_sandbox(&sb).unwrap();
+    assert!(runc_ids(&env).trim().is_empty(), "{}", runc_ids(&env));
+    assert!(!util::process_alive(sb.pid));
+    assert!(util::cgroup_dirs(&sb.cgroup).iter().all(|d| !d.exists()));
+    assert!(!sb.pod_dir.exists());
+}
+
+fn vm_rss_kib(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn shim_rss_is_small() {
+    let env = Env::new("rss");
+    let sb = env.sandbox("rss", false);
+    let c = env.start(&sb, "c-rss", "while true; do echo tick; sleep 0.1; done");
+    wait_until("some output", Duration::from_secs(10), || {
+        log_text(&c).contains("tick")
+    });
+    let rss = vm_rss_kib(shim_record(&c).shim_pid);
+    eprintln!("shim VmRSS: {rss} KiB");
+    // Debug builds carry more; the target (1 MiB) is for release builds.
+    assert!(rss <= 4096, "shim VmRSS {rss} KiB");
+    env.rt.signal(&c, Signal::SIGKILL).unwrap();
+    assert_eq!(exited(&env, &c).signal, Some(9));
+}
