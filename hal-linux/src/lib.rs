@@ -3,6 +3,7 @@
 //! This library crate deals with everything the `keel` binary needs on Linux; the binary
 //! (`src/main.rs`) stays a thin shell over it.
 
+pub mod agent;
 pub mod cli;
 pub mod image;
 pub mod render;

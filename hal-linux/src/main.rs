@@ -8,6 +8,8 @@ keel: runs Kubernetes static pods from a directory of manifests, with no control
 usage: keel <command> [args]
 
 commands:
+  agent [flags]                                    run static pods (see keel agent --help)
+  image import|ls|rm                               the local image store
   validate [--node NAME] [-o text|json] FILE...   check manifests (- reads standard input)
   help                                             this text
 ";
@@ -16,6 +18,20 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
         Some("validate") => keel_linux::cli::validate::run(&args[1..]),
+        Some("agent") => match keel_linux::agent::config::parse(&args[1..]) {
+            Ok(cfg) => match keel_linux::agent::run(cfg, None) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("keel agent: {e}");
+                    1
+                }
+            },
+            Err(e) => {
+                eprintln!("keel agent: {e}");
+                2
+            }
+        },
+        Some("image") => keel_linux::cli::image::run(&args[1..]),
         // Hidden: the per-container shim and the pod infra process (see runtime/).
         Some("shim") => keel_linux::runtime::shim::main(&args[1..]) as i32,
         Some("pause") => keel_linux::runtime::pause::main() as i32,

@@ -1,2 +1,3 @@
 //! The `keel` command line: one module per subcommand.
+pub mod image;
 pub mod validate;

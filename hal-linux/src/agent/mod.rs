@@ -1,0 +1,438 @@
+//! `keel agent`: the static-pod agent on Linux.
+//!
+//! This module deals with running keel-core's reconciler against the real world: a sync
+//! core inside an async shell. One tokio current-thread loop polls the reconciler, logs its
+//! events, and sleeps (`select!`) until the reconciler's `poll_at`, an inotify event on the
+//! manifest directory or the image store, a result from the runtime's worker threads, a
+//! control-socket request, or SIGTERM/SIGINT. Stopping the agent leaves pods running
+//! (SPEC 4.6); a restarted agent adopts them.
+
+pub mod config;
+pub mod runtime;
+pub mod source;
+pub mod spec;
+
+use crate::image::ImageStore;
+use crate::runtime::{RuncConfig, RuncRuntime};
+use crate::wire::{self, ContainerInfo, ManifestInfo, PodInfo, Request, Response};
+use config::AgentConfig;
+use keel_core::machine::{Settings, State};
+use keel_core::manifest::model::Pod;
+use keel_core::reconcile::{FileEntry, PodSlot, Reconciler, Scratch};
+use keel_core::status::{Event, FileState, IgnoreReason, PodId};
+use runtime::LinuxRuntime;
+use source::{DirSource, Watcher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Severity of an agent log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// Something failed.
+    Error,
+    /// Something to look at.
+    Warn,
+    /// Normal operation.
+    Info,
+}
+
+/// One log line on stderr: time, level, pod, message.
+pub fn log(level: Level, pod: &str, msg: &str) {
+    let t = crate::timefmt::now();
+    let lvl = match level {
+        Level::Error => "ERROR",
+        Level::Warn => "WARN ",
+        Level::Info => "INFO ",
+    };
+    let pod = if pod.is_empty() { "-".to_string() } else { pod.to_string() };
+    eprintln!("{} {lvl} {pod} {msg}", &t[..23.min(t.len())]);
+}
+
+/// Why the agent cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+fn find_runc(cfg: &AgentConfig) -> Result<PathBuf, StartError> {
+    if let Some(p) = &cfg.runc {
+        return if p.is_file() { Ok(p.clone()) } else { Err(StartError(format!("runc not found at {} (--runc)", p.display()))) };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join("runc"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| StartError("runc not found on PATH: install it (Debian: apt-get install runc) or pass --runc PATH".into()))
+}
+
+fn check_root_dir(dir: &Path) -> Result<(), StartError> {
+    std::fs::create_dir_all(dir).map_err(|e| StartError(format!("root dir {} is not usable: {e}", dir.display())))?;
+    let probe = dir.join(".keel-write-test");
+    std::fs::write(&probe, b"ok").map_err(|e| StartError(format!("root dir {} is not writable: {e}", dir.display())))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// The agent's state that request answers and event logs need.
+struct Agent<'s> {
+    rec: Reconciler<'s>,
+    rt: LinuxRuntime,
+    scratch_pod: Box<Pod>,
+    started: Instant,
+    boot_unix_ms: u64,
+    node: String,
+}
+
+impl Agent<'_> {
+    fn now(&self) -> keel_core::time::Instant {
+        keel_core::time::Instant(self.started.elapsed().as_millis() as u64)
+    }
+
+    fn pod_name(&mut self, id: PodId) -> String {
+        let slot = &self.rec.slots()[id.slot as usize];
+        if slot.decode_into(&mut self.scratch_pod) {
+            let p = &self.scratch_pod;
+            format!("{}/{}", p.opt(p.namespace).unwrap_or("default"), p.s(p.name))
+        } else {
+            format!("slot{}", id.slot)
+        }
+    }
+
+    fn container_name(&mut self, id: PodId, k: u8) -> String {
+        let slot = &self.rec.slots()[id.slot as usize];
+        if slot.decode_into(&mut self.scratch_pod) {
+            let p = &self.scratch_pod;
+            p.all_containers().nth(k as usize).map(|(_, c)| p.s(c.name).to_string()).unwrap_or_default()
+        } else {
+            format!("#{k}")
+        }
+    }
+
+    fn file_name(&self, id: u32) -> String {
+        self.rec.file(id).map(|f| f.name().to_string()).unwrap_or_else(|| format!("file#{id}"))
+    }
+
+    fn log_event(&mut self, e: Event) {
+        use Level::*;
+        match e {
+            Event::PodAdded { pod, file } => {
+                let uid = self.rec.slots()[pod.slot as usize].uid().to_string();
+                let n = self.pod_name(pod);
+                log(Info, &n, &format!("added from {} (uid {uid})", self.file_name(file)));
+            }
+            Event::PodTerminating { pod, reason } => {
+                let n = self.pod_name(pod);
+                log(Info, &n, &format!("terminating ({reason:?})"));
+            }
+            Event::PodRemoved { pod } => {
+                let n = self.pod_name(pod);
+                log(Info, &n, "removed");
+            }
+            Event::ContainerStarted { pod, container, restart_count } => {
+                let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
+                log(Info, &n, &format!("container {c} started (restart count {restart_count})"));
+            }
+            Event::ContainerAdopted { pod, container } => {
+                let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
+                log(Info, &n, &format!("container {c} adopted from an earlier agent"));
+            }
+            Event::ContainerExited { pod, container, code, reason } => {
+                let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
+                let lvl = if code == 0 { Info } else { Warn };
+                log(lvl, &n, &format!("container {c} exited with code {code} ({})", reason.as_str()));
+            }
+            Event::BackoffScheduled { pod, container, until } => {
+                let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
+                let secs = until.since(self.now()).millis() as f64 / 1000.0;
+                log(Warn, &n, &format!("container {c} in CrashLoopBackOff: restarting in {secs:.1}s"));
+            }
+            Event::StartFailed { pod, container, reason, .. } => {
+                let uid = self.rec.slots()[pod.slot as usize].uid().to_string();
+                let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
+                let msg = self.rt.messages.get(&(uid, container as usize)).cloned().unwrap_or_default();
+                log(Error, &n, &format!("container {c} cannot start: {}: {msg}", reason.as_str()));
+            }
+            Event::ProbeFailed { pod, container, probe } => {
+                let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
+                log(Warn, &n, &format!("container {c}: {probe:?} probe failed"));
+            }
+            Event::ContainerSpecChanged { pod, container } => {
+                let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
+                log(Info, &n, &format!("container {c} changed in the manifest: restarting it"));
+            }
+            Event::ManifestRejected { file, error, kept_running } => {
+                let name = self.file_name(file);
+                let mut line = crate::cli::validate::diagnostic(&name, &error, None);
+                if kept_running {
+                    line += " (the last good version keeps running)";
+                }
+                log(Error, "", &line);
+            }
+            Event::ManifestDuplicate { file, of } => {
+                let other = self.rec.file_of(of).map(|f| f.name().to_string()).unwrap_or_default();
+                log(Error, "", &format!("{}: duplicate of {other}: both define pod {}", self.file_name(file), self.pod_name(of)));
+            }
+            Event::FileIgnored { file, reason } => {
+                let lvl = if reason == IgnoreReason::Insecure { Error } else { Info };
+                log(lvl, "", &format!("{} ignored: {}", self.file_name(file), reason.message()));
+            }
+            Event::ReadFailed { file, kind } => log(Error, "", &format!("{}: cannot read ({kind:?})", self.file_name(file))),
+            Event::CapacityFull { limit } => {
+                log(Error, "", &format!("capacity full ({}): the new manifest is refused, running pods are untouched", limit.describe().0))
+            }
+            Event::SourceUnavailable { kind } => {
+                log(Error, "", &format!("manifest source unavailable ({kind:?}); running pods are kept"))
+            }
+            Event::SourceRecovered => log(Info, "", "manifest source readable again"),
+            Event::SandboxFailed { pod, kind } => {
+                let n = self.pod_name(pod);
+                log(Error, &n, &format!("creating the pod sandbox failed ({kind:?}); retrying"));
+            }
+            Event::PlatformError { pod, kind } => {
+                let n = pod.map(|p| self.pod_name(p)).unwrap_or_default();
+                log(Error, &n, &format!("runtime error ({kind:?})"));
+            }
+            Event::OrphanRemoved => log(Info, "", "removed a container of an earlier agent that matches no manifest"),
+        }
+    }
+
+    fn pod_info(&mut self, slot_index: usize) -> Option<PodInfo> {
+        let slot: &PodSlot = &self.rec.slots()[slot_index];
+        if !slot.is_used() || !slot.decode_into(&mut self.scratch_pod) {
+            return None;
+        }
+        let id = PodId { slot: slot_index as u16, generation: 0 };
+        let _ = id;
+        let p = &*self.scratch_pod;
+        let ns = p.opt(p.namespace).unwrap_or("default").to_string();
+        let name = p.s(p.name).to_string();
+        let uid = slot.uid().to_string();
+        let log_base = PathBuf::from(format!("{ns}_{name}_{uid}"));
+        let containers = p
+            .all_containers()
+            .zip(slot.containers().iter())
+            .enumerate()
+            .map(|(k, ((init, c), st))| ContainerInfo {
+                name: p.s(c.name).to_string(),
+                image: p.s(c.image).to_string(),
+                init,
+                status: *st,
+                runtime_id: st.handle.and_then(|h| self.rt.runc_id(h)).map(str::to_string),
+                log_dir: self.rt.runc().config().pod_logs_dir.join(&log_base).join(p.s(c.name)).display().to_string(),
+                message: match st.state {
+                    State::Waiting { error: Some(_), .. } => self.rt.messages.get(&(uid.clone(), k)).cloned(),
+                    _ => None,
+                },
+            })
+            .collect();
+        let file = self
+            .rec
+            .files()
+            .iter()
+            .find(|f| matches!(f.state(), FileState::Pod(x) | FileState::Rejected { kept: Some(x), .. } | FileState::Unreadable { kept: Some(x), .. } if x.slot as usize == slot_index))
+            .map(|f| f.name().to_string());
+        Some(PodInfo {
+            name,
+            namespace: ns,
+            uid,
+            phase: slot.phase(),
+            containers,
+            file,
+            rejection: slot.rejection().map(|e| e.to_string()),
+            terminating: slot.terminating().map(|r| format!("{r:?}")),
+            pod_json: crate::render::pod(p).to_string(),
+            created_unix_ms: self.boot_unix_ms + slot.created_at().millis(),
+        })
+    }
+
+    fn manifest_info(&mut self, f: &FileEntry) -> ManifestInfo {
+        let (message, pod) = match f.state() {
+            FileState::New => ("not read yet".to_string(), None),
+            FileState::Pod(p) => {
+                let n = self.pod_name(p);
+                (format!("running pod {n}"), Some(n))
+            }
+            FileState::Rejected { error, kept } => {
+                let mut m = crate::cli::validate::diagnostic(f.name(), &error, None);
+                let pod = kept.map(|p| self.pod_name(p));
+                if let Some(n) = &pod {
+                    m += &format!(" (last good version of {n} keeps running)");
+                }
+                (m, pod)
+            }
+            FileState::NoCapacity => ("rejected: no free pod slot (--max-pods)".to_string(), None),
+            FileState::Duplicate(p) => {
+                let other = self.rec.file_of(p).map(|x| x.name().to_string()).unwrap_or_default();
+                (format!("duplicate of {other} (pod {})", self.pod_name(p)), None)
+            }
+            FileState::Waiting => ("waiting for the previous instance of its pod to terminate".to_string(), None),
+            FileState::Ignored(r) => (format!("ignored: {}", r.message()), None),
+            FileState::Unreadable { kind, kept } => (format!("cannot read ({kind:?})"), kept.map(|p| self.pod_name(p))),
+        };
+        ManifestInfo { file: f.name().to_string(), state: f.state(), message, pod }
+    }
+
+    fn answer(&mut self, req: Request) -> Response {
+        match req {
+            Request::Hello { .. } => Response::Hello {
+                version: wire::PROTOCOL_VERSION,
+                agent: env!("CARGO_PKG_VERSION").to_string(),
+                node: self.node.clone(),
+                clock: wire::Clock { boot_unix_ms: self.boot_unix_ms },
+            },
+            Request::Pods => {
+                let n = self.rec.slots().len();
+                Response::Pods((0..n).filter_map(|i| self.pod_info(i)).collect())
+            }
+            Request::Manifests => {
+                let files: Vec<FileEntry> = self.rec.files().to_vec();
+                Response::Manifests(files.iter().map(|f| self.manifest_info(f)).collect())
+            }
+            Request::Inspect { pod } => {
+                let n = self.rec.slots().len();
+                let suffix = format!("-{}", self.node);
+                let all: Vec<PodInfo> = (0..n).filter_map(|i| self.pod_info(i)).collect();
+                let found = all
+                    .into_iter()
+                    .find(|p| p.uid == pod || p.name == pod || p.name.strip_suffix(&suffix) == Some(pod.as_str()));
+                Response::Pod(found)
+            }
+        }
+    }
+}
+
+/// A request from the control socket with where to send the answer.
+pub type Pending = (Request, tokio::sync::oneshot::Sender<Response>);
+
+/// Runs the agent until SIGTERM/SIGINT. `requests` carries control-socket requests.
+pub fn run(cfg: AgentConfig, requests: Option<tokio::sync::mpsc::Receiver<Pending>>) -> Result<(), StartError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(StartError("keel agent must run as root: it creates namespaces, mounts and cgroups".into()));
+    }
+    let manifest_path = cfg
+        .manifest_path
+        .clone()
+        .ok_or_else(|| StartError("no manifest path: pass --pod-manifest-path DIR or --config FILE with staticPodPath".into()))?;
+    let runc = find_runc(&cfg)?;
+    check_root_dir(&cfg.root_dir)?;
+    for f in &cfg.ignored_flags {
+        log(Level::Warn, "", &format!("ignoring kubelet flag {f}: keel does not implement it"));
+    }
+    let keel = std::env::current_exe().map_err(|e| StartError(format!("cannot find the keel binary itself: {e}")))?;
+    let mut rcfg = RuncConfig::new(&cfg.root_dir, runc, keel);
+    rcfg.pod_logs_dir = cfg.pod_logs_dir.clone();
+    rcfg.log_max_size = cfg.log_max_size;
+    rcfg.log_max_files = cfg.log_max_files;
+    rcfg.cgroup_parent = cfg.cgroup_parent.clone();
+    let runc = RuncRuntime::new(rcfg).map_err(|e| StartError(format!("runtime: {e}")))?;
+    let images = ImageStore::open(&cfg.root_dir).map_err(|e| StartError(format!("image store: {e}")))?;
+    let images_dir = images.layout_dir().to_path_buf();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let rt = LinuxRuntime::new(runc, images, wake.clone());
+    let node = keel_core::manifest::defaults::node_name(
+        &cfg.hostname_override.clone().unwrap_or_else(crate::node_name),
+    )
+    .to_string();
+
+    let mut slots: Vec<PodSlot> = (0..cfg.max_pods).map(|_| PodSlot::EMPTY).collect();
+    let mut files: Vec<FileEntry> = (0..(cfg.max_pods * 4).max(64)).map(|_| FileEntry::EMPTY).collect();
+    let mut scratch: Box<Scratch> = Box::default();
+    let settings = Settings {
+        rescan_period: keel_core::time::Duration::from_millis(cfg.file_check_frequency.as_millis() as u64),
+        ..Settings::DEFAULT
+    };
+    let rec = Reconciler::new(&mut slots, &mut files, &mut scratch, &node, settings);
+    let started = Instant::now();
+    let boot_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let mut agent = Agent { rec, rt, scratch_pod: Box::default(), started, boot_unix_ms, node: node.clone() };
+    let mut src = DirSource::new(&manifest_path, cfg.allow_insecure);
+    log(
+        Level::Info,
+        "",
+        &format!("keel agent {} on node {node}: manifests in {}, root {}", env!("CARGO_PKG_VERSION"), manifest_path.display(), cfg.root_dir.display()),
+    );
+
+    let tokio_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError(format!("tokio: {e}")))?;
+    tokio_rt.block_on(async move {
+        let mut requests = requests;
+        let watcher = Watcher::new(&manifest_path).map_err(|e| StartError(format!("inotify: {e}")))?;
+        let mut watcher = register(WatchFd(watcher))?;
+        let mut image_watch = register(WatchFd(Watcher::new(&images_dir).map_err(|e| StartError(format!("inotify: {e}")))?))?;
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| StartError(format!("signals: {e}")))?;
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|e| StartError(format!("signals: {e}")))?;
+        let mut last_source_error: Option<String> = None;
+        loop {
+            let now = agent.now();
+            agent.rec.set_wall_time(&crate::timefmt::now());
+            agent.rec.poll(now, &mut src, &mut agent.rt);
+            for n in std::mem::take(&mut agent.rt.notices) {
+                log(Level::Warn, "", &n.0);
+            }
+            let mut events = Vec::new();
+            agent.rec.drain_events(&mut |e| events.push(e));
+            for e in events {
+                agent.log_event(e);
+            }
+            if src.last_error != last_source_error {
+                if let Some(m) = &src.last_error {
+                    log(Level::Error, "", m);
+                }
+                last_source_error = src.last_error.clone();
+            }
+            if watcher.get_mut().0.ensure() {
+                agent.rec.notify_changed();
+                continue;
+            }
+            let at = agent.rec.poll_at();
+            let wait = std::time::Duration::from_millis(at.since(agent.now()).millis().min(60_000));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = wake.notified() => {}
+                r = watcher.readable_mut() => {
+                    if let Ok(mut g) = r {
+                        g.clear_ready();
+                        if g.get_inner_mut().0.drain() {
+                            agent.rec.notify_changed();
+                        }
+                    }
+                }
+                r = image_watch.readable_mut() => {
+                    if let Ok(mut g) = r {
+                        g.clear_ready();
+                        if g.get_inner_mut().0.drain() {
+                            let now = agent.now();
+                            agent.rec.retry_waiting(now);
+                        }
+                    }
+                }
+                Some((req, reply)) = async { match requests.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                    let _ = reply.send(agent.answer(req));
+                }
+                _ = sigterm.recv() => break,
+                _ = sigint.recv() => break,
+            }
+        }
+        log(Level::Info, "", "stopping; pods keep running and a restarted agent adopts them");
+        Ok::<(), StartError>(())
+    })
+}
+
+struct WatchFd(Watcher);
+
+fn register(w: WatchFd) -> Result<tokio::io::unix::AsyncFd<WatchFd>, StartError> {
+    // SAFETY: the inotify fd is owned by the `Watcher` inside the AsyncFd, so it stays
+    // open for exactly as long as it is registered.
+    unsafe { tokio::io::unix::AsyncFd::register(w) }.map_err(|e| StartError(format!("inotify: {}", e)))
+}
+
+impl std::os::fd::AsRawFd for WatchFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.fd().as_fd().as_raw_fd()
+    }
+}

@@ -1,0 +1,309 @@
+//! The manifest directory as keel-core's [`ManifestSource`].
+//!
+//! This module deals with SPEC section 1 on Linux: listing the directory (or the single
+//! file) named by `--pod-manifest-path`/`staticPodPath`, telling the core what each entry
+//! is (regular file or symlink to one, subdirectory, special file, dangling link, or a
+//! file writable by someone other than root: SPEC 1.10), a change token per file folded
+//! from its inode, size, mtime and ctime, and reading a file's bytes up to the size limit.
+//! [`Watcher`] adds inotify so a change is noticed within milliseconds; the periodic
+//! re-list in the core remains the safety net (missed events, symlink targets, a deleted
+//! and recreated directory).
+
+use keel_core::platform::{Entry, EntryKind, ManifestSource, PlatformError, PlatformErrorKind};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// A source error.
+#[derive(Debug, Clone)]
+pub struct SourceError {
+    /// Kind for the core.
+    pub kind: PlatformErrorKind,
+    /// For the log.
+    pub message: String,
+}
+
+impl PlatformError for SourceError {
+    fn kind(&self) -> PlatformErrorKind {
+        self.kind
+    }
+}
+
+/// The manifest directory (or single file).
+#[derive(Debug)]
+pub struct DirSource {
+    path: PathBuf,
+    allow_insecure: bool,
+    /// The last listing error, for the agent's log (set when it changes).
+    pub last_error: Option<String>,
+}
+
+fn insecure(meta: &std::fs::Metadata) -> bool {
+    // Writable by group or others, or owned by someone other than root (SPEC 1.10).
+    meta.mode() & 0o022 != 0 || meta.uid() != 0
+}
+
+fn token(meta: &std::fs::Metadata) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in [meta.ino(), meta.dev(), meta.size(), meta.mtime() as u64, meta.mtime_nsec() as u64, meta.ctime() as u64, meta.ctime_nsec() as u64] {
+        for b in v.to_le_bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h | 1
+}
+
+impl DirSource {
+    /// A source over `path` (a trailing `/` is ignored). With `allow_insecure`, files and
+    /// directories writable by others are read anyway.
+    pub fn new(path: &Path, allow_insecure: bool) -> Self {
+        let s = path.to_string_lossy();
+        let trimmed = if s.len() > 1 { s.trim_end_matches('/') } else { &s };
+        DirSource { path: PathBuf::from(trimmed), allow_insecure, last_error: None }
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn classify(&self, p: &Path) -> Option<(EntryKind, u64)> {
+        let lmeta = std::fs::symlink_metadata(p).ok()?;
+        let meta = if lmeta.file_type().is_symlink() {
+            match std::fs::metadata(p) {
+                Ok(m) => m,
+                Err(_) => return Some((EntryKind::DanglingLink, 0)),
+            }
+        } else {
+            lmeta
+        };
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            EntryKind::Directory
+        } else if !ft.is_file() {
+            EntryKind::Special
+        } else if !self.allow_insecure && nix::unistd::geteuid().is_root() && insecure(&meta) {
+            EntryKind::Insecure
+        } else {
+            EntryKind::File
+        };
+        Some((kind, token(&meta)))
+    }
+
+    fn fail(&mut self, kind: PlatformErrorKind, message: String) -> SourceError {
+        self.last_error = Some(message.clone());
+        SourceError { kind, message }
+    }
+}
+
+impl ManifestSource for DirSource {
+    type Error = SourceError;
+
+    fn list(&mut self, f: &mut dyn FnMut(Entry<'_>)) -> Result<(), SourceError> {
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) => {
+                let kind = if e.kind() == std::io::ErrorKind::NotFound { PlatformErrorKind::Missing } else { PlatformErrorKind::Io };
+                return Err(self.fail(kind, format!("manifest path {}: {e}", self.path.display())));
+            }
+        };
+        if meta.is_file() {
+            // A single manifest file (SPEC 1.1).
+            let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Some((kind, token)) = self.classify(&self.path) {
+                f(Entry { name: &name, kind, token });
+            }
+            self.last_error = None;
+            return Ok(());
+        }
+        if !self.allow_insecure && nix::unistd::geteuid().is_root() && insecure(&meta) {
+            return Err(self.fail(
+                PlatformErrorKind::Io,
+                format!(
+                    "manifest directory {} is writable by users other than root (mode {:o}, owner {}): refusing it, since anyone who can write there runs containers as root; fix its permissions or pass --allow-insecure-manifests",
+                    self.path.display(),
+                    meta.mode() & 0o7777,
+                    meta.uid()
+                ),
+            ));
+        }
+        let rd = match std::fs::read_dir(&self.path) {
+            Ok(rd) => rd,
+            Err(e) => return Err(self.fail(PlatformErrorKind::Io, format!("manifest directory {}: {e}", self.path.display()))),
+        };
+        for entry in rd.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some((kind, token)) = self.classify(&entry.path()) {
+                f(Entry { name, kind, token });
+            }
+        }
+        self.last_error = None;
+        Ok(())
+    }
+
+    fn read(&mut self, name: &str, f: &mut dyn FnMut(&[u8])) -> Result<(), SourceError> {
+        let p = if std::fs::metadata(&self.path).map(|m| m.is_file()).unwrap_or(false) {
+            self.path.clone()
+        } else {
+            self.path.join(name)
+        };
+        let mut buf = Vec::new();
+        let file = std::fs::File::open(&p).map_err(|e| SourceError { kind: PlatformErrorKind::Io, message: format!("{}: {e}", p.display()) })?;
+        file.take(keel_core::config::MAX_MANIFEST_BYTES as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| SourceError { kind: PlatformErrorKind::Io, message: format!("{}: {e}", p.display()) })?;
+        f(&buf);
+        Ok(())
+    }
+}
+
+/// inotify on the manifest directory (or the single file's directory).
+#[derive(Debug)]
+pub struct Watcher {
+    inotify: Inotify,
+    dir: PathBuf,
+    wd: Option<WatchDescriptor>,
+}
+
+impl Watcher {
+    /// Starts watching (the directory may not exist yet: see [`Watcher::ensure`]).
+    pub fn new(path: &Path) -> std::io::Result<Self> {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+        let dir = if path.is_file() { path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/")) } else { path.to_path_buf() };
+        let mut w = Watcher { inotify, dir, wd: None };
+        w.ensure();
+        Ok(w)
+    }
+
+    /// (Re-)adds the watch if it was lost (directory deleted and recreated). Returns true
+    /// when a watch was newly added.
+    pub fn ensure(&mut self) -> bool {
+        if self.wd.is_some() {
+            return false;
+        }
+        let flags = AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF;
+        self.wd = self.inotify.add_watch(&self.dir, flags).ok();
+        self.wd.is_some()
+    }
+
+    /// The fd to wait on.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.inotify.as_fd()
+    }
+
+    /// Reads pending events; returns true if anything happened (including overflow or
+    /// the directory going away, which drops the watch until [`Watcher::ensure`]).
+    pub fn drain(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(events) = self.inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            for e in events {
+                any = true;
+                if e.mask.intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_IGNORED) {
+                    self.wd = None;
+                }
+            }
+        }
+        any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("keel-src-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        d
+    }
+
+    fn list(src: &mut DirSource) -> Vec<(String, EntryKind)> {
+        let mut v = Vec::new();
+        src.list(&mut |e| v.push((e.name.to_string(), e.kind))).unwrap();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    #[test]
+    fn entries_are_classified() {
+        let d = tmp("classify");
+        std::fs::write(d.join("a.yaml"), "x").unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::os::unix::fs::symlink(d.join("a.yaml"), d.join("link.yaml")).unwrap();
+        std::os::unix::fs::symlink(d.join("missing"), d.join("dangling.yaml")).unwrap();
+        nix::unistd::mkfifo(&d.join("fifo.yaml"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let mut src = DirSource::new(&d, false);
+        let got = list(&mut src);
+        assert_eq!(
+            got,
+            vec![
+                ("a.yaml".into(), EntryKind::File),
+                ("dangling.yaml".into(), EntryKind::DanglingLink),
+                ("fifo.yaml".into(), EntryKind::Special),
+                ("link.yaml".into(), EntryKind::File),
+                ("sub".into(), EntryKind::Directory),
+            ]
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn world_writable_files_and_directories_are_refused_unless_allowed() {
+        if !nix::unistd::geteuid().is_root() {
+            panic!("this test needs root (as CI runs it)");
+        }
+        let d = tmp("insecure");
+        std::fs::write(d.join("a.yaml"), "x").unwrap();
+        std::fs::set_permissions(d.join("a.yaml"), std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+        let mut src = DirSource::new(&d, false);
+        assert_eq!(list(&mut src), vec![("a.yaml".into(), EntryKind::Insecure)]);
+        let mut allowed = DirSource::new(&d, true);
+        assert_eq!(list(&mut allowed), vec![("a.yaml".into(), EntryKind::File)]);
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let e = src.list(&mut |_| {}).unwrap_err();
+        assert!(e.message.contains("writable by users other than root"), "{}", e.message);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn tokens_change_on_rewrite_and_single_files_work() {
+        let d = tmp("token");
+        let f = d.join("p.yaml");
+        std::fs::write(&f, "one").unwrap();
+        let mut src = DirSource::new(&d, false);
+        let mut t1 = 0;
+        src.list(&mut |e| t1 = e.token).unwrap();
+        std::fs::write(&f, "two!").unwrap();
+        let mut t2 = 0;
+        src.list(&mut |e| t2 = e.token).unwrap();
+        assert_ne!(t1, t2);
+        let mut single = DirSource::new(&f, false);
+        assert_eq!(list(&mut single), vec![("p.yaml".into(), EntryKind::File)]);
+        let mut got = Vec::new();
+        single.read("p.yaml", &mut |b| got = b.to_vec()).unwrap();
+        assert_eq!(got, b"two!");
+        let mut missing = DirSource::new(&d.join("nope"), false);
+        assert_eq!(missing.list(&mut |_| {}).unwrap_err().kind, PlatformErrorKind::Missing);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn trailing_slash_is_ignored() {
+        assert_eq!(DirSource::new(Path::new("/etc/kubernetes/manifests/"), false).path(), Path::new("/etc/kubernetes/manifests"));
+    }
+}

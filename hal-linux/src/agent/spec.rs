@@ -1,0 +1,515 @@
+//! From a core [`Pod`] container to a runc [`ContainerSpec`].
+//!
+//! This module deals with the Kubernetes rules for turning a container of a pod into a
+//! process: command/args merged with the image's ENTRYPOINT/CMD, environment (image env,
+//! then the pod's, with `fieldRef`/`resourceFieldRef` values and `$(VAR)` expansion), the
+//! working directory, the user, and volume mounts (hostPath with its `type` checks,
+//! emptyDir, `subPath`, `readOnly`). Everything here is synchronous and fast; failures are
+//! configuration errors that the core shows as `CreateContainerConfigError`.
+
+use crate::image::ImageConfig;
+use crate::runtime::{ContainerSpec, MountKind, MountSpec};
+use keel_core::manifest::model::*;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Component, Path, PathBuf};
+
+/// Why a container's configuration cannot be realised.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// A hostPath `type` check failed.
+    #[error("hostPath {path}: {reason}")]
+    HostPath {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A subPath escapes its volume.
+    #[error("subPath {0:?} escapes its volume")]
+    SubPath(String),
+    /// A user name not found in the image.
+    #[error("user {0:?} not found in the image's /etc/passwd")]
+    User(String),
+    /// The container has no command at all.
+    #[error("no command: the pod gives none and the image has no ENTRYPOINT or CMD")]
+    NoCommand,
+    /// Creating a directory failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// What the spec builder needs to know about the node and pod.
+#[derive(Debug, Clone)]
+pub struct PodContext<'a> {
+    /// The defaulted pod.
+    pub pod: &'a Pod,
+    /// Its UID.
+    pub uid: &'a str,
+    /// `<root>/pods/<uid>`: emptyDir volumes live in `<pod dir>/volumes/<name>`.
+    pub pod_dir: &'a Path,
+    /// The pod IP (127.0.0.1 in a pod network namespace; the host IP with hostNetwork).
+    pub pod_ip: &'a str,
+    /// The host's IP.
+    pub host_ip: &'a str,
+    /// Node CPU count (default for `limits.cpu`).
+    pub node_cpus: u64,
+    /// Node memory in bytes (default for `limits.memory`).
+    pub node_memory: u64,
+}
+
+/// Kubernetes `$(VAR)` expansion: `$(NAME)` → value when defined (else kept as is),
+/// `$$` → `$`.
+pub fn expand(s: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(a) = after.strip_prefix('$') {
+            out.push('$');
+            rest = a;
+        } else if let Some(body) = after.strip_prefix('(') {
+            match body.find(')') {
+                Some(end) => {
+                    let name = &body[..end];
+                    match env.iter().rev().find(|(k, _)| k == name) {
+                        Some((_, v)) => out.push_str(v),
+                        None => {
+                            out.push_str("$(");
+                            out.push_str(name);
+                            out.push(')');
+                        }
+                    }
+                    rest = &body[end + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = body;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The argv Kubernetes runs: `command` replaces ENTRYPOINT, `args` replaces CMD; with
+/// `command` but no `args` the image CMD is dropped.
+pub fn argv(c: &Container, pod: &Pod, image: &ImageConfig, env: &[(String, String)]) -> Vec<String> {
+    let command: Vec<String> = c.command.iter().map(|s| expand(pod.s(*s), env)).collect();
+    let args: Vec<String> = c.args.iter().map(|s| expand(pod.s(*s), env)).collect();
+    match (command.is_empty(), args.is_empty()) {
+        (true, true) => image.entrypoint.iter().chain(image.cmd.iter()).cloned().collect(),
+        (true, false) => image.entrypoint.iter().cloned().chain(args).collect(),
+        (false, _) => command.into_iter().chain(args).collect(),
+    }
+}
+
+fn quantity_div(q: Option<&Quantity>, divisor: Option<&Quantity>, default: u64, cpu: bool) -> String {
+    // value / divisor, rounded up, as Kubernetes does for resourceFieldRef.
+    let (vm, ve) = match q {
+        Some(q) => (q.mantissa as i128, q.exp10 as i32),
+        None => (default as i128, 0),
+    };
+    let (dm, de) = match divisor {
+        Some(d) if d.mantissa > 0 => (d.mantissa as i128, d.exp10 as i32),
+        _ => (1, 0),
+    };
+    // value/divisor = vm/dm × 10^(ve-de)
+    let mut num = vm;
+    let mut den = dm;
+    let e = ve - de;
+    if e >= 0 {
+        for _ in 0..e {
+            num = num.saturating_mul(10);
+        }
+    } else {
+        for _ in 0..(-e) {
+            den = den.saturating_mul(10);
+        }
+    }
+    let v = (num + den - 1).div_euclid(den.max(1));
+    let _ = cpu;
+    v.max(if q.is_some() || default > 0 { 1 } else { 0 }).to_string()
+}
+
+/// The container's environment: image env, then the pod's (in order, later wins), with
+/// field and resource references resolved and `$(VAR)` expanded against earlier entries.
+pub fn env(ctx: &PodContext<'_>, c: &Container, image: &ImageConfig) -> Vec<(String, String)> {
+    let pod = ctx.pod;
+    let mut out: Vec<(String, String)> = image
+        .env
+        .iter()
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    for e in &c.env {
+        let name = pod.s(e.name).to_string();
+        let value = match &e.value_from {
+            Some(EnvSource::Field(f)) => match f {
+                FieldRef::MetadataName => pod.s(pod.name).to_string(),
+                FieldRef::MetadataNamespace => pod.opt(pod.namespace).unwrap_or("default").to_string(),
+                FieldRef::MetadataUid => ctx.uid.to_string(),
+                FieldRef::SpecNodeName => pod.opt(pod.spec.node_name).unwrap_or("").to_string(),
+                FieldRef::SpecServiceAccountName => String::new(),
+                FieldRef::StatusPodIP | FieldRef::StatusPodIPs => ctx.pod_ip.to_string(),
+                FieldRef::StatusHostIP | FieldRef::StatusHostIPs => ctx.host_ip.to_string(),
+            },
+            Some(EnvSource::Resource { container, resource, divisor }) => {
+                let target = container
+                    .and_then(|n| pod.all_containers().find(|(_, x)| x.name == n || pod.s(x.name) == pod.s(n)))
+                    .map(|(_, x)| x)
+                    .unwrap_or(c);
+                let r = &target.resources;
+                match resource {
+                    ResourceName::LimitsCpu => quantity_div(r.limits.cpu.as_ref(), divisor.as_ref(), ctx.node_cpus, true),
+                    ResourceName::RequestsCpu => quantity_div(r.requests.cpu.as_ref(), divisor.as_ref(), 0, true),
+                    ResourceName::LimitsMemory => {
+                        quantity_div(r.limits.memory.as_ref(), divisor.as_ref(), ctx.node_memory, false)
+                    }
+                    ResourceName::RequestsMemory => quantity_div(r.requests.memory.as_ref(), divisor.as_ref(), 0, false),
+                    ResourceName::LimitsEphemeralStorage => {
+                        quantity_div(r.limits.ephemeral_storage.as_ref(), divisor.as_ref(), 0, false)
+                    }
+                    ResourceName::RequestsEphemeralStorage => {
+                        quantity_div(r.requests.ephemeral_storage.as_ref(), divisor.as_ref(), 0, false)
+                    }
+                }
+            }
+            None => expand(pod.opt(e.value).unwrap_or(""), &out),
+        };
+        out.retain(|(k, _)| *k != name);
+        out.push((name, value));
+    }
+    out
+}
+
+fn check_host_path(path: &Path, kind: HostPathType) -> Result<(), SpecError> {
+    let err = |reason: &str| SpecError::HostPath { path: path.to_owned(), reason: reason.to_string() };
+    let io = |source| SpecError::Io { path: path.to_owned(), source };
+    let meta = std::fs::metadata(path);
+    match kind {
+        HostPathType::Unset | HostPathType::DirectoryOrCreate => {
+            if meta.is_err() {
+                // Like the container runtimes kubeadm relies on, an absent path becomes a directory.
+                std::fs::create_dir_all(path).map_err(io)?;
+            }
+            if kind == HostPathType::DirectoryOrCreate && !path.is_dir() {
+                return Err(err("exists but is not a directory"));
+            }
+        }
+        HostPathType::Directory => match meta {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(err("is not a directory")),
+            Err(_) => return Err(err("does not exist (type Directory)")),
+        },
+        HostPathType::FileOrCreate => {
+            if meta.is_err() {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(io)?;
+                }
+                std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+            } else if !path.is_file() {
+                return Err(err("exists but is not a regular file"));
+            }
+        }
+        HostPathType::File => match meta {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(err("is not a regular file")),
+            Err(_) => return Err(err("does not exist (type File)")),
+        },
+        HostPathType::Socket | HostPathType::CharDevice | HostPathType::BlockDevice => {
+            let m = meta.map_err(|_| err("does not exist"))?;
+            let ft = m.file_type();
+            let ok = match kind {
+                HostPathType::Socket => ft.is_socket(),
+                HostPathType::CharDevice => ft.is_char_device(),
+                _ => ft.is_block_device(),
+            };
+            if !ok {
+                return Err(err(match kind {
+                    HostPathType::Socket => "is not a socket",
+                    HostPathType::CharDevice => "is not a character device",
+                    _ => "is not a block device",
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Joins a subPath onto a volume path, refusing escapes (`..`, absolute, symlinks out).
+fn join_sub_path(base: &Path, sub: &str) -> Result<PathBuf, SpecError> {
+    let rel = Path::new(sub);
+    if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(SpecError::SubPath(sub.to_string()));
+    }
+    let target = base.join(rel);
+    if !target.exists() {
+        std::fs::create_dir_all(&target).map_err(|source| SpecError::Io { path: target.clone(), source })?;
+    }
+    let canon = target.canonicalize().map_err(|source| SpecError::Io { path: target.clone(), source })?;
+    let base_canon = base.canonicalize().map_err(|source| SpecError::Io { path: base.to_owned(), source })?;
+    if !canon.starts_with(&base_canon) {
+        return Err(SpecError::SubPath(sub.to_string()));
+    }
+    Ok(canon)
+}
+
+/// The emptyDir directory of a volume.
+pub fn empty_dir_path(pod_dir: &Path, name: &str) -> PathBuf {
+    pod_dir.join("volumes").join(name)
+}
+
+/// Mounts for the container's `volumeMounts`.
+pub fn mounts(ctx: &PodContext<'_>, c: &Container) -> Result<Vec<MountSpec>, SpecError> {
+    let pod = ctx.pod;
+    let mut out = Vec::new();
+    for m in &c.volume_mounts {
+        let vname = pod.s(m.name);
+        // Validation guarantees the volume exists.
+        let Some(v) = pod.spec.volumes.iter().find(|v| pod.s(v.name) == vname) else { continue };
+        let base = match v.source {
+            VolumeSource::HostPath { path, kind } => {
+                let p = PathBuf::from(pod.s(path));
+                check_host_path(&p, kind.unwrap_or(HostPathType::Unset))?;
+                p
+            }
+            VolumeSource::EmptyDir { .. } => {
+                let p = empty_dir_path(ctx.pod_dir, vname);
+                std::fs::create_dir_all(&p).map_err(|source| SpecError::Io { path: p.clone(), source })?;
+                p
+            }
+        };
+        let source = match pod.opt(m.sub_path) {
+            Some(sp) if !sp.is_empty() => join_sub_path(&base, sp)?,
+            _ => base,
+        };
+        out.push(MountSpec {
+            source,
+            destination: PathBuf::from(pod.s(m.mount_path)),
+            read_only: m.read_only,
+            kind: MountKind::Bind,
+        });
+    }
+    Ok(out)
+}
+
+/// Resolves a user (`"1000"`, `"1000:1000"`, `"name"`, `"name:group"`) against the
+/// image's `/etc/passwd` and `/etc/group` (searched top layer first).
+pub fn resolve_user(user: &str, lower_dirs: &[PathBuf]) -> Result<(u32, u32), SpecError> {
+    if user.is_empty() {
+        return Ok((0, 0));
+    }
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let find = |file: &str, name: &str| -> Option<(u32, u32)> {
+        for d in lower_dirs {
+            if let Ok(text) = std::fs::read_to_string(d.join(file)) {
+                for line in text.lines() {
+                    let f: Vec<&str> = line.split(':').collect();
+                    if f.first() == Some(&name) && f.len() > 3 {
+                        return Some((f[2].parse().ok()?, f[3].parse().unwrap_or(0)));
+                    }
+                }
+                return None;
+            }
+        }
+        None
+    };
+    let (uid, mut gid) = match u.parse::<u32>() {
+        Ok(n) => (n, find("etc/passwd", u).map(|x| x.1).unwrap_or(0)),
+        Err(_) => find("etc/passwd", u).ok_or_else(|| SpecError::User(u.to_string()))?,
+    };
+    if let Some(g) = g {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => find("etc/group", g).map(|x| x.0).ok_or_else(|| SpecError::User(user.to_string()))?,
+        };
+    }
+    Ok((uid, gid))
+}
+
+/// A stable, short runc id: `<uid hash>-<container>-<restart count>-<spec digest>`.
+pub fn container_id(uid: &str, name: &str, restart_count: u32, digest: u64) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(uid.as_bytes());
+    let hex: String = h[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}-{name}-{restart_count}-{:06x}", digest & 0xff_ffff)
+}
+
+/// Builds the runc spec of container `index` (init-first order).
+pub fn build(
+    ctx: &PodContext<'_>,
+    index: usize,
+    restart_count: u32,
+    digest: u64,
+    image: &crate::image::ResolvedImage,
+) -> Result<ContainerSpec, SpecError> {
+    let pod = ctx.pod;
+    let Some((_, c)) = pod.all_containers().nth(index) else { return Err(SpecError::NoCommand) };
+    let env = env(ctx, c, &image.config);
+    let argv = argv(c, pod, &image.config, &env);
+    if argv.is_empty() {
+        return Err(SpecError::NoCommand);
+    }
+    let psc = &pod.spec.security_context;
+    let sc = c.security_context.clone().unwrap_or_default();
+    let (mut uid, mut gid) = resolve_user(&image.config.user, &image.lower_dirs)?;
+    if let Some(u) = sc.run_as_user.or(psc.run_as_user) {
+        uid = u as u32;
+    }
+    if let Some(g) = sc.run_as_group.or(psc.run_as_group) {
+        gid = g as u32;
+    }
+    if sc.run_as_non_root.or(psc.run_as_non_root) == Some(true) && uid == 0 {
+        return Err(SpecError::User("runAsNonRoot is set but the container would run as root".into()));
+    }
+    let mut gids: Vec<u32> = psc.supplemental_groups.iter().map(|g| *g as u32).collect();
+    if let Some(fs) = psc.fs_group {
+        gids.push(fs as u32);
+    }
+    let cwd = pod
+        .opt(c.working_dir)
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| image.config.working_dir.clone());
+    let name = pod.s(c.name).to_string();
+    Ok(ContainerSpec {
+        id: container_id(ctx.uid, &name, restart_count, digest),
+        pod_uid: ctx.uid.to_string(),
+        container_name: name,
+        restart_count,
+        grace_period_secs: pod.spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64,
+        stop_signal: image.config.stop_signal.clone(),
+        argv,
+        env,
+        cwd,
+        uid,
+        gid,
+        additional_gids: gids,
+        lower_dirs: image.lower_dirs.clone(),
+        mounts: mounts(ctx, c)?,
+        read_only_rootfs: sc.read_only_root_filesystem == Some(true),
+        privileged: sc.privileged == Some(true),
+        cap_add: sc.cap_add.iter().map(|s| pod.s(*s).to_string()).collect(),
+        cap_drop: sc.cap_drop.iter().map(|s| pod.s(*s).to_string()).collect(),
+        no_new_privileges: sc.allow_privilege_escalation == Some(false),
+        labels: [("keel.dev/container-digest".to_string(), format!("{digest:016x}"))].into_iter().collect(),
+        annotations: Default::default(),
+        log_path: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn expansion_follows_kubernetes_rules() {
+        let e = env(&[("A", "1"), ("B", "two")]);
+        assert_eq!(expand("x$(A)y", &e), "x1y");
+        assert_eq!(expand("$(B)-$(A)", &e), "two-1");
+        assert_eq!(expand("$(C)", &e), "$(C)");
+        assert_eq!(expand("$$(A)", &e), "$(A)");
+        assert_eq!(expand("cost $5", &e), "cost $5");
+        assert_eq!(expand("$(A", &e), "$(A");
+    }
+
+    fn image(ep: &[&str], cmd: &[&str]) -> ImageConfig {
+        ImageConfig {
+            entrypoint: ep.iter().map(|s| s.to_string()).collect(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn pod_with(command: &[&str], args: &[&str]) -> Pod {
+        let mut pod = Pod::default();
+        let mut c = Container::default();
+        for s in command {
+            c.command.push(pod.pool.add(s).unwrap()).unwrap();
+        }
+        for s in args {
+            c.args.push(pod.pool.add(s).unwrap()).unwrap();
+        }
+        pod.spec.containers.push(c).unwrap();
+        pod
+    }
+
+    #[test]
+    fn the_four_command_args_combinations() {
+        let img = image(&["/ep"], &["cmd1", "cmd2"]);
+        let table: [(&[&str], &[&str], &[&str]); 4] = [
+            (&[], &[], &["/ep", "cmd1", "cmd2"]),
+            (&["/c"], &[], &["/c"]),
+            (&[], &["a1"], &["/ep", "a1"]),
+            (&["/c"], &["a1"], &["/c", "a1"]),
+        ];
+        for (command, args, want) in table {
+            let pod = pod_with(command, args);
+            let got = argv(&pod.spec.containers[0], &pod, &img, &[]);
+            assert_eq!(got, want, "command={command:?} args={args:?}");
+        }
+    }
+
+    #[test]
+    fn users_resolve_numeric_and_by_name() {
+        let dir = std::env::temp_dir().join(format!("keel-user-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::fs::write(dir.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nwww:x:33:34::/:/bin/sh\n").unwrap();
+        std::fs::write(dir.join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        let layers = vec![dir.clone()];
+        assert_eq!(resolve_user("", &layers).unwrap(), (0, 0));
+        assert_eq!(resolve_user("1000", &layers).unwrap(), (1000, 0));
+        assert_eq!(resolve_user("1000:7", &layers).unwrap(), (1000, 7));
+        assert_eq!(resolve_user("www", &layers).unwrap(), (33, 34));
+        assert_eq!(resolve_user("www:staff", &layers).unwrap(), (33, 50));
+        assert!(resolve_user("nobody-here", &layers).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn sub_paths_cannot_escape() {
+        let dir = std::env::temp_dir().join(format!("keel-sub-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(join_sub_path(&dir, "../x").is_err());
+        assert!(join_sub_path(&dir, "/etc").is_err());
+        std::os::unix::fs::symlink("/etc", dir.join("out")).unwrap();
+        assert!(join_sub_path(&dir, "out").is_err());
+        assert!(join_sub_path(&dir, "a/b").unwrap().ends_with("a/b"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn host_path_types_are_checked() {
+        let dir = std::env::temp_dir().join(format!("keel-hp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("file");
+        std::fs::write(&f, "x").unwrap();
+        assert!(check_host_path(&f, HostPathType::File).is_ok());
+        assert!(check_host_path(&f, HostPathType::Directory).is_err());
+        assert!(check_host_path(&dir.join("missing"), HostPathType::File).is_err());
+        assert!(check_host_path(&dir.join("missing"), HostPathType::Directory).is_err());
+        check_host_path(&dir.join("new/dir"), HostPathType::DirectoryOrCreate).unwrap();
+        assert!(dir.join("new/dir").is_dir());
+        check_host_path(&dir.join("new/f"), HostPathType::FileOrCreate).unwrap();
+        assert!(dir.join("new/f").is_file());
+        assert!(check_host_path(&f, HostPathType::Socket).is_err());
+        assert!(check_host_path(Path::new("/dev/null"), HostPathType::CharDevice).is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
