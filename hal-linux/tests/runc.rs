@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use keel_linux::runtime::{
     shim, util, ContainerHandle, ContainerSpec, ContainerState, ExitReason, MountKind, MountSpec,
-    RuncConfig, RuncRuntime, SandboxHandle, SandboxSpec, ShimRecord, LABEL_CONTAINER_NAME,
-    LABEL_POD_UID,
+    Resources, RuncConfig, RuncRuntime, SandboxHandle, SandboxSpec, ShimRecord,
+    LABEL_CONTAINER_NAME, LABEL_POD_UID,
 };
 use nix::sys::signal::Signal;
 
@@ -102,11 +102,11 @@ impl Env {
     }
 
     fn at(root: PathBuf) -> Self {
-        let mut cfg = RuncConfig::new(
-            &root,
-            runc_path(),
-            PathBuf::from(env!("CARGO_BIN_EXE_keel")),
-        );
+        // KEEL_TEST_BIN runs the shim and pause from another build (e.g. release).
+        let keel = std::env::var_os("KEEL_TEST_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_keel")));
+        let mut cfg = RuncConfig::new(&root, runc_path(), keel);
         cfg.pod_logs_dir = root.join("logs");
         cfg.cgroup_parent = cgroup_parent();
         let rt = RuncRuntime::new(cfg).unwrap();
@@ -477,4 +477,73 @@ fn shim_rss_is_small() {
     assert!(rss <= 4096, "shim VmRSS {rss} KiB");
     env.rt.signal(&c, Signal::SIGKILL).unwrap();
     assert_eq!(exited(&env, &c).signal, Some(9));
+}
+
+#[test]
+fn memory_hog_is_recorded_as_oom_killed() {
+    let env = Env::new("oom");
+    let sb = env.sandbox("oom", false);
+    let mut s = spec(&sb, "c-oom", "tail /dev/zero");
+    s.resources = Resources {
+        memory_limit_bytes: Some(16 << 20),
+        ..Default::default()
+    };
+    let c = env.rt.start_container(&sb, &s).unwrap();
+    let exit = exited(&env, &c);
+    assert_eq!(exit.reason, ExitReason::OomKilled, "{exit:?}");
+    assert_eq!(exit.signal, Some(9));
+}
+
+#[test]
+fn user_env_cwd_and_read_only_rootfs_are_applied() {
+    let env = Env::new("user");
+    let sb = env.sandbox("user", false);
+    let mut s = spec(
+        &sb,
+        "c-user",
+        "id -u; id -G; echo $GREETING; pwd; touch /x 2>/dev/null || echo rootfs-ro; \
+         grep CapEff /proc/self/status",
+    );
+    s.uid = 1000;
+    s.gid = 1000;
+    s.additional_gids = vec![5];
+    s.env.push(("GREETING".into(), "hi there".into()));
+    s.cwd = "/tmp".into();
+    let c = env.rt.start_container(&sb, &s).unwrap();
+    assert_eq!(exited(&env, &c).exit_code, 0, "{}", log_text(&c));
+    let log = log_text(&c);
+    for want in [
+        "F 1000\n",
+        "F 1000 5\n",
+        "F hi there\n",
+        "F /tmp\n",
+        "F rootfs-ro\n",
+    ] {
+        assert!(log.contains(want), "{want:?} missing:\n{log}");
+    }
+    // A non-root user has no effective capabilities.
+    assert!(log.contains("CapEff:\t0000000000000000"), "{log}");
+}
+
+#[test]
+fn privileged_container_has_all_capabilities() {
+    let env = Env::new("priv");
+    let sb = env.sandbox("priv", false);
+    let mut s = spec(
+        &sb,
+        "c-priv",
+        "grep CapEff /proc/self/status; ip link set lo mtu 1400 && echo net-admin",
+    );
+    s.privileged = true;
+    let c = env.rt.start_container(&sb, &s).unwrap();
+    exited(&env, &c);
+    let log = log_text(&c);
+    assert!(log.contains("F net-admin\n"), "{log}");
+    // Everything the agent itself may hold.
+    let host = fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = host
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap();
+    assert!(log.contains(&format!("CapEff:{bnd}\n")), "{bnd} vs\n{log}");
 }
