@@ -554,3 +554,63 @@ fn privileged_container_has_all_capabilities() {
         .unwrap();
     assert!(log.contains(&format!("CapEff:{bnd}\n")), "{bnd} vs\n{log}");
 }
+
+#[test]
+fn shim_rotates_the_log_by_size_and_count() {
+    let env = Env::new("rotate");
+    let mut cfg = env.rt.config().clone();
+    cfg.log_max_size = 400;
+    cfg.log_max_files = 3;
+    let rt = RuncRuntime::new(cfg).unwrap();
+    let sb = env.sandbox("rotate", false);
+    let c = rt
+        .start_container(&sb, &spec(&sb, "c-rotate", "seq 1 200"))
+        .unwrap();
+    assert_eq!(
+        rt.wait_exit(&c, Duration::from_secs(15))
+            .unwrap()
+            .unwrap()
+            .exit_code,
+        0
+    );
+    let dir = c.record.log_path.parent().unwrap();
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["0.log", "0.log.1", "0.log.2"]);
+    let live = log_text(&c);
+    assert!(live.ends_with(" stdout F 200\n"), "{live}");
+    assert!(live.len() <= 400);
+}
+
+#[test]
+fn a_fresh_runtime_adopts_and_stops_with_the_recorded_stop_signal() {
+    let env = Env::new("adopt");
+    let sb = env.sandbox("adopt", false);
+    let mut s = spec(
+        &sb,
+        "c-adopt",
+        "trap 'echo got USR1; exit 4' USR1; echo ready; sleep 100 & wait",
+    );
+    s.stop_signal = Some("usr1".into());
+    s.grace_period_secs = 10;
+    let c = env.rt.start_container(&sb, &s).unwrap();
+    wait_until("ready", Duration::from_secs(10), || {
+        log_text(&c).contains("F ready")
+    });
+    // As if the agent restarted: a new runtime over the same root.
+    let rt = RuncRuntime::new(env.rt.config().clone()).unwrap();
+    let listing = rt.list().unwrap();
+    assert_eq!(listing.sandboxes, vec![sb]);
+    let adopted = &listing.containers[0];
+    assert!(matches!(
+        rt.state(adopted).unwrap(),
+        ContainerState::Running { .. }
+    ));
+    let grace = Duration::from_secs(adopted.record.grace_period_secs);
+    let exit = rt.stop_container(adopted, grace).unwrap();
+    assert_eq!(exit.exit_code, 4);
+    assert!(log_text(adopted).contains(" stdout F got USR1\n"));
+}
