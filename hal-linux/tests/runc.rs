@@ -227,7 +227,8 @@ fn exit_code_3_is_recorded() {
 fn containers_in_one_sandbox_reach_each_other_on_loopback() {
     let env = Env::new("lo");
     let sb = env.sandbox("lo", false);
-    let server = env.start(&sb, "c-server", "nc -l -p 7777");
+    // busybox nc quits at stdin EOF, so keep its stdin open.
+    let server = env.start(&sb, "c-server", "sleep 60 | nc -l -p 7777");
     let client = env.start(
         &sb,
         "c-client",
