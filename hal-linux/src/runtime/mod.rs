@@ -100,6 +100,7 @@ pub struct RuncRuntime {
     cfg: RuncConfig,
     runc_root: PathBuf,
     pods_dir: PathBuf,
+    cap_bounding: u64,
 }
 
 /// Status of `runc state`.
@@ -155,6 +156,7 @@ impl RuncRuntime {
             cfg,
             runc_root,
             pods_dir,
+            cap_bounding: oci::host_cap_bounding(),
         })
     }
 
@@ -485,7 +487,14 @@ impl RuncRuntime {
         write_json(&bundle.join("record.json"), &record)?;
 
         let rootfs = self.prepare_rootfs(bundle, spec)?;
-        let config = oci::container_config(spec, sandbox, &rootfs, &cgroup, &oci_annotations);
+        let config = oci::container_config(
+            spec,
+            self.cap_bounding,
+            sandbox,
+            &rootfs,
+            &cgroup,
+            &oci_annotations,
+        );
         write_json(&bundle.join("config.json"), &config)?;
 
         let args = shim::ShimArgs {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::types::{ContainerSpec, MountKind, SandboxHandle, SandboxSpec};
+use super::types::{ContainerSpec, MountKind, Resources, SandboxHandle, SandboxSpec};
 
 /// Docker's and containerd's default capability set for unprivileged containers.
 pub const DEFAULT_CAPS: &[&str] = &[
@@ -28,7 +28,7 @@ pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability up to CAP_CHECKPOINT_RESTORE (Linux 5.9), for privileged containers.
+/// Every capability up to CAP_CHECKPOINT_RESTORE (Linux 5.9), in kernel bit order.
 pub const ALL_CAPS: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -106,10 +106,36 @@ pub fn normalize_cap(c: &str) -> String {
     }
 }
 
-/// The effective capability list: defaults (or all, privileged), minus drops, plus adds.
-pub fn capabilities(spec: &ContainerSpec) -> Vec<String> {
+/// Every capability whose bit is set in `bounding` (the agent's own bounding set: a
+/// privileged container gets all the agent can give, and runc fails on more).
+fn all_caps(bounding: u64) -> Vec<String> {
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
+/// The agent's capability bounding set (`CapBnd` in `/proc/self/status`); all known
+/// capabilities if it cannot be read.
+pub fn host_cap_bounding() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or((1u64 << ALL_CAPS.len()) - 1)
+}
+
+/// The effective capability list: defaults (or all the `bounding` set allows, when
+/// privileged or adding `ALL`), minus drops, plus adds. [`ALL_CAPS`] is in kernel bit
+/// order, so its index is the capability number.
+pub fn capabilities(spec: &ContainerSpec, bounding: u64) -> Vec<String> {
     if spec.privileged {
-        return ALL_CAPS.iter().map(|c| c.to_string()).collect();
+        return all_caps(bounding);
     }
     let drop: Vec<String> = spec.cap_drop.iter().map(|c| normalize_cap(c)).collect();
     let mut caps: Vec<String> = if drop.iter().any(|c| c == "ALL") {
@@ -123,7 +149,7 @@ pub fn capabilities(spec: &ContainerSpec) -> Vec<String> {
     };
     for add in spec.cap_add.iter().map(|c| normalize_cap(c)) {
         if add == "ALL" {
-            return ALL_CAPS.iter().map(|c| c.to_string()).collect();
+            return all_caps(bounding);
         }
         if !caps.contains(&add) {
             caps.push(add);
@@ -261,9 +287,35 @@ pub fn is_dynamic_elf(path: &Path) -> std::io::Result<bool> {
     Ok(false)
 }
 
+/// CFS period used for CPU limits (the kubelet's default, 100 ms).
+const CFS_PERIOD_US: u64 = 100_000;
+
+fn add_resources(out: &mut Value, r: &Resources) {
+    if let Some(m) = r.memory_limit_bytes {
+        out["memory"] = json!({"limit": m, "swap": m});
+    }
+    let mut cpu = serde_json::Map::new();
+    if let Some(l) = r.cpu_limit_millis {
+        // At least 1 ms of quota per period: the kernel refuses less.
+        cpu.insert("quota".into(), json!((l * CFS_PERIOD_US / 1000).max(1000)));
+        cpu.insert("period".into(), json!(CFS_PERIOD_US));
+    }
+    if let Some(req) = r.cpu_request_millis {
+        // The kubelet's milliCPUToShares: 2 shares minimum.
+        cpu.insert("shares".into(), json!((req * 1024 / 1000).max(2)));
+    }
+    if !cpu.is_empty() {
+        out["cpu"] = Value::Object(cpu);
+    }
+    if let Some(p) = r.pids_limit {
+        out["pids"] = json!({"limit": p});
+    }
+}
+
 /// `config.json` of an app container joining `sandbox`'s namespaces.
 pub fn container_config(
     spec: &ContainerSpec,
+    bounding: u64,
     sandbox: &SandboxHandle,
     rootfs: &Path,
     cgroup: &str,
@@ -308,7 +360,7 @@ pub fn container_config(
         });
     }
     let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let caps = capabilities(spec);
+    let caps = capabilities(spec, bounding);
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
     let mut linux = json!({
         "namespaces": ns,
@@ -321,6 +373,7 @@ pub fn container_config(
         linux["readonlyPaths"] = json!(READONLY_PATHS);
         linux["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
     }
+    add_resources(&mut linux["resources"], &spec.resources);
     json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -350,7 +403,7 @@ mod tests {
             cap_add: vec!["net_admin".into()],
             ..Default::default()
         };
-        assert_eq!(capabilities(&spec), ["CAP_NET_ADMIN"]);
+        assert_eq!(capabilities(&spec, u64::MAX), ["CAP_NET_ADMIN"]);
     }
 
     #[test]
@@ -359,7 +412,7 @@ mod tests {
             cap_drop: vec!["CAP_CHOWN".into()],
             ..Default::default()
         };
-        let caps = capabilities(&spec);
+        let caps = capabilities(&spec, u64::MAX);
         assert!(!caps.contains(&"CAP_CHOWN".to_string()));
         assert_eq!(caps.len(), DEFAULT_CAPS.len() - 1);
     }
@@ -384,5 +437,23 @@ mod tests {
             .iter()
             .all(|n| n["type"] != "network" && n["type"] != "uts"));
         assert!(c.get("hostname").is_none());
+    }
+}
+
+#[cfg(test)]
+mod bounding_tests {
+    use super::*;
+
+    #[test]
+    fn privileged_gets_only_caps_in_the_bounding_set() {
+        let spec = ContainerSpec {
+            privileged: true,
+            ..Default::default()
+        };
+        // CAP_SYS_RESOURCE is bit 24.
+        let caps = capabilities(&spec, !(1 << 24));
+        assert_eq!(caps.len(), ALL_CAPS.len() - 1);
+        assert!(!caps.contains(&"CAP_SYS_RESOURCE".to_string()));
+        assert_eq!(ALL_CAPS[24], "CAP_SYS_RESOURCE");
     }
 }

@@ -57,11 +57,11 @@ fn loopback_up() {
         for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
             *d = *s as libc::c_char;
         }
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) == 0
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut req) == 0
             && req.ifr_ifru.ifru_flags & libc::IFF_UP as libc::c_short == 0
         {
             req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+            libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req);
         }
         libc::close(fd);
     }

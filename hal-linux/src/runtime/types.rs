@@ -88,6 +88,19 @@ pub struct MountSpec {
     pub kind: MountKind,
 }
 
+/// Resource limits of a container (Kubernetes `resources.limits`/`requests`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Memory limit in bytes (swap is limited to the same, so no swap use).
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU limit in millicores, as a CFS quota over a 100 ms period.
+    pub cpu_limit_millis: Option<u64>,
+    /// CPU request in millicores, as relative shares (1000 m = 1024 shares).
+    pub cpu_request_millis: Option<u64>,
+    /// Maximum number of processes.
+    pub pids_limit: Option<i64>,
+}
+
 /// What a container should be. `argv` is final (image ENTRYPOINT/CMD already merged).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerSpec {
@@ -132,6 +145,8 @@ pub struct ContainerSpec {
     pub cap_drop: Vec<String>,
     /// Set `no_new_privs`.
     pub no_new_privileges: bool,
+    /// Resource limits.
+    pub resources: Resources,
     /// Extra labels, stored in config.json annotations and the record.
     pub labels: BTreeMap<String, String>,
     /// Extra annotations, likewise.
