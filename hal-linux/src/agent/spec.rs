@@ -404,6 +404,12 @@ pub fn build(
         cap_add: sc.cap_add.iter().map(|s| pod.s(*s).to_string()).collect(),
         cap_drop: sc.cap_drop.iter().map(|s| pod.s(*s).to_string()).collect(),
         no_new_privileges: sc.allow_privilege_escalation == Some(false),
+        resources: crate::runtime::Resources {
+            memory_limit_bytes: c.resources.limits.memory.and_then(|q| q.scaled_ceil(0)).and_then(|v| u64::try_from(v).ok()),
+            cpu_limit_millis: c.resources.limits.cpu.and_then(|q| q.scaled_ceil(-3)).and_then(|v| u64::try_from(v).ok()),
+            cpu_request_millis: c.resources.requests.cpu.and_then(|q| q.scaled_ceil(-3)).and_then(|v| u64::try_from(v).ok()),
+            pids_limit: None,
+        },
         labels: [("keel.dev/container-digest".to_string(), format!("{digest:016x}"))].into_iter().collect(),
         annotations: Default::default(),
         log_path: None,
