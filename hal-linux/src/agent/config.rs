@@ -38,6 +38,8 @@ pub struct AgentConfig {
     pub max_pods: usize,
     /// Absolute cgroup parent.
     pub cgroup_parent: String,
+    /// On SIGTERM/SIGINT, terminate every pod gracefully before exiting.
+    pub drain_on_exit: bool,
     /// Kubelet flags accepted but not implemented (warned about).
     pub ignored_flags: Vec<String>,
 }
@@ -58,6 +60,7 @@ impl Default for AgentConfig {
             allow_insecure: false,
             max_pods: 110,
             cgroup_parent: "/keel".into(),
+            drain_on_exit: false,
             ignored_flags: Vec::new(),
         }
     }
@@ -74,10 +77,14 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         return Some(Duration::ZERO);
     }
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let n: f64 = rest[..num_end].parse().ok()?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..unit_end] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -115,26 +122,38 @@ pub fn parse_size(s: &str) -> Option<u64> {
 pub struct ConfigError(pub String);
 
 fn apply_kubelet_config(cfg: &mut AgentConfig, path: &std::path::Path) -> Result<(), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("--config {}: {e}", path.display())))?;
-    let v: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| ConfigError(format!("--config {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("--config {}: {e}", path.display())))?;
+    let v: serde_yaml::Value = serde_yaml::from_str(&text)
+        .map_err(|e| ConfigError(format!("--config {}: {e}", path.display())))?;
     let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("");
     if kind != "KubeletConfiguration" {
-        return Err(ConfigError(format!("--config {}: kind must be KubeletConfiguration, got {kind:?}", path.display())));
+        return Err(ConfigError(format!(
+            "--config {}: kind must be KubeletConfiguration, got {kind:?}",
+            path.display()
+        )));
     }
     if let Some(p) = v.get("staticPodPath").and_then(|x| x.as_str()) {
         cfg.manifest_path = Some(PathBuf::from(p));
     }
     if let Some(d) = v.get("fileCheckFrequency").and_then(|x| x.as_str()) {
-        cfg.file_check_frequency = parse_duration(d)
-            .ok_or_else(|| ConfigError(format!("--config {}: fileCheckFrequency {d:?} is not a duration", path.display())))?;
+        cfg.file_check_frequency = parse_duration(d).ok_or_else(|| {
+            ConfigError(format!(
+                "--config {}: fileCheckFrequency {d:?} is not a duration",
+                path.display()
+            ))
+        })?;
     }
     if let Some(p) = v.get("podLogsDir").and_then(|x| x.as_str()) {
         cfg.pod_logs_dir = PathBuf::from(p);
     }
     if let Some(s) = v.get("containerLogMaxSize").and_then(|x| x.as_str()) {
-        cfg.log_max_size = parse_size(s)
-            .ok_or_else(|| ConfigError(format!("--config {}: containerLogMaxSize {s:?} is not a size", path.display())))?;
+        cfg.log_max_size = parse_size(s).ok_or_else(|| {
+            ConfigError(format!(
+                "--config {}: containerLogMaxSize {s:?} is not a size",
+                path.display()
+            ))
+        })?;
     }
     if let Some(n) = v.get("containerLogMaxFiles").and_then(|x| x.as_u64()) {
         cfg.log_max_files = n.clamp(1, 1000) as u32;
@@ -160,6 +179,8 @@ usage: keel agent [flags]
   --runc PATH                  runc binary (default: found on PATH)
   --max-pods N                 pod capacity (default 110)
   --allow-insecure-manifests   read manifests writable by users other than root
+  --drain-on-exit              on SIGTERM/SIGINT stop every pod gracefully, then exit
+                               (default: exit and leave pods running for the next agent)
   -v, --v N                    log verbosity
 Other kubelet flags are accepted and ignored with a warning.";
 
@@ -179,7 +200,10 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
             Some((n, v)) => (n.to_string(), Some(v.to_string())),
             None => (body.to_string(), None),
         };
-        let is_bool = matches!(name.as_str(), "allow-insecure-manifests" | "help" | "h");
+        let is_bool = matches!(
+            name.as_str(),
+            "allow-insecure-manifests" | "drain-on-exit" | "help" | "h"
+        );
         let value = if inline.is_some() || is_bool {
             inline
         } else if i < args.len() && !args[i].starts_with('-') {
@@ -192,27 +216,36 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
     }
     for (name, value) in &flags {
         if name == "config" {
-            config_file = Some(PathBuf::from(value.clone().ok_or_else(|| ConfigError("--config needs a file".into()))?));
+            config_file =
+                Some(PathBuf::from(value.clone().ok_or_else(|| {
+                    ConfigError("--config needs a file".into())
+                })?));
         }
     }
     if let Some(f) = &config_file {
         apply_kubelet_config(&mut cfg, f)?;
     }
     for (name, value) in flags {
-        let need = |v: Option<String>| v.ok_or_else(|| ConfigError(format!("--{name} needs a value")));
+        let need =
+            |v: Option<String>| v.ok_or_else(|| ConfigError(format!("--{name} needs a value")));
         match name.as_str() {
             "config" => {}
             "help" | "h" => return Err(ConfigError(USAGE.to_string())),
             "pod-manifest-path" => cfg.manifest_path = Some(PathBuf::from(need(value)?)),
             "file-check-frequency" => {
                 let v = need(value)?;
-                cfg.file_check_frequency =
-                    parse_duration(&v).ok_or_else(|| ConfigError(format!("--file-check-frequency {v:?} is not a duration (like 20s)")))?;
+                cfg.file_check_frequency = parse_duration(&v).ok_or_else(|| {
+                    ConfigError(format!(
+                        "--file-check-frequency {v:?} is not a duration (like 20s)"
+                    ))
+                })?;
             }
             "hostname-override" => cfg.hostname_override = Some(need(value)?),
             "v" => {
                 let v = need(value)?;
-                cfg.verbosity = v.parse().map_err(|_| ConfigError(format!("--v {v:?} is not a number")))?;
+                cfg.verbosity = v
+                    .parse()
+                    .map_err(|_| ConfigError(format!("--v {v:?} is not a number")))?;
             }
             "root-dir" => cfg.root_dir = PathBuf::from(need(value)?),
             "pod-logs-dir" => cfg.pod_logs_dir = PathBuf::from(need(value)?),
@@ -220,17 +253,24 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
             "runc" => cfg.runc = Some(PathBuf::from(need(value)?)),
             "container-log-max-size" => {
                 let v = need(value)?;
-                cfg.log_max_size = parse_size(&v).ok_or_else(|| ConfigError(format!("--container-log-max-size {v:?} is not a size")))?;
+                cfg.log_max_size = parse_size(&v).ok_or_else(|| {
+                    ConfigError(format!("--container-log-max-size {v:?} is not a size"))
+                })?;
             }
             "container-log-max-files" => {
                 let v = need(value)?;
-                cfg.log_max_files = v.parse().map_err(|_| ConfigError(format!("--container-log-max-files {v:?} is not a number")))?;
+                cfg.log_max_files = v.parse().map_err(|_| {
+                    ConfigError(format!("--container-log-max-files {v:?} is not a number"))
+                })?;
             }
             "max-pods" => {
                 let v = need(value)?;
-                cfg.max_pods = v.parse().map_err(|_| ConfigError(format!("--max-pods {v:?} is not a number")))?;
+                cfg.max_pods = v
+                    .parse()
+                    .map_err(|_| ConfigError(format!("--max-pods {v:?} is not a number")))?;
             }
             "allow-insecure-manifests" => cfg.allow_insecure = value.is_none_or(|v| v != "false"),
+            "drain-on-exit" => cfg.drain_on_exit = value.is_none_or(|v| v != "false"),
             other => cfg.ignored_flags.push(format!("--{other}")),
         }
     }
@@ -267,11 +307,20 @@ mod tests {
             "--v=2",
         ]))
         .unwrap();
-        assert_eq!(cfg.manifest_path, Some(PathBuf::from("/etc/kubernetes/manifests")));
+        assert_eq!(
+            cfg.manifest_path,
+            Some(PathBuf::from("/etc/kubernetes/manifests"))
+        );
         assert_eq!(cfg.verbosity, 2);
         assert_eq!(
             cfg.ignored_flags,
-            ["--container-runtime", "--container-runtime-endpoint", "--kubeconfig", "--network-plugin", "--register-node"]
+            [
+                "--container-runtime",
+                "--container-runtime-endpoint",
+                "--kubeconfig",
+                "--network-plugin",
+                "--register-node"
+            ]
         );
     }
 
@@ -283,7 +332,13 @@ mod tests {
             "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: /from/file\nfileCheckFrequency: 5s\npodLogsDir: /logs\ncontainerLogMaxSize: 1Mi\ncontainerLogMaxFiles: 3\n",
         )
         .unwrap();
-        let cfg = parse(&args(&["--config", f.to_str().unwrap(), "--pod-manifest-path", "/from/flag"])).unwrap();
+        let cfg = parse(&args(&[
+            "--config",
+            f.to_str().unwrap(),
+            "--pod-manifest-path",
+            "/from/flag",
+        ]))
+        .unwrap();
         assert_eq!(cfg.manifest_path, Some(PathBuf::from("/from/flag")));
         assert_eq!(cfg.file_check_frequency, Duration::from_secs(5));
         assert_eq!(cfg.pod_logs_dir, PathBuf::from("/logs"));

@@ -45,7 +45,11 @@ pub fn log(level: Level, pod: &str, msg: &str) {
         Level::Warn => "WARN ",
         Level::Info => "INFO ",
     };
-    let pod = if pod.is_empty() { "-".to_string() } else { pod.to_string() };
+    let pod = if pod.is_empty() {
+        "-".to_string()
+    } else {
+        pod.to_string()
+    };
     eprintln!("{} {lvl} {pod} {msg}", &t[..23.min(t.len())]);
 }
 
@@ -56,9 +60,17 @@ pub struct StartError(pub String);
 
 fn find_runc(cfg: &AgentConfig) -> Result<PathBuf, StartError> {
     if let Some(p) = &cfg.runc {
-        return if p.is_file() { Ok(p.clone()) } else { Err(StartError(format!("runc not found at {} (--runc)", p.display()))) };
+        return if p.is_file() {
+            Ok(p.clone())
+        } else {
+            Err(StartError(format!(
+                "runc not found at {} (--runc)",
+                p.display()
+            )))
+        };
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path)
         .map(|d| d.join("runc"))
         .find(|p| p.is_file())
@@ -66,9 +78,11 @@ fn find_runc(cfg: &AgentConfig) -> Result<PathBuf, StartError> {
 }
 
 fn check_root_dir(dir: &Path) -> Result<(), StartError> {
-    std::fs::create_dir_all(dir).map_err(|e| StartError(format!("root dir {} is not usable: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StartError(format!("root dir {} is not usable: {e}", dir.display())))?;
     let probe = dir.join(".keel-write-test");
-    std::fs::write(&probe, b"ok").map_err(|e| StartError(format!("root dir {} is not writable: {e}", dir.display())))?;
+    std::fs::write(&probe, b"ok")
+        .map_err(|e| StartError(format!("root dir {} is not writable: {e}", dir.display())))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
@@ -92,7 +106,11 @@ impl Agent<'_> {
         let slot = &self.rec.slots()[id.slot as usize];
         if slot.decode_into(&mut self.scratch_pod) {
             let p = &self.scratch_pod;
-            format!("{}/{}", p.opt(p.namespace).unwrap_or("default"), p.s(p.name))
+            format!(
+                "{}/{}",
+                p.opt(p.namespace).unwrap_or("default"),
+                p.s(p.name)
+            )
         } else {
             format!("slot{}", id.slot)
         }
@@ -102,14 +120,20 @@ impl Agent<'_> {
         let slot = &self.rec.slots()[id.slot as usize];
         if slot.decode_into(&mut self.scratch_pod) {
             let p = &self.scratch_pod;
-            p.all_containers().nth(k as usize).map(|(_, c)| p.s(c.name).to_string()).unwrap_or_default()
+            p.all_containers()
+                .nth(k as usize)
+                .map(|(_, c)| p.s(c.name).to_string())
+                .unwrap_or_default()
         } else {
             format!("#{k}")
         }
     }
 
     fn file_name(&self, id: u32) -> String {
-        self.rec.file(id).map(|f| f.name().to_string()).unwrap_or_else(|| format!("file#{id}"))
+        self.rec
+            .file(id)
+            .map(|f| f.name().to_string())
+            .unwrap_or_else(|| format!("file#{id}"))
     }
 
     fn log_event(&mut self, e: Event) {
@@ -118,7 +142,11 @@ impl Agent<'_> {
             Event::PodAdded { pod, file } => {
                 let uid = self.rec.slots()[pod.slot as usize].uid().to_string();
                 let n = self.pod_name(pod);
-                log(Info, &n, &format!("added from {} (uid {uid})", self.file_name(file)));
+                log(
+                    Info,
+                    &n,
+                    &format!("added from {} (uid {uid})", self.file_name(file)),
+                );
             }
             Event::PodTerminating { pod, reason } => {
                 let n = self.pod_name(pod);
@@ -128,39 +156,97 @@ impl Agent<'_> {
                 let n = self.pod_name(pod);
                 log(Info, &n, "removed");
             }
-            Event::ContainerStarted { pod, container, restart_count } => {
+            Event::ContainerStarted {
+                pod,
+                container,
+                restart_count,
+            } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
-                log(Info, &n, &format!("container {c} started (restart count {restart_count})"));
+                log(
+                    Info,
+                    &n,
+                    &format!("container {c} started (restart count {restart_count})"),
+                );
             }
             Event::ContainerAdopted { pod, container } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
-                log(Info, &n, &format!("container {c} adopted from an earlier agent"));
+                log(
+                    Info,
+                    &n,
+                    &format!("container {c} adopted from an earlier agent"),
+                );
             }
-            Event::ContainerExited { pod, container, code, reason } => {
+            Event::ContainerExited {
+                pod,
+                container,
+                code,
+                reason,
+            } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
                 let lvl = if code == 0 { Info } else { Warn };
-                log(lvl, &n, &format!("container {c} exited with code {code} ({})", reason.as_str()));
+                log(
+                    lvl,
+                    &n,
+                    &format!(
+                        "container {c} exited with code {code} ({})",
+                        reason.as_str()
+                    ),
+                );
             }
-            Event::BackoffScheduled { pod, container, until } => {
+            Event::BackoffScheduled {
+                pod,
+                container,
+                until,
+            } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
                 let secs = until.since(self.now()).millis() as f64 / 1000.0;
-                log(Warn, &n, &format!("container {c} in CrashLoopBackOff: restarting in {secs:.1}s"));
+                log(
+                    Warn,
+                    &n,
+                    &format!("container {c} in CrashLoopBackOff: restarting in {secs:.1}s"),
+                );
             }
-            Event::StartFailed { pod, container, reason, .. } => {
+            Event::StartFailed {
+                pod,
+                container,
+                reason,
+                ..
+            } => {
                 let uid = self.rec.slots()[pod.slot as usize].uid().to_string();
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
-                let msg = self.rt.messages.get(&(uid, container as usize)).cloned().unwrap_or_default();
-                log(Error, &n, &format!("container {c} cannot start: {}: {msg}", reason.as_str()));
+                let msg = self
+                    .rt
+                    .messages
+                    .get(&(uid, container as usize))
+                    .cloned()
+                    .unwrap_or_default();
+                log(
+                    Error,
+                    &n,
+                    &format!("container {c} cannot start: {}: {msg}", reason.as_str()),
+                );
             }
-            Event::ProbeFailed { pod, container, probe } => {
+            Event::ProbeFailed {
+                pod,
+                container,
+                probe,
+            } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
                 log(Warn, &n, &format!("container {c}: {probe:?} probe failed"));
             }
             Event::ContainerSpecChanged { pod, container } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
-                log(Info, &n, &format!("container {c} changed in the manifest: restarting it"));
+                log(
+                    Info,
+                    &n,
+                    &format!("container {c} changed in the manifest: restarting it"),
+                );
             }
-            Event::ManifestRejected { file, error, kept_running } => {
+            Event::ManifestRejected {
+                file,
+                error,
+                kept_running,
+            } => {
                 let name = self.file_name(file);
                 let mut line = crate::cli::validate::diagnostic(&name, &error, None);
                 if kept_running {
@@ -169,30 +255,69 @@ impl Agent<'_> {
                 log(Error, "", &line);
             }
             Event::ManifestDuplicate { file, of } => {
-                let other = self.rec.file_of(of).map(|f| f.name().to_string()).unwrap_or_default();
-                log(Error, "", &format!("{}: duplicate of {other}: both define pod {}", self.file_name(file), self.pod_name(of)));
+                let other = self
+                    .rec
+                    .file_of(of)
+                    .map(|f| f.name().to_string())
+                    .unwrap_or_default();
+                log(
+                    Error,
+                    "",
+                    &format!(
+                        "{}: duplicate of {other}: both define pod {}",
+                        self.file_name(file),
+                        self.pod_name(of)
+                    ),
+                );
             }
             Event::FileIgnored { file, reason } => {
-                let lvl = if reason == IgnoreReason::Insecure { Error } else { Info };
-                log(lvl, "", &format!("{} ignored: {}", self.file_name(file), reason.message()));
+                let lvl = if reason == IgnoreReason::Insecure {
+                    Error
+                } else {
+                    Info
+                };
+                log(
+                    lvl,
+                    "",
+                    &format!("{} ignored: {}", self.file_name(file), reason.message()),
+                );
             }
-            Event::ReadFailed { file, kind } => log(Error, "", &format!("{}: cannot read ({kind:?})", self.file_name(file))),
-            Event::CapacityFull { limit } => {
-                log(Error, "", &format!("capacity full ({}): the new manifest is refused, running pods are untouched", limit.describe().0))
-            }
-            Event::SourceUnavailable { kind } => {
-                log(Error, "", &format!("manifest source unavailable ({kind:?}); running pods are kept"))
-            }
+            Event::ReadFailed { file, kind } => log(
+                Error,
+                "",
+                &format!("{}: cannot read ({kind:?})", self.file_name(file)),
+            ),
+            Event::CapacityFull { limit } => log(
+                Error,
+                "",
+                &format!(
+                    "capacity full ({}): the new manifest is refused, running pods are untouched",
+                    limit.describe().0
+                ),
+            ),
+            Event::SourceUnavailable { kind } => log(
+                Error,
+                "",
+                &format!("manifest source unavailable ({kind:?}); running pods are kept"),
+            ),
             Event::SourceRecovered => log(Info, "", "manifest source readable again"),
             Event::SandboxFailed { pod, kind } => {
                 let n = self.pod_name(pod);
-                log(Error, &n, &format!("creating the pod sandbox failed ({kind:?}); retrying"));
+                log(
+                    Error,
+                    &n,
+                    &format!("creating the pod sandbox failed ({kind:?}); retrying"),
+                );
             }
             Event::PlatformError { pod, kind } => {
                 let n = pod.map(|p| self.pod_name(p)).unwrap_or_default();
                 log(Error, &n, &format!("runtime error ({kind:?})"));
             }
-            Event::OrphanRemoved => log(Info, "", "removed a container of an earlier agent that matches no manifest"),
+            Event::OrphanRemoved => log(
+                Info,
+                "",
+                "removed a container of an earlier agent that matches no manifest",
+            ),
         }
     }
 
@@ -201,7 +326,10 @@ impl Agent<'_> {
         if !slot.is_used() || !slot.decode_into(&mut self.scratch_pod) {
             return None;
         }
-        let id = PodId { slot: slot_index as u16, generation: 0 };
+        let id = PodId {
+            slot: slot_index as u16,
+            generation: 0,
+        };
         let _ = id;
         let p = &*self.scratch_pod;
         let ns = p.opt(p.namespace).unwrap_or("default").to_string();
@@ -217,10 +345,23 @@ impl Agent<'_> {
                 image: p.s(c.image).to_string(),
                 init,
                 status: *st,
-                runtime_id: st.handle.and_then(|h| self.rt.runc_id(h)).map(str::to_string),
-                log_dir: self.rt.runc().config().pod_logs_dir.join(&log_base).join(p.s(c.name)).display().to_string(),
+                runtime_id: st
+                    .handle
+                    .and_then(|h| self.rt.runc_id(h))
+                    .map(str::to_string),
+                log_dir: self
+                    .rt
+                    .runc()
+                    .config()
+                    .pod_logs_dir
+                    .join(&log_base)
+                    .join(p.s(c.name))
+                    .display()
+                    .to_string(),
                 message: match st.state {
-                    State::Waiting { error: Some(_), .. } => self.rt.messages.get(&(uid.clone(), k)).cloned(),
+                    State::Waiting { error: Some(_), .. } => {
+                        self.rt.messages.get(&(uid.clone(), k)).cloned()
+                    }
                     _ => None,
                 },
             })
@@ -262,14 +403,32 @@ impl Agent<'_> {
             }
             FileState::NoCapacity => ("rejected: no free pod slot (--max-pods)".to_string(), None),
             FileState::Duplicate(p) => {
-                let other = self.rec.file_of(p).map(|x| x.name().to_string()).unwrap_or_default();
-                (format!("duplicate of {other} (pod {})", self.pod_name(p)), None)
+                let other = self
+                    .rec
+                    .file_of(p)
+                    .map(|x| x.name().to_string())
+                    .unwrap_or_default();
+                (
+                    format!("duplicate of {other} (pod {})", self.pod_name(p)),
+                    None,
+                )
             }
-            FileState::Waiting => ("waiting for the previous instance of its pod to terminate".to_string(), None),
+            FileState::Waiting => (
+                "waiting for the previous instance of its pod to terminate".to_string(),
+                None,
+            ),
             FileState::Ignored(r) => (format!("ignored: {}", r.message()), None),
-            FileState::Unreadable { kind, kept } => (format!("cannot read ({kind:?})"), kept.map(|p| self.pod_name(p))),
+            FileState::Unreadable { kind, kept } => (
+                format!("cannot read ({kind:?})"),
+                kept.map(|p| self.pod_name(p)),
+            ),
         };
-        ManifestInfo { file: f.name().to_string(), state: f.state(), message, pod }
+        ManifestInfo {
+            file: f.name().to_string(),
+            state: f.state(),
+            message,
+            pod,
+        }
     }
 
     fn answer(&mut self, req: Request) -> Response {
@@ -278,7 +437,9 @@ impl Agent<'_> {
                 version: wire::PROTOCOL_VERSION,
                 agent: env!("CARGO_PKG_VERSION").to_string(),
                 node: self.node.clone(),
-                clock: wire::Clock { boot_unix_ms: self.boot_unix_ms },
+                clock: wire::Clock {
+                    boot_unix_ms: self.boot_unix_ms,
+                },
             },
             Request::Pods => {
                 let n = self.rec.slots().len();
@@ -292,9 +453,11 @@ impl Agent<'_> {
                 let n = self.rec.slots().len();
                 let suffix = format!("-{}", self.node);
                 let all: Vec<PodInfo> = (0..n).filter_map(|i| self.pod_info(i)).collect();
-                let found = all
-                    .into_iter()
-                    .find(|p| p.uid == pod || p.name == pod || p.name.strip_suffix(&suffix) == Some(pod.as_str()));
+                let found = all.into_iter().find(|p| {
+                    p.uid == pod
+                        || p.name == pod
+                        || p.name.strip_suffix(&suffix) == Some(pod.as_str())
+                });
                 Response::Pod(found)
             }
         }
@@ -305,51 +468,86 @@ impl Agent<'_> {
 pub type Pending = (Request, tokio::sync::oneshot::Sender<Response>);
 
 /// Runs the agent until SIGTERM/SIGINT. `requests` carries control-socket requests.
-pub fn run(cfg: AgentConfig, requests: Option<tokio::sync::mpsc::Receiver<Pending>>) -> Result<(), StartError> {
+pub fn run(
+    cfg: AgentConfig,
+    requests: Option<tokio::sync::mpsc::Receiver<Pending>>,
+) -> Result<(), StartError> {
     if !nix::unistd::geteuid().is_root() {
-        return Err(StartError("keel agent must run as root: it creates namespaces, mounts and cgroups".into()));
+        return Err(StartError(
+            "keel agent must run as root: it creates namespaces, mounts and cgroups".into(),
+        ));
     }
-    let manifest_path = cfg
-        .manifest_path
-        .clone()
-        .ok_or_else(|| StartError("no manifest path: pass --pod-manifest-path DIR or --config FILE with staticPodPath".into()))?;
+    let manifest_path = cfg.manifest_path.clone().ok_or_else(|| {
+        StartError(
+            "no manifest path: pass --pod-manifest-path DIR or --config FILE with staticPodPath"
+                .into(),
+        )
+    })?;
     let runc = find_runc(&cfg)?;
     check_root_dir(&cfg.root_dir)?;
     for f in &cfg.ignored_flags {
-        log(Level::Warn, "", &format!("ignoring kubelet flag {f}: keel does not implement it"));
+        log(
+            Level::Warn,
+            "",
+            &format!("ignoring kubelet flag {f}: keel does not implement it"),
+        );
     }
-    let keel = std::env::current_exe().map_err(|e| StartError(format!("cannot find the keel binary itself: {e}")))?;
+    let keel = std::env::current_exe()
+        .map_err(|e| StartError(format!("cannot find the keel binary itself: {e}")))?;
     let mut rcfg = RuncConfig::new(&cfg.root_dir, runc, keel);
     rcfg.pod_logs_dir = cfg.pod_logs_dir.clone();
     rcfg.log_max_size = cfg.log_max_size;
     rcfg.log_max_files = cfg.log_max_files;
     rcfg.cgroup_parent = cfg.cgroup_parent.clone();
     let runc = RuncRuntime::new(rcfg).map_err(|e| StartError(format!("runtime: {e}")))?;
-    let images = ImageStore::open(&cfg.root_dir).map_err(|e| StartError(format!("image store: {e}")))?;
+    let images =
+        ImageStore::open(&cfg.root_dir).map_err(|e| StartError(format!("image store: {e}")))?;
     let images_dir = images.layout_dir().to_path_buf();
     let wake = Arc::new(tokio::sync::Notify::new());
     let rt = LinuxRuntime::new(runc, images, wake.clone());
     let node = keel_core::manifest::defaults::node_name(
-        &cfg.hostname_override.clone().unwrap_or_else(crate::node_name),
+        &cfg.hostname_override
+            .clone()
+            .unwrap_or_else(crate::node_name),
     )
     .to_string();
 
     let mut slots: Vec<PodSlot> = (0..cfg.max_pods).map(|_| PodSlot::EMPTY).collect();
-    let mut files: Vec<FileEntry> = (0..(cfg.max_pods * 4).max(64)).map(|_| FileEntry::EMPTY).collect();
+    let mut files: Vec<FileEntry> = (0..(cfg.max_pods * 4).max(64))
+        .map(|_| FileEntry::EMPTY)
+        .collect();
     let mut scratch: Box<Scratch> = Box::default();
     let settings = Settings {
-        rescan_period: keel_core::time::Duration::from_millis(cfg.file_check_frequency.as_millis() as u64),
+        rescan_period: keel_core::time::Duration::from_millis(
+            cfg.file_check_frequency.as_millis() as u64
+        ),
         ..Settings::DEFAULT
     };
     let rec = Reconciler::new(&mut slots, &mut files, &mut scratch, &node, settings);
     let started = Instant::now();
-    let boot_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let mut agent = Agent { rec, rt, scratch_pod: Box::default(), started, boot_unix_ms, node: node.clone() };
+    let boot_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut agent = Agent {
+        rec,
+        rt,
+        scratch_pod: Box::default(),
+        started,
+        boot_unix_ms,
+        node: node.clone(),
+    };
     let mut src = DirSource::new(&manifest_path, cfg.allow_insecure);
+    let drain_on_exit = cfg.drain_on_exit;
     log(
         Level::Info,
         "",
-        &format!("keel agent {} on node {node}: manifests in {}, root {}", env!("CARGO_PKG_VERSION"), manifest_path.display(), cfg.root_dir.display()),
+        &format!(
+            "keel agent {} on node {node}: manifests in {}, root {}",
+            env!("CARGO_PKG_VERSION"),
+            manifest_path.display(),
+            cfg.root_dir.display()
+        ),
     );
 
     let tokio_rt = tokio::runtime::Builder::new_current_thread()
@@ -360,12 +558,13 @@ pub fn run(cfg: AgentConfig, requests: Option<tokio::sync::mpsc::Receiver<Pendin
         let mut requests = requests;
         let watcher = Watcher::new(&manifest_path).map_err(|e| StartError(format!("inotify: {e}")))?;
         let mut watcher = register(WatchFd(watcher))?;
-        let mut image_watch = register(WatchFd(Watcher::new(&images_dir).map_err(|e| StartError(format!("inotify: {e}")))?))?;
+        let mut image_watch = register(WatchFd(Watcher::new(&images_dir).map_err(|e| StartError(format!("inotify: {e}")))?.only("index.json")))?;
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| StartError(format!("signals: {e}")))?;
         let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .map_err(|e| StartError(format!("signals: {e}")))?;
         let mut last_source_error: Option<String> = None;
+        let mut drain_deadline: Option<std::time::Instant> = None;
         loop {
             let now = agent.now();
             agent.rec.set_wall_time(&crate::timefmt::now());
@@ -383,6 +582,17 @@ pub fn run(cfg: AgentConfig, requests: Option<tokio::sync::mpsc::Receiver<Pendin
                     log(Level::Error, "", m);
                 }
                 last_source_error = src.last_error.clone();
+            }
+            if let Some(deadline) = drain_deadline {
+                let left = agent.rec.slots().iter().filter(|s| s.is_used()).count();
+                if left == 0 {
+                    log(Level::Info, "", "drained: every pod is stopped and removed");
+                    break;
+                }
+                if std::time::Instant::now() >= deadline {
+                    log(Level::Error, "", &format!("drain timed out with {left} pod(s) left"));
+                    break;
+                }
             }
             if watcher.get_mut().0.ensure() {
                 agent.rec.notify_changed();
@@ -413,13 +623,56 @@ pub fn run(cfg: AgentConfig, requests: Option<tokio::sync::mpsc::Receiver<Pendin
                 Some((req, reply)) = async { match requests.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
                     let _ = reply.send(agent.answer(req));
                 }
-                _ = sigterm.recv() => break,
-                _ = sigint.recv() => break,
+                _ = sigterm.recv() => if !begin_drain(drain_on_exit, &mut drain_deadline, &mut src, &mut agent) { break },
+                _ = sigint.recv() => if !begin_drain(drain_on_exit, &mut drain_deadline, &mut src, &mut agent) { break },
             }
         }
-        log(Level::Info, "", "stopping; pods keep running and a restarted agent adopts them");
+        if drain_deadline.is_none() {
+            log(Level::Info, "", "stopping; pods keep running and a restarted agent adopts them");
+        }
+        // Finish queued runtime work (removals, signals) before the process goes.
+        agent.rt.shutdown(std::time::Duration::from_secs(30));
         Ok::<(), StartError>(())
     })
+}
+
+/// On the first signal with `--drain-on-exit`, starts draining (returns true: keep
+/// looping); otherwise, or on a second signal, returns false (exit now).
+fn begin_drain(
+    enabled: bool,
+    deadline: &mut Option<std::time::Instant>,
+    src: &mut DirSource,
+    agent: &mut Agent<'_>,
+) -> bool {
+    if !enabled || deadline.is_some() {
+        return false;
+    }
+    let grace = agent
+        .rec
+        .slots()
+        .iter()
+        .filter(|s| s.is_used())
+        .map(|s| {
+            let mut p = Pod::default();
+            if s.decode_into(&mut p) {
+                p.spec.termination_grace_period_seconds.unwrap_or(30).max(2) as u64
+            } else {
+                30
+            }
+        })
+        .max()
+        .unwrap_or(0);
+    *deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(grace + 10));
+    log(
+        Level::Info,
+        "",
+        &format!(
+            "draining: stopping every pod (up to {grace}s of grace); a second signal exits at once"
+        ),
+    );
+    src.draining = true;
+    agent.rec.notify_changed();
+    true
 }
 
 struct WatchFd(Watcher);
@@ -427,7 +680,8 @@ struct WatchFd(Watcher);
 fn register(w: WatchFd) -> Result<tokio::io::unix::AsyncFd<WatchFd>, StartError> {
     // SAFETY: the inotify fd is owned by the `Watcher` inside the AsyncFd, so it stays
     // open for exactly as long as it is registered.
-    unsafe { tokio::io::unix::AsyncFd::register(w) }.map_err(|e| StartError(format!("inotify: {}", e)))
+    unsafe { tokio::io::unix::AsyncFd::register(w) }
+        .map_err(|e| StartError(format!("inotify: {}", e)))
 }
 
 impl std::os::fd::AsRawFd for WatchFd {

@@ -12,10 +12,13 @@
 
 use super::spec::{self, PodContext};
 use crate::image::ImageStore;
-use crate::runtime::{ContainerHandle, ContainerState, ExitReason, RuncRuntime, SandboxHandle, SandboxSpec};
+use crate::runtime::{
+    ContainerHandle, ContainerState, ExitReason, RuncRuntime, SandboxHandle, SandboxSpec,
+};
 use keel_core::manifest::model::{Action, IntOrStr, Pod, Scheme, VolumeSource};
 use keel_core::platform::{
-    ActionResult, Existing, Handle, PlatformError, PlatformErrorKind, PodRef, RunState, Runtime, Signal, Ticket,
+    ActionResult, Existing, Handle, PlatformError, PlatformErrorKind, PodRef, RunState, Runtime,
+    Signal, Ticket,
 };
 use keel_core::time::Duration;
 use std::collections::HashMap;
@@ -71,6 +74,7 @@ struct PodWorker {
     tx: mpsc::Sender<Op>,
     host_network: bool,
     sandbox_pid: i32,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 struct Ctr {
@@ -101,11 +105,16 @@ pub struct LinuxRuntime {
     pub messages: HashMap<(String, usize), String>,
     /// Log lines for the agent.
     pub notices: Vec<Notice>,
+    /// Workers of removed pods still finishing their queue.
+    finishing: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for LinuxRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LinuxRuntime").field("pods", &self.pods.len()).field("containers", &self.containers.len()).finish()
+        f.debug_struct("LinuxRuntime")
+            .field("pods", &self.pods.len())
+            .field("containers", &self.containers.len())
+            .finish()
     }
 }
 
@@ -137,7 +146,10 @@ fn total_memory() -> u64 {
 }
 
 fn err(kind: PlatformErrorKind, message: impl Into<String>) -> LinuxError {
-    LinuxError { kind, message: message.into() }
+    LinuxError {
+        kind,
+        message: message.into(),
+    }
 }
 
 /// A pidfd for `pid`, if the kernel has them and the process exists.
@@ -153,48 +165,67 @@ fn pidfd(pid: i32) -> Option<OwnedFd> {
 
 /// Blocks until the process behind `fd` exits.
 fn wait_pidfd(fd: &OwnedFd) {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     loop {
         // SAFETY: one valid pollfd, infinite timeout.
         let r = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if r > 0 || (r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted) {
+        if r > 0
+            || (r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
+        {
             return;
         }
     }
 }
 
 /// Waits for a started container's exit and reports it.
-fn spawn_waiter(h: u32, ch: ContainerHandle, runc: Arc<RuncRuntime>, tx: mpsc::Sender<Done>, wake: Arc<Notify>) {
-    let _ = std::thread::Builder::new().name(format!("wait-{h}")).stack_size(64 * 1024).spawn(move || {
-        let shim_pid = std::fs::read(crate::runtime::shim::shim_record_path(&ch.bundle))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<crate::runtime::ShimRecord>(&b).ok())
-            .map(|r| r.shim_pid);
-        if let Some(fd) = shim_pid.and_then(pidfd) {
-            wait_pidfd(&fd);
-        }
-        // The shim writes the exit record before it exits; poll briefly for slow cases
-        // (no pidfd, or a shim that lost its record).
-        let mut delay = std::time::Duration::from_millis(2);
-        loop {
-            match runc.state(&ch) {
-                Ok(ContainerState::Exited(rec)) => {
-                    let _ = tx.send(Done::Exited(h, rec.exit_code, rec.reason == ExitReason::OomKilled));
-                    wake.notify_one();
-                    return;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = tx.send(Done::Message(format!("container {}: {e}", ch.id)));
-                    let _ = tx.send(Done::Exited(h, 255, false));
-                    wake.notify_one();
-                    return;
-                }
+fn spawn_waiter(
+    h: u32,
+    ch: ContainerHandle,
+    runc: Arc<RuncRuntime>,
+    tx: mpsc::Sender<Done>,
+    wake: Arc<Notify>,
+) {
+    let _ = std::thread::Builder::new()
+        .name(format!("wait-{h}"))
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let shim_pid = std::fs::read(crate::runtime::shim::shim_record_path(&ch.bundle))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<crate::runtime::ShimRecord>(&b).ok())
+                .map(|r| r.shim_pid);
+            if let Some(fd) = shim_pid.and_then(pidfd) {
+                wait_pidfd(&fd);
             }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(std::time::Duration::from_millis(200));
-        }
-    });
+            // The shim writes the exit record before it exits; poll briefly for slow cases
+            // (no pidfd, or a shim that lost its record).
+            let mut delay = std::time::Duration::from_millis(2);
+            loop {
+                match runc.state(&ch) {
+                    Ok(ContainerState::Exited(rec)) => {
+                        let _ = tx.send(Done::Exited(
+                            h,
+                            rec.exit_code,
+                            rec.reason == ExitReason::OomKilled,
+                        ));
+                        wake.notify_one();
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = tx.send(Done::Message(format!("container {}: {e}", ch.id)));
+                        let _ = tx.send(Done::Exited(h, 255, false));
+                        wake.notify_one();
+                        return;
+                    }
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(std::time::Duration::from_millis(200));
+            }
+        });
 }
 
 fn sig_of(ch: &ContainerHandle, s: Signal) -> nix::sys::signal::Signal {
@@ -207,8 +238,14 @@ fn sig_of(ch: &ContainerHandle, s: Signal) -> nix::sys::signal::Signal {
             .as_deref()
             .and_then(|name| {
                 let up = name.to_ascii_uppercase();
-                let full = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
-                full.parse::<S>().ok().or_else(|| name.parse::<i32>().ok().and_then(|n| S::try_from(n).ok()))
+                let full = if up.starts_with("SIG") {
+                    up
+                } else {
+                    format!("SIG{up}")
+                };
+                full.parse::<S>()
+                    .ok()
+                    .or_else(|| name.parse::<i32>().ok().and_then(|n| S::try_from(n).ok()))
             })
             .unwrap_or(S::SIGTERM),
     }
@@ -229,16 +266,27 @@ fn pod_worker(
         let _ = tx.send(Done::Message(m));
         wake.notify_one();
     };
-    let ensure = |sandbox: &mut Option<SandboxHandle>, spec: &Option<SandboxSpec>, tmpfs: &[PathBuf]| -> Result<(), String> {
+    let ensure = |sandbox: &mut Option<SandboxHandle>,
+                  spec: &Option<SandboxSpec>,
+                  tmpfs: &[PathBuf]|
+     -> Result<(), String> {
         if sandbox.is_some() {
             return Ok(());
         }
-        let Some(spec) = spec else { return Err("no sandbox spec".into()) };
+        let Some(spec) = spec else {
+            return Err("no sandbox spec".into());
+        };
         for dir in tmpfs {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             if !crate::runtime::util::is_mount_point(dir) {
-                nix::mount::mount(Some("tmpfs"), dir, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("mode=0777"))
-                    .map_err(|e| format!("mount tmpfs {}: {e}", dir.display()))?;
+                nix::mount::mount(
+                    Some("tmpfs"),
+                    dir,
+                    Some("tmpfs"),
+                    nix::mount::MsFlags::empty(),
+                    Some("mode=0777"),
+                )
+                .map_err(|e| format!("mount tmpfs {}: {e}", dir.display()))?;
             }
         }
         match runc.create_sandbox(spec) {
@@ -360,94 +408,122 @@ fn spawn_action(
             Some(p) => Job::Tcp(pod.opt(*host).unwrap_or("127.0.0.1").to_string(), p),
             None => Job::Fail,
         },
-        Action::HttpGet { path, port, host, scheme, headers } => match port_of(port) {
+        Action::HttpGet {
+            path,
+            port,
+            host,
+            scheme,
+            headers,
+        } => match port_of(port) {
             Some(p) => Job::Http(
                 pod.opt(*host).unwrap_or("127.0.0.1").to_string(),
                 p,
                 pod.opt(*path).unwrap_or("/").to_string(),
                 *scheme == Some(Scheme::HTTPS),
-                headers.iter().map(|kv| (pod.s(kv.key).to_string(), pod.s(kv.value).to_string())).collect(),
+                headers
+                    .iter()
+                    .map(|kv| (pod.s(kv.key).to_string(), pod.s(kv.value).to_string()))
+                    .collect(),
             ),
             None => Job::Fail,
         },
         Action::Sleep { seconds } => Job::Sleep((*seconds).max(0) as u64),
         Action::Grpc { .. } => Job::Fail,
     };
-    let _ = std::thread::Builder::new().name(format!("probe-{ticket}")).stack_size(128 * 1024).spawn(move || {
-        let enter_netns = || {
-            if let Some(pid) = netns_pid {
-                if let Ok(f) = std::fs::File::open(format!("/proc/{pid}/ns/net")) {
-                    let _ = nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET);
+    let _ = std::thread::Builder::new()
+        .name(format!("probe-{ticket}"))
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            let enter_netns = || {
+                if let Some(pid) = netns_pid {
+                    if let Ok(f) = std::fs::File::open(format!("/proc/{pid}/ns/net")) {
+                        let _ = nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET);
+                    }
                 }
-            }
-        };
-        let ok = match job {
-            Job::Exec(cmd) => {
-                let child = std::process::Command::new(runc.config().runc_path.clone())
-                    .arg("--root")
-                    .arg(runc.runc_root())
-                    .arg("exec")
-                    .arg(&runc_id)
-                    .args(&cmd)
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn();
-                match child {
-                    Ok(mut c) => {
-                        let until = Instant::now() + timeout;
-                        loop {
-                            match c.try_wait() {
-                                Ok(Some(st)) => break st.success(),
-                                Ok(None) if Instant::now() < until => std::thread::sleep(std::time::Duration::from_millis(5)),
-                                _ => {
-                                    let _ = c.kill();
-                                    let _ = c.wait();
-                                    break false;
+            };
+            let ok = match job {
+                Job::Exec(cmd) => {
+                    let child = std::process::Command::new(runc.config().runc_path.clone())
+                        .arg("--root")
+                        .arg(runc.runc_root())
+                        .arg("exec")
+                        .arg(&runc_id)
+                        .args(&cmd)
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn();
+                    match child {
+                        Ok(mut c) => {
+                            let until = Instant::now() + timeout;
+                            loop {
+                                match c.try_wait() {
+                                    Ok(Some(st)) => break st.success(),
+                                    Ok(None) if Instant::now() < until => {
+                                        std::thread::sleep(std::time::Duration::from_millis(5))
+                                    }
+                                    _ => {
+                                        let _ = c.kill();
+                                        let _ = c.wait();
+                                        break false;
+                                    }
                                 }
                             }
                         }
+                        Err(_) => false,
                     }
-                    Err(_) => false,
                 }
-            }
-            Job::Tcp(host, port) => {
-                enter_netns();
-                (host.as_str(), port)
-                    .to_socket_addrs()
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .is_some_and(|a| TcpStream::connect_timeout(&a, timeout).is_ok())
-            }
-            Job::Http(host, port, path, https, headers) => {
-                enter_netns();
-                if https {
-                    // keel speaks no TLS: an HTTPS probe counts as a TCP probe, as the
-                    // kubelet skips certificate checks anyway.
+                Job::Tcp(host, port) => {
+                    enter_netns();
                     (host.as_str(), port)
                         .to_socket_addrs()
                         .ok()
                         .and_then(|mut a| a.next())
                         .is_some_and(|a| TcpStream::connect_timeout(&a, timeout).is_ok())
-                } else {
-                    http_get(&host, port, &path, &headers, timeout)
                 }
-            }
-            Job::Sleep(secs) => {
-                std::thread::sleep(std::time::Duration::from_secs(secs).min(timeout));
-                true
-            }
-            Job::Fail => false,
-        };
-        let _ = tx.send(Done::Action(ticket, h, ok));
-        wake.notify_one();
-    });
+                Job::Http(host, port, path, https, headers) => {
+                    enter_netns();
+                    if https {
+                        // keel speaks no TLS: an HTTPS probe counts as a TCP probe, as the
+                        // kubelet skips certificate checks anyway.
+                        (host.as_str(), port)
+                            .to_socket_addrs()
+                            .ok()
+                            .and_then(|mut a| a.next())
+                            .is_some_and(|a| TcpStream::connect_timeout(&a, timeout).is_ok())
+                    } else {
+                        http_get(&host, port, &path, &headers, timeout)
+                    }
+                }
+                Job::Sleep(secs) => {
+                    std::thread::sleep(std::time::Duration::from_secs(secs).min(timeout));
+                    true
+                }
+                Job::Fail => false,
+            };
+            let _ = tx.send(Done::Action(ticket, h, ok));
+            wake.notify_one();
+        });
 }
 
 /// A minimal HTTP/1.1 GET: success for status 200–399.
-fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)], timeout: std::time::Duration) -> bool {
-    let Some(addr) = (host, port).to_socket_addrs().ok().and_then(|mut a| a.next()) else { return false };
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else { return false };
+fn http_get(
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: std::time::Duration,
+) -> bool {
+    let Some(addr) = (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+    else {
+        return false;
+    };
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: keel-probe/1.0\r\nConnection: close\r\n");
@@ -467,7 +543,10 @@ fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)], tim
         }
     }
     let line = String::from_utf8_lossy(&buf[..n]);
-    line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()).is_some_and(|c| (200..400).contains(&c))
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .is_some_and(|c| (200..400).contains(&c))
 }
 
 impl LinuxRuntime {
@@ -485,10 +564,30 @@ impl LinuxRuntime {
             actions: HashMap::new(),
             next: 1,
             host_ip: host_ip(),
-            cpus: std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as u64)
+                .unwrap_or(1),
             memory: total_memory(),
             messages: HashMap::new(),
             notices: Vec::new(),
+            finishing: Vec::new(),
+        }
+    }
+
+    /// Lets every pod worker finish what it was asked to do (removals above all), for at
+    /// most `timeout`. Workers of live pods are told nothing new: their pods keep running.
+    pub fn shutdown(&mut self, timeout: std::time::Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut threads: Vec<std::thread::JoinHandle<()>> = std::mem::take(&mut self.finishing);
+        for (_, mut w) in self.pods.drain() {
+            // Dropping the sender ends the worker once its queue is empty.
+            drop(w.tx);
+            if let Some(t) = w.thread.take() {
+                threads.push(t);
+            }
+        }
+        while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 
@@ -513,7 +612,12 @@ impl LinuxRuntime {
         h
     }
 
-    fn worker(&mut self, uid: &str, host_network: bool, sandbox: Option<SandboxHandle>) -> &PodWorker {
+    fn worker(
+        &mut self,
+        uid: &str,
+        host_network: bool,
+        sandbox: Option<SandboxHandle>,
+    ) -> &PodWorker {
         if !self.pods.contains_key(uid) {
             let (tx, rx) = mpsc::channel();
             let runc = self.runc.clone();
@@ -521,20 +625,39 @@ impl LinuxRuntime {
             let wake = self.wake.clone();
             let u = uid.to_string();
             let pid = sandbox.as_ref().map_or(0, |s| s.pid);
-            let _ = std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("pod-{}", &uid[..uid.len().min(8)]))
-                .spawn(move || pod_worker(u, rx, runc, done, wake, sandbox));
-            self.pods.insert(uid.to_string(), PodWorker { tx, host_network, sandbox_pid: pid });
+                .spawn(move || pod_worker(u, rx, runc, done, wake, sandbox))
+                .ok();
+            self.pods.insert(
+                uid.to_string(),
+                PodWorker {
+                    tx,
+                    host_network,
+                    sandbox_pid: pid,
+                    thread,
+                },
+            );
         }
         &self.pods[uid]
     }
 
-    fn ctx<'a>(&'a self, pod: &'a Pod, uid: &'a str, pod_dir: &'a std::path::Path, host_network: bool) -> PodContext<'a> {
+    fn ctx<'a>(
+        &'a self,
+        pod: &'a Pod,
+        uid: &'a str,
+        pod_dir: &'a std::path::Path,
+        host_network: bool,
+    ) -> PodContext<'a> {
         PodContext {
             pod,
             uid,
             pod_dir,
-            pod_ip: if host_network { &self.host_ip } else { "127.0.0.1" },
+            pod_ip: if host_network {
+                &self.host_ip
+            } else {
+                "127.0.0.1"
+            },
             host_ip: &self.host_ip,
             node_cpus: self.cpus,
             node_memory: self.memory,
@@ -548,7 +671,10 @@ impl Runtime for LinuxRuntime {
     fn create_sandbox(&mut self, pod: PodRef<'_>) -> Result<(), LinuxError> {
         let p = pod.pod;
         let name = p.s(p.name).to_string();
-        let hostname = p.opt(p.spec.hostname).map(str::to_string).unwrap_or_else(|| name.chars().take(63).collect());
+        let hostname = p
+            .opt(p.spec.hostname)
+            .map(str::to_string)
+            .unwrap_or_else(|| name.chars().take(63).collect());
         let spec = SandboxSpec {
             pod_uid: pod.uid.to_string(),
             pod_name: name,
@@ -569,12 +695,20 @@ impl Runtime for LinuxRuntime {
             .map(|v| spec::empty_dir_path(&pod_dir, p.s(v.name)))
             .collect();
         let w = self.worker(pod.uid, p.spec.host_network, None);
-        w.tx.send(Op::CreateSandbox(spec, tmpfs)).map_err(|_| err(PlatformErrorKind::Create, "pod worker is gone"))
+        w.tx.send(Op::CreateSandbox(spec, tmpfs))
+            .map_err(|_| err(PlatformErrorKind::Create, "pod worker is gone"))
     }
 
     fn remove_sandbox(&mut self, uid: &str) -> Result<(), LinuxError> {
         match self.pods.remove(uid) {
-            Some(w) => w.tx.send(Op::RemoveSandbox).map_err(|_| err(PlatformErrorKind::Other, "pod worker is gone")),
+            Some(mut w) => {
+                self.finishing.retain(|t| !t.is_finished());
+                if let Some(t) = w.thread.take() {
+                    self.finishing.push(t);
+                }
+                w.tx.send(Op::RemoveSandbox)
+                    .map_err(|_| err(PlatformErrorKind::Other, "pod worker is gone"))
+            }
             None => {
                 // An orphan sandbox from an earlier agent with no worker yet.
                 let (tx, rx) = mpsc::channel();
@@ -586,13 +720,24 @@ impl Runtime for LinuxRuntime {
                     .ok()
                     .and_then(|b| serde_json::from_slice::<SandboxHandle>(&b).ok());
                 let _ = tx.send(Op::RemoveSandbox);
-                let _ = std::thread::Builder::new().spawn(move || pod_worker(u, rx, runc, done, wake, sb));
+                drop(tx);
+                if let Ok(t) = std::thread::Builder::new()
+                    .spawn(move || pod_worker(u, rx, runc, done, wake, sb))
+                {
+                    self.finishing.push(t);
+                }
                 Ok(())
             }
         }
     }
 
-    fn start_container(&mut self, pod: PodRef<'_>, index: usize, restart_count: u32, digest: u64) -> Result<Handle, LinuxError> {
+    fn start_container(
+        &mut self,
+        pod: PodRef<'_>,
+        index: usize,
+        restart_count: u32,
+        digest: u64,
+    ) -> Result<Handle, LinuxError> {
         let p = pod.pod;
         let Some((_, c)) = p.all_containers().nth(index) else {
             return Err(err(PlatformErrorKind::Config, "no such container"));
@@ -630,18 +775,30 @@ impl Runtime for LinuxRuntime {
         };
         self.messages.remove(&key);
         let h = self.alloc();
-        self.containers.insert(h, Ctr { pod_uid: pod.uid.to_string(), runc_id: spec.id.clone(), state: RunState::Creating });
+        self.containers.insert(
+            h,
+            Ctr {
+                pod_uid: pod.uid.to_string(),
+                runc_id: spec.id.clone(),
+                state: RunState::Creating,
+            },
+        );
         let w = self.worker(pod.uid, host_network, None);
-        w.tx.send(Op::Start(h, Box::new(spec))).map_err(|_| err(PlatformErrorKind::Create, "pod worker is gone"))?;
+        w.tx.send(Op::Start(h, Box::new(spec)))
+            .map_err(|_| err(PlatformErrorKind::Create, "pod worker is gone"))?;
         Ok(Handle(h))
     }
 
     fn state(&mut self, h: Handle) -> RunState {
-        self.containers.get(&h.0).map_or(RunState::Gone, |c| c.state)
+        self.containers
+            .get(&h.0)
+            .map_or(RunState::Gone, |c| c.state)
     }
 
     fn signal(&mut self, h: Handle, s: Signal) -> Result<(), LinuxError> {
-        let Some(c) = self.containers.get(&h.0) else { return Ok(()) };
+        let Some(c) = self.containers.get(&h.0) else {
+            return Ok(());
+        };
         if let Some(w) = self.pods.get(&c.pod_uid) {
             let _ = w.tx.send(Op::Signal(h.0, s));
         }
@@ -657,8 +814,17 @@ impl Runtime for LinuxRuntime {
         Ok(())
     }
 
-    fn start_action(&mut self, h: Handle, pod: PodRef<'_>, index: usize, action: &Action, timeout: Duration) -> Result<Ticket, LinuxError> {
-        let Some(c) = self.containers.get(&h.0) else { return Err(err(PlatformErrorKind::NotFound, "no such container")) };
+    fn start_action(
+        &mut self,
+        h: Handle,
+        pod: PodRef<'_>,
+        index: usize,
+        action: &Action,
+        timeout: Duration,
+    ) -> Result<Ticket, LinuxError> {
+        let Some(c) = self.containers.get(&h.0) else {
+            return Err(err(PlatformErrorKind::NotFound, "no such container"));
+        };
         let runc_id = c.runc_id.clone();
         let (netns, host_network) = match self.pods.get(pod.uid) {
             Some(w) => (w.sandbox_pid, w.host_network),
@@ -708,7 +874,10 @@ impl Runtime for LinuxRuntime {
                     self.notices.push(Notice(m));
                     if let Some(c) = self.containers.get_mut(&h) {
                         // As the kubelet reports a runtime start failure: exit code 128.
-                        c.state = RunState::Exited { code: 128, oom: false };
+                        c.state = RunState::Exited {
+                            code: 128,
+                            oom: false,
+                        };
                         f(Handle(h));
                     }
                 }
@@ -720,7 +889,14 @@ impl Runtime for LinuxRuntime {
                 }
                 Done::Action(t, h, ok) => {
                     if self.actions.contains_key(&t) {
-                        self.actions.insert(t, if ok { ActionResult::Success } else { ActionResult::Failure });
+                        self.actions.insert(
+                            t,
+                            if ok {
+                                ActionResult::Success
+                            } else {
+                                ActionResult::Failure
+                            },
+                        );
                     }
                     f(Handle(h));
                 }
@@ -738,24 +914,55 @@ impl Runtime for LinuxRuntime {
         let listing = match self.runc.list() {
             Ok(l) => l,
             Err(e) => {
-                self.notices.push(Notice(format!("listing existing containers: {e}")));
+                self.notices
+                    .push(Notice(format!("listing existing containers: {e}")));
                 return;
             }
         };
+        let mut dead: Vec<String> = Vec::new();
         for sb in listing.sandboxes {
             let uid = sb.spec.pod_uid.clone();
+            if !crate::runtime::util::process_alive(sb.pid) {
+                // The pod's namespaces are gone (reboot, killed pause): nothing to adopt.
+                // Remove what is left; the core recreates the pod if its manifest remains.
+                if let Err(e) = self.runc.remove_sandbox(&sb) {
+                    self.notices
+                        .push(Notice(format!("removing dead sandbox of pod {uid}: {e}")));
+                }
+                dead.push(uid);
+                continue;
+            }
             let hn = sb.spec.host_network;
             self.worker(&uid, hn, Some(sb));
-            f(Existing { handle: Handle(0), pod_uid: &uid, container: None, restart_count: 0, digest: 0, state: RunState::Running });
+            f(Existing {
+                handle: Handle(0),
+                pod_uid: &uid,
+                container: None,
+                restart_count: 0,
+                digest: 0,
+                state: RunState::Running,
+            });
         }
         for ch in listing.containers {
-            let h = self.alloc();
             let uid = ch.record.pod_uid.clone();
+            if dead.contains(&uid) {
+                continue;
+            }
+            let h = self.alloc();
             let state = match self.runc.state(&ch) {
                 Ok(ContainerState::Running { .. }) => RunState::Running,
-                Ok(ContainerState::Exited(rec)) => RunState::Exited { code: rec.exit_code, oom: rec.reason == ExitReason::OomKilled },
-                Ok(ContainerState::Created) => RunState::Exited { code: 255, oom: false },
-                Err(_) => RunState::Exited { code: 255, oom: false },
+                Ok(ContainerState::Exited(rec)) => RunState::Exited {
+                    code: rec.exit_code,
+                    oom: rec.reason == ExitReason::OomKilled,
+                },
+                Ok(ContainerState::Created) => RunState::Exited {
+                    code: 255,
+                    oom: false,
+                },
+                Err(_) => RunState::Exited {
+                    code: 255,
+                    oom: false,
+                },
             };
             let digest = ch
                 .record
@@ -763,15 +970,35 @@ impl Runtime for LinuxRuntime {
                 .get("keel.dev/container-digest")
                 .and_then(|d| u64::from_str_radix(d, 16).ok())
                 .unwrap_or(0);
-            self.containers.insert(h, Ctr { pod_uid: uid.clone(), runc_id: ch.id.clone(), state });
+            self.containers.insert(
+                h,
+                Ctr {
+                    pod_uid: uid.clone(),
+                    runc_id: ch.id.clone(),
+                    state,
+                },
+            );
             if state == RunState::Running {
-                spawn_waiter(h, ch.clone(), self.runc.clone(), self.tx.clone(), self.wake.clone());
+                spawn_waiter(
+                    h,
+                    ch.clone(),
+                    self.runc.clone(),
+                    self.tx.clone(),
+                    self.wake.clone(),
+                );
             }
             let name = ch.record.container_name.clone();
             let rc = ch.record.restart_count;
             let w = self.worker(&uid, false, None);
             let _ = w.tx.send(Op::Adopt(h, Box::new(ch)));
-            f(Existing { handle: Handle(h), pod_uid: &uid, container: Some(&name), restart_count: rc, digest, state });
+            f(Existing {
+                handle: Handle(h),
+                pod_uid: &uid,
+                container: Some(&name),
+                restart_count: rc,
+                digest,
+                state,
+            });
         }
     }
 }

@@ -37,6 +37,9 @@ pub struct DirSource {
     allow_insecure: bool,
     /// The last listing error, for the agent's log (set when it changes).
     pub last_error: Option<String>,
+    /// Draining: the source reports no entries, so the core terminates every pod
+    /// gracefully (`keel agent --drain-on-exit`).
+    pub draining: bool,
 }
 
 fn insecure(meta: &std::fs::Metadata) -> bool {
@@ -46,7 +49,15 @@ fn insecure(meta: &std::fs::Metadata) -> bool {
 
 fn token(meta: &std::fs::Metadata) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for v in [meta.ino(), meta.dev(), meta.size(), meta.mtime() as u64, meta.mtime_nsec() as u64, meta.ctime() as u64, meta.ctime_nsec() as u64] {
+    for v in [
+        meta.ino(),
+        meta.dev(),
+        meta.size(),
+        meta.mtime() as u64,
+        meta.mtime_nsec() as u64,
+        meta.ctime() as u64,
+        meta.ctime_nsec() as u64,
+    ] {
         for b in v.to_le_bytes() {
             h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
         }
@@ -59,8 +70,17 @@ impl DirSource {
     /// directories writable by others are read anyway.
     pub fn new(path: &Path, allow_insecure: bool) -> Self {
         let s = path.to_string_lossy();
-        let trimmed = if s.len() > 1 { s.trim_end_matches('/') } else { &s };
-        DirSource { path: PathBuf::from(trimmed), allow_insecure, last_error: None }
+        let trimmed = if s.len() > 1 {
+            s.trim_end_matches('/')
+        } else {
+            &s
+        };
+        DirSource {
+            path: PathBuf::from(trimmed),
+            allow_insecure,
+            last_error: None,
+            draining: false,
+        }
     }
 
     /// The path.
@@ -101,18 +121,33 @@ impl ManifestSource for DirSource {
     type Error = SourceError;
 
     fn list(&mut self, f: &mut dyn FnMut(Entry<'_>)) -> Result<(), SourceError> {
+        if self.draining {
+            return Ok(());
+        }
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) => {
-                let kind = if e.kind() == std::io::ErrorKind::NotFound { PlatformErrorKind::Missing } else { PlatformErrorKind::Io };
+                let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                    PlatformErrorKind::Missing
+                } else {
+                    PlatformErrorKind::Io
+                };
                 return Err(self.fail(kind, format!("manifest path {}: {e}", self.path.display())));
             }
         };
         if meta.is_file() {
             // A single manifest file (SPEC 1.1).
-            let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if let Some((kind, token)) = self.classify(&self.path) {
-                f(Entry { name: &name, kind, token });
+                f(Entry {
+                    name: &name,
+                    kind,
+                    token,
+                });
             }
             self.last_error = None;
             return Ok(());
@@ -130,7 +165,12 @@ impl ManifestSource for DirSource {
         }
         let rd = match std::fs::read_dir(&self.path) {
             Ok(rd) => rd,
-            Err(e) => return Err(self.fail(PlatformErrorKind::Io, format!("manifest directory {}: {e}", self.path.display()))),
+            Err(e) => {
+                return Err(self.fail(
+                    PlatformErrorKind::Io,
+                    format!("manifest directory {}: {e}", self.path.display()),
+                ))
+            }
         };
         for entry in rd.flatten() {
             let name = entry.file_name();
@@ -144,16 +184,25 @@ impl ManifestSource for DirSource {
     }
 
     fn read(&mut self, name: &str, f: &mut dyn FnMut(&[u8])) -> Result<(), SourceError> {
-        let p = if std::fs::metadata(&self.path).map(|m| m.is_file()).unwrap_or(false) {
+        let p = if std::fs::metadata(&self.path)
+            .map(|m| m.is_file())
+            .unwrap_or(false)
+        {
             self.path.clone()
         } else {
             self.path.join(name)
         };
         let mut buf = Vec::new();
-        let file = std::fs::File::open(&p).map_err(|e| SourceError { kind: PlatformErrorKind::Io, message: format!("{}: {e}", p.display()) })?;
+        let file = std::fs::File::open(&p).map_err(|e| SourceError {
+            kind: PlatformErrorKind::Io,
+            message: format!("{}: {e}", p.display()),
+        })?;
         file.take(keel_core::config::MAX_MANIFEST_BYTES as u64 + 1)
             .read_to_end(&mut buf)
-            .map_err(|e| SourceError { kind: PlatformErrorKind::Io, message: format!("{}: {e}", p.display()) })?;
+            .map_err(|e| SourceError {
+                kind: PlatformErrorKind::Io,
+                message: format!("{}: {e}", p.display()),
+            })?;
         f(&buf);
         Ok(())
     }
@@ -165,16 +214,35 @@ pub struct Watcher {
     inotify: Inotify,
     dir: PathBuf,
     wd: Option<WatchDescriptor>,
+    only: Option<&'static str>,
 }
 
 impl Watcher {
     /// Starts watching (the directory may not exist yet: see [`Watcher::ensure`]).
     pub fn new(path: &Path) -> std::io::Result<Self> {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
-        let dir = if path.is_file() { path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/")) } else { path.to_path_buf() };
-        let mut w = Watcher { inotify, dir, wd: None };
+        let dir = if path.is_file() {
+            path.parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("/"))
+        } else {
+            path.to_path_buf()
+        };
+        let mut w = Watcher {
+            inotify,
+            dir,
+            wd: None,
+            only: None,
+        };
         w.ensure();
         Ok(w)
+    }
+
+    /// Reports only events about the file `name` in the directory (e.g. the image
+    /// store's `index.json`, so the store's own lock file does not count as a change).
+    pub fn only(mut self, name: &'static str) -> Self {
+        self.only = Some(name);
+        self
     }
 
     /// (Re-)adds the watch if it was lost (directory deleted and recreated). Returns true
@@ -210,8 +278,17 @@ impl Watcher {
                 break;
             }
             for e in events {
-                any = true;
-                if e.mask.intersects(AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF | AddWatchFlags::IN_IGNORED) {
+                let relevant = match (self.only, &e.name) {
+                    (Some(want), Some(n)) => n.to_str() == Some(want),
+                    (Some(_), None) => false,
+                    (None, _) => true,
+                };
+                any |= relevant || e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW);
+                if e.mask.intersects(
+                    AddWatchFlags::IN_DELETE_SELF
+                        | AddWatchFlags::IN_MOVE_SELF
+                        | AddWatchFlags::IN_IGNORED,
+                ) {
                     self.wd = None;
                 }
             }
@@ -234,7 +311,8 @@ mod tests {
 
     fn list(src: &mut DirSource) -> Vec<(String, EntryKind)> {
         let mut v = Vec::new();
-        src.list(&mut |e| v.push((e.name.to_string(), e.kind))).unwrap();
+        src.list(&mut |e| v.push((e.name.to_string(), e.kind)))
+            .unwrap();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -246,7 +324,11 @@ mod tests {
         std::fs::create_dir(d.join("sub")).unwrap();
         std::os::unix::fs::symlink(d.join("a.yaml"), d.join("link.yaml")).unwrap();
         std::os::unix::fs::symlink(d.join("missing"), d.join("dangling.yaml")).unwrap();
-        nix::unistd::mkfifo(&d.join("fifo.yaml"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        nix::unistd::mkfifo(
+            &d.join("fifo.yaml"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
         let mut src = DirSource::new(&d, false);
         let got = list(&mut src);
         assert_eq!(
@@ -269,14 +351,22 @@ mod tests {
         }
         let d = tmp("insecure");
         std::fs::write(d.join("a.yaml"), "x").unwrap();
-        std::fs::set_permissions(d.join("a.yaml"), std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+        std::fs::set_permissions(
+            d.join("a.yaml"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )
+        .unwrap();
         let mut src = DirSource::new(&d, false);
         assert_eq!(list(&mut src), vec![("a.yaml".into(), EntryKind::Insecure)]);
         let mut allowed = DirSource::new(&d, true);
         assert_eq!(list(&mut allowed), vec![("a.yaml".into(), EntryKind::File)]);
         std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
         let e = src.list(&mut |_| {}).unwrap_err();
-        assert!(e.message.contains("writable by users other than root"), "{}", e.message);
+        assert!(
+            e.message.contains("writable by users other than root"),
+            "{}",
+            e.message
+        );
         std::fs::remove_dir_all(d).unwrap();
     }
 
@@ -298,12 +388,18 @@ mod tests {
         single.read("p.yaml", &mut |b| got = b.to_vec()).unwrap();
         assert_eq!(got, b"two!");
         let mut missing = DirSource::new(&d.join("nope"), false);
-        assert_eq!(missing.list(&mut |_| {}).unwrap_err().kind, PlatformErrorKind::Missing);
+        assert_eq!(
+            missing.list(&mut |_| {}).unwrap_err().kind,
+            PlatformErrorKind::Missing
+        );
         std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
     fn trailing_slash_is_ignored() {
-        assert_eq!(DirSource::new(Path::new("/etc/kubernetes/manifests/"), false).path(), Path::new("/etc/kubernetes/manifests"));
+        assert_eq!(
+            DirSource::new(Path::new("/etc/kubernetes/manifests/"), false).path(),
+            Path::new("/etc/kubernetes/manifests")
+        );
     }
 }

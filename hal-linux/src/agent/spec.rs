@@ -103,17 +103,32 @@ pub fn expand(s: &str, env: &[(String, String)]) -> String {
 
 /// The argv Kubernetes runs: `command` replaces ENTRYPOINT, `args` replaces CMD; with
 /// `command` but no `args` the image CMD is dropped.
-pub fn argv(c: &Container, pod: &Pod, image: &ImageConfig, env: &[(String, String)]) -> Vec<String> {
+pub fn argv(
+    c: &Container,
+    pod: &Pod,
+    image: &ImageConfig,
+    env: &[(String, String)],
+) -> Vec<String> {
     let command: Vec<String> = c.command.iter().map(|s| expand(pod.s(*s), env)).collect();
     let args: Vec<String> = c.args.iter().map(|s| expand(pod.s(*s), env)).collect();
     match (command.is_empty(), args.is_empty()) {
-        (true, true) => image.entrypoint.iter().chain(image.cmd.iter()).cloned().collect(),
+        (true, true) => image
+            .entrypoint
+            .iter()
+            .chain(image.cmd.iter())
+            .cloned()
+            .collect(),
         (true, false) => image.entrypoint.iter().cloned().chain(args).collect(),
         (false, _) => command.into_iter().chain(args).collect(),
     }
 }
 
-fn quantity_div(q: Option<&Quantity>, divisor: Option<&Quantity>, default: u64, cpu: bool) -> String {
+fn quantity_div(
+    q: Option<&Quantity>,
+    divisor: Option<&Quantity>,
+    default: u64,
+    cpu: bool,
+) -> String {
     // value / divisor, rounded up, as Kubernetes does for resourceFieldRef.
     let (vm, ve) = match q {
         Some(q) => (q.mantissa as i128, q.exp10 as i32),
@@ -138,7 +153,8 @@ fn quantity_div(q: Option<&Quantity>, divisor: Option<&Quantity>, default: u64, 
     }
     let v = (num + den - 1).div_euclid(den.max(1));
     let _ = cpu;
-    v.max(if q.is_some() || default > 0 { 1 } else { 0 }).to_string()
+    v.max(if q.is_some() || default > 0 { 1 } else { 0 })
+        .to_string()
 }
 
 /// The container's environment: image env, then the pod's (in order, later wins), with
@@ -148,39 +164,66 @@ pub fn env(ctx: &PodContext<'_>, c: &Container, image: &ImageConfig) -> Vec<(Str
     let mut out: Vec<(String, String)> = image
         .env
         .iter()
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect();
     for e in &c.env {
         let name = pod.s(e.name).to_string();
         let value = match &e.value_from {
             Some(EnvSource::Field(f)) => match f {
                 FieldRef::MetadataName => pod.s(pod.name).to_string(),
-                FieldRef::MetadataNamespace => pod.opt(pod.namespace).unwrap_or("default").to_string(),
+                FieldRef::MetadataNamespace => {
+                    pod.opt(pod.namespace).unwrap_or("default").to_string()
+                }
                 FieldRef::MetadataUid => ctx.uid.to_string(),
                 FieldRef::SpecNodeName => pod.opt(pod.spec.node_name).unwrap_or("").to_string(),
                 FieldRef::SpecServiceAccountName => String::new(),
                 FieldRef::StatusPodIP | FieldRef::StatusPodIPs => ctx.pod_ip.to_string(),
                 FieldRef::StatusHostIP | FieldRef::StatusHostIPs => ctx.host_ip.to_string(),
             },
-            Some(EnvSource::Resource { container, resource, divisor }) => {
+            Some(EnvSource::Resource {
+                container,
+                resource,
+                divisor,
+            }) => {
                 let target = container
-                    .and_then(|n| pod.all_containers().find(|(_, x)| x.name == n || pod.s(x.name) == pod.s(n)))
+                    .and_then(|n| {
+                        pod.all_containers()
+                            .find(|(_, x)| x.name == n || pod.s(x.name) == pod.s(n))
+                    })
                     .map(|(_, x)| x)
                     .unwrap_or(c);
                 let r = &target.resources;
                 match resource {
-                    ResourceName::LimitsCpu => quantity_div(r.limits.cpu.as_ref(), divisor.as_ref(), ctx.node_cpus, true),
-                    ResourceName::RequestsCpu => quantity_div(r.requests.cpu.as_ref(), divisor.as_ref(), 0, true),
-                    ResourceName::LimitsMemory => {
-                        quantity_div(r.limits.memory.as_ref(), divisor.as_ref(), ctx.node_memory, false)
+                    ResourceName::LimitsCpu => {
+                        quantity_div(r.limits.cpu.as_ref(), divisor.as_ref(), ctx.node_cpus, true)
                     }
-                    ResourceName::RequestsMemory => quantity_div(r.requests.memory.as_ref(), divisor.as_ref(), 0, false),
-                    ResourceName::LimitsEphemeralStorage => {
-                        quantity_div(r.limits.ephemeral_storage.as_ref(), divisor.as_ref(), 0, false)
+                    ResourceName::RequestsCpu => {
+                        quantity_div(r.requests.cpu.as_ref(), divisor.as_ref(), 0, true)
                     }
-                    ResourceName::RequestsEphemeralStorage => {
-                        quantity_div(r.requests.ephemeral_storage.as_ref(), divisor.as_ref(), 0, false)
+                    ResourceName::LimitsMemory => quantity_div(
+                        r.limits.memory.as_ref(),
+                        divisor.as_ref(),
+                        ctx.node_memory,
+                        false,
+                    ),
+                    ResourceName::RequestsMemory => {
+                        quantity_div(r.requests.memory.as_ref(), divisor.as_ref(), 0, false)
                     }
+                    ResourceName::LimitsEphemeralStorage => quantity_div(
+                        r.limits.ephemeral_storage.as_ref(),
+                        divisor.as_ref(),
+                        0,
+                        false,
+                    ),
+                    ResourceName::RequestsEphemeralStorage => quantity_div(
+                        r.requests.ephemeral_storage.as_ref(),
+                        divisor.as_ref(),
+                        0,
+                        false,
+                    ),
                 }
             }
             None => expand(pod.opt(e.value).unwrap_or(""), &out),
@@ -188,12 +231,25 @@ pub fn env(ctx: &PodContext<'_>, c: &Container, image: &ImageConfig) -> Vec<(Str
         out.retain(|(k, _)| *k != name);
         out.push((name, value));
     }
+    if !out.iter().any(|(k, _)| k == "PATH") {
+        // As containerd and Docker do for images that set no PATH.
+        out.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
+    }
     out
 }
 
+/// The PATH a container gets when neither the image nor the pod sets one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 fn check_host_path(path: &Path, kind: HostPathType) -> Result<(), SpecError> {
-    let err = |reason: &str| SpecError::HostPath { path: path.to_owned(), reason: reason.to_string() };
-    let io = |source| SpecError::Io { path: path.to_owned(), source };
+    let err = |reason: &str| SpecError::HostPath {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    };
+    let io = |source| SpecError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let meta = std::fs::metadata(path);
     match kind {
         HostPathType::Unset | HostPathType::DirectoryOrCreate => {
@@ -215,7 +271,11 @@ fn check_host_path(path: &Path, kind: HostPathType) -> Result<(), SpecError> {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(io)?;
                 }
-                std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(io)?;
             } else if !path.is_file() {
                 return Err(err("exists but is not a regular file"));
             }
@@ -253,10 +313,19 @@ fn join_sub_path(base: &Path, sub: &str) -> Result<PathBuf, SpecError> {
     }
     let target = base.join(rel);
     if !target.exists() {
-        std::fs::create_dir_all(&target).map_err(|source| SpecError::Io { path: target.clone(), source })?;
+        std::fs::create_dir_all(&target).map_err(|source| SpecError::Io {
+            path: target.clone(),
+            source,
+        })?;
     }
-    let canon = target.canonicalize().map_err(|source| SpecError::Io { path: target.clone(), source })?;
-    let base_canon = base.canonicalize().map_err(|source| SpecError::Io { path: base.to_owned(), source })?;
+    let canon = target.canonicalize().map_err(|source| SpecError::Io {
+        path: target.clone(),
+        source,
+    })?;
+    let base_canon = base.canonicalize().map_err(|source| SpecError::Io {
+        path: base.to_owned(),
+        source,
+    })?;
     if !canon.starts_with(&base_canon) {
         return Err(SpecError::SubPath(sub.to_string()));
     }
@@ -275,7 +344,9 @@ pub fn mounts(ctx: &PodContext<'_>, c: &Container) -> Result<Vec<MountSpec>, Spe
     for m in &c.volume_mounts {
         let vname = pod.s(m.name);
         // Validation guarantees the volume exists.
-        let Some(v) = pod.spec.volumes.iter().find(|v| pod.s(v.name) == vname) else { continue };
+        let Some(v) = pod.spec.volumes.iter().find(|v| pod.s(v.name) == vname) else {
+            continue;
+        };
         let base = match v.source {
             VolumeSource::HostPath { path, kind } => {
                 let p = PathBuf::from(pod.s(path));
@@ -284,7 +355,10 @@ pub fn mounts(ctx: &PodContext<'_>, c: &Container) -> Result<Vec<MountSpec>, Spe
             }
             VolumeSource::EmptyDir { .. } => {
                 let p = empty_dir_path(ctx.pod_dir, vname);
-                std::fs::create_dir_all(&p).map_err(|source| SpecError::Io { path: p.clone(), source })?;
+                std::fs::create_dir_all(&p).map_err(|source| SpecError::Io {
+                    path: p.clone(),
+                    source,
+                })?;
                 p
             }
         };
@@ -333,7 +407,9 @@ pub fn resolve_user(user: &str, lower_dirs: &[PathBuf]) -> Result<(u32, u32), Sp
     if let Some(g) = g {
         gid = match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => find("etc/group", g).map(|x| x.0).ok_or_else(|| SpecError::User(user.to_string()))?,
+            Err(_) => find("etc/group", g)
+                .map(|x| x.0)
+                .ok_or_else(|| SpecError::User(user.to_string()))?,
         };
     }
     Ok((uid, gid))
@@ -356,7 +432,9 @@ pub fn build(
     image: &crate::image::ResolvedImage,
 ) -> Result<ContainerSpec, SpecError> {
     let pod = ctx.pod;
-    let Some((_, c)) = pod.all_containers().nth(index) else { return Err(SpecError::NoCommand) };
+    let Some((_, c)) = pod.all_containers().nth(index) else {
+        return Err(SpecError::NoCommand);
+    };
     let env = env(ctx, c, &image.config);
     let argv = argv(c, pod, &image.config, &env);
     if argv.is_empty() {
@@ -372,7 +450,9 @@ pub fn build(
         gid = g as u32;
     }
     if sc.run_as_non_root.or(psc.run_as_non_root) == Some(true) && uid == 0 {
-        return Err(SpecError::User("runAsNonRoot is set but the container would run as root".into()));
+        return Err(SpecError::User(
+            "runAsNonRoot is set but the container would run as root".into(),
+        ));
     }
     let mut gids: Vec<u32> = psc.supplemental_groups.iter().map(|g| *g as u32).collect();
     if let Some(fs) = psc.fs_group {
@@ -389,7 +469,11 @@ pub fn build(
         pod_uid: ctx.uid.to_string(),
         container_name: name,
         restart_count,
-        grace_period_secs: pod.spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64,
+        grace_period_secs: pod
+            .spec
+            .termination_grace_period_seconds
+            .unwrap_or(30)
+            .max(0) as u64,
         stop_signal: image.config.stop_signal.clone(),
         argv,
         env,
@@ -405,12 +489,32 @@ pub fn build(
         cap_drop: sc.cap_drop.iter().map(|s| pod.s(*s).to_string()).collect(),
         no_new_privileges: sc.allow_privilege_escalation == Some(false),
         resources: crate::runtime::Resources {
-            memory_limit_bytes: c.resources.limits.memory.and_then(|q| q.scaled_ceil(0)).and_then(|v| u64::try_from(v).ok()),
-            cpu_limit_millis: c.resources.limits.cpu.and_then(|q| q.scaled_ceil(-3)).and_then(|v| u64::try_from(v).ok()),
-            cpu_request_millis: c.resources.requests.cpu.and_then(|q| q.scaled_ceil(-3)).and_then(|v| u64::try_from(v).ok()),
+            memory_limit_bytes: c
+                .resources
+                .limits
+                .memory
+                .and_then(|q| q.scaled_ceil(0))
+                .and_then(|v| u64::try_from(v).ok()),
+            cpu_limit_millis: c
+                .resources
+                .limits
+                .cpu
+                .and_then(|q| q.scaled_ceil(-3))
+                .and_then(|v| u64::try_from(v).ok()),
+            cpu_request_millis: c
+                .resources
+                .requests
+                .cpu
+                .and_then(|q| q.scaled_ceil(-3))
+                .and_then(|v| u64::try_from(v).ok()),
             pids_limit: None,
         },
-        labels: [("keel.dev/container-digest".to_string(), format!("{digest:016x}"))].into_iter().collect(),
+        labels: [(
+            "keel.dev/container-digest".to_string(),
+            format!("{digest:016x}"),
+        )]
+        .into_iter()
+        .collect(),
         annotations: Default::default(),
         log_path: None,
     })
@@ -421,7 +525,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -476,7 +583,11 @@ mod tests {
     fn users_resolve_numeric_and_by_name() {
         let dir = std::env::temp_dir().join(format!("keel-user-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("etc")).unwrap();
-        std::fs::write(dir.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nwww:x:33:34::/:/bin/sh\n").unwrap();
+        std::fs::write(
+            dir.join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nwww:x:33:34::/:/bin/sh\n",
+        )
+        .unwrap();
         std::fs::write(dir.join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
         let layers = vec![dir.clone()];
         assert_eq!(resolve_user("", &layers).unwrap(), (0, 0));

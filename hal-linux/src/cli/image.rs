@@ -81,7 +81,12 @@ pub fn run(args: &[String]) -> i32 {
                 println!("{:<50} {:<20} {:>10}", "REFERENCE", "IMAGE ID", "SIZE");
                 for i in list {
                     let id = i.id.trim_start_matches("sha256:");
-                    println!("{:<50} {:<20} {:>10}", i.reference, &id[..12.min(id.len())], human(i.size));
+                    println!(
+                        "{:<50} {:<20} {:>10}",
+                        i.reference,
+                        &id[..12.min(id.len())],
+                        human(i.size)
+                    );
                 }
                 0
             }
