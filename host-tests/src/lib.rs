@@ -1,1 +1,2 @@
 //! Shared helpers for keel host tests.
+pub mod linux;

@@ -121,20 +121,34 @@ pub fn build_rootfs_tarball(out: &Path, gzip_it: bool) -> io::Result<()> {
 
 /// The image config JSON for a busybox image with the given layer diff_ids.
 fn busybox_config(diff_ids: &[String]) -> Vec<u8> {
+    busybox_config_with(diff_ids, json!({ "Env": [DEFAULT_PATH_ENV], "Cmd": ["sh"] }))
+}
+
+fn busybox_config_with(diff_ids: &[String], config: serde_json::Value) -> Vec<u8> {
     oci::to_json(&json!({
         "architecture": oci::host_arch(),
         "os": "linux",
-        "config": { "Env": [DEFAULT_PATH_ENV], "Cmd": ["sh"] },
+        "config": config,
         "rootfs": { "type": "layers", "diff_ids": diff_ids },
     }))
 }
 
 /// The files of a single-layer busybox OCI layout (paths relative to the layout root).
 pub fn busybox_oci_layout_files(reference: &str) -> io::Result<Vec<(String, Vec<u8>)>> {
+    busybox_oci_layout_files_with(reference, json!({ "Env": [DEFAULT_PATH_ENV], "Cmd": ["sh"] }))
+}
+
+/// Writes a busybox OCI archive whose image config (`Entrypoint`, `Cmd`, `Env`,
+/// `StopSignal`, `WorkingDir`, `User`…) is `config`, for tests of how a runtime uses them.
+pub fn build_busybox_oci_archive_with(out: &Path, reference: &str, config: serde_json::Value) -> io::Result<()> {
+    write_tar(out, &busybox_oci_layout_files_with(reference, config)?)
+}
+
+fn busybox_oci_layout_files_with(reference: &str, image_config: serde_json::Value) -> io::Result<Vec<(String, Vec<u8>)>> {
     let tar = busybox_rootfs_tar()?;
     let diff_id = digest::of_bytes(&tar);
     let layer = gzip(&tar)?;
-    let config = busybox_config(&[diff_id]);
+    let config = busybox_config_with(&[diff_id], image_config);
     let manifest = oci::to_json(&json!({
         "schemaVersion": 2,
         "mediaType": oci::MT_OCI_MANIFEST,

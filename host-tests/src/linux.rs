@@ -1,0 +1,362 @@
+//! A real node for end-to-end tests: the `keel` binary, real runc, real images.
+//!
+//! This module deals with giving each Linux end-to-end test a node of its own: a temp
+//! directory with a manifest directory, a root dir (image store, pods, runc state), a pod
+//! logs dir and a control socket; a busybox image built from the host's busybox-static and
+//! imported with `keel image import`; and the `keel agent` process, started with
+//! `--drain-on-exit`. Dropping the node drains the agent and then removes whatever is left
+//! (runc containers, mounts, the directory), so a failing test leaves nothing behind.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The node name every test agent uses (`--hostname-override`).
+pub const NODE: &str = "e2e";
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The `keel` binary (built once per test process).
+pub fn keel_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("KEEL_BIN") {
+            return PathBuf::from(p);
+        }
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "keel-linux", "--bin", "keel"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo build of keel");
+        assert!(st.success(), "building keel failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+        target.join("debug/keel")
+    })
+    .clone()
+}
+
+/// Checks what the end-to-end tests need, with a clear message instead of a confusing
+/// failure: root, runc, busybox.
+pub fn require_host() {
+    assert!(nix::unistd::geteuid().is_root(), "end-to-end tests need root (CI runs as root)");
+    for (what, p) in [("runc", "/usr/sbin/runc"), ("busybox-static", "/bin/busybox")] {
+        let found = Path::new(p).exists() || Command::new("sh").args(["-c", &format!("command -v {what}")]).output().is_ok_and(|o| o.status.success());
+        assert!(found, "end-to-end tests need {what}: apt-get install {what} (cargo xtask test installs it)");
+    }
+}
+
+/// A busybox OCI archive built once per process from the host's /bin/busybox.
+pub fn busybox_archive() -> PathBuf {
+    static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
+    ARCHIVE
+        .get_or_init(|| {
+            let p = std::env::temp_dir().join(format!("keel-e2e-busybox-{}.tar", std::process::id()));
+            keel_linux::image::testutil::build_busybox_oci_archive(&p, "busybox:latest").expect("build busybox image");
+            p
+        })
+        .clone()
+}
+
+/// Runs a keel subcommand, returning (exit code, stdout, stderr).
+pub fn keel(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(keel_bin()).args(args).stdin(Stdio::null()).output().expect("run keel");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A test node.
+#[derive(Debug)]
+pub struct Node {
+    /// The temp directory holding everything.
+    pub dir: PathBuf,
+    /// Manifest directory.
+    pub manifests: PathBuf,
+    /// Root dir.
+    pub root: PathBuf,
+    /// Pod logs dir.
+    pub logs: PathBuf,
+    /// Control socket.
+    pub socket: PathBuf,
+    agent: Option<Child>,
+    agent_log: PathBuf,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl Node {
+    /// A fresh node with busybox imported; the agent is not started yet.
+    pub fn new(name: &str) -> Node {
+        require_host();
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("keel-e2e-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let node = Node {
+            manifests: dir.join("manifests"),
+            root: dir.join("root"),
+            logs: dir.join("logs"),
+            socket: dir.join("keel.sock"),
+            agent_log: dir.join("agent.log"),
+            agent: None,
+            dir,
+        };
+        for d in [&node.dir, &node.manifests] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        node.import(&busybox_archive(), None);
+        node
+    }
+
+    /// `keel image import` into this node.
+    pub fn import(&self, archive: &Path, name: Option<&str>) {
+        let root = self.root.to_string_lossy().into_owned();
+        let a = archive.to_string_lossy().into_owned();
+        let mut args = vec!["image", "import", "--root-dir", root.as_str()];
+        if let Some(n) = name {
+            args.extend(["--name", n]);
+        }
+        args.push(a.as_str());
+        let (code, out, err) = keel(&args);
+        assert_eq!(code, 0, "image import failed: {out}{err}");
+    }
+
+    /// The agent's arguments for this node.
+    pub fn agent_args(&self) -> Vec<String> {
+        vec![
+            "agent".into(),
+            "--pod-manifest-path".into(),
+            self.manifests.display().to_string(),
+            "--root-dir".into(),
+            self.root.display().to_string(),
+            "--pod-logs-dir".into(),
+            self.logs.display().to_string(),
+            "--socket".into(),
+            self.socket.display().to_string(),
+            "--hostname-override".into(),
+            NODE.into(),
+            "--file-check-frequency".into(),
+            "2s".into(),
+            "--cgroup-parent".into(),
+            format!("/keel-e2e-{}", self.dir.file_name().unwrap().to_string_lossy()),
+            "--drain-on-exit".into(),
+        ]
+    }
+
+    /// Starts the agent with extra arguments.
+    pub fn start_with(&mut self, extra: &[&str]) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.agent_log).unwrap();
+        let child = Command::new(keel_bin())
+            .args(self.agent_args())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start keel agent");
+        self.agent = Some(child);
+        let sock = self.socket.clone();
+        self.wait("agent listening", Duration::from_secs(20), |n| sock.exists() || !n.agent_alive());
+        assert!(self.agent_alive(), "agent exited at start:\n{}", self.agent_log());
+    }
+
+    /// Starts the agent.
+    pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Is the agent process alive?
+    pub fn agent_alive(&mut self) -> bool {
+        match &mut self.agent {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Sends a signal to the agent and, for SIGKILL/SIGTERM, waits for it to exit.
+    pub fn signal_agent(&mut self, sig: nix::sys::signal::Signal) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The agent's stderr so far.
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(&self.agent_log).unwrap_or_default()
+    }
+
+    /// Writes a manifest atomically (dot-temp file, then rename: SPEC 1.11).
+    pub fn write(&self, name: &str, content: &str) {
+        let tmp = self.manifests.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, self.manifests.join(name)).unwrap();
+    }
+
+    /// Removes a manifest.
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.manifests.join(name)).unwrap();
+    }
+
+    /// `keel pods -o json` against this node's agent.
+    pub fn pods(&self) -> Value {
+        let sock = self.socket.display().to_string();
+        let (code, out, err) = keel(&["pods", "-o", "json", "--socket", &sock]);
+        assert_eq!(code, 0, "keel pods failed: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("keel pods -o json: {e}: {out}"))
+    }
+
+    /// The pod whose manifest name is `name` (full name `<name>-e2e`), if present.
+    pub fn pod(&self, name: &str) -> Option<Value> {
+        let full = format!("{name}-{NODE}");
+        self.pods()["items"].as_array()?.iter().find(|p| p["metadata"]["name"] == full.as_str()).cloned()
+    }
+
+    /// A container's status in a pod (app or init).
+    pub fn container(&self, pod: &str, container: &str) -> Option<Value> {
+        let p = self.pod(pod)?;
+        for key in ["initContainerStatuses", "containerStatuses"] {
+            if let Some(list) = p["status"][key].as_array() {
+                if let Some(c) = list.iter().find(|c| c["name"] == container) {
+                    return Some(c.clone());
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits until `f` holds, failing the test with the agent log if it does not.
+    pub fn wait(&mut self, what: &str, timeout: Duration, mut f: impl FnMut(&mut Node) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if f(self) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out after {timeout:?} waiting for {what}\n--- agent log ---\n{}", self.agent_log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The pod's phase.
+    pub fn phase(&self, pod: &str) -> Option<String> {
+        self.pod(pod).and_then(|p| p["status"]["phase"].as_str().map(str::to_string))
+    }
+
+    /// The container's current state key (`waiting`, `running`, `terminated`) and reason.
+    pub fn state(&self, pod: &str, container: &str) -> Option<(String, String)> {
+        let c = self.container(pod, container)?;
+        let st = c["state"].as_object()?;
+        let (k, v) = st.iter().next()?;
+        Some((k.clone(), v["reason"].as_str().unwrap_or("").to_string()))
+    }
+
+    /// The container's restart count.
+    pub fn restarts(&self, pod: &str, container: &str) -> Option<u64> {
+        self.container(pod, container).and_then(|c| c["restartCount"].as_u64())
+    }
+
+    /// The pod's UID.
+    pub fn uid(&self, pod: &str) -> Option<String> {
+        self.pod(pod).and_then(|p| p["metadata"]["uid"].as_str().map(str::to_string))
+    }
+
+    /// All CRI log text of a container (every restart), oldest first.
+    pub fn logs_of(&self, pod: &str, container: &str) -> String {
+        let prefix = format!("default_{pod}-{NODE}_");
+        let mut out = String::new();
+        let Ok(rd) = std::fs::read_dir(&self.logs) else { return out };
+        let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix))).collect();
+        dirs.sort();
+        for d in dirs {
+            let cdir = d.join(container);
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&cdir).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+            files.sort_by_key(|p| p.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0));
+            for f in files {
+                out += &std::fs::read_to_string(f).unwrap_or_default();
+            }
+        }
+        out
+    }
+
+    /// runc's containers under this node's root: (id, status).
+    pub fn runc_list(&self) -> Vec<(String, String)> {
+        let out = Command::new("runc").arg("--root").arg(self.root.join("runc")).args(["list", "--format", "json"]).output();
+        let Ok(out) = out else { return Vec::new() };
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        v.as_array()
+            .map(|a| a.iter().map(|c| (c["id"].as_str().unwrap_or("").to_string(), c["status"].as_str().unwrap_or("").to_string())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Mounts under this node's directory.
+    pub fn mounts(&self) -> Vec<String> {
+        let dir = self.dir.display().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Processes whose command line mentions this node's directory (shims, pause).
+    pub fn processes(&self) -> Vec<String> {
+        let dir = self.dir.display().to_string();
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let zombie = stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            if cmd.contains(&dir) && !zombie && !cmd.contains(" agent ") {
+                out.push(cmd);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Drain (the agent runs with --drain-on-exit), then remove what is left.
+        self.signal_agent(nix::sys::signal::Signal::SIGTERM);
+        let runc_root = self.root.join("runc");
+        for (id, _) in self.runc_list() {
+            let _ = Command::new("runc").arg("--root").arg(&runc_root).args(["delete", "--force", &id]).output();
+        }
+        let mut mounts = self.mounts();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        if !std::thread::panicking() || std::env::var_os("KEEL_E2E_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A minimal pod manifest with one busybox container running `script`.
+pub fn pod(name: &str, script: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sh\", \"-c\", {script:?}]\n"
+    )
+}
