@@ -205,8 +205,11 @@ pub enum SyntaxErrorKind {
     JsonComment,
     /// JSON: malformed number.
     JsonNumber,
-    /// JSON: unescaped control character in a string.
+    /// A control character where none may stand: unescaped in a JSON string, or anywhere
+    /// in YAML (other than tab and line breaks; a CR must be followed by LF).
     ControlCharacter,
+    /// YAML: a single-pair mapping inside a flow sequence (`[a: b]`), not supported.
+    FlowPair,
 }
 
 impl SyntaxErrorKind {
@@ -238,7 +241,10 @@ impl SyntaxErrorKind {
             BadDirective => "unsupported directive",
             JsonComment => "comments are not allowed in JSON",
             JsonNumber => "malformed JSON number",
-            ControlCharacter => "control character in a string",
+            ControlCharacter => "control character not allowed here",
+            FlowPair => {
+                "a `key: value` pair inside [ ] is not supported; use { } or a block mapping"
+            }
         }
     }
 }
