@@ -130,7 +130,7 @@ pub fn locate(text: &str, path: &FieldPath) -> Mark {
                     let Ok((k, km)) = r.next_event() else { return last };
                     let Event::Scalar(k) = k else { return last };
                     let hit = match seg {
-                        Seg::Field(f) => scalar::text_eq(&k, f.name()),
+                        Seg::Field(f) => text_eq(&k, f.name()),
                         Seg::Entry(i) => entry == *i,
                         Seg::Index(_) => false,
                     };
@@ -175,6 +175,26 @@ pub fn locate(text: &str, path: &FieldPath) -> Mark {
         }
         want = segs.next();
     }
+}
+
+/// True if a scalar's decoded text is exactly `want` (without storing it).
+fn text_eq(s: &event::Scalar<'_>, want: &str) -> bool {
+    struct Cmp<'w> {
+        rest: &'w [u8],
+        ok: bool,
+    }
+    impl event::TextSink for Cmp<'_> {
+        type Error = ();
+        fn push_str(&mut self, s: &str) -> Result<(), ()> {
+            match self.rest.strip_prefix(s.as_bytes()) {
+                Some(r) => self.rest = r,
+                None => self.ok = false,
+            }
+            if self.ok { Ok(()) } else { Err(()) }
+        }
+    }
+    let mut c = Cmp { rest: want.as_bytes(), ok: true };
+    s.write_to(&mut c).is_ok() && c.ok && c.rest.is_empty()
 }
 
 fn skip_node<'a>(r: &mut impl Events<'a>) -> Result<(), ()> {
