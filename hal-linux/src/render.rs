@@ -23,7 +23,11 @@ fn strs(pod: &Pod, v: &[Str]) -> Option<Value> {
 
 fn kvs(pod: &Pod, v: &[KeyValue]) -> Option<Value> {
     (!v.is_empty()).then(|| {
-        Value::Object(v.iter().map(|kv| (pod.s(kv.key).to_string(), s(pod, kv.value))).collect())
+        Value::Object(
+            v.iter()
+                .map(|kv| (pod.s(kv.key).to_string(), s(pod, kv.value)))
+                .collect(),
+        )
     })
 }
 
@@ -41,9 +45,18 @@ fn int_or_str(pod: &Pod, p: &IntOrStr) -> Value {
 fn action(pod: &Pod, a: &Action, m: &mut Map<String, Value>) {
     match a {
         Action::Exec(cmd) => {
-            m.insert("exec".into(), json!({ "command": strs(pod, cmd).unwrap_or(json!([])) }));
+            m.insert(
+                "exec".into(),
+                json!({ "command": strs(pod, cmd).unwrap_or(json!([])) }),
+            );
         }
-        Action::HttpGet { path, port, host, scheme, headers } => {
+        Action::HttpGet {
+            path,
+            port,
+            host,
+            scheme,
+            headers,
+        } => {
             let mut h = Map::new();
             put(&mut h, "path", path.map(|x| s(pod, x)));
             h.insert("port".into(), int_or_str(pod, port));
@@ -80,11 +93,27 @@ fn probe(pod: &Pod, p: &Option<Probe>) -> Option<Value> {
     let p = p.as_ref()?;
     let mut m = Map::new();
     action(pod, &p.action, &mut m);
-    put(&mut m, "initialDelaySeconds", p.initial_delay_seconds.map(|v| json!(v)));
-    put(&mut m, "timeoutSeconds", p.timeout_seconds.map(|v| json!(v)));
+    put(
+        &mut m,
+        "initialDelaySeconds",
+        p.initial_delay_seconds.map(|v| json!(v)),
+    );
+    put(
+        &mut m,
+        "timeoutSeconds",
+        p.timeout_seconds.map(|v| json!(v)),
+    );
     put(&mut m, "periodSeconds", p.period_seconds.map(|v| json!(v)));
-    put(&mut m, "successThreshold", p.success_threshold.map(|v| json!(v)));
-    put(&mut m, "failureThreshold", p.failure_threshold.map(|v| json!(v)));
+    put(
+        &mut m,
+        "successThreshold",
+        p.success_threshold.map(|v| json!(v)),
+    );
+    put(
+        &mut m,
+        "failureThreshold",
+        p.failure_threshold.map(|v| json!(v)),
+    );
     put(
         &mut m,
         "terminationGracePeriodSeconds",
@@ -97,7 +126,11 @@ fn seccomp(pod: &Pod, sc: &Option<Seccomp>) -> Option<Value> {
     let sc = sc.as_ref()?;
     let mut m = Map::new();
     m.insert("type".into(), json!(format!("{:?}", sc.kind)));
-    put(&mut m, "localhostProfile", sc.localhost_profile.map(|x| s(pod, x)));
+    put(
+        &mut m,
+        "localhostProfile",
+        sc.localhost_profile.map(|x| s(pod, x)),
+    );
     Some(Value::Object(m))
 }
 
@@ -105,7 +138,11 @@ fn resource_list(pod: &Pod, r: &ResourceList) -> Option<Value> {
     let mut m = Map::new();
     put(&mut m, "cpu", quantity(pod, &r.cpu));
     put(&mut m, "memory", quantity(pod, &r.memory));
-    put(&mut m, "ephemeral-storage", quantity(pod, &r.ephemeral_storage));
+    put(
+        &mut m,
+        "ephemeral-storage",
+        quantity(pod, &r.ephemeral_storage),
+    );
     (!m.is_empty()).then_some(Value::Object(m))
 }
 
@@ -139,7 +176,11 @@ fn container(pod: &Pod, c: &Container) -> Value {
     let mut m = Map::new();
     m.insert("name".into(), s(pod, c.name));
     m.insert("image".into(), s(pod, c.image));
-    put(&mut m, "imagePullPolicy", c.image_pull_policy.map(|p| json!(format!("{p:?}"))));
+    put(
+        &mut m,
+        "imagePullPolicy",
+        c.image_pull_policy.map(|p| json!(format!("{p:?}"))),
+    );
     put(&mut m, "command", strs(pod, &c.command));
     put(&mut m, "args", strs(pod, &c.args));
     put(&mut m, "workingDir", c.working_dir.map(|x| s(pod, x)));
@@ -158,7 +199,11 @@ fn container(pod: &Pod, c: &Container) -> Value {
                             json!({ "fieldRef": { "fieldPath": field_ref(*f) } }),
                         );
                     }
-                    Some(EnvSource::Resource { container, resource, divisor }) => {
+                    Some(EnvSource::Resource {
+                        container,
+                        resource,
+                        divisor,
+                    }) => {
                         let mut r = Map::new();
                         put(&mut r, "containerName", container.map(|x| s(pod, x)));
                         r.insert("resource".into(), json!(resource_name(*resource)));
@@ -181,7 +226,11 @@ fn container(pod: &Pod, c: &Container) -> Value {
                 put(&mut m, "name", p.name.map(|x| s(pod, x)));
                 m.insert("containerPort".into(), json!(p.container_port));
                 put(&mut m, "hostPort", p.host_port.map(|v| json!(v)));
-                put(&mut m, "protocol", p.protocol.map(|v| json!(format!("{v:?}"))));
+                put(
+                    &mut m,
+                    "protocol",
+                    p.protocol.map(|v| json!(format!("{v:?}"))),
+                );
                 put(&mut m, "hostIP", p.host_ip.map(|x| s(pod, x)));
                 Value::Object(m)
             })
@@ -189,7 +238,11 @@ fn container(pod: &Pod, c: &Container) -> Value {
         m.insert("ports".into(), Value::Array(ports));
     }
     let mut res = Map::new();
-    put(&mut res, "requests", resource_list(pod, &c.resources.requests));
+    put(
+        &mut res,
+        "requests",
+        resource_list(pod, &c.resources.requests),
+    );
     put(&mut res, "limits", resource_list(pod, &c.resources.limits));
     m.insert("resources".into(), Value::Object(res));
     if !c.volume_mounts.is_empty() {
@@ -204,7 +257,11 @@ fn container(pod: &Pod, c: &Container) -> Value {
                 if v.read_only {
                     m.insert("readOnly".into(), json!(true));
                 }
-                put(&mut m, "mountPropagation", v.propagation.map(|p| json!(format!("{p:?}"))));
+                put(
+                    &mut m,
+                    "mountPropagation",
+                    v.propagation.map(|p| json!(format!("{p:?}"))),
+                );
                 Value::Object(m)
             })
             .collect();
@@ -214,7 +271,10 @@ fn container(pod: &Pod, c: &Container) -> Value {
     put(&mut m, "readinessProbe", probe(pod, &c.readiness_probe));
     put(&mut m, "startupProbe", probe(pod, &c.startup_probe));
     let mut lc = Map::new();
-    for (k, a) in [("postStart", &c.lifecycle.post_start), ("preStop", &c.lifecycle.pre_stop)] {
+    for (k, a) in [
+        ("postStart", &c.lifecycle.post_start),
+        ("preStop", &c.lifecycle.pre_stop),
+    ] {
         if let Some(a) = a {
             let mut h = Map::new();
             action(pod, a, &mut h);
@@ -230,8 +290,16 @@ fn container(pod: &Pod, c: &Container) -> Value {
         put(&mut x, "runAsUser", sc.run_as_user.map(|v| json!(v)));
         put(&mut x, "runAsGroup", sc.run_as_group.map(|v| json!(v)));
         put(&mut x, "runAsNonRoot", sc.run_as_non_root.map(|v| json!(v)));
-        put(&mut x, "readOnlyRootFilesystem", sc.read_only_root_filesystem.map(|v| json!(v)));
-        put(&mut x, "allowPrivilegeEscalation", sc.allow_privilege_escalation.map(|v| json!(v)));
+        put(
+            &mut x,
+            "readOnlyRootFilesystem",
+            sc.read_only_root_filesystem.map(|v| json!(v)),
+        );
+        put(
+            &mut x,
+            "allowPrivilegeEscalation",
+            sc.allow_privilege_escalation.map(|v| json!(v)),
+        );
         if !sc.cap_add.is_empty() || !sc.cap_drop.is_empty() {
             let mut caps = Map::new();
             put(&mut caps, "add", strs(pod, &sc.cap_add));
@@ -247,11 +315,16 @@ fn container(pod: &Pod, c: &Container) -> Value {
     if c.tty {
         m.insert("tty".into(), json!(true));
     }
-    put(&mut m, "terminationMessagePath", c.termination_message_path.map(|x| s(pod, x)));
+    put(
+        &mut m,
+        "terminationMessagePath",
+        c.termination_message_path.map(|x| s(pod, x)),
+    );
     put(
         &mut m,
         "terminationMessagePolicy",
-        c.termination_message_policy.map(|p| json!(format!("{p:?}"))),
+        c.termination_message_policy
+            .map(|p| json!(format!("{p:?}"))),
     );
     Value::Object(m)
 }
@@ -287,7 +360,12 @@ pub fn spec(pod: &Pod) -> Value {
     if !sp.init_containers.is_empty() {
         spec.insert(
             "initContainers".into(),
-            Value::Array(sp.init_containers.iter().map(|c| container(pod, c)).collect()),
+            Value::Array(
+                sp.init_containers
+                    .iter()
+                    .map(|c| container(pod, c))
+                    .collect(),
+            ),
         );
     }
     spec.insert(
@@ -322,15 +400,27 @@ pub fn spec(pod: &Pod) -> Value {
             .collect();
         spec.insert("volumes".into(), Value::Array(vols));
     }
-    put(&mut spec, "restartPolicy", sp.restart_policy.map(|p| json!(format!("{p:?}"))));
+    put(
+        &mut spec,
+        "restartPolicy",
+        sp.restart_policy.map(|p| json!(format!("{p:?}"))),
+    );
     put(
         &mut spec,
         "terminationGracePeriodSeconds",
         sp.termination_grace_period_seconds.map(|v| json!(v)),
     );
-    put(&mut spec, "dnsPolicy", sp.dns_policy.map(|p| json!(format!("{p:?}"))));
+    put(
+        &mut spec,
+        "dnsPolicy",
+        sp.dns_policy.map(|p| json!(format!("{p:?}"))),
+    );
     put(&mut spec, "nodeName", sp.node_name.map(|x| s(pod, x)));
-    for (k, v) in [("hostNetwork", sp.host_network), ("hostPID", sp.host_pid), ("hostIPC", sp.host_ipc)] {
+    for (k, v) in [
+        ("hostNetwork", sp.host_network),
+        ("hostPID", sp.host_pid),
+        ("hostIPC", sp.host_ipc),
+    ] {
         if v {
             spec.insert(k.into(), json!(true));
         }
@@ -344,16 +434,27 @@ pub fn spec(pod: &Pod) -> Value {
             .collect();
         spec.insert("hostAliases".into(), Value::Array(a));
     }
-    put(&mut spec, "priorityClassName", sp.priority_class_name.map(|x| s(pod, x)));
+    put(
+        &mut spec,
+        "priorityClassName",
+        sp.priority_class_name.map(|x| s(pod, x)),
+    );
     put(&mut spec, "priority", sp.priority.map(|v| json!(v)));
     let psc = &sp.security_context;
     let mut x = Map::new();
     put(&mut x, "runAsUser", psc.run_as_user.map(|v| json!(v)));
     put(&mut x, "runAsGroup", psc.run_as_group.map(|v| json!(v)));
-    put(&mut x, "runAsNonRoot", psc.run_as_non_root.map(|v| json!(v)));
+    put(
+        &mut x,
+        "runAsNonRoot",
+        psc.run_as_non_root.map(|v| json!(v)),
+    );
     put(&mut x, "fsGroup", psc.fs_group.map(|v| json!(v)));
     if !psc.supplemental_groups.is_empty() {
-        x.insert("supplementalGroups".into(), json!(psc.supplemental_groups.as_slice()));
+        x.insert(
+            "supplementalGroups".into(),
+            json!(psc.supplemental_groups.as_slice()),
+        );
     }
     put(&mut x, "seccompProfile", seccomp(pod, &psc.seccomp));
     if !x.is_empty() {
@@ -369,7 +470,11 @@ pub fn spec(pod: &Pod) -> Value {
                 put(&mut m, "operator", t.operator.map(|x| s(pod, x)));
                 put(&mut m, "value", t.value.map(|x| s(pod, x)));
                 put(&mut m, "effect", t.effect.map(|x| s(pod, x)));
-                put(&mut m, "tolerationSeconds", t.toleration_seconds.map(|v| json!(v)));
+                put(
+                    &mut m,
+                    "tolerationSeconds",
+                    t.toleration_seconds.map(|v| json!(v)),
+                );
                 Value::Object(m)
             })
             .collect();

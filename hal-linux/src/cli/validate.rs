@@ -6,7 +6,9 @@
 //! per file. Exit status: 0 all accepted, 1 any rejected, 2 usage error.
 
 use crate::render;
-use keel_core::manifest::{self, defaults, error::ErrorKind, model::Pool, Error, Mark, Pod, Warning};
+use keel_core::manifest::{
+    self, defaults, error::ErrorKind, model::Pool, Error, Mark, Pod, Warning,
+};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 
@@ -25,9 +27,14 @@ fn token_at(text: &str, mark: Mark) -> Option<&str> {
         return None;
     }
     let line = text.lines().nth(mark.line as usize - 1)?;
-    let start = line.char_indices().nth(mark.column as usize - 1).map(|(i, _)| i)?;
+    let start = line
+        .char_indices()
+        .nth(mark.column as usize - 1)
+        .map(|(i, _)| i)?;
     let rest = &line[start..];
-    let end = rest.find([',', ']', '}', '#', ' ', '\t', '\r']).unwrap_or(rest.len());
+    let end = rest
+        .find([',', ']', '}', '#', ' ', '\t', '\r'])
+        .unwrap_or(rest.len());
     let tok = rest[..end].trim();
     (!tok.is_empty()).then_some(tok)
 }
@@ -36,12 +43,18 @@ fn token_at(text: &str, mark: Mark) -> Option<&str> {
 pub fn message(e: &Error, text: Option<&str>) -> String {
     if let ErrorKind::Type { expected, got } = e.kind {
         let what = match got {
-            manifest::error::ValueType::Integer | manifest::error::ValueType::Number => "the number",
+            manifest::error::ValueType::Integer | manifest::error::ValueType::Number => {
+                "the number"
+            }
             manifest::error::ValueType::Boolean => "the boolean",
             _ => "",
         };
         if let (false, Some(tok)) = (what.is_empty(), text.and_then(|t| token_at(t, e.mark))) {
-            let hint = if expected == manifest::error::ValueType::String { "; quote it" } else { "" };
+            let hint = if expected == manifest::error::ValueType::String {
+                "; quote it"
+            } else {
+                ""
+            };
             return format!("expected {}, got {what} {tok}{hint}", expected.phrase());
         }
     }
@@ -64,12 +77,21 @@ pub fn diagnostic(file: &str, e: &Error, text: Option<&str>) -> String {
 fn warning_text(w: &Warning<'_>) -> (Mark, String) {
     match w {
         Warning::UnknownField { path, key, mark } => {
-            let at = if path.is_root() { String::new() } else { format!("{path}: ") };
+            let at = if path.is_root() {
+                String::new()
+            } else {
+                format!("{path}: ")
+            };
             (*mark, format!("{at}unknown field \"{key}\" is ignored"))
         }
         Warning::ExtraDocuments { count, line } => (
-            Mark { line: *line, column: 1 },
-            format!("{count} further document(s) after the first are ignored (a file holds one Pod)"),
+            Mark {
+                line: *line,
+                column: 1,
+            },
+            format!(
+                "{count} further document(s) after the first are ignored (a file holds one Pod)"
+            ),
         ),
     }
 }
@@ -110,14 +132,24 @@ pub fn check_file(file: &str, bytes: &[u8], node: &str, seen: &str) -> FileRepor
                 | ErrorKind::ApiReference(_)
                 | ErrorKind::Capacity(_)
         ) || (e.kind == ErrorKind::Required
-            && matches!(e.path.segs(), [manifest::path::Seg::Field(manifest::path::F::Kind | manifest::path::F::ApiVersion)]))
+            && matches!(
+                e.path.segs(),
+                [manifest::path::Seg::Field(
+                    manifest::path::F::Kind | manifest::path::F::ApiVersion
+                )]
+            ))
     }) || decoded.is_ok();
     let as_written = parsed.then(|| render::pod(&pod));
     let mut defaulted = None;
     if decoded.is_ok() {
         let mut scratch = Box::<Pool>::default();
-        let ctx = defaults::Context { node, path: file, seen };
-        let r = defaults::canonicalize(&mut pod, &mut scratch).and_then(|_| defaults::apply(&mut pod, &ctx));
+        let ctx = defaults::Context {
+            node,
+            path: file,
+            seen,
+        };
+        let r = defaults::canonicalize(&mut pod, &mut scratch)
+            .and_then(|_| defaults::apply(&mut pod, &ctx));
         match r {
             Ok(_) => defaulted = Some(render::pod(&pod)),
             Err(e) => errors.push(e),
@@ -129,7 +161,11 @@ pub fn check_file(file: &str, bytes: &[u8], node: &str, seen: &str) -> FileRepor
         lines.push(diagnostic(file, e, text));
     }
     for (m, w) in &warnings {
-        let pos = if m.line > 0 { format!(":{}:{}", m.line, m.column) } else { String::new() };
+        let pos = if m.line > 0 {
+            format!(":{}:{}", m.line, m.column)
+        } else {
+            String::new()
+        };
         lines.push(format!("{file}{pos}: warning: {w}"));
     }
     let mut obj = json!({
@@ -151,7 +187,11 @@ pub fn check_file(file: &str, bytes: &[u8], node: &str, seen: &str) -> FileRepor
     if let Some(d) = defaulted {
         obj["defaulted"] = d;
     }
-    FileReport { accepted, lines, json: obj }
+    FileReport {
+        accepted,
+        lines,
+        json: obj,
+    }
 }
 
 /// Runs `keel validate` with its arguments (after the subcommand). Returns the exit code.
@@ -273,4 +313,5 @@ fn read_limited(path: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Usage text.
-pub const USAGE: &str = "usage: keel validate [--node NAME] [-o text|json] FILE... (- reads standard input)";
+pub const USAGE: &str =
+    "usage: keel validate [--node NAME] [-o text|json] FILE... (- reads standard input)";
