@@ -7,5 +7,9 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod machine;
 pub mod manifest;
+pub mod platform;
+pub mod reconcile;
+pub mod status;
 pub mod time;

@@ -1,20 +1,18 @@
-//! keel-linux: the agent and CLI for Linux.
+//! keel-linux: the Linux host of the keel static-pod agent.
 //!
-//! Minimal wiring of the modules that exist so far (render, timefmt, `keel validate`);
-//! the agent proper lands with its own issue.
+//! This library crate deals with everything the `keel` binary needs on Linux; the binary
+//! (`src/main.rs`) stays a thin shell over it.
 
-pub mod cli {
-    //! Subcommands.
-    pub mod validate;
-}
+pub mod cli;
+pub mod image;
 pub mod render;
 pub mod timefmt;
 
-/// This node's name: the host name, trimmed and lower-cased (SPEC 2.4).
+/// The node name keel uses by default: the host name, trimmed and lower-cased (SPEC 2.4).
 pub fn node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_ascii_lowercase())
+    let raw = nix::unistd::gethostname()
         .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string());
+    keel_core::manifest::defaults::node_name(&raw).to_string()
 }

@@ -11,7 +11,7 @@
 use super::error::{ApiRef, Error, ErrorKind, ValueType};
 use super::event::{Event, Events, Mark, Resolved, Scalar, SyntaxError, TextSink};
 use super::model::*;
-use super::path::{FieldPath, Seg, F};
+use super::path::{FieldPath, Seg};
 use super::quantity;
 use crate::config::{Limit, MAX_DEPTH, MAX_OPEN_KEYS};
 use core::convert::Infallible;
@@ -49,7 +49,11 @@ struct KeySink {
 
 impl KeySink {
     fn new() -> Self {
-        KeySink { text: heapless::String::new(), long: false, hash: 0xcbf2_9ce4_8422_2325 }
+        KeySink {
+            text: heapless::String::new(),
+            long: false,
+            hash: 0xcbf2_9ce4_8422_2325,
+        }
     }
     /// The key when it is short enough to be a field name ("" otherwise: matches nothing).
     fn name(&self) -> &str {
@@ -125,11 +129,14 @@ fn cap(l: Limit, path: FieldPath, mark: Mark) -> Error {
 
 impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
     pub(crate) fn new(r: R, warn: &'w mut dyn FnMut(Warning<'a>)) -> Self {
-        Decoder { r, peeked: None, keys: Vec::new(), level: 0, warn, last_mark: Mark::default() }
-    }
-
-    pub(crate) fn reader(&mut self) -> &mut R {
-        &mut self.r
+        Decoder {
+            r,
+            peeked: None,
+            keys: Vec::new(),
+            level: 0,
+            warn,
+            last_mark: Mark::default(),
+        }
     }
 
     pub(crate) fn next(&mut self, path: FieldPath) -> Result<(Event<'a>, Mark)> {
@@ -149,7 +156,11 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         // Just filled.
         match &self.peeked {
             Some(ev) => Ok(ev),
-            None => Err(Error::new(ErrorKind::Syntax(super::event::SyntaxErrorKind::UnexpectedEnd), path, self.last_mark)),
+            None => Err(Error::new(
+                ErrorKind::Syntax(super::event::SyntaxErrorKind::UnexpectedEnd),
+                path,
+                self.last_mark,
+            )),
         }
     }
 
@@ -179,8 +190,14 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         if self.keys.iter().any(|&(h, l)| l == level && h == sink.hash) {
             return Err(Error::new(ErrorKind::DuplicateKey, path, mark));
         }
-        self.keys.push((sink.hash, level)).map_err(|_| cap(Limit::OpenKeys, path, mark))?;
-        Ok(Key { sink, raw: s.raw, mark })
+        self.keys
+            .push((sink.hash, level))
+            .map_err(|_| cap(Limit::OpenKeys, path, mark))?;
+        Ok(Key {
+            sink,
+            raw: s.raw,
+            mark,
+        })
     }
 
     /// Walks a mapping: `f` handles a known key and returns `Ok(true)`; an unknown key
@@ -196,7 +213,10 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             Event::Scalar(s) if s.resolve() == Resolved::Null => return Ok(()),
             other => {
                 return Err(Error::new(
-                    ErrorKind::Type { expected: ValueType::Mapping, got: type_of(&other) },
+                    ErrorKind::Type {
+                        expected: ValueType::Mapping,
+                        got: type_of(&other),
+                    },
                     path,
                     mark,
                 ))
@@ -210,7 +230,11 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
                 Event::Scalar(s) => {
                     let key = self.key(s, kmark, path)?;
                     if !f(self, &key, path)? {
-                        (self.warn)(Warning::UnknownField { path, key: key.raw, mark: kmark });
+                        (self.warn)(Warning::UnknownField {
+                            path,
+                            key: key.raw,
+                            mark: kmark,
+                        });
                         self.skip(path)?;
                     }
                 }
@@ -240,7 +264,10 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             Event::Scalar(s) if s.resolve() == Resolved::Null => return Ok(()),
             other => {
                 return Err(Error::new(
-                    ErrorKind::Type { expected: ValueType::Sequence, got: type_of(&other) },
+                    ErrorKind::Type {
+                        expected: ValueType::Sequence,
+                        got: type_of(&other),
+                    },
                     path,
                     mark,
                 ))
@@ -289,10 +316,14 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             match ev {
                 Event::MapStart => {
                     self.open_map(path, mark)?;
-                    stack.push(Some(true)).map_err(|_| cap(Limit::Depth, path, mark))?;
+                    stack
+                        .push(Some(true))
+                        .map_err(|_| cap(Limit::Depth, path, mark))?;
                 }
                 Event::SeqStart => {
-                    stack.push(None).map_err(|_| cap(Limit::Depth, path, mark))?;
+                    stack
+                        .push(None)
+                        .map_err(|_| cap(Limit::Depth, path, mark))?;
                 }
                 Event::MapEnd => {
                     self.close_map();
@@ -323,7 +354,14 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             Event::Scalar(s) => Ok((s, mark)),
             other => {
                 // Consume the rest of the collection so the error is about this field only.
-                Err(Error::new(ErrorKind::Type { expected, got: type_of(&other) }, path, mark))
+                Err(Error::new(
+                    ErrorKind::Type {
+                        expected,
+                        got: type_of(&other),
+                    },
+                    path,
+                    mark,
+                ))
             }
         }
     }
@@ -345,7 +383,10 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             Resolved::Str => Ok(Some(Self::text(pool, &s, path, mark)?)),
             Resolved::Null => Ok(None),
             r => Err(Error::new(
-                ErrorKind::Type { expected: ValueType::String, got: resolved_type(r) },
+                ErrorKind::Type {
+                    expected: ValueType::String,
+                    got: resolved_type(r),
+                },
                 path,
                 mark,
             )),
@@ -368,7 +409,10 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             }
             Resolved::Null => Ok(None),
             r => Err(Error::new(
-                ErrorKind::Type { expected: ValueType::String, got: resolved_type(r) },
+                ErrorKind::Type {
+                    expected: ValueType::String,
+                    got: resolved_type(r),
+                },
                 path,
                 mark,
             )),
@@ -401,7 +445,10 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             Resolved::Int(i) => Ok(Some(i)),
             Resolved::Null => Ok(None),
             r => Err(Error::new(
-                ErrorKind::Type { expected: ValueType::Integer, got: resolved_type(r) },
+                ErrorKind::Type {
+                    expected: ValueType::Integer,
+                    got: resolved_type(r),
+                },
                 path,
                 mark,
             )),
@@ -415,7 +462,10 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             Resolved::Bool(b) => Ok(Some(b)),
             Resolved::Null => Ok(None),
             r => Err(Error::new(
-                ErrorKind::Type { expected: ValueType::Boolean, got: resolved_type(r) },
+                ErrorKind::Type {
+                    expected: ValueType::Boolean,
+                    got: resolved_type(r),
+                },
                 path,
                 mark,
             )),
@@ -423,13 +473,20 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
     }
 
     /// A quantity: a number or a string in Kubernetes quantity syntax.
-    pub(crate) fn quantity(&mut self, pool: &mut Pool, path: FieldPath) -> Result<Option<Quantity>> {
+    pub(crate) fn quantity(
+        &mut self,
+        pool: &mut Pool,
+        path: FieldPath,
+    ) -> Result<Option<Quantity>> {
         let (s, mark) = self.scalar(path, ValueType::Quantity)?;
         match s.resolve() {
             Resolved::Null => return Ok(None),
             Resolved::Bool(_) => {
                 return Err(Error::new(
-                    ErrorKind::Type { expected: ValueType::Quantity, got: ValueType::Boolean },
+                    ErrorKind::Type {
+                        expected: ValueType::Quantity,
+                        got: ValueType::Boolean,
+                    },
                     path,
                     mark,
                 ))
@@ -438,7 +495,11 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         }
         let text = Self::text(pool, &s, path, mark)?;
         match quantity::parse(pool.get(text)) {
-            Some((mantissa, exp10)) => Ok(Some(Quantity { text, mantissa, exp10 })),
+            Some((mantissa, exp10)) => Ok(Some(Quantity {
+                text,
+                mantissa,
+                exp10,
+            })),
             None => Err(Error::new(
                 ErrorKind::Invalid(super::error::Invalid::Quantity),
                 path,
@@ -448,14 +509,21 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
     }
 
     /// A port given as a number or a name.
-    pub(crate) fn int_or_str(&mut self, pool: &mut Pool, path: FieldPath) -> Result<Option<IntOrStr>> {
+    pub(crate) fn int_or_str(
+        &mut self,
+        pool: &mut Pool,
+        path: FieldPath,
+    ) -> Result<Option<IntOrStr>> {
         let (s, mark) = self.scalar(path, ValueType::IntOrString)?;
         match s.resolve() {
             Resolved::Int(i) => Ok(Some(IntOrStr::Int(i))),
             Resolved::Str => Ok(Some(IntOrStr::Str(Self::text(pool, &s, path, mark)?))),
             Resolved::Null => Ok(None),
             r => Err(Error::new(
-                ErrorKind::Type { expected: ValueType::IntOrString, got: resolved_type(r) },
+                ErrorKind::Type {
+                    expected: ValueType::IntOrString,
+                    got: resolved_type(r),
+                },
                 path,
                 mark,
             )),
@@ -489,7 +557,8 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             i = i.saturating_add(1);
             let k = key_text(pool, key, p)?;
             let v = d.str_or_empty(pool, p)?;
-            out.push(KeyValue { key: k, value: v }).map_err(|_| cap(Limit::Labels, p, key.mark))?;
+            out.push(KeyValue { key: k, value: v })
+                .map_err(|_| cap(Limit::Labels, p, key.mark))?;
             Ok(true)
         })
     }
@@ -511,7 +580,10 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         }
         let t = self.r.trailer().map_err(|e| syntax(e, FieldPath::ROOT))?;
         if t.extra_documents > 0 {
-            (self.warn)(Warning::ExtraDocuments { count: t.extra_documents, line: t.first_extra_line });
+            (self.warn)(Warning::ExtraDocuments {
+                count: t.extra_documents,
+                line: t.first_extra_line,
+            });
         }
         Ok(())
     }
@@ -527,7 +599,8 @@ fn key_text(pool: &mut Pool, key: &Key<'_>, path: FieldPath) -> Result<Str> {
             key.mark,
         ));
     }
-    pool.add(&key.sink.text).map_err(|_| cap(Limit::StringBytes, path, key.mark))
+    pool.add(&key.sink.text)
+        .map_err(|_| cap(Limit::StringBytes, path, key.mark))
 }
 
 fn resolved_type(r: Resolved) -> ValueType {

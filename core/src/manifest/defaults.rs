@@ -53,8 +53,14 @@ pub fn for_each_str(pod: &mut Pod, f: &mut dyn FnMut(&mut Str)) {
     }
     fn action(a: &mut Action, f: &mut dyn FnMut(&mut Str)) {
         match a {
-            Action::Exec(cmd) => cmd.iter_mut().for_each(|s| f(s)),
-            Action::HttpGet { path, port: p, host, headers, .. } => {
+            Action::Exec(cmd) => cmd.iter_mut().for_each(&mut *f),
+            Action::HttpGet {
+                path,
+                port: p,
+                host,
+                headers,
+                ..
+            } => {
                 o(path, f);
                 port(p, f);
                 o(host, f);
@@ -87,12 +93,18 @@ pub fn for_each_str(pod: &mut Pod, f: &mut dyn FnMut(&mut Str)) {
     for c in s.init_containers.iter_mut().chain(s.containers.iter_mut()) {
         f(&mut c.name);
         f(&mut c.image);
-        c.command.iter_mut().chain(c.args.iter_mut()).for_each(|s| f(s));
+        c.command
+            .iter_mut()
+            .chain(c.args.iter_mut())
+            .for_each(&mut *f);
         o(&mut c.working_dir, f);
         for e in c.env.iter_mut() {
             f(&mut e.name);
             o(&mut e.value, f);
-            if let Some(EnvSource::Resource { container, divisor, .. }) = &mut e.value_from {
+            if let Some(EnvSource::Resource {
+                container, divisor, ..
+            }) = &mut e.value_from
+            {
                 o(container, f);
                 q(divisor, f);
             }
@@ -111,14 +123,27 @@ pub fn for_each_str(pod: &mut Pod, f: &mut dyn FnMut(&mut Str)) {
             f(&mut m.mount_path);
             o(&mut m.sub_path, f);
         }
-        for p in [&mut c.liveness_probe, &mut c.readiness_probe, &mut c.startup_probe].into_iter().flatten() {
+        for p in [
+            &mut c.liveness_probe,
+            &mut c.readiness_probe,
+            &mut c.startup_probe,
+        ]
+        .into_iter()
+        .flatten()
+        {
             action(&mut p.action, f);
         }
-        for a in [&mut c.lifecycle.post_start, &mut c.lifecycle.pre_stop].into_iter().flatten() {
+        for a in [&mut c.lifecycle.post_start, &mut c.lifecycle.pre_stop]
+            .into_iter()
+            .flatten()
+        {
             action(a, f);
         }
         if let Some(sc) = &mut c.security_context {
-            sc.cap_add.iter_mut().chain(sc.cap_drop.iter_mut()).for_each(|s| f(s));
+            sc.cap_add
+                .iter_mut()
+                .chain(sc.cap_drop.iter_mut())
+                .for_each(&mut *f);
             seccomp(&mut sc.seccomp, f);
         }
         o(&mut c.termination_message_path, f);
@@ -133,7 +158,7 @@ pub fn for_each_str(pod: &mut Pod, f: &mut dyn FnMut(&mut Str)) {
     o(&mut s.hostname, f);
     for a in s.host_aliases.iter_mut() {
         f(&mut a.ip);
-        a.hostnames.iter_mut().for_each(|s| f(s));
+        a.hostnames.iter_mut().for_each(&mut *f);
     }
     o(&mut s.priority_class_name, f);
     seccomp(&mut s.security_context.seccomp, f);
@@ -151,8 +176,10 @@ pub fn for_each_str(pod: &mut Pod, f: &mut dyn FnMut(&mut Str)) {
 pub fn canonicalize(pod: &mut Pod, scratch: &mut Pool) -> Result<(), Error> {
     {
         let pool = &pod.pool;
-        pod.labels.sort_unstable_by(|a, b| pool.get(a.key).cmp(pool.get(b.key)));
-        pod.annotations.sort_unstable_by(|a, b| pool.get(a.key).cmp(pool.get(b.key)));
+        pod.labels
+            .sort_unstable_by(|a, b| pool.get(a.key).cmp(pool.get(b.key)));
+        pod.annotations
+            .sort_unstable_by(|a, b| pool.get(a.key).cmp(pool.get(b.key)));
     }
     scratch.clear();
     let old = core::mem::take(&mut pod.pool);
@@ -237,12 +264,18 @@ pub fn uid_for(pod: &Pod, node: &str, path: &str) -> [u8; 32] {
 
 fn set_annotation(pod: &mut Pod, key: &str, value: &str) -> Result<(), Error> {
     let v = pod.pool.add(value).map_err(|_| cap(Limit::StringBytes))?;
-    if let Some(i) = pod.annotations.iter().position(|kv| pod.pool.get(kv.key) == key) {
+    if let Some(i) = pod
+        .annotations
+        .iter()
+        .position(|kv| pod.pool.get(kv.key) == key)
+    {
         pod.annotations[i].value = v;
         return Ok(());
     }
     let k = pod.pool.add(key).map_err(|_| cap(Limit::StringBytes))?;
-    pod.annotations.push(KeyValue { key: k, value: v }).map_err(|_| cap(Limit::Labels))
+    pod.annotations
+        .push(KeyValue { key: k, value: v })
+        .map_err(|_| cap(Limit::Labels))
 }
 
 fn image_is_latest(image: &str) -> bool {
@@ -276,7 +309,7 @@ pub fn apply(pod: &mut Pod, ctx: &Context<'_>) -> Result<[u8; 32], Error> {
     // Suffixed name.
     let start = pod.pool.start();
     let base = pod.name;
-    let mut push = |pool: &mut Pool, s: &str| pool.push_str(s).map_err(|_| cap(Limit::StringBytes));
+    let push = |pool: &mut Pool, s: &str| pool.push_str(s).map_err(|_| cap(Limit::StringBytes));
     {
         // Copy the base name through a small buffer: the pool cannot lend and grow at once.
         let mut buf: heapless::String<253> = heapless::String::new();
@@ -287,7 +320,11 @@ pub fn apply(pod: &mut Pod, ctx: &Context<'_>) -> Result<[u8; 32], Error> {
     push(&mut pod.pool, &node)?;
     pod.name = pod.pool.finish(start);
     if pod.namespace.is_none_or(|n| n.is_empty()) {
-        pod.namespace = Some(pod.pool.add("default").map_err(|_| cap(Limit::StringBytes))?);
+        pod.namespace = Some(
+            pod.pool
+                .add("default")
+                .map_err(|_| cap(Limit::StringBytes))?,
+        );
     }
     pod.spec.node_name = Some(pod.pool.add(&node).map_err(|_| cap(Limit::StringBytes))?);
     let s = &mut pod.spec;
@@ -309,16 +346,21 @@ pub fn apply(pod: &mut Pod, ctx: &Context<'_>) -> Result<[u8; 32], Error> {
                 PullPolicy::IfNotPresent
             });
         }
-        c.termination_message_policy.get_or_insert(TerminationMessagePolicy::File);
+        c.termination_message_policy
+            .get_or_insert(TerminationMessagePolicy::File);
         for p in c.ports.iter_mut() {
             p.protocol.get_or_insert(Protocol::TCP);
             if host_network && p.host_port.is_none() {
                 p.host_port = Some(p.container_port);
             }
         }
-        for pr in [&mut c.liveness_probe, &mut c.readiness_probe, &mut c.startup_probe]
-            .into_iter()
-            .flatten()
+        for pr in [
+            &mut c.liveness_probe,
+            &mut c.readiness_probe,
+            &mut c.startup_probe,
+        ]
+        .into_iter()
+        .flatten()
         {
             pr.initial_delay_seconds.get_or_insert(0);
             pr.timeout_seconds.get_or_insert(1);
@@ -332,8 +374,16 @@ pub fn apply(pod: &mut Pod, ctx: &Context<'_>) -> Result<[u8; 32], Error> {
         }
     }
     if tm_path_needed {
-        let tm = pod.pool.add("/dev/termination-log").map_err(|_| cap(Limit::StringBytes))?;
-        for c in pod.spec.init_containers.iter_mut().chain(pod.spec.containers.iter_mut()) {
+        let tm = pod
+            .pool
+            .add("/dev/termination-log")
+            .map_err(|_| cap(Limit::StringBytes))?;
+        for c in pod
+            .spec
+            .init_containers
+            .iter_mut()
+            .chain(pod.spec.containers.iter_mut())
+        {
             c.termination_message_path.get_or_insert(tm);
         }
     }

@@ -210,7 +210,7 @@ impl Invalid {
             SuccessThresholdNotOne => "must be 1 for liveness and startup probes",
             FieldRefPath => "is not a field keel can provide (metadata.name, metadata.namespace, metadata.uid, spec.nodeName, spec.serviceAccountName, status.podIP, status.podIPs, status.hostIP, status.hostIPs)",
             ApiVersion => "must be v1",
-            Uid => "must be a non-empty identifier of at most 128 printable characters",
+            Uid => "must be a non-empty identifier of at most 64 printable characters",
             TooLong => "is too long",
         }
     }
@@ -269,17 +269,27 @@ impl core::fmt::Display for ErrorKind {
         match *self {
             ErrorKind::Syntax(k) => f.write_str(k.message()),
             ErrorKind::FileTooLarge => {
-                write!(f, "the file is larger than {} bytes", crate::config::MAX_MANIFEST_BYTES)
+                write!(
+                    f,
+                    "the file is larger than {} bytes",
+                    crate::config::MAX_MANIFEST_BYTES
+                )
             }
             ErrorKind::Capacity(l) => {
                 let (name, n) = l.describe();
-                write!(f, "too many entries or bytes: capacity {name} ({n}) exceeded")
+                write!(
+                    f,
+                    "too many entries or bytes: capacity {name} ({n}) exceeded"
+                )
             }
             ErrorKind::DuplicateKey => f.write_str("duplicate key in mapping"),
             ErrorKind::Type { expected, got } => {
                 write!(f, "expected {}, got {}", expected.phrase(), got.phrase())?;
                 if matches!(expected, ValueType::String)
-                    && matches!(got, ValueType::Integer | ValueType::Number | ValueType::Boolean)
+                    && matches!(
+                        got,
+                        ValueType::Integer | ValueType::Number | ValueType::Boolean
+                    )
                 {
                     f.write_str("; quote it")?;
                 }

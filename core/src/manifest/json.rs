@@ -394,3 +394,186 @@ impl<'a> Events<'a> for JsonReader<'a> {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::string::String;
+
+    use super::*;
+    use crate::manifest::yaml::test_support::{events, first_error, tree, Node};
+    use crate::manifest::yaml::YamlReader;
+    use SyntaxErrorKind as K;
+
+    fn ev(input: &str) -> String {
+        events(&mut JsonReader::new(input)).unwrap_or_else(|e| panic!("{input:?}: {e:?}"))
+    }
+
+    fn error(input: &str) -> (SyntaxErrorKind, u32, u32) {
+        first_error(&mut JsonReader::new(input))
+    }
+
+    #[test]
+    fn json_values_become_events() {
+        let table: &[(&str, &str)] = &[
+            (
+                r#"{"a": 1, "b": [true, false, null], "c": {}}"#,
+                r#"{ "a" "1" "b" [ "true" "false" "null" ] "c" { } }"#,
+            ),
+            ("  [ ]  ", "[ ]"),
+            ("\u{feff}{\"a\":\"x\"}", r#"{ "a" "x" }"#),
+            (
+                r#"{"e": "caf\u00e9 \ud83d\ude00 \"q\""}"#,
+                r#"{ "e" "café 😀 \"q\"" }"#,
+            ),
+            (
+                r#"[-0, 1.5e-3, 2E+2, 10]"#,
+                r#"[ "-0" "1.5e-3" "2E+2" "10" ]"#,
+            ),
+            ("\"top\"", r#""top""#),
+        ];
+        for (input, want) in table {
+            assert_eq!(ev(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn json_is_strict_with_positions() {
+        let table: &[(&str, (SyntaxErrorKind, u32, u32))] = &[
+            ("{\"a\": 1,}", (K::UnexpectedComma, 1, 8)),
+            ("[1,\n 2,\n]", (K::UnexpectedComma, 2, 3)),
+            ("[1,,2]", (K::UnexpectedComma, 1, 4)),
+            ("[,1]", (K::UnexpectedComma, 1, 2)),
+            ("{\"a\": 1 // c\n}", (K::JsonComment, 1, 9)),
+            ("{/* c */}", (K::JsonComment, 1, 2)),
+            ("# c\n{}", (K::JsonComment, 1, 1)),
+            ("{'a': 1}", (K::ExpectedKey, 1, 2)),
+            ("['a']", (K::UnexpectedChar, 1, 2)),
+            ("{a: 1}", (K::ExpectedKey, 1, 2)),
+            ("[01]", (K::JsonNumber, 1, 2)),
+            ("[1.]", (K::JsonNumber, 1, 2)),
+            ("[.5]", (K::JsonNumber, 1, 2)),
+            ("[+1]", (K::JsonNumber, 1, 2)),
+            ("[1e]", (K::JsonNumber, 1, 2)),
+            ("[-]", (K::JsonNumber, 1, 2)),
+            ("[0x10]", (K::JsonNumber, 1, 2)),
+            ("[NaN]", (K::UnexpectedChar, 1, 2)),
+            ("[tru]", (K::UnexpectedChar, 1, 2)),
+            ("[truex]", (K::UnexpectedChar, 1, 2)),
+            ("[\"a\tb\"]", (K::ControlCharacter, 1, 4)),
+            ("[\"a\nb\"]", (K::ControlCharacter, 1, 4)),
+            ("[\"\\q\"]", (K::InvalidEscape, 1, 3)),
+            ("[\"\\ud800\"]", (K::InvalidCodePoint, 1, 3)),
+            ("[\"\\udc00\\ud800\"]", (K::InvalidCodePoint, 1, 3)),
+            ("{\"a\": \"open", (K::UnterminatedDoubleQuote, 1, 7)),
+            ("{\"a\" 1}", (K::UnexpectedChar, 1, 6)),
+            ("[1 2]", (K::UnexpectedChar, 1, 4)),
+            ("[1}", (K::UnclosedFlow, 1, 3)),
+            ("{\"a\": 1", (K::UnexpectedEnd, 1, 8)),
+            ("   ", (K::EmptyDocument, 1, 4)),
+        ];
+        for (input, want) in table {
+            assert_eq!(error(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn deep_json_is_too_deep_before_descending() {
+        let deep = String::from("{\"ignored\": ") + &"[".repeat(10_000);
+        assert_eq!(error(&deep).0, K::TooDeep);
+        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(events(&mut JsonReader::new(&ok)).is_ok());
+        let over = "[".repeat(MAX_DEPTH + 1);
+        assert_eq!(error(&over), (K::TooDeep, 1, MAX_DEPTH as u32 + 1));
+    }
+
+    #[test]
+    fn trailer_counts_values_after_the_root() {
+        type Want = core::result::Result<(u16, u32), SyntaxErrorKind>;
+        let table: &[(&str, Want)] = &[
+            ("{} \n\t", Ok((0, 0))),
+            ("{}\n{\"a\": [1, \"]\"]}\n[]", Ok((2, 2))),
+            ("{} 1 \"s\" null", Ok((3, 1))),
+            ("{} ]", Err(K::TrailingContent)),
+            ("{} // c", Err(K::JsonComment)),
+        ];
+        for (input, want) in table {
+            let mut r = JsonReader::new(input);
+            events(&mut r).unwrap();
+            let got = r.trailer().map(|t| (t.extra_documents, t.first_extra_line));
+            assert_eq!(got.map_err(|e| e.kind), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn json_and_yaml_twins_decode_equal() {
+        let json = r#"{"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx", "args": ["-x", "y z"],
+              "ports": [{"containerPort": 8080}], "env": [{"name": "E", "value": "é😀"}]}],
+              "hostNetwork": true, "priority": -5, "ratio": 0.5, "none": null}}"#;
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\n\
+                    spec:\n  containers:\n  - name: c\n    image: nginx\n    args: [-x, y z]\n    \
+                    ports:\n    - containerPort: 8080\n    env:\n    - name: E\n      value: \"\\u00e9\\U0001F600\"\n  \
+                    hostNetwork: true\n  priority: -5\n  ratio: 0.5\n  none: ~\n";
+        let j = tree(&mut JsonReader::new(json)).unwrap();
+        let y = tree(&mut YamlReader::new(yaml)).unwrap();
+        assert_eq!(j, y);
+        assert!(matches!(j, Node::Map(_)));
+    }
+
+    #[test]
+    fn valid_numbers_agree_with_serde_json_core() {
+        for n in [
+            "0",
+            "-0",
+            "12",
+            "-12",
+            "1.5",
+            "1e3",
+            "1E-3",
+            "-0.0e+1",
+            "123456.789e-2",
+        ] {
+            let input = std::format!("[{n}]");
+            let mut r = JsonReader::new(&input);
+            r.next_event().unwrap();
+            let Ok((Event::Scalar(s), _)) = r.next_event() else {
+                panic!("{n}")
+            };
+            let ours = match s.resolve() {
+                crate::manifest::event::Resolved::Int(i) => i as f64,
+                crate::manifest::event::Resolved::Float(f) => f,
+                other => panic!("{n}: {other:?}"),
+            };
+            let (theirs, _) = serde_json_core::from_str::<[f64; 1]>(&input).unwrap();
+            assert_eq!(ours, theirs[0], "{n}");
+        }
+    }
+
+    #[test]
+    fn invalid_numbers_are_rejected_where_serde_json_core_is_lenient() {
+        let mut lenient = std::vec::Vec::new();
+        for n in ["01", "1.", ".5", "+1", "1e", "--1", "0x1", "-", "1.e3"] {
+            let input = std::format!("[{n}]");
+            assert_eq!(error(&input).0, K::JsonNumber, "{n}");
+            if serde_json_core::from_str::<[f64; 1]>(&input).is_ok() {
+                lenient.push(n);
+            }
+        }
+        // serde-json-core parses numbers leniently; one more reason for our own tokenizer.
+        assert!(lenient.contains(&"01"), "{lenient:?}");
+    }
+
+    #[test]
+    fn reader_never_panics_on_truncations() {
+        let doc = r#"{"a": [1, -2.5e3, "x\u00e9\ud83d\ude00", {"b": null, "c": [true, false]}], "d": {}}"#;
+        for end in 0..=doc.len() {
+            if let Some(prefix) = doc.get(..end) {
+                let mut r = JsonReader::new(prefix);
+                let _ = events(&mut r);
+                let _ = r.trailer();
+            }
+        }
+    }
+}

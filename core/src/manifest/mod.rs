@@ -29,7 +29,7 @@ pub use event::Mark;
 pub use model::Pod;
 
 use decode::Decoder;
-use event::{Event, Events, SyntaxErrorKind};
+use event::{Event, Events, SyntaxError, SyntaxErrorKind, Trailer};
 use path::{FieldPath, Seg};
 
 fn err(kind: ErrorKind, mark: Mark) -> Error {
@@ -40,9 +40,16 @@ fn err(kind: ErrorKind, mark: Mark) -> Error {
 fn mark_at(bytes: &[u8], offset: usize) -> Mark {
     let before = &bytes[..offset.min(bytes.len())];
     let line = before.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    let col = core::str::from_utf8(&before[line_start..]).map_or(offset - line_start, |s| s.chars().count());
-    Mark { line, column: col as u32 + 1 }
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let col = core::str::from_utf8(&before[line_start..])
+        .map_or(offset - line_start, |s| s.chars().count());
+    Mark {
+        line,
+        column: col as u32 + 1,
+    }
 }
 
 /// Checks size and encoding; returns the text without a BOM.
@@ -52,7 +59,10 @@ pub fn text(bytes: &[u8]) -> Result<&str, Error> {
     }
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     core::str::from_utf8(body).map_err(|e| {
-        err(ErrorKind::Syntax(SyntaxErrorKind::InvalidUtf8), mark_at(body, e.valid_up_to()))
+        err(
+            ErrorKind::Syntax(SyntaxErrorKind::InvalidUtf8),
+            mark_at(body, e.valid_up_to()),
+        )
     })
 }
 
@@ -120,17 +130,21 @@ pub fn locate(text: &str, path: &FieldPath) -> Mark {
     let mut want = segs.next();
     let mut last = Mark::default();
     // Walk: at each level, find the wanted key or index, skipping siblings.
-    let Ok((mut ev, mut mark)) = r.next_event() else { return last };
+    let Ok((mut ev, mut mark)) = r.next_event() else {
+        return last;
+    };
     loop {
         let Some(seg) = want else { return mark };
         match (ev, seg) {
             (Event::MapStart, Seg::Field(_) | Seg::Entry(_)) => {
                 let mut entry = 0u16;
                 let found = loop {
-                    let Ok((k, km)) = r.next_event() else { return last };
+                    let Ok((k, km)) = r.next_event() else {
+                        return last;
+                    };
                     let Event::Scalar(k) = k else { return last };
                     let hit = match seg {
-                        Seg::Field(f) => text_eq(&k, f.name()),
+                        Seg::Field(f) => scalar::text_eq(&k, f.name()),
                         Seg::Entry(i) => entry == *i,
                         Seg::Index(_) => false,
                     };
@@ -175,26 +189,6 @@ pub fn locate(text: &str, path: &FieldPath) -> Mark {
         }
         want = segs.next();
     }
-}
-
-/// True if a scalar's decoded text is exactly `want` (without storing it).
-fn text_eq(s: &event::Scalar<'_>, want: &str) -> bool {
-    struct Cmp<'w> {
-        rest: &'w [u8],
-        ok: bool,
-    }
-    impl event::TextSink for Cmp<'_> {
-        type Error = ();
-        fn push_str(&mut self, s: &str) -> Result<(), ()> {
-            match self.rest.strip_prefix(s.as_bytes()) {
-                Some(r) => self.rest = r,
-                None => self.ok = false,
-            }
-            if self.ok { Ok(()) } else { Err(()) }
-        }
-    }
-    let mut c = Cmp { rest: want.as_bytes(), ok: true };
-    s.write_to(&mut c).is_ok() && c.ok && c.rest.is_empty()
 }
 
 fn skip_node<'a>(r: &mut impl Events<'a>) -> Result<(), ()> {
@@ -255,6 +249,9 @@ pub struct Prepared {
     pub digest: Digest,
     /// The UID (32 hex digits, or the prefix of a fixed `metadata.uid`).
     pub uid: [u8; 32],
+    /// The manifest fixed `metadata.uid` (SPEC 3.5: edits then restart only changed
+    /// containers).
+    pub fixed_uid: bool,
 }
 
 /// Decodes, validates, canonicalises and defaults a manifest into the pod keel runs.
@@ -268,9 +265,14 @@ pub fn prepare<'a>(
     report: &mut dyn FnMut(Error),
 ) -> Result<Prepared, Error> {
     check(bytes, ctx.node, pod, warn, report)?;
+    let fixed_uid = pod.uid.is_some();
     let r = defaults::canonicalize(pod, scratch).and_then(|_| {
         let digest = defaults::digest(pod);
-        defaults::apply(pod, ctx).map(|uid| Prepared { digest, uid })
+        defaults::apply(pod, ctx).map(|uid| Prepared {
+            digest,
+            uid,
+            fixed_uid,
+        })
     });
     if let Err(e) = r {
         report(e);
@@ -278,35 +280,95 @@ pub fn prepare<'a>(
     r
 }
 
-/// The reader for a text, by SPEC 1.8 (first non-blank byte `{` → JSON).
-pub fn reader(text: &str) -> AnyReader<'_> {
-    if text.trim_start().starts_with('{') {
-        AnyReader::Json(json::JsonReader::new(text))
-    } else {
-        AnyReader::Yaml(yaml::YamlReader::new(text))
+/// The syntax of a manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// The first non-blank byte (after an optional UTF-8 BOM) is `{`.
+    Json,
+    /// Anything else, whatever the file's extension.
+    Yaml,
+}
+
+/// Detects the syntax of a manifest (SPEC 1.8): content whose first non-blank byte, after an
+/// optional UTF-8 BOM, is `{` is JSON; anything else is YAML.
+pub fn detect(bytes: &[u8]) -> Format {
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        Some(b'{') => Format::Json,
+        _ => Format::Yaml,
     }
 }
 
-/// Either reader.
+/// Either reader, so the decoder can take one type.
+///
+/// The variants differ in size (the YAML reader's stack frames are larger); boxing is not
+/// an option without a heap, and only one reader lives at a time.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum AnyReader<'a> {
-    /// YAML.
+    /// A YAML manifest.
     Yaml(yaml::YamlReader<'a>),
-    /// JSON.
+    /// A JSON manifest.
     Json(json::JsonReader<'a>),
 }
 
+/// The reader for `input`, chosen by [`detect`].
+pub fn reader(input: &str) -> AnyReader<'_> {
+    match detect(input.as_bytes()) {
+        Format::Json => AnyReader::Json(json::JsonReader::new(input)),
+        Format::Yaml => AnyReader::Yaml(yaml::YamlReader::new(input)),
+    }
+}
+
 impl<'a> Events<'a> for AnyReader<'a> {
-    fn next_event(&mut self) -> Result<(Event<'a>, Mark), event::SyntaxError> {
+    fn next_event(&mut self) -> Result<(Event<'a>, Mark), SyntaxError> {
         match self {
             AnyReader::Yaml(r) => r.next_event(),
             AnyReader::Json(r) => r.next_event(),
         }
     }
-    fn trailer(&mut self) -> Result<event::Trailer, event::SyntaxError> {
+
+    fn trailer(&mut self) -> Result<Trailer, SyntaxError> {
         match self {
             AnyReader::Yaml(r) => r.trailer(),
             AnyReader::Json(r) => r.trailer(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detect_picks_json_only_for_a_leading_brace() {
+        let table: &[(&[u8], Format)] = &[
+            (b"{}", Format::Json),
+            (b"  \r\n\t{\"a\":1}", Format::Json),
+            (b"\xEF\xBB\xBF\n{}", Format::Json),
+            (b"a: 1", Format::Yaml),
+            (b"[1, 2]", Format::Yaml),
+            (b"# {\n{}", Format::Yaml),
+            (b"", Format::Yaml),
+            (b"\xEF\xBB\xBF", Format::Yaml),
+        ];
+        for (bytes, want) in table {
+            assert_eq!(detect(bytes), *want, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn reader_dispatches_on_the_format() {
+        assert!(matches!(reader("{\"a\": 1}"), AnyReader::Json(_)));
+        assert!(matches!(reader("a: 1"), AnyReader::Yaml(_)));
+        let mut r = reader(" {\"a\": 1}");
+        assert!(matches!(r.next_event(), Ok((Event::MapStart, _))));
+        let mut r = reader("{a: 1}x");
+        // Flow YAML would accept `{a: 1}`; as JSON the unquoted key is an error.
+        assert!(r.next_event().is_ok());
+        assert!(r.next_event().is_err());
     }
 }

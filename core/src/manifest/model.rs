@@ -47,7 +47,10 @@ impl Pool {
     pub fn get(&self, s: Str) -> &str {
         let start = s.off as usize;
         let end = start + s.len as usize;
-        self.bytes.get(start..end).and_then(|b| core::str::from_utf8(b).ok()).unwrap_or("")
+        self.bytes
+            .get(start..end)
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .unwrap_or("")
     }
     /// Starts a new string at the end of the pool; append with [`Pool::push_str`] and close
     /// with [`Pool::finish`].
@@ -56,11 +59,16 @@ impl Pool {
     }
     /// Appends text to the string being built.
     pub fn push_str(&mut self, s: &str) -> Result<(), PoolFull> {
-        self.bytes.extend_from_slice(s.as_bytes()).map_err(|_| PoolFull)
+        self.bytes
+            .extend_from_slice(s.as_bytes())
+            .map_err(|_| PoolFull)
     }
     /// Closes the string begun at `start`.
     pub fn finish(&self, start: usize) -> Str {
-        Str { off: start as u16, len: (self.bytes.len() - start) as u16 }
+        Str {
+            off: start as u16,
+            len: (self.bytes.len() - start) as u16,
+        }
     }
     /// Abandons a string begun at `start`.
     pub fn truncate(&mut self, start: usize) {
@@ -625,7 +633,10 @@ impl Pod {
     }
     /// An annotation's value.
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations.iter().find(|kv| self.s(kv.key) == key).map(|kv| self.s(kv.value))
+        self.annotations
+            .iter()
+            .find(|kv| self.s(kv.key) == key)
+            .map(|kv| self.s(kv.value))
     }
     /// Every container, init containers first, with whether it is an init container.
     pub fn all_containers(&self) -> impl Iterator<Item = (bool, &Container)> {

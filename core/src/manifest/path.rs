@@ -100,7 +100,10 @@ impl Default for FieldPath {
 
 impl FieldPath {
     /// The document root (empty path).
-    pub const ROOT: FieldPath = FieldPath { segs: [Seg::Index(0); PATH_SEGS], len: 0 };
+    pub const ROOT: FieldPath = FieldPath {
+        segs: [Seg::Index(0); PATH_SEGS],
+        len: 0,
+    };
 
     /// Builds a path from segments (for tests and constants).
     pub fn of(segs: &[Seg]) -> Self {

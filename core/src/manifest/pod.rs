@@ -24,19 +24,24 @@ fn silently_ignored(key: &str) -> bool {
     matches!(key, "creationTimestamp" | "status")
 }
 
+/// A string and where it was written.
+pub(crate) type Located = (Str, Mark);
+
 /// First pass: `apiVersion` and `kind` only, so that a Deployment is named as such
 /// before its spec is judged as a pod spec.
 pub(crate) fn kind_and_version<'a, R: Events<'a>>(
     d: &mut D<'a, '_, R>,
     pool: &mut Pool,
-) -> Result<(Option<(Str, Mark)>, Option<(Str, Mark)>)> {
+) -> Result<(Option<Located>, Option<Located>)> {
     let mut kind = None;
     let mut version = None;
     d.map(FieldPath::ROOT, |d, key, p| {
         match key.name() {
             "kind" => kind = d.string(pool, p.field(F::Kind))?.map(|s| (s, key.mark)),
             "apiVersion" => {
-                version = d.string(pool, p.field(F::ApiVersion))?.map(|s| (s, key.mark))
+                version = d
+                    .string(pool, p.field(F::ApiVersion))?
+                    .map(|s| (s, key.mark))
             }
             _ => d.skip(p)?,
         }
@@ -47,7 +52,15 @@ pub(crate) fn kind_and_version<'a, R: Events<'a>>(
 
 /// Second pass: the whole Pod.
 pub(crate) fn pod<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pod: &mut Pod) -> Result<()> {
-    let Pod { name, namespace, uid, labels, annotations, spec, pool } = pod;
+    let Pod {
+        name,
+        namespace,
+        uid,
+        labels,
+        annotations,
+        spec,
+        pool,
+    } = pod;
     d.map(FieldPath::ROOT, |d, key, p| {
         match key.name() {
             "apiVersion" | "kind" => {
@@ -61,7 +74,9 @@ pub(crate) fn pod<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pod: &mut Pod) -> Res
                         "namespace" => *namespace = d.string(pool, p.field(F::Namespace))?,
                         "uid" => *uid = d.string(pool, p.field(F::Uid))?,
                         "labels" => d.string_map(pool, p.field(F::Labels), labels)?,
-                        "annotations" => d.string_map(pool, p.field(F::Annotations), annotations)?,
+                        "annotations" => {
+                            d.string_map(pool, p.field(F::Annotations), annotations)?
+                        }
                         k if silently_ignored(k) => d.skip(p)?,
                         _ => return Ok(false),
                     }
@@ -90,7 +105,9 @@ fn pod_spec<'a, R: Events<'a>>(
                 d.seq(p, |d, _, p, mark| {
                     let mut c = Container::default();
                     container(d, pool, p, &mut c)?;
-                    spec.containers.push(c).map_err(|_| cap(Limit::Containers, p, mark))
+                    spec.containers
+                        .push(c)
+                        .map_err(|_| cap(Limit::Containers, p, mark))
                 })?;
             }
             "initContainers" => {
@@ -98,14 +115,18 @@ fn pod_spec<'a, R: Events<'a>>(
                 d.seq(p, |d, _, p, mark| {
                     let mut c = Container::default();
                     container(d, pool, p, &mut c)?;
-                    spec.init_containers.push(c).map_err(|_| cap(Limit::InitContainers, p, mark))
+                    spec.init_containers
+                        .push(c)
+                        .map_err(|_| cap(Limit::InitContainers, p, mark))
                 })?;
             }
             "volumes" => {
                 let p = p.field(F::Volumes);
                 d.seq(p, |d, _, p, mark| {
                     let v = volume(d, pool, p, mark)?;
-                    spec.volumes.push(v).map_err(|_| cap(Limit::Volumes, p, mark))
+                    spec.volumes
+                        .push(v)
+                        .map_err(|_| cap(Limit::Volumes, p, mark))
                 })?;
             }
             "restartPolicy" => {
@@ -120,7 +141,9 @@ fn pod_spec<'a, R: Events<'a>>(
                 spec.termination_grace_period_seconds =
                     d.int(p.field(F::TerminationGracePeriodSeconds))?
             }
-            "hostNetwork" => spec.host_network = d.boolean(p.field(F::HostNetwork))?.unwrap_or(false),
+            "hostNetwork" => {
+                spec.host_network = d.boolean(p.field(F::HostNetwork))?.unwrap_or(false)
+            }
             "hostPID" => spec.host_pid = d.boolean(p.field(F::HostPID))?.unwrap_or(false),
             "hostIPC" => spec.host_ipc = d.boolean(p.field(F::HostIPC))?.unwrap_or(false),
             "dnsPolicy" => {
@@ -155,7 +178,9 @@ fn pod_spec<'a, R: Events<'a>>(
                         }
                         Ok(true)
                     })?;
-                    spec.host_aliases.push(a).map_err(|_| cap(Limit::HostAliases, p, mark))
+                    spec.host_aliases
+                        .push(a)
+                        .map_err(|_| cap(Limit::HostAliases, p, mark))
                 })?;
             }
             "securityContext" => {
@@ -164,13 +189,17 @@ fn pod_spec<'a, R: Events<'a>>(
                     match key.name() {
                         "runAsUser" => sc.run_as_user = d.int(p.field(F::RunAsUser))?,
                         "runAsGroup" => sc.run_as_group = d.int(p.field(F::RunAsGroup))?,
-                        "runAsNonRoot" => sc.run_as_non_root = d.boolean(p.field(F::RunAsNonRoot))?,
+                        "runAsNonRoot" => {
+                            sc.run_as_non_root = d.boolean(p.field(F::RunAsNonRoot))?
+                        }
                         "fsGroup" => sc.fs_group = d.int(p.field(F::FsGroup))?,
                         "supplementalGroups" => {
                             let p = p.field(F::SupplementalGroups);
                             d.seq(p, |d, _, p, mark| {
                                 let g = d.int(p)?.unwrap_or(0);
-                                sc.supplemental_groups.push(g).map_err(|_| cap(Limit::SmallList, p, mark))
+                                sc.supplemental_groups
+                                    .push(g)
+                                    .map_err(|_| cap(Limit::SmallList, p, mark))
                             })?
                         }
                         "seccompProfile" => {
@@ -198,13 +227,17 @@ fn pod_spec<'a, R: Events<'a>>(
                         }
                         Ok(true)
                     })?;
-                    spec.tolerations.push(t).map_err(|_| cap(Limit::Tolerations, p, mark))
+                    spec.tolerations
+                        .push(t)
+                        .map_err(|_| cap(Limit::Tolerations, p, mark))
                 })?;
             }
             "serviceAccountName" => {
                 return api_ref_unless_empty(d, pool, key, p.field(F::ServiceAccountName))
             }
-            "serviceAccount" => return api_ref_unless_empty(d, pool, key, p.field(F::ServiceAccount)),
+            "serviceAccount" => {
+                return api_ref_unless_empty(d, pool, key, p.field(F::ServiceAccount))
+            }
             "automountServiceAccountToken" => d.skip(p)?,
             _ => return Ok(false),
         }
@@ -228,8 +261,15 @@ fn api_ref_unless_empty<'a, R: Events<'a>>(
     }
 }
 
-fn seccomp<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pool: &mut Pool, path: FieldPath) -> Result<Seccomp> {
-    let mut out = Seccomp { kind: SeccompType::RuntimeDefault, localhost_profile: None };
+fn seccomp<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+) -> Result<Seccomp> {
+    let mut out = Seccomp {
+        kind: SeccompType::RuntimeDefault,
+        localhost_profile: None,
+    };
     let mut seen_type = None;
     d.map(path, |d, key, p| {
         match key.name() {
@@ -244,13 +284,19 @@ fn seccomp<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pool: &mut Pool, path: Field
                     out.kind = k;
                 }
             }
-            "localhostProfile" => out.localhost_profile = d.string(pool, p.field(F::LocalhostProfile))?,
+            "localhostProfile" => {
+                out.localhost_profile = d.string(pool, p.field(F::LocalhostProfile))?
+            }
             _ => return Ok(false),
         }
         Ok(true)
     })?;
     if seen_type.is_none() {
-        return Err(Error::new(ErrorKind::Required, path.field(F::Type), Mark::default()));
+        return Err(Error::new(
+            ErrorKind::Required,
+            path.field(F::Type),
+            Mark::default(),
+        ));
     }
     Ok(out)
 }
@@ -297,12 +343,13 @@ fn volume<'a, R: Events<'a>>(
                 d.map(p.field(F::EmptyDir), |d, key, p| {
                     match key.name() {
                         "medium" => {
-                            memory = d.enumeration(p.field(F::Medium), |s| match s {
-                                "" => Some(false),
-                                "Memory" => Some(true),
-                                _ => None,
-                            })?
-                            .unwrap_or(false)
+                            memory = d
+                                .enumeration(p.field(F::Medium), |s| match s {
+                                    "" => Some(false),
+                                    "Memory" => Some(true),
+                                    _ => None,
+                                })?
+                                .unwrap_or(false)
                         }
                         "sizeLimit" => size_limit = d.quantity(pool, p.field(F::SizeLimit))?,
                         _ => return Ok(false),
@@ -314,7 +361,11 @@ fn volume<'a, R: Events<'a>>(
             "secret" => return d.api_ref(ApiRef::Secret, key, p.field(F::Secret)),
             "configMap" => return d.api_ref(ApiRef::ConfigMap, key, p.field(F::ConfigMap)),
             "persistentVolumeClaim" => {
-                return d.api_ref(ApiRef::PersistentVolumeClaim, key, p.field(F::PersistentVolumeClaim))
+                return d.api_ref(
+                    ApiRef::PersistentVolumeClaim,
+                    key,
+                    p.field(F::PersistentVolumeClaim),
+                )
             }
             "projected" => return d.api_ref(ApiRef::ProjectedVolume, key, p.field(F::Projected)),
             "csi" => return d.api_ref(ApiRef::CsiVolume, key, p.field(F::Csi)),
@@ -324,7 +375,11 @@ fn volume<'a, R: Events<'a>>(
     })?;
     match source {
         Some(source) => Ok(Volume { name, source }),
-        None => Err(Error::new(ErrorKind::Invalid(Invalid::UnsupportedVolume), path, mark)),
+        None => Err(Error::new(
+            ErrorKind::Invalid(Invalid::UnsupportedVolume),
+            path,
+            mark,
+        )),
     }
 }
 
@@ -377,7 +432,9 @@ fn container<'a, R: Events<'a>>(
                 let r = &mut c.resources;
                 d.map(p.field(F::Resources), |d, key, p| {
                     match key.name() {
-                        "requests" => resource_list(d, pool, p.field(F::Requests), &mut r.requests)?,
+                        "requests" => {
+                            resource_list(d, pool, p.field(F::Requests), &mut r.requests)?
+                        }
                         "limits" => resource_list(d, pool, p.field(F::Limits), &mut r.limits)?,
                         _ => return Ok(false),
                     }
@@ -388,10 +445,14 @@ fn container<'a, R: Events<'a>>(
                 let p = p.field(F::VolumeMounts);
                 d.seq(p, |d, _, p, mark| {
                     let m = mount(d, pool, p)?;
-                    c.volume_mounts.push(m).map_err(|_| cap(Limit::Mounts, p, mark))
+                    c.volume_mounts
+                        .push(m)
+                        .map_err(|_| cap(Limit::Mounts, p, mark))
                 })?;
             }
-            "livenessProbe" => c.liveness_probe = probe(d, pool, p.field(F::LivenessProbe), key.mark)?,
+            "livenessProbe" => {
+                c.liveness_probe = probe(d, pool, p.field(F::LivenessProbe), key.mark)?
+            }
             "readinessProbe" => {
                 c.readiness_probe = probe(d, pool, p.field(F::ReadinessProbe), key.mark)?
             }
@@ -425,7 +486,9 @@ fn container<'a, R: Events<'a>>(
                 c.termination_message_policy =
                     d.enumeration(p.field(F::TerminationMessagePolicy), |s| match s {
                         "File" => Some(TerminationMessagePolicy::File),
-                        "FallbackToLogsOnError" => Some(TerminationMessagePolicy::FallbackToLogsOnError),
+                        "FallbackToLogsOnError" => {
+                            Some(TerminationMessagePolicy::FallbackToLogsOnError)
+                        }
                         _ => None,
                     })?
             }
@@ -435,7 +498,11 @@ fn container<'a, R: Events<'a>>(
     })
 }
 
-fn env_var<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pool: &mut Pool, path: FieldPath) -> Result<EnvVar> {
+fn env_var<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+) -> Result<EnvVar> {
     let mut e = EnvVar::default();
     d.map(path, |d, key, p| {
         match key.name() {
@@ -467,8 +534,12 @@ fn env_var<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pool: &mut Pool, path: Field
                                             })
                                         });
                                         let f = f.map_err(|mut err| {
-                                            if matches!(err.kind, ErrorKind::Invalid(Invalid::UnknownValue)) {
-                                                err.kind = ErrorKind::Invalid(Invalid::FieldRefPath);
+                                            if matches!(
+                                                err.kind,
+                                                ErrorKind::Invalid(Invalid::UnknownValue)
+                                            ) {
+                                                err.kind =
+                                                    ErrorKind::Invalid(Invalid::FieldRefPath);
                                             }
                                             err
                                         })?;
@@ -484,7 +555,11 @@ fn env_var<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pool: &mut Pool, path: Field
                                 Ok(true)
                             })?;
                             if e.value_from.is_none() {
-                                return Err(Error::new(ErrorKind::Required, p.field(F::FieldPath), key.mark));
+                                return Err(Error::new(
+                                    ErrorKind::Required,
+                                    p.field(F::FieldPath),
+                                    key.mark,
+                                ));
                             }
                         }
                         "resourceFieldRef" => {
@@ -492,7 +567,9 @@ fn env_var<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pool: &mut Pool, path: Field
                             let (mut container, mut resource, mut divisor) = (None, None, None);
                             d.map(p, |d, key, p| {
                                 match key.name() {
-                                    "containerName" => container = d.string(pool, p.field(F::ContainerName))?,
+                                    "containerName" => {
+                                        container = d.string(pool, p.field(F::ContainerName))?
+                                    }
                                     "resource" => {
                                         resource = d.enumeration(p.field(F::Resource), |s| {
                                             Some(match s {
@@ -517,14 +594,24 @@ fn env_var<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pool: &mut Pool, path: Field
                             })?;
                             match resource {
                                 Some(resource) => {
-                                    e.value_from = Some(EnvSource::Resource { container, resource, divisor })
+                                    e.value_from = Some(EnvSource::Resource {
+                                        container,
+                                        resource,
+                                        divisor,
+                                    })
                                 }
                                 None => {
-                                    return Err(Error::new(ErrorKind::Required, p.field(F::Resource), key.mark))
+                                    return Err(Error::new(
+                                        ErrorKind::Required,
+                                        p.field(F::Resource),
+                                        key.mark,
+                                    ))
                                 }
                             }
                         }
-                        "secretKeyRef" => return d.api_ref(ApiRef::Secret, key, p.field(F::SecretKeyRef)),
+                        "secretKeyRef" => {
+                            return d.api_ref(ApiRef::Secret, key, p.field(F::SecretKeyRef))
+                        }
                         "configMapKeyRef" => {
                             return d.api_ref(ApiRef::ConfigMap, key, p.field(F::ConfigMapKeyRef))
                         }
@@ -540,8 +627,18 @@ fn env_var<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pool: &mut Pool, path: Field
     Ok(e)
 }
 
-fn port<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pool: &mut Pool, path: FieldPath) -> Result<ContainerPort> {
-    let mut out = ContainerPort { name: None, container_port: 0, host_port: None, protocol: None, host_ip: None };
+fn port<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+) -> Result<ContainerPort> {
+    let mut out = ContainerPort {
+        name: None,
+        container_port: 0,
+        host_port: None,
+        protocol: None,
+        host_ip: None,
+    };
     let mut seen = false;
     d.map(path, |d, key, p| {
         match key.name() {
@@ -578,14 +675,20 @@ fn resource_list<'a, R: Events<'a>>(
         match key.name() {
             "cpu" => out.cpu = d.quantity(pool, p.field(F::Cpu))?,
             "memory" => out.memory = d.quantity(pool, p.field(F::Memory))?,
-            "ephemeral-storage" => out.ephemeral_storage = d.quantity(pool, p.field(F::EphemeralStorage))?,
+            "ephemeral-storage" => {
+                out.ephemeral_storage = d.quantity(pool, p.field(F::EphemeralStorage))?
+            }
             _ => return Ok(false),
         }
         Ok(true)
     })
 }
 
-fn mount<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pool: &mut Pool, path: FieldPath) -> Result<VolumeMount> {
+fn mount<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+) -> Result<VolumeMount> {
     let mut m = VolumeMount::default();
     d.map(path, |d, key, p| {
         match key.name() {
@@ -624,7 +727,9 @@ fn handler<'a, R: Events<'a>>(
                 let mut cmd = Vec::new();
                 d.map(p.field(F::Exec), |d, key, p| {
                     match key.name() {
-                        "command" => d.strings(pool, p.field(F::Command), &mut cmd, Limit::SmallList)?,
+                        "command" => {
+                            d.strings(pool, p.field(F::Command), &mut cmd, Limit::SmallList)?
+                        }
                         _ => return Ok(false),
                     }
                     Ok(true)
@@ -653,8 +758,12 @@ fn handler<'a, R: Events<'a>>(
                                 let mut kv = KeyValue::default();
                                 d.map(p, |d, key, p| {
                                     match key.name() {
-                                        "name" => kv.key = d.str_or_empty(pool, p.field(F::Name))?,
-                                        "value" => kv.value = d.str_or_empty(pool, p.field(F::Value))?,
+                                        "name" => {
+                                            kv.key = d.str_or_empty(pool, p.field(F::Name))?
+                                        }
+                                        "value" => {
+                                            kv.value = d.str_or_empty(pool, p.field(F::Value))?
+                                        }
                                         _ => return Ok(false),
                                     }
                                     Ok(true)
@@ -666,8 +775,15 @@ fn handler<'a, R: Events<'a>>(
                     }
                     Ok(true)
                 })?;
-                let port = port.ok_or(Error::new(ErrorKind::Required, p.field(F::Port), key.mark))?;
-                Action::HttpGet { path: hpath, port, host, scheme, headers }
+                let port =
+                    port.ok_or(Error::new(ErrorKind::Required, p.field(F::Port), key.mark))?;
+                Action::HttpGet {
+                    path: hpath,
+                    port,
+                    host,
+                    scheme,
+                    headers,
+                }
             }
             "tcpSocket" => {
                 let (mut port, mut host) = (None, None);
@@ -680,7 +796,8 @@ fn handler<'a, R: Events<'a>>(
                     }
                     Ok(true)
                 })?;
-                let port = port.ok_or(Error::new(ErrorKind::Required, p.field(F::Port), key.mark))?;
+                let port =
+                    port.ok_or(Error::new(ErrorKind::Required, p.field(F::Port), key.mark))?;
                 Action::TcpSocket { port, host }
             }
             "grpc" => {
@@ -694,7 +811,8 @@ fn handler<'a, R: Events<'a>>(
                     }
                     Ok(true)
                 })?;
-                let port = port.ok_or(Error::new(ErrorKind::Required, p.field(F::Port), key.mark))?;
+                let port =
+                    port.ok_or(Error::new(ErrorKind::Required, p.field(F::Port), key.mark))?;
                 Action::Grpc { port, service }
             }
             "sleep" => {
@@ -707,19 +825,31 @@ fn handler<'a, R: Events<'a>>(
                     }
                     Ok(true)
                 })?;
-                let seconds = seconds.ok_or(Error::new(ErrorKind::Required, p.field(F::Seconds), key.mark))?;
+                let seconds = seconds.ok_or(Error::new(
+                    ErrorKind::Required,
+                    p.field(F::Seconds),
+                    key.mark,
+                ))?;
                 Action::Sleep { seconds }
             }
             _ => return extra(d, key, p),
         };
         count += 1;
         if count > 1 {
-            return Err(Error::new(ErrorKind::Invalid(Invalid::ActionCount), path, key.mark));
+            return Err(Error::new(
+                ErrorKind::Invalid(Invalid::ActionCount),
+                path,
+                key.mark,
+            ));
         }
         action = Some(a);
         Ok(true)
     })?;
-    action.ok_or(Error::new(ErrorKind::Invalid(Invalid::ActionCount), path, mark))
+    action.ok_or(Error::new(
+        ErrorKind::Invalid(Invalid::ActionCount),
+        path,
+        mark,
+    ))
 }
 
 fn probe<'a, R: Events<'a>>(
@@ -743,7 +873,11 @@ fn probe<'a, R: Events<'a>>(
         Ok(true)
     })?;
     if matches!(action, Action::Sleep { .. }) {
-        return Err(Error::new(ErrorKind::Invalid(Invalid::ActionCount), path, mark));
+        return Err(Error::new(
+            ErrorKind::Invalid(Invalid::ActionCount),
+            path,
+            mark,
+        ));
     }
     Ok(Some(Probe {
         action,

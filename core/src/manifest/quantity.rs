@@ -60,7 +60,9 @@ pub fn parse(s: &str) -> Option<(i64, i8)> {
         [b'e' | b'E', rest @ ..] => {
             let t = core::str::from_utf8(rest).ok()?;
             let valid = !t.is_empty()
-                && t.trim_start_matches(['+', '-']).bytes().all(|c| c.is_ascii_digit())
+                && t.trim_start_matches(['+', '-'])
+                    .bytes()
+                    .all(|c| c.is_ascii_digit())
                 && t.trim_start_matches(['+', '-']).len() + 1 >= t.len();
             if !valid {
                 return None;

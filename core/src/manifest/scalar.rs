@@ -6,7 +6,7 @@
 //! (null, bool, int, float or string).
 //!
 //! Escapes are validated by the readers when they scan a scalar, with the shared functions
-//! [`yaml_escape`] and [`json_escape`]; decoding a scalar that came out of a reader can
+//! `yaml_escape` and `json_escape`; decoding a scalar that came out of a reader can
 //! therefore fail only through the sink.
 //!
 //! Resolution of plain YAML scalars follows go-yaml v2 (YAML 1.1), which is what the
@@ -170,7 +170,7 @@ fn push_char<S: TextSink>(c: char, sink: &mut S) -> Result<(), S::Error> {
     sink.push_str(c.encode_utf8(&mut buf))
 }
 
-/// Decodes one escape, from the byte after the `\\`.
+/// Decodes one escape, from the byte after the backslash.
 type EscapeFn = fn(&[u8]) -> Result<(char, usize), SyntaxErrorKind>;
 
 /// Writes `s`, replacing each escape decoded by `decode` (starting after the `\`).
@@ -497,5 +497,310 @@ fn resolve_json(raw: &str) -> Resolved {
             }
             raw.parse::<f64>().map_or(Resolved::Str, Resolved::Float)
         }
+    }
+}
+
+/// True if the scalar's decoded text equals `want` (streamed, no buffer).
+pub fn text_eq(s: &Scalar<'_>, want: &str) -> bool {
+    struct Cmp<'w> {
+        rest: &'w [u8],
+        ok: bool,
+    }
+    impl TextSink for Cmp<'_> {
+        type Error = ();
+        fn push_str(&mut self, piece: &str) -> Result<(), ()> {
+            match self.rest.strip_prefix(piece.as_bytes()) {
+                Some(r) => {
+                    self.rest = r;
+                    Ok(())
+                }
+                None => {
+                    self.ok = false;
+                    Err(())
+                }
+            }
+        }
+    }
+    let mut c = Cmp {
+        rest: want.as_bytes(),
+        ok: true,
+    };
+    let _ = s.write_to(&mut c);
+    c.ok && c.rest.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::string::String;
+
+    use super::*;
+    use crate::manifest::event::Mark;
+    use crate::manifest::yaml::test_support::text;
+
+    fn plain(raw: &str) -> Scalar<'_> {
+        Scalar {
+            raw,
+            style: ScalarStyle::Plain,
+            tag: None,
+            chomp: Chomp::Clip,
+            indent: 0,
+            mark: Mark::default(),
+        }
+    }
+
+    #[test]
+    fn plain_scalars_resolve_as_go_yaml_v2() {
+        use Resolved::*;
+        let table: &[(&str, Resolved)] = &[
+            ("", Null),
+            ("~", Null),
+            ("null", Null),
+            ("Null", Null),
+            ("NULL", Null),
+            ("nULL", Str),
+            ("yes", Bool(true)),
+            ("Yes", Bool(true)),
+            ("YES", Bool(true)),
+            ("y", Bool(true)),
+            ("Y", Bool(true)),
+            ("on", Bool(true)),
+            ("ON", Bool(true)),
+            ("true", Bool(true)),
+            ("True", Bool(true)),
+            ("no", Bool(false)),
+            ("N", Bool(false)),
+            ("off", Bool(false)),
+            ("Off", Bool(false)),
+            ("FALSE", Bool(false)),
+            ("yEs", Str),
+            ("0", Int(0)),
+            ("42", Int(42)),
+            ("+42", Int(42)),
+            ("-42", Int(-42)),
+            ("0555", Int(365)),
+            ("-0555", Int(-365)),
+            ("0o17", Int(15)),
+            ("0x1F", Int(31)),
+            ("-0x10", Int(-16)),
+            ("0b101", Int(5)),
+            ("1_000", Int(1000)),
+            ("9223372036854775807", Int(i64::MAX)),
+            ("-9223372036854775808", Int(i64::MIN)),
+            ("9223372036854775808", Float(9223372036854775808.0)),
+            ("99999999999999999999", Float(1e20)),
+            ("0x1FFFFFFFFFFFFFFFFF", Str),
+            ("08", Float(8.0)),
+            ("1.5", Float(1.5)),
+            ("1.", Float(1.0)),
+            (".5", Float(0.5)),
+            ("-.5", Float(-0.5)),
+            ("1e3", Float(1000.0)),
+            ("1E-2", Float(0.01)),
+            ("1_000.5", Float(1000.5)),
+            (".inf", Float(f64::INFINITY)),
+            ("+.Inf", Float(f64::INFINITY)),
+            ("-.Inf", Float(f64::NEG_INFINITY)),
+            ("-.INF", Float(f64::NEG_INFINITY)),
+            ("1:20", Str),
+            ("1.2.3", Str),
+            ("0x", Str),
+            ("-", Str),
+            (".", Str),
+            ("_1", Str),
+            ("1e", Str),
+            ("500m", Str),
+            ("128Mi", Str),
+            ("2001-12-14", Str),
+            ("inf", Str),
+            ("one\n  two", Str),
+        ];
+        for (raw, want) in table {
+            assert_eq!(plain(raw).resolve(), *want, "{raw:?}");
+        }
+        assert!(matches!(plain(".nan").resolve(), Float(f) if f.is_nan()));
+        assert!(matches!(plain(".NaN").resolve(), Float(f) if f.is_nan()));
+    }
+
+    #[test]
+    fn quoted_block_and_tagged_scalars_resolve() {
+        use Resolved::*;
+        let s = |raw, style, tag| Scalar {
+            style,
+            tag,
+            ..plain(raw)
+        };
+        let table: &[(Scalar<'_>, Resolved)] = &[
+            (s("0555", ScalarStyle::DoubleQuoted, None), Str),
+            (s("yes", ScalarStyle::SingleQuoted, None), Str),
+            (s("12\n", ScalarStyle::Literal, None), Str),
+            (s("", ScalarStyle::DoubleQuoted, None), Str),
+            (s("123", ScalarStyle::Plain, Some(Tag::Str)), Str),
+            (s("12", ScalarStyle::DoubleQuoted, Some(Tag::Int)), Int(12)),
+            (s("x", ScalarStyle::Plain, Some(Tag::Int)), Str),
+            (s("1", ScalarStyle::Plain, Some(Tag::Float)), Float(1.0)),
+            (
+                s("yes", ScalarStyle::SingleQuoted, Some(Tag::Bool)),
+                Bool(true),
+            ),
+            (s("", ScalarStyle::Plain, Some(Tag::Null)), Null),
+            (s("true", ScalarStyle::JsonLiteral, None), Bool(true)),
+            (s("false", ScalarStyle::JsonLiteral, None), Bool(false)),
+            (s("null", ScalarStyle::JsonLiteral, None), Null),
+            (s("-12", ScalarStyle::JsonLiteral, None), Int(-12)),
+            (s("1e3", ScalarStyle::JsonLiteral, None), Float(1000.0)),
+            (s("1.0", ScalarStyle::JsonLiteral, None), Float(1.0)),
+            (
+                s("9223372036854775808", ScalarStyle::JsonLiteral, None),
+                Float(9.223372036854776e18),
+            ),
+            (s("0555", ScalarStyle::JsonString, None), Str),
+        ];
+        for (scalar, want) in table {
+            assert_eq!(scalar.resolve(), *want, "{scalar:?}");
+        }
+    }
+
+    fn decode(raw: &str, style: ScalarStyle) -> String {
+        text(&Scalar {
+            style,
+            ..plain(raw)
+        })
+    }
+
+    #[test]
+    fn json_strings_unescape_with_surrogate_pairs() {
+        let table: &[(&str, &str)] = &[
+            (r#"a\"b\\c\/d"#, "a\"b\\c/d"),
+            (r"\b\f\n\r\t", "\x08\x0c\n\r\t"),
+            (r"caf\u00e9", "café"),
+            (r"\ud83d\ude00!", "😀!"),
+            (r"\uD83D\uDE00", "😀"),
+            ("plain ü", "plain ü"),
+        ];
+        for (raw, want) in table {
+            assert_eq!(decode(raw, ScalarStyle::JsonString), *want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn json_escape_rejects_lone_surrogates_and_bad_escapes() {
+        let table: &[(&str, SyntaxErrorKind)] = &[
+            (r"ud800", SyntaxErrorKind::InvalidCodePoint),
+            (r"udc00", SyntaxErrorKind::InvalidCodePoint),
+            (r"ud800\u0041", SyntaxErrorKind::InvalidCodePoint),
+            (r"ud800x", SyntaxErrorKind::InvalidCodePoint),
+            (r"u12", SyntaxErrorKind::InvalidEscape),
+            (r"u12g4", SyntaxErrorKind::InvalidEscape),
+            (r"x41", SyntaxErrorKind::InvalidEscape),
+            (r"a", SyntaxErrorKind::InvalidEscape),
+            ("", SyntaxErrorKind::InvalidEscape),
+        ];
+        for (after, want) in table {
+            assert_eq!(
+                json_escape(after.as_bytes()).map(|_| ()),
+                Err(*want),
+                "{after:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn serde_json_core_unescapes_the_same_except_surrogate_pairs() {
+        use serde_json_core::str::{EscapedStr, EscapedStringFragment};
+        fn sjc(raw: &str) -> Option<String> {
+            let mut out = String::new();
+            for f in EscapedStr(raw).fragments() {
+                match f.ok()? {
+                    EscapedStringFragment::NotEscaped(s) => out.push_str(s),
+                    EscapedStringFragment::Escaped(c) => out.push(c),
+                }
+            }
+            Some(out)
+        }
+        for raw in [r#"a\"b"#, r"\\\/\b\f\n\r\t", r"caf\u00e9 \u2600", "x"] {
+            assert_eq!(
+                sjc(raw).as_deref(),
+                Some(decode(raw, ScalarStyle::JsonString).as_str())
+            );
+        }
+        // serde-json-core decodes each `\u` alone, so it cannot join a surrogate pair.
+        assert_eq!(sjc(r"\ud83d\ude00"), None);
+        assert_eq!(decode(r"\ud83d\ude00", ScalarStyle::JsonString), "😀");
+    }
+
+    #[test]
+    fn block_scalar_decoding_table() {
+        use Chomp::*;
+        let table: &[(&str, bool, Chomp, u16, &str)] = &[
+            ("  a\n  b\n", false, Clip, 2, "a\nb\n"),
+            ("  a\n  b\n\n\n", false, Keep, 2, "a\nb\n\n\n"),
+            ("  a\n  b\n\n", false, Strip, 2, "a\nb"),
+            ("  a\n\n  b\n", false, Clip, 2, "a\n\nb\n"),
+            ("\n\n  a\n", false, Clip, 2, "\n\na\n"),
+            ("    x\n  y\n", false, Clip, 2, "  x\ny\n"),
+            ("  a\n  b\n", true, Clip, 2, "a b\n"),
+            ("  a\n\n  b\n", true, Clip, 2, "a\nb\n"),
+            ("  a\n\n\n  b\n", true, Clip, 2, "a\n\nb\n"),
+            ("  a\n    m\n  b\n", true, Clip, 2, "a\n  m\nb\n"),
+            ("  a\n\n    m\n\n  b\n", true, Clip, 2, "a\n\n  m\n\nb\n"),
+            ("  a\n  b", true, Clip, 2, "a b"),
+            ("", false, Clip, 2, ""),
+            ("\n", false, Keep, 2, "\n"),
+            ("   \n", false, Clip, 2, " \n"),
+        ];
+        for (raw, folded, chomp, indent, want) in table {
+            let style = if *folded {
+                ScalarStyle::Folded
+            } else {
+                ScalarStyle::Literal
+            };
+            let s = Scalar {
+                style,
+                chomp: *chomp,
+                indent: *indent,
+                ..plain(raw)
+            };
+            assert_eq!(text(&s), *want, "{raw:?} folded={folded} {chomp:?}");
+        }
+    }
+
+    #[test]
+    fn flow_folding_table() {
+        let table: &[(&str, ScalarStyle, &str)] = &[
+            ("a\n  b", ScalarStyle::Plain, "a b"),
+            ("a\n\n  b", ScalarStyle::Plain, "a\nb"),
+            ("a\n\n\n  b", ScalarStyle::Plain, "a\n\nb"),
+            ("a  \n  b", ScalarStyle::SingleQuoted, "a b"),
+            ("it''s", ScalarStyle::SingleQuoted, "it's"),
+            ("''''", ScalarStyle::SingleQuoted, "''"),
+            ("a\\\n  b", ScalarStyle::DoubleQuoted, "ab"),
+            ("a\\\n\n  b", ScalarStyle::DoubleQuoted, "a\nb"),
+            ("a\\t\n  b", ScalarStyle::DoubleQuoted, "a\t b"),
+            ("a\\ \n  b", ScalarStyle::DoubleQuoted, "a  b"),
+            ("a\\\\\n  b", ScalarStyle::DoubleQuoted, "a\\ b"),
+            ("\n  a", ScalarStyle::DoubleQuoted, " a"),
+            ("a\r\n  b", ScalarStyle::Plain, "a b"),
+        ];
+        for (raw, style, want) in table {
+            assert_eq!(decode(raw, *style), *want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn write_to_fails_only_through_the_sink() {
+        struct Full;
+        impl TextSink for Full {
+            type Error = ();
+            fn push_str(&mut self, s: &str) -> Result<(), ()> {
+                if s.is_empty() {
+                    Ok(())
+                } else {
+                    Err(())
+                }
+            }
+        }
+        assert_eq!(plain("x").write_to(&mut Full), Err(()));
+        assert_eq!(plain("").write_to(&mut Full), Ok(()));
     }
 }

@@ -14,7 +14,8 @@ pub fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -34,7 +35,8 @@ fn is_name_part(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
@@ -76,7 +78,7 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
         }
     }
     if let Some(uid) = pod.opt(pod.uid) {
-        if uid.is_empty() || uid.len() > 128 || !uid.bytes().all(|c| c.is_ascii_graphic()) {
+        if uid.is_empty() || uid.len() > 64 || !uid.bytes().all(|c| c.is_ascii_graphic()) {
             err(inv(Invalid::Uid), meta.field(F::Uid));
         }
     }
@@ -90,7 +92,10 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
     }
     for (i, kv) in pod.annotations.iter().enumerate() {
         if !is_qualified_name(pod.s(kv.key)) {
-            err(inv(Invalid::LabelKey), meta.field(F::Annotations).push(Seg::Entry(i as u16)));
+            err(
+                inv(Invalid::LabelKey),
+                meta.field(F::Annotations).push(Seg::Entry(i as u16)),
+            );
         }
     }
 
@@ -98,7 +103,10 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
     let s = &pod.spec;
     if let Some(g) = s.termination_grace_period_seconds {
         if g < 0 {
-            err(inv(Invalid::Negative), spec.field(F::TerminationGracePeriodSeconds));
+            err(
+                inv(Invalid::Negative),
+                spec.field(F::TerminationGracePeriodSeconds),
+            );
         }
     }
     if s.containers.is_empty() {
@@ -125,13 +133,18 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
             if hp.is_empty() {
                 err(ErrorKind::Required, p.field(F::HostPath).field(F::Path));
             } else if !hp.starts_with('/') {
-                err(inv(Invalid::RelativePath), p.field(F::HostPath).field(F::Path));
+                err(
+                    inv(Invalid::RelativePath),
+                    p.field(F::HostPath).field(F::Path),
+                );
             }
         }
     }
     // Containers: names unique across init and app containers.
-    let groups: [(&[Container], F); 2] =
-        [(&s.init_containers, F::InitContainers), (&s.containers, F::Containers)];
+    let groups: [(&[Container], F); 2] = [
+        (&s.init_containers, F::InitContainers),
+        (&s.containers, F::Containers),
+    ];
     let mut seen_names = 0usize;
     for (list, field) in groups {
         for (i, c) in list.iter().enumerate() {
@@ -141,7 +154,11 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
                 err(ErrorKind::Required, p.field(F::Name));
             } else if !is_dns_label(cname) {
                 err(inv(Invalid::DnsLabel), p.field(F::Name));
-            } else if pod.all_containers().take(seen_names).any(|(_, o)| pod.s(o.name) == cname) {
+            } else if pod
+                .all_containers()
+                .take(seen_names)
+                .any(|(_, o)| pod.s(o.name) == cname)
+            {
                 err(inv(Invalid::Duplicate), p.field(F::Name));
             }
             seen_names += 1;
@@ -151,7 +168,12 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
     n
 }
 
-fn probe_ok(probe: &Probe, p: FieldPath, liveness_like: bool, err: &mut dyn FnMut(ErrorKind, FieldPath)) {
+fn probe_ok(
+    probe: &Probe,
+    p: FieldPath,
+    liveness_like: bool,
+    err: &mut dyn FnMut(ErrorKind, FieldPath),
+) {
     let checks = [
         (probe.initial_delay_seconds, F::InitialDelaySeconds, 0),
         (probe.timeout_seconds, F::TimeoutSeconds, 1),
@@ -162,13 +184,20 @@ fn probe_ok(probe: &Probe, p: FieldPath, liveness_like: bool, err: &mut dyn FnMu
     for (v, f, min) in checks {
         if let Some(v) = v {
             if v < min {
-                let i = if min == 0 { Invalid::Negative } else { Invalid::NotPositive };
+                let i = if min == 0 {
+                    Invalid::Negative
+                } else {
+                    Invalid::NotPositive
+                };
                 err(ErrorKind::Invalid(i), p.field(f));
             }
         }
     }
     if liveness_like && probe.success_threshold.is_some_and(|v| v != 1) {
-        err(ErrorKind::Invalid(Invalid::SuccessThresholdNotOne), p.field(F::SuccessThreshold));
+        err(
+            ErrorKind::Invalid(Invalid::SuccessThresholdNotOne),
+            p.field(F::SuccessThreshold),
+        );
     }
     action_ok(&probe.action, p, err);
 }
@@ -182,18 +211,22 @@ fn action_ok(a: &Action, p: FieldPath, err: &mut dyn FnMut(ErrorKind, FieldPath)
         Action::Exec(cmd) if cmd.is_empty() => {
             err(ErrorKind::Required, p.field(F::Exec).field(F::Command))
         }
-        Action::HttpGet { port, .. } if !port_ok(port) => {
-            err(ErrorKind::Invalid(Invalid::PortRange), p.field(F::HttpGet).field(F::Port))
-        }
-        Action::TcpSocket { port, .. } if !port_ok(port) => {
-            err(ErrorKind::Invalid(Invalid::PortRange), p.field(F::TcpSocket).field(F::Port))
-        }
-        Action::Grpc { port, .. } if !(1..=65535).contains(port) => {
-            err(ErrorKind::Invalid(Invalid::PortRange), p.field(F::Grpc).field(F::Port))
-        }
-        Action::Sleep { seconds } if *seconds < 0 => {
-            err(ErrorKind::Invalid(Invalid::Negative), p.field(F::Sleep).field(F::Seconds))
-        }
+        Action::HttpGet { port, .. } if !port_ok(port) => err(
+            ErrorKind::Invalid(Invalid::PortRange),
+            p.field(F::HttpGet).field(F::Port),
+        ),
+        Action::TcpSocket { port, .. } if !port_ok(port) => err(
+            ErrorKind::Invalid(Invalid::PortRange),
+            p.field(F::TcpSocket).field(F::Port),
+        ),
+        Action::Grpc { port, .. } if !(1..=65535).contains(port) => err(
+            ErrorKind::Invalid(Invalid::PortRange),
+            p.field(F::Grpc).field(F::Port),
+        ),
+        Action::Sleep { seconds } if *seconds < 0 => err(
+            ErrorKind::Invalid(Invalid::Negative),
+            p.field(F::Sleep).field(F::Seconds),
+        ),
         _ => {}
     }
 }
@@ -214,7 +247,10 @@ fn container(
     }
     for (i, e) in c.env.iter().enumerate() {
         if !is_env_name(pod.s(e.name)) {
-            err(inv(Invalid::EnvName), p.field(F::Env).index(i).field(F::Name));
+            err(
+                inv(Invalid::EnvName),
+                p.field(F::Env).index(i).field(F::Name),
+            );
         }
     }
     for (i, port) in c.ports.iter().enumerate() {
@@ -244,7 +280,10 @@ fn container(
         let path = pod.s(m.mount_path);
         if path.is_empty() {
             err(ErrorKind::Required, mp.field(F::MountPath));
-        } else if c.volume_mounts[..i].iter().any(|o| pod.s(o.mount_path) == path) {
+        } else if c.volume_mounts[..i]
+            .iter()
+            .any(|o| pod.s(o.mount_path) == path)
+        {
             err(inv(Invalid::Duplicate), mp.field(F::MountPath));
         }
         if let Some(sp) = pod.opt(m.sub_path) {

@@ -1169,3 +1169,631 @@ impl<'a> Events<'a> for YamlReader<'a> {
         Ok(self.count_trailer())
     }
 }
+
+/// Test helpers shared by the reader and scalar tests: walk events into strings and trees.
+#[cfg(test)]
+pub(crate) mod test_support {
+    extern crate std;
+    use std::format;
+    use std::string::{String, ToString};
+    use std::vec::Vec;
+
+    use crate::manifest::event::{
+        Event, Events, Resolved, Scalar, SyntaxError, SyntaxErrorKind, TextSink,
+    };
+
+    /// A growable sink.
+    #[derive(Default)]
+    pub struct StringSink(pub String);
+
+    impl TextSink for StringSink {
+        type Error = core::convert::Infallible;
+        fn push_str(&mut self, s: &str) -> Result<(), Self::Error> {
+            self.0.push_str(s);
+            Ok(())
+        }
+    }
+
+    /// The decoded text of a scalar.
+    pub fn text(s: &Scalar<'_>) -> String {
+        let mut sink = StringSink::default();
+        let Ok(()) = s.write_to(&mut sink);
+        sink.0
+    }
+
+    /// All events as one string: `{ } [ ]` and scalars as their decoded text in quotes.
+    pub fn events<'a>(r: &mut impl Events<'a>) -> Result<String, SyntaxError> {
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            match r.next_event()?.0 {
+                Event::MapStart => out.push("{".to_string()),
+                Event::MapEnd => out.push("}".to_string()),
+                Event::SeqStart => out.push("[".to_string()),
+                Event::SeqEnd => out.push("]".to_string()),
+                Event::Scalar(s) => out.push(format!("{:?}", text(&s))),
+                Event::End => return Ok(out.join(" ")),
+            }
+        }
+        panic!("no End after 100000 events");
+    }
+
+    /// The first error of a reader, as (kind, line, column).
+    pub fn first_error<'a>(r: &mut impl Events<'a>) -> (SyntaxErrorKind, u32, u32) {
+        for _ in 0..100_000 {
+            match r.next_event() {
+                Err(e) => return (e.kind, e.mark.line, e.mark.column),
+                Ok((Event::End, _)) => panic!("no error"),
+                Ok(_) => {}
+            }
+        }
+        panic!("no End after 100000 events");
+    }
+
+    /// A document as a tree, scalars resolved.
+    #[derive(Debug, PartialEq, Clone)]
+    pub enum Node {
+        Null,
+        Bool(bool),
+        Int(i64),
+        Float(f64),
+        Str(String),
+        Seq(Vec<Node>),
+        Map(Vec<(String, Node)>),
+    }
+
+    fn scalar_node(s: &Scalar<'_>) -> Node {
+        match s.resolve() {
+            Resolved::Null => Node::Null,
+            Resolved::Bool(b) => Node::Bool(b),
+            Resolved::Int(i) => Node::Int(i),
+            Resolved::Float(f) => Node::Float(f),
+            Resolved::Str => Node::Str(text(s)),
+        }
+    }
+
+    /// Walks a reader's events into a [`Node`].
+    pub fn tree<'a>(r: &mut impl Events<'a>) -> Result<Node, SyntaxError> {
+        // (collection, pending key)
+        let mut stack: Vec<(Node, Option<String>)> = Vec::new();
+        loop {
+            let node = match r.next_event()?.0 {
+                Event::MapStart => {
+                    stack.push((Node::Map(Vec::new()), None));
+                    continue;
+                }
+                Event::SeqStart => {
+                    stack.push((Node::Seq(Vec::new()), None));
+                    continue;
+                }
+                Event::MapEnd | Event::SeqEnd => stack.pop().expect("balanced").0,
+                Event::Scalar(s) => {
+                    if let Some((Node::Map(_), key @ None)) = stack.last_mut() {
+                        *key = Some(text(&s));
+                        continue;
+                    }
+                    scalar_node(&s)
+                }
+                Event::End => panic!("End inside a node"),
+            };
+            match stack.last_mut() {
+                None => {
+                    assert!(matches!(r.next_event()?.0, Event::End));
+                    return Ok(node);
+                }
+                Some((Node::Seq(items), _)) => items.push(node),
+                Some((Node::Map(entries), key)) => entries.push((key.take().unwrap(), node)),
+                Some(_) => unreachable!(),
+            }
+        }
+    }
+
+    /// serde_yaml's view of a document in the same shape.
+    pub fn reference(input: &str) -> Node {
+        let v: serde_yaml::Value = serde_yaml::from_str(input).expect("serde_yaml parses");
+        from_value(&v)
+    }
+
+    fn from_value(v: &serde_yaml::Value) -> Node {
+        use serde_yaml::Value;
+        match v {
+            Value::Null => Node::Null,
+            Value::Bool(b) => Node::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Node::Int(i),
+                None => Node::Float(n.as_f64().unwrap()),
+            },
+            Value::String(s) => Node::Str(s.clone()),
+            Value::Sequence(items) => Node::Seq(items.iter().map(from_value).collect()),
+            Value::Mapping(m) => Node::Map(
+                m.iter()
+                    .map(|(k, v)| {
+                        let k = match k {
+                            Value::String(s) => s.clone(),
+                            other => serde_yaml::to_string(other).unwrap().trim_end().to_string(),
+                        };
+                        (k, from_value(v))
+                    })
+                    .collect(),
+            ),
+            Value::Tagged(t) => from_value(&t.value),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::string::String;
+    use std::vec::Vec;
+    use std::{format, vec};
+
+    use super::test_support::{events, first_error, reference, tree, Node};
+    use super::*;
+    use SyntaxErrorKind as K;
+
+    fn ev(input: &str) -> String {
+        match events(&mut YamlReader::new(input)) {
+            Ok(s) => s,
+            Err(e) => panic!("{input:?}: {e:?}"),
+        }
+    }
+
+    fn error(input: &str) -> (SyntaxErrorKind, u32, u32) {
+        first_error(&mut YamlReader::new(input))
+    }
+
+    #[test]
+    fn block_structure_events() {
+        let table: &[(&str, &str)] = &[
+            ("a: 1\nb: two\n", r#"{ "a" "1" "b" "two" }"#),
+            (
+                "a:\n  b: c\n  d: e\nf: g",
+                r#"{ "a" { "b" "c" "d" "e" } "f" "g" }"#,
+            ),
+            ("- a\n- b\n", r#"[ "a" "b" ]"#),
+            (
+                "key:\n- a\n- b\nnext: 1\n",
+                r#"{ "key" [ "a" "b" ] "next" "1" }"#,
+            ),
+            ("key:\n  - a\n  - b\n", r#"{ "key" [ "a" "b" ] }"#),
+            (
+                "c:\n- name: x\n  image: y\n- name: z\n",
+                r#"{ "c" [ { "name" "x" "image" "y" } { "name" "z" } ] }"#,
+            ),
+            ("- - a\n  - b\n- c\n", r#"[ [ "a" "b" ] "c" ]"#),
+            ("a:\nb:\n", r#"{ "a" "" "b" "" }"#),
+            ("- \n- x\n", r#"[ "" "x" ]"#),
+            ("a:   \n  # c\n  b\n", r#"{ "a" "b" }"#),
+            ("plain", r#""plain""#),
+            (
+                "a: b # comment\n# full line\nc: 'd # not' # c\n",
+                r##"{ "a" "b" "c" "d # not" }"##,
+            ),
+            ("a: x#y\n", r##"{ "a" "x#y" }"##),
+            ("a: \"#q\"\n", r##"{ "a" "#q" }"##),
+            ("url: http://x:80/p\n", r#"{ "url" "http://x:80/p" }"#),
+            ("a:\tb\n", r#"{ "a" "b" }"#),
+            ("'q k': 1\n\"d\" : 2\n", r#"{ "q k" "1" "d" "2" }"#),
+            ("a: -1\nb: -x\nc: :x\n", r#"{ "a" "-1" "b" "-x" "c" ":x" }"#),
+        ];
+        for (input, want) in table {
+            assert_eq!(ev(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn multi_line_scalars_fold() {
+        let table: &[(&str, &str)] = &[
+            (
+                "a: one\n  two\n\n  three\nb: x",
+                r#"{ "a" "one two\nthree" "b" "x" }"#,
+            ),
+            ("- one\n  two\n", r#"[ "one two" ]"#),
+            (
+                "a: 'one\n  two  \n\n\n  three'\n",
+                r#"{ "a" "one two\n\nthree" }"#,
+            ),
+            ("a: \"one\\\n   two\"\n", r#"{ "a" "onetwo" }"#),
+            ("a: \"x \\\n  y\"\n", r#"{ "a" "x y" }"#),
+            ("a: \"x\\ \n  y\"\n", r#"{ "a" "x  y" }"#),
+            ("a: \"x\n\"\n", r#"{ "a" "x " }"#),
+            ("a: 'it''s'\n", r#"{ "a" "it's" }"#),
+            ("a: ' lead '\n", r#"{ "a" " lead " }"#),
+        ];
+        for (input, want) in table {
+            assert_eq!(ev(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn double_quoted_escapes_decode() {
+        let input = r#"a: "\0\a\b\t\n\v\f\r\e\ \"\/\\\N\_\L\P\x41\u00e9\U0001F600""#;
+        let want = "\0\x07\x08\t\n\x0b\x0c\r\x1b \"/\\\u{85}\u{a0}\u{2028}\u{2029}Aé😀";
+        assert_eq!(ev(input), format!("{{ \"a\" {want:?} }}"));
+    }
+
+    #[test]
+    fn block_scalars_decode() {
+        let table: &[(&str, &str)] = &[
+            ("a: |\n  x\n  y\n", "x\ny\n"),
+            ("a: |-\n  x\n  y\n", "x\ny"),
+            ("a: |+\n  x\n\n\nb: 1", "x\n\n\n"),
+            ("a: |\n  x\n\n\nb: 1", "x\n"),
+            ("a: >\n  x\n  y\n\n  z\n", "x y\nz\n"),
+            ("a: >\n  x\n    more\n  y\n", "x\n  more\ny\n"),
+            ("a: >-\n  one\n  two\n", "one two"),
+            ("a: |2-\n    indented\n  base\n", "  indented\nbase"),
+            ("a: |\n\n  after blank\n", "\nafter blank\n"),
+            ("a: |\n  # not a comment\n", "# not a comment\n"),
+            ("a: |\n  x", "x"),
+            ("a: | # header comment\n  x\n", "x\n"),
+            ("- |\n  in seq\n- >\n  folded\n", ""),
+        ];
+        for (input, want) in table {
+            let got = ev(input);
+            if want.is_empty() {
+                assert_eq!(got, r#"[ "in seq\n" "folded\n" ]"#);
+            } else {
+                assert_eq!(
+                    got,
+                    format!(
+                        "{{ \"a\" {want:?}{} }}",
+                        if input.contains("b: 1") {
+                            " \"b\" \"1\""
+                        } else {
+                            ""
+                        }
+                    ),
+                    "{input:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn flow_collections() {
+        let table: &[(&str, &str)] = &[
+            ("a: [x, y]\n", r#"{ "a" [ "x" "y" ] }"#),
+            ("a: [x, y,]\n", r#"{ "a" [ "x" "y" ] }"#),
+            (
+                "a: {b: 1, c: [2, {d: e}],}\n",
+                r#"{ "a" { "b" "1" "c" [ "2" { "d" "e" } ] } }"#,
+            ),
+            ("a: []\nb: {}\n", r#"{ "a" [ ] "b" { } }"#),
+            (
+                "a: [\n  x,\n  \"y z\", # c\n  'w'\n]\n",
+                r#"{ "a" [ "x" "y z" "w" ] }"#,
+            ),
+            ("{\"a\":1, b: , c}", r#"{ "a" "1" "b" "" "c" "" }"#),
+            ("- [a b, c]\n", r#"[ [ "a b" "c" ] ]"#),
+            ("a: [http://x/y]\n", r#"{ "a" [ "http://x/y" ] }"#),
+        ];
+        for (input, want) in table {
+            assert_eq!(ev(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn documents_directives_tags_crlf_bom() {
+        let table: &[(&str, &str)] = &[
+            ("---\na: 1\n...\n", r#"{ "a" "1" }"#),
+            (
+                "%YAML 1.1\n%TAG ! tag:example.com,2000:\n---\na: 1\n",
+                r#"{ "a" "1" }"#,
+            ),
+            ("--- # c\n---\na: 1\n", r#"{ "a" "1" }"#),
+            ("--- |\n  text\n", r#""text\n""#),
+            (
+                "a: !!str 123\nb: !!int \"12\"\n",
+                r#"{ "a" "123" "b" "12" }"#,
+            ),
+            (
+                "a: 1\r\nb:\r\n- x\r\n- 'y\r\n  z'\r\n",
+                r#"{ "a" "1" "b" [ "x" "y z" ] }"#,
+            ),
+            ("a: |\r\n  l1\r\n  l2\r\n", r#"{ "a" "l1\nl2\n" }"#),
+            ("\u{feff}a: 1\n", r#"{ "a" "1" }"#),
+        ];
+        for (input, want) in table {
+            assert_eq!(ev(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn errors_carry_kind_and_position() {
+        let table: &[(&str, (SyntaxErrorKind, u32, u32))] = &[
+            ("a:\n\tb: 1\n", (K::TabIndent, 2, 1)),
+            ("a:\n  b: 1\n \tc: 2\n", (K::TabIndent, 3, 2)),
+            ("a: 1\nb: \"open\n", (K::UnterminatedDoubleQuote, 2, 4)),
+            ("a: 'open\n", (K::UnterminatedSingleQuote, 1, 4)),
+            ("a: &x 1\n", (K::Anchor, 1, 4)),
+            ("a: 1\nb: *x\n", (K::Alias, 2, 4)),
+            ("a: \"ok \\q\"\n", (K::InvalidEscape, 1, 8)),
+            ("a: \"\\x4\"\n", (K::InvalidEscape, 1, 5)),
+            ("a: \"\\ud800\"\n", (K::InvalidCodePoint, 1, 5)),
+            ("a: \"\\U00110000\"\n", (K::InvalidCodePoint, 1, 5)),
+            ("a: !foo x\n", (K::UnknownTag, 1, 4)),
+            ("a:\n  b: 1\n c: 2\n", (K::BadIndent, 3, 2)),
+            ("a: 1\n b: 2\n", (K::ExpectedKey, 2, 3)),
+            ("a: 1\n- b\n", (K::MixedBlock, 2, 1)),
+            ("- a\nb: 1\n", (K::MixedBlock, 2, 1)),
+            ("a: b: c\n", (K::ExpectedKey, 1, 5)),
+            ("a: 1\nb\n", (K::ExpectedKey, 2, 1)),
+            ("? a\n: b\n", (K::ComplexKey, 1, 1)),
+            ("[a]: b\n", (K::ComplexKey, 1, 4)),
+            ("a: [x, y\n", (K::UnclosedFlow, 1, 4)),
+            ("a: [x}\n", (K::UnclosedFlow, 1, 4)),
+            ("a: [x,, y]\n", (K::UnexpectedComma, 1, 7)),
+            ("a: [, y]\n", (K::UnexpectedComma, 1, 5)),
+            ("a: [x: y]\n", (K::FlowPair, 1, 6)),
+            ("a: \"x\" y\n", (K::TrailingContent, 1, 8)),
+            ("a: [x] y\n", (K::TrailingContent, 1, 8)),
+            ("a: |x\n  y\n", (K::BadBlockHeader, 1, 4)),
+            ("%YAML 2.0\n---\na: 1\n", (K::BadDirective, 1, 1)),
+            ("", (K::EmptyDocument, 1, 1)),
+            ("# only\n---\n...\n", (K::EmptyDocument, 4, 1)),
+            ("a: \u{1}\n", (K::ControlCharacter, 1, 4)),
+            ("a: 1\rb: 2\n", (K::ControlCharacter, 1, 5)),
+            ("a: - b\n", (K::UnexpectedChar, 1, 4)),
+            ("\"a\nb\": 1\n", (K::ExpectedKey, 2, 3)),
+            ("a: x\n  c: d\n", (K::ExpectedKey, 2, 4)),
+        ];
+        for (input, want) in table {
+            assert_eq!(error(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_too_deep_without_stack_overflow() {
+        let flow = "[".repeat(10_000);
+        assert_eq!(error(&flow).0, K::TooDeep);
+        let block = "- ".repeat(10_000) + "x";
+        assert_eq!(error(&block).0, K::TooDeep);
+        let maps: String = (0..10_000)
+            .map(|i| format!("{}k:\n", " ".repeat(i % 200)))
+            .collect();
+        let _ = first_error_or_end(&maps);
+        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(events(&mut YamlReader::new(&ok)).is_ok());
+        let one_more = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert_eq!(error(&one_more), (K::TooDeep, 1, MAX_DEPTH as u32 + 1));
+    }
+
+    fn first_error_or_end(input: &str) -> Option<SyntaxErrorKind> {
+        events(&mut YamlReader::new(input)).err().map(|e| e.kind)
+    }
+
+    #[test]
+    fn trailer_counts_further_documents() {
+        let table: &[(&str, u16, u32)] = &[
+            ("a: 1\n", 0, 0),
+            ("a: 1\n---\n", 0, 0),
+            ("a: 1\n---\nb: 2\n---\nc: 3\n", 2, 2),
+            ("---\na: 1\n--- x\n", 1, 3),
+            ("a: 1\n...\nb: 2\n", 1, 3),
+            ("a: 1\n---\n# only a comment\n---\nkind: Pod\n", 1, 4),
+        ];
+        for (input, n, line) in table {
+            let mut r = YamlReader::new(input);
+            events(&mut r).unwrap();
+            let t = r.trailer().unwrap();
+            assert_eq!(
+                (t.extra_documents, t.first_extra_line),
+                (*n, *line),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn marks_point_at_first_character() {
+        let mut r = YamlReader::new("a:\n  - x\n  - 'y'\n");
+        let marks: Vec<(u32, u32)> = (0..6)
+            .map(|_| r.next_event().unwrap().1)
+            .map(|m| (m.line, m.column))
+            .collect();
+        assert_eq!(marks, vec![(1, 1), (1, 1), (2, 3), (2, 5), (3, 5), (4, 1)]);
+    }
+
+    const KUBECTL_POD: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  annotations:
+    note: \"quoted: value\"
+  labels:
+    app: web
+    tier: \"1\"
+  name: web
+  namespace: default
+spec:
+  containers:
+  - args:
+    - --port=8080
+    - --verbose
+    command:
+    - /bin/server
+    env:
+    - name: MODE
+      value: production
+    - name: PORT
+      value: \"8080\"
+    image: nginx:1.25
+    imagePullPolicy: IfNotPresent
+    name: web
+    ports:
+    - containerPort: 8080
+      name: http
+      protocol: TCP
+    resources:
+      limits:
+        cpu: 500m
+        memory: 128Mi
+    volumeMounts:
+    - mountPath: /data
+      name: data
+      readOnly: true
+  hostNetwork: true
+  restartPolicy: Always
+  volumes:
+  - hostPath:
+      path: /srv/data
+      type: DirectoryOrCreate
+    name: data
+";
+
+    fn kubeadm_apiserver() -> String {
+        let mut s = String::from(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    \
+             kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint: 10.0.0.1:6443\n  \
+             creationTimestamp: null\n  labels:\n    component: kube-apiserver\n    tier: \
+             control-plane\n  name: kube-apiserver\n  namespace: kube-system\nspec:\n  \
+             containers:\n  - command:\n    - kube-apiserver\n",
+        );
+        for i in 0..30 {
+            s.push_str(&format!(
+                "    - --flag-number-{i}=/etc/kubernetes/pki/value-{i}.crt\n"
+            ));
+        }
+        s.push_str(
+            "    image: registry.k8s.io/kube-apiserver:v1.30.0\n    imagePullPolicy: \
+             IfNotPresent\n    livenessProbe:\n      failureThreshold: 8\n      httpGet:\n        \
+             host: 10.0.0.1\n        path: /livez\n        port: 6443\n        scheme: HTTPS\n      \
+             initialDelaySeconds: 10\n    name: kube-apiserver\n    resources:\n      requests:\n        \
+             cpu: 250m\n    volumeMounts:\n    - mountPath: /etc/ssl/certs\n      name: ca-certs\n      \
+             readOnly: true\n  hostNetwork: true\n  priority: 2000001000\n  priorityClassName: \
+             system-node-critical\n  securityContext:\n    seccompProfile:\n      type: \
+             RuntimeDefault\n  volumes:\n  - hostPath:\n      path: /etc/ssl/certs\n      type: \
+             DirectoryOrCreate\n    name: ca-certs\nstatus: {}\n",
+        );
+        s
+    }
+
+    fn yaml_tree(input: &str) -> Node {
+        tree(&mut YamlReader::new(input)).unwrap_or_else(|e| panic!("{input:?}: {e:?}"))
+    }
+
+    #[test]
+    fn kubectl_pod_and_kubeadm_apiserver_match_serde_yaml() {
+        assert_eq!(yaml_tree(KUBECTL_POD), reference(KUBECTL_POD));
+        let api = kubeadm_apiserver();
+        let t = yaml_tree(&api);
+        assert_eq!(t, reference(&api));
+        let Node::Map(top) = &t else { panic!() };
+        let spec = &top.iter().find(|(k, _)| k == "spec").unwrap().1;
+        let Node::Map(spec) = spec else { panic!() };
+        let Node::Seq(cs) = &spec.iter().find(|(k, _)| k == "containers").unwrap().1 else {
+            panic!()
+        };
+        let Node::Map(c0) = &cs[0] else { panic!() };
+        let Node::Seq(cmd) = &c0.iter().find(|(k, _)| k == "command").unwrap().1 else {
+            panic!()
+        };
+        assert_eq!(cmd.len(), 31);
+    }
+
+    /// Documents whose scalars resolve the same in YAML 1.1 (keel, go-yaml v2) and YAML 1.2
+    /// (serde_yaml): the shape and every decoded string must agree.
+    const CROSS_CHECK: &[&str] = &[
+        "a: 1\nb: 1.5\nc: true\nd: null\ne: ~\nf: text\ng:\n",
+        "key:\n- a\n- b\nother:\n  - c\n",
+        "- name: x\n  image: img\n- name: z\n  args: [a, 'b', \"c\"]\n",
+        "a: one\n  two\n\n  three\nb: 'x\n\n  y'\nc: \"p\\\n  q \\t r\"\n",
+        "lit: |\n  a\n   b\n\n  c\nfold: >\n  a\n  b\n\n  c\n    d\n  e\nstrip: |-\n  s\n\nkeep: |+\n  k\n\nend: 1\n",
+        "ind: |2-\n    two\n  one\n",
+        "f: {a: 1, b: [x, z, {c: d}], e: {}, g: [],}\n",
+        "a: !!str 123\nb: \"#x\" # c\nc: x#y\n",
+        "---\na: 1\n...\n",
+        "%YAML 1.1\n---\na: \"\\u00e9\\x41\\U0001F600\\N\"\n",
+        "a: 1\r\nb:\r\n- x\r\n- 'y\r\n  z'\r\nc: |\r\n  l1\r\n  l2\r\n",
+        "\u{feff}a: 1\n",
+        "a: [\n  x,\n  w\n]\nb: {\n  c: 1\n}\n",
+        "emptyvals:\n  a:\n  b: ''\n  c: \"\"\n",
+        "s: -1\nt: +5\nu: .5\nv: 1e3\nw: -.inf\n",
+        "- - a\n  - b\n- - c\n",
+        "a: >+\n  x\n\n",
+        "a: |\n  x",
+        "a:    value   \nb:\t\tv2\t\n",
+        "c:\n# between\n- |\n  script\n  line\n\n- >-\n  f\n  g\nd: 1\n",
+        "top:\n  list:\n  - a: 1\n    b:\n    - x\n    # comment\n    - z\n  after: 2\n",
+        "k: \"tab\\there\"\nq: 'a\"b'\nr: \"a'b\"\n",
+        "x: [a, [b, [c, {d: [e]}]]]\n",
+        "- {a: 1}\n- [2]\n- 'three'\n",
+    ];
+
+    #[test]
+    fn events_match_serde_yaml() {
+        for input in CROSS_CHECK {
+            assert_eq!(yaml_tree(input), reference(input), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn readers_never_panic_or_loop_on_mutated_input() {
+        use crate::manifest::json::JsonReader;
+        const ALPHABET: &[u8] = b" \t\n\r-:?,[]{}#&*!|>'\"%@`\\.0123456789abyn~+eE";
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let json = r#"{"a": [1, "x\u00e9", {"b": null}], "c": true}"#;
+        let corpus = [
+            KUBECTL_POD,
+            CROSS_CHECK[3],
+            CROSS_CHECK[4],
+            CROSS_CHECK[6],
+            json,
+        ];
+        for round in 0..3000 {
+            let base = corpus[round % corpus.len()];
+            let mut bytes: Vec<u8> = base.as_bytes().to_vec();
+            for _ in 0..1 + rand() % 4 {
+                let at = (rand() as usize) % (bytes.len() + 1);
+                let c = ALPHABET[(rand() as usize) % ALPHABET.len()];
+                match rand() % 3 {
+                    0 if at < bytes.len() => bytes[at] = c,
+                    1 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, c),
+                }
+            }
+            let Ok(input) = core::str::from_utf8(&bytes) else {
+                continue;
+            };
+            let mut y = YamlReader::new(input);
+            let _ = events(&mut y);
+            let _ = y.trailer();
+            let mut j = JsonReader::new(input);
+            let _ = events(&mut j);
+            let _ = j.trailer();
+        }
+    }
+
+    #[test]
+    fn reader_never_panics_on_truncations() {
+        let docs = [KUBECTL_POD, &kubeadm_apiserver()].concat();
+        for end in 0..docs.len() {
+            if let Some(prefix) = docs.get(..end) {
+                let mut r = YamlReader::new(prefix);
+                for _ in 0..10_000 {
+                    match r.next_event() {
+                        Ok((Event::End, _)) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                let _ = r.trailer();
+            }
+        }
+        for input in CROSS_CHECK {
+            for end in 0..input.len() {
+                if let Some(prefix) = input.get(..end) {
+                    let _ = events(&mut YamlReader::new(prefix));
+                }
+            }
+        }
+    }
+}
