@@ -193,10 +193,19 @@ fn walk(k: &Value, r: &Value, path: &mut String, out: &mut Vec<String>) {
     }
 }
 
-/// Decodes with keel and the reference parser and compares. `Ok(None)` when keel rejects
-/// the bytes (nothing to compare), `Ok(Some(()))` when they agree.
+/// Decodes and validates `bytes` with keel-core (as `keel validate` does) and renders the
+/// pod as written; `Err` when keel rejects the manifest.
+pub fn keel_accepted(bytes: &[u8]) -> Result<Value, Error> {
+    let mut pod = Box::<Pod>::default();
+    manifest::check(bytes, "node1", &mut pod, &mut |_| {}, &mut |_| {})?;
+    Ok(keel_linux::render::pod(&pod))
+}
+
+/// Checks with keel, parses with the reference parser, and compares. `Ok(None)` when keel
+/// rejects the bytes (nothing to compare: a rejected pod's absent required fields render as
+/// empty), `Ok(Some(()))` when they agree.
 pub fn check(bytes: &[u8]) -> Result<Option<()>, String> {
-    let Ok(k) = keel_as_written(bytes) else {
+    let Ok(k) = keel_accepted(bytes) else {
         return Ok(None);
     };
     let r = reference(bytes).map_err(|e| format!("keel accepted, reference parser failed: {e}"))?;
