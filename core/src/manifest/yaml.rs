@@ -1041,6 +1041,10 @@ impl<'a> YamlReader<'a> {
                 Some(b'-' | b':') if is_ws_or_end(next) || is_flow_indicator(next) => {
                     return Err(self.cur.err(SyntaxErrorKind::UnexpectedChar))
                 }
+                // Inside [ ] and { }, libyaml and go-yaml (the kubelet's parser) do not let
+                // a plain scalar start with ':' or '?' at all (`{a: 1, :x}`); YAML 1.2 does.
+                // Rejecting keeps keel from accepting what the kubelet refuses.
+                Some(b':' | b'?') => return Err(self.cur.err(SyntaxErrorKind::UnexpectedChar)),
                 Some(b'|' | b'>' | b'%' | b'@' | b'`' | b'#') => {
                     return Err(self.cur.err(SyntaxErrorKind::UnexpectedChar))
                 }

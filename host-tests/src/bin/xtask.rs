@@ -1,73 +1,391 @@
-//! `cargo xtask`: the one entry point for automation (minimal version; see README).
-use std::process::{Command, ExitCode};
+//! `cargo xtask`: the one entry point for automation (alias in `.cargo/config.toml`).
+//!
+//! Subcommands:
+//! - `test`: installs what a fresh Debian 12 machine lacks (Rust targets, the nightly
+//!   toolchain, cargo-fuzz, system packages), then runs every CI step: rustfmt, clippy, the
+//!   thumb builds of keel-core, the no-`alloc` check, the workspace tests and a fuzz smoke
+//!   run of every target. `--fuzz-seconds N` sets the smoke time (default 10).
+//! - `fuzz --seconds N`: every fuzz target for N seconds, seeded from the fixture corpus.
+//! - `bench`: the parser benchmark (`host-tests/benches/parse.rs`).
+//!
+//! Steps are plain data ([`Step`]): adding one (a QEMU or runc end-to-end run) is a push
+//! onto the list in [`test_steps`]. Every step runs even when an earlier one failed, and the
+//! run ends with `xtask: N passed, M failed`. Only std is used here.
 
-fn run(name: &str, cmd: &mut Command) -> bool {
-    eprintln!("==> {name}");
-    matches!(cmd.status(), Ok(s) if s.success())
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// Fuzz targets in `fuzz/`.
+const FUZZ_TARGETS: &[&str] = &["yaml", "json", "manifest", "differential"];
+/// Rust targets the build needs.
+const RUST_TARGETS: &[&str] = &["thumbv7m-none-eabi", "x86_64-unknown-linux-musl"];
+/// Debian packages the end-to-end steps need (checked by the command they provide).
+const APT_PACKAGES: &[(&str, &str)] = &[
+    ("runc", "runc"),
+    ("qemu-system-arm", "qemu-system-arm"),
+    ("busybox-static", "busybox"),
+    ("musl-tools", "musl-gcc"),
+];
+
+/// A step written in Rust: gets the repository root.
+type CheckFn = Box<dyn Fn(&Path) -> Result<(), String>>;
+
+/// What a step does.
+enum Action {
+    /// Run a command in the repository root.
+    Cmd(Command),
+    /// Run Rust code.
+    Check(CheckFn),
+}
+
+/// One named step of a run.
+struct Step {
+    name: String,
+    action: Action,
+}
+
+impl Step {
+    fn cmd(name: &str, program: &str, args: &[&str]) -> Step {
+        let mut c = Command::new(program);
+        c.args(args);
+        Step {
+            name: name.into(),
+            action: Action::Cmd(c),
+        }
+    }
+    fn check(name: &str, f: impl Fn(&Path) -> Result<(), String> + 'static) -> Step {
+        Step {
+            name: name.into(),
+            action: Action::Check(Box::new(f)),
+        }
+    }
+    fn env(mut self, k: &str, v: &str) -> Step {
+        if let Action::Cmd(c) = &mut self.action {
+            c.env(k, v);
+        }
+        self
+    }
+    fn dir(mut self, d: &Path) -> Step {
+        if let Action::Cmd(c) = &mut self.action {
+            c.current_dir(d);
+        }
+        self
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host-tests has a parent")
+        .to_path_buf()
+}
+
+/// Runs steps in order, each with a header; returns the number that failed.
+fn run_steps(steps: Vec<Step>) -> usize {
+    let root = root();
+    let (mut passed, mut failed) = (0, Vec::new());
+    let total = steps.len();
+    for (i, step) in steps.into_iter().enumerate() {
+        eprintln!("\n==> [{}/{total}] {}", i + 1, step.name);
+        let t = Instant::now();
+        let r = match step.action {
+            Action::Cmd(mut c) => {
+                if c.get_current_dir().is_none() {
+                    c.current_dir(&root);
+                }
+                match c.status() {
+                    Ok(s) if s.success() => Ok(()),
+                    Ok(s) => Err(format!("exited with {s}")),
+                    Err(e) => Err(format!("could not run {:?}: {e}", c.get_program())),
+                }
+            }
+            Action::Check(f) => f(&root),
+        };
+        let secs = t.elapsed().as_secs_f64();
+        match r {
+            Ok(()) => {
+                eprintln!("<== {}: ok ({secs:.1} s)", step.name);
+                passed += 1;
+            }
+            Err(e) => {
+                eprintln!("<== {}: FAILED ({secs:.1} s): {e}", step.name);
+                failed.push(step.name);
+            }
+        }
+    }
+    eprintln!();
+    for f in &failed {
+        eprintln!("xtask: failed: {f}");
+    }
+    eprintln!("xtask: {passed} passed, {} failed", failed.len());
+    failed.len()
+}
+
+fn have(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+}
+
+/// Installs what is missing; each install is a step so a failure shows in the summary.
+fn setup_steps() -> Vec<Step> {
+    let mut steps = Vec::new();
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let missing: Vec<&str> = RUST_TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l == *t))
+        .collect();
+    if !missing.is_empty() {
+        let mut args = vec!["target", "add"];
+        args.extend(&missing);
+        steps.push(Step::cmd("install rust targets", "rustup", &args));
+    }
+    if !have("cargo", &["+nightly", "--version"]) {
+        steps.push(Step::cmd(
+            "install nightly toolchain",
+            "rustup",
+            &["toolchain", "install", "nightly", "--profile", "minimal"],
+        ));
+    }
+    if !have("cargo", &["fuzz", "--version"]) {
+        steps.push(Step::cmd(
+            "install cargo-fuzz",
+            "cargo",
+            &["install", "cargo-fuzz", "--locked"],
+        ));
+    }
+    let pkgs: Vec<&str> = APT_PACKAGES
+        .iter()
+        .filter(|(_, cmd)| !on_path(cmd))
+        .map(|(p, _)| *p)
+        .collect();
+    if !pkgs.is_empty() {
+        // As root directly, else through sudo when there is one.
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let sudo = String::from_utf8_lossy(&uid).trim() != "0";
+        let (prog, pre): (&str, Vec<&str>) = if sudo {
+            ("sudo", vec!["apt-get"])
+        } else {
+            ("apt-get", vec![])
+        };
+        let mut update = pre.clone();
+        update.push("update");
+        steps.push(
+            Step::cmd("apt-get update", prog, &update).env("DEBIAN_FRONTEND", "noninteractive"),
+        );
+        let mut install = pre;
+        install.extend(["install", "-y"]);
+        install.extend(&pkgs);
+        steps.push(
+            Step::cmd(
+                &format!("apt-get install {}", pkgs.join(" ")),
+                prog,
+                &install,
+            )
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        );
+    }
+    steps
+}
+
+/// keel-core must never name `alloc` (ARCHITECTURE: no_std, never alloc).
+fn no_alloc_in_core(root: &Path) -> Result<(), String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![root.join("core/src")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).map_err(|e| e.to_string())?;
+                for (n, line) in text.lines().enumerate() {
+                    let code = line.split("//").next().unwrap_or("");
+                    if code
+                        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .any(|w| w == "alloc")
+                    {
+                        hits.push(format!("{}:{}: {}", p.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    if hits.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("keel-core names alloc:\n{}", hits.join("\n")))
+    }
+}
+
+/// A fresh seed directory per target, filled from the fixture corpus (never committed).
+fn seed_dir(root: &Path, target: &str) -> Result<PathBuf, String> {
+    let dir = root.join("target/fuzz-seeds").join(target);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    for sub in ["good", "twins", "bad"] {
+        let src = root.join("host-tests/fixtures").join(sub);
+        for e in std::fs::read_dir(&src).map_err(|e| format!("{}: {e}", src.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            if p.is_file() && p.extension().is_none_or(|x| x != "expect") {
+                let name = format!("{sub}-{}", p.file_name().unwrap().to_string_lossy());
+                std::fs::copy(&p, dir.join(name)).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(dir)
+}
+
+fn fuzz_steps(seconds: u64) -> Vec<Step> {
+    FUZZ_TARGETS
+        .iter()
+        .map(|t| {
+            let t = t.to_string();
+            Step::check(&format!("fuzz {t} ({seconds} s)"), move |root| {
+                let seeds = seed_dir(root, &t)?;
+                let st = Command::new("cargo")
+                    .args(["+nightly", "fuzz", "run", &t])
+                    .arg(&seeds)
+                    .args([
+                        "--",
+                        &format!("-max_total_time={seconds}"),
+                        "-max_len=65536",
+                        "-print_final_stats=1",
+                    ])
+                    .current_dir(root.join("fuzz"))
+                    .status()
+                    .map_err(|e| format!("cargo fuzz: {e}"))?;
+                if st.success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "exited with {st} (crash input under fuzz/artifacts/{t}/)"
+                    ))
+                }
+            })
+        })
+        .collect()
+}
+
+/// Everything CI runs, in order.
+fn test_steps(fuzz_seconds: u64) -> Vec<Step> {
+    let mut s = setup_steps();
+    s.push(Step::cmd(
+        "rustfmt",
+        "cargo",
+        &["fmt", "--all", "--", "--check"],
+    ));
+    s.push(Step::cmd(
+        "clippy",
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ));
+    s.push(Step::cmd(
+        "keel-core for thumbv7m-none-eabi",
+        "cargo",
+        &[
+            "build",
+            "-p",
+            "keel-core",
+            "--target",
+            "thumbv7m-none-eabi",
+            "--release",
+        ],
+    ));
+    s.push(Step::cmd(
+        "keel-core for thumbv7m-none-eabi (small, defmt)",
+        "cargo",
+        &[
+            "build",
+            "-p",
+            "keel-core",
+            "--target",
+            "thumbv7m-none-eabi",
+            "--release",
+            "--features",
+            "small,defmt",
+        ],
+    ));
+    s.push(Step::check("keel-core never names alloc", no_alloc_in_core));
+    s.push(Step::cmd("tests", "cargo", &["test", "--workspace"]));
+    s.push(
+        Step::cmd(
+            "fuzz targets build",
+            "cargo",
+            &["+nightly", "fuzz", "build"],
+        )
+        .dir(&root().join("fuzz")),
+    );
+    s.extend(fuzz_steps(fuzz_seconds));
+    s
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: cargo xtask test [--fuzz-seconds N] | fuzz [--seconds N] | bench");
+    ExitCode::from(2)
+}
+
+fn seconds_arg(args: &[String], flag: &str, default: u64) -> Option<u64> {
+    match args.iter().position(|a| a == flag) {
+        None => Some(default),
+        Some(i) => args.get(i + 1)?.parse().ok(),
+    }
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("test") => {
-            let _ = Command::new("rustup")
-                .args(["target", "add", "thumbv7m-none-eabi"])
-                .status();
-            let steps: Vec<(&str, Command)> = vec![
-                ("fmt", {
-                    let mut c = Command::new("cargo");
-                    c.args(["fmt", "--all", "--", "--check"]);
-                    c
-                }),
-                ("clippy", {
-                    let mut c = Command::new("cargo");
-                    c.args([
-                        "clippy",
-                        "--workspace",
-                        "--all-targets",
-                        "--",
-                        "-D",
-                        "warnings",
-                    ]);
-                    c
-                }),
-                ("thumb build of keel-core", {
-                    let mut c = Command::new("cargo");
-                    c.args([
-                        "build",
-                        "-p",
-                        "keel-core",
-                        "--target",
-                        "thumbv7m-none-eabi",
-                        "--release",
-                    ]);
-                    c
-                }),
-                ("tests", {
-                    let mut c = Command::new("cargo");
-                    c.args(["test", "--workspace"]);
-                    c
-                }),
-            ];
-            let (mut passed, mut failed) = (0, 0);
-            for (name, mut cmd) in steps {
-                if run(name, &mut cmd) {
-                    passed += 1;
-                } else {
-                    failed += 1;
-                    eprintln!("xtask: step {name} failed");
-                }
+    let rest = args.get(1..).unwrap_or_default();
+    let steps = match args.first().map(String::as_str) {
+        Some("test") => match seconds_arg(rest, "--fuzz-seconds", 10) {
+            Some(n) => test_steps(n),
+            None => return usage(),
+        },
+        Some("fuzz") => match seconds_arg(rest, "--seconds", 60) {
+            Some(n) => {
+                let mut s = vec![Step::cmd(
+                    "fuzz targets build",
+                    "cargo",
+                    &["+nightly", "fuzz", "build"],
+                )
+                .dir(&root().join("fuzz"))];
+                s.extend(fuzz_steps(n));
+                s
             }
-            eprintln!("xtask: {passed} steps passed, {failed} failed");
-            if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        _ => {
-            eprintln!("usage: cargo xtask test");
-            ExitCode::from(2)
-        }
+            None => return usage(),
+        },
+        Some("bench") => vec![Step::cmd(
+            "parser benchmark",
+            "cargo",
+            &["bench", "-p", "keel-host-tests", "--bench", "parse"],
+        )],
+        _ => return usage(),
+    };
+    if run_steps(steps) == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
