@@ -4,6 +4,7 @@
 //! (`src/main.rs`) stays a thin shell over it.
 
 pub mod cli;
+pub mod control;
 pub mod image;
 pub mod render;
 pub mod timefmt;

@@ -1,5 +1,6 @@
 //! `keel`: a static-pod agent. See `keel help`.
 
+use keel_linux::cli;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
@@ -9,13 +10,27 @@ usage: keel <command> [args]
 
 commands:
   validate [--node NAME] [-o text|json] FILE...   check manifests (- reads standard input)
+  generate pod NAME --image IMG [...] [-- CMD...]  print a pod manifest (like kubectl run -o yaml)
+  pods [-o wide|json]                              the agent's pods (like kubectl get pods)
+  manifests [-o json]                              every manifest file and what became of it
+  ps [-a]                                          one line per container
+  logs [-f] [-p] [-c NAME] POD                     a container's output
+  inspect POD                                      one pod as JSON, with the agent's view
   help                                             this text
+
+The agent commands take --socket PATH (default /run/keel/keel.sock, or $KEEL_SOCKET).
 ";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
-        Some("validate") => keel_linux::cli::validate::run(&args[1..]),
+        Some("validate") => cli::validate::run(&args[1..]),
+        Some("generate") => cli::generate::run(&args[1..]),
+        Some("pods") => cli::pods::run(&args[1..]),
+        Some("manifests") => cli::manifests::run(&args[1..]),
+        Some("ps") => cli::ps::run(&args[1..]),
+        Some("logs") => cli::logs::run(&args[1..]),
+        Some("inspect") => cli::inspect::run(&args[1..]),
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             0
