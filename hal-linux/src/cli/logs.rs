@@ -222,15 +222,26 @@ fn waiting_message(pod: &PodInfo, c: &ContainerInfo) -> String {
     )
 }
 
-/// Prints a finished file set; returns false if none of the files exists.
-fn print_files(files: &[PathBuf], r: &mut Renderer, out: &mut Vec<u8>) -> io::Result<bool> {
+/// Renders files in order; returns false if none of them exists. A record cut short at
+/// the end of a rotated file is shown; at the end of the live file (`live_last`) it is
+/// still being written and is left out.
+fn print_files(
+    files: &[PathBuf],
+    live_last: bool,
+    r: &mut Renderer,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
     let mut any = false;
-    for f in files {
+    for (i, f) in files.iter().enumerate() {
         match std::fs::read(f) {
             Ok(bytes) => {
                 any = true;
                 r.feed(&bytes, out);
-                r.end_of_file(out);
+                if live_last && i + 1 == files.len() {
+                    r.pending.clear();
+                } else {
+                    r.end_of_file(out);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", f.display()))),
@@ -457,7 +468,7 @@ pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
     let live_path = &live[0];
     let mut client = Some(c);
     let result = (|| -> io::Result<bool> {
-        let mut any = print_files(done, &mut r, &mut buf)?;
+        let mut any = print_files(done, false, &mut r, &mut buf)?;
         let mut followed = None;
         if follow_on {
             if let Some(mut f) = Followed::open(live_path) {
@@ -466,7 +477,7 @@ pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
                 followed = Some(f);
             }
         } else {
-            any |= print_files(std::slice::from_ref(live_path), &mut r, &mut buf)?;
+            any |= print_files(std::slice::from_ref(live_path), true, &mut r, &mut buf)?;
             r.finish(&mut buf);
         }
         if !any && !follow_on {
