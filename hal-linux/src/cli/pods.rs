@@ -404,3 +404,150 @@ pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
 pub fn run(args: &[String]) -> i32 {
     run_with(args, &mut std::io::stdout().lock(), &mut std::io::stderr())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_core::machine::{Container, TermReason, WaitReason};
+    use keel_core::status::Phase;
+    use keel_core::time::Instant;
+
+    const CLOCK: Clock = Clock { boot_unix_ms: 0 };
+
+    fn c(name: &str, init: bool, state: State, ready: bool) -> ContainerInfo {
+        let mut status = Container::new(0, WaitReason::ContainerCreating);
+        status.state = state;
+        status.ready = ready;
+        ContainerInfo {
+            name: name.into(),
+            image: "i".into(),
+            init,
+            status,
+            runtime_id: None,
+            log_dir: String::new(),
+            message: None,
+        }
+    }
+
+    fn pod(phase: Phase, containers: Vec<ContainerInfo>) -> PodInfo {
+        PodInfo {
+            name: "p-n".into(),
+            namespace: "default".into(),
+            uid: "u".into(),
+            phase,
+            containers,
+            file: None,
+            rejection: None,
+            terminating: None,
+            pod_json: String::new(),
+            created_unix_ms: 0,
+        }
+    }
+
+    fn done(code: i32) -> State {
+        State::Terminated(Termination {
+            code,
+            reason: TermReason::of(code, false),
+            started_at: Instant(0),
+            finished_at: Instant(1000),
+        })
+    }
+
+    fn wait(r: WaitReason) -> State {
+        State::Waiting {
+            reason: r,
+            restart_at: Instant::NEVER,
+            error: None,
+        }
+    }
+
+    const RUN: State = State::Running {
+        started_at: Instant(0),
+    };
+
+    fn status(p: &PodInfo) -> String {
+        summary(p, CLOCK, 10_000).status
+    }
+
+    #[test]
+    fn init_containers_give_init_statuses() {
+        let app = c("a", false, wait(WaitReason::PodInitializing), false);
+        let second_running = pod(
+            Phase::Pending,
+            vec![
+                c("i1", true, done(0), false),
+                c("i2", true, RUN, false),
+                app.clone(),
+            ],
+        );
+        assert_eq!(status(&second_running), "Init:1/2");
+        let failed = pod(
+            Phase::Pending,
+            vec![c("i1", true, done(2), false), app.clone()],
+        );
+        assert_eq!(status(&failed), "Init:Error");
+        let looping = pod(
+            Phase::Pending,
+            vec![
+                c("i1", true, wait(WaitReason::CrashLoopBackOff), false),
+                app,
+            ],
+        );
+        assert_eq!(status(&looping), "Init:CrashLoopBackOff");
+    }
+
+    #[test]
+    fn a_completed_container_beside_a_running_one_is_running_or_not_ready() {
+        let ready = pod(
+            Phase::Running,
+            vec![c("a", false, done(0), false), c("b", false, RUN, true)],
+        );
+        // kubectl: Completed with a running container is NotReady unless all are ready.
+        assert_eq!(status(&ready), "NotReady");
+        let s = summary(&ready, CLOCK, 10_000);
+        assert_eq!(s.ready, "1/2");
+    }
+
+    #[test]
+    fn creating_stopping_and_terminating() {
+        let creating = pod(
+            Phase::Pending,
+            vec![c("a", false, State::Creating { since: Instant(0) }, false)],
+        );
+        assert_eq!(status(&creating), "ContainerCreating");
+        let mut stopping = pod(
+            Phase::Running,
+            vec![c(
+                "a",
+                false,
+                State::Stopping {
+                    kill_at: Instant(5),
+                    signalled: true,
+                    pre_stop: None,
+                    restart: false,
+                    started_at: Instant(0),
+                },
+                true,
+            )],
+        );
+        assert_eq!(status(&stopping), "Running");
+        stopping.terminating = Some("deleted".into());
+        assert_eq!(status(&stopping), "Terminating");
+        let failed = pod(Phase::Failed, vec![c("a", false, done(137), false)]);
+        assert_eq!(status(&failed), "Error");
+    }
+
+    #[test]
+    fn restarts_show_when_the_last_one_was() {
+        let mut a = c("a", false, RUN, true);
+        a.status.restart_count = 2;
+        a.status.last = Some(Termination {
+            code: 1,
+            reason: TermReason::Error,
+            started_at: Instant(0),
+            finished_at: Instant(4_000),
+        });
+        let p = pod(Phase::Running, vec![a]);
+        assert_eq!(summary(&p, CLOCK, 10_000).restarts, "2 (6s ago)");
+    }
+}
