@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod control;
 pub mod image;
 pub mod render;
 pub mod runtime;

@@ -121,3 +121,61 @@ pub struct Clock {
     /// Unix milliseconds at the agent's Instant zero.
     pub boot_unix_ms: u64,
 }
+
+impl Clock {
+    /// Unix milliseconds of an agent instant.
+    pub fn unix_ms(self, at: keel_core::time::Instant) -> u64 {
+        self.boot_unix_ms.saturating_add(at.millis())
+    }
+}
+
+impl PodInfo {
+    /// The manifest's own name: the full name without the `-<node>` suffix (SPEC 2.4).
+    pub fn manifest_name<'a>(&'a self, node: &str) -> &'a str {
+        self.name
+            .strip_suffix(node)
+            .and_then(|n| n.strip_suffix('-'))
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&self.name)
+    }
+
+    /// Whether `query` names this pod: its full name, its manifest name, its UID, or any of
+    /// the names as `<namespace>/<name>`.
+    pub fn matches(&self, query: &str, node: &str) -> bool {
+        let (ns, name) = match query.split_once('/') {
+            Some((ns, name)) => (Some(ns), name),
+            None => (None, query),
+        };
+        if ns.is_some_and(|ns| ns != self.namespace) {
+            return false;
+        }
+        name == self.name || name == self.manifest_name(node) || (ns.is_none() && name == self.uid)
+    }
+}
+
+/// The one pod `query` names (see [`PodInfo::matches`]), or a message for people: not
+/// found, or ambiguous (same name in several namespaces). Agents answer
+/// [`Request::Inspect`] with it, and the CLI uses it on a [`Response::Pods`] list.
+pub fn find_pod<'a>(pods: &'a [PodInfo], query: &str, node: &str) -> Result<&'a PodInfo, String> {
+    // An exact full name wins over a manifest name that happens to be equal.
+    let exact: Vec<&PodInfo> = pods
+        .iter()
+        .filter(|p| p.name == query || p.uid == query)
+        .collect();
+    let found: Vec<&PodInfo> = if exact.is_empty() {
+        pods.iter().filter(|p| p.matches(query, node)).collect()
+    } else {
+        exact
+    };
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!("pod {query:?} not found")),
+        many => Err(format!(
+            "pod {query:?} is ambiguous: {}; name it as NAMESPACE/NAME",
+            many.iter()
+                .map(|p| format!("{}/{}", p.namespace, p.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}

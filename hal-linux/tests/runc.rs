@@ -491,7 +491,10 @@ fn shim_rss_is_small() {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     eprintln!("shim Private_Dirty: {private_dirty} KiB");
-    assert!(private_dirty <= 1024, "shim private dirty memory {private_dirty} KiB (VmRSS {rss} KiB)");
+    assert!(
+        private_dirty <= 1024,
+        "shim private dirty memory {private_dirty} KiB (VmRSS {rss} KiB)"
+    );
     env.rt.signal(&c, Signal::SIGKILL).unwrap();
     assert_eq!(exited(&env, &c).signal, Some(9));
 }

@@ -19,7 +19,10 @@ pub const NODE: &str = "e2e";
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The `keel` binary (built once per test process).
@@ -35,7 +38,9 @@ pub fn keel_bin() -> PathBuf {
             .status()
             .expect("cargo build of keel");
         assert!(st.success(), "building keel failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
         target.join("debug/keel")
     })
     .clone()
@@ -44,10 +49,23 @@ pub fn keel_bin() -> PathBuf {
 /// Checks what the end-to-end tests need, with a clear message instead of a confusing
 /// failure: root, runc, busybox.
 pub fn require_host() {
-    assert!(nix::unistd::geteuid().is_root(), "end-to-end tests need root (CI runs as root)");
-    for (what, p) in [("runc", "/usr/sbin/runc"), ("busybox-static", "/bin/busybox")] {
-        let found = Path::new(p).exists() || Command::new("sh").args(["-c", &format!("command -v {what}")]).output().is_ok_and(|o| o.status.success());
-        assert!(found, "end-to-end tests need {what}: apt-get install {what} (cargo xtask test installs it)");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "end-to-end tests need root (CI runs as root)"
+    );
+    for (what, p) in [
+        ("runc", "/usr/sbin/runc"),
+        ("busybox-static", "/bin/busybox"),
+    ] {
+        let found = Path::new(p).exists()
+            || Command::new("sh")
+                .args(["-c", &format!("command -v {what}")])
+                .output()
+                .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "end-to-end tests need {what}: apt-get install {what} (cargo xtask test installs it)"
+        );
     }
 }
 
@@ -56,8 +74,10 @@ pub fn busybox_archive() -> PathBuf {
     static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
     ARCHIVE
         .get_or_init(|| {
-            let p = std::env::temp_dir().join(format!("keel-e2e-busybox-{}.tar", std::process::id()));
-            keel_linux::image::testutil::build_busybox_oci_archive(&p, "busybox:latest").expect("build busybox image");
+            let p =
+                std::env::temp_dir().join(format!("keel-e2e-busybox-{}.tar", std::process::id()));
+            keel_linux::image::testutil::build_busybox_oci_archive(&p, "busybox:latest")
+                .expect("build busybox image");
             p
         })
         .clone()
@@ -65,7 +85,11 @@ pub fn busybox_archive() -> PathBuf {
 
 /// Runs a keel subcommand, returning (exit code, stdout, stderr).
 pub fn keel(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(keel_bin()).args(args).stdin(Stdio::null()).output().expect("run keel");
+    let out = Command::new(keel_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run keel");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -110,7 +134,8 @@ impl Node {
         };
         for d in [&node.dir, &node.manifests] {
             std::fs::create_dir_all(d).unwrap();
-            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
         }
         node.import(&busybox_archive(), None);
         node
@@ -146,14 +171,21 @@ impl Node {
             "--file-check-frequency".into(),
             "2s".into(),
             "--cgroup-parent".into(),
-            format!("/keel-e2e-{}", self.dir.file_name().unwrap().to_string_lossy()),
+            format!(
+                "/keel-e2e-{}",
+                self.dir.file_name().unwrap().to_string_lossy()
+            ),
             "--drain-on-exit".into(),
         ]
     }
 
     /// Starts the agent with extra arguments.
     pub fn start_with(&mut self, extra: &[&str]) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.agent_log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.agent_log)
+            .unwrap();
         let child = Command::new(keel_bin())
             .args(self.agent_args())
             .args(extra)
@@ -164,8 +196,14 @@ impl Node {
             .expect("start keel agent");
         self.agent = Some(child);
         let sock = self.socket.clone();
-        self.wait("agent listening", Duration::from_secs(20), |n| sock.exists() || !n.agent_alive());
-        assert!(self.agent_alive(), "agent exited at start:\n{}", self.agent_log());
+        self.wait("agent listening", Duration::from_secs(20), |n| {
+            sock.exists() || !n.agent_alive()
+        });
+        assert!(
+            self.agent_alive(),
+            "agent exited at start:\n{}",
+            self.agent_log()
+        );
     }
 
     /// Starts the agent.
@@ -225,7 +263,11 @@ impl Node {
     /// The pod whose manifest name is `name` (full name `<name>-e2e`), if present.
     pub fn pod(&self, name: &str) -> Option<Value> {
         let full = format!("{name}-{NODE}");
-        self.pods()["items"].as_array()?.iter().find(|p| p["metadata"]["name"] == full.as_str()).cloned()
+        self.pods()["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["metadata"]["name"] == full.as_str())
+            .cloned()
     }
 
     /// A container's status in a pod (app or init).
@@ -249,7 +291,10 @@ impl Node {
                 return;
             }
             if Instant::now() >= deadline {
-                panic!("timed out after {timeout:?} waiting for {what}\n--- agent log ---\n{}", self.agent_log());
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\n--- agent log ---\n{}",
+                    self.agent_log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -257,7 +302,8 @@ impl Node {
 
     /// The pod's phase.
     pub fn phase(&self, pod: &str) -> Option<String> {
-        self.pod(pod).and_then(|p| p["status"]["phase"].as_str().map(str::to_string))
+        self.pod(pod)
+            .and_then(|p| p["status"]["phase"].as_str().map(str::to_string))
     }
 
     /// The container's current state key (`waiting`, `running`, `terminated`) and reason.
@@ -270,25 +316,43 @@ impl Node {
 
     /// The container's restart count.
     pub fn restarts(&self, pod: &str, container: &str) -> Option<u64> {
-        self.container(pod, container).and_then(|c| c["restartCount"].as_u64())
+        self.container(pod, container)
+            .and_then(|c| c["restartCount"].as_u64())
     }
 
     /// The pod's UID.
     pub fn uid(&self, pod: &str) -> Option<String> {
-        self.pod(pod).and_then(|p| p["metadata"]["uid"].as_str().map(str::to_string))
+        self.pod(pod)
+            .and_then(|p| p["metadata"]["uid"].as_str().map(str::to_string))
     }
 
     /// All CRI log text of a container (every restart), oldest first.
     pub fn logs_of(&self, pod: &str, container: &str) -> String {
         let prefix = format!("default_{pod}-{NODE}_");
         let mut out = String::new();
-        let Ok(rd) = std::fs::read_dir(&self.logs) else { return out };
-        let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix))).collect();
+        let Ok(rd) = std::fs::read_dir(&self.logs) else {
+            return out;
+        };
+        let mut dirs: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
+            .collect();
         dirs.sort();
         for d in dirs {
             let cdir = d.join(container);
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&cdir).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-            files.sort_by_key(|p| p.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0));
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&cdir)
+                .map(|r| r.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            files.sort_by_key(|p| {
+                p.file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0)
+            });
             for f in files {
                 out += &std::fs::read_to_string(f).unwrap_or_default();
             }
@@ -298,11 +362,24 @@ impl Node {
 
     /// runc's containers under this node's root: (id, status).
     pub fn runc_list(&self) -> Vec<(String, String)> {
-        let out = Command::new("runc").arg("--root").arg(self.root.join("runc")).args(["list", "--format", "json"]).output();
+        let out = Command::new("runc")
+            .arg("--root")
+            .arg(self.root.join("runc"))
+            .args(["list", "--format", "json"])
+            .output();
         let Ok(out) = out else { return Vec::new() };
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         v.as_array()
-            .map(|a| a.iter().map(|c| (c["id"].as_str().unwrap_or("").to_string(), c["status"].as_str().unwrap_or("").to_string())).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|c| {
+                        (
+                            c["id"].as_str().unwrap_or("").to_string(),
+                            c["status"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -323,10 +400,14 @@ impl Node {
         let dir = self.dir.display().to_string();
         let mut out = Vec::new();
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
             let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let zombie = stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
             if cmd.contains(&dir) && !zombie && !cmd.contains(" agent ") {
                 out.push(cmd);
             }
@@ -341,7 +422,11 @@ impl Drop for Node {
         self.signal_agent(nix::sys::signal::Signal::SIGTERM);
         let runc_root = self.root.join("runc");
         for (id, _) in self.runc_list() {
-            let _ = Command::new("runc").arg("--root").arg(&runc_root).args(["delete", "--force", &id]).output();
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .args(["delete", "--force", &id])
+                .output();
         }
         let mut mounts = self.mounts();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));

@@ -178,6 +178,7 @@ usage: keel agent [flags]
   --container-log-max-files N  log files kept per container (default 5)
   --runc PATH                  runc binary (default: found on PATH)
   --max-pods N                 pod capacity (default 110)
+  --cgroup-parent PATH         absolute cgroup all pods go under (default /keel)
   --allow-insecure-manifests   read manifests writable by users other than root
   --drain-on-exit              on SIGTERM/SIGINT stop every pod gracefully, then exit
                                (default: exit and leave pods running for the next agent)
@@ -262,6 +263,15 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
                 cfg.log_max_files = v.parse().map_err(|_| {
                     ConfigError(format!("--container-log-max-files {v:?} is not a number"))
                 })?;
+            }
+            "cgroup-parent" => {
+                let v = need(value)?;
+                if !v.starts_with('/') {
+                    return Err(ConfigError(format!(
+                        "--cgroup-parent {v:?} must be an absolute cgroup path"
+                    )));
+                }
+                cfg.cgroup_parent = v;
             }
             "max-pods" => {
                 let v = need(value)?;

@@ -431,8 +431,8 @@ impl Agent<'_> {
         }
     }
 
-    fn answer(&mut self, req: Request) -> Response {
-        match req {
+    fn answer(&mut self, req: &Request) -> Response {
+        match req.clone() {
             Request::Hello { .. } => Response::Hello {
                 version: wire::PROTOCOL_VERSION,
                 agent: env!("CARGO_PKG_VERSION").to_string(),
@@ -464,14 +464,8 @@ impl Agent<'_> {
     }
 }
 
-/// A request from the control socket with where to send the answer.
-pub type Pending = (Request, tokio::sync::oneshot::Sender<Response>);
-
-/// Runs the agent until SIGTERM/SIGINT. `requests` carries control-socket requests.
-pub fn run(
-    cfg: AgentConfig,
-    requests: Option<tokio::sync::mpsc::Receiver<Pending>>,
-) -> Result<(), StartError> {
+/// Runs the agent until SIGTERM/SIGINT.
+pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(StartError(
             "keel agent must run as root: it creates namespaces, mounts and cgroups".into(),
@@ -554,8 +548,16 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| StartError(format!("tokio: {e}")))?;
+    let socket = cfg.socket.clone();
     tokio_rt.block_on(async move {
-        let mut requests = requests;
+        let listener = crate::control::bind(&socket).map_err(|e| StartError(e.to_string()))?;
+        let (call_tx, mut calls) = tokio::sync::mpsc::channel::<crate::control::Call>(16);
+        let info = crate::control::ServerInfo {
+            agent: env!("CARGO_PKG_VERSION").to_string(),
+            node: agent.node.clone(),
+            clock: wire::Clock { boot_unix_ms: agent.boot_unix_ms },
+        };
+        tokio::spawn(crate::control::serve(listener, info, call_tx));
         let watcher = Watcher::new(&manifest_path).map_err(|e| StartError(format!("inotify: {e}")))?;
         let mut watcher = register(WatchFd(watcher))?;
         let mut image_watch = register(WatchFd(Watcher::new(&images_dir).map_err(|e| StartError(format!("inotify: {e}")))?.only("index.json")))?;
@@ -620,8 +622,9 @@ pub fn run(
                         }
                     }
                 }
-                Some((req, reply)) = async { match requests.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
-                    let _ = reply.send(agent.answer(req));
+                Some(call) = calls.recv() => {
+                    let r = agent.answer(call.request());
+                    call.reply(r);
                 }
                 _ = sigterm.recv() => if !begin_drain(drain_on_exit, &mut drain_deadline, &mut src, &mut agent) { break },
                 _ = sigint.recv() => if !begin_drain(drain_on_exit, &mut drain_deadline, &mut src, &mut agent) { break },
@@ -632,6 +635,7 @@ pub fn run(
         }
         // Finish queued runtime work (removals, signals) before the process goes.
         agent.rt.shutdown(std::time::Duration::from_secs(30));
+        let _ = std::fs::remove_file(&socket);
         Ok::<(), StartError>(())
     })
 }

@@ -121,7 +121,10 @@ pub fn build_rootfs_tarball(out: &Path, gzip_it: bool) -> io::Result<()> {
 
 /// The image config JSON for a busybox image with the given layer diff_ids.
 fn busybox_config(diff_ids: &[String]) -> Vec<u8> {
-    busybox_config_with(diff_ids, json!({ "Env": [DEFAULT_PATH_ENV], "Cmd": ["sh"] }))
+    busybox_config_with(
+        diff_ids,
+        json!({ "Env": [DEFAULT_PATH_ENV], "Cmd": ["sh"] }),
+    )
 }
 
 fn busybox_config_with(diff_ids: &[String], config: serde_json::Value) -> Vec<u8> {
@@ -135,16 +138,26 @@ fn busybox_config_with(diff_ids: &[String], config: serde_json::Value) -> Vec<u8
 
 /// The files of a single-layer busybox OCI layout (paths relative to the layout root).
 pub fn busybox_oci_layout_files(reference: &str) -> io::Result<Vec<(String, Vec<u8>)>> {
-    busybox_oci_layout_files_with(reference, json!({ "Env": [DEFAULT_PATH_ENV], "Cmd": ["sh"] }))
+    busybox_oci_layout_files_with(
+        reference,
+        json!({ "Env": [DEFAULT_PATH_ENV], "Cmd": ["sh"] }),
+    )
 }
 
 /// Writes a busybox OCI archive whose image config (`Entrypoint`, `Cmd`, `Env`,
 /// `StopSignal`, `WorkingDir`, `User`…) is `config`, for tests of how a runtime uses them.
-pub fn build_busybox_oci_archive_with(out: &Path, reference: &str, config: serde_json::Value) -> io::Result<()> {
+pub fn build_busybox_oci_archive_with(
+    out: &Path,
+    reference: &str,
+    config: serde_json::Value,
+) -> io::Result<()> {
     write_tar(out, &busybox_oci_layout_files_with(reference, config)?)
 }
 
-fn busybox_oci_layout_files_with(reference: &str, image_config: serde_json::Value) -> io::Result<Vec<(String, Vec<u8>)>> {
+fn busybox_oci_layout_files_with(
+    reference: &str,
+    image_config: serde_json::Value,
+) -> io::Result<Vec<(String, Vec<u8>)>> {
     let tar = busybox_rootfs_tar()?;
     let diff_id = digest::of_bytes(&tar);
     let layer = gzip(&tar)?;

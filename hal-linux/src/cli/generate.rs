@@ -1,0 +1,411 @@
+//! `keel generate pod`: write a static pod manifest without kubectl.
+//!
+//! This module deals with printing a Pod manifest the way `kubectl run NAME --image=IMG
+//! --dry-run=client -o yaml` does (same fields, same key order, label `run: NAME` unless
+//! `--labels` is given, the words after `--` as `args`, or as `command` with
+//! `--command`), so a static pod can be written on a node that has no kubectl. What it
+//! prints is checked with the same validation `keel validate` and the agent use; a
+//! manifest that would be rejected is not printed.
+
+use super::client::{self, opt, switch, Flag};
+use serde_json::{json, Map, Value};
+use std::io::Write;
+
+/// What to generate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodArgs {
+    /// metadata.name, and the container's name.
+    pub name: String,
+    /// The image.
+    pub image: String,
+    /// Always, OnFailure or Never.
+    pub restart: String,
+    /// `K=V` pairs.
+    pub env: Vec<(String, String)>,
+    /// Container ports.
+    pub ports: Vec<u16>,
+    /// metadata.namespace.
+    pub namespace: Option<String>,
+    /// Labels (default `run: NAME`).
+    pub labels: Vec<(String, String)>,
+    /// imagePullPolicy.
+    pub pull_policy: Option<String>,
+    /// The words after `--`.
+    pub words: Vec<String>,
+    /// The words are the command rather than args.
+    pub command: bool,
+}
+
+/// The manifest as JSON, keys in kubectl's (alphabetical) order.
+pub fn manifest(a: &PodArgs) -> Value {
+    let mut c = Map::new();
+    if !a.words.is_empty() {
+        c.insert(
+            if a.command { "command" } else { "args" }.into(),
+            json!(a.words),
+        );
+    }
+    if !a.env.is_empty() {
+        c.insert(
+            "env".into(),
+            Value::Array(
+                a.env
+                    .iter()
+                    .map(|(k, v)| json!({ "name": k, "value": v }))
+                    .collect(),
+            ),
+        );
+    }
+    c.insert("image".into(), json!(a.image));
+    if let Some(p) = &a.pull_policy {
+        c.insert("imagePullPolicy".into(), json!(p));
+    }
+    c.insert("name".into(), json!(a.name));
+    if !a.ports.is_empty() {
+        c.insert(
+            "ports".into(),
+            Value::Array(
+                a.ports
+                    .iter()
+                    .map(|p| json!({ "containerPort": p }))
+                    .collect(),
+            ),
+        );
+    }
+    c.insert("resources".into(), json!({}));
+    let labels: Map<String, Value> = if a.labels.is_empty() {
+        [("run".to_string(), json!(a.name))].into_iter().collect()
+    } else {
+        a.labels
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect()
+    };
+    let mut meta = Map::new();
+    meta.insert("labels".into(), Value::Object(labels));
+    meta.insert("name".into(), json!(a.name));
+    if let Some(ns) = &a.namespace {
+        meta.insert("namespace".into(), json!(ns));
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "containers": [c],
+            "dnsPolicy": "ClusterFirst",
+            "restartPolicy": a.restart,
+        },
+        "status": {},
+    })
+}
+
+/// Whether a string must be quoted to stay a string in YAML (1.1 or 1.2 readers).
+fn needs_quotes(s: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~",
+    ];
+    let Some(first) = s.chars().next() else {
+        return true;
+    };
+    WORDS.iter().any(|w| s.eq_ignore_ascii_case(w))
+        || s.parse::<f64>().is_ok()
+        || ["0x", "0o", "0b", "0X", "0O", "0B"]
+            .iter()
+            .any(|p| s.starts_with(p))
+        || (first.is_ascii_digit() && !s.chars().all(|c| c.is_ascii_alphanumeric()))
+        || "-?:,[]{}#&*!|>'\"%@` ".contains(first)
+        || s.ends_with(' ')
+        || s.ends_with(':')
+        || s.contains(": ")
+        || s.contains(" #")
+        || s.chars().any(|c| c.is_control())
+        || s.starts_with(".")
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) if needs_quotes(s) => serde_json::to_string(s).unwrap_or_default(),
+        Value::String(s) => s.clone(),
+        Value::Object(_) => "{}".into(),
+        Value::Array(_) => "[]".into(),
+        other => other.to_string(),
+    }
+}
+
+fn is_block(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => !m.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        _ => false,
+    }
+}
+
+/// Lines of a block node, each starting at `indent` (go-yaml's layout: sequences under a
+/// key are not indented further).
+fn block(v: &Value, indent: usize, lines: &mut Vec<String>) {
+    let pad = " ".repeat(indent);
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m {
+                let key = scalar(&Value::String(k.clone()));
+                match val {
+                    Value::Object(_) if is_block(val) => {
+                        lines.push(format!("{pad}{key}:"));
+                        block(val, indent + 2, lines);
+                    }
+                    Value::Array(_) if is_block(val) => {
+                        lines.push(format!("{pad}{key}:"));
+                        block(val, indent, lines);
+                    }
+                    _ => lines.push(format!("{pad}{key}: {}", scalar(val))),
+                }
+            }
+        }
+        Value::Array(a) => {
+            for item in a {
+                if is_block(item) {
+                    let start = lines.len();
+                    block(item, indent + 2, lines);
+                    if let Some(first) = lines.get_mut(start) {
+                        *first = format!("{pad}- {}", &first[indent + 2..]);
+                    }
+                } else {
+                    lines.push(format!("{pad}- {}", scalar(item)));
+                }
+            }
+        }
+        other => lines.push(format!("{pad}{}", scalar(other))),
+    }
+}
+
+/// A JSON value as block YAML.
+pub fn to_yaml(v: &Value) -> String {
+    let mut lines = Vec::new();
+    block(v, 0, &mut lines);
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+const FLAGS: &[Flag] = &[
+    opt(&["--image"]),
+    opt(&["--restart"]),
+    opt(&["--env"]),
+    opt(&["--port"]),
+    opt(&["--namespace", "-n"]),
+    opt(&["--labels", "-l"]),
+    opt(&["--image-pull-policy"]),
+    opt(&["--output", "-o"]),
+    switch(&["--command"]),
+];
+
+/// Usage text.
+pub const USAGE: &str = "\
+usage: keel generate pod NAME --image IMG [--restart Always|OnFailure|Never] [--env K=V]...
+                         [--port N]... [--namespace NS] [--labels k=v,...]
+                         [--image-pull-policy P] [-o yaml|json] [--command] [-- CMD ARGS...]";
+
+fn pairs(flag: &str, text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(format!("{flag} takes KEY=VALUE, got {kv:?}")),
+        })
+        .collect()
+}
+
+/// Parses `keel generate pod` arguments (after `generate`).
+pub fn parse_args(args: &[String]) -> Result<Option<(PodArgs, bool)>, String> {
+    let p = client::parse(args, FLAGS)?;
+    if p.help {
+        return Ok(None);
+    }
+    let name = match p.positional.as_slice() {
+        [kind, name] if kind == "pod" || kind == "pods" || kind == "po" => name.clone(),
+        [kind, ..] if kind != "pod" => {
+            return Err(format!(
+                "only pods can be generated (static pods are Pods), not {kind:?}"
+            ))
+        }
+        [_] => return Err("NAME is required".into()),
+        _ => return Err("give one kind and one NAME: keel generate pod NAME".into()),
+    };
+    let image = p
+        .value("--image")
+        .ok_or("required flag --image is not set")?
+        .to_string();
+    let restart = p.value("--restart").unwrap_or("Always").to_string();
+    if !matches!(restart.as_str(), "Always" | "OnFailure" | "Never") {
+        return Err(format!(
+            "invalid restart policy {restart:?}: use Always, OnFailure or Never"
+        ));
+    }
+    let mut env = Vec::new();
+    for e in p.values("--env") {
+        match e.split_once('=') {
+            Some((k, v)) if !k.is_empty() => env.push((k.to_string(), v.to_string())),
+            _ => return Err(format!("--env takes KEY=VALUE, got {e:?}")),
+        }
+    }
+    let mut ports = Vec::new();
+    for port in p.values("--port") {
+        match port.parse::<u16>() {
+            Ok(n) if n > 0 => ports.push(n),
+            _ => return Err(format!("--port takes a port number 1-65535, got {port:?}")),
+        }
+    }
+    let labels = match p.value("--labels") {
+        Some(l) => pairs("--labels", l)?,
+        None => Vec::new(),
+    };
+    let pull_policy = p.value("--image-pull-policy").map(str::to_string);
+    if let Some(pp) = &pull_policy {
+        if !matches!(pp.as_str(), "Always" | "IfNotPresent" | "Never") {
+            return Err(format!(
+                "invalid image pull policy {pp:?}: use Always, IfNotPresent or Never"
+            ));
+        }
+    }
+    let json = match p.value("--output").unwrap_or("yaml") {
+        "yaml" => false,
+        "json" => true,
+        other => {
+            return Err(format!(
+                "unknown output format {other:?} (use yaml or json)"
+            ))
+        }
+    };
+    Ok(Some((
+        PodArgs {
+            name,
+            image,
+            restart,
+            env,
+            ports,
+            namespace: p.value("--namespace").map(str::to_string),
+            labels,
+            pull_policy,
+            words: p.rest.clone(),
+            command: p.has("--command"),
+        },
+        json,
+    )))
+}
+
+/// Runs `keel generate`, writing to `out` and `err`. Returns the exit code.
+pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let (a, json) = match parse_args(args) {
+        Ok(Some(x)) => x,
+        Ok(None) => {
+            let _ = writeln!(out, "{USAGE}");
+            return 0;
+        }
+        Err(e) => {
+            let _ = writeln!(err, "keel generate: {e}\n{USAGE}");
+            return 2;
+        }
+    };
+    let v = manifest(&a);
+    let text = if json {
+        serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+    } else {
+        to_yaml(&v)
+    };
+    // Print only what the agent would accept.
+    let name = format!("{}.yaml", a.name);
+    let report = super::validate::check_file(
+        &name,
+        text.as_bytes(),
+        &crate::node_name(),
+        &crate::timefmt::now(),
+    );
+    if !report.accepted {
+        for l in report.lines.iter().filter(|l| l.contains(": error: ")) {
+            let _ = writeln!(err, "keel generate: {l}");
+        }
+        return 1;
+    }
+    let _ = out.write_all(text.as_bytes());
+    0
+}
+
+/// Runs `keel generate` on standard output.
+pub fn run(args: &[String]) -> i32 {
+    run_with(args, &mut std::io::stdout().lock(), &mut std::io::stderr())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn matches_kubectl_run_dry_run_output() {
+        let (a, _) = parse_args(&s(&[
+            "pod", "web", "--image", "busybox", "--env", "A=1", "--port", "80", "--", "sleep",
+            "3600",
+        ]))
+        .unwrap()
+        .unwrap();
+        let want = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  labels:
+    run: web
+  name: web
+spec:
+  containers:
+  - args:
+    - sleep
+    - \"3600\"
+    env:
+    - name: A
+      value: \"1\"
+    image: busybox
+    name: web
+    ports:
+    - containerPort: 80
+    resources: {}
+  dnsPolicy: ClusterFirst
+  restartPolicy: Always
+status: {}
+";
+        assert_eq!(to_yaml(&manifest(&a)), want);
+    }
+
+    #[test]
+    fn strings_that_read_as_other_types_are_quoted() {
+        for q in [
+            "3600", "true", "No", "null", "", "1.5", "-x", "a: b", "x #c", "0x1f", "12:30",
+        ] {
+            assert!(needs_quotes(q), "{q:?}");
+        }
+        for p in [
+            "sleep",
+            "busybox:1.36",
+            "web-1",
+            "a=b",
+            "http://x/y",
+            "echo hi",
+        ] {
+            assert!(!needs_quotes(p), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(parse_args(&s(&["pod", "x"]))
+            .unwrap_err()
+            .contains("--image"));
+        assert!(parse_args(&s(&["deployment", "x", "--image", "i"])).is_err());
+        assert!(parse_args(&s(&["pod", "x", "--image", "i", "--restart", "Sometimes"])).is_err());
+        assert!(parse_args(&s(&["pod", "x", "--image", "i", "--port", "0"])).is_err());
+        assert!(parse_args(&s(&["pod", "x", "--image", "i", "--env", "NOVALUE"])).is_err());
+    }
+}

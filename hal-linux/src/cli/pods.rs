@@ -1,0 +1,553 @@
+//! `keel pods`: the pods the agent runs, as `kubectl get pods` shows them.
+//!
+//! This module deals with turning the agent's [`PodInfo`] (the core's container states
+//! plus names and times) into what Kubernetes users read: the table of `kubectl get
+//! pods` (NAME, READY, STATUS, RESTARTS, AGE, with kubectl's rules for STATUS) and, with
+//! `-o json`, a `v1` `PodList` whose items carry `metadata`, the defaulted `spec` and a
+//! `status` shaped like the API's (`phase`, `conditions`, `containerStatuses` with
+//! `state`, `lastState`, `ready`, `restartCount`), so jq habits carry over.
+//!
+//! The state mapping: the core's `Creating` is Kubernetes' `waiting: ContainerCreating`,
+//! its `Stopping` is still `running` (the process has not exited yet).
+
+use super::client::{self, opt, Flag, Parsed, SOCKET};
+use crate::wire::{Clock, ContainerInfo, PodInfo};
+use keel_core::machine::{State, Termination};
+use serde_json::{json, Map, Value};
+use std::io::Write;
+
+/// A container state as Kubernetes has it (one of waiting, running, terminated).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KubeState {
+    /// `waiting{reason}`.
+    Waiting(&'static str),
+    /// `running{startedAt}`, Unix ms.
+    Running(u64),
+    /// `terminated{exitCode, reason, startedAt, finishedAt}`.
+    Terminated {
+        /// Exit code.
+        code: i32,
+        /// Completed, Error, OOMKilled.
+        reason: &'static str,
+        /// Unix ms.
+        started: u64,
+        /// Unix ms.
+        finished: u64,
+    },
+}
+
+fn terminated(t: &Termination, clock: Clock) -> KubeState {
+    KubeState::Terminated {
+        code: t.code,
+        reason: t.reason.as_str(),
+        started: clock.unix_ms(t.started_at),
+        finished: clock.unix_ms(t.finished_at),
+    }
+}
+
+/// The Kubernetes state of a core container state.
+pub fn kube_state(s: &State, clock: Clock) -> KubeState {
+    match *s {
+        State::Waiting { reason, .. } => KubeState::Waiting(reason.as_str()),
+        State::Creating { .. } => KubeState::Waiting("ContainerCreating"),
+        State::Running { started_at } | State::Stopping { started_at, .. } => {
+            KubeState::Running(clock.unix_ms(started_at))
+        }
+        State::Terminated(t) => terminated(&t, clock),
+    }
+}
+
+/// The previous run as Kubernetes' `lastState`, if there is one distinct from the
+/// current state (a container terminated for good shows its run once, in `state`).
+pub fn last_state(c: &ContainerInfo, clock: Clock) -> Option<KubeState> {
+    let last = c.status.last?;
+    if let State::Terminated(now) = c.status.state {
+        if now == last {
+            return None;
+        }
+    }
+    Some(terminated(&last, clock))
+}
+
+fn state_json(k: &KubeState, message: Option<&str>) -> Value {
+    match k {
+        KubeState::Waiting(reason) => {
+            let mut w = Map::new();
+            w.insert("reason".into(), json!(reason));
+            if let Some(m) = message {
+                w.insert("message".into(), json!(m));
+            }
+            json!({ "waiting": w })
+        }
+        KubeState::Running(at) => json!({ "running": { "startedAt": client::rfc3339(*at) } }),
+        KubeState::Terminated {
+            code,
+            reason,
+            started,
+            finished,
+        } => json!({ "terminated": {
+            "exitCode": code,
+            "reason": reason,
+            "startedAt": client::rfc3339(*started),
+            "finishedAt": client::rfc3339(*finished),
+        } }),
+    }
+}
+
+/// One entry of `containerStatuses` / `initContainerStatuses`.
+pub fn container_status_json(c: &ContainerInfo, clock: Clock) -> Value {
+    let state = kube_state(&c.status.state, clock);
+    let mut m = Map::new();
+    m.insert("name".into(), json!(c.name));
+    let message = match state {
+        KubeState::Waiting(_) => c.message.as_deref(),
+        _ => None,
+    };
+    m.insert("state".into(), state_json(&state, message));
+    m.insert(
+        "lastState".into(),
+        last_state(c, clock)
+            .map(|l| state_json(&l, None))
+            .unwrap_or_else(|| json!({})),
+    );
+    m.insert("ready".into(), json!(c.status.ready));
+    m.insert("restartCount".into(), json!(c.status.restart_count));
+    m.insert("image".into(), json!(c.image));
+    if let Some(id) = &c.runtime_id {
+        m.insert("containerID".into(), json!(format!("runc://{id}")));
+    }
+    m.insert(
+        "started".into(),
+        json!(matches!(state, KubeState::Running(_)) && c.status.started),
+    );
+    Value::Object(m)
+}
+
+fn condition(kind: &str, ok: bool) -> Value {
+    json!({ "type": kind, "status": if ok { "True" } else { "False" } })
+}
+
+/// The pod's `status` object.
+pub fn status_json(p: &PodInfo, clock: Clock) -> Value {
+    let (init, app): (Vec<&ContainerInfo>, Vec<&ContainerInfo>) =
+        p.containers.iter().partition(|c| c.init);
+    let initialized = init.iter().all(|c| {
+        matches!(
+            c.status.state,
+            State::Terminated(Termination { code: 0, .. })
+        )
+    });
+    let ready = !app.is_empty() && app.iter().all(|c| c.status.ready);
+    let mut m = Map::new();
+    m.insert("phase".into(), json!(p.phase.as_str()));
+    m.insert(
+        "conditions".into(),
+        json!([
+            condition("Initialized", initialized),
+            condition("Ready", ready),
+            condition("ContainersReady", ready),
+            condition("PodScheduled", true),
+        ]),
+    );
+    if let Some(r) = &p.rejection {
+        m.insert(
+            "message".into(),
+            json!(format!(
+                "a newer version of the manifest was rejected; the last good version keeps running: {r}"
+            )),
+        );
+    }
+    m.insert(
+        "startTime".into(),
+        json!(client::rfc3339(p.created_unix_ms)),
+    );
+    if !init.is_empty() {
+        m.insert(
+            "initContainerStatuses".into(),
+            Value::Array(
+                init.iter()
+                    .map(|c| container_status_json(c, clock))
+                    .collect(),
+            ),
+        );
+    }
+    m.insert(
+        "containerStatuses".into(),
+        Value::Array(
+            app.iter()
+                .map(|c| container_status_json(c, clock))
+                .collect(),
+        ),
+    );
+    Value::Object(m)
+}
+
+/// The pod as a Kubernetes `Pod` object: the agent's `pod_json` (metadata and defaulted
+/// spec) with `creationTimestamp` and `status` added.
+pub fn pod_json(p: &PodInfo, clock: Clock) -> Value {
+    let mut pod = serde_json::from_str::<Value>(&p.pod_json)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    let obj = pod.as_object_mut().expect("an object");
+    obj.entry("apiVersion").or_insert(json!("v1"));
+    obj.entry("kind").or_insert(json!("Pod"));
+    let meta = obj.entry("metadata").or_insert(json!({}));
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert("name".into(), json!(p.name));
+        meta.insert("namespace".into(), json!(p.namespace));
+        meta.insert("uid".into(), json!(p.uid));
+        meta.insert(
+            "creationTimestamp".into(),
+            json!(client::rfc3339(p.created_unix_ms)),
+        );
+    }
+    obj.entry("spec").or_insert(json!({}));
+    obj.insert("status".into(), status_json(p, clock));
+    pod
+}
+
+/// The `PodList` of `keel pods -o json`.
+pub fn pod_list_json(pods: &[PodInfo], clock: Clock) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "PodList",
+        "metadata": { "resourceVersion": "" },
+        "items": pods.iter().map(|p| pod_json(p, clock)).collect::<Vec<_>>(),
+    })
+}
+
+/// The columns kubectl computes for a pod: READY, STATUS, RESTARTS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// `ready/total` app containers.
+    pub ready: String,
+    /// kubectl's STATUS.
+    pub status: String,
+    /// Restarts, with `(5m ago)` when there was one.
+    pub restarts: String,
+}
+
+/// kubectl's `printPod` rules: the first unfinished init container gives `Init:…`;
+/// otherwise the last app container with a waiting or terminated reason wins; a deleted
+/// pod is `Terminating`; else the phase.
+pub fn summary(p: &PodInfo, clock: Clock, now_ms: u64) -> Summary {
+    let init: Vec<&ContainerInfo> = p.containers.iter().filter(|c| c.init).collect();
+    let app: Vec<&ContainerInfo> = p.containers.iter().filter(|c| !c.init).collect();
+    let mut reason = p.phase.as_str().to_string();
+    let mut restarts: u64 = 0;
+    let mut last_restart: Option<u64> = None;
+    let mut note_restart = |c: &ContainerInfo, restarts: &mut u64| {
+        *restarts += c.status.restart_count as u64;
+        if let Some(l) = c.status.last {
+            let at = clock.unix_ms(l.finished_at);
+            last_restart = Some(last_restart.map_or(at, |x: u64| x.max(at)));
+        }
+    };
+    let mut initializing = false;
+    for (i, c) in init.iter().enumerate() {
+        note_restart(c, &mut restarts);
+        match kube_state(&c.status.state, clock) {
+            KubeState::Terminated { code: 0, .. } => continue,
+            KubeState::Terminated { reason: r, .. } => reason = format!("Init:{r}"),
+            KubeState::Waiting(r) if r != "PodInitializing" && r != "ContainerCreating" => {
+                reason = format!("Init:{r}")
+            }
+            _ => reason = format!("Init:{i}/{}", init.len()),
+        }
+        initializing = true;
+        break;
+    }
+    let mut ready = 0;
+    if !initializing {
+        restarts = 0;
+        last_restart = None;
+        let mut has_running = false;
+        for c in app.iter().rev() {
+            restarts += c.status.restart_count as u64;
+            if let Some(l) = c.status.last {
+                let at = clock.unix_ms(l.finished_at);
+                last_restart = Some(last_restart.map_or(at, |x: u64| x.max(at)));
+            }
+            match kube_state(&c.status.state, clock) {
+                KubeState::Waiting(r) => reason = r.to_string(),
+                KubeState::Terminated { reason: r, .. } => reason = r.to_string(),
+                KubeState::Running(_) => {
+                    has_running = true;
+                    if c.status.ready {
+                        ready += 1;
+                    }
+                }
+            }
+        }
+        if reason == "Completed" && has_running {
+            reason = if ready == app.len() {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
+        }
+    } else {
+        ready = app.iter().filter(|c| c.status.ready).count();
+    }
+    if p.terminating.is_some() {
+        reason = "Terminating".into();
+    }
+    let restarts = match last_restart {
+        Some(at) if restarts > 0 => format!("{restarts} ({} ago)", client::age(now_ms, at)),
+        _ => restarts.to_string(),
+    };
+    Summary {
+        ready: format!("{ready}/{}", app.len()),
+        status: reason,
+        restarts,
+    }
+}
+
+/// The table, as `kubectl get pods` (or `-o wide`) prints it.
+pub fn table(pods: &[PodInfo], clock: Clock, node: &str, now_ms: u64, wide: bool) -> String {
+    let mut header = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
+    if wide {
+        header.extend(["NODE", "UID", "FILE", "NOTE"]);
+    }
+    let rows: Vec<Vec<String>> = pods
+        .iter()
+        .map(|p| {
+            let s = summary(p, clock, now_ms);
+            let mut row = vec![
+                p.name.clone(),
+                s.ready,
+                s.status,
+                s.restarts,
+                client::age(now_ms, p.created_unix_ms),
+            ];
+            if wide {
+                let note = match (&p.terminating, &p.rejection) {
+                    (Some(t), _) => format!("terminating: {t}"),
+                    (None, Some(r)) => format!("newer manifest rejected: {r}"),
+                    (None, None) => "<none>".into(),
+                };
+                row.extend([
+                    node.to_string(),
+                    p.uid.clone(),
+                    p.file.clone().unwrap_or_else(|| "<none>".into()),
+                    note,
+                ]);
+            }
+            row
+        })
+        .collect();
+    client::table(&header, &rows)
+}
+
+const FLAGS: &[Flag] = &[opt(&["--output", "-o"]), SOCKET];
+
+/// Usage text.
+pub const USAGE: &str = "usage: keel pods [-o wide|json] [--socket PATH]";
+
+/// Runs `keel pods` with its arguments, writing to `out` and `err`. Returns the exit code.
+pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let p: Parsed = match client::parse(args, FLAGS) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(err, "keel pods: {e}\n{USAGE}");
+            return 2;
+        }
+    };
+    if p.help {
+        let _ = writeln!(out, "{USAGE}");
+        return 0;
+    }
+    if let Some(x) = p.positional.first() {
+        let _ = writeln!(err, "keel pods: unexpected argument {x:?}\n{USAGE}");
+        return 2;
+    }
+    let output = p.value("--output").unwrap_or("");
+    if !matches!(output, "" | "wide" | "json") {
+        let _ = writeln!(
+            err,
+            "keel pods: unknown output format {output:?} (use wide or json)"
+        );
+        return 2;
+    }
+    let Some(mut c) = client::connect(&p, "pods", err) else {
+        return 1;
+    };
+    let pods = match c.pods() {
+        Ok(p) => p,
+        Err(e) => return client::fail("pods", &e, err),
+    };
+    let info = c.info().clone();
+    if output == "json" {
+        let v = pod_list_json(&pods, info.clock);
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        );
+    } else if pods.is_empty() {
+        let _ = writeln!(err, "No pods found on node {}.", info.node);
+    } else {
+        let t = table(
+            &pods,
+            info.clock,
+            &info.node,
+            client::now_unix_ms(),
+            output == "wide",
+        );
+        let _ = out.write_all(t.as_bytes());
+    }
+    0
+}
+
+/// Runs `keel pods` on standard output.
+pub fn run(args: &[String]) -> i32 {
+    run_with(args, &mut std::io::stdout().lock(), &mut std::io::stderr())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_core::machine::{Container, TermReason, WaitReason};
+    use keel_core::status::Phase;
+    use keel_core::time::Instant;
+
+    const CLOCK: Clock = Clock { boot_unix_ms: 0 };
+
+    fn c(name: &str, init: bool, state: State, ready: bool) -> ContainerInfo {
+        let mut status = Container::new(0, WaitReason::ContainerCreating);
+        status.state = state;
+        status.ready = ready;
+        ContainerInfo {
+            name: name.into(),
+            image: "i".into(),
+            init,
+            status,
+            runtime_id: None,
+            log_dir: String::new(),
+            message: None,
+        }
+    }
+
+    fn pod(phase: Phase, containers: Vec<ContainerInfo>) -> PodInfo {
+        PodInfo {
+            name: "p-n".into(),
+            namespace: "default".into(),
+            uid: "u".into(),
+            phase,
+            containers,
+            file: None,
+            rejection: None,
+            terminating: None,
+            pod_json: String::new(),
+            created_unix_ms: 0,
+        }
+    }
+
+    fn done(code: i32) -> State {
+        State::Terminated(Termination {
+            code,
+            reason: TermReason::of(code, false),
+            started_at: Instant(0),
+            finished_at: Instant(1000),
+        })
+    }
+
+    fn wait(r: WaitReason) -> State {
+        State::Waiting {
+            reason: r,
+            restart_at: Instant::NEVER,
+            error: None,
+        }
+    }
+
+    const RUN: State = State::Running {
+        started_at: Instant(0),
+    };
+
+    fn status(p: &PodInfo) -> String {
+        summary(p, CLOCK, 10_000).status
+    }
+
+    #[test]
+    fn init_containers_give_init_statuses() {
+        let app = c("a", false, wait(WaitReason::PodInitializing), false);
+        let second_running = pod(
+            Phase::Pending,
+            vec![
+                c("i1", true, done(0), false),
+                c("i2", true, RUN, false),
+                app.clone(),
+            ],
+        );
+        assert_eq!(status(&second_running), "Init:1/2");
+        let failed = pod(
+            Phase::Pending,
+            vec![c("i1", true, done(2), false), app.clone()],
+        );
+        assert_eq!(status(&failed), "Init:Error");
+        let looping = pod(
+            Phase::Pending,
+            vec![
+                c("i1", true, wait(WaitReason::CrashLoopBackOff), false),
+                app,
+            ],
+        );
+        assert_eq!(status(&looping), "Init:CrashLoopBackOff");
+    }
+
+    #[test]
+    fn a_completed_container_beside_a_running_one_is_running_or_not_ready() {
+        let ready = pod(
+            Phase::Running,
+            vec![c("a", false, done(0), false), c("b", false, RUN, true)],
+        );
+        // kubectl: Completed with a running container is NotReady unless all are ready.
+        assert_eq!(status(&ready), "NotReady");
+        let s = summary(&ready, CLOCK, 10_000);
+        assert_eq!(s.ready, "1/2");
+    }
+
+    #[test]
+    fn creating_stopping_and_terminating() {
+        let creating = pod(
+            Phase::Pending,
+            vec![c("a", false, State::Creating { since: Instant(0) }, false)],
+        );
+        assert_eq!(status(&creating), "ContainerCreating");
+        let mut stopping = pod(
+            Phase::Running,
+            vec![c(
+                "a",
+                false,
+                State::Stopping {
+                    kill_at: Instant(5),
+                    signalled: true,
+                    pre_stop: None,
+                    restart: false,
+                    started_at: Instant(0),
+                },
+                true,
+            )],
+        );
+        assert_eq!(status(&stopping), "Running");
+        stopping.terminating = Some("deleted".into());
+        assert_eq!(status(&stopping), "Terminating");
+        let failed = pod(Phase::Failed, vec![c("a", false, done(137), false)]);
+        assert_eq!(status(&failed), "Error");
+    }
+
+    #[test]
+    fn restarts_show_when_the_last_one_was() {
+        let mut a = c("a", false, RUN, true);
+        a.status.restart_count = 2;
+        a.status.last = Some(Termination {
+            code: 1,
+            reason: TermReason::Error,
+            started_at: Instant(0),
+            finished_at: Instant(4_000),
+        });
+        let p = pod(Phase::Running, vec![a]);
+        assert_eq!(summary(&p, CLOCK, 10_000).restarts, "2 (6s ago)");
+    }
+}
