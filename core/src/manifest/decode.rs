@@ -42,7 +42,7 @@ type Result<T> = core::result::Result<T, Error>;
 
 /// Collects a key: its first bytes (to match field names) and a hash of all of it.
 struct KeySink {
-    text: heapless::String<320>,
+    text: heapless::String<48>,
     long: bool,
     hash: u64,
 }
@@ -81,6 +81,8 @@ impl TextSink for KeySink {
 /// A key as read: matched name, hash and position.
 pub(crate) struct Key<'a> {
     sink: KeySink,
+    /// The scalar (data keys such as label names are decoded from it in full).
+    scalar: Scalar<'a>,
     /// The raw scalar.
     pub raw: &'a str,
     /// Where it is.
@@ -104,8 +106,10 @@ pub(crate) struct Decoder<'a, 'w, R: Events<'a>> {
     last_mark: Mark,
 }
 
-fn syntax(e: SyntaxError, path: FieldPath) -> Error {
-    Error::new(ErrorKind::Syntax(e.kind), path, e.mark)
+/// Syntax errors carry their line and column, not a field path (SPEC 2.9): the path of
+/// a malformed document is not meaningful.
+fn syntax(e: SyntaxError, _path: FieldPath) -> Error {
+    Error::new(ErrorKind::Syntax(e.kind), FieldPath::ROOT, e.mark)
 }
 
 fn type_of(ev: &Event<'_>) -> ValueType {
@@ -195,6 +199,7 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             .map_err(|_| cap(Limit::OpenKeys, path, mark))?;
         Ok(Key {
             sink,
+            scalar: s,
             raw: s.raw,
             mark,
         })
@@ -589,18 +594,15 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
     }
 }
 
-/// The full text of a data key (label, annotation) into the pool. Keys longer than the
-/// longest valid qualified name (317 bytes) are rejected rather than cut.
+/// The full text of a data key (label, annotation) into the pool; validation then
+/// rejects keys that are not qualified names (including over-long ones).
 fn key_text(pool: &mut Pool, key: &Key<'_>, path: FieldPath) -> Result<Str> {
-    if key.sink.long {
-        return Err(Error::new(
-            ErrorKind::Invalid(super::error::Invalid::LabelKey),
-            path,
-            key.mark,
-        ));
+    let start = pool.start();
+    if key.scalar.write_to(pool).is_err() {
+        pool.truncate(start);
+        return Err(cap(Limit::StringBytes, path, key.mark));
     }
-    pool.add(&key.sink.text)
-        .map_err(|_| cap(Limit::StringBytes, path, key.mark))
+    Ok(pool.finish(start))
 }
 
 fn resolved_type(r: Resolved) -> ValueType {

@@ -36,6 +36,29 @@ fn cap(l: Limit) -> Error {
 
 /// Calls `f` on every string handle of the pod, in model order.
 pub fn for_each_str(pod: &mut Pod, f: &mut dyn FnMut(&mut Str)) {
+    let Pod {
+        name,
+        namespace,
+        uid,
+        labels,
+        annotations,
+        spec,
+        pool: _,
+    } = pod;
+    walk(name, namespace, uid, labels, annotations, spec, f);
+}
+
+/// [`for_each_str`] over the pod's parts, so the pool can be read meanwhile.
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    name: &mut Str,
+    namespace: &mut Option<Str>,
+    uid: &mut Option<Str>,
+    labels: &mut heapless::Vec<KeyValue, { crate::config::MAX_LABELS }>,
+    annotations: &mut heapless::Vec<KeyValue, { crate::config::MAX_LABELS }>,
+    s: &mut PodSpec,
+    f: &mut dyn FnMut(&mut Str),
+) {
     fn q(x: &mut Option<Quantity>, f: &mut dyn FnMut(&mut Str)) {
         if let Some(x) = x {
             f(&mut x.text)
@@ -82,14 +105,13 @@ pub fn for_each_str(pod: &mut Pod, f: &mut dyn FnMut(&mut Str)) {
             o(&mut s.localhost_profile, f)
         }
     }
-    f(&mut pod.name);
-    o(&mut pod.namespace, f);
-    o(&mut pod.uid, f);
-    for kv in pod.labels.iter_mut().chain(pod.annotations.iter_mut()) {
+    f(name);
+    o(namespace, f);
+    o(uid, f);
+    for kv in labels.iter_mut().chain(annotations.iter_mut()) {
         f(&mut kv.key);
         f(&mut kv.value);
     }
-    let s = &mut pod.spec;
     for c in s.init_containers.iter_mut().chain(s.containers.iter_mut()) {
         f(&mut c.name);
         f(&mut c.image);
@@ -182,40 +204,93 @@ pub fn canonicalize(pod: &mut Pod, scratch: &mut Pool) -> Result<(), Error> {
             .sort_unstable_by(|a, b| pool.get(a.key).cmp(pool.get(b.key)));
     }
     scratch.clear();
-    let old = core::mem::take(&mut pod.pool);
+    // Copy every string into `scratch` in model order, then copy the result back: two
+    // copies of the bytes in use, instead of moving whole fixed-size pools around.
     let mut full = false;
-    for_each_str(pod, &mut |s| match scratch.add(old.get(*s)) {
-        Ok(n) => *s = n,
-        Err(_) => full = true,
-    });
-    pod.pool = core::mem::replace(scratch, old);
+    {
+        let Pod {
+            name,
+            namespace,
+            uid,
+            labels,
+            annotations,
+            spec,
+            pool,
+        } = pod;
+        walk(
+            name,
+            namespace,
+            uid,
+            labels,
+            annotations,
+            spec,
+            &mut |s| match scratch.add(pool.get(*s)) {
+                Ok(n) => *s = n,
+                Err(_) => full = true,
+            },
+        );
+    }
+    pod.pool.copy_from(scratch);
     if full {
         return Err(cap(Limit::StringBytes));
     }
     Ok(())
 }
 
-/// Feeds postcard output into a hasher without buffering it.
-struct HashFlavor(Sha256);
+/// Feeds postcard output into a hasher through a small buffer (postcard emits most of
+/// its output a byte at a time; SHA-256 wants blocks).
+struct HashFlavor {
+    h: Sha256,
+    buf: [u8; 128],
+    len: usize,
+}
+
+impl HashFlavor {
+    fn flush(&mut self) {
+        self.h.update(&self.buf[..self.len]);
+        self.len = 0;
+    }
+}
 
 impl postcard::ser_flavors::Flavor for HashFlavor {
     type Output = Sha256;
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.update([data]);
+        if self.len == self.buf.len() {
+            self.flush();
+        }
+        self.buf[self.len] = data;
+        self.len += 1;
         Ok(())
     }
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.update(data);
+        if self.len + data.len() > self.buf.len() {
+            self.flush();
+        }
+        if data.len() >= self.buf.len() {
+            self.h.update(data);
+        } else {
+            self.buf[self.len..self.len + data.len()].copy_from_slice(data);
+            self.len += data.len();
+        }
         Ok(())
     }
-    fn finalize(self) -> postcard::Result<Sha256> {
-        Ok(self.0)
+    fn finalize(mut self) -> postcard::Result<Sha256> {
+        self.flush();
+        Ok(self.h)
     }
 }
 
 fn hasher_of(pod: &Pod) -> Sha256 {
     // Serialising into a hasher cannot fail: the flavor never refuses bytes.
-    postcard::serialize_with_flavor(pod, HashFlavor(Sha256::new())).unwrap_or_default()
+    postcard::serialize_with_flavor(
+        pod,
+        HashFlavor {
+            h: Sha256::new(),
+            buf: [0; 128],
+            len: 0,
+        },
+    )
+    .unwrap_or_default()
 }
 
 /// The content digest of a canonical pod.
@@ -249,17 +324,23 @@ pub fn node_name(raw: &str) -> heapless::String<253> {
 }
 
 /// The deterministic UID of a canonical pod (SPEC 2.5): 32 hex digits of
-/// SHA-256(content ‖ node ‖ path).
+/// SHA-256(content digest ‖ node ‖ path).
 pub fn uid_for(pod: &Pod, node: &str, path: &str) -> [u8; 32] {
-    let mut h = hasher_of(pod);
+    uid_from_digest(&digest(pod), node, path)
+}
+
+/// [`uid_for`] when the content digest is already known.
+pub fn uid_from_digest(d: &Digest, node: &str, path: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(d);
     h.update([0u8]);
     h.update(node.as_bytes());
     h.update([0u8]);
     h.update(path.as_bytes());
     let out = h.finalize();
-    let mut d = [0u8; 16];
-    d.copy_from_slice(&out[..16]);
-    hex(&d)
+    let mut u = [0u8; 16];
+    u.copy_from_slice(&out[..16]);
+    hex(&u)
 }
 
 fn set_annotation(pod: &mut Pod, key: &str, value: &str) -> Result<(), Error> {
@@ -289,6 +370,16 @@ fn image_is_latest(image: &str) -> bool {
 
 /// Fills defaults on a canonical, validated pod (SPEC 2.3–2.6). Returns the UID.
 pub fn apply(pod: &mut Pod, ctx: &Context<'_>) -> Result<[u8; 32], Error> {
+    let d = digest(pod);
+    apply_with_digest(pod, ctx, &d)
+}
+
+/// [`apply`] when the content digest of the canonical pod is already known.
+pub fn apply_with_digest(
+    pod: &mut Pod,
+    ctx: &Context<'_>,
+    content: &Digest,
+) -> Result<[u8; 32], Error> {
     let node = node_name(ctx.node);
     let uid = match pod.uid {
         Some(u) => {
@@ -300,7 +391,7 @@ pub fn apply(pod: &mut Pod, ctx: &Context<'_>) -> Result<[u8; 32], Error> {
             out
         }
         None => {
-            let uid = uid_for(pod, &node, ctx.path);
+            let uid = uid_from_digest(content, &node, ctx.path);
             let s = core::str::from_utf8(&uid).unwrap_or("");
             pod.uid = Some(pod.pool.add(s).map_err(|_| cap(Limit::StringBytes))?);
             uid

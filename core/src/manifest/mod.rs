@@ -75,51 +75,64 @@ pub fn decode<'a>(
 ) -> Result<(), Error> {
     pod.clear();
     let text = text(bytes)?;
-    // Pass 1: apiVersion and kind, so another kind is named before its spec is judged.
-    {
-        let mut ignore = |_: Warning<'a>| {};
-        let mut d = Decoder::new(reader(text), &mut ignore);
-        let (kind, version) = pod::kind_and_version(&mut d, &mut pod.pool)?;
-        let kind_s = kind.map(|(s, m)| (pod.pool.get(s), m));
-        match kind_s {
-            None => {
-                return Err(Error::new(
-                    ErrorKind::Required,
-                    FieldPath::ROOT.field(path::F::Kind),
-                    Mark::default(),
-                ))
-            }
-            Some(("Pod", _)) => {}
-            Some((k, m)) => {
-                return Err(Error::new(
-                    ErrorKind::NotAPod(error::OtherKind::of(k)),
-                    FieldPath::ROOT.field(path::F::Kind),
-                    m,
-                ))
-            }
-        }
-        match version.map(|(s, m)| (pod.pool.get(s), m)) {
-            None => {
-                return Err(Error::new(
-                    ErrorKind::Required,
-                    FieldPath::ROOT.field(path::F::ApiVersion),
-                    Mark::default(),
-                ))
-            }
-            Some(("v1", _)) => {}
-            Some((_, m)) => {
-                return Err(Error::new(
-                    ErrorKind::Invalid(error::Invalid::ApiVersion),
-                    FieldPath::ROOT.field(path::F::ApiVersion),
-                    m,
-                ))
-            }
-        }
-        pod.pool.clear();
-    }
-    // Pass 2: the Pod.
+    // One pass decodes the pod and notes kind and apiVersion. Only if it fails is the
+    // document read again for those two alone, so that a Deployment (say) is named as
+    // such rather than judged as a pod spec.
     let mut d = Decoder::new(reader(text), warn);
-    pod::pod(&mut d, pod)
+    match pod::pod(&mut d, pod) {
+        Ok((kind, version)) => check_kind(&pod.pool, kind, version),
+        Err(e) => {
+            let mut ignore = |_: Warning<'a>| {};
+            let mut d = Decoder::new(reader(text), &mut ignore);
+            let start = pod.pool.start();
+            let r = pod::kind_and_version(&mut d, &mut pod.pool);
+            let verdict = match r {
+                Ok((kind, version)) => check_kind(&pod.pool, kind, version),
+                Err(_) => Ok(()),
+            };
+            pod.pool.truncate(start);
+            verdict.and(Err(e))
+        }
+    }
+}
+
+/// `kind` must be Pod (checked first: it names other kinds) and `apiVersion` v1.
+fn check_kind(
+    pool: &model::Pool,
+    kind: Option<pod::Located>,
+    version: Option<pod::Located>,
+) -> Result<(), Error> {
+    let at = |f: path::F, _: Mark| FieldPath::ROOT.field(f);
+    match kind.map(|(s, m)| (pool.get(s), m)) {
+        None => {
+            return Err(Error::new(
+                ErrorKind::Required,
+                at(path::F::Kind, Mark::default()),
+                Mark::default(),
+            ))
+        }
+        Some(("Pod", _)) => {}
+        Some((k, m)) => {
+            return Err(Error::new(
+                ErrorKind::NotAPod(error::OtherKind::of(k)),
+                at(path::F::Kind, m),
+                m,
+            ))
+        }
+    }
+    match version.map(|(s, m)| (pool.get(s), m)) {
+        None => Err(Error::new(
+            ErrorKind::Required,
+            at(path::F::ApiVersion, Mark::default()),
+            Mark::default(),
+        )),
+        Some(("v1", _)) => Ok(()),
+        Some((_, m)) => Err(Error::new(
+            ErrorKind::Invalid(error::Invalid::ApiVersion),
+            at(path::F::ApiVersion, m),
+            m,
+        )),
+    }
 }
 
 /// Finds the position of the node at `path` in `text` (for errors found after decoding).

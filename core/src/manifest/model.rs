@@ -32,10 +32,43 @@ impl Str {
     }
 }
 
-/// The per-pod string pool: all text of one pod, back to back.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The per-pod string pool: all text of one pod, back to back. Serialised as one byte
+/// string (postcard: a length and the raw bytes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pool {
     bytes: Vec<u8, STRING_BYTES>,
+}
+
+impl Serialize for Pool {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pool {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Pool;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                write!(f, "at most {STRING_BYTES} bytes of UTF-8 text")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Pool, E> {
+                let bytes = Vec::from_slice(v).map_err(|_| E::invalid_length(v.len(), &self))?;
+                Ok(Pool { bytes })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Pool, A::Error> {
+                let mut bytes = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    bytes
+                        .push(b)
+                        .map_err(|_| serde::de::Error::invalid_length(bytes.len() + 1, &self))?;
+                }
+                Ok(Pool { bytes })
+            }
+        }
+        d.deserialize_bytes(V)
+    }
 }
 
 /// The pool is full ([`STRING_BYTES`]).
@@ -90,6 +123,16 @@ impl Pool {
     /// Empties the pool.
     pub fn clear(&mut self) {
         self.bytes.clear();
+    }
+    /// Makes this pool a copy of `other` (copies only the bytes in use).
+    pub fn copy_from(&mut self, other: &Pool) {
+        self.bytes.clear();
+        // Same capacity: cannot fail.
+        let _ = self.bytes.extend_from_slice(&other.bytes);
+    }
+    /// The bytes in use.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -593,6 +636,34 @@ pub struct PodSpec {
     pub node_name: Option<Str>,
 }
 
+impl PodSpec {
+    /// Empties the spec in place (no 100-KB temporary, as `= PodSpec::default()` would
+    /// build on the stack).
+    pub fn clear(&mut self) {
+        self.init_containers.clear();
+        self.containers.clear();
+        self.volumes.clear();
+        self.restart_policy = None;
+        self.termination_grace_period_seconds = None;
+        self.host_network = false;
+        self.host_pid = false;
+        self.host_ipc = false;
+        self.dns_policy = None;
+        self.hostname = None;
+        self.host_aliases.clear();
+        self.priority_class_name = None;
+        self.priority = None;
+        self.security_context.run_as_user = None;
+        self.security_context.run_as_group = None;
+        self.security_context.run_as_non_root = None;
+        self.security_context.fs_group = None;
+        self.security_context.supplemental_groups.clear();
+        self.security_context.seccomp = None;
+        self.tolerations.clear();
+        self.node_name = None;
+    }
+}
+
 /// A Pod: `metadata` and `spec`, with the string pool that holds their text.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pod {
@@ -628,7 +699,7 @@ impl Pod {
         self.uid = None;
         self.labels.clear();
         self.annotations.clear();
-        self.spec = PodSpec::default();
+        self.spec.clear();
         self.pool.clear();
     }
     /// An annotation's value.

@@ -50,8 +50,14 @@ pub(crate) fn kind_and_version<'a, R: Events<'a>>(
     Ok((kind, version))
 }
 
-/// Second pass: the whole Pod.
-pub(crate) fn pod<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pod: &mut Pod) -> Result<()> {
+/// The whole Pod, in one pass; returns where `kind` and `apiVersion` were written (the
+/// caller checks them).
+pub(crate) fn pod<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pod: &mut Pod,
+) -> Result<(Option<Located>, Option<Located>)> {
+    let mut kind = None;
+    let mut version = None;
     let Pod {
         name,
         namespace,
@@ -63,8 +69,11 @@ pub(crate) fn pod<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pod: &mut Pod) -> Res
     } = pod;
     d.map(FieldPath::ROOT, |d, key, p| {
         match key.name() {
-            "apiVersion" | "kind" => {
-                d.string(pool, p)?;
+            "kind" => kind = d.string(pool, p.field(F::Kind))?.map(|s| (s, key.mark)),
+            "apiVersion" => {
+                version = d
+                    .string(pool, p.field(F::ApiVersion))?
+                    .map(|s| (s, key.mark))
             }
             "metadata" => {
                 let p = p.field(F::Metadata);
@@ -89,7 +98,8 @@ pub(crate) fn pod<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, pod: &mut Pod) -> Res
         }
         Ok(true)
     })?;
-    d.finish()
+    d.finish()?;
+    Ok((kind, version))
 }
 
 fn pod_spec<'a, R: Events<'a>>(
@@ -103,21 +113,23 @@ fn pod_spec<'a, R: Events<'a>>(
             "containers" => {
                 let p = p.field(F::Containers);
                 d.seq(p, |d, _, p, mark| {
-                    let mut c = Container::default();
-                    container(d, pool, p, &mut c)?;
+                    // Decode in place: no container-sized temporary to copy.
                     spec.containers
-                        .push(c)
-                        .map_err(|_| cap(Limit::Containers, p, mark))
+                        .push(Container::default())
+                        .map_err(|_| cap(Limit::Containers, p, mark))?;
+                    let n = spec.containers.len();
+                    container(d, pool, p, &mut spec.containers[n - 1])
                 })?;
             }
             "initContainers" => {
                 let p = p.field(F::InitContainers);
                 d.seq(p, |d, _, p, mark| {
-                    let mut c = Container::default();
-                    container(d, pool, p, &mut c)?;
+                    // Decode in place: no container-sized temporary to copy.
                     spec.init_containers
-                        .push(c)
-                        .map_err(|_| cap(Limit::InitContainers, p, mark))
+                        .push(Container::default())
+                        .map_err(|_| cap(Limit::InitContainers, p, mark))?;
+                    let n = spec.init_containers.len();
+                    container(d, pool, p, &mut spec.init_containers[n - 1])
                 })?;
             }
             "volumes" => {
