@@ -560,19 +560,30 @@ impl<'s> Reconciler<'s> {
                 f.seen = true;
                 match ignore_reason(e.name, e.kind) {
                     Some(r) => {
-                        // Insecure files keep a running pod (as a bad edit would); others
-                        // (a manifest turned into a directory…) are handled like removals below.
-                        if f.state != FileState::Ignored(r) {
-                            let kept = match f.state {
-                                FileState::Pod(p) if r == IgnoreReason::Insecure => Some(p),
-                                _ => None,
-                            };
-                            if kept.is_none() && matches!(f.state, FileState::Pod(_)) {
-                                // Treated as gone: mark unseen so the sweep removes its pod,
-                                // then it is re-added as ignored at the next scan.
-                                f.seen = false;
-                                return;
+                        let owned = Self::owned_slot(f.state);
+                        if r == IgnoreReason::Insecure && owned.is_some() {
+                            // An insecure file keeps its running pod, as a bad edit would
+                            // (SPEC 1.10 with 3.2); the file is refused until it is fixed.
+                            if !matches!(
+                                f.state,
+                                FileState::Unreadable {
+                                    kind: PlatformErrorKind::Config,
+                                    ..
+                                }
+                            ) {
+                                f.state = FileState::Unreadable {
+                                    kind: PlatformErrorKind::Config,
+                                    kept: owned,
+                                };
+                                let _ = new_ignored.push((f.id, r));
                             }
+                        } else if owned.is_some() {
+                            // A manifest turned into something else (a directory…): treated
+                            // as gone, so the sweep below removes its pod; it is re-added as
+                            // ignored at the next scan.
+                            f.seen = false;
+                            return;
+                        } else if f.state != FileState::Ignored(r) {
                             f.state = FileState::Ignored(r);
                             let _ = new_ignored.push((f.id, r));
                         }
@@ -692,6 +703,7 @@ impl<'s> Reconciler<'s> {
         let node = self.node.clone();
         let wall = self.wall.clone();
         let mut outcome: Option<Result<manifest::Prepared, Error>> = None;
+        let mut extra: Option<(u16, u32)> = None;
         let scratch = &mut *self.scratch;
         let read = src.read(&name, &mut |bytes| {
             let ctx = manifest::Context {
@@ -704,7 +716,11 @@ impl<'s> Reconciler<'s> {
                 &ctx,
                 &mut scratch.pod,
                 &mut scratch.pool,
-                &mut |_| {},
+                &mut |w| {
+                    if let manifest::Warning::ExtraDocuments { count, line } = w {
+                        extra = Some((count, line));
+                    }
+                },
                 &mut |_| {},
             );
             outcome = Some(r);
@@ -722,6 +738,13 @@ impl<'s> Reconciler<'s> {
                 return;
             }
         };
+        if let (Some((count, line)), Ok(_)) = (extra, &result) {
+            self.emit(Event::ExtraDocuments {
+                file: file_id,
+                count,
+                line,
+            });
+        }
         let (digest, fixed_uid) = match result {
             Err(error) => {
                 if let Some(p) = owned {

@@ -1,1 +1,6 @@
-//! Shared helpers for keel host tests.
+//! keel host tests: cross-crate tests and their helpers.
+//!
+//! [`sim`] is the deterministic simulator the reconciler scenario tests, the `reconcile`
+//! property test, the fuzz target and the benchmark share.
+
+pub mod sim;
