@@ -939,7 +939,7 @@ impl<'s> Reconciler<'s> {
         s.spec = spec;
         s.digest = digest;
         s.grace = grace_of(pod);
-        let grace = s.grace;
+        let grace = s.grace.max(self.settings.min_grace);
         let mut changed: Vec<u8, MAX_POD_CONTAINERS> = Vec::new();
         for (k, c) in s.containers.iter_mut().enumerate() {
             if c.digest == digests[k] {
@@ -982,7 +982,7 @@ impl<'s> Reconciler<'s> {
         if let Life::Terminating { .. } = s.life {
             return;
         }
-        let kill_at = now + s.grace;
+        let kill_at = now + s.grace.max(self.settings.min_grace);
         s.life = Life::Terminating { kill_at, reason };
         s.deadline = now;
         let id = s.id(i);
@@ -1136,6 +1136,7 @@ impl<'s> Reconciler<'s> {
             }
         });
         if overflow || self.sweep_all {
+            // Too many reports to hold: look at every container (bounded by the slots).
             self.sweep_all = false;
             for si in 0..self.slots.len() {
                 if !self.slots[si].used {
@@ -1143,9 +1144,7 @@ impl<'s> Reconciler<'s> {
                 }
                 for k in 0..self.slots[si].containers.len() {
                     if let Some(h) = self.slots[si].containers[k].handle {
-                        let st = rt.state(h);
-                        self.on_state(si, k, st, now);
-                        self.check_actions(si, k, now, rt);
+                        self.refresh(si, k, h, now, rt);
                     }
                 }
             }
@@ -1153,20 +1152,26 @@ impl<'s> Reconciler<'s> {
         }
         for h in batch {
             if let Some((si, k)) = self.locate(h) {
-                let st = rt.state(h);
-                self.on_state(si, k, st, now);
-                self.check_actions(si, k, now, rt);
-                if let Some(h2) = self.slots[si].containers[k].handle {
-                    if h2 == h && matches!(st, RunState::Exited { .. } | RunState::Gone) {
-                        self.slots[si].containers[k].handle = None;
-                        if rt.remove_container(h).is_err() {
-                            self.emit(Event::PlatformError {
-                                pod: Some(self.slots[si].id(si)),
-                                kind: PlatformErrorKind::Other,
-                            });
-                        }
-                    }
-                }
+                self.refresh(si, k, h, now, rt);
+            }
+        }
+    }
+
+    /// Reads container `k`'s state and finished actions from the runtime; an exited
+    /// container is removed and its handle forgotten.
+    fn refresh<R: Runtime>(&mut self, si: usize, k: usize, h: Handle, now: Instant, rt: &mut R) {
+        let st = rt.state(h);
+        self.on_state(si, k, st, now);
+        self.check_actions(si, k, now, rt);
+        if self.slots[si].containers[k].handle == Some(h)
+            && matches!(st, RunState::Exited { .. } | RunState::Gone)
+        {
+            self.slots[si].containers[k].handle = None;
+            if rt.remove_container(h).is_err() {
+                self.emit(Event::PlatformError {
+                    pod: Some(self.slots[si].id(si)),
+                    kind: PlatformErrorKind::Other,
+                });
             }
         }
     }
@@ -1271,8 +1276,25 @@ impl<'s> Reconciler<'s> {
         } = self.slots[si].containers[k].state
         {
             if rt.action_result(t) != ActionResult::Pending {
-                if let State::Stopping { pre_stop, .. } = &mut self.slots[si].containers[k].state {
+                // The hook is over (whatever its result): the stop signal goes now, and the
+                // hook is not run again.
+                let h = self.slots[si].containers[k].handle;
+                if let State::Stopping {
+                    pre_stop,
+                    signalled,
+                    ..
+                } = &mut self.slots[si].containers[k].state
+                {
                     *pre_stop = None;
+                    *signalled = true;
+                }
+                if let Some(h) = h {
+                    if rt.signal(h, Signal::Stop).is_err() {
+                        self.emit(Event::PlatformError {
+                            pod: Some(id),
+                            kind: PlatformErrorKind::Other,
+                        });
+                    }
                 }
                 self.slots[si].deadline = now;
             }
@@ -1304,17 +1326,24 @@ impl<'s> Reconciler<'s> {
                 (2, Verdict::Passed) => {
                     c.started = true;
                     c.probes[2].next_at = Instant::NEVER;
-                    c.probes[0].next_at = now;
-                    c.probes[1].next_at = now;
+                    // Liveness and readiness begin now, if the container has them.
+                    let has_liveness = self.probe_params(si, k, 0).is_some();
+                    let has_readiness = self.probe_params(si, k, 1).is_some();
+                    let c = &mut self.slots[si].containers[k];
+                    c.probes[0].next_at = if has_liveness { now } else { Instant::NEVER };
+                    c.probes[1].next_at = if has_readiness { now } else { Instant::NEVER };
                     // Without a readiness probe the container is ready once started.
-                    if self.probe_params(si, k, 1).is_none() {
-                        self.slots[si].containers[k].ready = true;
+                    if !has_readiness {
+                        c.ready = true;
                     }
                 }
                 (0 | 2, Verdict::Failed) => {
-                    let grace = self.slots[si].grace;
+                    // Killed, then restarted by the pod's policy (SPEC 4.5): under `Never`
+                    // it stays terminated.
+                    let grace = self.grace(si);
+                    let restart = self.slots[si].policy != RestartPolicy::Never;
                     let c = &mut self.slots[si].containers[k];
-                    c.begin_stop(now, now + grace, true);
+                    c.begin_stop(now, now + grace, restart);
                     self.emit(Event::ProbeFailed {
                         pod: id,
                         container: k as u8,
@@ -1330,6 +1359,11 @@ impl<'s> Reconciler<'s> {
             let d = self.slots[si].containers[k].deadline();
             self.slots[si].deadline = self.slots[si].deadline.min(d).min(now);
         }
+    }
+
+    /// Slot `si`'s grace period, at least the minimum (SPEC 4.4).
+    fn grace(&self, si: usize) -> Duration {
+        self.slots[si].grace.max(self.settings.min_grace)
     }
 
     /// (successThreshold, failureThreshold, period) of probe `pi` of container `k`.

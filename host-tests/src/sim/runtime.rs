@@ -55,6 +55,8 @@ pub struct FakeContainer {
     pub pod_uid: String,
     /// Suffixed pod name.
     pub pod_name: String,
+    /// Pod namespace.
+    pub namespace: String,
     /// Container name label.
     pub name: String,
     /// Image.
@@ -73,6 +75,10 @@ pub struct FakeContainer {
 }
 
 impl FakeContainer {
+    /// `namespace/name` of its pod.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.pod_name)
+    }
     /// Running or being created.
     pub fn is_live(&self) -> bool {
         matches!(self.state, RunState::Running | RunState::Creating)
@@ -357,6 +363,7 @@ impl Runtime for FakeRuntime {
             FakeContainer {
                 pod_uid: pod.uid.into(),
                 pod_name,
+                namespace: p.opt(p.namespace).unwrap_or("default").to_string(),
                 name,
                 image,
                 index,
