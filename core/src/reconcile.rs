@@ -1076,7 +1076,15 @@ impl<'s> Reconciler<'s> {
                 container: k,
             });
             if let Some(st) = st {
-                self.on_state(p.slot as usize, k as usize, st, now);
+                let (si, ki) = (p.slot as usize, k as usize);
+                self.on_state(si, ki, st, now);
+                // Exited while the agent was away: the exit is recorded above; the container
+                // goes now, so that a restart does not leave it behind.
+                if matches!(st, RunState::Exited { .. } | RunState::Gone) {
+                    if let Some(h) = self.slots[si].containers[ki].handle.take() {
+                        let _ = rt.remove_container(h);
+                    }
+                }
             }
         }
         for (h, _, _) in self.orphans.iter() {
@@ -1085,6 +1093,7 @@ impl<'s> Reconciler<'s> {
     }
 
     fn advance_orphans<R: Runtime>(&mut self, now: Instant, rt: &mut R) {
+        let had_orphans = !self.orphans.is_empty();
         let mut i = 0;
         while i < self.orphans.len() {
             let (h, kill_at, killed) = self.orphans[i];
@@ -1110,6 +1119,12 @@ impl<'s> Reconciler<'s> {
             i += 1;
         }
         if self.orphans.is_empty() {
+            if had_orphans {
+                // Starts held back while orphans stopped may go now.
+                for s in self.slots.iter_mut().filter(|s| s.used) {
+                    s.deadline = now;
+                }
+            }
             while let Some(uid) = self.orphan_sandboxes.pop() {
                 let _ = rt.remove_sandbox(&uid);
             }
@@ -1423,6 +1438,11 @@ impl<'s> Reconciler<'s> {
             if d <= now {
                 // Work remains right away (e.g. a stop signal to send): poll again soon.
                 s.deadline = now;
+                if !self.orphans.is_empty() {
+                    // Unless it is a start held back by orphans: wait for them instead.
+                    let orphan_at = self.orphans.iter().map(|o| o.1).min();
+                    s.deadline = orphan_at.unwrap_or(now).max(now + Duration(1));
+                }
             }
         }
     }
@@ -1631,6 +1651,12 @@ impl<'s> Reconciler<'s> {
     }
 
     fn start<R: Runtime>(&mut self, i: usize, k: usize, now: Instant, pod: &Pod, rt: &mut R) {
+        if !self.orphans.is_empty() {
+            // Containers of an earlier agent are still stopping; one of them may be an older
+            // instance of this pod (edited while the agent was away): start nothing until they
+            // are gone (SPEC 3.7). `advance_orphans` wakes every pod then.
+            return;
+        }
         let id = self.slots[i].id(i);
         let uid: String<MAX_UID> = self.slots[i].uid.clone();
         let c = &mut self.slots[i].containers[k];

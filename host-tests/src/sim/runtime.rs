@@ -192,6 +192,11 @@ impl FakeRuntime {
             .find(|(_, c)| c.is_live() && c.name == name && c.pod_name.starts_with(pod))
             .map(|(h, c)| (*h, c))
     }
+    /// Drops pending change reports (a runtime connection made afresh by a restarted agent
+    /// only learns of earlier exits through `adopt`).
+    pub fn forget_changes(&mut self) {
+        self.changed.clear();
+    }
     /// Live containers.
     pub fn live_count(&self) -> usize {
         self.containers.values().filter(|c| c.is_live()).count()
