@@ -519,6 +519,9 @@ impl<'s> Reconciler<'s> {
 
     fn rescan<S: ManifestSource>(&mut self, now: Instant, src: &mut S) {
         self.rescan_now = false;
+        // With each re-list, the runtime's state of every container is read as well: the
+        // safety net for a change report the runtime failed to give.
+        self.sweep_all = true;
         self.next_rescan = now + self.settings.rescan_period;
         for f in self.files[..self.nfiles].iter_mut() {
             f.seen = false;
@@ -1430,7 +1433,11 @@ impl<'s> Reconciler<'s> {
                 d = d.min(at);
             }
             if let Life::Terminating { kill_at, .. } = s.life {
-                d = d.min(kill_at);
+                // Only until it passes: from then on each container's own deadline counts
+                // (otherwise a pod waiting for an exit report would be polled in a loop).
+                if kill_at > now {
+                    d = d.min(kill_at);
+                }
             }
             s.deadline = d
                 .max(now + Duration(1))
@@ -1464,15 +1471,23 @@ impl<'s> Reconciler<'s> {
             return;
         };
         if now >= kill_at {
+            // Exited already, with the report not yet in: take it now.
+            if matches!(rt.state(h), RunState::Exited { .. } | RunState::Gone) {
+                self.refresh(i, k, h, now, rt);
+                return;
+            }
             if rt.signal(h, Signal::Kill).is_err() {
                 self.emit(Event::PlatformError {
                     pod: Some(id),
                     kind: PlatformErrorKind::Other,
                 });
             }
+            // Look again after the minimum grace (and kill again): a lost exit report must not
+            // keep the pod terminating for ever.
+            let again = now + self.settings.min_grace;
             let c = &mut self.slots[i].containers[k];
             c.state = State::Stopping {
-                kill_at: Instant::NEVER,
+                kill_at: again,
                 signalled: true,
                 pre_stop: None,
                 restart,

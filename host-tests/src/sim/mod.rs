@@ -11,6 +11,7 @@
 
 mod fault;
 mod pods;
+mod prop;
 mod rng;
 mod runtime;
 mod source;
@@ -18,6 +19,7 @@ mod world;
 
 pub use fault::{FaultInjector, Faults};
 pub use pods::{C, P};
+pub use prop::{run_script, Script};
 pub use rng::Rng;
 pub use runtime::{ActionScript, FakeContainer, FakeRuntime, Plan, StartRecord};
 pub use source::FakeSource;

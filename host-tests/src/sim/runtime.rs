@@ -96,6 +96,8 @@ pub struct StartRecord {
     pub pod_name: String,
     /// Container name.
     pub name: String,
+    /// Index in init-first order.
+    pub index: usize,
     /// Restart count passed.
     pub restart_count: u32,
 }
@@ -361,6 +363,7 @@ impl Runtime for FakeRuntime {
             pod_uid: pod.uid.into(),
             pod_name: pod_name.clone(),
             name: name.clone(),
+            index,
             restart_count,
         });
         self.containers.insert(

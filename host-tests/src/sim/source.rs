@@ -26,6 +26,8 @@ pub struct FakeSource {
     now: Instant,
     /// Every call, as text.
     pub log: Vec<String>,
+    /// When `list` last succeeded.
+    pub last_ok_list: Option<Instant>,
     calls: u64,
 }
 
