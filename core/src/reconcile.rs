@@ -1196,6 +1196,11 @@ impl<'s> Reconciler<'s> {
 
     /// Applies a runtime state report to container `k` of slot `si`.
     fn on_state(&mut self, si: usize, k: usize, st: RunState, now: Instant) {
+        // Nothing new (the common case in a sweep): no need to decode the spec.
+        let creating = matches!(self.slots[si].containers[k].state, State::Creating { .. });
+        if st == RunState::Creating || (st == RunState::Running && !creating) {
+            return;
+        }
         let id = self.slots[si].id(si);
         let (has_startup, has_readiness, delays) = {
             let mut pod = core::mem::take(&mut self.scratch.pod);
