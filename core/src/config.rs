@@ -51,8 +51,11 @@ limits! {
     /// Bytes of text (names, images, arguments, values...) one pod may hold in total. The
     /// decoded spec keeps every string in one pool of this size.
     STRING_BYTES = 32 * 1024, 1536;
-    /// Bytes of the compact (postcard) encoding of a validated spec kept in a pod slot.
-    SPEC_BYTES = 32 * 1024, 1536;
+    /// Bytes of the compact (postcard) encoding of a validated spec kept in a pod slot. Why
+    /// 768 in firmware: it keeps a slot under 2 KiB; a 4-container pod with args and a probe
+    /// each encodes in ~530 bytes (`cargo run -p keel-host-tests --example sizes --features
+    /// keel-core/small`). A larger spec is a `SpecBytes` capacity error for that pod only.
+    SPEC_BYTES = 32 * 1024, 768;
     /// Nesting depth of a manifest document. Deeper input (even in an ignored field) is an
     /// error: the readers keep an explicit stack of this depth instead of recursing, so a
     /// hostile manifest cannot exhaust a firmware stack.

@@ -519,6 +519,9 @@ impl<'s> Reconciler<'s> {
 
     fn rescan<S: ManifestSource>(&mut self, now: Instant, src: &mut S) {
         self.rescan_now = false;
+        // With each re-list, the runtime's state of every container is read as well: the
+        // safety net for a change report the runtime failed to give.
+        self.sweep_all = true;
         self.next_rescan = now + self.settings.rescan_period;
         for f in self.files[..self.nfiles].iter_mut() {
             f.seen = false;
@@ -560,19 +563,30 @@ impl<'s> Reconciler<'s> {
                 f.seen = true;
                 match ignore_reason(e.name, e.kind) {
                     Some(r) => {
-                        // Insecure files keep a running pod (as a bad edit would); others
-                        // (a manifest turned into a directory…) are handled like removals below.
-                        if f.state != FileState::Ignored(r) {
-                            let kept = match f.state {
-                                FileState::Pod(p) if r == IgnoreReason::Insecure => Some(p),
-                                _ => None,
-                            };
-                            if kept.is_none() && matches!(f.state, FileState::Pod(_)) {
-                                // Treated as gone: mark unseen so the sweep removes its pod,
-                                // then it is re-added as ignored at the next scan.
-                                f.seen = false;
-                                return;
+                        let owned = Self::owned_slot(f.state);
+                        if r == IgnoreReason::Insecure && owned.is_some() {
+                            // An insecure file keeps its running pod, as a bad edit would
+                            // (SPEC 1.10 with 3.2); the file is refused until it is fixed.
+                            if !matches!(
+                                f.state,
+                                FileState::Unreadable {
+                                    kind: PlatformErrorKind::Config,
+                                    ..
+                                }
+                            ) {
+                                f.state = FileState::Unreadable {
+                                    kind: PlatformErrorKind::Config,
+                                    kept: owned,
+                                };
+                                let _ = new_ignored.push((f.id, r));
                             }
+                        } else if owned.is_some() {
+                            // A manifest turned into something else (a directory…): treated
+                            // as gone, so the sweep below removes its pod; it is re-added as
+                            // ignored at the next scan.
+                            f.seen = false;
+                            return;
+                        } else if f.state != FileState::Ignored(r) {
                             f.state = FileState::Ignored(r);
                             let _ = new_ignored.push((f.id, r));
                         }
@@ -692,6 +706,7 @@ impl<'s> Reconciler<'s> {
         let node = self.node.clone();
         let wall = self.wall.clone();
         let mut outcome: Option<Result<manifest::Prepared, Error>> = None;
+        let mut extra: Option<(u16, u32)> = None;
         let scratch = &mut *self.scratch;
         let read = src.read(&name, &mut |bytes| {
             let ctx = manifest::Context {
@@ -704,7 +719,11 @@ impl<'s> Reconciler<'s> {
                 &ctx,
                 &mut scratch.pod,
                 &mut scratch.pool,
-                &mut |_| {},
+                &mut |w| {
+                    if let manifest::Warning::ExtraDocuments { count, line } = w {
+                        extra = Some((count, line));
+                    }
+                },
                 &mut |_| {},
             );
             outcome = Some(r);
@@ -722,6 +741,13 @@ impl<'s> Reconciler<'s> {
                 return;
             }
         };
+        if let (Some((count, line)), Ok(_)) = (extra, &result) {
+            self.emit(Event::ExtraDocuments {
+                file: file_id,
+                count,
+                line,
+            });
+        }
         let (digest, fixed_uid) = match result {
             Err(error) => {
                 if let Some(p) = owned {
@@ -916,7 +942,7 @@ impl<'s> Reconciler<'s> {
         s.spec = spec;
         s.digest = digest;
         s.grace = grace_of(pod);
-        let grace = s.grace;
+        let grace = s.grace.max(self.settings.min_grace);
         let mut changed: Vec<u8, MAX_POD_CONTAINERS> = Vec::new();
         for (k, c) in s.containers.iter_mut().enumerate() {
             if c.digest == digests[k] {
@@ -959,7 +985,7 @@ impl<'s> Reconciler<'s> {
         if let Life::Terminating { .. } = s.life {
             return;
         }
-        let kill_at = now + s.grace;
+        let kill_at = now + s.grace.max(self.settings.min_grace);
         s.life = Life::Terminating { kill_at, reason };
         s.deadline = now;
         let id = s.id(i);
@@ -1053,7 +1079,15 @@ impl<'s> Reconciler<'s> {
                 container: k,
             });
             if let Some(st) = st {
-                self.on_state(p.slot as usize, k as usize, st, now);
+                let (si, ki) = (p.slot as usize, k as usize);
+                self.on_state(si, ki, st, now);
+                // Exited while the agent was away: the exit is recorded above; the container
+                // goes now, so that a restart does not leave it behind.
+                if matches!(st, RunState::Exited { .. } | RunState::Gone) {
+                    if let Some(h) = self.slots[si].containers[ki].handle.take() {
+                        let _ = rt.remove_container(h);
+                    }
+                }
             }
         }
         for (h, _, _) in self.orphans.iter() {
@@ -1062,6 +1096,7 @@ impl<'s> Reconciler<'s> {
     }
 
     fn advance_orphans<R: Runtime>(&mut self, now: Instant, rt: &mut R) {
+        let had_orphans = !self.orphans.is_empty();
         let mut i = 0;
         while i < self.orphans.len() {
             let (h, kill_at, killed) = self.orphans[i];
@@ -1087,6 +1122,12 @@ impl<'s> Reconciler<'s> {
             i += 1;
         }
         if self.orphans.is_empty() {
+            if had_orphans {
+                // Starts held back while orphans stopped may go now.
+                for s in self.slots.iter_mut().filter(|s| s.used) {
+                    s.deadline = now;
+                }
+            }
             while let Some(uid) = self.orphan_sandboxes.pop() {
                 let _ = rt.remove_sandbox(&uid);
             }
@@ -1113,6 +1154,7 @@ impl<'s> Reconciler<'s> {
             }
         });
         if overflow || self.sweep_all {
+            // Too many reports to hold: look at every container (bounded by the slots).
             self.sweep_all = false;
             for si in 0..self.slots.len() {
                 if !self.slots[si].used {
@@ -1120,9 +1162,7 @@ impl<'s> Reconciler<'s> {
                 }
                 for k in 0..self.slots[si].containers.len() {
                     if let Some(h) = self.slots[si].containers[k].handle {
-                        let st = rt.state(h);
-                        self.on_state(si, k, st, now);
-                        self.check_actions(si, k, now, rt);
+                        self.refresh(si, k, h, now, rt);
                     }
                 }
             }
@@ -1130,26 +1170,37 @@ impl<'s> Reconciler<'s> {
         }
         for h in batch {
             if let Some((si, k)) = self.locate(h) {
-                let st = rt.state(h);
-                self.on_state(si, k, st, now);
-                self.check_actions(si, k, now, rt);
-                if let Some(h2) = self.slots[si].containers[k].handle {
-                    if h2 == h && matches!(st, RunState::Exited { .. } | RunState::Gone) {
-                        self.slots[si].containers[k].handle = None;
-                        if rt.remove_container(h).is_err() {
-                            self.emit(Event::PlatformError {
-                                pod: Some(self.slots[si].id(si)),
-                                kind: PlatformErrorKind::Other,
-                            });
-                        }
-                    }
-                }
+                self.refresh(si, k, h, now, rt);
+            }
+        }
+    }
+
+    /// Reads container `k`'s state and finished actions from the runtime; an exited
+    /// container is removed and its handle forgotten.
+    fn refresh<R: Runtime>(&mut self, si: usize, k: usize, h: Handle, now: Instant, rt: &mut R) {
+        let st = rt.state(h);
+        self.on_state(si, k, st, now);
+        self.check_actions(si, k, now, rt);
+        if self.slots[si].containers[k].handle == Some(h)
+            && matches!(st, RunState::Exited { .. } | RunState::Gone)
+        {
+            self.slots[si].containers[k].handle = None;
+            if rt.remove_container(h).is_err() {
+                self.emit(Event::PlatformError {
+                    pod: Some(self.slots[si].id(si)),
+                    kind: PlatformErrorKind::Other,
+                });
             }
         }
     }
 
     /// Applies a runtime state report to container `k` of slot `si`.
     fn on_state(&mut self, si: usize, k: usize, st: RunState, now: Instant) {
+        // Nothing new (the common case in a sweep): no need to decode the spec.
+        let creating = matches!(self.slots[si].containers[k].state, State::Creating { .. });
+        if st == RunState::Creating || (st == RunState::Running && !creating) {
+            return;
+        }
         let id = self.slots[si].id(si);
         let (has_startup, has_readiness, delays) = {
             let mut pod = core::mem::take(&mut self.scratch.pod);
@@ -1248,8 +1299,25 @@ impl<'s> Reconciler<'s> {
         } = self.slots[si].containers[k].state
         {
             if rt.action_result(t) != ActionResult::Pending {
-                if let State::Stopping { pre_stop, .. } = &mut self.slots[si].containers[k].state {
+                // The hook is over (whatever its result): the stop signal goes now, and the
+                // hook is not run again.
+                let h = self.slots[si].containers[k].handle;
+                if let State::Stopping {
+                    pre_stop,
+                    signalled,
+                    ..
+                } = &mut self.slots[si].containers[k].state
+                {
                     *pre_stop = None;
+                    *signalled = true;
+                }
+                if let Some(h) = h {
+                    if rt.signal(h, Signal::Stop).is_err() {
+                        self.emit(Event::PlatformError {
+                            pod: Some(id),
+                            kind: PlatformErrorKind::Other,
+                        });
+                    }
                 }
                 self.slots[si].deadline = now;
             }
@@ -1281,17 +1349,24 @@ impl<'s> Reconciler<'s> {
                 (2, Verdict::Passed) => {
                     c.started = true;
                     c.probes[2].next_at = Instant::NEVER;
-                    c.probes[0].next_at = now;
-                    c.probes[1].next_at = now;
+                    // Liveness and readiness begin now, if the container has them.
+                    let has_liveness = self.probe_params(si, k, 0).is_some();
+                    let has_readiness = self.probe_params(si, k, 1).is_some();
+                    let c = &mut self.slots[si].containers[k];
+                    c.probes[0].next_at = if has_liveness { now } else { Instant::NEVER };
+                    c.probes[1].next_at = if has_readiness { now } else { Instant::NEVER };
                     // Without a readiness probe the container is ready once started.
-                    if self.probe_params(si, k, 1).is_none() {
-                        self.slots[si].containers[k].ready = true;
+                    if !has_readiness {
+                        c.ready = true;
                     }
                 }
                 (0 | 2, Verdict::Failed) => {
-                    let grace = self.slots[si].grace;
+                    // Killed, then restarted by the pod's policy (SPEC 4.5): under `Never`
+                    // it stays terminated.
+                    let grace = self.grace(si);
+                    let restart = self.slots[si].policy != RestartPolicy::Never;
                     let c = &mut self.slots[si].containers[k];
-                    c.begin_stop(now, now + grace, true);
+                    c.begin_stop(now, now + grace, restart);
                     self.emit(Event::ProbeFailed {
                         pod: id,
                         container: k as u8,
@@ -1307,6 +1382,11 @@ impl<'s> Reconciler<'s> {
             let d = self.slots[si].containers[k].deadline();
             self.slots[si].deadline = self.slots[si].deadline.min(d).min(now);
         }
+    }
+
+    /// Slot `si`'s grace period, at least the minimum (SPEC 4.4).
+    fn grace(&self, si: usize) -> Duration {
+        self.slots[si].grace.max(self.settings.min_grace)
     }
 
     /// (successThreshold, failureThreshold, period) of probe `pi` of container `k`.
@@ -1358,7 +1438,11 @@ impl<'s> Reconciler<'s> {
                 d = d.min(at);
             }
             if let Life::Terminating { kill_at, .. } = s.life {
-                d = d.min(kill_at);
+                // Only until it passes: from then on each container's own deadline counts
+                // (otherwise a pod waiting for an exit report would be polled in a loop).
+                if kill_at > now {
+                    d = d.min(kill_at);
+                }
             }
             s.deadline = d
                 .max(now + Duration(1))
@@ -1366,6 +1450,11 @@ impl<'s> Reconciler<'s> {
             if d <= now {
                 // Work remains right away (e.g. a stop signal to send): poll again soon.
                 s.deadline = now;
+                if !self.orphans.is_empty() {
+                    // Unless it is a start held back by orphans: wait for them instead.
+                    let orphan_at = self.orphans.iter().map(|o| o.1).min();
+                    s.deadline = orphan_at.unwrap_or(now).max(now + Duration(1));
+                }
             }
         }
     }
@@ -1387,15 +1476,23 @@ impl<'s> Reconciler<'s> {
             return;
         };
         if now >= kill_at {
+            // Exited already, with the report not yet in: take it now.
+            if matches!(rt.state(h), RunState::Exited { .. } | RunState::Gone) {
+                self.refresh(i, k, h, now, rt);
+                return;
+            }
             if rt.signal(h, Signal::Kill).is_err() {
                 self.emit(Event::PlatformError {
                     pod: Some(id),
                     kind: PlatformErrorKind::Other,
                 });
             }
+            // Look again after the minimum grace (and kill again): a lost exit report must not
+            // keep the pod terminating for ever.
+            let again = now + self.settings.min_grace;
             let c = &mut self.slots[i].containers[k];
             c.state = State::Stopping {
-                kill_at: Instant::NEVER,
+                kill_at: again,
                 signalled: true,
                 pre_stop: None,
                 restart,
@@ -1574,6 +1671,12 @@ impl<'s> Reconciler<'s> {
     }
 
     fn start<R: Runtime>(&mut self, i: usize, k: usize, now: Instant, pod: &Pod, rt: &mut R) {
+        if !self.orphans.is_empty() {
+            // Containers of an earlier agent are still stopping; one of them may be an older
+            // instance of this pod (edited while the agent was away): start nothing until they
+            // are gone (SPEC 3.7). `advance_orphans` wakes every pod then.
+            return;
+        }
         let id = self.slots[i].id(i);
         let uid: String<MAX_UID> = self.slots[i].uid.clone();
         let c = &mut self.slots[i].containers[k];

@@ -184,6 +184,15 @@ pub enum Event {
         /// The pod it duplicates.
         of: PodId,
     },
+    /// A manifest's YAML stream holds further documents, which are ignored (SPEC 1.9).
+    ExtraDocuments {
+        /// File id.
+        file: u32,
+        /// How many documents follow the first.
+        count: u16,
+        /// Line where the first ignored document starts.
+        line: u32,
+    },
     /// A file is not a manifest.
     FileIgnored {
         /// File id.

@@ -1,7 +1,12 @@
-//! Shared helpers for keel host tests: the parser fixture corpus, the differential
-//! comparison against reference parsers (also used by the fuzz workspace), and the real
-//! Linux node used by the end-to-end tests.
+//! keel host tests: cross-crate tests and their helpers.
+//!
+//! - [`corpus`] and [`differential`]: the parser fixture corpus and the comparison against
+//!   reference parsers (also used by the fuzz workspace);
+//! - [`sim`]: the deterministic simulator the reconciler scenario tests, the `reconcile`
+//!   property test, the fuzz target and the benchmark share;
+//! - [`linux`]: the real node (keel binary, runc, images) of the end-to-end tests.
 
 pub mod corpus;
 pub mod differential;
 pub mod linux;
+pub mod sim;

@@ -313,6 +313,14 @@ impl Agent<'_> {
                 let n = pod.map(|p| self.pod_name(p)).unwrap_or_default();
                 log(Error, &n, &format!("runtime error ({kind:?})"));
             }
+            Event::ExtraDocuments { file, count, line } => log(
+                Warn,
+                "",
+                &format!(
+                    "{}:{line}: {count} further document(s) after the first are ignored (a file holds one Pod)",
+                    self.file_name(file)
+                ),
+            ),
             Event::OrphanRemoved => log(
                 Info,
                 "",
