@@ -1,0 +1,146 @@
+//! The management server: reads protocol frames from UART0, carries out each request
+//! against the manifest store, and writes one response frame per request.
+//!
+//! Bad input never stops it: a frame that is too long, not COBS, not a known request or
+//! not a valid one gets [`Response::Error`] with the matching [`ErrorCode`], and the next
+//! frame is handled as usual. Every request is logged (manifest bytes are not).
+
+use embedded_io::Write;
+use keel_core::mgmt::{
+    decode_request, encode_frame, ErrorCode, EventsPlaceholder, FrameDecoder, ManifestInfo,
+    Name, Request, Response, StatusPlaceholder, MAX_FRAME_LEN, MAX_RESPONSE_LEN,
+    PROTOCOL_VERSION,
+};
+
+use crate::store::FirmwareStore;
+use crate::uart::Uart0;
+use crate::{clock, stack};
+
+/// Bytes moved from the UART ring per step: small, so it lives on the stack cheaply.
+const CHUNK: usize = 64;
+
+/// Protocol state: the frame decoder and the response buffer (~3.5 KiB, so make it a
+/// `static`: cortex-m-rt's `#[entry]` turns `static mut` locals into `&'static mut`).
+#[derive(Debug)]
+pub struct Server {
+    frames: FrameDecoder<MAX_FRAME_LEN>,
+    tx: [u8; MAX_RESPONSE_LEN],
+    handled: u32,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Server {
+    /// A server with no partial frame.
+    pub const fn new() -> Self {
+        Self {
+            frames: FrameDecoder::new(),
+            tx: [0; MAX_RESPONSE_LEN],
+            handled: 0,
+        }
+    }
+
+    /// Requests answered since boot (including error replies).
+    pub fn handled(&self) -> u32 {
+        self.handled
+    }
+
+    /// Handle every complete frame among the bytes waiting on `uart`; returns without
+    /// waiting once the ring is empty.
+    pub fn poll(&mut self, uart: &mut Uart0, store: &mut FirmwareStore) {
+        let mut chunk = [0u8; CHUNK];
+        loop {
+            let n = uart.try_read(&mut chunk);
+            if n == 0 {
+                return;
+            }
+            let mut input = &chunk[..n];
+            while let Some(frame) = self.frames.feed(&mut input) {
+                let response = match frame.map_err(ErrorCode::from).and_then(decode_request) {
+                    Ok(request) => handle(request, store),
+                    Err(code) => {
+                        defmt::warn!("bad frame: {}", code);
+                        Response::Error { code }
+                    }
+                };
+                self.handled = self.handled.wrapping_add(1);
+                match encode_frame(&response, &mut self.tx) {
+                    Ok(bytes) => {
+                        let Ok(()) = uart.write_all(bytes);
+                    }
+                    // Unreachable while MAX_RESPONSE_LEN covers the largest response (a
+                    // keel-core test checks it); log rather than leave the host waiting.
+                    Err(_) => defmt::error!("response does not fit MAX_RESPONSE_LEN"),
+                }
+            }
+        }
+    }
+}
+
+/// Carry out one request.
+pub fn handle(request: Request<'_>, store: &mut FirmwareStore) -> Response {
+    let result = match request {
+        Request::Hello { version } => {
+            defmt::info!("req Hello v{=u16}", version);
+            Ok(Response::Hello {
+                version: PROTOCOL_VERSION,
+            })
+        }
+        Request::Ping { nonce } => {
+            defmt::info!("req Ping {=u32}", nonce);
+            Ok(Response::Pong { nonce })
+        }
+        Request::PutManifest { name, bytes } => {
+            defmt::info!("req PutManifest {=str} ({=usize} bytes)", name, bytes.len());
+            store.put(name, bytes).map(|outcome| {
+                defmt::info!("manifest {=str}: {=str}", name, outcome.as_str());
+                Response::Ok
+            })
+        }
+        Request::DeleteManifest { name } => {
+            defmt::info!("req DeleteManifest {=str}", name);
+            store.delete(name).map(|()| Response::Ok)
+        }
+        Request::ListManifests => {
+            defmt::info!("req ListManifests");
+            let mut list = heapless::Vec::new();
+            for e in store.list() {
+                let info = ManifestInfo {
+                    name: Name::try_from(e.name).unwrap_or_default(),
+                    len: e.len as u16,
+                    revision: e.revision,
+                };
+                if list.push(info).is_err() {
+                    break; // More slots than MAX_LISTED: list the first ones.
+                }
+            }
+            Ok(Response::Manifests(list))
+        }
+        Request::GetStatus => {
+            defmt::info!("req GetStatus");
+            Ok(Response::Status(StatusPlaceholder {
+                uptime_ms: clock::now_ms(),
+                manifests: store.len() as u8,
+                store_changes: store.changes(),
+            }))
+        }
+        Request::GetEvents => {
+            defmt::info!("req GetEvents");
+            Ok(Response::Events(EventsPlaceholder { dropped: 0 }))
+        }
+        Request::GetStack => {
+            let (used, total) = stack::usage();
+            defmt::info!("req GetStack: {=u32} of {=u32} bytes used", used, total);
+            Ok(Response::Stack { used, total })
+        }
+    };
+    result.unwrap_or_else(|e| {
+        let code = ErrorCode::from(e);
+        defmt::warn!("refused: {}", code);
+        Response::Error { code }
+    })
+}
