@@ -30,7 +30,12 @@ fn panic(info: &PanicInfo) -> ! {
     cortex_m::interrupt::disable();
     let msg = info.message().as_str().unwrap_or("(formatted message)");
     match info.location() {
-        Some(loc) => defmt::error!("panic at {=str}:{=u32}: {=str}", loc.file(), loc.line(), msg),
+        Some(loc) => defmt::error!(
+            "panic at {=str}:{=u32}: {=str}",
+            loc.file(),
+            loc.line(),
+            msg
+        ),
         None => defmt::error!("panic: {=str}", msg),
     }
     exit_failure()

@@ -25,7 +25,7 @@ defmt::timestamp!("{=u64:ms}", clock::now_ms());
 
 /// Sleep (`wfi`) until `deadline_ms` (if any) has passed or UART0 has received bytes.
 ///
-/// SysTick wakes the core every millisecond, so the deadline is met to within 1 ms.
+/// SysTick wakes the core every [`clock::TICK_MS`], so a deadline is met that late at most.
 /// Interrupts are masked between the check and the `wfi`, so a byte arriving in between
 /// still wakes it (a pending interrupt ends `wfi` even while masked).
 pub fn idle_until(deadline_ms: Option<u64>, uart: &uart::Uart0) {

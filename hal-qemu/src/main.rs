@@ -25,7 +25,7 @@ fn main() -> ! {
     loop {
         SERVER.poll(&mut uart, STORE);
         // Until the reconciler supplies poll_at(), nothing is due: sleep until an
-        // interrupt (a UART byte or the 1 ms tick).
+        // interrupt (a UART byte or the clock tick).
         idle_until(None, &uart);
     }
 }

@@ -7,9 +7,8 @@
 
 use embedded_io::Write;
 use keel_core::mgmt::{
-    decode_request, encode_frame, ErrorCode, EventsPlaceholder, FrameDecoder, ManifestInfo,
-    Name, Request, Response, StatusPlaceholder, MAX_FRAME_LEN, MAX_RESPONSE_LEN,
-    PROTOCOL_VERSION,
+    decode_request, encode_frame, ErrorCode, EventsPlaceholder, FrameDecoder, ManifestInfo, Name,
+    Request, Response, StatusPlaceholder, MAX_FRAME_LEN, MAX_RESPONSE_LEN, PROTOCOL_VERSION,
 };
 
 use crate::store::FirmwareStore;

@@ -20,7 +20,10 @@ extern "C" {
 
 fn bounds() -> (usize, usize) {
     // Only the symbols' addresses are taken; they are never read as values.
-    (addr_of!(_stack_end) as usize, addr_of!(_stack_start) as usize)
+    (
+        addr_of!(_stack_end) as usize,
+        addr_of!(_stack_start) as usize,
+    )
 }
 
 /// Paint the unused stack. Call once, early in `main`.

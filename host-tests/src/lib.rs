@@ -1,1 +1,3 @@
 //! Shared helpers for keel host tests.
+
+pub mod qemu;
