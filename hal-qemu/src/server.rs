@@ -18,11 +18,14 @@ use crate::{clock, stack};
 /// Bytes moved from the UART ring per step: small, so it lives on the stack cheaply.
 const CHUNK: usize = 64;
 
-/// Protocol state: the frame decoder and the response buffer (~3.5 KiB, so make it a
-/// `static`: cortex-m-rt's `#[entry]` turns `static mut` locals into `&'static mut`).
+/// Protocol state: the frame decoder, the response being built and its encoding (~4 KiB,
+/// so make it a `static`: cortex-m-rt's `#[entry]` turns `static mut` locals into
+/// `&'static mut`). The response lives here rather than on the stack because the largest
+/// one (a manifest list) is ~660 bytes and the stack is the scarcer budget.
 #[derive(Debug)]
 pub struct Server {
     frames: FrameDecoder<MAX_FRAME_LEN>,
+    response: Response,
     tx: [u8; MAX_RESPONSE_LEN],
     handled: u32,
 }
@@ -38,6 +41,8 @@ impl Server {
     pub const fn new() -> Self {
         Self {
             frames: FrameDecoder::new(),
+            // Variant 0 with zero fields: keeps the whole `static` in `.bss`, not flash.
+            response: Response::Hello { version: 0 },
             tx: [0; MAX_RESPONSE_LEN],
             handled: 0,
         }
@@ -59,15 +64,15 @@ impl Server {
             }
             let mut input = &chunk[..n];
             while let Some(frame) = self.frames.feed(&mut input) {
-                let response = match frame.map_err(ErrorCode::from).and_then(decode_request) {
-                    Ok(request) => handle(request, store),
+                match frame.map_err(ErrorCode::from).and_then(decode_request) {
+                    Ok(request) => handle(request, store, &mut self.response),
                     Err(code) => {
                         defmt::warn!("bad frame: {}", code);
-                        Response::Error { code }
+                        self.response = Response::Error { code };
                     }
-                };
+                }
                 self.handled = self.handled.wrapping_add(1);
-                match encode_frame(&response, &mut self.tx) {
+                match encode_frame(&self.response, &mut self.tx) {
                     Ok(bytes) => {
                         let Ok(()) = uart.write_all(bytes);
                     }
@@ -80,8 +85,9 @@ impl Server {
     }
 }
 
-/// Carry out one request.
-pub fn handle(request: Request<'_>, store: &mut FirmwareStore) -> Response {
+/// Carry out one request, leaving the response in `out`.
+#[inline(never)] // Keeps its locals out of the long-lived frame of the main loop.
+pub fn handle(request: Request<'_>, store: &mut FirmwareStore, out: &mut Response) {
     let result = match request {
         Request::Hello { version } => {
             defmt::info!("req Hello v{=u16}", version);
@@ -106,7 +112,11 @@ pub fn handle(request: Request<'_>, store: &mut FirmwareStore) -> Response {
         }
         Request::ListManifests => {
             defmt::info!("req ListManifests");
-            let mut list = heapless::Vec::new();
+            // Built in place in `out`: a list on the stack would cost ~660 bytes.
+            *out = Response::Manifests(heapless::Vec::new());
+            let Response::Manifests(list) = out else {
+                unreachable!()
+            };
             for e in store.list() {
                 let info = ManifestInfo {
                     name: Name::try_from(e.name).unwrap_or_default(),
@@ -117,7 +127,7 @@ pub fn handle(request: Request<'_>, store: &mut FirmwareStore) -> Response {
                     break; // More slots than MAX_LISTED: list the first ones.
                 }
             }
-            Ok(Response::Manifests(list))
+            return;
         }
         Request::GetStatus => {
             defmt::info!("req GetStatus");
@@ -137,9 +147,9 @@ pub fn handle(request: Request<'_>, store: &mut FirmwareStore) -> Response {
             Ok(Response::Stack { used, total })
         }
     };
-    result.unwrap_or_else(|e| {
+    *out = result.unwrap_or_else(|e| {
         let code = ErrorCode::from(e);
         defmt::warn!("refused: {}", code);
         Response::Error { code }
-    })
+    });
 }
