@@ -1,0 +1,132 @@
+//! Capacities, in one place.
+//!
+//! This module deals with every fixed limit in keel-core. The core never allocates, so each
+//! collection has a capacity chosen when the image is built. Running out of one is a typed
+//! error naming the limit ([`Limit`]) and the field, never truncation and never a panic.
+//!
+//! Two sets exist: the Linux set (default) sized for real control-plane manifests (a kubeadm
+//! `kube-apiserver` has ~30 flags and ~8 mounts), and the firmware set (feature `small`)
+//! sized so that 8 pods of 4 containers fit a Cortex-M3 with 64 KiB of RAM. Pod slots are
+//! not counted here: the caller passes their storage to the reconciler.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! limits {
+    ($( $(#[$m:meta])* $name:ident = $linux:expr, $small:expr; )*) => {
+        $(
+            $(#[$m])*
+            #[cfg(not(feature = "small"))]
+            pub const $name: usize = $linux;
+            $(#[$m])*
+            #[cfg(feature = "small")]
+            pub const $name: usize = $small;
+        )*
+    };
+}
+
+limits! {
+    /// App containers per pod.
+    MAX_CONTAINERS = 16, 4;
+    /// Init containers per pod.
+    MAX_INIT_CONTAINERS = 8, 2;
+    /// Entries in one container's `command`, and separately in its `args`. Why 64: the
+    /// largest kubeadm pod (kube-apiserver) carries about 30 flags.
+    MAX_ARGS = 64, 8;
+    /// `env` entries per container.
+    MAX_ENV = 64, 8;
+    /// `ports` per container.
+    MAX_PORTS = 16, 4;
+    /// `volumeMounts` per container.
+    MAX_MOUNTS = 32, 4;
+    /// `volumes` per pod.
+    MAX_VOLUMES = 32, 4;
+    /// Entries in `metadata.labels`, and separately in `metadata.annotations`.
+    MAX_LABELS = 32, 4;
+    /// `tolerations` per pod.
+    MAX_TOLERATIONS = 16, 2;
+    /// `hostAliases` per pod, and hostnames per alias.
+    MAX_HOST_ALIASES = 8, 1;
+    /// Capabilities in one `add` or `drop` list, and exec-probe / exec-hook arguments.
+    MAX_SMALL_LIST = 16, 4;
+    /// Bytes of text (names, images, arguments, values...) one pod may hold in total. The
+    /// decoded spec keeps every string in one pool of this size.
+    STRING_BYTES = 32 * 1024, 1536;
+    /// Bytes of the compact (postcard) encoding of a validated spec kept in a pod slot.
+    SPEC_BYTES = 32 * 1024, 1536;
+    /// Nesting depth of a manifest document. Deeper input (even in an ignored field) is an
+    /// error: the readers keep an explicit stack of this depth instead of recursing, so a
+    /// hostile manifest cannot exhaust a firmware stack.
+    MAX_DEPTH = 64, 24;
+    /// Keys remembered for duplicate detection across all open mappings of a document.
+    MAX_OPEN_KEYS = 512, 96;
+    /// Manifest file size (SPEC 1.8; the kubelet's is 10 MiB).
+    MAX_MANIFEST_BYTES = 1024 * 1024, 2048;
+}
+
+/// A named capacity, as carried by a capacity error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Limit {
+    /// [`MAX_CONTAINERS`]
+    Containers,
+    /// [`MAX_INIT_CONTAINERS`]
+    InitContainers,
+    /// [`MAX_ARGS`]
+    Args,
+    /// [`MAX_ENV`]
+    Env,
+    /// [`MAX_PORTS`]
+    Ports,
+    /// [`MAX_MOUNTS`]
+    Mounts,
+    /// [`MAX_VOLUMES`]
+    Volumes,
+    /// [`MAX_LABELS`]
+    Labels,
+    /// [`MAX_TOLERATIONS`]
+    Tolerations,
+    /// [`MAX_HOST_ALIASES`]
+    HostAliases,
+    /// [`MAX_SMALL_LIST`]
+    SmallList,
+    /// [`STRING_BYTES`]
+    StringBytes,
+    /// [`SPEC_BYTES`]
+    SpecBytes,
+    /// [`MAX_DEPTH`]
+    Depth,
+    /// [`MAX_OPEN_KEYS`]
+    OpenKeys,
+    /// [`MAX_MANIFEST_BYTES`]
+    ManifestBytes,
+    /// Pod slots handed to the reconciler.
+    PodSlots,
+    /// Manifest entries the reconciler tracks.
+    Manifests,
+}
+
+impl Limit {
+    /// The constant's name and value, for messages.
+    pub const fn describe(self) -> (&'static str, usize) {
+        match self {
+            Limit::Containers => ("MAX_CONTAINERS", MAX_CONTAINERS),
+            Limit::InitContainers => ("MAX_INIT_CONTAINERS", MAX_INIT_CONTAINERS),
+            Limit::Args => ("MAX_ARGS", MAX_ARGS),
+            Limit::Env => ("MAX_ENV", MAX_ENV),
+            Limit::Ports => ("MAX_PORTS", MAX_PORTS),
+            Limit::Mounts => ("MAX_MOUNTS", MAX_MOUNTS),
+            Limit::Volumes => ("MAX_VOLUMES", MAX_VOLUMES),
+            Limit::Labels => ("MAX_LABELS", MAX_LABELS),
+            Limit::Tolerations => ("MAX_TOLERATIONS", MAX_TOLERATIONS),
+            Limit::HostAliases => ("MAX_HOST_ALIASES", MAX_HOST_ALIASES),
+            Limit::SmallList => ("MAX_SMALL_LIST", MAX_SMALL_LIST),
+            Limit::StringBytes => ("STRING_BYTES", STRING_BYTES),
+            Limit::SpecBytes => ("SPEC_BYTES", SPEC_BYTES),
+            Limit::Depth => ("MAX_DEPTH", MAX_DEPTH),
+            Limit::OpenKeys => ("MAX_OPEN_KEYS", MAX_OPEN_KEYS),
+            Limit::ManifestBytes => ("MAX_MANIFEST_BYTES", MAX_MANIFEST_BYTES),
+            Limit::PodSlots => ("pod slots", 0),
+            Limit::Manifests => ("manifest entries", 0),
+        }
+    }
+}

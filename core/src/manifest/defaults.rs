@@ -1,0 +1,396 @@
+//! Canonical form, identity and defaulting (SPEC 2.3–2.6).
+//!
+//! This module deals with turning a validated Pod as written into the pod keel runs:
+//! - [`canonicalize`] re-lays the string pool in model order and sorts labels and
+//!   annotations, so two files that differ only in comments, whitespace, key order or
+//!   YAML-vs-JSON produce byte-identical postcard encodings;
+//! - [`digest`] hashes that encoding (SHA-256): equal digests mean "no semantic change";
+//! - [`apply`] fills the Kubernetes defaults, derives the deterministic UID from the
+//!   digest, the node name and the file path (unless `metadata.uid` is set), suffixes the
+//!   name with the node, and adds the `kubernetes.io/config.*` annotations.
+
+use super::error::{Error, ErrorKind};
+use super::event::Mark;
+use super::model::*;
+use super::path::FieldPath;
+use crate::config::Limit;
+use sha2::{Digest as _, Sha256};
+
+/// A content digest (first 16 bytes of SHA-256).
+pub type Digest = [u8; 16];
+
+/// Where a pod is being defaulted: the node, the manifest path and the time first seen.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'x> {
+    /// Node name (`--hostname-override` or the host name); trimmed and lower-cased here.
+    pub node: &'x str,
+    /// The manifest's path as the source names it.
+    pub path: &'x str,
+    /// RFC 3339 time the file was first seen (`kubernetes.io/config.seen`).
+    pub seen: &'x str,
+}
+
+fn cap(l: Limit) -> Error {
+    Error::new(ErrorKind::Capacity(l), FieldPath::ROOT, Mark::default())
+}
+
+/// Calls `f` on every string handle of the pod, in model order.
+pub fn for_each_str(pod: &mut Pod, f: &mut dyn FnMut(&mut Str)) {
+    fn q(x: &mut Option<Quantity>, f: &mut dyn FnMut(&mut Str)) {
+        if let Some(x) = x {
+            f(&mut x.text)
+        }
+    }
+    fn o(x: &mut Option<Str>, f: &mut dyn FnMut(&mut Str)) {
+        if let Some(x) = x {
+            f(x)
+        }
+    }
+    fn port(p: &mut IntOrStr, f: &mut dyn FnMut(&mut Str)) {
+        if let IntOrStr::Str(s) = p {
+            f(s)
+        }
+    }
+    fn action(a: &mut Action, f: &mut dyn FnMut(&mut Str)) {
+        match a {
+            Action::Exec(cmd) => cmd.iter_mut().for_each(&mut *f),
+            Action::HttpGet {
+                path,
+                port: p,
+                host,
+                headers,
+                ..
+            } => {
+                o(path, f);
+                port(p, f);
+                o(host, f);
+                for h in headers {
+                    f(&mut h.key);
+                    f(&mut h.value);
+                }
+            }
+            Action::TcpSocket { port: p, host } => {
+                port(p, f);
+                o(host, f);
+            }
+            Action::Grpc { service, .. } => o(service, f),
+            Action::Sleep { .. } => {}
+        }
+    }
+    fn seccomp(s: &mut Option<Seccomp>, f: &mut dyn FnMut(&mut Str)) {
+        if let Some(s) = s {
+            o(&mut s.localhost_profile, f)
+        }
+    }
+    f(&mut pod.name);
+    o(&mut pod.namespace, f);
+    o(&mut pod.uid, f);
+    for kv in pod.labels.iter_mut().chain(pod.annotations.iter_mut()) {
+        f(&mut kv.key);
+        f(&mut kv.value);
+    }
+    let s = &mut pod.spec;
+    for c in s.init_containers.iter_mut().chain(s.containers.iter_mut()) {
+        f(&mut c.name);
+        f(&mut c.image);
+        c.command
+            .iter_mut()
+            .chain(c.args.iter_mut())
+            .for_each(&mut *f);
+        o(&mut c.working_dir, f);
+        for e in c.env.iter_mut() {
+            f(&mut e.name);
+            o(&mut e.value, f);
+            if let Some(EnvSource::Resource {
+                container, divisor, ..
+            }) = &mut e.value_from
+            {
+                o(container, f);
+                q(divisor, f);
+            }
+        }
+        for p in c.ports.iter_mut() {
+            o(&mut p.name, f);
+            o(&mut p.host_ip, f);
+        }
+        for r in [&mut c.resources.requests, &mut c.resources.limits] {
+            q(&mut r.cpu, f);
+            q(&mut r.memory, f);
+            q(&mut r.ephemeral_storage, f);
+        }
+        for m in c.volume_mounts.iter_mut() {
+            f(&mut m.name);
+            f(&mut m.mount_path);
+            o(&mut m.sub_path, f);
+        }
+        for p in [
+            &mut c.liveness_probe,
+            &mut c.readiness_probe,
+            &mut c.startup_probe,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            action(&mut p.action, f);
+        }
+        for a in [&mut c.lifecycle.post_start, &mut c.lifecycle.pre_stop]
+            .into_iter()
+            .flatten()
+        {
+            action(a, f);
+        }
+        if let Some(sc) = &mut c.security_context {
+            sc.cap_add
+                .iter_mut()
+                .chain(sc.cap_drop.iter_mut())
+                .for_each(&mut *f);
+            seccomp(&mut sc.seccomp, f);
+        }
+        o(&mut c.termination_message_path, f);
+    }
+    for v in s.volumes.iter_mut() {
+        f(&mut v.name);
+        match &mut v.source {
+            VolumeSource::HostPath { path, .. } => f(path),
+            VolumeSource::EmptyDir { size_limit, .. } => q(size_limit, f),
+        }
+    }
+    o(&mut s.hostname, f);
+    for a in s.host_aliases.iter_mut() {
+        f(&mut a.ip);
+        a.hostnames.iter_mut().for_each(&mut *f);
+    }
+    o(&mut s.priority_class_name, f);
+    seccomp(&mut s.security_context.seccomp, f);
+    for t in s.tolerations.iter_mut() {
+        o(&mut t.key, f);
+        o(&mut t.operator, f);
+        o(&mut t.value, f);
+        o(&mut t.effect, f);
+    }
+    o(&mut s.node_name, f);
+}
+
+/// Sorts labels and annotations by key and re-lays the pool in model order, so the
+/// encoding depends only on content. `scratch` is a second pool used as the copy target.
+pub fn canonicalize(pod: &mut Pod, scratch: &mut Pool) -> Result<(), Error> {
+    {
+        let pool = &pod.pool;
+        pod.labels
+            .sort_unstable_by(|a, b| pool.get(a.key).cmp(pool.get(b.key)));
+        pod.annotations
+            .sort_unstable_by(|a, b| pool.get(a.key).cmp(pool.get(b.key)));
+    }
+    scratch.clear();
+    let old = core::mem::take(&mut pod.pool);
+    let mut full = false;
+    for_each_str(pod, &mut |s| match scratch.add(old.get(*s)) {
+        Ok(n) => *s = n,
+        Err(_) => full = true,
+    });
+    pod.pool = core::mem::replace(scratch, old);
+    if full {
+        return Err(cap(Limit::StringBytes));
+    }
+    Ok(())
+}
+
+/// Feeds postcard output into a hasher without buffering it.
+struct HashFlavor(Sha256);
+
+impl postcard::ser_flavors::Flavor for HashFlavor {
+    type Output = Sha256;
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.update([data]);
+        Ok(())
+    }
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.update(data);
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<Sha256> {
+        Ok(self.0)
+    }
+}
+
+fn hasher_of(pod: &Pod) -> Sha256 {
+    // Serialising into a hasher cannot fail: the flavor never refuses bytes.
+    postcard::serialize_with_flavor(pod, HashFlavor(Sha256::new())).unwrap_or_default()
+}
+
+/// The content digest of a canonical pod.
+pub fn digest(pod: &Pod) -> Digest {
+    let out = hasher_of(pod).finalize();
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&out[..16]);
+    d
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(d: &Digest) -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, b) in d.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 15) as usize];
+    }
+    out
+}
+
+/// The node name as keel uses it: trimmed, lower-cased, at most 253 bytes.
+pub fn node_name(raw: &str) -> heapless::String<253> {
+    let mut out = heapless::String::new();
+    for c in raw.trim().chars() {
+        if out.push(c.to_ascii_lowercase()).is_err() {
+            break;
+        }
+    }
+    out
+}
+
+/// The deterministic UID of a canonical pod (SPEC 2.5): 32 hex digits of
+/// SHA-256(content ‖ node ‖ path).
+pub fn uid_for(pod: &Pod, node: &str, path: &str) -> [u8; 32] {
+    let mut h = hasher_of(pod);
+    h.update([0u8]);
+    h.update(node.as_bytes());
+    h.update([0u8]);
+    h.update(path.as_bytes());
+    let out = h.finalize();
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&out[..16]);
+    hex(&d)
+}
+
+fn set_annotation(pod: &mut Pod, key: &str, value: &str) -> Result<(), Error> {
+    let v = pod.pool.add(value).map_err(|_| cap(Limit::StringBytes))?;
+    if let Some(i) = pod
+        .annotations
+        .iter()
+        .position(|kv| pod.pool.get(kv.key) == key)
+    {
+        pod.annotations[i].value = v;
+        return Ok(());
+    }
+    let k = pod.pool.add(key).map_err(|_| cap(Limit::StringBytes))?;
+    pod.annotations
+        .push(KeyValue { key: k, value: v })
+        .map_err(|_| cap(Limit::Labels))
+}
+
+fn image_is_latest(image: &str) -> bool {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    match last.rsplit_once(':') {
+        Some((_, tag)) => tag == "latest",
+        None => !image.contains('@'),
+    }
+}
+
+/// Fills defaults on a canonical, validated pod (SPEC 2.3–2.6). Returns the UID.
+pub fn apply(pod: &mut Pod, ctx: &Context<'_>) -> Result<[u8; 32], Error> {
+    let node = node_name(ctx.node);
+    let uid = match pod.uid {
+        Some(u) => {
+            let mut out = [b'0'; 32];
+            let t = pod.pool.get(u).as_bytes();
+            let n = t.len().min(32);
+            out[..n].copy_from_slice(&t[..n]);
+            // A fixed uid is kept as written (see `Pod::uid`); this array is only its prefix.
+            out
+        }
+        None => {
+            let uid = uid_for(pod, &node, ctx.path);
+            let s = core::str::from_utf8(&uid).unwrap_or("");
+            pod.uid = Some(pod.pool.add(s).map_err(|_| cap(Limit::StringBytes))?);
+            uid
+        }
+    };
+    // Suffixed name.
+    let start = pod.pool.start();
+    let base = pod.name;
+    let push = |pool: &mut Pool, s: &str| pool.push_str(s).map_err(|_| cap(Limit::StringBytes));
+    {
+        // Copy the base name through a small buffer: the pool cannot lend and grow at once.
+        let mut buf: heapless::String<253> = heapless::String::new();
+        let _ = buf.push_str(pod.pool.get(base));
+        push(&mut pod.pool, &buf)?;
+    }
+    push(&mut pod.pool, "-")?;
+    push(&mut pod.pool, &node)?;
+    pod.name = pod.pool.finish(start);
+    if pod.namespace.is_none_or(|n| n.is_empty()) {
+        pod.namespace = Some(
+            pod.pool
+                .add("default")
+                .map_err(|_| cap(Limit::StringBytes))?,
+        );
+    }
+    pod.spec.node_name = Some(pod.pool.add(&node).map_err(|_| cap(Limit::StringBytes))?);
+    let s = &mut pod.spec;
+    s.restart_policy.get_or_insert(RestartPolicy::Always);
+    s.termination_grace_period_seconds.get_or_insert(30);
+    s.dns_policy.get_or_insert(DnsPolicy::ClusterFirst);
+    let host_network = s.host_network;
+    let pool = &pod.pool;
+    let tm_path_needed = s
+        .init_containers
+        .iter()
+        .chain(s.containers.iter())
+        .any(|c| c.termination_message_path.is_none());
+    for c in s.init_containers.iter_mut().chain(s.containers.iter_mut()) {
+        if c.image_pull_policy.is_none() {
+            c.image_pull_policy = Some(if image_is_latest(pool.get(c.image)) {
+                PullPolicy::Always
+            } else {
+                PullPolicy::IfNotPresent
+            });
+        }
+        c.termination_message_policy
+            .get_or_insert(TerminationMessagePolicy::File);
+        for p in c.ports.iter_mut() {
+            p.protocol.get_or_insert(Protocol::TCP);
+            if host_network && p.host_port.is_none() {
+                p.host_port = Some(p.container_port);
+            }
+        }
+        for pr in [
+            &mut c.liveness_probe,
+            &mut c.readiness_probe,
+            &mut c.startup_probe,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            pr.initial_delay_seconds.get_or_insert(0);
+            pr.timeout_seconds.get_or_insert(1);
+            pr.period_seconds.get_or_insert(10);
+            pr.success_threshold.get_or_insert(1);
+            pr.failure_threshold.get_or_insert(3);
+            if let Action::HttpGet { path, scheme, .. } = &mut pr.action {
+                scheme.get_or_insert(Scheme::HTTP);
+                let _ = path;
+            }
+        }
+    }
+    if tm_path_needed {
+        let tm = pod
+            .pool
+            .add("/dev/termination-log")
+            .map_err(|_| cap(Limit::StringBytes))?;
+        for c in pod
+            .spec
+            .init_containers
+            .iter_mut()
+            .chain(pod.spec.containers.iter_mut())
+        {
+            c.termination_message_path.get_or_insert(tm);
+        }
+    }
+    let uid_text = heapless::String::<128>::try_from(pod.pool.get(pod.uid.unwrap_or_default()))
+        .unwrap_or_default();
+    set_annotation(pod, "kubernetes.io/config.source", "file")?;
+    set_annotation(pod, "kubernetes.io/config.hash", &uid_text)?;
+    set_annotation(pod, "kubernetes.io/config.seen", ctx.seen)?;
+    Ok(uid)
+}

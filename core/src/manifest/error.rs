@@ -1,0 +1,324 @@
+//! Manifest errors.
+//!
+//! This module deals with what can be wrong with a manifest, as a small `Copy` value that
+//! the reconciler can keep in a pod's status and a HAL can render: the kind, the field path
+//! and (where the input has one) the line and column.
+
+use super::event::{Mark, SyntaxErrorKind};
+use super::path::FieldPath;
+use crate::config::Limit;
+use serde::{Deserialize, Serialize};
+
+/// The JSON/YAML type a value had or should have had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[allow(missing_docs)]
+pub enum ValueType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    Null,
+    Mapping,
+    Sequence,
+    Quantity,
+    IntOrString,
+}
+
+impl ValueType {
+    /// With an article, for messages.
+    pub const fn phrase(self) -> &'static str {
+        match self {
+            ValueType::String => "a string",
+            ValueType::Integer => "an integer",
+            ValueType::Number => "a number",
+            ValueType::Boolean => "a boolean",
+            ValueType::Null => "null",
+            ValueType::Mapping => "a mapping",
+            ValueType::Sequence => "a list",
+            ValueType::Quantity => "a quantity (like 500m or 128Mi)",
+            ValueType::IntOrString => "a port number or name",
+        }
+    }
+}
+
+/// Kinds of object that are not Pods, named in the rejection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[allow(missing_docs)]
+pub enum OtherKind {
+    Deployment,
+    ReplicaSet,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    CronJob,
+    Service,
+    ConfigMap,
+    Secret,
+    List,
+    PodList,
+    PodTemplate,
+    Other,
+}
+
+impl OtherKind {
+    /// Classifies a `kind` value.
+    pub fn of(kind: &str) -> Self {
+        match kind {
+            "Deployment" => Self::Deployment,
+            "ReplicaSet" => Self::ReplicaSet,
+            "StatefulSet" => Self::StatefulSet,
+            "DaemonSet" => Self::DaemonSet,
+            "Job" => Self::Job,
+            "CronJob" => Self::CronJob,
+            "Service" => Self::Service,
+            "ConfigMap" => Self::ConfigMap,
+            "Secret" => Self::Secret,
+            "List" => Self::List,
+            "PodList" => Self::PodList,
+            "PodTemplate" => Self::PodTemplate,
+            _ => Self::Other,
+        }
+    }
+    /// The name, for messages ("another kind" for unknown ones).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Deployment => "a Deployment",
+            Self::ReplicaSet => "a ReplicaSet",
+            Self::StatefulSet => "a StatefulSet",
+            Self::DaemonSet => "a DaemonSet",
+            Self::Job => "a Job",
+            Self::CronJob => "a CronJob",
+            Self::Service => "a Service",
+            Self::ConfigMap => "a ConfigMap",
+            Self::Secret => "a Secret",
+            Self::List => "a List",
+            Self::PodList => "a PodList",
+            Self::PodTemplate => "a PodTemplate",
+            Self::Other => "not a Pod",
+        }
+    }
+}
+
+/// Which API object a static pod tried to reference (SPEC 2.8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[allow(missing_docs)]
+pub enum ApiRef {
+    ServiceAccount,
+    Secret,
+    ConfigMap,
+    PersistentVolumeClaim,
+    ProjectedVolume,
+    CsiVolume,
+}
+
+impl ApiRef {
+    /// For messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ApiRef::ServiceAccount => "a ServiceAccount",
+            ApiRef::Secret => "Secrets",
+            ApiRef::ConfigMap => "ConfigMaps",
+            ApiRef::PersistentVolumeClaim => "PersistentVolumeClaims",
+            ApiRef::ProjectedVolume => "projected volumes (service account tokens)",
+            ApiRef::CsiVolume => "CSI volumes",
+        }
+    }
+}
+
+/// Why a value is invalid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[allow(missing_docs)]
+pub enum Invalid {
+    /// Not a DNS-1123 subdomain (lower-case alphanumerics, '-', '.', ≤ 253).
+    DnsSubdomain,
+    /// Not a DNS-1123 label (lower-case alphanumerics, '-', ≤ 63).
+    DnsLabel,
+    /// The suffixed pod name `<name>-<node>` is longer than 253.
+    SuffixedNameTooLong,
+    /// A port outside 1–65535.
+    PortRange,
+    /// A hostPort outside 0–65535.
+    HostPortRange,
+    /// A value not in the field's set (restartPolicy, protocol, ...).
+    UnknownValue,
+    /// A negative value where only ≥ 0 is allowed.
+    Negative,
+    /// A threshold or period that must be ≥ 1.
+    NotPositive,
+    /// An env name that is empty, has '=' or non-printable characters.
+    EnvName,
+    /// A name used twice (containers, volumes, ports, mount paths).
+    Duplicate,
+    /// A mount names no declared volume.
+    UndeclaredVolume,
+    /// A volume with no source keel supports (hostPath, emptyDir).
+    UnsupportedVolume,
+    /// A probe or hook with no action, or with more than one.
+    ActionCount,
+    /// A malformed quantity.
+    Quantity,
+    /// A path that must be absolute.
+    RelativePath,
+    /// A subPath that is absolute or contains `..`.
+    SubPath,
+    /// An image reference with spaces or empty.
+    Image,
+    /// A label or annotation key that is not a qualified name.
+    LabelKey,
+    /// A label value that is not valid.
+    LabelValue,
+    /// successThreshold must be 1 for liveness and startup probes.
+    SuccessThresholdNotOne,
+    /// A fieldRef path keel does not support.
+    FieldRefPath,
+    /// apiVersion is not v1.
+    ApiVersion,
+    /// The uid is not a valid identifier.
+    Uid,
+    /// A text too long for its field.
+    TooLong,
+}
+
+impl Invalid {
+    /// A description for people.
+    pub const fn message(self) -> &'static str {
+        use Invalid::*;
+        match self {
+            DnsSubdomain => "must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters",
+            DnsLabel => "must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters",
+            SuffixedNameTooLong => "the pod name with the node suffix (<name>-<node>) is longer than 253 characters",
+            PortRange => "must be a port number between 1 and 65535",
+            HostPortRange => "must be between 0 and 65535",
+            UnknownValue => "is not one of the supported values",
+            Negative => "must not be negative",
+            NotPositive => "must be at least 1",
+            EnvName => "must be a non-empty name of printable ASCII characters without '='",
+            Duplicate => "is a duplicate of an earlier entry",
+            UndeclaredVolume => "names a volume that is not declared in spec.volumes",
+            UnsupportedVolume => "has no volume source keel supports (hostPath or emptyDir)",
+            ActionCount => "must specify exactly one action (exec, httpGet, tcpSocket, grpc or sleep)",
+            Quantity => "is not a valid quantity (like 500m, 1.5, 128Mi, 1e3)",
+            RelativePath => "must be an absolute path",
+            SubPath => "must be a relative path without '..'",
+            Image => "must be a non-empty image reference without spaces",
+            LabelKey => "is not a valid label or annotation key",
+            LabelValue => "is not a valid label value (at most 63 alphanumerics, '-', '_', '.')",
+            SuccessThresholdNotOne => "must be 1 for liveness and startup probes",
+            FieldRefPath => "is not a field keel can provide (metadata.name, metadata.namespace, metadata.uid, spec.nodeName, spec.serviceAccountName, status.podIP, status.podIPs, status.hostIP, status.hostIPs)",
+            ApiVersion => "must be v1",
+            Uid => "must be a non-empty identifier of at most 64 printable characters",
+            TooLong => "is too long",
+        }
+    }
+}
+
+/// What is wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ErrorKind {
+    /// The bytes are not a well-formed document.
+    Syntax(SyntaxErrorKind),
+    /// The file is larger than [`crate::config::MAX_MANIFEST_BYTES`].
+    FileTooLarge,
+    /// A capacity ran out.
+    Capacity(Limit),
+    /// A key appears twice in one mapping.
+    DuplicateKey,
+    /// A value of the wrong type.
+    Type {
+        /// What the field takes.
+        expected: ValueType,
+        /// What was written.
+        got: ValueType,
+    },
+    /// A required field is missing or empty.
+    Required,
+    /// The document is another kind of object.
+    NotAPod(OtherKind),
+    /// A reference to an API object (SPEC 2.8).
+    ApiReference(ApiRef),
+    /// An invalid value.
+    Invalid(Invalid),
+}
+
+/// A manifest error: what, where in the Pod, and where in the file (line 0 = no position).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Error {
+    /// What.
+    pub kind: ErrorKind,
+    /// Where in the Pod.
+    pub path: FieldPath,
+    /// Where in the file (line 0 when unknown).
+    pub mark: Mark,
+}
+
+impl Error {
+    /// An error at a path and position.
+    pub fn new(kind: ErrorKind, path: FieldPath, mark: Mark) -> Self {
+        Error { kind, path, mark }
+    }
+}
+
+impl core::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            ErrorKind::Syntax(k) => f.write_str(k.message()),
+            ErrorKind::FileTooLarge => {
+                write!(
+                    f,
+                    "the file is larger than {} bytes",
+                    crate::config::MAX_MANIFEST_BYTES
+                )
+            }
+            ErrorKind::Capacity(l) => {
+                let (name, n) = l.describe();
+                write!(
+                    f,
+                    "too many entries or bytes: capacity {name} ({n}) exceeded"
+                )
+            }
+            ErrorKind::DuplicateKey => f.write_str("duplicate key in mapping"),
+            ErrorKind::Type { expected, got } => {
+                write!(f, "expected {}, got {}", expected.phrase(), got.phrase())?;
+                if matches!(expected, ValueType::String)
+                    && matches!(
+                        got,
+                        ValueType::Integer | ValueType::Number | ValueType::Boolean
+                    )
+                {
+                    f.write_str("; quote it")?;
+                }
+                Ok(())
+            }
+            ErrorKind::Required => f.write_str("required"),
+            ErrorKind::NotAPod(k) => write!(
+                f,
+                "only Pods can run as static pods; this is {} (kind must be Pod)",
+                k.name()
+            ),
+            ErrorKind::ApiReference(r) => write!(
+                f,
+                "static pods may not reference API objects: {} cannot be used by a static pod",
+                r.name()
+            ),
+            ErrorKind::Invalid(i) => f.write_str(i.message()),
+        }
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.mark.line > 0 {
+            write!(f, "{}:{}: ", self.mark.line, self.mark.column)?;
+        }
+        if !self.path.is_root() {
+            write!(f, "{}: ", self.path)?;
+        }
+        write!(f, "{}", self.kind)
+    }
+}

@@ -1,0 +1,1679 @@
+//! The reconciler: manifests in, the right pods running.
+//!
+//! This module deals with keeping exactly the pods the source describes running on the
+//! runtime, driven like smoltcp's `Interface`: the caller owns time, storage and the
+//! platform, and calls [`Reconciler::poll`], which does a bounded amount of work, never
+//! fails (platform errors become status, events and counters) and says through
+//! [`Reconciler::poll_at`] when it next needs to run.
+//!
+//! Storage is the caller's: pod slots ([`PodSlot`]), file entries ([`FileEntry`]) and one
+//! [`Scratch`] pod for decoding. A slot keeps the defaulted pod in postcard form, so
+//! restarts and the last-known-good version (SPEC 3.2) never need the file again.
+//!
+//! Rules implemented here (SPEC 1.2–1.9, 3, 4, 5.1): dotfiles and non-manifest names are
+//! ignored and reported once; an unchanged token is not re-read; an identical rewrite is a
+//! no-op (digest); an edit replaces the pod only after the old one has fully terminated
+//! (one instance per full name); a fixed `metadata.uid` restarts only changed containers; a
+//! duplicate name is rejected in favour of the file that sorts first; running pods are kept
+//! while the source is unreadable; capacity errors refuse the newcomer only; containers
+//! left by an earlier agent are adopted or removed.
+
+use crate::config::{Limit, MAX_CONTAINERS, MAX_INIT_CONTAINERS, SPEC_BYTES};
+use crate::machine::{AfterExit, Container, Settings, State, Verdict, WaitReason};
+use crate::manifest::model::{Action, Pod, Pool, Probe, RestartPolicy};
+use crate::manifest::{self, defaults, Digest, Error, ErrorKind};
+use crate::platform::*;
+use crate::status::*;
+use crate::time::{Duration, Instant};
+use heapless::{Deque, String, Vec};
+use sha2::{Digest as _, Sha256};
+
+/// Longest manifest file name kept.
+#[cfg(not(feature = "small"))]
+pub const MAX_FILE_NAME: usize = 255;
+/// Longest manifest file name kept.
+#[cfg(feature = "small")]
+pub const MAX_FILE_NAME: usize = 48;
+/// Longest pod UID (generated UIDs have 32 characters; a fixed `metadata.uid` is usually a
+/// 36-character UUID).
+pub const MAX_UID: usize = 64;
+/// Containers per pod, init and app together.
+pub const MAX_POD_CONTAINERS: usize = MAX_CONTAINERS + MAX_INIT_CONTAINERS;
+/// Events kept until the host drains them; the oldest are dropped (and counted) beyond.
+#[cfg(not(feature = "small"))]
+pub const EVENT_QUEUE: usize = 256;
+/// Events kept until the host drains them.
+#[cfg(feature = "small")]
+pub const EVENT_QUEUE: usize = 16;
+/// Manifest files read and applied per poll (bounded work); the rest wait one poll.
+pub const APPLIES_PER_POLL: usize = 16;
+/// Runtime change reports handled per poll before falling back to a full state sweep.
+const CHANGED_BATCH: usize = 32;
+/// Containers of an earlier agent being removed at once.
+const MAX_ORPHANS: usize = 16;
+
+/// The scratch space for decoding one manifest.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// The pod being decoded.
+    pub pod: Pod,
+    /// Canonicalisation's second pool.
+    pub pool: Pool,
+}
+
+/// One manifest file the reconciler knows.
+#[derive(Clone, Debug)]
+pub struct FileEntry {
+    id: u32,
+    name: String<MAX_FILE_NAME>,
+    token: u64,
+    seen: bool,
+    dirty: bool,
+    state: FileState,
+}
+
+impl FileEntry {
+    /// An unused entry (for building caller storage).
+    pub const EMPTY: FileEntry = FileEntry {
+        id: 0,
+        name: String::new(),
+        token: 0,
+        seen: false,
+        dirty: false,
+        state: FileState::New,
+    };
+    /// The file name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Stable id used in events.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+    /// What became of it.
+    pub fn state(&self) -> FileState {
+        self.state
+    }
+}
+
+/// Sandbox progress of a pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sandbox {
+    None,
+    Ready,
+    Retry(Instant),
+}
+
+/// What a slot's pod is doing as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    Active,
+    Terminating {
+        kill_at: Instant,
+        reason: StopReason,
+    },
+}
+
+/// Storage for one pod.
+#[derive(Clone, Debug)]
+pub struct PodSlot {
+    used: bool,
+    generation: u32,
+    uid: String<MAX_UID>,
+    /// Hash of namespace/name, for one-instance-per-name.
+    name_key: u64,
+    digest: Digest,
+    spec: Vec<u8, SPEC_BYTES>,
+    containers: Vec<Container, MAX_POD_CONTAINERS>,
+    n_init: u8,
+    policy: RestartPolicy,
+    grace: Duration,
+    sandbox: Sandbox,
+    life: Life,
+    rejection: Option<Error>,
+    created_at: Instant,
+    deadline: Instant,
+    /// Set while an in-place container update waits for old containers to stop.
+    fixed_uid: bool,
+}
+
+impl PodSlot {
+    /// An unused slot (for building caller storage).
+    pub const EMPTY: PodSlot = PodSlot {
+        used: false,
+        generation: 0,
+        uid: String::new(),
+        name_key: 0,
+        digest: [0; 16],
+        spec: Vec::new(),
+        containers: Vec::new(),
+        n_init: 0,
+        policy: RestartPolicy::Always,
+        grace: Duration::from_secs(30),
+        sandbox: Sandbox::None,
+        life: Life::Active,
+        rejection: None,
+        created_at: Instant::ZERO,
+        deadline: Instant::NEVER,
+        fixed_uid: false,
+    };
+    /// In use?
+    pub fn is_used(&self) -> bool {
+        self.used
+    }
+    /// The pod UID.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+    /// The defaulted pod in postcard form.
+    pub fn spec_bytes(&self) -> &[u8] {
+        &self.spec
+    }
+    /// Decodes the defaulted pod.
+    pub fn decode_into(&self, pod: &mut Pod) -> bool {
+        match postcard::from_bytes::<Pod>(&self.spec) {
+            Ok(p) => {
+                *pod = p;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+    /// Container statuses, init containers first.
+    pub fn containers(&self) -> &[Container] {
+        &self.containers
+    }
+    /// Number of init containers.
+    pub fn init_count(&self) -> usize {
+        self.n_init as usize
+    }
+    /// Pod phase (SPEC 5.1).
+    pub fn phase(&self) -> Phase {
+        phase(&self.containers, self.n_init as usize)
+    }
+    /// The error of a rejected newer version, while this (last good) one keeps running.
+    pub fn rejection(&self) -> Option<Error> {
+        self.rejection
+    }
+    /// Being terminated?
+    pub fn terminating(&self) -> Option<StopReason> {
+        match self.life {
+            Life::Terminating { reason, .. } => Some(reason),
+            Life::Active => None,
+        }
+    }
+    /// When the slot took this pod.
+    pub fn created_at(&self) -> Instant {
+        self.created_at
+    }
+    /// Content digest of the manifest as written.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+    /// Its id.
+    fn id(&self, slot: usize) -> PodId {
+        PodId {
+            slot: slot as u16,
+            generation: self.generation,
+        }
+    }
+}
+
+/// Pod phase from container states (SPEC 5.1).
+pub fn phase(cs: &[Container], n_init: usize) -> Phase {
+    let (init, app) = cs.split_at(n_init.min(cs.len()));
+    for c in init {
+        match c.state {
+            State::Terminated(t) if t.code == 0 => {}
+            State::Terminated(_) => return Phase::Failed,
+            _ => return Phase::Pending,
+        }
+    }
+    if app.is_empty() {
+        return Phase::Pending;
+    }
+    if app.iter().all(|c| c.is_final()) {
+        let ok = app
+            .iter()
+            .all(|c| matches!(c.state, State::Terminated(t) if t.code == 0));
+        return if ok { Phase::Succeeded } else { Phase::Failed };
+    }
+    let running = |c: &Container| matches!(c.state, State::Running { .. } | State::Stopping { .. });
+    if app.iter().any(running) {
+        return Phase::Running;
+    }
+    // Restarting after having run counts as Running.
+    if app.iter().all(|c| c.last.is_some() || running(c)) {
+        return Phase::Running;
+    }
+    Phase::Pending
+}
+
+fn hash64(parts: &[&[u8]]) -> u64 {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u32).to_le_bytes());
+        h.update(p);
+    }
+    let out = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&out[..8]);
+    u64::from_le_bytes(b)
+}
+
+/// Digest of one container's spec (for adoption and in-place updates).
+fn container_digest(pod: &Pod, index: usize) -> u64 {
+    let Some((_, c)) = pod.all_containers().nth(index) else {
+        return 0;
+    };
+    // Hash the container's texts as well as its encoding: handles alone point into the pool.
+    let mut h = Sha256::new();
+    struct W<'x>(&'x mut Sha256);
+    impl postcard::ser_flavors::Flavor for W<'_> {
+        type Output = ();
+        fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+            self.0.update([b]);
+            Ok(())
+        }
+        fn finalize(self) -> postcard::Result<()> {
+            Ok(())
+        }
+    }
+    let _ = postcard::serialize_with_flavor(c, W(&mut h));
+    // Texts in model order: every handle's text.
+    let mut copy = c.clone();
+    let mut tmp = Pod::default();
+    let _ = tmp.spec.containers.push(core::mem::take(&mut copy));
+    let pool = &pod.pool;
+    defaults::for_each_str(&mut tmp, &mut |s| {
+        h.update(pool.get(*s).as_bytes());
+        h.update([0xff]);
+    });
+    let out = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&out[..8]);
+    u64::from_le_bytes(b)
+}
+
+fn ignore_reason(name: &str, kind: EntryKind) -> Option<IgnoreReason> {
+    if name.starts_with('.') {
+        return Some(IgnoreReason::Dotfile);
+    }
+    match kind {
+        EntryKind::Directory => return Some(IgnoreReason::Directory),
+        EntryKind::Special => return Some(IgnoreReason::Special),
+        EntryKind::DanglingLink => return Some(IgnoreReason::DanglingLink),
+        EntryKind::Insecure => return Some(IgnoreReason::Insecure),
+        EntryKind::File => {}
+    }
+    if !(name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json")) {
+        return Some(IgnoreReason::Extension);
+    }
+    None
+}
+
+/// Counters for what could not be reported otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Events dropped because the queue was full.
+    pub events_dropped: u32,
+    /// Polls run.
+    pub polls: u64,
+    /// Files read.
+    pub reads: u64,
+    /// Entries not tracked because the file table was full.
+    pub files_untracked: u32,
+    /// Orphan containers that could not be queued for removal.
+    pub orphans_leaked: u32,
+}
+
+/// The reconciler.
+#[derive(Debug)]
+pub struct Reconciler<'s> {
+    slots: &'s mut [PodSlot],
+    files: &'s mut [FileEntry],
+    nfiles: usize,
+    scratch: &'s mut Scratch,
+    settings: Settings,
+    node: String<253>,
+    wall: String<40>,
+    next_rescan: Instant,
+    rescan_now: bool,
+    apply_pending: bool,
+    sweep_all: bool,
+    source_error: Option<PlatformErrorKind>,
+    started: bool,
+    next_file_id: u32,
+    events: Deque<Event, EVENT_QUEUE>,
+    orphans: Vec<(Handle, Instant, bool), MAX_ORPHANS>,
+    orphan_sandboxes: Vec<String<MAX_UID>, MAX_ORPHANS>,
+    counters: Counters,
+    last_poll: Instant,
+}
+
+impl<'s> Reconciler<'s> {
+    /// A reconciler over caller storage for `node` (the node name; trimmed, lower-cased).
+    pub fn new(
+        slots: &'s mut [PodSlot],
+        files: &'s mut [FileEntry],
+        scratch: &'s mut Scratch,
+        node: &str,
+        settings: Settings,
+    ) -> Self {
+        for s in slots.iter_mut() {
+            *s = PodSlot::EMPTY;
+        }
+        Reconciler {
+            slots,
+            files,
+            nfiles: 0,
+            scratch,
+            settings,
+            node: defaults::node_name(node),
+            wall: String::new(),
+            next_rescan: Instant::ZERO,
+            rescan_now: true,
+            apply_pending: false,
+            sweep_all: false,
+            source_error: None,
+            started: false,
+            next_file_id: 1,
+            events: Deque::new(),
+            orphans: Vec::new(),
+            orphan_sandboxes: Vec::new(),
+            counters: Counters::default(),
+            last_poll: Instant::ZERO,
+        }
+    }
+
+    /// The node name in use.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Sets the wall-clock time (RFC 3339) stamped into `kubernetes.io/config.seen` of pods
+    /// taken from now on. Hosts without a wall clock may leave it empty.
+    pub fn set_wall_time(&mut self, rfc3339: &str) {
+        self.wall.clear();
+        let _ = self.wall.push_str(rfc3339);
+    }
+
+    /// Asks for a re-scan of the source at the next poll (inotify, a UART command).
+    pub fn notify_changed(&mut self) {
+        self.rescan_now = true;
+    }
+
+    /// Retries every container waiting on a failed start now (an image was imported).
+    pub fn retry_waiting(&mut self, now: Instant) {
+        for s in self.slots.iter_mut().filter(|s| s.used) {
+            for c in s.containers.iter_mut() {
+                if let State::Waiting {
+                    error: Some(_),
+                    restart_at,
+                    ..
+                } = &mut c.state
+                {
+                    *restart_at = now;
+                    s.deadline = now;
+                }
+            }
+        }
+    }
+
+    /// When `poll` next needs to run.
+    pub fn poll_at(&self) -> Instant {
+        if self.rescan_now || self.apply_pending || self.sweep_all || !self.started {
+            return self.last_poll;
+        }
+        let mut at = self.next_rescan;
+        for s in self.slots.iter().filter(|s| s.used) {
+            at = at.min(s.deadline);
+        }
+        for (_, kill_at, _) in self.orphans.iter() {
+            at = at.min(*kill_at);
+        }
+        at.max(self.last_poll)
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The source's current error, if it cannot be listed.
+    pub fn source_error(&self) -> Option<PlatformErrorKind> {
+        self.source_error
+    }
+
+    /// The pod slots.
+    pub fn slots(&self) -> &[PodSlot] {
+        self.slots
+    }
+
+    /// Known files, sorted by name.
+    pub fn files(&self) -> &[FileEntry] {
+        &self.files[..self.nfiles]
+    }
+
+    /// A file by id.
+    pub fn file(&self, id: u32) -> Option<&FileEntry> {
+        self.files().iter().find(|f| f.id == id)
+    }
+
+    /// The file whose pod is in `slot`.
+    pub fn file_of(&self, pod: PodId) -> Option<&FileEntry> {
+        self.files().iter().find(|f| match f.state {
+            FileState::Pod(p) => p == pod,
+            FileState::Rejected { kept: Some(p), .. }
+            | FileState::Unreadable { kept: Some(p), .. } => p == pod,
+            _ => false,
+        })
+    }
+
+    /// Takes the pending events, oldest first.
+    pub fn drain_events(&mut self, f: &mut dyn FnMut(Event)) {
+        while let Some(e) = self.events.pop_front() {
+            f(e);
+        }
+    }
+
+    fn emit(&mut self, e: Event) {
+        if self.events.is_full() {
+            self.events.pop_front();
+            self.counters.events_dropped = self.counters.events_dropped.saturating_add(1);
+        }
+        let _ = self.events.push_back(e);
+    }
+
+    /// One round of work: re-scan the source if due, handle runtime changes, advance every
+    /// pod whose deadline has come. Bounded: at most [`APPLIES_PER_POLL`] files are read.
+    pub fn poll<S: ManifestSource, R: Runtime>(&mut self, now: Instant, src: &mut S, rt: &mut R) {
+        self.counters.polls += 1;
+        self.last_poll = now;
+        if !self.started {
+            // Start-up: everything present is loaded at once (SPEC 1.2), then adopted.
+            self.rescan(now, src);
+            while self.apply_pending {
+                self.apply_dirty(now, src, usize::MAX);
+            }
+            self.adopt(now, rt);
+            self.started = true;
+        } else {
+            if self.rescan_now || now >= self.next_rescan {
+                self.rescan(now, src);
+            }
+            if self.apply_pending {
+                self.apply_dirty(now, src, APPLIES_PER_POLL);
+            }
+        }
+        self.handle_changes(now, rt);
+        for i in 0..self.slots.len() {
+            if self.slots[i].used && self.slots[i].deadline <= now {
+                self.advance(i, now, rt);
+            }
+        }
+        self.advance_orphans(now, rt);
+    }
+
+    // ---- source ---------------------------------------------------------------------
+
+    fn rescan<S: ManifestSource>(&mut self, now: Instant, src: &mut S) {
+        self.rescan_now = false;
+        self.next_rescan = now + self.settings.rescan_period;
+        for f in self.files[..self.nfiles].iter_mut() {
+            f.seen = false;
+        }
+        let mut new_ignored: Vec<(u32, IgnoreReason), 8> = Vec::new();
+        let mut untracked = 0u32;
+        let result = {
+            let files = &mut *self.files;
+            let nfiles = &mut self.nfiles;
+            let next_id = &mut self.next_file_id;
+            let pending = &mut self.apply_pending;
+            src.list(&mut |e: Entry<'_>| {
+                let idx = match files[..*nfiles].binary_search_by(|f| f.name.as_str().cmp(e.name)) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        let Ok(name) = String::try_from(e.name) else {
+                            untracked += 1;
+                            return;
+                        };
+                        if *nfiles >= files.len() {
+                            untracked += 1;
+                            return;
+                        }
+                        files[i..=*nfiles].rotate_right(1);
+                        files[i] = FileEntry {
+                            id: *next_id,
+                            name,
+                            token: 0,
+                            seen: false,
+                            dirty: false,
+                            state: FileState::New,
+                        };
+                        *next_id = next_id.wrapping_add(1).max(1);
+                        *nfiles += 1;
+                        i
+                    }
+                };
+                let f = &mut files[idx];
+                f.seen = true;
+                match ignore_reason(e.name, e.kind) {
+                    Some(r) => {
+                        // Insecure files keep a running pod (as a bad edit would); others
+                        // (a manifest turned into a directory…) are handled like removals below.
+                        if f.state != FileState::Ignored(r) {
+                            let kept = match f.state {
+                                FileState::Pod(p) if r == IgnoreReason::Insecure => Some(p),
+                                _ => None,
+                            };
+                            if kept.is_none() && matches!(f.state, FileState::Pod(_)) {
+                                // Treated as gone: mark unseen so the sweep removes its pod,
+                                // then it is re-added as ignored at the next scan.
+                                f.seen = false;
+                                return;
+                            }
+                            f.state = FileState::Ignored(r);
+                            let _ = new_ignored.push((f.id, r));
+                        }
+                        f.dirty = false;
+                        f.token = e.token;
+                    }
+                    None => {
+                        if f.token != e.token
+                            || f.state == FileState::New
+                            || matches!(f.state, FileState::Ignored(_))
+                        {
+                            f.token = e.token;
+                            f.dirty = true;
+                            *pending = true;
+                        }
+                    }
+                }
+            })
+        };
+        self.counters.files_untracked = self.counters.files_untracked.saturating_add(untracked);
+        if untracked > 0 {
+            self.emit(Event::CapacityFull {
+                limit: Limit::Manifests,
+            });
+        }
+        for (file, reason) in new_ignored {
+            self.emit(Event::FileIgnored { file, reason });
+        }
+        match result {
+            Err(e) => {
+                // Unreadable source: keep everything (SPEC 1.7, keel).
+                for f in self.files[..self.nfiles].iter_mut() {
+                    f.seen = true;
+                }
+                let kind = e.kind();
+                if self.source_error != Some(kind) {
+                    self.emit(Event::SourceUnavailable { kind });
+                }
+                self.source_error = Some(kind);
+                return;
+            }
+            Ok(()) => {
+                if self.source_error.take().is_some() {
+                    self.emit(Event::SourceRecovered);
+                }
+            }
+        }
+        // Sweep: files gone → their pods terminate.
+        let mut i = 0;
+        while i < self.nfiles {
+            if self.files[i].seen {
+                i += 1;
+                continue;
+            }
+            let owned = match self.files[i].state {
+                FileState::Pod(p) => Some(p),
+                FileState::Rejected { kept, .. } | FileState::Unreadable { kept, .. } => kept,
+                _ => None,
+            };
+            if let Some(p) = owned {
+                self.terminate(p.slot as usize, now, StopReason::Deleted);
+            }
+            self.files[i..self.nfiles].rotate_left(1);
+            self.nfiles -= 1;
+        }
+    }
+
+    /// Marks entries waiting on a slot (duplicates, capacity, replacements) for another try.
+    fn wake_waiters(&mut self) {
+        for f in self.files[..self.nfiles].iter_mut() {
+            if matches!(
+                f.state,
+                FileState::NoCapacity | FileState::Duplicate(_) | FileState::Waiting
+            ) {
+                f.dirty = true;
+                self.apply_pending = true;
+            }
+        }
+    }
+
+    fn apply_dirty<S: ManifestSource>(&mut self, now: Instant, src: &mut S, budget: usize) {
+        let mut done = 0;
+        let mut i = 0;
+        self.apply_pending = false;
+        while i < self.nfiles {
+            if self.files[i].dirty {
+                if done >= budget {
+                    self.apply_pending = true;
+                    return;
+                }
+                done += 1;
+                self.files[i].dirty = false;
+                self.apply(i, now, src);
+            }
+            i += 1;
+        }
+    }
+
+    fn owned_slot(state: FileState) -> Option<PodId> {
+        match state {
+            FileState::Pod(p) => Some(p),
+            FileState::Rejected { kept, .. } | FileState::Unreadable { kept, .. } => kept,
+            FileState::Waiting => None,
+            _ => None,
+        }
+    }
+
+    /// Reads and applies file `i`.
+    fn apply<S: ManifestSource>(&mut self, i: usize, now: Instant, src: &mut S) {
+        self.counters.reads += 1;
+        let name: String<MAX_FILE_NAME> = self.files[i].name.clone();
+        let file_id = self.files[i].id;
+        let owned = Self::owned_slot(self.files[i].state).filter(|p| {
+            self.slots[p.slot as usize].used
+                && self.slots[p.slot as usize].generation == p.generation
+        });
+        let node = self.node.clone();
+        let wall = self.wall.clone();
+        let mut outcome: Option<Result<manifest::Prepared, Error>> = None;
+        let scratch = &mut *self.scratch;
+        let read = src.read(&name, &mut |bytes| {
+            let ctx = manifest::Context {
+                node: &node,
+                path: &name,
+                seen: &wall,
+            };
+            let r = manifest::prepare(
+                bytes,
+                &ctx,
+                &mut scratch.pod,
+                &mut scratch.pool,
+                &mut |_| {},
+                &mut |_| {},
+            );
+            outcome = Some(r);
+        });
+        let result = match (read, outcome) {
+            (Ok(()), Some(r)) => r,
+            (read, _) => {
+                let kind = read.err().map_or(PlatformErrorKind::Io, |e| e.kind());
+                self.files[i].token = 0; // retry at the next scan
+                self.files[i].state = FileState::Unreadable { kind, kept: owned };
+                self.emit(Event::ReadFailed {
+                    file: file_id,
+                    kind,
+                });
+                return;
+            }
+        };
+        let (digest, fixed_uid) = match result {
+            Err(error) => {
+                if let Some(p) = owned {
+                    self.slots[p.slot as usize].rejection = Some(error);
+                }
+                self.files[i].state = FileState::Rejected { error, kept: owned };
+                self.emit(Event::ManifestRejected {
+                    file: file_id,
+                    error,
+                    kept_running: owned.is_some(),
+                });
+                return;
+            }
+            Ok(p) => (p.digest, p.fixed_uid),
+        };
+        let pod = &self.scratch.pod;
+        let uid = pod.s(pod.uid.unwrap_or_default());
+        let name_key = hash64(&[
+            pod.s(pod.namespace.unwrap_or_default()).as_bytes(),
+            pod.s(pod.name).as_bytes(),
+        ]);
+        if let Some(p) = owned {
+            let s = &mut self.slots[p.slot as usize];
+            if s.life != Life::Active {
+                self.files[i].state = FileState::Waiting;
+                return;
+            }
+            s.rejection = None;
+            if s.digest == digest {
+                self.files[i].state = FileState::Pod(p);
+                return;
+            }
+            if fixed_uid
+                && s.uid.as_str() == uid
+                && s.name_key == name_key
+                && self.update_in_place(p.slot as usize, digest, now)
+            {
+                self.files[i].state = FileState::Pod(p);
+                return;
+            }
+            self.terminate(p.slot as usize, now, StopReason::Replaced);
+            self.files[i].state = FileState::Waiting;
+            return;
+        }
+        // One instance per full name (SPEC 3.6, 3.7).
+        if let Some(t) = self
+            .slots
+            .iter()
+            .position(|s| s.used && s.name_key == name_key)
+        {
+            let tid = self.slots[t].id(t);
+            let owner = self.files[..self.nfiles]
+                .iter()
+                .position(|f| Self::owned_slot(f.state) == Some(tid));
+            match owner {
+                Some(o) if o < i => {
+                    if self.files[i].state != FileState::Duplicate(tid) {
+                        self.emit(Event::ManifestDuplicate {
+                            file: file_id,
+                            of: tid,
+                        });
+                    }
+                    self.files[i].state = FileState::Duplicate(tid);
+                }
+                Some(o) => {
+                    // This file sorts first: the other file's pod gives way.
+                    self.files[o].state = FileState::Duplicate(tid);
+                    self.terminate(t, now, StopReason::Superseded);
+                    self.files[i].state = FileState::Waiting;
+                }
+                None => self.files[i].state = FileState::Waiting,
+            }
+            return;
+        }
+        let Some(free) = self.slots.iter().position(|s| !s.used) else {
+            self.files[i].state = FileState::NoCapacity;
+            self.emit(Event::CapacityFull {
+                limit: Limit::PodSlots,
+            });
+            self.emit(Event::ManifestRejected {
+                file: file_id,
+                error: Error::new(
+                    ErrorKind::Capacity(Limit::PodSlots),
+                    Default::default(),
+                    Default::default(),
+                ),
+                kept_running: false,
+            });
+            return;
+        };
+        match self.load_slot(free, digest, name_key, fixed_uid, now) {
+            Ok(id) => {
+                self.files[i].state = FileState::Pod(id);
+                self.emit(Event::PodAdded {
+                    pod: id,
+                    file: file_id,
+                });
+            }
+            Err(error) => {
+                self.files[i].state = FileState::Rejected { error, kept: None };
+                self.emit(Event::ManifestRejected {
+                    file: file_id,
+                    error,
+                    kept_running: false,
+                });
+            }
+        }
+    }
+
+    /// Puts the scratch pod into slot `i`.
+    fn load_slot(
+        &mut self,
+        i: usize,
+        digest: Digest,
+        name_key: u64,
+        fixed_uid: bool,
+        now: Instant,
+    ) -> Result<PodId, Error> {
+        let pod = &self.scratch.pod;
+        let mut spec: Vec<u8, SPEC_BYTES> = Vec::new();
+        spec.resize_default(SPEC_BYTES).ok();
+        let used = postcard::to_slice(pod, &mut spec)
+            .map(|b| b.len())
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Capacity(Limit::SpecBytes),
+                    Default::default(),
+                    Default::default(),
+                )
+            })?;
+        spec.truncate(used);
+        let s = &mut self.slots[i];
+        let generation = s.generation.wrapping_add(1);
+        *s = PodSlot::EMPTY;
+        s.generation = generation;
+        s.used = true;
+        s.uid = String::try_from(pod.s(pod.uid.unwrap_or_default())).unwrap_or_default();
+        s.name_key = name_key;
+        s.digest = digest;
+        s.spec = spec;
+        s.n_init = pod.spec.init_containers.len() as u8;
+        s.policy = pod.spec.restart_policy.unwrap_or(RestartPolicy::Always);
+        s.grace = grace_of(pod);
+        s.created_at = now;
+        s.deadline = now;
+        s.fixed_uid = fixed_uid;
+        let n = pod.all_containers().count();
+        for idx in 0..n {
+            let reason = if idx >= s.n_init as usize && s.n_init > 0 {
+                WaitReason::PodInitializing
+            } else {
+                WaitReason::ContainerCreating
+            };
+            let _ = s
+                .containers
+                .push(Container::new(container_digest(pod, idx), reason));
+        }
+        Ok(s.id(i))
+    }
+
+    /// A fixed-UID pod whose containers changed: restart only the changed ones (SPEC 3.5).
+    /// Returns false when the change is not container-local (then the pod is replaced).
+    fn update_in_place(&mut self, i: usize, digest: Digest, now: Instant) -> bool {
+        let pod = &self.scratch.pod;
+        let s = &self.slots[i];
+        let n = pod.all_containers().count();
+        if n != s.containers.len() || pod.spec.init_containers.len() != s.n_init as usize {
+            return false;
+        }
+        // Pod-level fields must be equal: compare the pods with containers blanked out.
+        let mut old = Pod::default();
+        if !s.decode_into(&mut old) {
+            return false;
+        }
+        let names_equal = old
+            .all_containers()
+            .zip(pod.all_containers())
+            .all(|((_, a), (_, b))| old.s(a.name) == pod.s(b.name));
+        if !names_equal || !pod_level_equal(&old, pod) {
+            return false;
+        }
+        let digests: Vec<u64, MAX_POD_CONTAINERS> =
+            (0..n).map(|k| container_digest(pod, k)).collect();
+        let mut spec: Vec<u8, SPEC_BYTES> = Vec::new();
+        spec.resize_default(SPEC_BYTES).ok();
+        let Ok(used) = postcard::to_slice(pod, &mut spec).map(|b| b.len()) else {
+            return false;
+        };
+        spec.truncate(used);
+        let id = self.slots[i].id(i);
+        let s = &mut self.slots[i];
+        s.spec = spec;
+        s.digest = digest;
+        s.grace = grace_of(pod);
+        let grace = s.grace;
+        let mut changed: Vec<u8, MAX_POD_CONTAINERS> = Vec::new();
+        for (k, c) in s.containers.iter_mut().enumerate() {
+            if c.digest == digests[k] {
+                continue;
+            }
+            let _ = changed.push(k as u8);
+            let fresh = Container::new(digests[k], WaitReason::ContainerCreating);
+            if c.begin_stop(now, now + grace, true) {
+                // Restarts with the new spec once stopped: backoff and counts start afresh.
+                c.digest = digests[k];
+                c.restart_count = 0;
+                c.backoff = fresh.backoff;
+            } else {
+                *c = Container {
+                    state: State::Waiting {
+                        reason: WaitReason::ContainerCreating,
+                        restart_at: now,
+                        error: None,
+                    },
+                    ..fresh
+                };
+            }
+        }
+        s.deadline = now;
+        for k in changed {
+            self.emit(Event::ContainerSpecChanged {
+                pod: id,
+                container: k,
+            });
+        }
+        true
+    }
+
+    /// Starts terminating slot `i` (idempotent).
+    fn terminate(&mut self, i: usize, now: Instant, reason: StopReason) {
+        let s = &mut self.slots[i];
+        if !s.used {
+            return;
+        }
+        if let Life::Terminating { .. } = s.life {
+            return;
+        }
+        let kill_at = now + s.grace;
+        s.life = Life::Terminating { kill_at, reason };
+        s.deadline = now;
+        let id = s.id(i);
+        self.emit(Event::PodTerminating { pod: id, reason });
+    }
+
+    // ---- adoption -------------------------------------------------------------------
+
+    fn adopt<R: Runtime>(&mut self, now: Instant, rt: &mut R) {
+        let slots = &mut *self.slots;
+        let scratch = &mut *self.scratch;
+        let orphans = &mut self.orphans;
+        let orphan_sandboxes = &mut self.orphan_sandboxes;
+        let mut leaked = 0u32;
+        let mut adopted: Vec<(PodId, u8, Option<RunState>), 32> = Vec::new();
+        let kill_at = now + self.settings.min_grace;
+        rt.adopt(&mut |ex: Existing<'_>| {
+            let slot = slots
+                .iter()
+                .position(|s| s.used && s.uid.as_str() == ex.pod_uid && s.life == Life::Active);
+            let Some(si) = slot else {
+                match ex.container {
+                    Some(_) => {
+                        if orphans.push((ex.handle, kill_at, false)).is_err() {
+                            leaked += 1;
+                        }
+                    }
+                    None => {
+                        if let Ok(u) = String::try_from(ex.pod_uid) {
+                            let _ = orphan_sandboxes.push(u);
+                        }
+                    }
+                }
+                return;
+            };
+            let s = &mut slots[si];
+            let Some(cname) = ex.container else {
+                s.sandbox = Sandbox::Ready;
+                return;
+            };
+            if !s.decode_into(&mut scratch.pod) {
+                return;
+            }
+            let pod = &scratch.pod;
+            let idx = pod
+                .all_containers()
+                .position(|(_, c)| pod.s(c.name) == cname);
+            match idx {
+                Some(k)
+                    if s.containers[k].digest == ex.digest && s.containers[k].handle.is_none() =>
+                {
+                    let c = &mut s.containers[k];
+                    c.handle = Some(ex.handle);
+                    c.restart_count = ex.restart_count;
+                    if ex.restart_count > 0 {
+                        // It ran before: its last state is unknown but restarts count.
+                        c.backoff.step = 1;
+                        c.backoff.last_at = now;
+                    }
+                    c.state = State::Creating { since: now };
+                    s.deadline = now;
+                    let _ = adopted.push((s.id(si), k as u8, Some(ex.state)));
+                }
+                _ => {
+                    if orphans.push((ex.handle, kill_at, false)).is_err() {
+                        leaked += 1;
+                    }
+                }
+            }
+        });
+        self.counters.orphans_leaked += leaked;
+        // Containers of earlier inits that completed are not reported by the runtime once
+        // removed; an adopted app container implies its init containers succeeded.
+        for (p, k, st) in adopted {
+            let s = &mut self.slots[p.slot as usize];
+            if (k as usize) >= s.n_init as usize {
+                for init in 0..s.n_init as usize {
+                    if s.containers[init].handle.is_none() {
+                        let t = crate::machine::Termination {
+                            code: 0,
+                            reason: crate::machine::TermReason::Completed,
+                            finished_at: now,
+                            started_at: now,
+                        };
+                        s.containers[init].state = State::Terminated(t);
+                    }
+                }
+            }
+            self.emit(Event::ContainerAdopted {
+                pod: p,
+                container: k,
+            });
+            if let Some(st) = st {
+                self.on_state(p.slot as usize, k as usize, st, now);
+            }
+        }
+        for (h, _, _) in self.orphans.iter() {
+            let _ = rt.signal(*h, Signal::Stop);
+        }
+    }
+
+    fn advance_orphans<R: Runtime>(&mut self, now: Instant, rt: &mut R) {
+        let mut i = 0;
+        while i < self.orphans.len() {
+            let (h, kill_at, killed) = self.orphans[i];
+            match rt.state(h) {
+                RunState::Exited { .. } | RunState::Gone => {
+                    let _ = rt.remove_container(h);
+                    self.orphans.swap_remove(i);
+                    self.emit(Event::OrphanRemoved);
+                    continue;
+                }
+                _ if now >= kill_at && !killed => {
+                    let _ = rt.signal(h, Signal::Kill);
+                    self.orphans[i] = (h, now + self.settings.min_grace, true);
+                }
+                _ if now >= kill_at => {
+                    // Killed and still not gone: remove forcibly.
+                    let _ = rt.remove_container(h);
+                    self.orphans.swap_remove(i);
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        if self.orphans.is_empty() {
+            while let Some(uid) = self.orphan_sandboxes.pop() {
+                let _ = rt.remove_sandbox(&uid);
+            }
+        }
+    }
+
+    // ---- runtime changes ------------------------------------------------------------
+
+    fn locate(&self, h: Handle) -> Option<(usize, usize)> {
+        for (si, s) in self.slots.iter().enumerate().filter(|(_, s)| s.used) {
+            if let Some(k) = s.containers.iter().position(|c| c.handle == Some(h)) {
+                return Some((si, k));
+            }
+        }
+        None
+    }
+
+    fn handle_changes<R: Runtime>(&mut self, now: Instant, rt: &mut R) {
+        let mut batch: Vec<Handle, CHANGED_BATCH> = Vec::new();
+        let mut overflow = false;
+        rt.changed(&mut |h| {
+            if !batch.contains(&h) && batch.push(h).is_err() {
+                overflow = true;
+            }
+        });
+        if overflow || self.sweep_all {
+            self.sweep_all = false;
+            for si in 0..self.slots.len() {
+                if !self.slots[si].used {
+                    continue;
+                }
+                for k in 0..self.slots[si].containers.len() {
+                    if let Some(h) = self.slots[si].containers[k].handle {
+                        let st = rt.state(h);
+                        self.on_state(si, k, st, now);
+                        self.check_actions(si, k, now, rt);
+                    }
+                }
+            }
+            return;
+        }
+        for h in batch {
+            if let Some((si, k)) = self.locate(h) {
+                let st = rt.state(h);
+                self.on_state(si, k, st, now);
+                self.check_actions(si, k, now, rt);
+                if let Some(h2) = self.slots[si].containers[k].handle {
+                    if h2 == h && matches!(st, RunState::Exited { .. } | RunState::Gone) {
+                        self.slots[si].containers[k].handle = None;
+                        if rt.remove_container(h).is_err() {
+                            self.emit(Event::PlatformError {
+                                pod: Some(self.slots[si].id(si)),
+                                kind: PlatformErrorKind::Other,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies a runtime state report to container `k` of slot `si`.
+    fn on_state(&mut self, si: usize, k: usize, st: RunState, now: Instant) {
+        let id = self.slots[si].id(si);
+        let (has_startup, has_readiness, delays) = {
+            let mut pod = core::mem::take(&mut self.scratch.pod);
+            let ok = self.slots[si].decode_into(&mut pod);
+            let r = if ok {
+                pod.all_containers().nth(k).map(|(_, c)| {
+                    let d = |p: &Option<Probe>| {
+                        p.as_ref().map(|p| p.initial_delay_seconds.unwrap_or(0))
+                    };
+                    (
+                        c.startup_probe.is_some(),
+                        c.readiness_probe.is_some(),
+                        [
+                            d(&c.liveness_probe),
+                            d(&c.readiness_probe),
+                            d(&c.startup_probe),
+                        ],
+                    )
+                })
+            } else {
+                None
+            };
+            self.scratch.pod = pod;
+            r.unwrap_or((false, false, [None; 3]))
+        };
+        let s = &mut self.slots[si];
+        let init = k < s.n_init as usize;
+        let policy = s.policy;
+        let c = &mut s.containers[k];
+        match st {
+            RunState::Creating => {}
+            RunState::Running => {
+                if matches!(c.state, State::Creating { .. }) {
+                    c.on_running(now, has_startup, has_readiness);
+                    for (p, d) in c.probes.iter_mut().zip(delays) {
+                        p.next_at = match d {
+                            Some(secs) => now + Duration::from_secs(secs.max(0) as u64),
+                            None => Instant::NEVER,
+                        };
+                    }
+                    // The startup probe gates the others.
+                    if has_startup {
+                        c.probes[0].next_at = Instant::NEVER;
+                        c.probes[1].next_at = Instant::NEVER;
+                    }
+                    s.deadline = s.deadline.min(c.deadline());
+                }
+            }
+            RunState::Exited { .. } | RunState::Gone => {
+                let (code, oom) = match st {
+                    RunState::Exited { code, oom } => (code, oom),
+                    _ => (-1, false),
+                };
+                if matches!(c.state, State::Waiting { .. } | State::Terminated(_)) {
+                    return;
+                }
+                let after = c.on_exit(code, oom, now, policy, init, &self.settings);
+                let reason = c
+                    .last
+                    .map(|t| t.reason)
+                    .unwrap_or(crate::machine::TermReason::Error);
+                let deadline = c.deadline();
+                s.deadline = s.deadline.min(deadline);
+                if init && code == 0 {
+                    // Next init container (or the app containers) may start now.
+                    s.deadline = now;
+                }
+                if let Life::Terminating { .. } = s.life {
+                    s.deadline = now;
+                }
+                self.emit(Event::ContainerExited {
+                    pod: id,
+                    container: k as u8,
+                    code,
+                    reason,
+                });
+                if let AfterExit::Restart(at) = after {
+                    if at > now {
+                        self.emit(Event::BackoffScheduled {
+                            pod: id,
+                            container: k as u8,
+                            until: at,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Collects finished probes and hooks of container `k`.
+    fn check_actions<R: Runtime>(&mut self, si: usize, k: usize, now: Instant, rt: &mut R) {
+        let id = self.slots[si].id(si);
+        // preStop hook finished → send the stop signal now.
+        if let State::Stopping {
+            pre_stop: Some(t), ..
+        } = self.slots[si].containers[k].state
+        {
+            if rt.action_result(t) != ActionResult::Pending {
+                if let State::Stopping { pre_stop, .. } = &mut self.slots[si].containers[k].state {
+                    *pre_stop = None;
+                }
+                self.slots[si].deadline = now;
+            }
+        }
+        for pi in 0..3 {
+            let Some(t) = self.slots[si].containers[k].probes[pi].ticket else {
+                continue;
+            };
+            let r = rt.action_result(t);
+            if r == ActionResult::Pending {
+                continue;
+            }
+            let Some((st, ft, period)) = self.probe_params(si, k, pi) else {
+                continue;
+            };
+            let c = &mut self.slots[si].containers[k];
+            let v = c.probes[pi].record(r == ActionResult::Success, st, ft);
+            c.probes[pi].next_at = now + period;
+            match (pi, v) {
+                (1, Verdict::Passed) => c.ready = true,
+                (1, Verdict::Failed) => {
+                    c.ready = false;
+                    self.emit(Event::ProbeFailed {
+                        pod: id,
+                        container: k as u8,
+                        probe: ProbeKind::Readiness,
+                    });
+                }
+                (2, Verdict::Passed) => {
+                    c.started = true;
+                    c.probes[2].next_at = Instant::NEVER;
+                    c.probes[0].next_at = now;
+                    c.probes[1].next_at = now;
+                    // Without a readiness probe the container is ready once started.
+                    if self.probe_params(si, k, 1).is_none() {
+                        self.slots[si].containers[k].ready = true;
+                    }
+                }
+                (0 | 2, Verdict::Failed) => {
+                    let grace = self.slots[si].grace;
+                    let c = &mut self.slots[si].containers[k];
+                    c.begin_stop(now, now + grace, true);
+                    self.emit(Event::ProbeFailed {
+                        pod: id,
+                        container: k as u8,
+                        probe: if pi == 0 {
+                            ProbeKind::Liveness
+                        } else {
+                            ProbeKind::Startup
+                        },
+                    });
+                }
+                _ => {}
+            }
+            let d = self.slots[si].containers[k].deadline();
+            self.slots[si].deadline = self.slots[si].deadline.min(d).min(now);
+        }
+    }
+
+    /// (successThreshold, failureThreshold, period) of probe `pi` of container `k`.
+    fn probe_params(&mut self, si: usize, k: usize, pi: usize) -> Option<(u16, u16, Duration)> {
+        let mut pod = core::mem::take(&mut self.scratch.pod);
+        let r = if self.slots[si].decode_into(&mut pod) {
+            pod.all_containers().nth(k).and_then(|(_, c)| {
+                let p = [&c.liveness_probe, &c.readiness_probe, &c.startup_probe][pi].as_ref()?;
+                Some((
+                    p.success_threshold.unwrap_or(1).clamp(1, u16::MAX as i64) as u16,
+                    p.failure_threshold.unwrap_or(3).clamp(1, u16::MAX as i64) as u16,
+                    Duration::from_secs(p.period_seconds.unwrap_or(10).max(1) as u64),
+                ))
+            })
+        } else {
+            None
+        };
+        self.scratch.pod = pod;
+        r
+    }
+
+    // ---- advancing a pod ------------------------------------------------------------
+
+    fn advance<R: Runtime>(&mut self, i: usize, now: Instant, rt: &mut R) {
+        // Decode the spec once for this step.
+        let mut pod = core::mem::take(&mut self.scratch.pod);
+        if !self.slots[i].decode_into(&mut pod) {
+            // Cannot happen for a slot we encoded; free it rather than spin.
+            self.slots[i].used = false;
+            self.scratch.pod = pod;
+            return;
+        }
+        match self.slots[i].life {
+            Life::Terminating { kill_at, .. } => {
+                self.advance_terminating(i, now, kill_at, &pod, rt)
+            }
+            Life::Active => self.advance_active(i, now, &pod, rt),
+        }
+        self.scratch.pod = pod;
+        if self.slots[i].used {
+            let s = &mut self.slots[i];
+            let mut d = s
+                .containers
+                .iter()
+                .map(|c| c.deadline())
+                .min()
+                .unwrap_or(Instant::NEVER);
+            if let Sandbox::Retry(at) = s.sandbox {
+                d = d.min(at);
+            }
+            if let Life::Terminating { kill_at, .. } = s.life {
+                d = d.min(kill_at);
+            }
+            s.deadline = d
+                .max(now + Duration(1))
+                .min(if d <= now { now + Duration(1) } else { d });
+            if d <= now {
+                // Work remains right away (e.g. a stop signal to send): poll again soon.
+                s.deadline = now;
+            }
+        }
+    }
+
+    /// Stops container `k` step by step: preStop, stop signal, SIGKILL at `kill_at`.
+    fn step_stop<R: Runtime>(&mut self, i: usize, k: usize, now: Instant, pod: &Pod, rt: &mut R) {
+        let id = self.slots[i].id(i);
+        let uid: String<MAX_UID> = self.slots[i].uid.clone();
+        let c = &mut self.slots[i].containers[k];
+        let Some(h) = c.handle else { return };
+        let State::Stopping {
+            kill_at,
+            signalled,
+            pre_stop,
+            restart,
+            started_at,
+        } = c.state
+        else {
+            return;
+        };
+        if now >= kill_at {
+            if rt.signal(h, Signal::Kill).is_err() {
+                self.emit(Event::PlatformError {
+                    pod: Some(id),
+                    kind: PlatformErrorKind::Other,
+                });
+            }
+            let c = &mut self.slots[i].containers[k];
+            c.state = State::Stopping {
+                kill_at: Instant::NEVER,
+                signalled: true,
+                pre_stop: None,
+                restart,
+                started_at,
+            };
+            return;
+        }
+        if signalled || pre_stop.is_some() {
+            return;
+        }
+        // preStop first (its time comes off the grace period), unless this is a restart.
+        let hook = pod
+            .all_containers()
+            .nth(k)
+            .and_then(|(_, c)| c.lifecycle.pre_stop.clone());
+        if let (Some(action), false) = (hook, restart) {
+            let timeout = kill_at.since(now);
+            if let Ok(t) = rt.start_action(h, PodRef { uid: &uid, pod }, k, &action, timeout) {
+                if let State::Stopping { pre_stop, .. } = &mut self.slots[i].containers[k].state {
+                    *pre_stop = Some(t);
+                }
+                return;
+            }
+        }
+        if rt.signal(h, Signal::Stop).is_err() {
+            self.emit(Event::PlatformError {
+                pod: Some(id),
+                kind: PlatformErrorKind::Other,
+            });
+        }
+        if let State::Stopping { signalled, .. } = &mut self.slots[i].containers[k].state {
+            *signalled = true;
+        }
+    }
+
+    fn advance_terminating<R: Runtime>(
+        &mut self,
+        i: usize,
+        now: Instant,
+        kill_at: Instant,
+        pod: &Pod,
+        rt: &mut R,
+    ) {
+        let min_kill = self.slots[i].created_at.max(now) + Duration::ZERO;
+        let _ = min_kill;
+        for k in 0..self.slots[i].containers.len() {
+            let c = &mut self.slots[i].containers[k];
+            match c.state {
+                State::Running { .. } | State::Creating { .. } => {
+                    c.begin_stop(now, kill_at, false);
+                }
+                State::Stopping {
+                    restart: true,
+                    kill_at: k_at,
+                    signalled,
+                    pre_stop,
+                    started_at,
+                } => {
+                    c.state = State::Stopping {
+                        kill_at: k_at.min(kill_at),
+                        signalled,
+                        pre_stop,
+                        restart: false,
+                        started_at,
+                    };
+                }
+                State::Waiting { .. } if c.handle.is_none() => {
+                    c.state = State::Waiting {
+                        reason: WaitReason::ContainerCreating,
+                        restart_at: Instant::NEVER,
+                        error: None,
+                    };
+                }
+                _ => {}
+            }
+            if c.handle.is_some() {
+                self.step_stop(i, k, now, pod, rt);
+            }
+        }
+        // Done when no container has a handle left.
+        if self.slots[i].containers.iter().all(|c| c.handle.is_none()) {
+            let uid: String<MAX_UID> = self.slots[i].uid.clone();
+            let id = self.slots[i].id(i);
+            if self.slots[i].sandbox != Sandbox::None && rt.remove_sandbox(&uid).is_err() {
+                self.emit(Event::PlatformError {
+                    pod: Some(id),
+                    kind: PlatformErrorKind::Other,
+                });
+            }
+            self.slots[i].used = false;
+            self.emit(Event::PodRemoved { pod: id });
+            self.wake_waiters();
+            self.rescan_now = true;
+        }
+    }
+
+    fn advance_active<R: Runtime>(&mut self, i: usize, now: Instant, pod: &Pod, rt: &mut R) {
+        let id = self.slots[i].id(i);
+        let uid: String<MAX_UID> = self.slots[i].uid.clone();
+        match self.slots[i].sandbox {
+            Sandbox::Ready => {}
+            Sandbox::Retry(at) if at > now => return,
+            _ => match rt.create_sandbox(PodRef { uid: &uid, pod }) {
+                Ok(()) => self.slots[i].sandbox = Sandbox::Ready,
+                Err(e) => {
+                    let kind = e.kind();
+                    self.slots[i].sandbox = Sandbox::Retry(now + self.settings.backoff_initial);
+                    for c in self.slots[i].containers.iter_mut() {
+                        if let State::Waiting { reason, error, .. } = &mut c.state {
+                            *reason = crate::machine::reason_for(kind);
+                            *error = Some(kind);
+                        }
+                    }
+                    self.emit(Event::SandboxFailed { pod: id, kind });
+                    return;
+                }
+            },
+        }
+        let n_init = self.slots[i].n_init as usize;
+        // Init containers one at a time, in order (SPEC 4.3).
+        let mut inits_done = true;
+        for k in 0..n_init {
+            let c = &self.slots[i].containers[k];
+            match c.state {
+                State::Terminated(t) if t.code == 0 => continue,
+                State::Terminated(_) => return, // failed for good: pod Failed
+                State::Waiting { restart_at, .. } => {
+                    inits_done = false;
+                    let at = if c.last.is_none() && restart_at == Instant::NEVER {
+                        now
+                    } else {
+                        restart_at
+                    };
+                    if at <= now {
+                        self.start(i, k, now, pod, rt);
+                    } else if let State::Waiting { restart_at, .. } =
+                        &mut self.slots[i].containers[k].state
+                    {
+                        *restart_at = at;
+                    }
+                    break;
+                }
+                State::Stopping { .. } => {
+                    inits_done = false;
+                    self.step_stop(i, k, now, pod, rt);
+                    break;
+                }
+                _ => {
+                    inits_done = false;
+                    break;
+                }
+            }
+        }
+        if !inits_done {
+            return;
+        }
+        for k in n_init..self.slots[i].containers.len() {
+            let c = &self.slots[i].containers[k];
+            match c.state {
+                State::Waiting { restart_at, .. } => {
+                    let at =
+                        if c.last.is_none() && c.handle.is_none() && restart_at == Instant::NEVER {
+                            now
+                        } else {
+                            restart_at
+                        };
+                    if at <= now {
+                        self.start(i, k, now, pod, rt);
+                    }
+                }
+                State::Stopping { .. } => self.step_stop(i, k, now, pod, rt),
+                State::Running { .. } => self.run_probes(i, k, now, pod, rt),
+                _ => {}
+            }
+        }
+    }
+
+    fn start<R: Runtime>(&mut self, i: usize, k: usize, now: Instant, pod: &Pod, rt: &mut R) {
+        let id = self.slots[i].id(i);
+        let uid: String<MAX_UID> = self.slots[i].uid.clone();
+        let c = &mut self.slots[i].containers[k];
+        let count = if c.last.is_some() {
+            c.restart_count.saturating_add(1)
+        } else {
+            c.restart_count
+        };
+        match rt.start_container(PodRef { uid: &uid, pod }, k, count, c.digest) {
+            Ok(h) => {
+                c.handle = Some(h);
+                c.restart_count = count;
+                c.state = State::Creating { since: now };
+                self.emit(Event::ContainerStarted {
+                    pod: id,
+                    container: k as u8,
+                    restart_count: count,
+                });
+            }
+            Err(e) => {
+                let kind = e.kind();
+                c.on_start_error(kind, now, &self.settings);
+                let reason = match c.state {
+                    State::Waiting { reason, .. } => reason,
+                    _ => WaitReason::CreateContainerError,
+                };
+                self.emit(Event::StartFailed {
+                    pod: id,
+                    container: k as u8,
+                    reason,
+                    kind,
+                });
+            }
+        }
+    }
+
+    fn run_probes<R: Runtime>(&mut self, i: usize, k: usize, now: Instant, pod: &Pod, rt: &mut R) {
+        let uid: String<MAX_UID> = self.slots[i].uid.clone();
+        let Some((_, spec)) = pod.all_containers().nth(k) else {
+            return;
+        };
+        let probes = [
+            &spec.liveness_probe,
+            &spec.readiness_probe,
+            &spec.startup_probe,
+        ];
+        for (pi, p) in probes.into_iter().enumerate() {
+            let Some(p) = p else { continue };
+            let c = &self.slots[i].containers[k];
+            let Some(h) = c.handle else { return };
+            let ps = c.probes[pi];
+            if ps.ticket.is_some() || ps.next_at > now {
+                continue;
+            }
+            let timeout = Duration::from_secs(p.timeout_seconds.unwrap_or(1).max(1) as u64);
+            let action: &Action = &p.action;
+            match rt.start_action(h, PodRef { uid: &uid, pod }, k, action, timeout) {
+                Ok(t) => self.slots[i].containers[k].probes[pi].ticket = Some(t),
+                Err(_) => {
+                    // Could not run the probe: counts as a failure at the next period.
+                    let period = Duration::from_secs(p.period_seconds.unwrap_or(10).max(1) as u64);
+                    self.slots[i].containers[k].probes[pi].next_at = now + period;
+                }
+            }
+        }
+    }
+}
+
+fn grace_of(pod: &Pod) -> Duration {
+    Duration::from_secs(
+        pod.spec
+            .termination_grace_period_seconds
+            .unwrap_or(30)
+            .max(0) as u64,
+    )
+}
+
+/// Pods equal but for their containers (and the `config.seen` annotation).
+fn pod_level_equal(a: &Pod, b: &Pod) -> bool {
+    let sa = &a.spec;
+    let sb = &b.spec;
+    let vols = sa.volumes.len() == sb.volumes.len()
+        && sa.volumes.iter().zip(sb.volumes.iter()).all(|(x, y)| {
+            a.s(x.name) == b.s(y.name)
+                && match (x.source, y.source) {
+                    (
+                        crate::manifest::model::VolumeSource::HostPath { path: p1, kind: k1 },
+                        crate::manifest::model::VolumeSource::HostPath { path: p2, kind: k2 },
+                    ) => a.s(p1) == b.s(p2) && k1 == k2,
+                    (
+                        crate::manifest::model::VolumeSource::EmptyDir { memory: m1, .. },
+                        crate::manifest::model::VolumeSource::EmptyDir { memory: m2, .. },
+                    ) => m1 == m2,
+                    _ => false,
+                }
+        });
+    vols && sa.host_network == sb.host_network
+        && sa.host_pid == sb.host_pid
+        && sa.host_ipc == sb.host_ipc
+        && sa.restart_policy == sb.restart_policy
+        && a.opt(sa.hostname) == b.opt(sb.hostname)
+        && a.s(a.name) == b.s(b.name)
+}

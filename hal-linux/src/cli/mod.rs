@@ -1,0 +1,2 @@
+//! The `keel` command line: one module per subcommand.
+pub mod validate;

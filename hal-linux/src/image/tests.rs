@@ -1,0 +1,687 @@
+//! Store and unpacker tests on real tars (busybox from the host) in temp dirs.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::testutil;
+use super::unpack::unpack_tar;
+use super::{ImageError, ImageStore};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A unique temp dir removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("keel-image-{tag}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A tar entry with its name (and link name) written raw, bypassing the tar crate's
+/// path checks, as a hostile archive would.
+fn raw(
+    kind: tar::EntryType,
+    name: &[u8],
+    link: &[u8],
+    mode: u32,
+    data: &[u8],
+) -> (tar::Header, Vec<u8>) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(data.len() as u64);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_600_000_000);
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+    h.set_cksum();
+    (h, data.to_vec())
+}
+
+fn tar_of(entries: &[(tar::Header, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (h, d) in entries {
+        b.append(h, &d[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn unpack(bytes: &[u8], dest: &Path) -> Result<(), ImageError> {
+    unpack_tar(&mut &bytes[..], dest, Path::new("test-layer"))
+}
+
+fn get_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let path = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let name = CString::new(name).unwrap();
+    let mut buf = [0u8; 64];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
+}
+
+use tar::EntryType as E;
+
+fn check_busybox_image(store: &ImageStore, reference: &str) -> super::ResolvedImage {
+    let img = store.resolve(reference).unwrap().expect("image resolves");
+    assert_eq!(img.lower_dirs.len(), 1);
+    let root = &img.lower_dirs[0];
+    let bb = fs::metadata(root.join("bin/busybox")).unwrap();
+    assert!(bb.is_file());
+    assert_eq!(bb.permissions().mode() & 0o7777, 0o755);
+    assert_eq!(
+        fs::read_link(root.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    assert!(fs::symlink_metadata(root.join("bin/sleep"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        fs::metadata(root.join("tmp")).unwrap().permissions().mode() & 0o7777,
+        0o1777
+    );
+    assert!(img.id.starts_with("sha256:") && img.manifest_digest.starts_with("sha256:"));
+    img
+}
+
+#[test]
+fn oci_archive_imports_and_resolves() {
+    let t = TempDir::new("oci-archive");
+    let archive = t.path().join("busybox.tar");
+    testutil::build_busybox_oci_archive(&archive, "busybox:1.36").unwrap();
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    let refs = store.import(&archive, None).unwrap();
+    assert_eq!(refs, vec!["docker.io/library/busybox:1.36".to_string()]);
+    let img = check_busybox_image(&store, "busybox:1.36");
+    assert_eq!(img.config.cmd, vec!["sh".to_string()]);
+    assert_eq!(img.config.env, vec![testutil::DEFAULT_PATH_ENV.to_string()]);
+    assert!(img.config.entrypoint.is_empty() && img.config.stop_signal.is_none());
+    assert!(
+        store.resolve("busybox").unwrap().is_none(),
+        "no :latest was imported"
+    );
+    // By image id, and by manifest digest pinned to the repository.
+    assert_eq!(
+        store.resolve(&img.id).unwrap().unwrap().reference,
+        img.reference
+    );
+    let pinned = format!("busybox@{}", img.manifest_digest);
+    assert_eq!(store.resolve(&pinned).unwrap().unwrap().id, img.id);
+    assert!(store
+        .resolve(&format!("other@{}", img.manifest_digest))
+        .unwrap()
+        .is_none());
+    // The store itself is an OCI layout naming the normalised reference.
+    let index = fs::read_to_string(t.path().join("root/images/index.json")).unwrap();
+    assert!(
+        index.contains("\"org.opencontainers.image.ref.name\":\"docker.io/library/busybox:1.36\"")
+    );
+    assert!(t.path().join("root/images/oci-layout").is_file());
+}
+
+#[test]
+fn oci_layout_dir_imports_with_a_given_name() {
+    let t = TempDir::new("oci-dir");
+    let dir = t.path().join("layout");
+    testutil::build_busybox_oci_layout_dir(&dir, "ignored:tag").unwrap();
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    let refs = store.import(&dir, Some("localhost/bb")).unwrap();
+    assert_eq!(refs, vec!["localhost/bb:latest".to_string()]);
+    check_busybox_image(&store, "localhost/bb");
+}
+
+#[test]
+fn docker_archive_imports_plain_and_gzipped() {
+    let t = TempDir::new("docker");
+    let archive = t.path().join("busybox-docker.tar");
+    testutil::build_busybox_docker_archive(&archive, "foo/busybox:v1").unwrap();
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    assert_eq!(
+        store.import(&archive, None).unwrap(),
+        vec!["docker.io/foo/busybox:v1".to_string()]
+    );
+    let img = check_busybox_image(&store, "foo/busybox:v1");
+    assert_eq!(img.config.cmd, vec!["sh".to_string()]);
+    // The image id is Docker's: the digest of the config file it saved.
+    let config_name = testutil::busybox_docker_archive_files("x").unwrap()[1]
+        .0
+        .clone();
+    assert_eq!(
+        img.id,
+        format!("sha256:{}", config_name.trim_end_matches(".json"))
+    );
+
+    let gz = t.path().join("busybox-docker.tar.gz");
+    let mut e =
+        flate2::write::GzEncoder::new(fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    std::io::copy(&mut fs::File::open(&archive).unwrap(), &mut e).unwrap();
+    e.finish().unwrap();
+    assert_eq!(
+        store.import(&gz, Some("gz")).unwrap(),
+        vec!["docker.io/library/gz:latest".to_string()]
+    );
+    assert_eq!(store.resolve("gz").unwrap().unwrap().id, img.id);
+}
+
+#[test]
+fn rootfs_tarball_needs_a_name_and_shares_layers() {
+    let t = TempDir::new("rootfs");
+    let plain = t.path().join("rootfs.tar");
+    let gz = t.path().join("rootfs.tar.gz");
+    testutil::build_rootfs_tarball(&plain, false).unwrap();
+    testutil::build_rootfs_tarball(&gz, true).unwrap();
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    assert!(matches!(
+        store.import(&plain, None),
+        Err(ImageError::NameRequired { .. })
+    ));
+    store.import(&plain, Some("plain")).unwrap();
+    store.import(&gz, Some("registry:5000/x/gz:1")).unwrap();
+    let a = check_busybox_image(&store, "plain");
+    let b = check_busybox_image(&store, "registry:5000/x/gz:1");
+    assert!(a.config.cmd.is_empty(), "docker import sets no Cmd");
+    assert_eq!(a.lower_dirs, b.lower_dirs, "same content unpacks once");
+    assert_eq!(fs::read_dir(store.layers_dir()).unwrap().count(), 1);
+    let names: Vec<_> = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.reference)
+        .collect();
+    assert_eq!(
+        names,
+        ["docker.io/library/plain:latest", "registry:5000/x/gz:1"]
+    );
+}
+
+#[test]
+fn corrupt_blobs_are_rejected_naming_the_blob() {
+    let t = TempDir::new("corrupt");
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+
+    // OCI: flip a byte of the layer blob.
+    let mut files = testutil::busybox_oci_layout_files("busybox").unwrap();
+    let (name, data) = files.last_mut().unwrap();
+    let len = data.len();
+    data[len / 2] ^= 0xff;
+    let name = name.clone();
+    let dir = t.path().join("layout");
+    for (n, d) in &files {
+        fs::create_dir_all(dir.join(n).parent().unwrap()).unwrap();
+        fs::write(dir.join(n), d).unwrap();
+    }
+    match store.import(&dir, None) {
+        Err(ImageError::DigestMismatch { blob, .. }) => assert_eq!(blob, name),
+        other => panic!("expected a digest mismatch, got {other:?}"),
+    }
+
+    // docker save: a layer that no longer matches the config's diff_id.
+    let mut files = testutil::busybox_docker_archive_files("busybox").unwrap();
+    let (layer_name, layer) = files.last_mut().unwrap();
+    let mid = layer.len() / 2;
+    layer[mid] ^= 0xff; // inside /bin/busybox's data, most of the tar
+    let layer_name = layer_name.clone();
+    let ddir = t.path().join("docker");
+    for (n, d) in &files {
+        fs::create_dir_all(ddir.join(n).parent().unwrap()).unwrap();
+        fs::write(ddir.join(n), d).unwrap();
+    }
+    match store.import(&ddir, None) {
+        Err(ImageError::DiffIdMismatch { layer, .. }) => assert_eq!(layer, layer_name),
+        other => panic!("expected a diff_id mismatch, got {other:?}"),
+    }
+
+    // Nothing of either attempt is left behind.
+    assert!(store.list().unwrap().is_empty());
+    assert_eq!(
+        fs::read_dir(t.path().join("root/images/blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(fs::read_dir(store.layers_dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn unknown_input_is_a_clear_error() {
+    let t = TempDir::new("unknown");
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    let junk = t.path().join("junk");
+    fs::write(&junk, vec![7u8; 4096]).unwrap();
+    assert!(matches!(
+        store.import(&junk, Some("x")),
+        Err(ImageError::UnknownFormat { .. })
+    ));
+    assert!(matches!(
+        store.import(t.path(), None),
+        Err(ImageError::UnknownFormat { .. })
+    ));
+    assert!(matches!(
+        store.import(&junk, Some("Bad")),
+        Err(ImageError::InvalidReference { .. })
+    ));
+}
+
+#[test]
+fn remove_garbage_collects_unshared_blobs_and_layers() {
+    let t = TempDir::new("rm");
+    let archive = t.path().join("busybox.tar");
+    let rootfs = t.path().join("rootfs.tar");
+    testutil::build_busybox_oci_archive(&archive, "busybox").unwrap();
+    testutil::build_rootfs_tarball(&rootfs, false).unwrap();
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    store.import(&archive, None).unwrap();
+    store.import(&archive, None).unwrap(); // re-import replaces, does not duplicate
+    store.import(&rootfs, Some("flat")).unwrap();
+    assert_eq!(store.list().unwrap().len(), 2);
+    let blobs = t.path().join("root/images/blobs/sha256");
+    let blob_count = || fs::read_dir(&blobs).unwrap().count();
+    assert_eq!(blob_count(), 3 + 3); // manifest, config, layer each; layers differ (gz vs plain)
+
+    let removed = store.remove("busybox").unwrap();
+    assert_eq!(removed.reference, "docker.io/library/busybox:latest");
+    assert_eq!(removed.gc.blobs_deleted, 3);
+    assert_eq!(
+        removed.gc.layers_deleted, 0,
+        "the unpacked layer is shared with `flat`"
+    );
+    assert!(store.resolve("busybox").unwrap().is_none());
+    check_busybox_image(&store, "flat");
+
+    let removed = store.remove("flat").unwrap();
+    assert_eq!(
+        (removed.gc.blobs_deleted, removed.gc.layers_deleted),
+        (3, 1)
+    );
+    assert_eq!(blob_count(), 0);
+    assert_eq!(fs::read_dir(store.layers_dir()).unwrap().count(), 0);
+    assert!(matches!(
+        store.remove("flat"),
+        Err(ImageError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn reopening_keeps_the_store() {
+    let t = TempDir::new("reopen");
+    let rootfs = t.path().join("rootfs.tar");
+    testutil::build_rootfs_tarball(&rootfs, true).unwrap();
+    ImageStore::open(&t.path().join("root"))
+        .unwrap()
+        .import(&rootfs, Some("x"))
+        .unwrap();
+    let again = ImageStore::open(&t.path().join("root")).unwrap();
+    assert_eq!(again.list().unwrap().len(), 1);
+}
+
+#[test]
+fn parent_dir_and_absolute_paths_are_rejected() {
+    for name in [&b"../x"[..], b"a/../../x", b"/etc/x"] {
+        let t = TempDir::new("escape");
+        let dest = t.path().join("layer");
+        fs::create_dir(&dest).unwrap();
+        let tar = tar_of(&[raw(E::Regular, name, b"", 0o644, b"pwned")]);
+        assert!(
+            matches!(unpack(&tar, &dest), Err(ImageError::UnsafePath { .. })),
+            "{}",
+            String::from_utf8_lossy(name)
+        );
+        assert!(!t.path().join("x").exists());
+    }
+}
+
+#[test]
+fn symlinks_are_never_followed_while_unpacking() {
+    let t = TempDir::new("symlink");
+    let outside = t.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("victim"), b"original").unwrap();
+    let dest = t.path().join("layer");
+    fs::create_dir(&dest).unwrap();
+    let outside_b = outside.as_os_str().as_bytes();
+
+    // A symlink to a directory outside, then a file through it.
+    let tar = tar_of(&[
+        raw(E::Symlink, b"link", outside_b, 0o777, b""),
+        raw(E::Regular, b"link/evil", b"", 0o644, b"pwned"),
+    ]);
+    assert!(matches!(
+        unpack(&tar, &dest),
+        Err(ImageError::UnsafePath { .. })
+    ));
+    assert!(!outside.join("evil").exists());
+
+    // A symlink to a file outside, then a file of the same name: replaces the link.
+    let dest2 = t.path().join("layer2");
+    fs::create_dir(&dest2).unwrap();
+    let target = outside.join("victim");
+    let tar = tar_of(&[
+        raw(E::Symlink, b"f", target.as_os_str().as_bytes(), 0o777, b""),
+        raw(E::Regular, b"f", b"", 0o644, b"new"),
+        raw(E::Symlink, b"up", b"..", 0o777, b""),
+        raw(E::Directory, b"up/", b"", 0o755, b""),
+    ]);
+    unpack(&tar, &dest2).unwrap();
+    assert_eq!(fs::read(outside.join("victim")).unwrap(), b"original");
+    assert_eq!(fs::read(dest2.join("f")).unwrap(), b"new");
+    assert!(
+        fs::symlink_metadata(dest2.join("up")).unwrap().is_dir(),
+        "a directory replaced the link"
+    );
+
+    // Hard links must point inside, and never through a symlink.
+    for link in [&b"../outside/victim"[..], b"/etc/passwd"] {
+        let d = t.path().join(format!("hl{}", link.len()));
+        fs::create_dir(&d).unwrap();
+        let tar = tar_of(&[raw(E::Link, b"h", link, 0o644, b"")]);
+        assert!(matches!(
+            unpack(&tar, &d),
+            Err(ImageError::UnsafePath { .. })
+        ));
+    }
+    let d = t.path().join("hl-through");
+    fs::create_dir(&d).unwrap();
+    let tar = tar_of(&[
+        raw(E::Symlink, b"o", outside_b, 0o777, b""),
+        raw(E::Link, b"h", b"o/victim", 0o644, b""),
+    ]);
+    assert!(matches!(
+        unpack(&tar, &d),
+        Err(ImageError::UnsafePath { .. })
+    ));
+    assert_eq!(fs::metadata(outside.join("victim")).unwrap().nlink(), 1);
+}
+
+#[test]
+fn whiteouts_become_overlay_markers() {
+    let t = TempDir::new("whiteout");
+    let dest = t.path().join("layer");
+    fs::create_dir(&dest).unwrap();
+    let tar = tar_of(&[
+        raw(E::Directory, b"a/", b"", 0o755, b""),
+        raw(E::Regular, b"a/.wh.gone", b"", 0o644, b""),
+        raw(E::Directory, b"c/", b"", 0o755, b""),
+        raw(E::Regular, b"c/.wh..wh..opq", b"", 0o644, b""),
+        raw(E::Regular, b"c/keep", b"", 0o644, b"k"),
+        raw(E::Regular, b".wh.top", b"", 0o644, b""),
+    ]);
+    unpack(&tar, &dest).unwrap();
+    for wh in ["a/gone", "top"] {
+        let m = fs::symlink_metadata(dest.join(wh)).unwrap();
+        assert!(m.file_type().is_char_device(), "{wh}");
+        assert_eq!((m.rdev(), m.uid(), m.gid()), (0, 0, 0), "{wh}");
+    }
+    assert!(!dest.join("a/.wh.gone").exists() && !dest.join(".wh.top").exists());
+    assert!(!dest.join("c/.wh..wh..opq").exists());
+    assert_eq!(
+        get_xattr(&dest.join("c"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert_eq!(get_xattr(&dest.join("a"), "trusted.overlay.opaque"), None);
+    assert_eq!(fs::read(dest.join("c/keep")).unwrap(), b"k");
+}
+
+#[test]
+fn owners_modes_mtimes_links_and_devices_are_kept() {
+    let t = TempDir::new("meta");
+    let dest = t.path().join("layer");
+    fs::create_dir(&dest).unwrap();
+    let mut file = raw(E::Regular, b"d/suid", b"", 0o4755, b"x");
+    file.0.set_uid(1000);
+    file.0.set_gid(1001);
+    file.0.set_cksum();
+    let mut dev = raw(E::Char, b"null", b"", 0o666, b"");
+    dev.0.set_device_major(1).unwrap();
+    dev.0.set_device_minor(3).unwrap();
+    dev.0.set_cksum();
+    let tar = tar_of(&[
+        raw(E::Directory, b"./d/", b"", 0o750, b""),
+        file,
+        raw(E::Link, b"d/hard", b"d/suid", 0o644, b""),
+        raw(E::Symlink, b"d/sym", b"/nowhere", 0o777, b""),
+        dev,
+        raw(E::Fifo, b"fifo", b"", 0o600, b""),
+    ]);
+    unpack(&tar, &dest).unwrap();
+    let d = fs::metadata(dest.join("d")).unwrap();
+    assert_eq!(
+        (d.mode() & 0o7777, d.mtime()),
+        (0o750, 1_600_000_000),
+        "dir meta applied last"
+    );
+    let f = fs::metadata(dest.join("d/suid")).unwrap();
+    assert_eq!(
+        (f.mode() & 0o7777, f.uid(), f.gid(), f.mtime()),
+        (0o4755, 1000, 1001, 1_600_000_000)
+    );
+    assert_eq!(fs::metadata(dest.join("d/hard")).unwrap().ino(), f.ino());
+    assert_eq!(
+        fs::read_link(dest.join("d/sym")).unwrap(),
+        Path::new("/nowhere")
+    );
+    let n = fs::symlink_metadata(dest.join("null")).unwrap();
+    assert!(n.file_type().is_char_device());
+    assert_eq!((n.rdev(), n.mode() & 0o777), (libc::makedev(1, 3), 0o666));
+    assert!(fs::symlink_metadata(dest.join("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+}
+
+#[test]
+fn multi_platform_index_imports_the_host_platform_only() {
+    let t = TempDir::new("multiarch");
+    let mut files = testutil::busybox_oci_layout_files("ignored").unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&files[1].1).unwrap();
+    let mut host = index["manifests"][0].clone();
+    host.as_object_mut().unwrap().remove("annotations");
+    host["platform"] = serde_json::json!({"architecture": super::oci::host_arch(), "os": "linux"});
+    let other = serde_json::json!({
+        "mediaType": super::oci::MT_OCI_MANIFEST,
+        "digest": format!("sha256:{}", "0".repeat(64)),
+        "size": 1,
+        "platform": {"architecture": "s390x", "os": "linux"},
+    });
+    let nested = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": super::oci::MT_OCI_INDEX,
+        "manifests": [other, host],
+    }))
+    .unwrap();
+    let nested_digest = super::digest::of_bytes(&nested);
+    files[1].1 = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": super::oci::MT_OCI_INDEX,
+            "digest": nested_digest,
+            "size": nested.len(),
+            "annotations": {"io.containerd.image.name": "docker.io/library/multi:1"},
+        }],
+    }))
+    .unwrap();
+    files.push((format!("blobs/sha256/{}", &nested_digest[7..]), nested));
+    let dir = t.path().join("layout");
+    for (n, d) in &files {
+        fs::create_dir_all(dir.join(n).parent().unwrap()).unwrap();
+        fs::write(dir.join(n), d).unwrap();
+    }
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    assert_eq!(
+        store.import(&dir, None).unwrap(),
+        ["docker.io/library/multi:1"]
+    );
+    let img = check_busybox_image(&store, "multi:1");
+    assert_eq!(
+        img.manifest_digest,
+        index["manifests"][0]["digest"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn docker_archive_layers_may_be_symlinks_inside_the_archive_only() {
+    let t = TempDir::new("docker-links");
+    let files = testutil::busybox_docker_archive_files("linked").unwrap();
+    let (config_name, config) = &files[1];
+    let (layer_name, layer) = &files[2];
+    let build = |link_target: &str, out: &Path| {
+        let manifest = serde_json::to_vec(&serde_json::json!([{
+            "Config": config_name, "RepoTags": ["linked"], "Layers": ["dup/layer.tar"],
+        }]))
+        .unwrap();
+        let mut b = tar::Builder::new(fs::File::create(out).unwrap());
+        testutil::append_file(&mut b, "manifest.json", 0o644, &manifest).unwrap();
+        testutil::append_file(&mut b, config_name, 0o644, config).unwrap();
+        testutil::append_file(&mut b, layer_name, 0o644, layer).unwrap();
+        testutil::append_dir(&mut b, "dup", 0o755).unwrap();
+        testutil::append_symlink(&mut b, "dup/layer.tar", link_target).unwrap();
+        b.into_inner().unwrap();
+    };
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    let ok = t.path().join("ok.tar");
+    build(&format!("../{layer_name}"), &ok);
+    assert_eq!(
+        store.import(&ok, None).unwrap(),
+        ["docker.io/library/linked:latest"]
+    );
+    check_busybox_image(&store, "linked");
+
+    let escape = t.path().join("escape.tar");
+    build("../../../../etc/passwd", &escape);
+    assert!(matches!(
+        store.import(&escape, Some("esc")),
+        Err(ImageError::Missing { .. })
+    ));
+}
+
+#[test]
+fn imported_busybox_runs_from_its_unpacked_layer() {
+    let t = TempDir::new("run");
+    let archive = t.path().join("busybox.tar");
+    testutil::build_busybox_oci_archive(&archive, "busybox").unwrap();
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    store.import(&archive, None).unwrap();
+    let img = store.resolve("busybox").unwrap().unwrap();
+    let out = std::process::Command::new("chroot")
+        .arg(&img.lower_dirs[0])
+        .args([
+            "/bin/sh",
+            "-c",
+            "echo hello from $(cat /etc/passwd | head -n1 | cut -d: -f1)",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from root\n");
+}
+
+#[test]
+fn whiteout_markers_work_in_a_real_overlay_mount() {
+    use nix::mount::{mount, umount, MsFlags};
+    let t = TempDir::new("overlay");
+    let (lower, upper, merged) = (
+        t.path().join("lower"),
+        t.path().join("upper"),
+        t.path().join("merged"),
+    );
+    for d in [&lower, &upper, &merged] {
+        fs::create_dir(d).unwrap();
+    }
+    unpack(
+        &tar_of(&[
+            raw(E::Regular, b"gone", b"", 0o644, b"old"),
+            raw(E::Regular, b"keep", b"", 0o644, b"kept"),
+            raw(E::Directory, b"opq/", b"", 0o755, b""),
+            raw(E::Regular, b"opq/old", b"", 0o644, b"old"),
+        ]),
+        &lower,
+    )
+    .unwrap();
+    unpack(
+        &tar_of(&[
+            raw(E::Regular, b".wh.gone", b"", 0o644, b""),
+            raw(E::Directory, b"opq/", b"", 0o755, b""),
+            raw(E::Regular, b"opq/.wh..wh..opq", b"", 0o644, b""),
+            raw(E::Regular, b"opq/new", b"", 0o644, b"new"),
+        ]),
+        &upper,
+    )
+    .unwrap();
+    let opts = format!("lowerdir={}:{}", upper.display(), lower.display());
+    if let Err(e) = mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        MsFlags::MS_RDONLY,
+        Some(opts.as_str()),
+    ) {
+        eprintln!("skipping: cannot mount overlayfs here: {e}");
+        return;
+    }
+    let names = |p: &Path| {
+        let mut v: Vec<_> = fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let top = names(&merged);
+    let inner = names(&merged.join("opq"));
+    umount(&merged).unwrap();
+    assert_eq!(top, ["keep", "opq"]);
+    assert_eq!(inner, ["new"]);
+}
+
+#[test]
+fn concurrent_writers_serialise_on_the_lock() {
+    let t = TempDir::new("concurrent");
+    let rootfs = t.path().join("rootfs.tar");
+    testutil::build_rootfs_tarball(&rootfs, false).unwrap();
+    let root = t.path().join("root");
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let (root, rootfs) = (root.clone(), rootfs.clone());
+            std::thread::spawn(move || {
+                // Separate opens, as separate processes (CLI and agent) would have.
+                let store = ImageStore::open(&root).unwrap();
+                store.import(&rootfs, Some(&format!("img{i}"))).unwrap();
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let store = ImageStore::open(&root).unwrap();
+    assert_eq!(store.list().unwrap().len(), 4);
+    assert_eq!(fs::read_dir(store.layers_dir()).unwrap().count(), 1);
+}

@@ -1,0 +1,18 @@
+//! keel-linux: the Linux host of the keel static-pod agent.
+//!
+//! This library crate deals with everything the `keel` binary needs on Linux; the binary
+//! (`src/main.rs`) stays a thin shell over it.
+
+pub mod cli;
+pub mod image;
+pub mod render;
+pub mod timefmt;
+
+/// The node name keel uses by default: the host name, trimmed and lower-cased (SPEC 2.4).
+pub fn node_name() -> String {
+    let raw = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string());
+    keel_core::manifest::defaults::node_name(&raw).to_string()
+}
