@@ -26,33 +26,33 @@ macro_rules! limits {
 
 limits! {
     /// App containers per pod.
-    MAX_CONTAINERS = 16, 4;
+    MAX_CONTAINERS = 16, 1;
     /// Init containers per pod.
-    MAX_INIT_CONTAINERS = 8, 2;
+    MAX_INIT_CONTAINERS = 8, 1;
     /// Entries in one container's `command`, and separately in its `args`. Why 64: the
     /// largest kubeadm pod (kube-apiserver) carries about 30 flags.
-    MAX_ARGS = 64, 8;
+    MAX_ARGS = 64, 4;
     /// `env` entries per container.
-    MAX_ENV = 64, 8;
+    MAX_ENV = 64, 4;
     /// `ports` per container.
-    MAX_PORTS = 16, 4;
+    MAX_PORTS = 16, 1;
     /// `volumeMounts` per container.
-    MAX_MOUNTS = 32, 4;
+    MAX_MOUNTS = 32, 1;
     /// `volumes` per pod.
-    MAX_VOLUMES = 32, 4;
+    MAX_VOLUMES = 32, 1;
     /// Entries in `metadata.labels`, and separately in `metadata.annotations`.
     MAX_LABELS = 32, 4;
     /// `tolerations` per pod.
-    MAX_TOLERATIONS = 16, 2;
+    MAX_TOLERATIONS = 16, 1;
     /// `hostAliases` per pod, and hostnames per alias.
     MAX_HOST_ALIASES = 8, 1;
     /// Capabilities in one `add` or `drop` list, and exec-probe / exec-hook arguments.
-    MAX_SMALL_LIST = 16, 4;
+    MAX_SMALL_LIST = 16, 2;
     /// Bytes of text (names, images, arguments, values...) one pod may hold in total. The
     /// decoded spec keeps every string in one pool of this size.
-    STRING_BYTES = 32 * 1024, 1536;
+    STRING_BYTES = 32 * 1024, 640;
     /// Bytes of the compact (postcard) encoding of a validated spec kept in a pod slot.
-    SPEC_BYTES = 32 * 1024, 1536;
+    SPEC_BYTES = 32 * 1024, 768;
     /// Nesting depth of a manifest document. Deeper input (even in an ignored field) is an
     /// error: the readers keep an explicit stack of this depth instead of recursing, so a
     /// hostile manifest cannot exhaust a firmware stack.

@@ -25,7 +25,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol. Bump on any change to the encoding of a message.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Longest manifest name, in bytes. Pod names are DNS labels (63) plus room for a suffix.
 pub const MAX_NAME_LEN: usize = 64;
@@ -83,17 +83,30 @@ pub enum Request<'a> {
     },
     /// List stored manifests: [`Response::Manifests`].
     ListManifests,
-    /// The agent's status snapshot: [`Response::Status`].
+    /// The agent's status summary: [`Response::Status`].
     GetStatus,
-    /// Drain pending events: [`Response::Events`].
-    GetEvents,
+    /// Recent events with a sequence number at or after `after`: [`Response::Events`].
+    GetEvents {
+        /// First sequence number wanted (0: everything still kept).
+        after: u32,
+    },
     /// Stack high-water mark: [`Response::Stack`].
     GetStack,
+    /// One pod slot's status: [`Response::Pod`] (status is paginated: one pod per frame).
+    GetPod {
+        /// Slot index, `0..Status::slots`.
+        slot: u8,
+    },
+    /// Manifest files from index `from` on, at most [`FILES_PER_PAGE`]: [`Response::Files`].
+    GetFiles {
+        /// Index of the first file (files are sorted by name).
+        from: u8,
+    },
 }
 
 /// Number of [`Request`] variants; a frame whose tag is at or past this is
 /// [`ErrorCode::UnknownRequest`].
-pub const REQUEST_VARIANTS: u32 = 8;
+pub const REQUEST_VARIANTS: u32 = 10;
 
 /// The agent's answer to one [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,9 +134,9 @@ pub enum Response {
     /// Answer to [`Request::ListManifests`].
     Manifests(heapless::Vec<ManifestInfo, MAX_LISTED>),
     /// Answer to [`Request::GetStatus`].
-    Status(StatusPlaceholder),
+    Status(Status),
     /// Answer to [`Request::GetEvents`].
-    Events(EventsPlaceholder),
+    Events(Events),
     /// Answer to [`Request::GetStack`]: bytes of stack ever used, of `total`.
     Stack {
         /// High-water mark in bytes.
@@ -131,6 +144,10 @@ pub enum Response {
         /// Size of the stack region in bytes.
         total: u32,
     },
+    /// Answer to [`Request::GetPod`]: `None` for an unused slot.
+    Pod(Option<PodStatus>),
+    /// Answer to [`Request::GetFiles`].
+    Files(FilesPage),
 }
 
 /// Why a request was refused.
@@ -169,26 +186,144 @@ pub struct ManifestInfo {
     pub revision: u32,
 }
 
-/// PLACEHOLDER until keel-core's reconciler status snapshot exists: then
-/// [`Response::Status`] carries that type instead. Holds only what the agent knows today.
+/// Most containers one [`PodStatus`] carries: init and app containers of the firmware's
+/// `small` configuration (1 + 1), with room to spare.
+pub const MAX_STATUS_CONTAINERS: usize = 4;
+
+/// Files per [`Response::Files`] page.
+pub const FILES_PER_PAGE: usize = 4;
+
+/// Events per [`Response::Events`].
+pub const MAX_EVENTS: usize = 8;
+
+/// A pod UID as reported.
+pub type Uid = heapless::String<64>;
+
+/// The agent's status summary; pods and files are fetched page by page with
+/// [`Request::GetPod`] and [`Request::GetFiles`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct StatusPlaceholder {
+pub struct Status {
     /// Milliseconds since boot.
     pub uptime_ms: u64,
+    /// Pod slots (ask [`Request::GetPod`] for `0..slots`).
+    pub slots: u8,
+    /// Slots in use.
+    pub pods: u8,
+    /// Manifest files the reconciler tracks (ask [`Request::GetFiles`]).
+    pub files: u8,
     /// Manifests in the store.
     pub manifests: u8,
     /// The store's change counter.
     pub store_changes: u32,
+    /// Events dropped from the reconciler's queue (not drained in time).
+    pub events_dropped: u32,
+    /// Sequence number the next event will get.
+    pub next_event: u32,
 }
 
-/// PLACEHOLDER until keel-core's `Event` queue exists: then [`Response::Events`] carries
-/// a bounded list of those events.
+/// A container's state, as reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct EventsPlaceholder {
-    /// Events lost because the queue was full.
-    pub dropped: u32,
+pub enum ContainerState {
+    /// Not running.
+    Waiting {
+        /// Why (Kubernetes reason).
+        reason: crate::machine::WaitReason,
+        /// The platform error behind a failed start.
+        error: Option<crate::platform::PlatformErrorKind>,
+    },
+    /// Started, not yet confirmed running.
+    Creating,
+    /// Running since `started_at_ms`.
+    Running {
+        /// Milliseconds since boot.
+        started_at_ms: u64,
+    },
+    /// Being stopped.
+    Stopping,
+    /// Finished for good.
+    Terminated {
+        /// Exit code.
+        code: i32,
+        /// Reason.
+        reason: crate::machine::TermReason,
+    },
+}
+
+/// One container's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ContainerStatus {
+    /// Its name.
+    pub name: Name,
+    /// An init container?
+    pub init: bool,
+    /// Its state.
+    pub state: ContainerState,
+    /// Restarts so far.
+    pub restart_count: u32,
+    /// Ready.
+    pub ready: bool,
+    /// The previous run's exit code and reason.
+    pub last: Option<(i32, crate::machine::TermReason)>,
+}
+
+/// One pod's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PodStatus {
+    /// Slot index (events name pods by slot and generation).
+    pub slot: u16,
+    /// Id of the manifest file whose pod this is (`None` once its file is gone).
+    pub file: Option<u32>,
+    /// `metadata.name` (suffixed with the node name).
+    pub name: Name,
+    /// Pod UID.
+    pub uid: Uid,
+    /// Phase.
+    pub phase: crate::status::Phase,
+    /// Being terminated, and why.
+    pub terminating: Option<crate::status::StopReason>,
+    /// A newer version of its manifest was rejected (this one keeps running).
+    pub rejected: bool,
+    /// Containers, init containers first.
+    pub containers: heapless::Vec<ContainerStatus, MAX_STATUS_CONTAINERS>,
+}
+
+/// One manifest file's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FileStatus {
+    /// File (manifest) name.
+    pub name: Name,
+    /// Id used in events.
+    pub id: u32,
+    /// What became of it: pod, rejected (error kind, field path, line, column), ignored,
+    /// duplicate, no capacity…
+    pub state: crate::status::FileState,
+}
+
+/// A page of [`FileStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FilesPage {
+    /// Files in all.
+    pub total: u8,
+    /// Files `from..from + files.len()`.
+    pub files: heapless::Vec<FileStatus, FILES_PER_PAGE>,
+}
+
+/// Recent events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Events {
+    /// Sequence number of `events[0]`.
+    pub first: u32,
+    /// Sequence number the next event will get.
+    pub next: u32,
+    /// Events, oldest first (at most [`MAX_EVENTS`]; older ones are gone).
+    pub events: heapless::Vec<crate::status::Event, MAX_EVENTS>,
 }
 
 /// What a [`FrameDecoder`] found wrong with a frame.
@@ -481,7 +616,7 @@ mod tests {
     #[test]
     fn request_variants_matches_the_last_tag() {
         let mut buf = [0u8; 8];
-        let enc = postcard::to_slice(&Request::GetStack, &mut buf).unwrap();
+        let enc = postcard::to_slice(&Request::GetFiles { from: 0 }, &mut buf).unwrap();
         assert_eq!(u32::from(enc[0]), REQUEST_VARIANTS - 1);
     }
 
@@ -523,5 +658,101 @@ mod tests {
         let mut input: &[u8] = enc;
         let frame = dec.feed(&mut input).unwrap().unwrap();
         assert_eq!(decode_response(frame), Ok(Response::Manifests(list)));
+    }
+
+    fn round_trip_within_budget(resp: Response) {
+        let mut buf = [0u8; MAX_RESPONSE_LEN];
+        let enc = encode_frame(&resp, &mut buf).expect("fits MAX_RESPONSE_LEN");
+        let mut dec = FrameDecoder::<MAX_RESPONSE_LEN>::new();
+        let mut input: &[u8] = enc;
+        let frame = dec.feed(&mut input).unwrap().unwrap();
+        assert_eq!(decode_response(frame), Ok(resp));
+    }
+
+    fn long(n: usize) -> Name {
+        Name::try_from("n".repeat(n).as_str()).unwrap()
+    }
+
+    #[test]
+    fn largest_status_pages_fit_max_response_len() {
+        use crate::machine::{TermReason, WaitReason};
+        use crate::manifest::{Error, ErrorKind};
+        use crate::platform::PlatformErrorKind;
+        use crate::status::{Event, FileState, Phase, PodId, StopReason};
+        let id = PodId {
+            slot: 7,
+            generation: u32::MAX,
+        };
+        let mut containers = heapless::Vec::new();
+        for i in 0..MAX_STATUS_CONTAINERS {
+            let state = if i % 2 == 0 {
+                ContainerState::Waiting {
+                    reason: WaitReason::CreateContainerConfigError,
+                    error: Some(PlatformErrorKind::ImageNotPresent),
+                }
+            } else {
+                ContainerState::Terminated {
+                    code: i32::MIN,
+                    reason: TermReason::OOMKilled,
+                }
+            };
+            containers
+                .push(ContainerStatus {
+                    name: long(63),
+                    init: true,
+                    state,
+                    restart_count: u32::MAX,
+                    ready: true,
+                    last: Some((i32::MIN, TermReason::Error)),
+                })
+                .unwrap();
+        }
+        round_trip_within_budget(Response::Pod(Some(PodStatus {
+            slot: u16::MAX,
+            file: Some(u32::MAX),
+            name: long(MAX_NAME_LEN),
+            uid: Uid::try_from("u".repeat(64).as_str()).unwrap(),
+            phase: Phase::Running,
+            terminating: Some(StopReason::Superseded),
+            rejected: true,
+            containers,
+        })));
+        let error = Error::new(
+            ErrorKind::DuplicateKey,
+            crate::manifest::path::FieldPath::of(&[crate::manifest::path::Seg::Index(u16::MAX); 8]),
+            crate::manifest::Mark {
+                line: u32::MAX,
+                column: u32::MAX,
+            },
+        );
+        let mut files = heapless::Vec::new();
+        for _ in 0..FILES_PER_PAGE {
+            files
+                .push(FileStatus {
+                    name: long(MAX_NAME_LEN),
+                    id: u32::MAX,
+                    state: FileState::Rejected {
+                        error,
+                        kept: Some(id),
+                    },
+                })
+                .unwrap();
+        }
+        round_trip_within_budget(Response::Files(FilesPage { total: 255, files }));
+        let mut events = heapless::Vec::new();
+        for _ in 0..MAX_EVENTS {
+            events
+                .push(Event::ManifestRejected {
+                    file: u32::MAX,
+                    error,
+                    kept_running: true,
+                })
+                .unwrap();
+        }
+        round_trip_within_budget(Response::Events(Events {
+            first: u32::MAX,
+            next: u32::MAX,
+            events,
+        }));
     }
 }

@@ -4,7 +4,9 @@
 //! This crate deals with the board: the SysTick millisecond [`clock`], the PL011 [`uart`]
 //! (UART0, interrupt-driven receive), [`stack`] painting for the high-water mark, the
 //! [`fault`] paths (panic, HardFault: log over defmt, exit QEMU non-zero), sleeping until
-//! a deadline ([`idle_until`]); and, above it, the RAM manifest [`store`] and the
+//! a deadline ([`idle_until`]); and, above it, the RAM manifest [`store`] (keel-core's
+//! manifest source), the [`tasks`] runtime (keel-core's runtime: firmware tasks selected
+//! by image name), the [`app`] that runs keel-core's reconciler over both, and the
 //! management [`server`] that speaks keel-core's [`keel_core::mgmt`] protocol on UART0.
 //!
 //! Logs go out as defmt over semihosting, so QEMU's stdout carries only defmt frames; the
@@ -14,11 +16,13 @@
 
 use defmt_semihosting as _;
 
+pub mod app;
 pub mod clock;
 pub mod fault;
 pub mod server;
 pub mod stack;
 pub mod store;
+pub mod tasks;
 pub mod uart;
 
 defmt::timestamp!("{=u64:ms}", clock::now_ms());

@@ -1,5 +1,6 @@
 //! The management server: reads protocol frames from UART0, carries out each request
-//! against the manifest store, and writes one response frame per request.
+//! against the manifest store and the reconciler, and writes one response frame per
+//! request. A put or delete that changes the store tells the reconciler to re-scan.
 //!
 //! Bad input never stops it: a frame that is too long, not COBS, not a known request or
 //! not a valid one gets [`Response::Error`] with the matching [`ErrorCode`], and the next
@@ -7,11 +8,12 @@
 
 use embedded_io::Write;
 use keel_core::mgmt::{
-    decode_request, encode_frame, ErrorCode, EventsPlaceholder, FrameDecoder, ManifestInfo, Name,
-    Request, Response, StatusPlaceholder, MAX_FRAME_LEN, MAX_RESPONSE_LEN, PROTOCOL_VERSION,
+    decode_request, encode_frame, ErrorCode, FrameDecoder, ManifestInfo, Name, Request, Response,
+    MAX_FRAME_LEN, MAX_RESPONSE_LEN, PROTOCOL_VERSION,
 };
 
-use crate::store::FirmwareStore;
+use crate::app::App;
+use crate::store::PutOutcome;
 use crate::uart::Uart0;
 use crate::{clock, stack};
 
@@ -55,7 +57,7 @@ impl Server {
 
     /// Handle every complete frame among the bytes waiting on `uart`; returns without
     /// waiting once the ring is empty.
-    pub fn poll(&mut self, uart: &mut Uart0, store: &mut FirmwareStore) {
+    pub fn poll(&mut self, uart: &mut Uart0, app: &mut App) {
         let mut chunk = [0u8; CHUNK];
         loop {
             let n = uart.try_read(&mut chunk);
@@ -65,7 +67,7 @@ impl Server {
             let mut input = &chunk[..n];
             while let Some(frame) = self.frames.feed(&mut input) {
                 match frame.map_err(ErrorCode::from).and_then(decode_request) {
-                    Ok(request) => handle(request, store, &mut self.response),
+                    Ok(request) => handle(request, app, &mut self.response),
                     Err(code) => {
                         defmt::warn!("bad frame: {}", code);
                         self.response = Response::Error { code };
@@ -87,7 +89,7 @@ impl Server {
 
 /// Carry out one request, leaving the response in `out`.
 #[inline(never)] // Keeps its locals out of the long-lived frame of the main loop.
-pub fn handle(request: Request<'_>, store: &mut FirmwareStore, out: &mut Response) {
+pub fn handle(request: Request<'_>, app: &mut App, out: &mut Response) {
     let result = match request {
         Request::Hello { version } => {
             defmt::info!("req Hello v{=u16}", version);
@@ -101,14 +103,20 @@ pub fn handle(request: Request<'_>, store: &mut FirmwareStore, out: &mut Respons
         }
         Request::PutManifest { name, bytes } => {
             defmt::info!("req PutManifest {=str} ({=usize} bytes)", name, bytes.len());
-            store.put(name, bytes).map(|outcome| {
+            app.store.put(name, bytes).map(|outcome| {
                 defmt::info!("manifest {=str}: {=str}", name, outcome.as_str());
+                if outcome != PutOutcome::Unchanged {
+                    app.notify_changed();
+                }
                 Response::Ok
             })
         }
         Request::DeleteManifest { name } => {
             defmt::info!("req DeleteManifest {=str}", name);
-            store.delete(name).map(|()| Response::Ok)
+            app.store.delete(name).map(|()| {
+                app.notify_changed();
+                Response::Ok
+            })
         }
         Request::ListManifests => {
             defmt::info!("req ListManifests");
@@ -117,7 +125,7 @@ pub fn handle(request: Request<'_>, store: &mut FirmwareStore, out: &mut Respons
             let Response::Manifests(list) = out else {
                 unreachable!()
             };
-            for e in store.list() {
+            for e in app.store.list() {
                 let info = ManifestInfo {
                     name: Name::try_from(e.name).unwrap_or_default(),
                     len: e.len as u16,
@@ -131,15 +139,25 @@ pub fn handle(request: Request<'_>, store: &mut FirmwareStore, out: &mut Respons
         }
         Request::GetStatus => {
             defmt::info!("req GetStatus");
-            Ok(Response::Status(StatusPlaceholder {
-                uptime_ms: clock::now_ms(),
-                manifests: store.len() as u8,
-                store_changes: store.changes(),
-            }))
+            Ok(Response::Status(app.status(clock::now_ms())))
         }
-        Request::GetEvents => {
-            defmt::info!("req GetEvents");
-            Ok(Response::Events(EventsPlaceholder { dropped: 0 }))
+        Request::GetEvents { after } => {
+            defmt::debug!("req GetEvents {=u32}", after);
+            Ok(Response::Events(app.log.page(after)))
+        }
+        Request::GetPod { slot } => {
+            defmt::debug!("req GetPod {=u8}", slot);
+            // Built in place in `out`, like the manifest list.
+            *out = Response::Pod(None);
+            let Response::Pod(pod) = out else {
+                unreachable!()
+            };
+            app.pod_status(usize::from(slot), pod);
+            return;
+        }
+        Request::GetFiles { from } => {
+            defmt::debug!("req GetFiles {=u8}", from);
+            Ok(Response::Files(app.files_page(usize::from(from))))
         }
         Request::GetStack => {
             let (used, total) = stack::usage();

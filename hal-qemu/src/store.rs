@@ -1,22 +1,27 @@
-//! The firmware's manifest store: a fixed number of RAM slots, each holding one named
-//! manifest's bytes, changed only through the management protocol.
+//! The firmware's manifest store: up to `ENTRIES` named manifests packed into one
+//! `ARENA`-byte buffer in RAM, changed only through the management protocol.
 //!
-//! This is the firmware's manifest source: the reconciler will list it (names plus the
-//! change counter as the change token) and borrow one manifest's bytes at a time through
-//! [`ManifestStore::with_bytes`]. Capacity is the caller's choice (`SLOTS` × `CAP` bytes);
-//! the firmware uses [`FirmwareStore`], 8 × 2 KiB.
+//! This is the firmware's manifest source: it implements keel-core's
+//! [`ManifestSource`] (every manifest is an [`EntryKind::File`] whose token is the change
+//! counter value of its last write, so it changes on every put that changes it) and lends
+//! one manifest's bytes at a time. Capacity is the caller's choice; the firmware uses
+//! [`FirmwareStore`]: 12 names in 4 KiB, at most [`MAX_MANIFEST_LEN`] (2 KiB) each.
+//! Packing rather than fixed 2 KiB slots is what lets the store hold more manifests than
+//! there are pod slots (so the reconciler, not the store, refuses a 9th pod) in well under
+//! half the RAM.
 //!
 //! Every failure is a [`StoreError`] and leaves the store unchanged. The change counter
-//! moves on every put that changes a slot and on every delete, never otherwise, so a
+//! moves on every put that changes a manifest and on every delete, never otherwise, so a
 //! re-put of identical bytes does not make the reconciler re-parse.
 //!
 //! Plain Rust over `heapless` and keel-core only (no board access), so host-tests compiles
 //! this same file for its unit tests (`host-tests/tests/store.rs`).
 
-use keel_core::mgmt::{ErrorCode, Name, MAX_NAME_LEN};
+use keel_core::mgmt::{ErrorCode, Name, MAX_MANIFEST_LEN, MAX_NAME_LEN};
+use keel_core::platform::{self, EntryKind, ManifestSource, PlatformError, PlatformErrorKind};
 
-/// The firmware's store: 8 slots of 2 KiB (16 KiB of RAM).
-pub type FirmwareStore = ManifestStore<8, 2048>;
+/// The firmware's store: 12 manifests sharing 4 KiB of RAM.
+pub type FirmwareStore = ManifestStore<12, 4096>;
 
 /// Why a store operation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,9 +30,9 @@ pub enum StoreError {
     NameEmpty,
     /// The name is longer than [`MAX_NAME_LEN`].
     NameTooLong,
-    /// The manifest is larger than a slot.
+    /// The manifest is larger than [`MAX_MANIFEST_LEN`] (or the whole arena).
     TooLarge,
-    /// Every slot holds another name.
+    /// Every entry holds another name, or the arena has no room left for these bytes.
     Full,
     /// No manifest has that name.
     NotFound,
@@ -45,10 +50,19 @@ impl From<StoreError> for ErrorCode {
     }
 }
 
+impl PlatformError for StoreError {
+    fn kind(&self) -> PlatformErrorKind {
+        match self {
+            StoreError::NotFound => PlatformErrorKind::NotFound,
+            _ => PlatformErrorKind::Io,
+        }
+    }
+}
+
 /// What a successful [`ManifestStore::put`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
-    /// A new name took a free slot.
+    /// A new name took a free entry.
     Created,
     /// The name existed; its bytes were replaced.
     Replaced,
@@ -79,58 +93,68 @@ pub struct Entry<'a> {
 }
 
 #[derive(Debug)]
-struct Slot<const CAP: usize> {
+struct Slot {
     used: bool,
     name: Name,
+    off: usize,
     len: usize,
     revision: u32,
-    bytes: [u8; CAP],
 }
 
-impl<const CAP: usize> Slot<CAP> {
+impl Slot {
     const EMPTY: Self = Self {
         used: false,
         name: Name::new(),
+        off: 0,
         len: 0,
         revision: 0,
-        bytes: [0; CAP],
     };
-
-    fn bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
 }
 
-/// `SLOTS` manifests of at most `CAP` bytes each, in place (no allocation).
+/// `ENTRIES` manifests packed into `ARENA` bytes, in place (no allocation).
 #[derive(Debug)]
-pub struct ManifestStore<const SLOTS: usize, const CAP: usize> {
-    slots: [Slot<CAP>; SLOTS],
+pub struct ManifestStore<const ENTRIES: usize, const ARENA: usize> {
+    slots: [Slot; ENTRIES],
+    arena: [u8; ARENA],
+    /// Bytes of `arena` in use: manifests are packed at its start.
+    used: usize,
     changes: u32,
 }
 
-impl<const SLOTS: usize, const CAP: usize> Default for ManifestStore<SLOTS, CAP> {
+impl<const ENTRIES: usize, const ARENA: usize> Default for ManifestStore<ENTRIES, ARENA> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const SLOTS: usize, const CAP: usize> ManifestStore<SLOTS, CAP> {
+impl<const ENTRIES: usize, const ARENA: usize> ManifestStore<ENTRIES, ARENA> {
     /// An empty store (all zeroes, so a `static` of it lands in `.bss`).
     pub const fn new() -> Self {
         Self {
-            slots: [Slot::EMPTY; SLOTS],
+            slots: [Slot::EMPTY; ENTRIES],
+            arena: [0; ARENA],
+            used: 0,
             changes: 0,
         }
     }
 
-    /// Largest manifest a slot holds.
+    /// Largest manifest one entry holds.
     pub const fn slot_capacity(&self) -> usize {
-        CAP
+        if MAX_MANIFEST_LEN < ARENA {
+            MAX_MANIFEST_LEN
+        } else {
+            ARENA
+        }
     }
 
-    /// Number of slots.
+    /// Number of entries (names).
     pub const fn capacity(&self) -> usize {
-        SLOTS
+        ENTRIES
+    }
+
+    /// Bytes of the arena not in use.
+    pub fn free_bytes(&self) -> usize {
+        ARENA - self.used
     }
 
     /// Manifests stored.
@@ -160,27 +184,58 @@ impl<const SLOTS: usize, const CAP: usize> ManifestStore<SLOTS, CAP> {
         }
     }
 
+    fn bytes_of(&self, i: usize) -> &[u8] {
+        let s = &self.slots[i];
+        &self.arena[s.off..s.off + s.len]
+    }
+
+    /// Cut entry `i`'s bytes out of the arena, closing the gap.
+    fn cut(&mut self, i: usize) {
+        let (off, len) = (self.slots[i].off, self.slots[i].len);
+        self.arena.copy_within(off + len..self.used, off);
+        self.used -= len;
+        for s in self.slots.iter_mut().filter(|s| s.used && s.off > off) {
+            s.off -= len;
+        }
+        self.slots[i].len = 0;
+        self.slots[i].off = 0;
+    }
+
     /// Store `bytes` under `name`, replacing what that name held.
     pub fn put(&mut self, name: &str, bytes: &[u8]) -> Result<PutOutcome, StoreError> {
         Self::check_name(name)?;
-        if bytes.len() > CAP {
+        if bytes.len() > self.slot_capacity() {
             return Err(StoreError::TooLarge);
         }
         let (index, outcome) = match self.find(name) {
-            Some(i) if self.slots[i].bytes() == bytes => return Ok(PutOutcome::Unchanged),
+            Some(i) if self.bytes_of(i) == bytes => return Ok(PutOutcome::Unchanged),
             Some(i) => (i, PutOutcome::Replaced),
             None => {
                 let free = self.slots.iter().position(|s| !s.used);
                 (free.ok_or(StoreError::Full)?, PutOutcome::Created)
             }
         };
+        let reclaimed = if outcome == PutOutcome::Replaced {
+            self.slots[index].len
+        } else {
+            0
+        };
+        if bytes.len() > self.free_bytes() + reclaimed {
+            return Err(StoreError::Full);
+        }
+        if outcome == PutOutcome::Replaced {
+            self.cut(index);
+        }
         self.changes = self.changes.wrapping_add(1);
+        let off = self.used;
+        self.arena[off..off + bytes.len()].copy_from_slice(bytes);
+        self.used += bytes.len();
         let slot = &mut self.slots[index];
         slot.used = true;
         slot.name.clear();
         // Cannot fail: the length was checked against the same capacity above.
         let _ = slot.name.push_str(name);
-        slot.bytes[..bytes.len()].copy_from_slice(bytes);
+        slot.off = off;
         slot.len = bytes.len();
         slot.revision = self.changes;
         Ok(outcome)
@@ -189,15 +244,15 @@ impl<const SLOTS: usize, const CAP: usize> ManifestStore<SLOTS, CAP> {
     /// Remove the manifest called `name`.
     pub fn delete(&mut self, name: &str) -> Result<(), StoreError> {
         let index = self.find(name).ok_or(StoreError::NotFound)?;
+        self.cut(index);
         let slot = &mut self.slots[index];
         slot.used = false;
         slot.name.clear();
-        slot.len = 0;
         self.changes = self.changes.wrapping_add(1);
         Ok(())
     }
 
-    /// The stored manifests, in slot order.
+    /// The stored manifests, in entry order.
     pub fn list(&self) -> impl Iterator<Item = Entry<'_>> + '_ {
         self.slots.iter().filter(|s| s.used).map(|s| Entry {
             name: &s.name,
@@ -209,6 +264,26 @@ impl<const SLOTS: usize, const CAP: usize> ManifestStore<SLOTS, CAP> {
     /// Lend the bytes of the manifest called `name` to `f`.
     pub fn with_bytes<R>(&self, name: &str, f: impl FnOnce(&[u8]) -> R) -> Result<R, StoreError> {
         let index = self.find(name).ok_or(StoreError::NotFound)?;
-        Ok(f(self.slots[index].bytes()))
+        Ok(f(self.bytes_of(index)))
+    }
+}
+
+/// The reconciler's view: every manifest is a regular file; its token is the revision.
+impl<const ENTRIES: usize, const ARENA: usize> ManifestSource for ManifestStore<ENTRIES, ARENA> {
+    type Error = StoreError;
+
+    fn list(&mut self, f: &mut dyn FnMut(platform::Entry<'_>)) -> Result<(), StoreError> {
+        for e in ManifestStore::list(self) {
+            f(platform::Entry {
+                name: e.name,
+                kind: EntryKind::File,
+                token: u64::from(e.revision),
+            });
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, name: &str, f: &mut dyn FnMut(&[u8])) -> Result<(), StoreError> {
+        self.with_bytes(name, |b| f(b))
     }
 }

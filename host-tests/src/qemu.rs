@@ -24,7 +24,11 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use keel_core::mgmt::{self, FrameDecoder, Request, Response, MAX_RESPONSE_LEN};
+use keel_core::mgmt::{
+    self, FileStatus, FrameDecoder, PodStatus, Request, Response, Status, MAX_RESPONSE_LEN,
+    PROTOCOL_VERSION,
+};
+use keel_core::status::Event;
 
 /// How long a request waits for its response by default.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -131,6 +135,102 @@ pub struct LogLine {
     pub message: String,
     /// `file:line` of the log statement, when the ELF has it.
     pub location: Option<String>,
+}
+
+impl LogLine {
+    /// The firmware timestamp in milliseconds (the firmware prints `{=u64:ms}`, which
+    /// defmt renders as seconds with three decimals).
+    pub fn ms(&self) -> u64 {
+        let (s, frac) = self
+            .timestamp
+            .split_once('.')
+            .unwrap_or((&self.timestamp, "0"));
+        let frac = format!("{frac:0<3}");
+        s.trim().parse::<u64>().unwrap_or(0) * 1000 + frac[..3].parse::<u64>().unwrap_or(0)
+    }
+}
+
+/// A whole status snapshot, assembled from the paginated replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The summary.
+    pub status: Status,
+    /// Pods in use, by slot.
+    pub pods: Vec<PodStatus>,
+    /// Manifest files, sorted by name.
+    pub files: Vec<FileStatus>,
+}
+
+impl Snapshot {
+    /// The pod whose name is `name` (the firmware suffixes names with `-qemu`; either form
+    /// matches).
+    pub fn pod(&self, name: &str) -> Option<&PodStatus> {
+        let suffixed = format!("{name}-qemu");
+        self.pods
+            .iter()
+            .find(|p| p.name.as_str() == name || p.name.as_str() == suffixed)
+    }
+
+    /// The file called `name`.
+    pub fn file(&self, name: &str) -> Option<&FileStatus> {
+        self.files.iter().find(|f| f.name.as_str() == name)
+    }
+}
+
+impl fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "uptime {} ms, {} of {} pod slots used, {} files, {} manifests stored",
+            self.status.uptime_ms,
+            self.status.pods,
+            self.status.slots,
+            self.status.files,
+            self.status.manifests
+        )?;
+        for p in &self.pods {
+            write!(
+                f,
+                "  pod {} (slot {}, uid {}) {}",
+                p.name,
+                p.slot,
+                p.uid,
+                p.phase.as_str()
+            )?;
+            if let Some(r) = p.terminating {
+                write!(f, ", terminating ({r:?})")?;
+            }
+            writeln!(f)?;
+            for c in &p.containers {
+                writeln!(
+                    f,
+                    "    {}{}: {:?}, restarts {}, ready {}, last {:?}",
+                    if c.init { "init " } else { "" },
+                    c.name,
+                    c.state,
+                    c.restart_count,
+                    c.ready,
+                    c.last
+                )?;
+            }
+        }
+        for file in &self.files {
+            match file.state {
+                keel_core::status::FileState::Rejected { error, kept } => writeln!(
+                    f,
+                    "  file {}: rejected: {} at {} (line {}, col {}){}",
+                    file.name,
+                    error.kind,
+                    error.path,
+                    error.mark.line,
+                    error.mark.column,
+                    if kept.is_some() { ", old pod kept" } else { "" }
+                )?,
+                state => writeln!(f, "  file {}: {state:?}", file.name)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for LogLine {
@@ -270,6 +370,139 @@ impl Qemu {
     pub fn request(&mut self, request: &Request<'_>) -> Result<Response> {
         self.send(request)?;
         self.recv(REQUEST_TIMEOUT)
+    }
+
+    /// Start [`FIRMWARE`], wait for its boot line and open the session (`Hello`).
+    pub fn boot() -> Result<Self> {
+        let mut q = Self::start(FIRMWARE)?;
+        // Bytes sent before the firmware has set up UART0 are lost (enabling the PL011
+        // FIFO flushes it), so wait for its boot line.
+        q.wait_for_log(READY, CONNECT_TIMEOUT)?;
+        match q.request(&Request::Hello {
+            version: PROTOCOL_VERSION,
+        })? {
+            Response::Hello { version } if version == PROTOCOL_VERSION => Ok(q),
+            other => Err(DriverError::BadFrame(format!("hello: {other:?}"))),
+        }
+    }
+
+    /// Put a manifest; the firmware's reply (`Ok` or an error).
+    pub fn put(&mut self, name: &str, bytes: &[u8]) -> Result<Response> {
+        self.request(&Request::PutManifest { name, bytes })
+    }
+
+    /// Delete a manifest; the firmware's reply.
+    pub fn delete(&mut self, name: &str) -> Result<Response> {
+        self.request(&Request::DeleteManifest { name })
+    }
+
+    /// A whole status snapshot: the summary, then every pod slot and every file page.
+    pub fn snapshot(&mut self) -> Result<Snapshot> {
+        let status = match self.request(&Request::GetStatus)? {
+            Response::Status(s) => s,
+            other => return Err(DriverError::BadFrame(format!("status: {other:?}"))),
+        };
+        let mut pods = Vec::new();
+        for slot in 0..status.slots {
+            match self.request(&Request::GetPod { slot })? {
+                Response::Pod(Some(p)) => pods.push(p),
+                Response::Pod(None) => {}
+                other => return Err(DriverError::BadFrame(format!("pod: {other:?}"))),
+            }
+        }
+        let mut files = Vec::new();
+        loop {
+            match self.request(&Request::GetFiles {
+                from: files.len() as u8,
+            })? {
+                Response::Files(page) => {
+                    let done = page.files.is_empty()
+                        || files.len() + page.files.len() >= usize::from(page.total);
+                    files.extend(page.files);
+                    if done {
+                        break;
+                    }
+                }
+                other => return Err(DriverError::BadFrame(format!("files: {other:?}"))),
+            }
+        }
+        Ok(Snapshot {
+            status,
+            pods,
+            files,
+        })
+    }
+
+    /// Poll the status (every 50 ms) until `ok` holds for a snapshot or `timeout` passes;
+    /// the timeout error names what was awaited and shows the last snapshot.
+    pub fn wait_status(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut ok: impl FnMut(&Snapshot) -> bool,
+    ) -> Result<Snapshot> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let snap = self.snapshot()?;
+            if ok(&snap) {
+                return Ok(snap);
+            }
+            if Instant::now() >= deadline {
+                return Err(DriverError::BadFrame(format!(
+                    "timed out waiting for {what}; last status:\n{snap}"
+                )));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every event the firmware still keeps with a sequence number at or after `after`.
+    pub fn events(&mut self, mut after: u32) -> Result<Vec<(u32, Event)>> {
+        let mut out = Vec::new();
+        loop {
+            match self.request(&Request::GetEvents { after })? {
+                Response::Events(page) => {
+                    let n = page.events.len() as u32;
+                    out.extend((page.first..).zip(page.events));
+                    after = page.first + n;
+                    if n == 0 || after >= page.next {
+                        return Ok(out);
+                    }
+                }
+                other => return Err(DriverError::BadFrame(format!("events: {other:?}"))),
+            }
+        }
+    }
+
+    /// Log lines whose message contains `needle`, in order.
+    pub fn log_matching(&self, needle: &str) -> Vec<LogLine> {
+        self.log()
+            .into_iter()
+            .filter(|l| l.message.contains(needle))
+            .collect()
+    }
+
+    /// Wait until at least `n` log lines contain `needle`; returns them.
+    pub fn wait_for_logs(&self, needle: &str, n: usize, timeout: Duration) -> Result<Vec<LogLine>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = self.log_matching(needle);
+            if lines.len() >= n {
+                return Ok(lines);
+            }
+            if Instant::now() >= deadline {
+                return Err(DriverError::Timeout("log lines"));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The stack high-water mark: `(used, total)` bytes.
+    pub fn stack(&mut self) -> Result<(u32, u32)> {
+        match self.request(&Request::GetStack)? {
+            Response::Stack { used, total } => Ok((used, total)),
+            other => Err(DriverError::BadFrame(format!("stack: {other:?}"))),
+        }
     }
 
     /// The log so far.

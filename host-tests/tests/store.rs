@@ -65,9 +65,27 @@ fn delete_frees_the_slot_and_counts_as_a_change() {
 }
 
 #[test]
-fn firmware_store_is_16_kib_and_fits_bss() {
+fn manifests_share_the_arena_and_deletes_compact_it() {
+    let mut s = ManifestStore::<4, 10>::new();
+    s.put("a", b"aaa").unwrap();
+    s.put("b", b"bbbb").unwrap();
+    assert_eq!(s.free_bytes(), 3);
+    // Does not fit what is left, though it fits an empty arena.
+    assert_eq!(s.put("c", b"cccc"), Err(StoreError::Full));
+    // Replacing reuses the old bytes' room.
+    assert_eq!(s.put("b", b"BBBBBBB"), Ok(PutOutcome::Replaced));
+    assert_eq!(s.free_bytes(), 0);
+    s.delete("a").unwrap();
+    assert_eq!(s.put("c", b"cc"), Ok(PutOutcome::Created));
+    assert_eq!(s.with_bytes("b", |b| b.to_vec()), Ok(b"BBBBBBB".to_vec()));
+    assert_eq!(s.with_bytes("c", |b| b.to_vec()), Ok(b"cc".to_vec()));
+    assert_eq!(s.free_bytes(), 1);
+}
+
+#[test]
+fn firmware_store_holds_12_manifests_in_4_kib() {
     let s = store::FirmwareStore::new();
-    assert_eq!((s.capacity(), s.slot_capacity()), (8, 2048));
+    assert_eq!((s.capacity(), s.slot_capacity()), (12, 2048));
     let size = std::mem::size_of::<store::FirmwareStore>();
-    assert!(size < 17 * 1024, "{size}");
+    assert!(size < 6 * 1024, "{size}");
 }
