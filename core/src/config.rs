@@ -6,7 +6,9 @@
 //!
 //! Two sets exist: the Linux set (default) sized for real control-plane manifests (a kubeadm
 //! `kube-apiserver` has ~30 flags and ~8 mounts), and the firmware set (feature `small`)
-//! sized so that 8 pods of 4 containers fit a Cortex-M3 with 64 KiB of RAM. Pod slots are
+//! for a Cortex-M3 with 64 KiB of RAM. The goal was 8 pods of 4 containers; with the
+//! reconciler decoding a whole `Pod` by value (a stack frame of ~9 KiB per container), what
+//! fits today is 1 app + 1 init container per pod (hal-qemu/README.md, "Size"). Pod slots are
 //! not counted here: the caller passes their storage to the reconciler.
 
 use serde::{Deserialize, Serialize};

@@ -18,10 +18,14 @@ use keel_core::time::{Duration, Instant};
 use crate::store::FirmwareStore;
 use crate::tasks::{Program, TaskRuntime};
 
-/// Pod slots (each holds up to 4 app + 2 init containers: keel-core's `small` config).
+/// Pod slots (each holds keel-core's `small` number of containers: 1 app + 1 init).
+///
+/// 4, not the 8 the design asks for: keel-core's `PodSlot::decode_into` needs a stack frame
+/// of ~17 KiB even at 1 + 1 containers, and 8 slots leave too little RAM for it (see
+/// hal-qemu/README.md, "Size").
 pub const POD_SLOTS: usize = 4;
-/// Manifest files the reconciler tracks: more than the pod slots, so a 9th pod is refused
-/// by the reconciler (NoCapacity) and shows in status, rather than by the store.
+/// Manifest files the reconciler tracks: more than the pod slots, so a pod beyond them is
+/// refused by the reconciler (NoCapacity) and shows in status, rather than by the store.
 pub const FILE_ENTRIES: usize = 12;
 /// The node name pods are bound to (their names get the `-qemu` suffix).
 pub const NODE: &str = "qemu";

@@ -710,3 +710,58 @@ impl fmt::Display for ImageSize {
         )
     }
 }
+
+/// Example manifests for [`demo`]: shapes of the static pods in `../shared`'s examples
+/// (a long-running service, a crash-looping one, a one-shot job, a pod with an init
+/// container and a liveness probe, and a broken manifest), with firmware tasks as images.
+pub const DEMO_MANIFESTS: &[(&str, &str)] = &[
+    (
+        "web.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: server\n    image: task:forever\n",
+    ),
+    (
+        "flaky.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: flaky\nspec:\n  containers:\n  - name: worker\n    image: task:crash\n    args: [\"after=100\"]\n",
+    ),
+    (
+        "job.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: job\nspec:\n  restartPolicy: Never\n  containers:\n  - name: run\n    image: task:exit\n    env:\n    - name: EXIT_CODE\n      value: \"0\"\n    - name: AFTER_MS\n      value: \"500\"\n",
+    ),
+    (
+        "db.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: db\nspec:\n  initContainers:\n  - name: migrate\n    image: task:exit\n    args: [\"after=300\"]\n  containers:\n  - name: db\n    image: task:forever\n    args: [\"unhealthy-after=1500\"]\n    livenessProbe:\n      exec:\n        command: [\"health\"]\n      periodSeconds: 1\n      failureThreshold: 1\n",
+    ),
+    (
+        "broken.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: broken\nspec:\n  containers:\n  - name: c\n    image: [1]\n",
+    ),
+];
+
+/// `cargo xtask qemu`: build the firmware, boot it in QEMU, push [`DEMO_MANIFESTS`],
+/// print the decoded firmware log as it arrives for `seconds`, then the status snapshot.
+pub fn demo(seconds: u64) -> Result<()> {
+    println!("building the firmware (hal-qemu, release) and booting it in QEMU…");
+    let mut q = Qemu::boot()?;
+    for (name, yaml) in DEMO_MANIFESTS {
+        println!("push {name}");
+        match q.put(name, yaml.as_bytes())? {
+            Response::Ok => {}
+            other => println!("  refused: {other:?}"),
+        }
+    }
+    let mut shown = 0;
+    let end = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < end {
+        thread::sleep(Duration::from_millis(100));
+        let log = q.log();
+        for line in &log[shown..] {
+            // The protocol chatter is noise here; show the firmware's own lines.
+            if !line.message.starts_with("req ") {
+                println!("{line}");
+            }
+        }
+        shown = log.len();
+    }
+    println!("\n{}", q.snapshot()?);
+    Ok(())
+}
