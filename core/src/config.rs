@@ -6,7 +6,9 @@
 //!
 //! Two sets exist: the Linux set (default) sized for real control-plane manifests (a kubeadm
 //! `kube-apiserver` has ~30 flags and ~8 mounts), and the firmware set (feature `small`)
-//! sized so that 8 pods of 4 containers fit a Cortex-M3 with 64 KiB of RAM. Pod slots are
+//! for a Cortex-M3 with 64 KiB of RAM. The goal was 8 pods of 4 containers; with the
+//! reconciler decoding a whole `Pod` by value (a stack frame of ~9 KiB per container), what
+//! fits today is 1 app + 1 init container per pod (hal-qemu/README.md, "Size"). Pod slots are
 //! not counted here: the caller passes their storage to the reconciler.
 
 use serde::{Deserialize, Serialize};
@@ -26,31 +28,31 @@ macro_rules! limits {
 
 limits! {
     /// App containers per pod.
-    MAX_CONTAINERS = 16, 4;
+    MAX_CONTAINERS = 16, 1;
     /// Init containers per pod.
-    MAX_INIT_CONTAINERS = 8, 2;
+    MAX_INIT_CONTAINERS = 8, 1;
     /// Entries in one container's `command`, and separately in its `args`. Why 64: the
     /// largest kubeadm pod (kube-apiserver) carries about 30 flags.
-    MAX_ARGS = 64, 8;
+    MAX_ARGS = 64, 4;
     /// `env` entries per container.
-    MAX_ENV = 64, 8;
+    MAX_ENV = 64, 4;
     /// `ports` per container.
-    MAX_PORTS = 16, 4;
+    MAX_PORTS = 16, 1;
     /// `volumeMounts` per container.
-    MAX_MOUNTS = 32, 4;
+    MAX_MOUNTS = 32, 1;
     /// `volumes` per pod.
-    MAX_VOLUMES = 32, 4;
+    MAX_VOLUMES = 32, 1;
     /// Entries in `metadata.labels`, and separately in `metadata.annotations`.
     MAX_LABELS = 32, 4;
     /// `tolerations` per pod.
-    MAX_TOLERATIONS = 16, 2;
+    MAX_TOLERATIONS = 16, 1;
     /// `hostAliases` per pod, and hostnames per alias.
     MAX_HOST_ALIASES = 8, 1;
     /// Capabilities in one `add` or `drop` list, and exec-probe / exec-hook arguments.
-    MAX_SMALL_LIST = 16, 4;
+    MAX_SMALL_LIST = 16, 2;
     /// Bytes of text (names, images, arguments, values...) one pod may hold in total. The
     /// decoded spec keeps every string in one pool of this size.
-    STRING_BYTES = 32 * 1024, 1536;
+    STRING_BYTES = 32 * 1024, 640;
     /// Bytes of the compact (postcard) encoding of a validated spec kept in a pod slot. Why
     /// 768 in firmware: it keeps a slot under 2 KiB; a 4-container pod with args and a probe
     /// each encodes in ~530 bytes (`cargo run -p keel-host-tests --example sizes --features

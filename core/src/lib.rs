@@ -9,6 +9,7 @@
 pub mod config;
 pub mod machine;
 pub mod manifest;
+pub mod mgmt;
 pub mod platform;
 pub mod reconcile;
 pub mod status;

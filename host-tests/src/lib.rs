@@ -4,9 +4,11 @@
 //!   reference parsers (also used by the fuzz workspace);
 //! - [`sim`]: the deterministic simulator the reconciler scenario tests, the `reconcile`
 //!   property test, the fuzz target and the benchmark share;
+//! - [`qemu`]: the QEMU driver of the firmware scenario tests;
 //! - [`linux`]: the real node (keel binary, runc, images) of the end-to-end tests.
 
 pub mod corpus;
 pub mod differential;
 pub mod linux;
+pub mod qemu;
 pub mod sim;
