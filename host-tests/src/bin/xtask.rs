@@ -6,7 +6,13 @@
 //!   thumb builds of keel-core, the no-`alloc` check, the workspace tests and a fuzz smoke
 //!   run of every target. `--fuzz-seconds N` sets the smoke time (default 10).
 //! - `fuzz --seconds N`: every fuzz target for N seconds, seeded from the fixture corpus.
-//! - `bench`: the parser benchmark (`host-tests/benches/parse.rs`).
+//! - `bench`: the benchmarks (parser, reconciler, Linux agent as root).
+//! - `demo [--seconds N]`: keel's main job on this machine: installs runc and
+//!   busybox-static if missing, builds keel, builds and imports a busybox image, and runs
+//!   `keel agent` on a demo directory with its log on the terminal.
+//! - `dist`: the release artefact, a stripped static `x86_64-unknown-linux-musl` binary.
+//! - `qemu [--seconds N]`: boots the firmware in QEMU, pushes demo manifests over the
+//!   UART and prints the decoded log.
 //!
 //! Steps are plain data ([`Step`]): adding one (a QEMU or runc end-to-end run) is a push
 //! onto the list in [`test_steps`]. Every step runs even when an earlier one failed, and the
@@ -17,7 +23,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// Fuzz targets in `fuzz/`.
-const FUZZ_TARGETS: &[&str] = &["yaml", "json", "manifest", "differential"];
+const FUZZ_TARGETS: &[&str] = &["yaml", "json", "manifest", "differential", "reconcile"];
 /// Rust targets the build needs.
 const RUST_TARGETS: &[&str] = &["thumbv7m-none-eabi", "x86_64-unknown-linux-musl"];
 /// Debian packages the end-to-end steps need (checked by the command they provide).
@@ -330,6 +336,36 @@ fn test_steps(fuzz_seconds: u64) -> Vec<Step> {
         ],
     ));
     s.push(Step::check("keel-core never names alloc", no_alloc_in_core));
+    s.push(
+        Step::cmd(
+            "rustfmt (hal-qemu)",
+            "cargo",
+            &["fmt", "--all", "--", "--check"],
+        )
+        .dir(&root().join("hal-qemu")),
+    );
+    s.push(
+        Step::cmd(
+            "clippy (hal-qemu)",
+            "cargo",
+            &["clippy", "--release", "--", "-D", "warnings"],
+        )
+        .dir(&root().join("hal-qemu")),
+    );
+    s.push(Step::cmd(
+        "firmware sizes of core types",
+        "cargo",
+        &[
+            "run",
+            "-q",
+            "-p",
+            "keel-host-tests",
+            "--example",
+            "sizes",
+            "--features",
+            "keel-core/small",
+        ],
+    ));
     s.push(Step::cmd("tests", "cargo", &["test", "--workspace"]));
     s.push(
         Step::cmd(
@@ -344,8 +380,58 @@ fn test_steps(fuzz_seconds: u64) -> Vec<Step> {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask test [--fuzz-seconds N] | fuzz [--seconds N] | bench");
+    eprintln!(
+        "usage: cargo xtask test [--fuzz-seconds N] | fuzz [--seconds N] | bench | demo [--seconds N] | dist | qemu [--seconds N]"
+    );
     ExitCode::from(2)
+}
+
+/// The installs `demo`, `dist` and `qemu` need: the system packages and Rust targets
+/// (not cargo-fuzz or nightly, which only the tests use).
+fn setup_for_tools() -> Vec<Step> {
+    setup_steps()
+        .into_iter()
+        .filter(|s| s.name.starts_with("apt-get") || s.name.starts_with("install rust targets"))
+        .collect()
+}
+
+fn dist_steps() -> Vec<Step> {
+    let mut s = setup_for_tools();
+    s.push(Step::cmd(
+        "build static keel (x86_64-unknown-linux-musl, release, stripped)",
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-p",
+            "keel-linux",
+            "--bin",
+            "keel",
+            "--target",
+            "x86_64-unknown-linux-musl",
+        ],
+    ));
+    s.push(Step::check("report the artefact", |root| {
+        let p = root.join("target/x86_64-unknown-linux-musl/release/keel");
+        let meta = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let file = Command::new("file")
+            .arg(&p)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        eprintln!(
+            "{}: {} bytes ({:.2} MiB) {}",
+            p.display(),
+            meta.len(),
+            meta.len() as f64 / 1048576.0,
+            file.trim()
+        );
+        if meta.len() > 4 * 1024 * 1024 {
+            return Err("larger than the 4 MiB target".into());
+        }
+        Ok(())
+    }));
+    s
 }
 
 fn seconds_arg(args: &[String], flag: &str, default: u64) -> Option<u64> {
@@ -376,11 +462,76 @@ fn main() -> ExitCode {
             }
             None => return usage(),
         },
-        Some("bench") => vec![Step::cmd(
-            "parser benchmark",
-            "cargo",
-            &["bench", "-p", "keel-host-tests", "--bench", "parse"],
-        )],
+        Some("bench") => ["parse", "reconcile", "linux"]
+            .iter()
+            .filter(|b| root().join(format!("host-tests/benches/{b}.rs")).exists())
+            .map(|b| {
+                Step::cmd(
+                    &format!("{b} benchmark"),
+                    "cargo",
+                    &["bench", "-p", "keel-host-tests", "--bench", b],
+                )
+            })
+            .collect(),
+        Some("dist") => dist_steps(),
+        Some("demo") => match seconds_arg(rest, "--seconds", 60) {
+            Some(n) => {
+                let mut s = setup_for_tools();
+                s.push(Step::cmd(
+                    "build keel",
+                    "cargo",
+                    &["build", "--release", "-p", "keel-linux", "--bin", "keel"],
+                ));
+                let secs = n.to_string();
+                s.push(Step::check("demo", move |root| {
+                    let keel = root.join("target/release/keel");
+                    let st = Command::new("cargo")
+                        .args([
+                            "run",
+                            "-q",
+                            "--release",
+                            "-p",
+                            "keel-host-tests",
+                            "--bin",
+                            "keel-demo",
+                            "--",
+                        ])
+                        .arg(&keel)
+                        .arg(&secs)
+                        .current_dir(root)
+                        .status()
+                        .map_err(|e| e.to_string())?;
+                    if st.success() {
+                        Ok(())
+                    } else {
+                        Err(format!("demo exited with {st}"))
+                    }
+                }));
+                s
+            }
+            None => return usage(),
+        },
+        Some("qemu") => match seconds_arg(rest, "--seconds", 10) {
+            Some(n) => {
+                let mut s = setup_for_tools();
+                s.push(Step::cmd(
+                    "firmware demo in QEMU",
+                    "cargo",
+                    &[
+                        "run",
+                        "-q",
+                        "-p",
+                        "keel-host-tests",
+                        "--bin",
+                        "qemu-demo",
+                        "--",
+                        &n.to_string(),
+                    ],
+                ));
+                s
+            }
+            None => return usage(),
+        },
         _ => return usage(),
     };
     if run_steps(steps) == 0 {
