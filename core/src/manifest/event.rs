@@ -201,6 +201,8 @@ pub enum SyntaxErrorKind {
     TooDeep,
     /// A `%` directive other than `%YAML 1.x` / `%TAG`.
     BadDirective,
+    /// A directive not followed by a `---` line.
+    DirectiveWithoutStart,
     /// JSON: a comment (`//`, `/*`, `#`).
     JsonComment,
     /// JSON: malformed number.
@@ -239,6 +241,7 @@ impl SyntaxErrorKind {
             UnexpectedChar => "unexpected character",
             TooDeep => "nesting too deep",
             BadDirective => "unsupported directive",
+            DirectiveWithoutStart => "a %YAML or %TAG directive must be followed by a --- line",
             JsonComment => "comments are not allowed in JSON",
             JsonNumber => "malformed JSON number",
             ControlCharacter => "control character not allowed here",

@@ -322,9 +322,15 @@ impl<'a> YamlReader<'a> {
     /// Reads directives and markers up to the first node; skips empty documents. Returns the
     /// mark an empty root would have.
     fn start_document(&mut self) -> Result<Mark> {
+        // A directive must be followed by a `---` line (YAML 1.2 §9.2; libyaml, and so the
+        // kubelet's go-yaml, rejects a document without it).
+        let mut directive = false;
         loop {
             self.skip_ws();
             if self.cur.at_end() {
+                if directive {
+                    return Err(self.cur.err(SyntaxErrorKind::DirectiveWithoutStart));
+                }
                 return Err(self.cur.err(SyntaxErrorKind::EmptyDocument));
             }
             if let Some(t) = self.cur.indent_tab {
@@ -332,7 +338,15 @@ impl<'a> YamlReader<'a> {
             }
             if self.cur.col == 0 && self.cur.peek() == Some(b'%') {
                 self.directive()?;
+                directive = true;
                 continue;
+            }
+            let is_start = self.at_marker() && self.cur.peek() == Some(b'-');
+            if directive && !is_start {
+                return Err(self.cur.err(SyntaxErrorKind::DirectiveWithoutStart));
+            }
+            if is_start {
+                directive = false;
             }
             if self.at_marker() {
                 let start = self.cur.peek() == Some(b'-');
@@ -1534,6 +1548,8 @@ mod tests {
             ("a: [x] y\n", (K::TrailingContent, 1, 8)),
             ("a: |x\n  y\n", (K::BadBlockHeader, 1, 4)),
             ("%YAML 2.0\n---\na: 1\n", (K::BadDirective, 1, 1)),
+            ("%YAML 1.1\na: 1\n", (K::DirectiveWithoutStart, 2, 1)),
+            ("%YAML 1.1\n# c\n", (K::DirectiveWithoutStart, 3, 1)),
             ("", (K::EmptyDocument, 1, 1)),
             ("# only\n---\n...\n", (K::EmptyDocument, 4, 1)),
             ("a: \u{1}\n", (K::ControlCharacter, 1, 4)),
