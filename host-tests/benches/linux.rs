@@ -9,8 +9,8 @@
 //! Definitions (every time is wall-clock in this process, polling files every 0.5 ms):
 //! - *write to running*: from the `rename` that lands the manifest in the directory to the
 //!   container's first command (`sh -c 'touch /h/<marker>; ...'`) creating its marker in a
-//!   hostPath directory. Bare runc: from the start of `runc run -d` of a pause bundle, its
-//!   `runc state` (for the namespace paths), then `runc run -d` of the container bundle
+//!   hostPath directory. Bare runc: from the start of `runc run -d --pid-file` of a pause
+//!   bundle (its pid gives the namespace paths), then `runc run -d` of the container bundle
 //!   joining its network/IPC/UTS namespaces, to the same marker. Both bundles use the same
 //!   busybox rootfs (bare: a plain directory; keel: its image store's overlay), the same
 //!   marker bind mount and absolute cgroup paths.
@@ -247,6 +247,8 @@ impl Bare {
             .arg(&self.root)
             .args(["run", "-d", "--bundle"])
             .arg(bundle)
+            .arg("--pid-file")
+            .arg(bundle.join("pid"))
             .arg(id)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -260,12 +262,6 @@ impl Bare {
         );
     }
 
-    fn pid(&self, id: &str) -> i32 {
-        let out = runc(&self.root, &["state", id]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["pid"].as_i64().unwrap() as i32
-    }
-
     /// One pod: (write-to-running, delete-to-gone).
     fn pod(&self, i: usize) -> (Duration, Duration) {
         let marker = self.marks.join(format!("m{i}"));
@@ -274,7 +270,11 @@ impl Bare {
         let pause = self.bundle(&format!("pause{i}"), &["sleep", "2147483647"], None);
         let t0 = Instant::now();
         self.run_d(&format!("pause{i}"), &pause);
-        let ppid = self.pid(&format!("pause{i}"));
+        let ppid: i32 = std::fs::read_to_string(pause.join("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         let script = format!("touch /h/m{i}; trap 'exit 0' TERM; sleep 100000 & wait");
         let ctr = self.bundle(&format!("ctr{i}"), &["sh", "-c", &script], Some(ppid));
         self.run_d(&format!("ctr{i}"), &ctr);
