@@ -8,11 +8,11 @@
 //!
 //! Definitions (every time is wall-clock in this process, polling files every 0.5 ms):
 //! - *write to running*: from the `rename` that lands the manifest in the directory to the
-//!   container's first command (`sh -c 'touch /h/<marker>; ...'`) creating its marker in a
-//!   hostPath directory. Bare runc: from the start of `runc run -d --pid-file` of a pause
-//!   bundle (its pid gives the namespace paths), then `runc run -d` of the container bundle
-//!   joining its network/IPC/UTS namespaces, to the same marker. Both bundles use the same
-//!   busybox rootfs (bare: a plain directory; keel: its image store's overlay), the same
+//!   container's command (`sh -c "trap 'exit 0' TERM; touch /h/<marker>; ..."`) creating
+//!   its marker in a hostPath directory. Bare runc: from the start of `runc run -d
+//!   --pid-file` of a pause bundle (its pid gives the namespace paths), then `runc run -d`
+//!   of the container bundle joining its network/IPC/UTS namespaces, to the same marker.
+//!   Both bundles use the same busybox rootfs (bare: a plain directory; keel: its image store's overlay), the same
 //!   marker bind mount and absolute cgroup paths.
 //! - *delete to gone*: from `unlink` of the manifest to the pod's runc state directories
 //!   and pod directory being gone (container and pause deleted, mounts and cgroups
@@ -275,7 +275,7 @@ impl Bare {
             .trim()
             .parse()
             .unwrap();
-        let script = format!("touch /h/m{i}; trap 'exit 0' TERM; sleep 100000 & wait");
+        let script = format!("trap 'exit 0' TERM; touch /h/m{i}; sleep 100000 & wait");
         let ctr = self.bundle(&format!("ctr{i}"), &["sh", "-c", &script], Some(ppid));
         self.run_d(&format!("ctr{i}"), &ctr);
         wait_for("bare marker", Duration::from_secs(10), || marker.exists());
@@ -403,7 +403,7 @@ fn main() {
         let m = manifest(
             &name,
             &marks,
-            &format!("touch /h/{name}; trap 'exit 0' TERM; sleep 100000 & wait"),
+            &format!("trap 'exit 0' TERM; touch /h/{name}; sleep 100000 & wait"),
         );
         let tmp = n.manifests.join(format!(".{name}.yaml"));
         std::fs::write(&tmp, m).unwrap();
@@ -482,51 +482,6 @@ fn main() {
         crash.show()
     );
 
-    // Many pods at once.
-    let many_dir = n.dir.join("many");
-    std::fs::create_dir_all(&many_dir).unwrap();
-    let contents: Vec<(String, String)> = (0..many)
-        .map(|i| {
-            let name = format!("p{i}");
-            let m = manifest(
-                &name,
-                &many_dir,
-                &format!("touch /h/{name}; trap 'exit 0' TERM; sleep 100000 & wait"),
-            );
-            (name, m)
-        })
-        .collect();
-    for (name, m) in &contents {
-        std::fs::write(n.manifests.join(format!(".{name}.yaml")), m).unwrap();
-    }
-    let t0 = Instant::now();
-    for (name, _) in &contents {
-        std::fs::rename(
-            n.manifests.join(format!(".{name}.yaml")),
-            n.manifests.join(format!("{name}.yaml")),
-        )
-        .unwrap();
-    }
-    wait_for("all running", Duration::from_secs(300), || {
-        std::fs::read_dir(&many_dir).map_or(0, |r| r.count()) >= many
-    });
-    let all_up = t0.elapsed();
-    println!(
-        "{many} pods at once   keel      all running in {:.0} ms",
-        ms(all_up)
-    );
-    let t0 = Instant::now();
-    for (name, _) in &contents {
-        std::fs::remove_file(n.manifests.join(format!("{name}.yaml"))).unwrap();
-    }
-    wait_for("all gone", Duration::from_secs(300), || {
-        runc_dirs_empty(&n) && pods_dir_empty(&n)
-    });
-    println!(
-        "                   keel      all gone in {:.0} ms",
-        ms(t0.elapsed())
-    );
-
     // 20 pods: RSS and idle CPU.
     let dir20 = n.dir.join("twenty");
     std::fs::create_dir_all(&dir20).unwrap();
@@ -537,7 +492,7 @@ fn main() {
             &manifest(
                 &name,
                 &dir20,
-                &format!("touch /h/{name}; sleep 100000 & wait"),
+                &format!("trap 'exit 0' TERM; touch /h/{name}; sleep 100000 & wait"),
             ),
         );
     }
@@ -590,5 +545,57 @@ fn main() {
         100.0 * a / secs,
         s
     );
+    for i in 0..20 {
+        n.remove(&format!("r{i}.yaml"));
+    }
+    wait_for("20 gone", Duration::from_secs(120), || {
+        runc_dirs_empty(&n) && pods_dir_empty(&n)
+    });
+
+    // Many pods at once.
+    let many_dir = n.dir.join("many");
+    std::fs::create_dir_all(&many_dir).unwrap();
+    let contents: Vec<(String, String)> = (0..many)
+        .map(|i| {
+            let name = format!("p{i}");
+            let m = manifest(
+                &name,
+                &many_dir,
+                &format!("trap 'exit 0' TERM; touch /h/{name}; sleep 100000 & wait"),
+            );
+            (name, m)
+        })
+        .collect();
+    for (name, m) in &contents {
+        std::fs::write(n.manifests.join(format!(".{name}.yaml")), m).unwrap();
+    }
+    let t0 = Instant::now();
+    for (name, _) in &contents {
+        std::fs::rename(
+            n.manifests.join(format!(".{name}.yaml")),
+            n.manifests.join(format!("{name}.yaml")),
+        )
+        .unwrap();
+    }
+    wait_for("all running", Duration::from_secs(300), || {
+        std::fs::read_dir(&many_dir).map_or(0, |r| r.count()) >= many
+    });
+    let all_up = t0.elapsed();
+    println!(
+        "{many} pods at once   keel      all running in {:.0} ms",
+        ms(all_up)
+    );
+    let t0 = Instant::now();
+    for (name, _) in &contents {
+        std::fs::remove_file(n.manifests.join(format!("{name}.yaml"))).unwrap();
+    }
+    wait_for("all gone", Duration::from_secs(300), || {
+        runc_dirs_empty(&n) && pods_dir_empty(&n)
+    });
+    println!(
+        "                   keel      all gone in {:.0} ms",
+        ms(t0.elapsed())
+    );
+
     println!("node {NODE}: done");
 }
