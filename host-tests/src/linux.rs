@@ -74,10 +74,14 @@ pub fn busybox_archive() -> PathBuf {
     static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
     ARCHIVE
         .get_or_init(|| {
-            let p =
-                std::env::temp_dir().join(format!("keel-e2e-busybox-{}.tar", std::process::id()));
-            keel_linux::image::testutil::build_busybox_oci_archive(&p, "busybox:latest")
+            // One shared path (replaced atomically), so test runs leave one file, not one
+            // per process.
+            let p = std::env::temp_dir().join("keel-e2e-busybox.tar");
+            let tmp =
+                std::env::temp_dir().join(format!(".keel-e2e-busybox-{}.tar", std::process::id()));
+            keel_linux::image::testutil::build_busybox_oci_archive(&tmp, "busybox:latest")
                 .expect("build busybox image");
+            std::fs::rename(&tmp, &p).expect("rename busybox image");
             p
         })
         .clone()
@@ -171,24 +175,28 @@ impl Node {
             "--file-check-frequency".into(),
             "2s".into(),
             "--cgroup-parent".into(),
-            format!(
-                "/keel-e2e-{}",
-                self.dir.file_name().unwrap().to_string_lossy()
-            ),
+            self.cgroup_parent(),
             "--drain-on-exit".into(),
         ]
     }
 
     /// Starts the agent with extra arguments.
     pub fn start_with(&mut self, extra: &[&str]) {
+        let mut args = self.agent_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.start_raw(&args);
+    }
+
+    /// Starts the agent with exactly these arguments (`agent ...`), waiting until its
+    /// control socket accepts connections.
+    pub fn start_raw(&mut self, args: &[String]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.agent_log)
             .unwrap();
         let child = Command::new(keel_bin())
-            .args(self.agent_args())
-            .args(extra)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -197,7 +205,7 @@ impl Node {
         self.agent = Some(child);
         let sock = self.socket.clone();
         self.wait("agent listening", Duration::from_secs(20), |n| {
-            sock.exists() || !n.agent_alive()
+            std::os::unix::net::UnixStream::connect(&sock).is_ok() || !n.agent_alive()
         });
         assert!(
             self.agent_alive(),
@@ -416,6 +424,118 @@ impl Node {
     }
 }
 
+impl Node {
+    /// The node's cgroup parent (`--cgroup-parent`).
+    pub fn cgroup_parent(&self) -> String {
+        format!(
+            "/keel-e2e-{}",
+            self.dir.file_name().unwrap().to_string_lossy()
+        )
+    }
+
+    /// Every cgroup directory below the node's cgroup parent (not the parent itself), in
+    /// every mounted hierarchy (v1 controllers and v2), deepest first.
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&e.path(), out);
+                    out.push(e.path());
+                }
+            }
+        }
+        let parent = self.cgroup_parent();
+        let mut out = Vec::new();
+        let root = Path::new("/sys/fs/cgroup");
+        let mut tops = vec![root.join(parent.trim_start_matches('/'))];
+        for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            tops.push(e.path().join(parent.trim_start_matches('/')));
+        }
+        for t in tops {
+            if t.is_dir() {
+                walk(&t, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Runs a keel CLI command against this node's agent (adds `--socket`).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let sock = self.socket.display().to_string();
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend(["--socket", sock.as_str()]);
+        keel(&v)
+    }
+
+    /// `keel logs POD` (full name) output.
+    pub fn keel_logs(&self, pod: &str, container: Option<&str>) -> String {
+        let full = format!("{pod}-{NODE}");
+        let mut args = vec!["logs"];
+        if let Some(c) = container {
+            args.extend(["-c", c]);
+        }
+        args.push(full.as_str());
+        self.cli(&args).1
+    }
+
+    /// `keel manifests -o json` items.
+    pub fn manifests_json(&self) -> Vec<Value> {
+        let (code, out, err) = self.cli(&["manifests", "-o", "json"]);
+        assert_eq!(code, 0, "keel manifests failed: {err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The runc container id of a container (`containerID` without `runc://`).
+    pub fn container_id(&self, pod: &str, container: &str) -> Option<String> {
+        self.container(pod, container)
+            .and_then(|c| c["containerID"].as_str().map(str::to_string))
+            .map(|s| s.trim_start_matches("runc://").to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// runc's status of a container id (`running`, `stopped`…), if it exists.
+    pub fn runc_status(&self, id: &str) -> Option<String> {
+        self.runc_list()
+            .into_iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, s)| s)
+    }
+
+    /// The host pid of a runc container's process (from `runc state`).
+    pub fn runc_pid(&self, id: &str) -> Option<i32> {
+        let out = Command::new("runc")
+            .arg("--root")
+            .arg(self.root.join("runc"))
+            .args(["state", id])
+            .output()
+            .ok()?;
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["pid"].as_i64().map(|p| p as i32).filter(|p| *p > 0)
+    }
+
+    /// The container's `lastState.terminated.exitCode`.
+    pub fn last_exit(&self, pod: &str, container: &str) -> Option<i64> {
+        self.container(pod, container)
+            .and_then(|c| c["lastState"]["terminated"]["exitCode"].as_i64())
+    }
+
+    /// Waits until the container's state is `running`.
+    pub fn wait_running(&mut self, pod: &str, container: &str) {
+        let (p, c) = (pod.to_string(), container.to_string());
+        self.wait(
+            &format!("{pod}/{container} running"),
+            Duration::from_secs(20),
+            move |n| n.state(&p, &c).is_some_and(|(k, _)| k == "running"),
+        );
+    }
+
+    /// The agent's pid, if it runs.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().map(Child::id)
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         // Drain (the agent runs with --drain-on-exit), then remove what is left.
@@ -433,6 +553,26 @@ impl Drop for Node {
         for m in mounts {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
+        for _ in 0..50 {
+            let left = self.cgroups();
+            for c in &left {
+                let _ = std::fs::remove_dir(c);
+            }
+            if self.cgroups().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let parent = self.cgroup_parent();
+        for e in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(e.path().join(parent.trim_start_matches('/')));
+        }
+        let _ =
+            std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(parent.trim_start_matches('/')));
         if !std::thread::panicking() || std::env::var_os("KEEL_E2E_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
