@@ -6,10 +6,9 @@
 //!
 //! Two sets exist: the Linux set (default) sized for real control-plane manifests (a kubeadm
 //! `kube-apiserver` has ~30 flags and ~8 mounts), and the firmware set (feature `small`)
-//! for a Cortex-M3 with 64 KiB of RAM. The goal was 8 pods of 4 containers; with the
-//! reconciler decoding a whole `Pod` by value (a stack frame of ~9 KiB per container), what
-//! fits today is 1 app + 1 init container per pod (hal-qemu/README.md, "Size"). Pod slots are
-//! not counted here: the caller passes their storage to the reconciler.
+//! for a Cortex-M3 with 64 KiB of RAM: 8 pod slots of 4 containers each (init containers
+//! counted within) fit in 48 KiB with the reconciler's stack (hal-qemu/README.md, "Size").
+//! Pod slots are not counted here: the caller passes their storage to the reconciler.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,9 +27,13 @@ macro_rules! limits {
 
 limits! {
     /// App containers per pod.
-    MAX_CONTAINERS = 16, 1;
+    MAX_CONTAINERS = 16, 4;
     /// Init containers per pod.
-    MAX_INIT_CONTAINERS = 8, 1;
+    MAX_INIT_CONTAINERS = 8, 2;
+    /// Containers per pod, init and app together, that a pod slot holds. Firmware: 4, of
+    /// which up to 2 may be init containers; a pod with more is refused when it is loaded
+    /// (`Capacity(Containers)`), though the decoder takes 4 + 2.
+    MAX_POD_CONTAINERS = 16 + 8, 4;
     /// Entries in one container's `command`, and separately in its `args`. Why 64: the
     /// largest kubeadm pod (kube-apiserver) carries about 30 flags.
     MAX_ARGS = 64, 4;

@@ -18,7 +18,8 @@
 //! while the source is unreadable; capacity errors refuse the newcomer only; containers
 //! left by an earlier agent are adopted or removed.
 
-use crate::config::{Limit, MAX_CONTAINERS, MAX_INIT_CONTAINERS, SPEC_BYTES};
+pub use crate::config::MAX_POD_CONTAINERS;
+use crate::config::{Limit, SPEC_BYTES};
 use crate::machine::{AfterExit, Container, Settings, State, Verdict, WaitReason};
 use crate::manifest::model::{Action, Pod, Pool, Probe, RestartPolicy};
 use crate::manifest::{self, defaults, Digest, Error, ErrorKind};
@@ -37,8 +38,6 @@ pub const MAX_FILE_NAME: usize = 48;
 /// Longest pod UID (generated UIDs have 32 characters; a fixed `metadata.uid` is usually a
 /// 36-character UUID).
 pub const MAX_UID: usize = 64;
-/// Containers per pod, init and app together.
-pub const MAX_POD_CONTAINERS: usize = MAX_CONTAINERS + MAX_INIT_CONTAINERS;
 /// Events kept until the host drains them; the oldest are dropped (and counted) beyond.
 #[cfg(not(feature = "small"))]
 pub const EVENT_QUEUE: usize = 256;
@@ -135,6 +134,41 @@ pub struct PodSlot {
     deadline: Instant,
     /// Set while an in-place container update waits for old containers to stop.
     fixed_uid: bool,
+    /// Hash of the pod-level fields and container names (in-place update check).
+    pod_key: u64,
+    /// Per container (init first): liveness, readiness, startup probe timings, so that
+    /// state reports and probe results need no decoding of the spec.
+    probes: Vec<[Option<ProbeSpec>; 3], MAX_POD_CONTAINERS>,
+}
+
+/// The timings of one probe, as the reconciler needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ProbeSpec {
+    /// `initialDelaySeconds`.
+    delay_s: u32,
+    /// `periodSeconds` (at least 1).
+    period_s: u32,
+    /// `successThreshold` (at least 1).
+    success: u16,
+    /// `failureThreshold` (at least 1).
+    failure: u16,
+}
+
+impl ProbeSpec {
+    fn of(p: &Option<Probe>) -> Option<ProbeSpec> {
+        let p = p.as_ref()?;
+        let c32 = |v: i64| v.clamp(0, u32::MAX as i64) as u32;
+        let c16 = |v: i64| v.clamp(1, u16::MAX as i64) as u16;
+        Some(ProbeSpec {
+            delay_s: c32(p.initial_delay_seconds.unwrap_or(0)),
+            period_s: c32(p.period_seconds.unwrap_or(10)).max(1),
+            success: c16(p.success_threshold.unwrap_or(1)),
+            failure: c16(p.failure_threshold.unwrap_or(3)),
+        })
+    }
+    fn period(&self) -> Duration {
+        Duration::from_secs(self.period_s as u64)
+    }
 }
 
 impl PodSlot {
@@ -156,6 +190,8 @@ impl PodSlot {
         created_at: Instant::ZERO,
         deadline: Instant::NEVER,
         fixed_uid: false,
+        pod_key: 0,
+        probes: Vec::new(),
     };
     /// In use?
     pub fn is_used(&self) -> bool {
@@ -169,15 +205,9 @@ impl PodSlot {
     pub fn spec_bytes(&self) -> &[u8] {
         &self.spec
     }
-    /// Decodes the defaulted pod.
+    /// Decodes the defaulted pod, in place (no `Pod`-sized temporary).
     pub fn decode_into(&self, pod: &mut Pod) -> bool {
-        match postcard::from_bytes::<Pod>(&self.spec) {
-            Ok(p) => {
-                *pod = p;
-                true
-            }
-            Err(_) => false,
-        }
+        pod.decode_postcard(&self.spec)
     }
     /// Container statuses, init containers first.
     pub fn containers(&self) -> &[Container] {
@@ -280,12 +310,12 @@ fn container_digest(pod: &Pod, index: usize) -> u64 {
         }
     }
     let _ = postcard::serialize_with_flavor(c, W(&mut h));
-    // Texts in model order: every handle's text.
+    // Texts in model order: every handle's text (after the empty pod name, as the digest
+    // always had it).
+    h.update([0xff]);
     let mut copy = c.clone();
-    let mut tmp = Pod::default();
-    let _ = tmp.spec.containers.push(core::mem::take(&mut copy));
     let pool = &pod.pool;
-    defaults::for_each_str(&mut tmp, &mut |s| {
+    defaults::container_strs(&mut copy, &mut |s| {
         h.update(pool.get(*s).as_bytes());
         h.update([0xff]);
     });
@@ -333,7 +363,8 @@ pub struct Reconciler<'s> {
     slots: &'s mut [PodSlot],
     files: &'s mut [FileEntry],
     nfiles: usize,
-    scratch: &'s mut Scratch,
+    /// Taken (`None`) while a step works on its pod, so the pod is borrowed, not moved.
+    scratch: Option<&'s mut Scratch>,
     settings: Settings,
     node: String<253>,
     wall: String<40>,
@@ -367,7 +398,7 @@ impl<'s> Reconciler<'s> {
             slots,
             files,
             nfiles: 0,
-            scratch,
+            scratch: Some(scratch),
             settings,
             node: defaults::node_name(node),
             wall: String::new(),
@@ -698,21 +729,55 @@ impl<'s> Reconciler<'s> {
     fn apply<S: ManifestSource>(&mut self, i: usize, now: Instant, src: &mut S) {
         self.counters.reads += 1;
         let name: String<MAX_FILE_NAME> = self.files[i].name.clone();
-        let file_id = self.files[i].id;
         let owned = Self::owned_slot(self.files[i].state).filter(|p| {
             self.slots[p.slot as usize].used
                 && self.slots[p.slot as usize].generation == p.generation
         });
         let node = self.node.clone();
         let wall = self.wall.clone();
+        let Some(scratch) = self.scratch.take() else {
+            return;
+        };
+        self.apply_read(i, now, src, owned, scratch, &name, &node, &wall);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn apply_read<S: ManifestSource>(
+        &mut self,
+        i: usize,
+        now: Instant,
+        src: &mut S,
+        owned: Option<PodId>,
+        scratch: &'s mut Scratch,
+        name: &str,
+        node: &str,
+        wall: &str,
+    ) {
+        self.apply_prepared(i, now, src, owned, &mut *scratch, name, node, wall);
+        self.scratch = Some(scratch);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_prepared<S: ManifestSource>(
+        &mut self,
+        i: usize,
+        now: Instant,
+        src: &mut S,
+        owned: Option<PodId>,
+        scratch: &mut Scratch,
+        name: &str,
+        node: &str,
+        wall: &str,
+    ) {
+        let file_id = self.files[i].id;
         let mut outcome: Option<Result<manifest::Prepared, Error>> = None;
         let mut extra: Option<(u16, u32)> = None;
-        let scratch = &mut *self.scratch;
-        let read = src.read(&name, &mut |bytes| {
+        let read = src.read(name, &mut |bytes| {
             let ctx = manifest::Context {
-                node: &node,
-                path: &name,
-                seen: &wall,
+                node,
+                path: name,
+                seen: wall,
             };
             let r = manifest::prepare(
                 bytes,
@@ -763,7 +828,7 @@ impl<'s> Reconciler<'s> {
             }
             Ok(p) => (p.digest, p.fixed_uid),
         };
-        let pod = &self.scratch.pod;
+        let pod = &scratch.pod;
         let uid = pod.s(pod.uid.unwrap_or_default());
         let name_key = hash64(&[
             pod.s(pod.namespace.unwrap_or_default()).as_bytes(),
@@ -783,7 +848,7 @@ impl<'s> Reconciler<'s> {
             if fixed_uid
                 && s.uid.as_str() == uid
                 && s.name_key == name_key
-                && self.update_in_place(p.slot as usize, digest, now)
+                && self.update_in_place(p.slot as usize, pod, digest, now)
             {
                 self.files[i].state = FileState::Pod(p);
                 return;
@@ -838,7 +903,7 @@ impl<'s> Reconciler<'s> {
             });
             return;
         };
-        match self.load_slot(free, digest, name_key, fixed_uid, now) {
+        match self.load_slot(free, pod, digest, name_key, fixed_uid, now) {
             Ok(id) => {
                 self.files[i].state = FileState::Pod(id);
                 self.emit(Event::PodAdded {
@@ -861,12 +926,20 @@ impl<'s> Reconciler<'s> {
     fn load_slot(
         &mut self,
         i: usize,
+        pod: &Pod,
         digest: Digest,
         name_key: u64,
         fixed_uid: bool,
         now: Instant,
     ) -> Result<PodId, Error> {
-        let pod = &self.scratch.pod;
+        let n = pod.all_containers().count();
+        if n > MAX_POD_CONTAINERS {
+            return Err(Error::new(
+                ErrorKind::Capacity(Limit::Containers),
+                Default::default(),
+                Default::default(),
+            ));
+        }
         let mut spec: Vec<u8, SPEC_BYTES> = Vec::new();
         spec.resize_default(SPEC_BYTES).ok();
         let used = postcard::to_slice(pod, &mut spec)
@@ -894,7 +967,14 @@ impl<'s> Reconciler<'s> {
         s.created_at = now;
         s.deadline = now;
         s.fixed_uid = fixed_uid;
-        let n = pod.all_containers().count();
+        s.pod_key = pod_key(pod);
+        for (_, c) in pod.all_containers() {
+            let _ = s.probes.push([
+                ProbeSpec::of(&c.liveness_probe),
+                ProbeSpec::of(&c.readiness_probe),
+                ProbeSpec::of(&c.startup_probe),
+            ]);
+        }
         for idx in 0..n {
             let reason = if idx >= s.n_init as usize && s.n_init > 0 {
                 WaitReason::PodInitializing
@@ -910,23 +990,14 @@ impl<'s> Reconciler<'s> {
 
     /// A fixed-UID pod whose containers changed: restart only the changed ones (SPEC 3.5).
     /// Returns false when the change is not container-local (then the pod is replaced).
-    fn update_in_place(&mut self, i: usize, digest: Digest, now: Instant) -> bool {
-        let pod = &self.scratch.pod;
+    fn update_in_place(&mut self, i: usize, pod: &Pod, digest: Digest, now: Instant) -> bool {
         let s = &self.slots[i];
         let n = pod.all_containers().count();
         if n != s.containers.len() || pod.spec.init_containers.len() != s.n_init as usize {
             return false;
         }
-        // Pod-level fields must be equal: compare the pods with containers blanked out.
-        let mut old = Pod::default();
-        if !s.decode_into(&mut old) {
-            return false;
-        }
-        let names_equal = old
-            .all_containers()
-            .zip(pod.all_containers())
-            .all(|((_, a), (_, b))| old.s(a.name) == pod.s(b.name));
-        if !names_equal || !pod_level_equal(&old, pod) {
+        // Pod-level fields and container names must be equal.
+        if pod_key(pod) != s.pod_key {
             return false;
         }
         let digests: Vec<u64, MAX_POD_CONTAINERS> =
@@ -942,6 +1013,14 @@ impl<'s> Reconciler<'s> {
         s.spec = spec;
         s.digest = digest;
         s.grace = grace_of(pod);
+        s.probes.clear();
+        for (_, c) in pod.all_containers() {
+            let _ = s.probes.push([
+                ProbeSpec::of(&c.liveness_probe),
+                ProbeSpec::of(&c.readiness_probe),
+                ProbeSpec::of(&c.startup_probe),
+            ]);
+        }
         let grace = s.grace.max(self.settings.min_grace);
         let mut changed: Vec<u8, MAX_POD_CONTAINERS> = Vec::new();
         for (k, c) in s.containers.iter_mut().enumerate() {
@@ -996,7 +1075,9 @@ impl<'s> Reconciler<'s> {
 
     fn adopt<R: Runtime>(&mut self, now: Instant, rt: &mut R) {
         let slots = &mut *self.slots;
-        let scratch = &mut *self.scratch;
+        let Some(scratch) = self.scratch.as_deref_mut() else {
+            return;
+        };
         let orphans = &mut self.orphans;
         let orphan_sandboxes = &mut self.orphan_sandboxes;
         let mut leaked = 0u32;
@@ -1202,29 +1283,13 @@ impl<'s> Reconciler<'s> {
             return;
         }
         let id = self.slots[si].id(si);
-        let (has_startup, has_readiness, delays) = {
-            let mut pod = core::mem::take(&mut self.scratch.pod);
-            let ok = self.slots[si].decode_into(&mut pod);
-            let r = if ok {
-                pod.all_containers().nth(k).map(|(_, c)| {
-                    let d = |p: &Option<Probe>| {
-                        p.as_ref().map(|p| p.initial_delay_seconds.unwrap_or(0))
-                    };
-                    (
-                        c.startup_probe.is_some(),
-                        c.readiness_probe.is_some(),
-                        [
-                            d(&c.liveness_probe),
-                            d(&c.readiness_probe),
-                            d(&c.startup_probe),
-                        ],
-                    )
-                })
-            } else {
-                None
-            };
-            self.scratch.pod = pod;
-            r.unwrap_or((false, false, [None; 3]))
+        let (has_startup, has_readiness, delays) = match self.slots[si].probes.get(k) {
+            Some(p) => (
+                p[2].is_some(),
+                p[1].is_some(),
+                [0, 1, 2].map(|i| p[i].map(|p| p.delay_s)),
+            ),
+            None => (false, false, [None; 3]),
         };
         let s = &mut self.slots[si];
         let init = k < s.n_init as usize;
@@ -1237,7 +1302,7 @@ impl<'s> Reconciler<'s> {
                     c.on_running(now, has_startup, has_readiness);
                     for (p, d) in c.probes.iter_mut().zip(delays) {
                         p.next_at = match d {
-                            Some(secs) => now + Duration::from_secs(secs.max(0) as u64),
+                            Some(secs) => now + Duration::from_secs(secs as u64),
                             None => Instant::NEVER,
                         };
                     }
@@ -1391,41 +1456,34 @@ impl<'s> Reconciler<'s> {
 
     /// (successThreshold, failureThreshold, period) of probe `pi` of container `k`.
     fn probe_params(&mut self, si: usize, k: usize, pi: usize) -> Option<(u16, u16, Duration)> {
-        let mut pod = core::mem::take(&mut self.scratch.pod);
-        let r = if self.slots[si].decode_into(&mut pod) {
-            pod.all_containers().nth(k).and_then(|(_, c)| {
-                let p = [&c.liveness_probe, &c.readiness_probe, &c.startup_probe][pi].as_ref()?;
-                Some((
-                    p.success_threshold.unwrap_or(1).clamp(1, u16::MAX as i64) as u16,
-                    p.failure_threshold.unwrap_or(3).clamp(1, u16::MAX as i64) as u16,
-                    Duration::from_secs(p.period_seconds.unwrap_or(10).max(1) as u64),
-                ))
-            })
-        } else {
-            None
-        };
-        self.scratch.pod = pod;
-        r
+        let p = self.slots[si].probes.get(k)?[pi]?;
+        Some((p.success, p.failure, p.period()))
     }
 
     // ---- advancing a pod ------------------------------------------------------------
 
     fn advance<R: Runtime>(&mut self, i: usize, now: Instant, rt: &mut R) {
-        // Decode the spec once for this step.
-        let mut pod = core::mem::take(&mut self.scratch.pod);
-        if !self.slots[i].decode_into(&mut pod) {
+        // Decode the spec once for this step, in place into the scratch pod (borrowed out
+        // of `self` meanwhile).
+        let Some(scratch) = self.scratch.take() else {
+            return;
+        };
+        if self.slots[i].decode_into(&mut scratch.pod) {
+            let pod = &scratch.pod;
+            match self.slots[i].life {
+                Life::Terminating { kill_at, .. } => {
+                    self.advance_terminating(i, now, kill_at, pod, rt)
+                }
+                Life::Active => self.advance_active(i, now, pod, rt),
+            }
+        } else {
             // Cannot happen for a slot we encoded; free it rather than spin.
             self.slots[i].used = false;
-            self.scratch.pod = pod;
+        }
+        self.scratch = Some(scratch);
+        if !self.slots[i].used {
             return;
         }
-        match self.slots[i].life {
-            Life::Terminating { kill_at, .. } => {
-                self.advance_terminating(i, now, kill_at, &pod, rt)
-            }
-            Life::Active => self.advance_active(i, now, &pod, rt),
-        }
-        self.scratch.pod = pod;
         if self.slots[i].used {
             let s = &mut self.slots[i];
             let mut d = s
@@ -1754,29 +1812,54 @@ fn grace_of(pod: &Pod) -> Duration {
     )
 }
 
-/// Pods equal but for their containers (and the `config.seen` annotation).
-fn pod_level_equal(a: &Pod, b: &Pod) -> bool {
-    let sa = &a.spec;
-    let sb = &b.spec;
-    let vols = sa.volumes.len() == sb.volumes.len()
-        && sa.volumes.iter().zip(sb.volumes.iter()).all(|(x, y)| {
-            a.s(x.name) == b.s(y.name)
-                && match (x.source, y.source) {
-                    (
-                        crate::manifest::model::VolumeSource::HostPath { path: p1, kind: k1 },
-                        crate::manifest::model::VolumeSource::HostPath { path: p2, kind: k2 },
-                    ) => a.s(p1) == b.s(p2) && k1 == k2,
-                    (
-                        crate::manifest::model::VolumeSource::EmptyDir { memory: m1, .. },
-                        crate::manifest::model::VolumeSource::EmptyDir { memory: m2, .. },
-                    ) => m1 == m2,
-                    _ => false,
-                }
-        });
-    vols && sa.host_network == sb.host_network
-        && sa.host_pid == sb.host_pid
-        && sa.host_ipc == sb.host_ipc
-        && sa.restart_policy == sb.restart_policy
-        && a.opt(sa.hostname) == b.opt(sb.hostname)
-        && a.s(a.name) == b.s(b.name)
+/// Hash of what an in-place update must leave unchanged: the pod-level fields (volumes,
+/// host namespaces, restart policy, hostname, name) and the container names, in order.
+fn pod_key(pod: &Pod) -> u64 {
+    use crate::manifest::model::VolumeSource;
+    let sp = &pod.spec;
+    let mut h = Sha256::new();
+    let mut text = |s: &[u8]| {
+        h.update((s.len() as u32).to_le_bytes());
+        h.update(s);
+    };
+    text(pod.s(pod.name).as_bytes());
+    match pod.opt(sp.hostname) {
+        Some(n) => text(n.as_bytes()),
+        None => text(&[0xff]),
+    }
+    for v in sp.volumes.iter() {
+        text(pod.s(v.name).as_bytes());
+        match v.source {
+            VolumeSource::HostPath { path, kind } => {
+                text(b"hostPath");
+                text(pod.s(path).as_bytes());
+                text(&[kind.map_or(0xff, |k| k as u8)]);
+            }
+            VolumeSource::EmptyDir { memory, .. } => text(if memory {
+                b"emptyDir:Memory"
+            } else {
+                b"emptyDir"
+            }),
+        }
+    }
+    for (init, c) in pod.all_containers() {
+        text(if init { b"init" } else { b"app" });
+        text(pod.s(c.name).as_bytes());
+    }
+    h.update([
+        sp.host_network as u8,
+        sp.host_pid as u8,
+        sp.host_ipc as u8,
+        match sp.restart_policy {
+            None => 0,
+            Some(RestartPolicy::Always) => 1,
+            Some(RestartPolicy::OnFailure) => 2,
+            Some(RestartPolicy::Never) => 3,
+        },
+        sp.volumes.len() as u8,
+    ]);
+    let out = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&out[..8]);
+    u64::from_le_bytes(b)
 }

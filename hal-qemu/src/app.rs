@@ -18,12 +18,9 @@ use keel_core::time::{Duration, Instant};
 use crate::store::FirmwareStore;
 use crate::tasks::{Program, TaskRuntime};
 
-/// Pod slots (each holds keel-core's `small` number of containers: 1 app + 1 init).
-///
-/// 4, not the 8 the design asks for: keel-core's `PodSlot::decode_into` needs a stack frame
-/// of ~17 KiB even at 1 + 1 containers, and 8 slots leave too little RAM for it (see
-/// hal-qemu/README.md, "Size").
-pub const POD_SLOTS: usize = 4;
+/// Pod slots, each of keel-core's `small` `MAX_POD_CONTAINERS` (4 containers, up to 2 of
+/// them init containers).
+pub const POD_SLOTS: usize = 8;
 /// Manifest files the reconciler tracks: more than the pod slots, so a pod beyond them is
 /// refused by the reconciler (NoCapacity) and shows in status, rather than by the store.
 pub const FILE_ENTRIES: usize = 12;

@@ -38,8 +38,8 @@ use keel_core::platform::{
 };
 use keel_core::time::Duration;
 
-/// Tasks that may exist at once (8 pods × 2 containers).
-pub const MAX_TASKS: usize = 16;
+/// Tasks that may exist at once (8 pods × 4 containers).
+pub const MAX_TASKS: usize = 32;
 /// Probe and hook actions in flight at once.
 pub const MAX_ACTIONS: usize = 8;
 /// Pods whose names are remembered (one per pod slot).

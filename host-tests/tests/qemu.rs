@@ -18,7 +18,7 @@ use keel_host_tests::qemu::{elf_path, ImageSize, Qemu, Snapshot, FIRMWARE, READY
 const MANIFEST: &[u8] = b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: blink\nspec:\n  containers:\n  - name: blink\n    image: task:forever\n";
 
 /// Pod slots of the firmware (`hal-qemu/src/app.rs`, `POD_SLOTS`).
-const POD_SLOTS: usize = 4;
+const POD_SLOTS: usize = 8;
 
 const WAIT: Duration = Duration::from_secs(4);
 

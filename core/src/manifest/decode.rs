@@ -120,7 +120,7 @@ fn type_of(ev: &Event<'_>) -> ValueType {
             Resolved::Null => ValueType::Null,
             Resolved::Bool(_) => ValueType::Boolean,
             Resolved::Int(_) => ValueType::Integer,
-            Resolved::Float(_) => ValueType::Number,
+            Resolved::Float => ValueType::Number,
             Resolved::Str => ValueType::String,
         },
         _ => ValueType::Null,
@@ -212,6 +212,16 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         path: FieldPath,
         mut f: impl FnMut(&mut Self, &Key<'a>, FieldPath) -> Result<bool>,
     ) -> Result<()> {
+        self.map_dyn(path, &mut f)
+    }
+
+    /// [`Decoder::map`]'s loop, one copy for all fields (not one per closure).
+    #[inline(never)]
+    fn map_dyn(
+        &mut self,
+        path: FieldPath,
+        f: &mut dyn FnMut(&mut Self, &Key<'a>, FieldPath) -> Result<bool>,
+    ) -> Result<()> {
         let (ev, mark) = self.next(path)?;
         match ev {
             Event::MapStart => {}
@@ -262,6 +272,16 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         &mut self,
         path: FieldPath,
         mut f: impl FnMut(&mut Self, usize, FieldPath, Mark) -> Result<()>,
+    ) -> Result<()> {
+        self.seq_dyn(path, &mut f)
+    }
+
+    /// [`Decoder::seq`]'s loop, one copy for all fields.
+    #[inline(never)]
+    fn seq_dyn(
+        &mut self,
+        path: FieldPath,
+        f: &mut dyn FnMut(&mut Self, usize, FieldPath, Mark) -> Result<()>,
     ) -> Result<()> {
         let (ev, mark) = self.next(path)?;
         match ev {
@@ -430,16 +450,35 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         path: FieldPath,
         pick: impl Fn(&str) -> Option<T>,
     ) -> Result<Option<T>> {
+        let mut out = None;
+        let seen = self.enumeration_dyn(path, &mut |w| {
+            out = pick(w);
+            out.is_some()
+        })?;
+        Ok(if seen { out } else { None })
+    }
+
+    /// [`Decoder::enumeration`] without the type: `pick` returns whether the word is known.
+    /// Ok(false) for `null`.
+    #[inline(never)]
+    fn enumeration_dyn(
+        &mut self,
+        path: FieldPath,
+        pick: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<bool> {
         match self.word(path)? {
-            None => Ok(None),
-            Some((k, mark)) => match pick(k.name()) {
-                Some(v) => Ok(Some(v)),
-                None => Err(Error::new(
-                    ErrorKind::Invalid(super::error::Invalid::UnknownValue),
-                    path,
-                    mark,
-                )),
-            },
+            None => Ok(false),
+            Some((k, mark)) => {
+                if pick(k.name()) {
+                    Ok(true)
+                } else {
+                    Err(Error::new(
+                        ErrorKind::Invalid(super::error::Invalid::UnknownValue),
+                        path,
+                        mark,
+                    ))
+                }
+            }
         }
     }
 
@@ -610,7 +649,7 @@ fn resolved_type(r: Resolved) -> ValueType {
         Resolved::Null => ValueType::Null,
         Resolved::Bool(_) => ValueType::Boolean,
         Resolved::Int(_) => ValueType::Integer,
-        Resolved::Float(_) => ValueType::Number,
+        Resolved::Float => ValueType::Number,
         Resolved::Str => ValueType::String,
     }
 }

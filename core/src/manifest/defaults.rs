@@ -59,52 +59,6 @@ fn walk(
     s: &mut PodSpec,
     f: &mut dyn FnMut(&mut Str),
 ) {
-    fn q(x: &mut Option<Quantity>, f: &mut dyn FnMut(&mut Str)) {
-        if let Some(x) = x {
-            f(&mut x.text)
-        }
-    }
-    fn o(x: &mut Option<Str>, f: &mut dyn FnMut(&mut Str)) {
-        if let Some(x) = x {
-            f(x)
-        }
-    }
-    fn port(p: &mut IntOrStr, f: &mut dyn FnMut(&mut Str)) {
-        if let IntOrStr::Str(s) = p {
-            f(s)
-        }
-    }
-    fn action(a: &mut Action, f: &mut dyn FnMut(&mut Str)) {
-        match a {
-            Action::Exec(cmd) => cmd.iter_mut().for_each(&mut *f),
-            Action::HttpGet {
-                path,
-                port: p,
-                host,
-                headers,
-                ..
-            } => {
-                o(path, f);
-                port(p, f);
-                o(host, f);
-                for h in headers {
-                    f(&mut h.key);
-                    f(&mut h.value);
-                }
-            }
-            Action::TcpSocket { port: p, host } => {
-                port(p, f);
-                o(host, f);
-            }
-            Action::Grpc { service, .. } => o(service, f),
-            Action::Sleep { .. } => {}
-        }
-    }
-    fn seccomp(s: &mut Option<Seccomp>, f: &mut dyn FnMut(&mut Str)) {
-        if let Some(s) = s {
-            o(&mut s.localhost_profile, f)
-        }
-    }
     f(name);
     o(namespace, f);
     o(uid, f);
@@ -113,62 +67,7 @@ fn walk(
         f(&mut kv.value);
     }
     for c in s.init_containers.iter_mut().chain(s.containers.iter_mut()) {
-        f(&mut c.name);
-        f(&mut c.image);
-        c.command
-            .iter_mut()
-            .chain(c.args.iter_mut())
-            .for_each(&mut *f);
-        o(&mut c.working_dir, f);
-        for e in c.env.iter_mut() {
-            f(&mut e.name);
-            o(&mut e.value, f);
-            if let Some(EnvSource::Resource {
-                container, divisor, ..
-            }) = &mut e.value_from
-            {
-                o(container, f);
-                q(divisor, f);
-            }
-        }
-        for p in c.ports.iter_mut() {
-            o(&mut p.name, f);
-            o(&mut p.host_ip, f);
-        }
-        for r in [&mut c.resources.requests, &mut c.resources.limits] {
-            q(&mut r.cpu, f);
-            q(&mut r.memory, f);
-            q(&mut r.ephemeral_storage, f);
-        }
-        for m in c.volume_mounts.iter_mut() {
-            f(&mut m.name);
-            f(&mut m.mount_path);
-            o(&mut m.sub_path, f);
-        }
-        for p in [
-            &mut c.liveness_probe,
-            &mut c.readiness_probe,
-            &mut c.startup_probe,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            action(&mut p.action, f);
-        }
-        for a in [&mut c.lifecycle.post_start, &mut c.lifecycle.pre_stop]
-            .into_iter()
-            .flatten()
-        {
-            action(a, f);
-        }
-        if let Some(sc) = &mut c.security_context {
-            sc.cap_add
-                .iter_mut()
-                .chain(sc.cap_drop.iter_mut())
-                .for_each(&mut *f);
-            seccomp(&mut sc.seccomp, f);
-        }
-        o(&mut c.termination_message_path, f);
+        container_strs(c, f);
     }
     for v in s.volumes.iter_mut() {
         f(&mut v.name);
@@ -191,6 +90,113 @@ fn walk(
         o(&mut t.effect, f);
     }
     o(&mut s.node_name, f);
+}
+
+fn q(x: &mut Option<Quantity>, f: &mut dyn FnMut(&mut Str)) {
+    if let Some(x) = x {
+        f(&mut x.text)
+    }
+}
+fn o(x: &mut Option<Str>, f: &mut dyn FnMut(&mut Str)) {
+    if let Some(x) = x {
+        f(x)
+    }
+}
+fn port(p: &mut IntOrStr, f: &mut dyn FnMut(&mut Str)) {
+    if let IntOrStr::Str(s) = p {
+        f(s)
+    }
+}
+fn action(a: &mut Action, f: &mut dyn FnMut(&mut Str)) {
+    match a {
+        Action::Exec(cmd) => cmd.iter_mut().for_each(&mut *f),
+        Action::HttpGet {
+            path,
+            port: p,
+            host,
+            headers,
+            ..
+        } => {
+            o(path, f);
+            port(p, f);
+            o(host, f);
+            for h in headers {
+                f(&mut h.key);
+                f(&mut h.value);
+            }
+        }
+        Action::TcpSocket { port: p, host } => {
+            port(p, f);
+            o(host, f);
+        }
+        Action::Grpc { service, .. } => o(service, f),
+        Action::Sleep { .. } => {}
+    }
+}
+fn seccomp(s: &mut Option<Seccomp>, f: &mut dyn FnMut(&mut Str)) {
+    if let Some(s) = s {
+        o(&mut s.localhost_profile, f)
+    }
+}
+
+/// Calls `f` on every string handle of one container, in model order (as [`for_each_str`]).
+pub fn container_strs(c: &mut Container, f: &mut dyn FnMut(&mut Str)) {
+    f(&mut c.name);
+    f(&mut c.image);
+    c.command
+        .iter_mut()
+        .chain(c.args.iter_mut())
+        .for_each(&mut *f);
+    o(&mut c.working_dir, f);
+    for e in c.env.iter_mut() {
+        f(&mut e.name);
+        o(&mut e.value, f);
+        if let Some(EnvSource::Resource {
+            container, divisor, ..
+        }) = &mut e.value_from
+        {
+            o(container, f);
+            q(divisor, f);
+        }
+    }
+    for p in c.ports.iter_mut() {
+        o(&mut p.name, f);
+        o(&mut p.host_ip, f);
+    }
+    for r in [&mut c.resources.requests, &mut c.resources.limits] {
+        q(&mut r.cpu, f);
+        q(&mut r.memory, f);
+        q(&mut r.ephemeral_storage, f);
+    }
+    for m in c.volume_mounts.iter_mut() {
+        f(&mut m.name);
+        f(&mut m.mount_path);
+        o(&mut m.sub_path, f);
+    }
+    for p in [
+        &mut c.liveness_probe,
+        &mut c.readiness_probe,
+        &mut c.startup_probe,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        action(&mut p.action, f);
+    }
+    for a in [&mut c.lifecycle.post_start, &mut c.lifecycle.pre_stop]
+        .into_iter()
+        .flatten()
+    {
+        action(a, f);
+    }
+    if let Some(sc) = &mut c.security_context {
+        sc.cap_add
+            .iter_mut()
+            .chain(sc.cap_drop.iter_mut())
+            .for_each(&mut *f);
+        seccomp(&mut sc.seccomp, f);
+    }
+    o(&mut c.termination_message_path, f);
 }
 
 /// Sorts labels and annotations by key and re-lays the pool in model order, so the

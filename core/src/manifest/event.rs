@@ -94,8 +94,10 @@ pub enum Resolved {
     Bool(bool),
     /// Decimal, `0o`/leading-zero octal, `0x` hex, `0b` binary, `_` separators, sign.
     Int(i64),
-    /// Floats including `.inf`, `.nan`, `1e3`.
-    Float(f64),
+    /// Floats including `.inf`, `.nan`, `1e3`: classified by syntax only (no model field
+    /// takes a float, so only the type is needed, for error messages; quantities have their
+    /// own exact parser). Keeps float parsing out of firmware.
+    Float,
     /// Anything else: a string (decode it with [`Scalar::write_to`]).
     Str,
 }

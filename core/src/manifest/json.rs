@@ -543,7 +543,9 @@ mod tests {
             };
             let ours = match s.resolve() {
                 crate::manifest::event::Resolved::Int(i) => i as f64,
-                crate::manifest::event::Resolved::Float(f) => f,
+                crate::manifest::event::Resolved::Float => {
+                    crate::manifest::scalar::float_value(s.raw)
+                }
                 other => panic!("{n}: {other:?}"),
             };
             let (theirs, _) = serde_json_core::from_str::<[f64; 1]>(&input).unwrap();

@@ -78,22 +78,38 @@ pub fn decode<'a>(
     // One pass decodes the pod and notes kind and apiVersion. Only if it fails is the
     // document read again for those two alone, so that a Deployment (say) is named as
     // such rather than judged as a pod spec.
-    let mut d = Decoder::new(reader(text), warn);
-    match pod::pod(&mut d, pod) {
+    match decode_pod(text, pod, warn) {
         Ok((kind, version)) => check_kind(&pod.pool, kind, version),
-        Err(e) => {
-            let mut ignore = |_: Warning<'a>| {};
-            let mut d = Decoder::new(reader(text), &mut ignore);
-            let start = pod.pool.start();
-            let r = pod::kind_and_version(&mut d, &mut pod.pool);
-            let verdict = match r {
-                Ok((kind, version)) => check_kind(&pod.pool, kind, version),
-                Err(_) => Ok(()),
-            };
-            pod.pool.truncate(start);
-            verdict.and(Err(e))
-        }
+        Err(e) => kind_verdict(text, pod).and(Err(e)),
     }
+}
+
+/// The one decoding pass. Not inlined, nor is [`kind_verdict`]: each has a decoder on its
+/// stack frame, and they never need to be there at once.
+#[inline(never)]
+fn decode_pod<'a>(
+    text: &'a str,
+    pod: &mut Pod,
+    warn: &mut dyn FnMut(Warning<'a>),
+) -> Result<(Option<pod::Located>, Option<pod::Located>), Error> {
+    let mut d = Decoder::new(reader(text), warn);
+    pod::pod(&mut d, pod)
+}
+
+/// After a failed decode: reads kind and apiVersion alone, so that a Deployment (say) is
+/// named as such rather than judged as a pod spec.
+#[inline(never)]
+fn kind_verdict(text: &str, pod: &mut Pod) -> Result<(), Error> {
+    let mut ignore = |_: Warning<'_>| {};
+    let mut d = Decoder::new(reader(text), &mut ignore);
+    let start = pod.pool.start();
+    let r = pod::kind_and_version(&mut d, &mut pod.pool);
+    let verdict = match r {
+        Ok((kind, version)) => check_kind(&pod.pool, kind, version),
+        Err(_) => Ok(()),
+    };
+    pod.pool.truncate(start);
+    verdict
 }
 
 /// `kind` must be Pod (checked first: it names other kinds) and `apiVersion` v1.
@@ -239,6 +255,18 @@ pub fn check<'a>(
         report(e);
         return Err(e);
     }
+    check_valid(bytes, node, pod, report)
+}
+
+/// The validation half of [`check`] (not inlined: its frame and the decoder's are never
+/// needed at once).
+#[inline(never)]
+fn check_valid(
+    bytes: &[u8],
+    node: &str,
+    pod: &mut Pod,
+    report: &mut dyn FnMut(Error),
+) -> Result<(), Error> {
     let text = text(bytes)?;
     let node = defaults::node_name(node);
     let mut first = None;

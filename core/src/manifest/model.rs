@@ -718,3 +718,455 @@ impl Pod {
             .chain(self.spec.containers.iter().map(|c| (false, c)))
     }
 }
+
+// ---- in-place decoding of the compact (postcard) encoding ---------------------------------
+
+/// Reads postcard's wire format (varints, zigzag, length-prefixed sequences) directly into
+/// existing model values: no `Pod`-sized temporaries, so a firmware stack stays small.
+/// The format is postcard 1.x's for the serde derives above; `decode_matches_postcard`
+/// (tests) checks the two agree.
+struct Rd<'b> {
+    b: &'b [u8],
+}
+
+impl Rd<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&x, rest) = self.b.split_first()?;
+        self.b = rest;
+        Some(x)
+    }
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let x = self.byte()?;
+            v |= ((x & 0x7f) as u64) << (7 * i);
+            if x & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    fn u16(&mut self) -> Option<u16> {
+        u16::try_from(self.varint()?).ok()
+    }
+    fn len(&mut self) -> Option<usize> {
+        usize::try_from(self.varint()?).ok()
+    }
+    fn tag(&mut self) -> Option<u32> {
+        u32::try_from(self.varint()?).ok()
+    }
+}
+
+/// A model value postcard can be decoded into in place.
+trait Wire {
+    /// A cheap value to decode into.
+    fn fresh() -> Self;
+    /// Overwrites `self` with the next value; `None` on malformed input.
+    fn rd(&mut self, r: &mut Rd<'_>) -> Option<()>;
+}
+
+impl Wire for bool {
+    fn fresh() -> Self {
+        false
+    }
+    fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+        *self = match r.byte()? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        Some(())
+    }
+}
+
+impl Wire for i64 {
+    fn fresh() -> Self {
+        0
+    }
+    fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+        let n = r.varint()?;
+        *self = ((n >> 1) as i64) ^ -((n & 1) as i64);
+        Some(())
+    }
+}
+
+impl Wire for i8 {
+    fn fresh() -> Self {
+        0
+    }
+    fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+        *self = r.byte()? as i8;
+        Some(())
+    }
+}
+
+impl Wire for Str {
+    fn fresh() -> Self {
+        Str::EMPTY
+    }
+    fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+        self.off = r.u16()?;
+        self.len = r.u16()?;
+        Some(())
+    }
+}
+
+impl<T: Wire> Wire for Option<T> {
+    fn fresh() -> Self {
+        None
+    }
+    fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+        match r.byte()? {
+            0 => *self = None,
+            1 => self.get_or_insert_with(T::fresh).rd(r)?,
+            _ => return None,
+        }
+        Some(())
+    }
+}
+
+impl<T: Wire, const N: usize> Wire for Vec<T, N> {
+    fn fresh() -> Self {
+        Vec::new()
+    }
+    fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+        self.clear();
+        for _ in 0..r.len()? {
+            self.push(T::fresh()).ok()?;
+            self.last_mut()?.rd(r)?;
+        }
+        Some(())
+    }
+}
+
+impl Wire for Pool {
+    fn fresh() -> Self {
+        Pool::default()
+    }
+    fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+        let n = r.len()?;
+        let b = r.b.get(..n)?;
+        r.b = &r.b[n..];
+        self.bytes.clear();
+        self.bytes.extend_from_slice(b).ok()
+    }
+}
+
+macro_rules! wire_struct {
+    ($($t:ident { $($f:ident),* } $fresh:expr;)*) => {$(
+        impl Wire for $t {
+            fn fresh() -> Self {
+                $fresh
+            }
+            fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+                $( self.$f.rd(r)?; )*
+                Some(())
+            }
+        }
+    )*};
+}
+
+macro_rules! wire_enum {
+    ($($t:ident { $($v:ident),* })*) => {$(
+        impl Wire for $t {
+            fn fresh() -> Self {
+                [$($t::$v),*][0]
+            }
+            fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+                *self = *[$($t::$v),*].get(r.tag()? as usize)?;
+                Some(())
+            }
+        }
+    )*};
+}
+
+wire_enum! {
+    RestartPolicy { Always, OnFailure, Never }
+    DnsPolicy { ClusterFirst, ClusterFirstWithHostNet, Default, None }
+    PullPolicy { Always, IfNotPresent, Never }
+    Protocol { TCP, UDP, SCTP }
+    HostPathType { Unset, DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice }
+    FieldRef { MetadataName, MetadataNamespace, MetadataUid, SpecNodeName, SpecServiceAccountName, StatusPodIP, StatusPodIPs, StatusHostIP, StatusHostIPs }
+    ResourceName { LimitsCpu, LimitsMemory, LimitsEphemeralStorage, RequestsCpu, RequestsMemory, RequestsEphemeralStorage }
+    MountPropagation { None, HostToContainer, Bidirectional }
+    Scheme { HTTP, HTTPS }
+    SeccompType { RuntimeDefault, Unconfined, Localhost }
+    TerminationMessagePolicy { File, FallbackToLogsOnError }
+}
+
+wire_struct! {
+    Quantity { text, mantissa, exp10 } Quantity::default();
+    KeyValue { key, value } KeyValue::default();
+    EnvVar { name, value, value_from } EnvVar::default();
+    ContainerPort { name, container_port, host_port, protocol, host_ip } ContainerPort {
+        name: None, container_port: 0, host_port: None, protocol: None, host_ip: None,
+    };
+    ResourceList { cpu, memory, ephemeral_storage } ResourceList::default();
+    Resources { requests, limits } Resources::default();
+    VolumeMount { name, mount_path, sub_path, read_only, propagation } VolumeMount::default();
+    Volume { name, source } Volume { name: Str::EMPTY, source: VolumeSource::fresh() };
+    Probe {
+        action, initial_delay_seconds, timeout_seconds, period_seconds, success_threshold,
+        failure_threshold, termination_grace_period_seconds
+    } Probe {
+        action: Action::fresh(),
+        initial_delay_seconds: None,
+        timeout_seconds: None,
+        period_seconds: None,
+        success_threshold: None,
+        failure_threshold: None,
+        termination_grace_period_seconds: None,
+    };
+    Lifecycle { post_start, pre_stop } Lifecycle::default();
+    Seccomp { kind, localhost_profile } Seccomp { kind: SeccompType::fresh(), localhost_profile: None };
+    SecurityContext {
+        privileged, run_as_user, run_as_group, run_as_non_root, read_only_root_filesystem,
+        allow_privilege_escalation, cap_add, cap_drop, seccomp
+    } SecurityContext::default();
+    PodSecurityContext {
+        run_as_user, run_as_group, run_as_non_root, fs_group, supplemental_groups, seccomp
+    } PodSecurityContext::default();
+    Container {
+        name, image, image_pull_policy, command, args, working_dir, env, ports, resources,
+        volume_mounts, liveness_probe, readiness_probe, startup_probe, lifecycle,
+        security_context, stdin, tty, termination_message_path, termination_message_policy
+    } Container::default();
+    Toleration { key, operator, value, effect, toleration_seconds } Toleration::default();
+    HostAlias { ip, hostnames } HostAlias::default();
+    PodSpec {
+        init_containers, containers, volumes, restart_policy, termination_grace_period_seconds,
+        host_network, host_pid, host_ipc, dns_policy, hostname, host_aliases,
+        priority_class_name, priority, security_context, tolerations, node_name
+    } PodSpec::default();
+}
+
+impl Wire for EnvSource {
+    fn fresh() -> Self {
+        EnvSource::Field(FieldRef::MetadataName)
+    }
+    fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+        match r.tag()? {
+            0 => {
+                let mut f = FieldRef::fresh();
+                f.rd(r)?;
+                *self = EnvSource::Field(f);
+            }
+            1 => {
+                let mut container = None;
+                let mut resource = ResourceName::fresh();
+                let mut divisor = None;
+                container.rd(r)?;
+                resource.rd(r)?;
+                divisor.rd(r)?;
+                *self = EnvSource::Resource {
+                    container,
+                    resource,
+                    divisor,
+                };
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+}
+
+impl Wire for VolumeSource {
+    fn fresh() -> Self {
+        VolumeSource::EmptyDir {
+            memory: false,
+            size_limit: None,
+        }
+    }
+    fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+        match r.tag()? {
+            0 => {
+                let (mut path, mut kind) = (Str::EMPTY, None);
+                path.rd(r)?;
+                kind.rd(r)?;
+                *self = VolumeSource::HostPath { path, kind };
+            }
+            1 => {
+                let (mut memory, mut size_limit) = (false, None);
+                memory.rd(r)?;
+                size_limit.rd(r)?;
+                *self = VolumeSource::EmptyDir { memory, size_limit };
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+}
+
+impl Wire for IntOrStr {
+    fn fresh() -> Self {
+        IntOrStr::Int(0)
+    }
+    fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+        match r.tag()? {
+            0 => {
+                let mut i = 0i64;
+                i.rd(r)?;
+                *self = IntOrStr::Int(i);
+            }
+            1 => {
+                let mut s = Str::EMPTY;
+                s.rd(r)?;
+                *self = IntOrStr::Str(s);
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+}
+
+impl Wire for Action {
+    fn fresh() -> Self {
+        Action::Sleep { seconds: 0 }
+    }
+    fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+        match r.tag()? {
+            0 => {
+                if !matches!(self, Action::Exec(_)) {
+                    *self = Action::Exec(Vec::new());
+                }
+                let Action::Exec(cmd) = self else {
+                    return None;
+                };
+                cmd.rd(r)?;
+            }
+            1 => {
+                if !matches!(self, Action::HttpGet { .. }) {
+                    *self = Action::HttpGet {
+                        path: None,
+                        port: IntOrStr::fresh(),
+                        host: None,
+                        scheme: None,
+                        headers: Vec::new(),
+                    };
+                }
+                let Action::HttpGet {
+                    path,
+                    port,
+                    host,
+                    scheme,
+                    headers,
+                } = self
+                else {
+                    return None;
+                };
+                path.rd(r)?;
+                port.rd(r)?;
+                host.rd(r)?;
+                scheme.rd(r)?;
+                headers.rd(r)?;
+            }
+            2 => {
+                let (mut port, mut host) = (IntOrStr::fresh(), None);
+                port.rd(r)?;
+                host.rd(r)?;
+                *self = Action::TcpSocket { port, host };
+            }
+            3 => {
+                let (mut port, mut service) = (0i64, None);
+                port.rd(r)?;
+                service.rd(r)?;
+                *self = Action::Grpc { port, service };
+            }
+            4 => {
+                let mut seconds = 0i64;
+                seconds.rd(r)?;
+                *self = Action::Sleep { seconds };
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+}
+
+impl Pod {
+    /// Overwrites this pod with the one in `bytes` (the compact postcard encoding a pod
+    /// slot keeps), in place: no `Pod`-sized temporary. False (and the pod cleared) on
+    /// malformed or over-capacity input, or trailing bytes.
+    pub fn decode_postcard(&mut self, bytes: &[u8]) -> bool {
+        let mut r = Rd { b: bytes };
+        let ok = (|| {
+            self.name.rd(&mut r)?;
+            self.namespace.rd(&mut r)?;
+            self.uid.rd(&mut r)?;
+            self.labels.rd(&mut r)?;
+            self.annotations.rd(&mut r)?;
+            self.spec.rd(&mut r)?;
+            self.pool.rd(&mut r)
+        })()
+        .is_some()
+            && r.b.is_empty();
+        if !ok {
+            self.clear();
+        }
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::boxed::Box;
+
+    /// The in-place decoder reads exactly what postcard writes, for every good fixture,
+    /// decoding each into the same (previously used) pod; truncated input is refused.
+    #[test]
+    fn decode_matches_postcard() {
+        let run = || {
+            let root =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host-tests/fixtures");
+            let mut pod = Box::<Pod>::default();
+            let mut pool = Box::<Pool>::default();
+            let mut back = Box::<Pod>::default();
+            let mut buf = std::vec![0u8; SPEC_BYTES];
+            let mut n = 0;
+            for dir in ["good", "twins"] {
+                let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
+                    continue;
+                };
+                let mut paths: std::vec::Vec<_> = rd.map(|e| e.unwrap().path()).collect();
+                paths.sort();
+                for p in paths {
+                    let bytes = std::fs::read(&p).unwrap();
+                    let ctx = crate::manifest::Context {
+                        node: "node1",
+                        path: "x.yaml",
+                        seen: "",
+                    };
+                    if crate::manifest::prepare(
+                        &bytes,
+                        &ctx,
+                        &mut pod,
+                        &mut pool,
+                        &mut |_| {},
+                        &mut |_| {},
+                    )
+                    .is_err()
+                    {
+                        continue;
+                    }
+                    let Ok(enc) = postcard::to_slice(&*pod, &mut buf) else {
+                        continue; // over SPEC_BYTES (small)
+                    };
+                    let enc = &*enc;
+                    assert!(back.decode_postcard(enc), "{p:?}");
+                    assert_eq!(*back, *pod, "{p:?}");
+                    assert!(!back.decode_postcard(&enc[..enc.len() - 1]), "{p:?}");
+                    n += 1;
+                }
+            }
+            assert!(n > 0);
+        };
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+}

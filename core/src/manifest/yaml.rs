@@ -1264,7 +1264,7 @@ pub(crate) mod test_support {
             Resolved::Null => Node::Null,
             Resolved::Bool(b) => Node::Bool(b),
             Resolved::Int(i) => Node::Int(i),
-            Resolved::Float(f) => Node::Float(f),
+            Resolved::Float => Node::Float(crate::manifest::scalar::float_value(s.raw)),
             Resolved::Str => Node::Str(text(s)),
         }
     }
