@@ -360,11 +360,13 @@ impl Container {
         let stopping = matches!(self.state, State::Stopping { restart: false, .. });
         self.ready = false;
         self.probes = [ProbeState::default(); 3];
-        self.last = Some(t);
         if stopping || !(forced_restart || should_restart(policy, code, init)) {
+            // Final: this run is the current state; `last` keeps the run before it, as
+            // Kubernetes' lastState does.
             self.state = State::Terminated(t);
             return AfterExit::Done;
         }
+        self.last = Some(t);
         let delay = self.backoff.next(now, s);
         let at = now + delay;
         self.state = State::Waiting {
@@ -558,6 +560,21 @@ mod tests {
         let mut c = running(0);
         c.on_exit(137, true, Instant(1), Always, false, &S);
         assert_eq!(c.last.unwrap().reason, TermReason::OOMKilled);
+    }
+
+    #[test]
+    fn final_exit_keeps_the_previous_run_as_last_state() {
+        let mut c = running(0);
+        c.on_exit(5, false, Instant(1), OnFailure, false, &S);
+        c.state = State::Running {
+            started_at: Instant(2),
+        };
+        assert_eq!(
+            c.on_exit(0, false, Instant(3), OnFailure, false, &S),
+            AfterExit::Done
+        );
+        assert!(matches!(c.state, State::Terminated(t) if t.code == 0));
+        assert_eq!(c.last.map(|t| t.code), Some(5));
     }
 
     #[test]

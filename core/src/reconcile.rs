@@ -273,7 +273,10 @@ pub fn phase(cs: &[Container], n_init: usize) -> Phase {
         return Phase::Running;
     }
     // Restarting after having run counts as Running.
-    if app.iter().all(|c| c.last.is_some() || running(c)) {
+    if app
+        .iter()
+        .all(|c| c.last.is_some() || running(c) || c.is_final())
+    {
         return Phase::Running;
     }
     Phase::Pending
@@ -1323,10 +1326,7 @@ impl<'s> Reconciler<'s> {
                     return;
                 }
                 let after = c.on_exit(code, oom, now, policy, init, &self.settings);
-                let reason = c
-                    .last
-                    .map(|t| t.reason)
-                    .unwrap_or(crate::machine::TermReason::Error);
+                let reason = crate::machine::TermReason::of(code, oom);
                 let deadline = c.deadline();
                 s.deadline = s.deadline.min(deadline);
                 if init && code == 0 {

@@ -229,10 +229,6 @@ fn restart_policies_end_in_succeeded_and_failed() {
 }
 
 #[test]
-#[ignore = "core bug: keel_core::machine::Container::exited sets `last` to the final run, so a \
-            container that ends for good (OnFailure exit 0 after a failed run) reports no \
-            lastState (the CLI hides last == state); Kubernetes keeps the failed run \
-            (exitCode 5) in lastState"]
 fn on_failure_success_keeps_the_failed_run_in_last_state() {
     let mut n = Node::new("laststate");
     n.start();
