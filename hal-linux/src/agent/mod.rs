@@ -165,7 +165,7 @@ impl Agent<'_> {
                 log(
                     Info,
                     &n,
-                    &format!("container {c} started (restart count {restart_count})"),
+                    &format!("container {c} starting (restart count {restart_count})"),
                 );
             }
             Event::ContainerAdopted { pod, container } => {
