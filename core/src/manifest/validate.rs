@@ -117,6 +117,14 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
             err(inv(Invalid::DnsLabel), spec.field(F::Hostname));
         }
     }
+    for (i, a) in s.host_aliases.iter().enumerate() {
+        if a.ip.is_empty() {
+            err(
+                ErrorKind::Required,
+                spec.field(F::HostAliases).index(i).field(F::Ip),
+            );
+        }
+    }
     // Volumes: names are DNS labels, unique; hostPath paths absolute.
     for (i, v) in s.volumes.iter().enumerate() {
         let p = spec.field(F::Volumes).index(i);
@@ -215,6 +223,17 @@ fn action_ok(a: &Action, p: FieldPath, err: &mut dyn FnMut(ErrorKind, FieldPath)
             ErrorKind::Invalid(Invalid::PortRange),
             p.field(F::HttpGet).field(F::Port),
         ),
+        Action::HttpGet { headers, .. } if headers.iter().any(|h| h.key.is_empty()) => {
+            // Kubernetes requires every header's name.
+            let i = headers.iter().position(|h| h.key.is_empty()).unwrap_or(0);
+            err(
+                ErrorKind::Required,
+                p.field(F::HttpGet)
+                    .field(F::HttpHeaders)
+                    .index(i)
+                    .field(F::Name),
+            )
+        }
         Action::TcpSocket { port, .. } if !port_ok(port) => err(
             ErrorKind::Invalid(Invalid::PortRange),
             p.field(F::TcpSocket).field(F::Port),
