@@ -205,6 +205,8 @@ pub enum SyntaxErrorKind {
     BadDirective,
     /// A directive not followed by a `---` line.
     DirectiveWithoutStart,
+    /// An explicit `!!int`/`!!float`/`!!bool`/`!!null` tag on text of another type.
+    TagMismatch,
     /// JSON: a comment (`//`, `/*`, `#`).
     JsonComment,
     /// JSON: malformed number.
@@ -244,6 +246,7 @@ impl SyntaxErrorKind {
             TooDeep => "nesting too deep",
             BadDirective => "unsupported directive",
             DirectiveWithoutStart => "a %YAML or %TAG directive must be followed by a --- line",
+            TagMismatch => "the value does not match its explicit tag (like !!int on text that is not an integer)",
             JsonComment => "comments are not allowed in JSON",
             JsonNumber => "malformed JSON number",
             ControlCharacter => "control character not allowed here",

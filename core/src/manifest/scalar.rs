@@ -41,6 +41,20 @@ impl Scalar<'_> {
         }
     }
 
+    /// False when an explicit `!!int`, `!!float`, `!!bool` or `!!null` tag names a type the
+    /// text does not have (`!!int "09"`): the reader reports that as an error.
+    pub fn tag_fits(&self) -> bool {
+        match self.tag {
+            Some(Tag::Int) => matches!(resolve_plain(self.raw), Resolved::Int(_)),
+            Some(Tag::Float) => {
+                matches!(resolve_plain(self.raw), Resolved::Int(_) | Resolved::Float)
+            }
+            Some(Tag::Bool) => matches!(resolve_plain(self.raw), Resolved::Bool(_)),
+            Some(Tag::Null) => matches!(resolve_plain(self.raw), Resolved::Null),
+            _ => true,
+        }
+    }
+
     /// What this scalar means: YAML 1.1 resolution (as go-yaml v2) for plain scalars, JSON
     /// rules for JSON literals, [`Resolved::Str`] for quoted and block scalars and JSON
     /// strings. An explicit tag forces the type when the text fits it (`!!int "12"` is

@@ -1173,7 +1173,14 @@ impl<'a> Events<'a> for YamlReader<'a> {
         if let Some(p) = self.pending.take() {
             return Ok(p);
         }
-        let r = self.step();
+        let mut r = self.step();
+        // An explicit type tag the text does not fit (`!!int "09"`) is an error, as in
+        // go-yaml, even in a field keel ignores.
+        if let Ok((Event::Scalar(sc), m)) = &r {
+            if !sc.tag_fits() {
+                r = Err(err(SyntaxErrorKind::TagMismatch, *m));
+            }
+        }
         if let Err(e) = r {
             self.failed = Some(e);
         }

@@ -258,10 +258,10 @@ fn seed_dir(root: &Path, target: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-fn fuzz_steps(seconds: u64) -> Vec<Step> {
+fn fuzz_steps(seconds: u64, seed: Option<u64>) -> Vec<Step> {
     FUZZ_TARGETS
         .iter()
-        .map(|t| {
+        .map(move |t| {
             let t = t.to_string();
             Step::check(&format!("fuzz {t} ({seconds} s)"), move |root| {
                 let seeds = seed_dir(root, &t)?;
@@ -274,6 +274,9 @@ fn fuzz_steps(seconds: u64) -> Vec<Step> {
                         "-max_len=65536",
                         "-print_final_stats=1",
                     ])
+                    // CI's smoke runs use a fixed seed so a failure there is reproducible;
+                    // `cargo xtask fuzz` explores with fresh seeds.
+                    .args(seed.map(|n| format!("-seed={n}")))
                     .current_dir(root.join("fuzz"))
                     .status()
                     .map_err(|e| format!("cargo fuzz: {e}"))?;
@@ -375,7 +378,7 @@ fn test_steps(fuzz_seconds: u64) -> Vec<Step> {
         )
         .dir(&root().join("fuzz")),
     );
-    s.extend(fuzz_steps(fuzz_seconds));
+    s.extend(fuzz_steps(fuzz_seconds, Some(1)));
     s
 }
 
@@ -457,7 +460,7 @@ fn main() -> ExitCode {
                     &["+nightly", "fuzz", "build"],
                 )
                 .dir(&root().join("fuzz"))];
-                s.extend(fuzz_steps(n));
+                s.extend(fuzz_steps(n, None));
                 s
             }
             None => return usage(),
