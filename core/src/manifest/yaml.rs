@@ -680,6 +680,7 @@ impl<'a> YamlReader<'a> {
             let next = self.cur.peek_at(1);
             let stop = match b {
                 None | Some(b'\n' | b'\r') => Some(PlainStop::Eol),
+                Some(b':') if flow && colon_breaks_flow_scalar(next) => Some(PlainStop::FlowColon),
                 Some(b':') if is_ws_or_end(next) || (flow && is_flow_indicator(next)) => {
                     Some(PlainStop::Colon)
                 }
@@ -732,6 +733,9 @@ impl<'a> YamlReader<'a> {
             let next = self.cur.peek_at(1);
             let ends = match b {
                 Some(b'#') => true,
+                Some(b':') if flow && colon_breaks_flow_scalar(next) => {
+                    return Err(self.cur.err(SyntaxErrorKind::UnexpectedChar));
+                }
                 Some(b':') => is_ws_or_end(next) || (flow && is_flow_indicator(next)),
                 Some(b',' | b'[' | b']' | b'{' | b'}') => flow,
                 _ => false,
@@ -743,6 +747,7 @@ impl<'a> YamlReader<'a> {
             let (line_end, stop) = self.plain_line(flow);
             end = line_end;
             match stop {
+                PlainStop::FlowColon => return Err(self.cur.err(SyntaxErrorKind::UnexpectedChar)),
                 PlainStop::Eol => continue,
                 PlainStop::Colon if !flow => {
                     return Err(self.cur.err(SyntaxErrorKind::ExpectedKey));
@@ -1073,6 +1078,9 @@ impl<'a> YamlReader<'a> {
                 _ => {
                     let start = self.cur.pos;
                     let (end, stop) = self.plain_line(true);
+                    if stop == PlainStop::FlowColon {
+                        return Err(self.cur.err(SyntaxErrorKind::UnexpectedChar));
+                    }
                     let end = if stop == PlainStop::Eol {
                         self.plain_continuation(true, -1, end)?
                     } else {
@@ -1145,6 +1153,14 @@ enum PlainStop {
     Colon,
     Comment,
     Flow,
+    /// In a flow collection, `:` right before `,?[]{}` inside a plain scalar: libyaml (and
+    /// so serde_yaml and go-yaml) rejects it ("found unexpected ':'").
+    FlowColon,
+}
+
+/// `,?[]{}`: after a `:` inside a flow plain scalar, libyaml reports an error.
+fn colon_breaks_flow_scalar(next: Option<u8>) -> bool {
+    matches!(next, Some(b',' | b'?' | b'[' | b']' | b'{' | b'}'))
 }
 
 fn scalar<'a>(raw: &'a str, style: ScalarStyle, tag: Option<Tag>, mark: Mark) -> (Event<'a>, Mark) {
