@@ -222,10 +222,27 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         path: FieldPath,
         f: &mut dyn FnMut(&mut Self, &Key<'a>, FieldPath) -> Result<bool>,
     ) -> Result<()> {
+        // The event handling lives in non-inlined helpers: this frame stays on the stack
+        // through every nested field handler, so it holds little more than the key.
+        if !self.map_start(path)? {
+            return Ok(());
+        }
+        while let Some(key) = self.map_key(path)? {
+            if !f(self, &key, path)? {
+                self.unknown_field(&key, path)?;
+            }
+        }
+        self.close_map();
+        Ok(())
+    }
+
+    /// Opens a mapping: `false` for `null` (no fields).
+    #[inline(never)]
+    fn map_start(&mut self, path: FieldPath) -> Result<bool> {
         let (ev, mark) = self.next(path)?;
         match ev {
             Event::MapStart => {}
-            Event::Scalar(s) if s.resolve() == Resolved::Null => return Ok(()),
+            Event::Scalar(s) if s.resolve() == Resolved::Null => return Ok(false),
             other => {
                 return Err(Error::new(
                     ErrorKind::Type {
@@ -238,32 +255,33 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             }
         }
         self.open_map(path, mark)?;
-        loop {
-            let (ev, kmark) = self.next(path)?;
-            match ev {
-                Event::MapEnd => break,
-                Event::Scalar(s) => {
-                    let key = self.key(s, kmark, path)?;
-                    if !f(self, &key, path)? {
-                        (self.warn)(Warning::UnknownField {
-                            path,
-                            key: key.raw,
-                            mark: kmark,
-                        });
-                        self.skip(path)?;
-                    }
-                }
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::Syntax(super::event::SyntaxErrorKind::ComplexKey),
-                        path,
-                        kmark,
-                    ))
-                }
-            }
+        Ok(true)
+    }
+
+    /// The next key of the open mapping, `None` at its end.
+    #[inline(never)]
+    fn map_key(&mut self, path: FieldPath) -> Result<Option<Key<'a>>> {
+        let (ev, kmark) = self.next(path)?;
+        match ev {
+            Event::MapEnd => Ok(None),
+            Event::Scalar(s) => self.key(s, kmark, path).map(Some),
+            _ => Err(Error::new(
+                ErrorKind::Syntax(super::event::SyntaxErrorKind::ComplexKey),
+                path,
+                kmark,
+            )),
         }
-        self.close_map();
-        Ok(())
+    }
+
+    /// Warns about a field no handler took, and skips its value.
+    #[inline(never)]
+    fn unknown_field(&mut self, key: &Key<'a>, path: FieldPath) -> Result<()> {
+        (self.warn)(Warning::UnknownField {
+            path,
+            key: key.raw,
+            mark: key.mark,
+        });
+        self.skip(path)
     }
 
     /// Walks a sequence, calling `f` for each item (which must consume exactly one node).
