@@ -57,6 +57,7 @@ impl Server {
 
     /// Handle every complete frame among the bytes waiting on `uart`; returns without
     /// waiting once the ring is empty.
+    #[inline(never)] // Its chunk buffer stays out of the main loop's frame, under every step.
     pub fn poll(&mut self, uart: &mut Uart0, app: &mut App) {
         let mut chunk = [0u8; CHUNK];
         loop {
