@@ -579,7 +579,11 @@ impl<'s> Reconciler<'s> {
                             untracked += 1;
                             return;
                         }
-                        files[i..=*nfiles].rotate_right(1);
+                        // Open a gap at `i` (as `rotate_right(1)`; swaps keep core's
+                        // generic rotation out of the firmware).
+                        for k in (i + 1..=*nfiles).rev() {
+                            files.swap(k, k - 1);
+                        }
                         files[i] = FileEntry {
                             id: *next_id,
                             name,
@@ -683,7 +687,10 @@ impl<'s> Reconciler<'s> {
             if let Some(p) = owned {
                 self.terminate(p.slot as usize, now, StopReason::Deleted);
             }
-            self.files[i..self.nfiles].rotate_left(1);
+            // Move entry `i` past the last one (as `rotate_left(1)`).
+            for k in i + 1..self.nfiles {
+                self.files.swap(k - 1, k);
+            }
             self.nfiles -= 1;
         }
     }
