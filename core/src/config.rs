@@ -57,10 +57,10 @@ limits! {
     /// decoded spec keeps every string in one pool of this size.
     STRING_BYTES = 32 * 1024, 640;
     /// Bytes of the compact (postcard) encoding of a validated spec kept in a pod slot. Why
-    /// 768 in firmware: it keeps a slot under 2 KiB; a 4-container pod with args and a probe
-    /// each encodes in ~530 bytes (`cargo run -p keel-host-tests --example sizes --features
+    /// 640 in firmware: it keeps 8 slots within the 48 KiB budget; a 4-container pod with
+    /// args and a probe each encodes in ~530 bytes (`cargo run -p keel-host-tests --example sizes --features
     /// keel-core/small`). A larger spec is a `SpecBytes` capacity error for that pod only.
-    SPEC_BYTES = 32 * 1024, 768;
+    SPEC_BYTES = 32 * 1024, 640;
     /// Nesting depth of a manifest document. Deeper input (even in an ignored field) is an
     /// error: the readers keep an explicit stack of this depth instead of recursing, so a
     /// hostile manifest cannot exhaust a firmware stack.

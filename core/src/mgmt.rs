@@ -384,6 +384,17 @@ impl<const N: usize> FrameDecoder<N> {
         self.len
     }
 
+    /// The frame buffer, to reuse between frames (for instance to encode the reply to the
+    /// frame just handled, when the protocol is strictly request/response); `None` while a
+    /// partial frame is held in it.
+    pub fn spare(&mut self) -> Option<&mut [u8]> {
+        if self.len == 0 && !self.overflowed {
+            Some(&mut self.buf)
+        } else {
+            None
+        }
+    }
+
     /// Take bytes from the front of `input` until a frame ends; returns it (decoded) or
     /// its error. Returns `None` once `input` is empty with no frame complete. Call again
     /// with the rest of `input` after handling a frame.

@@ -579,7 +579,11 @@ impl<'s> Reconciler<'s> {
                             untracked += 1;
                             return;
                         }
-                        files[i..=*nfiles].rotate_right(1);
+                        // Open a gap at `i` (as `rotate_right(1)`; swaps keep core's
+                        // generic rotation out of the firmware).
+                        for k in (i + 1..=*nfiles).rev() {
+                            files.swap(k, k - 1);
+                        }
                         files[i] = FileEntry {
                             id: *next_id,
                             name,
@@ -683,7 +687,10 @@ impl<'s> Reconciler<'s> {
             if let Some(p) = owned {
                 self.terminate(p.slot as usize, now, StopReason::Deleted);
             }
-            self.files[i..self.nfiles].rotate_left(1);
+            // Move entry `i` past the last one (as `rotate_left(1)`).
+            for k in i + 1..self.nfiles {
+                self.files.swap(k - 1, k);
+            }
             self.nfiles -= 1;
         }
     }
@@ -731,20 +738,18 @@ impl<'s> Reconciler<'s> {
     /// Reads and applies file `i`.
     fn apply<S: ManifestSource>(&mut self, i: usize, now: Instant, src: &mut S) {
         self.counters.reads += 1;
-        let name: String<MAX_FILE_NAME> = self.files[i].name.clone();
         let owned = Self::owned_slot(self.files[i].state).filter(|p| {
             self.slots[p.slot as usize].used
                 && self.slots[p.slot as usize].generation == p.generation
         });
-        let node = self.node.clone();
-        let wall = self.wall.clone();
+        // The file name, node name and wall clock are read from `self` during the read, not
+        // copied: copies would sit on the stack under the whole decode (~350 B in firmware).
         let Some(scratch) = self.scratch.take() else {
             return;
         };
-        self.apply_read(i, now, src, owned, scratch, &name, &node, &wall);
+        self.apply_read(i, now, src, owned, scratch);
     }
 
-    #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn apply_read<S: ManifestSource>(
         &mut self,
@@ -753,11 +758,8 @@ impl<'s> Reconciler<'s> {
         src: &mut S,
         owned: Option<PodId>,
         scratch: &'s mut Scratch,
-        name: &str,
-        node: &str,
-        wall: &str,
     ) {
-        self.apply_prepared(i, now, src, owned, &mut *scratch, name, node, wall);
+        self.apply_prepared(i, now, src, owned, &mut *scratch);
         self.scratch = Some(scratch);
     }
 
@@ -769,13 +771,11 @@ impl<'s> Reconciler<'s> {
         src: &mut S,
         owned: Option<PodId>,
         scratch: &mut Scratch,
-        name: &str,
-        node: &str,
-        wall: &str,
     ) {
         let file_id = self.files[i].id;
         let mut outcome: Option<Result<manifest::Prepared, Error>> = None;
         let mut extra: Option<(u16, u32)> = None;
+        let (name, node, wall) = (self.files[i].name.as_str(), &self.node, &self.wall);
         let read = src.read(name, &mut |bytes| {
             let ctx = manifest::Context {
                 node,

@@ -9,7 +9,7 @@
 use embedded_io::Write;
 use keel_core::mgmt::{
     decode_request, encode_frame, ErrorCode, FrameDecoder, ManifestInfo, Name, Request, Response,
-    MAX_FRAME_LEN, MAX_RESPONSE_LEN, PROTOCOL_VERSION,
+    MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 use crate::app::App;
@@ -20,15 +20,16 @@ use crate::{clock, stack};
 /// Bytes moved from the UART ring per step: small, so it lives on the stack cheaply.
 const CHUNK: usize = 64;
 
-/// Protocol state: the frame decoder, the response being built and its encoding (~4 KiB,
-/// so make it a `static`: cortex-m-rt's `#[entry]` turns `static mut` locals into
+/// Protocol state: the frame decoder and the response being built (~3.2 KiB, so make it a
+/// `static`: cortex-m-rt's `#[entry]` turns `static mut` locals into
 /// `&'static mut`). The response lives here rather than on the stack because the largest
-/// one (a manifest list) is ~660 bytes and the stack is the scarcer budget.
+/// one (a manifest list) is ~660 bytes and the stack is the scarcer budget. The protocol is
+/// strictly request/response, so the reply is encoded into the frame decoder's buffer once
+/// the request in it has been handled (no separate transmit buffer).
 #[derive(Debug)]
 pub struct Server {
     frames: FrameDecoder<MAX_FRAME_LEN>,
     response: Response,
-    tx: [u8; MAX_RESPONSE_LEN],
     handled: u32,
 }
 
@@ -45,7 +46,6 @@ impl Server {
             frames: FrameDecoder::new(),
             // Variant 0 with zero fields: keeps the whole `static` in `.bss`, not flash.
             response: Response::Hello { version: 0 },
-            tx: [0; MAX_RESPONSE_LEN],
             handled: 0,
         }
     }
@@ -57,6 +57,7 @@ impl Server {
 
     /// Handle every complete frame among the bytes waiting on `uart`; returns without
     /// waiting once the ring is empty.
+    #[inline(never)] // Its chunk buffer stays out of the main loop's frame, under every step.
     pub fn poll(&mut self, uart: &mut Uart0, app: &mut App) {
         let mut chunk = [0u8; CHUNK];
         loop {
@@ -74,13 +75,19 @@ impl Server {
                     }
                 }
                 self.handled = self.handled.wrapping_add(1);
-                match encode_frame(&self.response, &mut self.tx) {
-                    Ok(bytes) => {
+                // The frame just handled is done with: its buffer (MAX_FRAME_LEN, more than
+                // MAX_RESPONSE_LEN) takes the encoded reply.
+                let encoded = match self.frames.spare() {
+                    Some(tx) => encode_frame(&self.response, tx).ok(),
+                    None => None,
+                };
+                match encoded {
+                    Some(bytes) => {
                         let Ok(()) = uart.write_all(bytes);
                     }
                     // Unreachable while MAX_RESPONSE_LEN covers the largest response (a
                     // keel-core test checks it); log rather than leave the host waiting.
-                    Err(_) => defmt::error!("response does not fit MAX_RESPONSE_LEN"),
+                    None => defmt::error!("response does not fit MAX_RESPONSE_LEN"),
                 }
             }
         }

@@ -5,7 +5,7 @@
 //! [`ManifestSource`] (every manifest is an [`EntryKind::File`] whose token is the change
 //! counter value of its last write, so it changes on every put that changes it) and lends
 //! one manifest's bytes at a time. Capacity is the caller's choice; the firmware uses
-//! [`FirmwareStore`]: 12 names in 4 KiB, at most [`MAX_MANIFEST_LEN`] (2 KiB) each.
+//! [`FirmwareStore`]: 12 names in 3 KiB, at most [`MAX_MANIFEST_LEN`] (2 KiB) each.
 //! Packing rather than fixed 2 KiB slots is what lets the store hold more manifests than
 //! there are pod slots (so the reconciler, not the store, refuses a 9th pod) in well under
 //! half the RAM.
@@ -20,8 +20,9 @@
 use keel_core::mgmt::{ErrorCode, Name, MAX_MANIFEST_LEN, MAX_NAME_LEN};
 use keel_core::platform::{self, EntryKind, ManifestSource, PlatformError, PlatformErrorKind};
 
-/// The firmware's store: 12 manifests sharing 4 KiB of RAM.
-pub type FirmwareStore = ManifestStore<12, 4096>;
+/// The firmware's store: 12 manifests sharing 3 KiB of RAM (one of the largest, 2 KiB, plus
+/// small ones; 9 task pods of ~200 bytes take 1.8 KiB).
+pub type FirmwareStore = ManifestStore<12, 3072>;
 
 /// Why a store operation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -222,10 +222,31 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         path: FieldPath,
         f: &mut dyn FnMut(&mut Self, &Key<'a>, FieldPath) -> Result<bool>,
     ) -> Result<()> {
+        // The event handling lives in non-inlined helpers: this frame stays on the stack
+        // through every nested field handler, so it holds little more than the key.
+        if !self.map_start(path)? {
+            return Ok(());
+        }
+        // One key slot, written in place by `map_key` (no second copy of the key here).
+        let mut slot: Option<Key<'a>> = None;
+        loop {
+            self.map_key(path, &mut slot)?;
+            let Some(key) = &slot else { break };
+            if !f(self, key, path)? {
+                self.unknown_field(key, path)?;
+            }
+        }
+        self.close_map();
+        Ok(())
+    }
+
+    /// Opens a mapping: `false` for `null` (no fields).
+    #[inline(never)]
+    fn map_start(&mut self, path: FieldPath) -> Result<bool> {
         let (ev, mark) = self.next(path)?;
         match ev {
             Event::MapStart => {}
-            Event::Scalar(s) if s.resolve() == Resolved::Null => return Ok(()),
+            Event::Scalar(s) if s.resolve() == Resolved::Null => return Ok(false),
             other => {
                 return Err(Error::new(
                     ErrorKind::Type {
@@ -238,32 +259,39 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             }
         }
         self.open_map(path, mark)?;
-        loop {
-            let (ev, kmark) = self.next(path)?;
-            match ev {
-                Event::MapEnd => break,
-                Event::Scalar(s) => {
-                    let key = self.key(s, kmark, path)?;
-                    if !f(self, &key, path)? {
-                        (self.warn)(Warning::UnknownField {
-                            path,
-                            key: key.raw,
-                            mark: kmark,
-                        });
-                        self.skip(path)?;
-                    }
-                }
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::Syntax(super::event::SyntaxErrorKind::ComplexKey),
-                        path,
-                        kmark,
-                    ))
-                }
+        Ok(true)
+    }
+
+    /// The next key of the open mapping into `out`, `None` at its end.
+    #[inline(never)]
+    fn map_key(&mut self, path: FieldPath, out: &mut Option<Key<'a>>) -> Result<()> {
+        let (ev, kmark) = self.next(path)?;
+        match ev {
+            Event::MapEnd => {
+                *out = None;
+                Ok(())
             }
+            Event::Scalar(s) => {
+                *out = Some(self.key(s, kmark, path)?);
+                Ok(())
+            }
+            _ => Err(Error::new(
+                ErrorKind::Syntax(super::event::SyntaxErrorKind::ComplexKey),
+                path,
+                kmark,
+            )),
         }
-        self.close_map();
-        Ok(())
+    }
+
+    /// Warns about a field no handler took, and skips its value.
+    #[inline(never)]
+    fn unknown_field(&mut self, key: &Key<'a>, path: FieldPath) -> Result<()> {
+        (self.warn)(Warning::UnknownField {
+            path,
+            key: key.raw,
+            mark: key.mark,
+        });
+        self.skip(path)
     }
 
     /// Walks a sequence, calling `f` for each item (which must consume exactly one node).
@@ -283,31 +311,46 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         path: FieldPath,
         f: &mut dyn FnMut(&mut Self, usize, FieldPath, Mark) -> Result<()>,
     ) -> Result<()> {
-        let (ev, mark) = self.next(path)?;
-        match ev {
-            Event::SeqStart => {}
-            Event::Scalar(s) if s.resolve() == Resolved::Null => return Ok(()),
-            other => {
-                return Err(Error::new(
-                    ErrorKind::Type {
-                        expected: ValueType::Sequence,
-                        got: type_of(&other),
-                    },
-                    path,
-                    mark,
-                ))
-            }
+        // As in `map_dyn`: the event handling is out of line, so this frame (on the stack
+        // under every item's handler) stays small.
+        if !self.seq_start(path)? {
+            return Ok(());
         }
         let mut i = 0;
-        loop {
-            let &(ev, imark) = self.peek(path)?;
-            if let Event::SeqEnd = ev {
-                self.next(path)?;
-                return Ok(());
-            }
+        while let Some(imark) = self.seq_item(path)? {
             f(self, i, path.index(i), imark)?;
             i += 1;
         }
+        Ok(())
+    }
+
+    /// Opens a sequence: `false` for `null` (no items).
+    #[inline(never)]
+    fn seq_start(&mut self, path: FieldPath) -> Result<bool> {
+        let (ev, mark) = self.next(path)?;
+        match ev {
+            Event::SeqStart => Ok(true),
+            Event::Scalar(s) if s.resolve() == Resolved::Null => Ok(false),
+            other => Err(Error::new(
+                ErrorKind::Type {
+                    expected: ValueType::Sequence,
+                    got: type_of(&other),
+                },
+                path,
+                mark,
+            )),
+        }
+    }
+
+    /// Where the next item of the open sequence starts, `None` at its end (consumed).
+    #[inline(never)]
+    fn seq_item(&mut self, path: FieldPath) -> Result<Option<Mark>> {
+        let &(ev, imark) = self.peek(path)?;
+        if let Event::SeqEnd = ev {
+            self.next(path)?;
+            return Ok(None);
+        }
+        Ok(Some(imark))
     }
 
     /// Skips one node, checking its mappings for duplicate keys. Iterative.

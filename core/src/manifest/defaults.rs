@@ -199,15 +199,26 @@ pub fn container_strs(c: &mut Container, f: &mut dyn FnMut(&mut Str)) {
     o(&mut c.termination_message_path, f);
 }
 
+/// Insertion sort by key text. Labels and annotations are few (at most `MAX_LABELS`) and
+/// their keys unique (duplicates are rejected when decoding), so the result is the one any
+/// sort gives; this keeps core's generic sort (~2.4 KiB) out of the firmware.
+fn sort_by_key_text(kvs: &mut [KeyValue], pool: &Pool) {
+    for i in 1..kvs.len() {
+        let mut j = i;
+        while j > 0 && pool.get(kvs[j - 1].key) > pool.get(kvs[j].key) {
+            kvs.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
 /// Sorts labels and annotations by key and re-lays the pool in model order, so the
 /// encoding depends only on content. `scratch` is a second pool used as the copy target.
 pub fn canonicalize(pod: &mut Pod, scratch: &mut Pool) -> Result<(), Error> {
     {
         let pool = &pod.pool;
-        pod.labels
-            .sort_unstable_by(|a, b| pool.get(a.key).cmp(pool.get(b.key)));
-        pod.annotations
-            .sort_unstable_by(|a, b| pool.get(a.key).cmp(pool.get(b.key)));
+        sort_by_key_text(&mut pod.labels, pool);
+        sort_by_key_text(&mut pod.annotations, pool);
     }
     scratch.clear();
     // Copy every string into `scratch` in model order, then copy the result back: two

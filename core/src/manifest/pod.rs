@@ -9,7 +9,7 @@ use super::error::{ApiRef, Error, ErrorKind, Invalid};
 use super::event::{Events, Mark};
 use super::model::*;
 use super::path::{FieldPath, F};
-use crate::config::Limit;
+use crate::config::{Limit, MAX_ENV, MAX_MOUNTS, MAX_PORTS};
 use heapless::Vec;
 
 type Result<T> = core::result::Result<T, Error>;
@@ -416,79 +416,43 @@ fn container<'a, R: Events<'a>>(
             "command" => d.strings(pool, p.field(F::Command), &mut c.command, Limit::Args)?,
             "args" => d.strings(pool, p.field(F::Args), &mut c.args, Limit::Args)?,
             "workingDir" => c.working_dir = d.string(pool, p.field(F::WorkingDir))?,
-            "env" => {
-                let p = p.field(F::Env);
-                d.seq(p, |d, _, p, mark| {
-                    let e = env_var(d, pool, p)?;
-                    c.env.push(e).map_err(|_| cap(Limit::Env, p, mark))
-                })?;
-            }
-            "envFrom" => {
-                let p = p.field(F::EnvFrom);
-                d.seq(p, |d, _, p, _| {
-                    d.map(p, |d, key, p| match key.name() {
-                        "configMapRef" => d.api_ref(ApiRef::ConfigMap, key, p),
-                        "secretRef" => d.api_ref(ApiRef::Secret, key, p),
-                        _ => Ok(false),
-                    })
-                })?;
-            }
-            "ports" => {
-                let p = p.field(F::Ports);
-                d.seq(p, |d, _, p, mark| {
-                    let port = port(d, pool, p)?;
-                    c.ports.push(port).map_err(|_| cap(Limit::Ports, p, mark))
-                })?;
-            }
-            "resources" => {
-                let r = &mut c.resources;
-                d.map(p.field(F::Resources), |d, key, p| {
-                    match key.name() {
-                        "requests" => {
-                            resource_list(d, pool, p.field(F::Requests), &mut r.requests)?
-                        }
-                        "limits" => resource_list(d, pool, p.field(F::Limits), &mut r.limits)?,
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-            }
+            // The larger arms are out-of-line functions: this handler's frame stays on the
+            // stack under every nested field, so it must not hold their temporaries.
+            "env" => container_env(d, pool, p.field(F::Env), &mut c.env)?,
+            "envFrom" => container_env_from(d, p.field(F::EnvFrom))?,
+            "ports" => container_ports(d, pool, p.field(F::Ports), &mut c.ports)?,
+            "resources" => container_resources(d, pool, p.field(F::Resources), &mut c.resources)?,
             "volumeMounts" => {
-                let p = p.field(F::VolumeMounts);
-                d.seq(p, |d, _, p, mark| {
-                    let m = mount(d, pool, p)?;
-                    c.volume_mounts
-                        .push(m)
-                        .map_err(|_| cap(Limit::Mounts, p, mark))
-                })?;
+                container_mounts(d, pool, p.field(F::VolumeMounts), &mut c.volume_mounts)?
             }
-            "livenessProbe" => {
-                c.liveness_probe = probe(d, pool, p.field(F::LivenessProbe), key.mark)?
-            }
-            "readinessProbe" => {
-                c.readiness_probe = probe(d, pool, p.field(F::ReadinessProbe), key.mark)?
-            }
-            "startupProbe" => c.startup_probe = probe(d, pool, p.field(F::StartupProbe), key.mark)?,
-            "lifecycle" => {
-                let l = &mut c.lifecycle;
-                d.map(p.field(F::Lifecycle), |d, key, p| {
-                    match key.name() {
-                        "postStart" => {
-                            let p = p.field(F::PostStart);
-                            l.post_start = Some(handler(d, pool, p, key.mark, |_, _, _| Ok(false))?)
-                        }
-                        "preStop" => {
-                            let p = p.field(F::PreStop);
-                            l.pre_stop = Some(handler(d, pool, p, key.mark, |_, _, _| Ok(false))?)
-                        }
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-            }
-            "securityContext" => {
-                c.security_context = Some(security_context(d, pool, p.field(F::SecurityContext))?)
-            }
+            "livenessProbe" => set_probe(
+                d,
+                pool,
+                p.field(F::LivenessProbe),
+                key.mark,
+                &mut c.liveness_probe,
+            )?,
+            "readinessProbe" => set_probe(
+                d,
+                pool,
+                p.field(F::ReadinessProbe),
+                key.mark,
+                &mut c.readiness_probe,
+            )?,
+            "startupProbe" => set_probe(
+                d,
+                pool,
+                p.field(F::StartupProbe),
+                key.mark,
+                &mut c.startup_probe,
+            )?,
+            "lifecycle" => lifecycle(d, pool, p.field(F::Lifecycle), &mut c.lifecycle)?,
+            "securityContext" => set_security_context(
+                d,
+                pool,
+                p.field(F::SecurityContext),
+                &mut c.security_context,
+            )?,
             "stdin" => c.stdin = d.boolean(p.field(F::Stdin))?.unwrap_or(false),
             "tty" => c.tty = d.boolean(p.field(F::Tty))?.unwrap_or(false),
             "terminationMessagePath" => {
@@ -508,6 +472,119 @@ fn container<'a, R: Events<'a>>(
         }
         Ok(true)
     })
+}
+
+#[inline(never)]
+fn container_env<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    env: &mut Vec<EnvVar, MAX_ENV>,
+) -> Result<()> {
+    d.seq(path, |d, _, p, mark| {
+        let e = env_var(d, pool, p)?;
+        env.push(e).map_err(|_| cap(Limit::Env, p, mark))
+    })
+}
+
+#[inline(never)]
+fn container_env_from<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, path: FieldPath) -> Result<()> {
+    d.seq(path, |d, _, p, _| {
+        d.map(p, |d, key, p| match key.name() {
+            "configMapRef" => d.api_ref(ApiRef::ConfigMap, key, p),
+            "secretRef" => d.api_ref(ApiRef::Secret, key, p),
+            _ => Ok(false),
+        })
+    })
+}
+
+#[inline(never)]
+fn container_ports<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    ports: &mut Vec<ContainerPort, MAX_PORTS>,
+) -> Result<()> {
+    d.seq(path, |d, _, p, mark| {
+        let port = port(d, pool, p)?;
+        ports.push(port).map_err(|_| cap(Limit::Ports, p, mark))
+    })
+}
+
+#[inline(never)]
+fn container_resources<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    r: &mut Resources,
+) -> Result<()> {
+    d.map(path, |d, key, p| {
+        match key.name() {
+            "requests" => resource_list(d, pool, p.field(F::Requests), &mut r.requests)?,
+            "limits" => resource_list(d, pool, p.field(F::Limits), &mut r.limits)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+#[inline(never)]
+fn container_mounts<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    mounts: &mut Vec<VolumeMount, MAX_MOUNTS>,
+) -> Result<()> {
+    d.seq(path, |d, _, p, mark| {
+        let m = mount(d, pool, p)?;
+        mounts.push(m).map_err(|_| cap(Limit::Mounts, p, mark))
+    })
+}
+
+#[inline(never)]
+fn set_probe<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    mark: Mark,
+    out: &mut Option<Probe>,
+) -> Result<()> {
+    *out = probe(d, pool, path, mark)?;
+    Ok(())
+}
+
+#[inline(never)]
+fn lifecycle<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    l: &mut Lifecycle,
+) -> Result<()> {
+    d.map(path, |d, key, p| {
+        match key.name() {
+            "postStart" => {
+                let p = p.field(F::PostStart);
+                l.post_start = Some(handler(d, pool, p, key.mark, |_, _, _| Ok(false))?)
+            }
+            "preStop" => {
+                let p = p.field(F::PreStop);
+                l.pre_stop = Some(handler(d, pool, p, key.mark, |_, _, _| Ok(false))?)
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+#[inline(never)]
+fn set_security_context<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    out: &mut Option<SecurityContext>,
+) -> Result<()> {
+    *out = Some(security_context(d, pool, path)?);
+    Ok(())
 }
 
 fn env_var<'a, R: Events<'a>>(

@@ -252,7 +252,9 @@ fn write_segment<S: TextSink>(s: &str, q: Quoting, sink: &mut S) -> Result<(), S
         Quoting::Double => write_escaped(s, yaml_escape, sink),
         Quoting::Single => {
             let mut rest = s;
-            while let Some(i) = rest.find("''") {
+            // A byte search, not `str::find("''")`: core's substring searcher is the only
+            // firmware path into `core::fmt` (its char-boundary panic message, ~2 KiB flash).
+            while let Some(i) = rest.as_bytes().windows(2).position(|w| w == b"''") {
                 sink.push_str(rest.get(..i + 1).unwrap_or(""))?;
                 rest = rest.get(i + 2..).unwrap_or("");
             }

@@ -374,7 +374,10 @@ impl<'a> YamlReader<'a> {
             self.cur.bump();
         }
         let line = self.cur.slice(start, self.cur.pos);
-        let line = line.split(" #").next().unwrap_or("").trim_end();
+        // Up to the first " #" (a comment); a byte search keeps core's substring searcher
+        // out of the firmware.
+        let end = line.as_bytes().windows(2).position(|w| w == b" #");
+        let line = end.and_then(|i| line.get(..i)).unwrap_or(line).trim_end();
         let mut words = line.split([' ', '\t']).filter(|w| !w.is_empty());
         let ok = match (words.next(), words.next(), words.next(), words.next()) {
             (Some("%YAML"), Some(v), None, _) => matches!(v, "1.1" | "1.2" | "1.0"),
