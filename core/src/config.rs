@@ -66,7 +66,7 @@ limits! {
     /// hostile manifest cannot exhaust a firmware stack.
     MAX_DEPTH = 64, 24;
     /// Keys remembered for duplicate detection across all open mappings of a document.
-    MAX_OPEN_KEYS = 512, 96;
+    MAX_OPEN_KEYS = 512, 64;
     /// Manifest file size (SPEC 1.8; the kubelet's is 10 MiB).
     MAX_MANIFEST_BYTES = 1024 * 1024, 2048;
 }

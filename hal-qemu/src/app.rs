@@ -313,11 +313,11 @@ fn log_event(e: &Event, rec: &Reconciler<'_>, rt: &TaskRuntime) {
             code,
             reason,
         } => defmt::info!(
-            "event: pod {=str} container {=str} exited {=i32} ({=str})",
+            "event: pod {=str} container {=str} exited {=i32} ({})",
             pn(pod),
             cn(pod, container),
             code,
-            reason.as_str()
+            reason
         ),
         Event::BackoffScheduled {
             pod,
@@ -335,10 +335,10 @@ fn log_event(e: &Event, rec: &Reconciler<'_>, rt: &TaskRuntime) {
             reason,
             kind,
         } => defmt::warn!(
-            "event: pod {=str} container {=str} start failed: {=str} ({})",
+            "event: pod {=str} container {=str} start failed: {} ({})",
             pn(pod),
             cn(pod, container),
-            reason.as_str(),
+            reason,
             kind
         ),
         Event::ProbeFailed {
@@ -381,9 +381,9 @@ fn log_event(e: &Event, rec: &Reconciler<'_>, rt: &TaskRuntime) {
             count
         ),
         Event::FileIgnored { file, reason } => defmt::info!(
-            "event: manifest {=str} ignored: {=str}",
+            "event: manifest {=str} ignored: {}",
             file_name(file, rec),
-            reason.message()
+            reason
         ),
         Event::ReadFailed { file, kind } => defmt::warn!(
             "event: manifest {=str} unreadable: {}",

@@ -83,7 +83,7 @@ fn manifests_share_the_arena_and_deletes_compact_it() {
 }
 
 #[test]
-fn firmware_store_holds_12_manifests_in_4_kib() {
+fn firmware_store_holds_12_names_in_a_3_kib_arena() {
     let s = store::FirmwareStore::new();
     assert_eq!((s.capacity(), s.slot_capacity()), (12, 2048));
     let size = std::mem::size_of::<store::FirmwareStore>();
