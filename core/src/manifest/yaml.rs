@@ -170,6 +170,9 @@ pub struct YamlReader<'a> {
     phase: Phase,
     pending: Option<(Event<'a>, Mark)>,
     failed: Option<SyntaxError>,
+    /// The first tab before any content on a line skipped as blank or comment in block
+    /// context: libyaml (and go-yaml) reject those as they reject tab indentation.
+    blank_tab: Option<Mark>,
 }
 
 impl<'a> YamlReader<'a> {
@@ -181,6 +184,7 @@ impl<'a> YamlReader<'a> {
             phase: Phase::Start,
             pending: None,
             failed: None,
+            blank_tab: None,
         }
     }
 
@@ -252,10 +256,25 @@ impl<'a> YamlReader<'a> {
 
     /// Skips blanks, line breaks and comments.
     fn skip_ws(&mut self) {
+        let block = !matches!(
+            self.stack.last(),
+            Some(Frame::FlowSeq { .. } | Frame::FlowMap { .. })
+        );
         loop {
             match self.cur.peek() {
-                Some(b' ' | b'\t' | b'\r' | b'\n') => self.cur.bump(),
+                Some(b'\n') => {
+                    // Only a line with no content counts (a tab at the start of a flow
+                    // continuation line is fine, as in libyaml).
+                    if block && self.cur.fresh && self.blank_tab.is_none() {
+                        self.blank_tab = self.cur.indent_tab;
+                    }
+                    self.cur.bump();
+                }
+                Some(b' ' | b'\t' | b'\r') => self.cur.bump(),
                 Some(b'#') => {
+                    if block && self.cur.fresh && self.blank_tab.is_none() {
+                        self.blank_tab = self.cur.indent_tab;
+                    }
                     while !is_eol(self.cur.peek()) {
                         self.cur.bump();
                     }
@@ -333,7 +352,7 @@ impl<'a> YamlReader<'a> {
                 }
                 return Err(self.cur.err(SyntaxErrorKind::EmptyDocument));
             }
-            if let Some(t) = self.cur.indent_tab {
+            if let Some(t) = self.cur.indent_tab.or(self.blank_tab) {
                 return Err(err(SyntaxErrorKind::TabIndent, t));
             }
             if self.cur.col == 0 && self.cur.peek() == Some(b'%') {
@@ -394,6 +413,9 @@ impl<'a> YamlReader<'a> {
     /// After the root node: only blanks, comments and document markers may follow.
     fn finish_root(&mut self) -> Step<'a> {
         self.skip_ws();
+        if let Some(t) = self.blank_tab {
+            return Err(err(SyntaxErrorKind::TabIndent, t));
+        }
         if self.cur.at_end() || self.at_marker() {
             self.phase = Phase::Done;
             return Ok((Event::End, self.cur.mark()));
@@ -410,7 +432,7 @@ impl<'a> YamlReader<'a> {
             self.stack.pop();
             return Ok((Event::MapEnd, mark));
         }
-        if let Some(t) = self.cur.indent_tab {
+        if let Some(t) = self.cur.indent_tab.or(self.blank_tab) {
             return Err(err(SyntaxErrorKind::TabIndent, t));
         }
         if self.cur.col > indent || !self.cur.fresh {
@@ -455,7 +477,7 @@ impl<'a> YamlReader<'a> {
             self.stack.pop();
             return Ok((Event::SeqEnd, mark));
         }
-        if let Some(t) = self.cur.indent_tab {
+        if let Some(t) = self.cur.indent_tab.or(self.blank_tab) {
             return Err(err(SyntaxErrorKind::TabIndent, t));
         }
         if self.cur.col > indent {
@@ -504,7 +526,7 @@ impl<'a> YamlReader<'a> {
                 if col <= parent && !seq_here {
                     return Ok(null_scalar(tag, empty));
                 }
-                if let Some(t) = self.cur.indent_tab {
+                if let Some(t) = self.cur.indent_tab.or(self.blank_tab) {
                     return Err(err(SyntaxErrorKind::TabIndent, t));
                 }
             }
@@ -726,7 +748,7 @@ impl<'a> YamlReader<'a> {
                     self.cur = save;
                     return Ok(end);
                 }
-                if let Some(t) = self.cur.indent_tab {
+                if let Some(t) = self.cur.indent_tab.or(self.blank_tab) {
                     if i64::from(t.column.saturating_sub(1)) <= parent {
                         return Err(err(SyntaxErrorKind::TabIndent, t));
                     }
