@@ -103,8 +103,32 @@ pub fn build_firmware() -> Result<()> {
         .get_or_init(|| {
             // The outer cargo's flags and target dir are for the host build; the firmware
             // takes its own from hal-qemu/.cargo/config.toml.
+            // The checkout's path is remapped to a constant so that the few panic-location
+            // strings the firmware carries, and so its size, do not depend on where the
+            // repository is cloned (the size test asserts a budget to the byte). Cargo
+            // appends these rustflags to the board's own from .cargo/config.toml.
+            // The cargo registry's source directories are remapped too (to `/r`): shorter
+            // and the same on every machine, whatever its CARGO_HOME.
+            let fw = firmware_dir();
+            let root = fw
+                .canonicalize()
+                .unwrap_or(fw)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let mut flags = vec![format!("--remap-path-prefix={}=/keel", root.display())];
+            let cargo_home = std::env::var_os("CARGO_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+            if let Some(src) = cargo_home.map(|h| h.join("registry/src")) {
+                for e in std::fs::read_dir(src).into_iter().flatten().flatten() {
+                    flags.push(format!("--remap-path-prefix={}=/r", e.path().display()));
+                }
+            }
+            let list: Vec<String> = flags.iter().map(|f| format!("{f:?}")).collect();
+            let remap = format!("target.thumbv7m-none-eabi.rustflags=[{}]", list.join(","));
             let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "--release", "--quiet"])
+                .args(["build", "--release", "--quiet", "--config", &remap])
                 .current_dir(firmware_dir())
                 .env_remove("RUSTFLAGS")
                 .env_remove("CARGO_ENCODED_RUSTFLAGS")
