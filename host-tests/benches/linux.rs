@@ -149,22 +149,7 @@ fn bare_config(
             None => serde_json::json!({"type": t}),
         });
     }
-    let caps = [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ];
+    let caps = keel_linux::runtime::oci::DEFAULT_CAPS;
     serde_json::json!({
         "ociVersion": "1.0.2",
         "process": {

@@ -525,15 +525,20 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         }
     }
 
-    /// An integer field (`null` → `None`).
-    pub(crate) fn int(&mut self, path: FieldPath) -> Result<Option<i64>> {
-        let (s, mark) = self.scalar(path, ValueType::Integer)?;
+    /// A scalar field of one non-string type: `pick` accepts the resolved value, `null` is
+    /// `None`, anything else a type error naming `expected`.
+    fn typed<T>(
+        &mut self,
+        path: FieldPath,
+        expected: ValueType,
+        pick: fn(Resolved) -> Option<T>,
+    ) -> Result<Option<T>> {
+        let (s, mark) = self.scalar(path, expected)?;
         match s.resolve() {
-            Resolved::Int(i) => Ok(Some(i)),
             Resolved::Null => Ok(None),
-            r => Err(Error::new(
+            r => pick(r).map(Some).ok_or(Error::new(
                 ErrorKind::Type {
-                    expected: ValueType::Integer,
+                    expected,
                     got: resolved_type(r),
                 },
                 path,
@@ -542,21 +547,20 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         }
     }
 
+    /// An integer field (`null` → `None`).
+    pub(crate) fn int(&mut self, path: FieldPath) -> Result<Option<i64>> {
+        self.typed(path, ValueType::Integer, |r| match r {
+            Resolved::Int(i) => Some(i),
+            _ => None,
+        })
+    }
+
     /// A boolean field (`null` → `None`).
     pub(crate) fn boolean(&mut self, path: FieldPath) -> Result<Option<bool>> {
-        let (s, mark) = self.scalar(path, ValueType::Boolean)?;
-        match s.resolve() {
-            Resolved::Bool(b) => Ok(Some(b)),
-            Resolved::Null => Ok(None),
-            r => Err(Error::new(
-                ErrorKind::Type {
-                    expected: ValueType::Boolean,
-                    got: resolved_type(r),
-                },
-                path,
-                mark,
-            )),
-        }
+        self.typed(path, ValueType::Boolean, |r| match r {
+            Resolved::Bool(b) => Some(b),
+            _ => None,
+        })
     }
 
     /// A quantity: a number or a string in Kubernetes quantity syntax.
