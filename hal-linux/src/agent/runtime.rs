@@ -24,7 +24,7 @@ use keel_core::time::Duration;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -152,17 +152,6 @@ fn err(kind: PlatformErrorKind, message: impl Into<String>) -> LinuxError {
     }
 }
 
-/// A pidfd for `pid`, if the kernel has them and the process exists.
-fn pidfd(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel just returned this fd; we own it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
 /// Blocks until the process behind `fd` exits.
 fn wait_pidfd(fd: &OwnedFd) {
     let mut pfd = libc::pollfd {
@@ -197,7 +186,7 @@ fn spawn_waiter(
                 .ok()
                 .and_then(|b| serde_json::from_slice::<crate::runtime::ShimRecord>(&b).ok())
                 .map(|r| r.shim_pid);
-            if let Some(fd) = shim_pid.and_then(pidfd) {
+            if let Some(fd) = shim_pid.and_then(crate::runtime::util::pidfd_open) {
                 wait_pidfd(&fd);
             }
             // The shim writes the exit record before it exits; poll briefly for slow cases

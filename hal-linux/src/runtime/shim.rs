@@ -303,17 +303,6 @@ fn create_and_start(a: &ShimArgs) -> Result<(i32, OwnedFd, OwnedFd), String> {
     Ok((pid, out_r, err_r))
 }
 
-/// A pidfd for `pid` (None on kernels without pidfd_open, or if it is already gone).
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel just returned this fd; nothing else owns it.
-    Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
-}
-
 /// What the shim learnt about the init's end.
 enum Wait {
     Exited(i32),
@@ -332,7 +321,7 @@ fn pump(pid: i32, fds: [OwnedFd; 2], log: &mut CriLogWriter) -> Wait {
     let mut deadline: Option<Instant> = None;
     // A pidfd of the init becomes readable when it exits: with it in the poll set the shim
     // sleeps until output or the exit, instead of waking every 100 ms to check.
-    let exit_fd = pidfd_open(pid);
+    let exit_fd = util::pidfd_open(pid);
     loop {
         if open.iter().all(Option::is_none) {
             if result.is_some() {

@@ -184,6 +184,19 @@ pub fn cmdline(pid: i32) -> String {
         .unwrap_or_default()
 }
 
+/// A pidfd for `pid`: readable once the process exits (shared by the shim, which waits on
+/// its container's init, and the agent, which waits on shims). `None` on kernels without
+/// pidfd_open, or when the process is already gone.
+pub fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this fd; nothing else owns it.
+    Some(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
