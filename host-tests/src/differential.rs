@@ -100,7 +100,8 @@ fn yaml11_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// go-yaml v2's YAML 1.1 integers (sign, `_`, `0b`, `0x`, leading-zero octal).
+/// go-yaml v2's YAML 1.1 integers (sign, `_`, `0b`, `0x`, leading-zero octal). go-yaml
+/// parses with Go's `strconv.ParseInt(s, 0, 64)`, which takes the prefixes in either case.
 fn yaml11_int(s: &str) -> Option<i64> {
     let t: String = s.chars().filter(|&c| c != '_').collect();
     let (neg, t) = match t.as_bytes().first() {
@@ -108,9 +109,9 @@ fn yaml11_int(s: &str) -> Option<i64> {
         Some(b'+') => (false, &t[1..]),
         _ => (false, &t[..]),
     };
-    let v = if let Some(b) = t.strip_prefix("0b") {
+    let v = if let Some(b) = t.strip_prefix("0b").or_else(|| t.strip_prefix("0B")) {
         i64::from_str_radix(b, 2).ok()?
-    } else if let Some(h) = t.strip_prefix("0x") {
+    } else if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
         i64::from_str_radix(h, 16).ok()?
     } else if t.len() > 1 && t.starts_with('0') {
         i64::from_str_radix(&t[1..], 8).ok()?
@@ -228,6 +229,8 @@ mod tests {
         assert_eq!(yaml11_int("1_000"), Some(1000));
         assert_eq!(yaml11_int("0b1010"), Some(10));
         assert_eq!(yaml11_int("-0x1F"), Some(-31));
+        assert_eq!(yaml11_int("0X1e"), Some(30));
+        assert_eq!(yaml11_int("0B11"), Some(3));
         assert_eq!(yaml11_int("08"), None);
     }
 
