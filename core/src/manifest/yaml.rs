@@ -650,6 +650,11 @@ impl<'a> YamlReader<'a> {
         self.cur.bump();
         let start = self.cur.pos;
         loop {
+            // A `---` or `...` line inside the quotes ends the document (libyaml: "unexpected
+            // document indicator"): the quote was never closed.
+            if self.at_marker() {
+                return Err(err(SyntaxErrorKind::UnterminatedDoubleQuote, open));
+            }
             match self.cur.peek() {
                 None => return Err(err(SyntaxErrorKind::UnterminatedDoubleQuote, open)),
                 Some(b'"') => {
@@ -682,6 +687,11 @@ impl<'a> YamlReader<'a> {
         self.cur.bump();
         let start = self.cur.pos;
         loop {
+            // A `---` or `...` line inside the quotes ends the document (libyaml: "unexpected
+            // document indicator"): the quote was never closed.
+            if self.at_marker() {
+                return Err(err(SyntaxErrorKind::UnterminatedSingleQuote, open));
+            }
             match self.cur.peek() {
                 None => return Err(err(SyntaxErrorKind::UnterminatedSingleQuote, open)),
                 Some(b'\'') if self.cur.peek_at(1) == Some(b'\'') => self.cur.bump_n(2),
