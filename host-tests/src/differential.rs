@@ -18,7 +18,8 @@
 //!   compared as numbers.
 //!
 //! Empty lists and objects keel renders for absent optional parts (an `exec` without a
-//! `command`) match an absent or `null` reference value.
+//! `command`) match an absent or `null` reference value, and an empty string matches `null`:
+//! the kubelet decodes `null` into a Go `string` (a `command` item, say) as `""`, as keel does.
 
 use keel_core::manifest::{self, model::Pod, Error};
 use serde::Deserialize;
@@ -183,6 +184,7 @@ fn walk(k: &Value, r: &Value, path: &mut String, out: &mut Vec<String>) {
             }
         }
         (kv, Value::Null) if is_empty(kv) => {}
+        (Value::String(ks), Value::Null) if ks.is_empty() => {}
         (Value::Object(_) | Value::Array(_), _) | (_, Value::Object(_) | Value::Array(_)) => {
             out.push(format!("{path}: keel {k}, reference {r}"))
         }
