@@ -270,13 +270,18 @@ fn fuzz_steps(seconds: u64, seed: Option<u64>) -> Vec<Step> {
                     .arg(&seeds)
                     .args([
                         "--",
-                        &format!("-max_total_time={seconds}"),
+                        &format!(
+                            "-max_total_time={}",
+                            if seed.is_some() { seconds * 6 } else { seconds }
+                        ),
                         "-max_len=65536",
                         "-print_final_stats=1",
                     ])
-                    // CI's smoke runs use a fixed seed so a failure there is reproducible;
-                    // `cargo xtask fuzz` explores with fresh seeds.
+                    // CI's smoke runs are deterministic: a fixed seed and a fixed number of
+                    // runs over the fresh fixture corpus (the time is only a cap), so a
+                    // failure there reproduces; `cargo xtask fuzz` explores with fresh seeds.
                     .args(seed.map(|n| format!("-seed={n}")))
+                    .args(seed.map(|_| "-runs=8000".to_string()))
                     .current_dir(root.join("fuzz"))
                     .status()
                     .map_err(|e| format!("cargo fuzz: {e}"))?;
