@@ -612,6 +612,9 @@ fn fetch_blob(
     let file =
         Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io(&part_path)(e.into()))?;
     if done_path.is_file() {
+        // Staged by an earlier pull; the empty partial this call opened goes.
+        drop(file);
+        let _rm = fs::remove_file(&part_path);
         progress.event(&PullEvent::Layer {
             digest: &desc.digest,
             size: desc.size,
