@@ -587,11 +587,11 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
             for e in events {
                 agent.log_event(e);
             }
-            if src.last_error != last_source_error {
-                if let Some(m) = &src.last_error {
+            if src.last_error() != last_source_error.as_deref() {
+                if let Some(m) = src.last_error() {
                     log(Level::Error, "", m);
                 }
-                last_source_error = src.last_error.clone();
+                last_source_error = src.last_error().map(str::to_string);
             }
             if let Some(deadline) = drain_deadline {
                 let left = agent.rec.slots().iter().filter(|s| s.is_used()).count();
@@ -634,8 +634,8 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                     let r = agent.answer(call.request());
                     call.reply(r);
                 }
-                _ = sigterm.recv() => if !begin_drain(drain_on_exit, &mut drain_deadline, &mut src, &mut agent) { break },
-                _ = sigint.recv() => if !begin_drain(drain_on_exit, &mut drain_deadline, &mut src, &mut agent) { break },
+                _ = sigterm.recv() => if !begin_drain(drain_on_exit, &mut drain_deadline, &mut agent) { break },
+                _ = sigint.recv() => if !begin_drain(drain_on_exit, &mut drain_deadline, &mut agent) { break },
             }
         }
         if drain_deadline.is_none() {
@@ -653,7 +653,6 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
 fn begin_drain(
     enabled: bool,
     deadline: &mut Option<std::time::Instant>,
-    src: &mut DirSource,
     agent: &mut Agent<'_>,
 ) -> bool {
     if !enabled || deadline.is_some() {
@@ -682,8 +681,7 @@ fn begin_drain(
             "draining: stopping every pod (up to {grace}s of grace); a second signal exits at once"
         ),
     );
-    src.draining = true;
-    agent.rec.notify_changed();
+    agent.rec.drain();
     true
 }
 
