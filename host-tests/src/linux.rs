@@ -141,6 +141,14 @@ impl Node {
             std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                 .unwrap();
         }
+        // Test nodes are air-gapped: no registry beyond the loopback is ever contacted
+        // (a test that pulls writes its own mirrors).
+        std::fs::create_dir_all(&node.root).unwrap();
+        std::fs::write(
+            node.root.join("registries.yaml"),
+            "disable_default_endpoint: true\n",
+        )
+        .unwrap();
         node.import(&busybox_archive(), None);
         node
     }

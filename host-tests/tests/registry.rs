@@ -533,3 +533,118 @@ fn import_change_sets_the_rootfs_image_config() {
     assert_eq!(code, 2);
     assert!(err.contains("EXPOSE"), "{err}");
 }
+
+/// The loopback registry as docker.io's only route, on an air-gapped test node.
+fn mirror_config(mirror: &Registry) -> String {
+    format!(
+        "disable_default_endpoint: true\nmirrors:\n  docker.io:\n    endpoint: [\"http://{}\"]\n",
+        mirror.addr
+    )
+}
+
+#[test]
+fn agent_runs_the_nginx_static_example_pulled_from_a_docker_io_mirror() {
+    let (dir, _) = setup("agent");
+    let mirror = Registry::start(&Options::default());
+    let mut img = busybox_image();
+    img.config = serde_json::json!({
+        "Env": [keel_linux::image::testutil::DEFAULT_PATH_ENV],
+        "Cmd": ["sh", "-c", "echo served-by-the-mirror; exec httpd -f -p 80"],
+    });
+    let layout = dir.path().join("layout");
+    write_layout(&layout, "v1", &[img]);
+    push(
+        &layout,
+        "v1",
+        &format!("{}/library/nginx:1.25", mirror.addr),
+        &[],
+    );
+
+    let mut n = keel_host_tests::linux::Node::new("pull-agent");
+    std::fs::write(n.root.join("registries.yaml"), mirror_config(&mirror)).unwrap();
+    // The example, unchanged.
+    let example = keel_host_tests::corpus::examples_dir().join("nginx-static.yaml");
+    n.write(
+        "nginx-static.yaml",
+        &std::fs::read_to_string(example).unwrap(),
+    );
+    // An image the mirror does not have: the registry's error, then the image backoff.
+    n.write(
+        "missing.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: missing\nspec:\n  containers:\n  - name: main\n    image: example/missing:1\n",
+    );
+    n.start();
+    n.wait_running("nginx-static", "nginx");
+    n.wait("log", Duration::from_secs(30), |n| {
+        n.keel_logs("nginx-static", None)
+            .contains("served-by-the-mirror")
+    });
+    assert_eq!(n.restarts("nginx-static", "nginx"), Some(0));
+    let message = |n: &keel_host_tests::linux::Node| {
+        n.container("missing", "main")
+            .and_then(|c| {
+                c["state"]["waiting"]["message"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .unwrap_or_default()
+    };
+    n.wait(
+        "ImagePullBackOff with the registry's error",
+        Duration::from_secs(90),
+        |n| {
+            n.state("missing", "main")
+                .is_some_and(|(k, r)| k == "waiting" && r == "ImagePullBackOff")
+                && message(n).contains("MANIFEST_UNKNOWN")
+        },
+    );
+    let msg = message(&n);
+    assert!(msg.contains("example/missing:1"), "{msg}");
+}
+
+#[test]
+fn never_policy_and_unmirrored_registries_are_not_pulled() {
+    let (dir, _) = setup("never");
+    let mirror = Registry::start(&Options::default());
+    let layout = dir.path().join("layout");
+    write_layout(&layout, "v1", &[busybox_image()]);
+    push(
+        &layout,
+        "v1",
+        &format!("{}/library/app:1", mirror.addr),
+        &[],
+    );
+    let mut n = keel_host_tests::linux::Node::new("pull-never");
+    std::fs::write(n.root.join("registries.yaml"), mirror_config(&mirror)).unwrap();
+    let pod = |name: &str, image: &str, policy: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: main\n    image: {image}\n    imagePullPolicy: {policy}\n    command: [sleep, \"1000\"]\n")
+    };
+    n.write("never.yaml", &pod("never", "app:1", "Never"));
+    n.write(
+        "k8s.yaml",
+        &pod("k8s", "registry.k8s.io/pause:3.9", "IfNotPresent"),
+    );
+    n.start();
+    for p in ["never", "k8s"] {
+        let p2 = p.to_string();
+        n.wait(
+            &format!("{p} ErrImageNeverPull"),
+            Duration::from_secs(30),
+            move |n| {
+                n.state(&p2, "main")
+                    .is_some_and(|(k, r)| k == "waiting" && r == "ErrImageNeverPull")
+            },
+        );
+    }
+    let c = n.container("k8s", "main").unwrap();
+    let msg = c["state"]["waiting"]["message"].as_str().unwrap_or("");
+    assert!(msg.contains("disable_default_endpoint"), "{msg}");
+    // The same image is pulled for an IfNotPresent pod.
+    n.write("ifnp.yaml", &pod("ifnp", "app:1", "IfNotPresent"));
+    n.wait_running("ifnp", "main");
+    assert!(ImageStore::open(&n.root)
+        .unwrap()
+        .resolve("app:1")
+        .unwrap()
+        .is_some());
+}

@@ -83,6 +83,11 @@ impl ImageStore {
         Ok(store)
     }
 
+    /// The root dir the store lives under (where `registries.yaml` is read from).
+    pub fn root_dir(&self) -> &Path {
+        self.images.parent().unwrap_or(Path::new("/"))
+    }
+
     /// The directory holding the OCI image layout.
     pub fn layout_dir(&self) -> &Path {
         &self.images

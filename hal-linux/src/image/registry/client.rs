@@ -82,7 +82,7 @@ impl Client {
     ) -> Result<Client> {
         let tls = tls_config(extra_ca)?;
         let agent = ureq::AgentBuilder::new()
-            .tls_config(tls)
+            .tls_connector(Arc::new(Rustls(tls)))
             .timeout_connect(CONNECT_TIMEOUT)
             .timeout_read(READ_TIMEOUT)
             .redirects(MAX_REDIRECTS)
@@ -367,6 +367,63 @@ pub(crate) fn parse_challenge(h: &str) -> (String, Vec<(String, String)>) {
         rest = tail.trim_start().trim_start_matches(',').trim_start();
     }
     (scheme.to_string(), params)
+}
+
+/// ureq's TLS hook over rustls (what ureq's own `tls` feature does, without its bundled
+/// roots).
+struct Rustls(Arc<rustls::ClientConfig>);
+
+struct TlsStream(rustls::StreamOwned<rustls::ClientConnection, Box<dyn ureq::ReadWrite>>);
+
+impl std::fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsStream")
+    }
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.read(buf) {
+            // A peer closing without close_notify ends the body as EOF, as ureq does.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => Ok(0),
+            r => r,
+        }
+    }
+}
+
+impl std::io::Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl ureq::ReadWrite for TlsStream {
+    fn socket(&self) -> Option<&std::net::TcpStream> {
+        self.0.get_ref().socket()
+    }
+}
+
+impl ureq::TlsConnector for Rustls {
+    fn connect(
+        &self,
+        dns_name: &str,
+        mut io: Box<dyn ureq::ReadWrite>,
+    ) -> std::result::Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
+        let name = dns_name.trim_start_matches('[').trim_end_matches(']');
+        let sni = rustls_pki_types::ServerName::try_from(name)
+            .map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{name}: {e}"))
+            })?
+            .to_owned();
+        let mut conn = rustls::ClientConnection::new(self.0.clone(), sni)
+            .map_err(|e| std::io::Error::other(format!("TLS: {e}")))?;
+        conn.complete_io(&mut io)?;
+        Ok(Box::new(TlsStream(rustls::StreamOwned::new(conn, io))))
+    }
 }
 
 /// rustls settings: the system CA bundle (`SSL_CERT_FILE` first when set) plus `extra`.

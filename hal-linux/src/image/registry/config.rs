@@ -24,7 +24,12 @@
 //!       password: secret
 //! ```
 //!
-//! An upstream registry is always tried last, over HTTPS; to reach a registry over plain
+//! An air-gapped node adds `disable_default_endpoint: true` (top level; k3s has it as
+//! the flag `--disable-default-registry-endpoint`): registries themselves are then never
+//! contacted, only their mirrors, and an image with no mirror cannot be pulled (the
+//! agent reports `ErrImageNeverPull` for it, as for `imagePullPolicy: Never`).
+//!
+//! Otherwise an upstream registry is always tried last, over HTTPS; to reach a registry over plain
 //! HTTP list it as its own mirror with an `http://` endpoint (as in k3s). A registry on a
 //! loopback address (`localhost`, `127.0.0.0/8`, `::1`) may fall back to plain HTTP when
 //! HTTPS fails, as Docker and containerd allow. Unknown keys are errors naming the file,
@@ -61,6 +66,10 @@ const MAX_CONFIG_BYTES: u64 = 1 << 20;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    /// Never fall back to a registry itself: only its mirrors are tried (k3s's
+    /// `--disable-default-registry-endpoint`, here a key of the file).
+    #[serde(default)]
+    disable_default_endpoint: bool,
     #[serde(default)]
     mirrors: BTreeMap<String, MirrorEntry>,
     #[serde(default)]
@@ -231,7 +240,9 @@ impl RegistryConfig {
         };
         let upstream = format!("https://{api_host}");
         // A mirror list that already names the registry itself replaces the default.
-        if !out.iter().any(|e| e.host == api_host) {
+        if self.file.disable_default_endpoint {
+            // Only the mirrors (even one naming the registry itself stays a mirror).
+        } else if !out.iter().any(|e| e.host == api_host) {
             out.push(Endpoint {
                 base: upstream,
                 http_fallback: is_loopback(&api_host),
@@ -242,6 +253,21 @@ impl RegistryConfig {
             e.mirror = false;
         }
         out
+    }
+
+    /// Why registry `domain` has no endpoint at all, if it has none (only possible with
+    /// `disable_default_endpoint`).
+    pub fn offline_reason(&self, domain: &str) -> Option<String> {
+        if !self.endpoints(domain).is_empty() {
+            return None;
+        }
+        let file = self
+            .source
+            .as_ref()
+            .map_or_else(|| REGISTRIES_FILE.to_string(), |p| p.display().to_string());
+        Some(format!(
+            "{file} sets disable_default_endpoint and names no mirror for {domain}"
+        ))
     }
 
     /// Extra CA file to trust for `host`, if configured.
@@ -549,6 +575,21 @@ mod tests {
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].base, "http://reg.lan:5000");
         assert!(!e[0].mirror);
+    }
+
+    #[test]
+    fn disable_default_endpoint_leaves_only_mirrors() {
+        let c = cfg(
+            "disable_default_endpoint: true\nmirrors:\n  docker.io:\n    endpoint: [\"http://127.0.0.1:5000\"]\n",
+            "{}",
+        )
+        .unwrap();
+        let e = c.endpoints("docker.io");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].mirror && e[0].base == "http://127.0.0.1:5000");
+        assert!(c.endpoints("registry.k8s.io").is_empty());
+        assert!(c.offline_reason("registry.k8s.io").is_some());
+        assert!(c.offline_reason("docker.io").is_none());
     }
 
     #[test]

@@ -19,10 +19,11 @@
 //!    tagged; the store's garbage collection then drops what nothing references.
 //!
 //! HTTP, TLS, authentication and retries are in `client`; settings and credentials in
-//! [`config`].
+//! [`config`]; the agent's background pulls in [`puller`].
 
 mod client;
 pub mod config;
+pub mod puller;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -35,6 +36,7 @@ use sha2::{Digest as _, Sha256};
 
 use self::client::Client;
 pub use self::config::{Credentials, Endpoint, RegistryConfig};
+pub use self::puller::{PullState, Puller};
 use super::digest;
 use super::error::{ImageError, Result};
 use super::oci::{self, ConfigFile, Descriptor, Index, Manifest};
@@ -248,6 +250,12 @@ pub fn pull(
 ) -> Result<Pulled> {
     let r = Reference::parse(reference)?;
     let endpoints = config.endpoints(r.domain());
+    if let Some(reason) = config.offline_reason(r.domain()) {
+        return Err(ImageError::PullFailed {
+            reference: r.to_string(),
+            attempts: vec![format!("no endpoint to try: {reason}")],
+        });
+    }
     let mut errors: Vec<(String, ImageError)> = Vec::new();
     for ep in &endpoints {
         progress.event(&PullEvent::Trying {
