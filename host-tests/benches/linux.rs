@@ -27,7 +27,7 @@
 //! - idle CPU: utime+stime of the agent (and all its shims) over the idle window, with 20
 //!   pods running.
 
-use keel_host_tests::linux::{keel_bin, workspace_root, Node, NODE};
+use keel_host_tests::linux::{keel_bin, release_keel, Node, NODE};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,48 +45,6 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_micros(500));
     }
-}
-
-/// Builds the release binary (static musl when possible) and returns (path, label).
-fn release_keel() -> (PathBuf, String) {
-    let root = workspace_root();
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let musl_ok = Command::new("sh")
-        .args(["-c", "command -v musl-gcc && rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl || rustc --print sysroot | xargs -I{} test -d {}/lib/rustlib/x86_64-unknown-linux-musl"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let (args, path, label): (Vec<&str>, PathBuf, &str) = if musl_ok {
-        (
-            vec!["--target", "x86_64-unknown-linux-musl"],
-            target_dir.join("x86_64-unknown-linux-musl/release/keel"),
-            "release, static musl, stripped",
-        )
-    } else {
-        (
-            vec![],
-            target_dir.join("release/keel"),
-            "release (host target; musl target or musl-gcc missing)",
-        )
-    };
-    let st = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "keel-linux",
-            "--bin",
-            "keel",
-        ])
-        .args(&args)
-        .current_dir(&root)
-        .status()
-        .expect("cargo build --release");
-    assert!(st.success(), "release build failed");
-    (path, label.to_string())
 }
 
 struct Stats(Vec<Duration>);

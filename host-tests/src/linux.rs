@@ -46,6 +46,49 @@ pub fn keel_bin() -> PathBuf {
     .clone()
 }
 
+/// Builds the release binary (static musl when possible) and returns (path, label); the
+/// benchmarks measure it.
+pub fn release_keel() -> (PathBuf, String) {
+    let root = workspace_root();
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let musl_ok = Command::new("sh")
+        .args(["-c", "command -v musl-gcc && rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl || rustc --print sysroot | xargs -I{} test -d {}/lib/rustlib/x86_64-unknown-linux-musl"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let (args, path, label): (Vec<&str>, PathBuf, &str) = if musl_ok {
+        (
+            vec!["--target", "x86_64-unknown-linux-musl"],
+            target_dir.join("x86_64-unknown-linux-musl/release/keel"),
+            "release, static musl, stripped",
+        )
+    } else {
+        (
+            vec![],
+            target_dir.join("release/keel"),
+            "release (host target; musl target or musl-gcc missing)",
+        )
+    };
+    let st = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-q",
+            "--release",
+            "-p",
+            "keel-linux",
+            "--bin",
+            "keel",
+        ])
+        .args(&args)
+        .current_dir(&root)
+        .status()
+        .expect("cargo build --release");
+    assert!(st.success(), "release build failed");
+    (path, label.to_string())
+}
+
 /// Checks what the end-to-end tests need, with a clear message instead of a confusing
 /// failure: root, runc, busybox.
 pub fn require_host() {

@@ -552,7 +552,7 @@ fn main() -> ExitCode {
             }
             None => return usage(),
         },
-        Some("bench") => ["parse", "reconcile", "linux"]
+        Some("bench") => ["parse", "reconcile", "linux", "pull"]
             .iter()
             .filter(|b| root().join(format!("host-tests/benches/{b}.rs")).exists())
             .map(|b| {
