@@ -1131,4 +1131,429 @@ mod tests {
             assert_eq!(should_restart(p, code, init), want, "{p:?} {code} {init}");
         }
     }
+
+    fn stopping(kill_at: u64, signalled: bool, restart: bool) -> Container {
+        let mut c = running(0);
+        c.handle = Some(Handle(7));
+        c.state = State::Stopping {
+            kill_at: Instant(kill_at),
+            signalled,
+            pre_stop: None,
+            restart,
+            started_at: Instant(0),
+        };
+        c
+    }
+
+    #[test]
+    fn running_schedules_each_probe_after_its_initial_delay() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.state = State::Creating { since: Instant(0) };
+        let mut t = timings(true, true, false);
+        t[ProbeKind::Liveness] = Some(ProbeTiming {
+            delay_s: 5,
+            ..PROBE
+        });
+        c.on_running(Instant(1_000), &t);
+        assert_eq!(c.probes[ProbeKind::Liveness].next_at, Instant(6_000));
+        assert_eq!(c.probes[ProbeKind::Readiness].next_at, Instant(1_000));
+        assert_eq!(c.probes[ProbeKind::Startup].next_at, Instant::NEVER);
+        assert!(c.started && !c.ready);
+    }
+
+    #[test]
+    fn startup_probe_holds_back_liveness_and_readiness_until_it_passes() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.state = State::Creating { since: Instant(0) };
+        let t = timings(true, true, true);
+        c.on_running(Instant(1_000), &t);
+        assert_eq!(c.probes[ProbeKind::Startup].next_at, Instant(1_000));
+        assert_eq!(c.probes[ProbeKind::Liveness].next_at, Instant::NEVER);
+        assert_eq!(c.probes[ProbeKind::Readiness].next_at, Instant::NEVER);
+        let r = c.on_probe_result(
+            ProbeKind::Startup,
+            true,
+            &t,
+            Instant(2_000),
+            Always,
+            Duration::from_secs(30),
+        );
+        assert_eq!(r, None);
+        assert!(c.started && !c.ready);
+        assert_eq!(c.probes[ProbeKind::Startup].next_at, Instant::NEVER);
+        assert_eq!(c.probes[ProbeKind::Liveness].next_at, Instant(2_000));
+        assert_eq!(c.probes[ProbeKind::Readiness].next_at, Instant(2_000));
+    }
+
+    #[test]
+    fn startup_passing_without_readiness_probe_makes_ready() {
+        let mut c = running(0);
+        let t = timings(false, false, true);
+        c.on_probe_result(
+            ProbeKind::Startup,
+            true,
+            &t,
+            Instant(1),
+            Always,
+            Duration::from_secs(30),
+        );
+        assert!(c.started && c.ready);
+    }
+
+    #[test]
+    fn readiness_result_sets_ready_and_failure_is_reported() {
+        let mut c = running(0);
+        let t = Probes([
+            None,
+            Some(ProbeTiming {
+                failure: 1,
+                ..PROBE
+            }),
+            None,
+        ]);
+        let g = Duration::from_secs(30);
+        assert_eq!(
+            c.on_probe_result(ProbeKind::Readiness, true, &t, Instant(1), Always, g),
+            None
+        );
+        assert!(c.ready);
+        assert_eq!(c.probes[ProbeKind::Readiness].next_at, Instant(10_001));
+        assert_eq!(
+            c.on_probe_result(ProbeKind::Readiness, false, &t, Instant(2), Always, g),
+            Some(ProbeKind::Readiness)
+        );
+        assert!(!c.ready);
+        assert!(
+            matches!(c.state, State::Running { .. }),
+            "readiness never kills"
+        );
+    }
+
+    #[test]
+    fn liveness_failure_stops_to_restart_with_kill_after_grace() {
+        let table = [(Always, true), (OnFailure, true), (Never, false)];
+        for (policy, restarts) in table {
+            let mut c = running(0);
+            let t = Probes([
+                Some(ProbeTiming {
+                    failure: 1,
+                    ..PROBE
+                }),
+                None,
+                None,
+            ]);
+            let r = c.on_probe_result(
+                ProbeKind::Liveness,
+                false,
+                &t,
+                Instant(5),
+                policy,
+                Duration::from_secs(2),
+            );
+            assert_eq!(r, Some(ProbeKind::Liveness));
+            assert!(
+                matches!(c.state, State::Stopping { kill_at, restart, signalled: false, .. } if kill_at == Instant(2_005) && restart == restarts),
+                "{policy:?}: {:?}",
+                c.state
+            );
+        }
+    }
+
+    #[test]
+    fn probe_is_due_at_next_at_unless_one_is_in_flight() {
+        let mut c = running(0);
+        c.probes = Probes(
+            [ProbeState {
+                next_at: Instant::NEVER,
+                ..ProbeState::default()
+            }; 3],
+        );
+        c.probes[ProbeKind::Liveness].next_at = Instant(10);
+        assert_eq!(c.deadline(), Instant(10));
+        assert!(!c.probe_due(ProbeKind::Liveness, Instant(9)));
+        assert!(c.probe_due(ProbeKind::Liveness, Instant(10)));
+        c.on_probe_started(ProbeKind::Liveness, Ticket(3));
+        assert!(!c.probe_due(ProbeKind::Liveness, Instant(10)));
+        assert_eq!(c.deadline(), Instant::NEVER);
+    }
+
+    #[test]
+    fn probe_that_cannot_start_is_tried_again_a_period_later() {
+        let mut c = running(0);
+        c.on_probe_not_started(
+            ProbeKind::Readiness,
+            Instant(100),
+            &timings(false, true, false),
+        );
+        assert_eq!(c.probes[ProbeKind::Readiness].next_at, Instant(10_100));
+    }
+
+    #[test]
+    fn begin_stop_from_running_or_creating_keeps_the_start_time() {
+        let mut c = running(7);
+        assert!(c.begin_stop(Instant(100), false));
+        assert!(
+            matches!(c.state, State::Stopping { started_at, kill_at, .. } if started_at == Instant(7) && kill_at == Instant(100))
+        );
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.state = State::Creating { since: Instant(3) };
+        assert!(c.begin_stop(Instant(100), true));
+        assert!(
+            matches!(c.state, State::Stopping { started_at, restart: true, .. } if started_at == Instant(3))
+        );
+    }
+
+    #[test]
+    fn begin_stop_of_a_waiting_or_terminated_container_does_nothing() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        let before = c;
+        assert!(!c.begin_stop(Instant(100), false));
+        assert_eq!(c, before);
+    }
+
+    #[test]
+    fn stop_step_escalates_pre_stop_then_signal_then_kill() {
+        // (signalled, restart, has hook, now, expected); kill_at is 1 000.
+        let table = [
+            (
+                false,
+                false,
+                true,
+                0,
+                StopStep::PreStop {
+                    timeout: Duration(1_000),
+                },
+            ),
+            (false, true, true, 0, StopStep::Signal),
+            (false, false, false, 0, StopStep::Signal),
+            (true, false, true, 999, StopStep::Wait),
+            (true, false, true, 1_000, StopStep::Kill),
+            (false, false, true, 1_000, StopStep::Kill),
+        ];
+        for (signalled, restart, hook, now, want) in table {
+            let c = stopping(1_000, signalled, restart);
+            assert_eq!(
+                c.stop_step(Instant(now), hook),
+                want,
+                "{signalled} {restart} {hook} {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn stop_step_waits_while_the_pre_stop_hook_runs() {
+        let mut c = stopping(1_000, false, false);
+        c.on_pre_stop_started(Ticket(4));
+        assert_eq!(c.stop_step(Instant(10), true), StopStep::Wait);
+        assert_eq!(c.deadline(), Instant(1_000));
+    }
+
+    #[test]
+    fn pre_stop_done_means_signalled_and_not_run_again() {
+        let mut c = stopping(1_000, false, false);
+        c.on_pre_stop_started(Ticket(4));
+        c.on_pre_stop_done();
+        assert!(matches!(
+            c.state,
+            State::Stopping {
+                signalled: true,
+                pre_stop: None,
+                ..
+            }
+        ));
+        assert_eq!(c.stop_step(Instant(10), true), StopStep::Wait);
+    }
+
+    #[test]
+    fn unsignalled_stop_is_due_at_once() {
+        let c = stopping(1_000, false, false);
+        assert_eq!(c.deadline(), Instant::ZERO);
+        let mut c = c;
+        c.on_stop_signalled();
+        assert_eq!(c.deadline(), Instant(1_000));
+    }
+
+    #[test]
+    fn kill_looks_again_after_the_minimum_grace() {
+        let mut c = stopping(1_000, true, false);
+        c.on_killed(Instant(1_000), &S);
+        assert!(
+            matches!(c.state, State::Stopping { kill_at, signalled: true, .. } if kill_at == Instant(3_000))
+        );
+    }
+
+    #[test]
+    fn pod_termination_stops_running_containers_for_good() {
+        let mut c = running(0);
+        c.stop_for_pod(Instant(30_000));
+        assert!(
+            matches!(c.state, State::Stopping { restart: false, kill_at, .. } if kill_at == Instant(30_000))
+        );
+    }
+
+    #[test]
+    fn pod_termination_cancels_a_pending_restart_and_keeps_the_earlier_kill() {
+        for (own, pod, want) in [(5_000, 30_000, 5_000), (40_000, 30_000, 30_000)] {
+            let mut c = stopping(own, true, true);
+            c.stop_for_pod(Instant(pod));
+            assert!(
+                matches!(c.state, State::Stopping { restart: false, kill_at, .. } if kill_at == Instant(want))
+            );
+        }
+    }
+
+    #[test]
+    fn pod_termination_parks_a_container_waiting_to_restart() {
+        let mut c = running(0);
+        c.on_exit(1, false, Instant(1), Always, false, &S);
+        c.handle = None;
+        c.stop_for_pod(Instant(30_000));
+        assert_eq!(
+            c.start_at(),
+            Some(Instant::NEVER).filter(|_| c.last.is_some())
+        );
+        assert_eq!(c.deadline(), Instant::NEVER);
+    }
+
+    #[test]
+    fn never_started_container_may_start_at_once_and_one_in_backoff_at_restart_at() {
+        let c = Container::new(1, WaitReason::PodInitializing);
+        assert_eq!(c.start_at(), Some(Instant::ZERO));
+        let mut c = running(0);
+        c.on_exit(1, false, Instant(1), Always, false, &S);
+        c.on_exit(1, false, Instant(2), Always, false, &S);
+        assert_eq!(c.start_at(), Some(Instant(10_002)));
+        assert_eq!(running(0).start_at(), None);
+    }
+
+    #[test]
+    fn start_counts_a_restart_only_after_a_previous_run() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        assert_eq!(c.next_restart_count(), 0);
+        c.on_started(Handle(3), 0, Instant(5));
+        assert_eq!(c.state, State::Creating { since: Instant(5) });
+        assert_eq!(c.handle, Some(Handle(3)));
+        c.on_exit(1, false, Instant(6), Always, false, &S);
+        assert_eq!(c.next_restart_count(), 1);
+    }
+
+    #[test]
+    fn retry_now_moves_only_a_failed_start_forward() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.on_start_error(PlatformErrorKind::ImageNotPresent, Instant(0), &S);
+        c.retry_now(Instant(3));
+        assert_eq!(c.start_at(), Some(Instant(3)));
+        let mut c = running(0);
+        c.on_exit(1, false, Instant(1), Always, false, &S);
+        c.on_exit(1, false, Instant(2), Always, false, &S);
+        c.retry_now(Instant(3));
+        assert_eq!(
+            c.start_at(),
+            Some(Instant(10_002)),
+            "a crash loop is not cut short"
+        );
+    }
+
+    #[test]
+    fn sandbox_failure_shows_on_waiting_containers() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.on_sandbox_failed(PlatformErrorKind::Create);
+        assert!(matches!(
+            c.state,
+            State::Waiting {
+                reason: WaitReason::CreateContainerError,
+                error: Some(PlatformErrorKind::Create),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn adopted_container_keeps_its_restart_count_and_backs_off_if_it_ran_before() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.on_adopted(Handle(9), 4, Instant(100));
+        assert_eq!(
+            (c.handle, c.restart_count, c.backoff.step),
+            (Some(Handle(9)), 4, 1)
+        );
+        assert_eq!(
+            c.state,
+            State::Creating {
+                since: Instant(100)
+            }
+        );
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.on_adopted(Handle(9), 0, Instant(100));
+        assert_eq!(c.backoff.step, 0);
+    }
+
+    #[test]
+    fn init_container_assumed_completed_is_terminated_with_code_zero() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.on_assumed_completed(Instant(8));
+        assert!(
+            matches!(c.state, State::Terminated(t) if t.code == 0 && t.reason == TermReason::Completed)
+        );
+    }
+
+    #[test]
+    fn changed_spec_restarts_a_running_container_afresh() {
+        let mut c = running(0);
+        c.restart_count = 3;
+        c.backoff.step = 4;
+        assert!(c.on_spec_changed(2, Instant(10), Instant(30_010)));
+        assert!(
+            matches!(c.state, State::Stopping { restart: true, kill_at, .. } if kill_at == Instant(30_010))
+        );
+        assert_eq!((c.digest, c.restart_count, c.backoff.step), (2, 0, 0));
+    }
+
+    #[test]
+    fn changed_spec_of_a_waiting_container_starts_it_now() {
+        let mut c = running(0);
+        c.on_exit(1, false, Instant(1), Always, false, &S);
+        c.on_exit(1, false, Instant(2), Always, false, &S);
+        assert!(c.on_spec_changed(2, Instant(10), Instant(30_010)));
+        assert_eq!(c.start_at(), Some(Instant(10)));
+        assert_eq!((c.restart_count, c.last), (0, None));
+    }
+
+    #[test]
+    fn unchanged_spec_changes_nothing() {
+        let mut c = running(0);
+        let before = c;
+        assert!(!c.on_spec_changed(1, Instant(10), Instant(30_010)));
+        assert_eq!(c, before);
+    }
+
+    fn terminated(code: i32) -> Container {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.state = State::Terminated(Termination {
+            code,
+            reason: TermReason::of(code, false),
+            finished_at: Instant(1),
+            started_at: Instant(0),
+        });
+        c
+    }
+
+    #[test]
+    fn init_gate_runs_init_containers_one_at_a_time_in_order() {
+        let waiting = Container::new(1, WaitReason::ContainerCreating);
+        let table: [(&[Container], usize, InitGate); 6] = [
+            (&[waiting, waiting], 0, InitGate::Done),
+            (&[waiting, waiting, waiting], 2, InitGate::Turn(0)),
+            (&[terminated(0), waiting, waiting], 2, InitGate::Turn(1)),
+            (&[terminated(0), running(0), waiting], 2, InitGate::Turn(1)),
+            (&[terminated(0), terminated(0), waiting], 2, InitGate::Done),
+            (
+                &[terminated(0), terminated(1), waiting],
+                2,
+                InitGate::Failed,
+            ),
+        ];
+        for (i, (cs, n_init, want)) in table.into_iter().enumerate() {
+            assert_eq!(init_gate(cs, n_init), want, "row {i}");
+        }
+    }
 }

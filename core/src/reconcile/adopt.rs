@@ -7,7 +7,8 @@
 //! container starts until the orphans are gone (one may be an older instance of a pod,
 //! SPEC 3.7). Each report is handled as it comes, so adoption needs no list of its own and
 //! cannot lose a container however many there are; only orphans are queued, and one that
-//! does not fit is counted and reported.
+//! does not fit is counted and reported, and then no orphan sandbox is removed (it may
+//! still hold the untracked container).
 
 use super::observe::apply_state;
 use super::slots::{Life, PodSlot, Sandbox};
@@ -158,7 +159,9 @@ impl Inner<'_> {
             }
             i += 1;
         }
-        if self.orphans.is_empty() {
+        // A sandbox goes only after its containers (the runtime's contract); with orphans
+        // left untracked, which pod they belong to is unknown, so every sandbox stays.
+        if self.orphans.is_empty() && self.counters.orphans_leaked == 0 {
             while let Some(uid) = self.orphan_sandboxes.pop() {
                 rt.remove_sandbox(&uid).ok();
             }

@@ -341,7 +341,9 @@ impl Inner<'_> {
     }
 
     /// Decides what a valid manifest in file `i` becomes: the same pod, an in-place update,
-    /// a replacement, a duplicate, a capacity refusal or a new pod.
+    /// a replacement, a duplicate, a capacity refusal or a new pod. Not inlined: its frame
+    /// (the slot's new spec encoding among it) must not sit under the decode in `apply`.
+    #[inline(never)]
     fn take_pod(
         &mut self,
         i: usize,

@@ -65,10 +65,16 @@ pub const EVENT_QUEUE: usize = 16;
 pub const APPLIES_PER_POLL: usize = 16;
 /// Runtime change reports handled per poll before falling back to a full state sweep.
 const CHANGED_BATCH: usize = 32;
-/// Containers of an earlier agent being stopped at once. Why 16: orphans only exist after
-/// an agent restart that found containers no manifest wants; beyond 16 the rest are
-/// removed at once, without their grace period (counted in [`Counters::orphans_leaked`]).
-const MAX_ORPHANS: usize = 16;
+/// Containers (and, separately, sandboxes) of an earlier agent queued for removal at once.
+/// Why 64: orphans only exist after an agent restart that found containers no manifest
+/// wants (pods deleted or edited while it was away); beyond the queue they are left
+/// running and their sandboxes kept, counted in [`Counters::orphans_leaked`] and reported
+/// as a capacity event. Firmware adopts nothing after a reset, so it keeps room for 2.
+#[cfg(not(feature = "small"))]
+pub const MAX_ORPHANS: usize = 64;
+/// Containers (and, separately, sandboxes) of an earlier agent queued for removal at once.
+#[cfg(feature = "small")]
+pub const MAX_ORPHANS: usize = 2;
 
 /// The scratch space for decoding one manifest.
 #[derive(Debug, Default)]
@@ -90,8 +96,8 @@ pub struct Counters {
     pub reads: u64,
     /// Entries not tracked because the file table was full.
     pub files_untracked: u32,
-    /// Orphan containers and sandboxes that could not be queued for a graceful stop (the
-    /// containers are removed at once instead; the sandboxes are left, and reported).
+    /// Orphan containers and sandboxes that could not be queued for removal (left running;
+    /// orphan sandboxes are then kept, as one may hold a leaked container).
     pub orphans_leaked: u32,
 }
 
