@@ -169,7 +169,11 @@ impl Inner<'_> {
             f.seen = false;
         }
         let mut untracked = 0u32;
-        let result = {
+        // Draining: the source is not listed, every file counts as gone, and the sweep
+        // below terminates their pods.
+        let result = if self.draining {
+            Ok(())
+        } else {
             let files = &mut *self.files;
             let nfiles = &mut self.nfiles;
             let next_id = &mut self.next_file_id;

@@ -143,6 +143,8 @@ struct Inner<'s> {
     sweep_all: bool,
     source_error: Option<PlatformErrorKind>,
     started: bool,
+    /// Set by [`Reconciler::drain`]: the source is no longer listed, so every pod ends.
+    draining: bool,
     next_file_id: u32,
     out: Outbox,
     orphans: Vec<Orphan, MAX_ORPHANS>,
@@ -184,6 +186,7 @@ impl<'s> Reconciler<'s> {
                 sweep_all: false,
                 source_error: None,
                 started: false,
+                draining: false,
                 next_file_id: 1,
                 out: Outbox {
                     queue: Deque::new(),
@@ -213,6 +216,19 @@ impl<'s> Reconciler<'s> {
     /// Asks for a re-scan of the source at the next poll (inotify, a UART command).
     pub fn notify_changed(&mut self) {
         self.inner.rescan_now = true;
+    }
+
+    /// Stops every pod gracefully and takes no manifest from now on (a node drain: `keel
+    /// agent --drain-on-exit`). Each pod terminates as if its file had been removed; the
+    /// source is not listed again, so the slots empty out as the pods finish.
+    pub fn drain(&mut self) {
+        self.inner.draining = true;
+        self.inner.rescan_now = true;
+    }
+
+    /// Whether [`drain`](Self::drain) was asked for.
+    pub fn draining(&self) -> bool {
+        self.inner.draining
     }
 
     /// Retries every container waiting on a failed start now (an image was imported).
