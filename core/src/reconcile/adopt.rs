@@ -32,12 +32,20 @@ fn take(
 ) -> bool {
     let Some(si) = slots
         .iter()
-        .position(|s| s.used && s.uid.as_str() == ex.pod_uid && s.life == Life::Active)
+        .position(|s| s.used && s.uid.as_str() == ex.pod_uid() && s.life == Life::Active)
     else {
         return false;
     };
     let s = &mut slots[si];
-    let Some(name) = ex.container else {
+    let &Existing::Container {
+        handle,
+        name,
+        restart_count,
+        digest,
+        state,
+        ..
+    } = ex
+    else {
         s.sandbox = Sandbox::Ready;
         return true;
     };
@@ -52,10 +60,10 @@ fn take(
         return false;
     };
     let c = &mut s.containers[k];
-    if c.digest != ex.digest || c.handle.is_some() {
+    if c.digest != digest || c.handle.is_some() {
         return false;
     }
-    c.on_adopted(ex.handle, ex.restart_count, now);
+    c.on_adopted(handle, restart_count, now);
     // Containers of earlier inits that completed are not reported by the runtime once
     // removed; an adopted app container implies its init containers succeeded.
     if k >= s.n_init as usize {
@@ -70,7 +78,7 @@ fn take(
         pod: id,
         container: k as u8,
     });
-    apply_state(s, id, k, ex.state, now, settings, out);
+    apply_state(s, id, k, state, now, settings, out);
     true
 }
 
@@ -88,15 +96,15 @@ impl Inner<'_> {
             if take(slots, scratch, out, settings, &ex, now) {
                 return;
             }
-            let queued = match ex.container {
-                Some(_) => orphans
+            let queued = match ex {
+                Existing::Container { handle, .. } => orphans
                     .push(Orphan {
-                        handle: ex.handle,
+                        handle,
                         kill_at,
                         killed: false,
                     })
                     .is_ok(),
-                None => String::<MAX_UID>::try_from(ex.pod_uid)
+                Existing::Sandbox { pod_uid } => String::<MAX_UID>::try_from(pod_uid)
                     .ok()
                     .is_some_and(|u| orphan_sandboxes.push(u).is_ok()),
             };
