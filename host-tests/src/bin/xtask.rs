@@ -36,6 +36,11 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-arm", "qemu-system-arm"),
     ("busybox-static", "busybox"),
     ("musl-tools", "musl-gcc"),
+    // The registry pull tests: a real registry:2, skopeo to push, htpasswd for auth.
+    ("docker-registry", "docker-registry"),
+    ("skopeo", "skopeo"),
+    ("apache2-utils", "htpasswd"),
+    ("openssl", "openssl"),
 ];
 
 /// A step written in Rust: gets the repository root.
