@@ -564,11 +564,11 @@ fn lifecycle<'a, R: Events<'a>>(
         match key.name() {
             "postStart" => {
                 let p = p.field(F::PostStart);
-                l.post_start = Some(handler(d, pool, p, key.mark, |_, _, _| Ok(false))?)
+                l.post_start = Some(handler(d, pool, p, key.mark, &mut |_, _, _| Ok(false))?)
             }
             "preStop" => {
                 let p = p.field(F::PreStop);
-                l.pre_stop = Some(handler(d, pool, p, key.mark, |_, _, _| Ok(false))?)
+                l.pre_stop = Some(handler(d, pool, p, key.mark, &mut |_, _, _| Ok(false))?)
             }
             _ => return Ok(false),
         }
@@ -806,7 +806,7 @@ fn handler<'a, R: Events<'a>>(
     pool: &mut Pool,
     path: FieldPath,
     mark: Mark,
-    mut extra: impl FnMut(&mut D<'a, '_, R>, &Key<'a>, FieldPath) -> Result<bool>,
+    extra: &mut dyn FnMut(&mut D<'a, '_, R>, &Key<'a>, FieldPath) -> Result<bool>,
 ) -> Result<Action> {
     let mut action: Option<Action> = None;
     let mut count = 0;
@@ -948,7 +948,7 @@ fn probe<'a, R: Events<'a>>(
     mark: Mark,
 ) -> Result<Option<Probe>> {
     let mut t = [None; 6];
-    let action = handler(d, pool, path, mark, |d, key, p| {
+    let action = handler(d, pool, path, mark, &mut |d, key, p| {
         let (i, f) = match key.name() {
             "initialDelaySeconds" => (0, F::InitialDelaySeconds),
             "timeoutSeconds" => (1, F::TimeoutSeconds),
