@@ -301,18 +301,10 @@ fn container_digest(pod: &Pod, index: usize) -> u64 {
     };
     // Hash the container's texts as well as its encoding: handles alone point into the pool.
     let mut h = Sha256::new();
-    struct W<'x>(&'x mut Sha256);
-    impl postcard::ser_flavors::Flavor for W<'_> {
-        type Output = ();
-        fn try_push(&mut self, b: u8) -> postcard::Result<()> {
-            self.0.update([b]);
-            Ok(())
-        }
-        fn finalize(self) -> postcard::Result<()> {
-            Ok(())
-        }
-    }
-    let _ = postcard::serialize_with_flavor(c, W(&mut h));
+    c.encode_postcard(&mut |b| {
+        h.update(b);
+        true
+    });
     // Texts in model order: every handle's text (after the empty pod name, as the digest
     // always had it).
     h.update([0xff]);
@@ -945,15 +937,13 @@ impl<'s> Reconciler<'s> {
         }
         let mut spec: Vec<u8, SPEC_BYTES> = Vec::new();
         spec.resize_default(SPEC_BYTES).ok();
-        let used = postcard::to_slice(pod, &mut spec)
-            .map(|b| b.len())
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::Capacity(Limit::SpecBytes),
-                    Default::default(),
-                    Default::default(),
-                )
-            })?;
+        let used = pod.encode_postcard_into(&mut spec).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Capacity(Limit::SpecBytes),
+                Default::default(),
+                Default::default(),
+            )
+        })?;
         spec.truncate(used);
         let s = &mut self.slots[i];
         let generation = s.generation.wrapping_add(1);
@@ -1007,7 +997,7 @@ impl<'s> Reconciler<'s> {
             (0..n).map(|k| container_digest(pod, k)).collect();
         let mut spec: Vec<u8, SPEC_BYTES> = Vec::new();
         spec.resize_default(SPEC_BYTES).ok();
-        let Ok(used) = postcard::to_slice(pod, &mut spec).map(|b| b.len()) else {
+        let Some(used) = pod.encode_postcard_into(&mut spec) else {
             return false;
         };
         spec.truncate(used);

@@ -757,12 +757,46 @@ impl Rd<'_> {
     }
 }
 
-/// A model value postcard can be decoded into in place.
+/// Writes postcard's wire format: the same bytes as `postcard::to_slice` of the serde
+/// derives, from one non-generic copy of the model's walk (not one per serde flavor).
+struct Wr<'o> {
+    out: &'o mut dyn FnMut(&[u8]) -> bool,
+    ok: bool,
+}
+
+impl Wr<'_> {
+    fn bytes(&mut self, b: &[u8]) {
+        if self.ok {
+            self.ok = (self.out)(b);
+        }
+    }
+    fn byte(&mut self, b: u8) {
+        self.bytes(&[b]);
+    }
+    fn varint(&mut self, mut v: u64) {
+        let mut buf = [0u8; 10];
+        let mut n = 0;
+        for slot in buf.iter_mut() {
+            n += 1;
+            if v < 0x80 {
+                *slot = v as u8;
+                break;
+            }
+            *slot = (v as u8 & 0x7f) | 0x80;
+            v >>= 7;
+        }
+        self.bytes(buf.get(..n).unwrap_or(&[]));
+    }
+}
+
+/// A model value postcard can be decoded into in place, and encoded from.
 trait Wire {
     /// A cheap value to decode into.
     fn fresh() -> Self;
     /// Overwrites `self` with the next value; `None` on malformed input.
     fn rd(&mut self, r: &mut Rd<'_>) -> Option<()>;
+    /// Writes `self` as postcard does.
+    fn wr(&self, w: &mut Wr<'_>);
 }
 
 impl Wire for bool {
@@ -777,6 +811,9 @@ impl Wire for bool {
         };
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        w.byte(u8::from(*self));
+    }
 }
 
 impl Wire for i64 {
@@ -788,6 +825,9 @@ impl Wire for i64 {
         *self = ((n >> 1) as i64) ^ -((n & 1) as i64);
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        w.varint(((*self << 1) ^ (*self >> 63)) as u64);
+    }
 }
 
 impl Wire for i8 {
@@ -797,6 +837,9 @@ impl Wire for i8 {
     fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
         *self = r.byte()? as i8;
         Some(())
+    }
+    fn wr(&self, w: &mut Wr<'_>) {
+        w.byte(*self as u8);
     }
 }
 
@@ -808,6 +851,10 @@ impl Wire for Str {
         self.off = r.u16()?;
         self.len = r.u16()?;
         Some(())
+    }
+    fn wr(&self, w: &mut Wr<'_>) {
+        w.varint(u64::from(self.off));
+        w.varint(u64::from(self.len));
     }
 }
 
@@ -823,6 +870,15 @@ impl<T: Wire> Wire for Option<T> {
         }
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        match self {
+            None => w.byte(0),
+            Some(v) => {
+                w.byte(1);
+                v.wr(w);
+            }
+        }
+    }
 }
 
 impl<T: Wire, const N: usize> Wire for Vec<T, N> {
@@ -837,6 +893,12 @@ impl<T: Wire, const N: usize> Wire for Vec<T, N> {
         }
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        w.varint(self.len() as u64);
+        for v in self {
+            v.wr(w);
+        }
+    }
 }
 
 impl Wire for Pool {
@@ -850,6 +912,10 @@ impl Wire for Pool {
         self.bytes.clear();
         self.bytes.extend_from_slice(b).ok()
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        w.varint(self.bytes.len() as u64);
+        w.bytes(&self.bytes);
+    }
 }
 
 macro_rules! wire_struct {
@@ -861,6 +927,9 @@ macro_rules! wire_struct {
             fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
                 $( self.$f.rd(r)?; )*
                 Some(())
+            }
+            fn wr(&self, w: &mut Wr<'_>) {
+                $( self.$f.wr(w); )*
             }
         }
     )*};
@@ -875,6 +944,9 @@ macro_rules! wire_enum {
             fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
                 *self = *[$($t::$v),*].get(r.tag()? as usize)?;
                 Some(())
+            }
+            fn wr(&self, w: &mut Wr<'_>) {
+                w.varint(*self as u64);
             }
         }
     )*};
@@ -968,6 +1040,24 @@ impl Wire for EnvSource {
         }
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        match self {
+            EnvSource::Field(f) => {
+                w.byte(0);
+                f.wr(w);
+            }
+            EnvSource::Resource {
+                container,
+                resource,
+                divisor,
+            } => {
+                w.byte(1);
+                container.wr(w);
+                resource.wr(w);
+                divisor.wr(w);
+            }
+        }
+    }
 }
 
 impl Wire for VolumeSource {
@@ -995,6 +1085,20 @@ impl Wire for VolumeSource {
         }
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        match self {
+            VolumeSource::HostPath { path, kind } => {
+                w.byte(0);
+                path.wr(w);
+                kind.wr(w);
+            }
+            VolumeSource::EmptyDir { memory, size_limit } => {
+                w.byte(1);
+                memory.wr(w);
+                size_limit.wr(w);
+            }
+        }
+    }
 }
 
 impl Wire for IntOrStr {
@@ -1016,6 +1120,18 @@ impl Wire for IntOrStr {
             _ => return None,
         }
         Some(())
+    }
+    fn wr(&self, w: &mut Wr<'_>) {
+        match self {
+            IntOrStr::Int(i) => {
+                w.byte(0);
+                i.wr(w);
+            }
+            IntOrStr::Str(s) => {
+                w.byte(1);
+                s.wr(w);
+            }
+        }
     }
 }
 
@@ -1081,6 +1197,42 @@ impl Wire for Action {
         }
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        match self {
+            Action::Exec(cmd) => {
+                w.byte(0);
+                cmd.wr(w);
+            }
+            Action::HttpGet {
+                path,
+                port,
+                host,
+                scheme,
+                headers,
+            } => {
+                w.byte(1);
+                path.wr(w);
+                port.wr(w);
+                host.wr(w);
+                scheme.wr(w);
+                headers.wr(w);
+            }
+            Action::TcpSocket { port, host } => {
+                w.byte(2);
+                port.wr(w);
+                host.wr(w);
+            }
+            Action::Grpc { port, service } => {
+                w.byte(3);
+                port.wr(w);
+                service.wr(w);
+            }
+            Action::Sleep { seconds } => {
+                w.byte(4);
+                seconds.wr(w);
+            }
+        }
+    }
 }
 
 impl Pod {
@@ -1105,6 +1257,42 @@ impl Pod {
         }
         ok
     }
+
+    /// Writes this pod's compact encoding (postcard's bytes, as
+    /// [`Pod::decode_postcard`] reads them) to `out`, piece by piece, until `out` returns
+    /// false; false if it did.
+    pub fn encode_postcard(&self, out: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        let mut w = Wr { out, ok: true };
+        self.name.wr(&mut w);
+        self.namespace.wr(&mut w);
+        self.uid.wr(&mut w);
+        self.labels.wr(&mut w);
+        self.annotations.wr(&mut w);
+        self.spec.wr(&mut w);
+        self.pool.wr(&mut w);
+        w.ok
+    }
+
+    /// [`Pod::encode_postcard`] into `buf`: the bytes used, `None` if they do not fit.
+    pub fn encode_postcard_into(&self, buf: &mut [u8]) -> Option<usize> {
+        let mut used = 0;
+        let ok = self.encode_postcard(&mut |b| match buf.get_mut(used..used + b.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(b);
+                used += b.len();
+                true
+            }
+            None => false,
+        });
+        ok.then_some(used)
+    }
+}
+
+impl Container {
+    /// Writes this container's postcard encoding to `out`, piece by piece (for digests).
+    pub fn encode_postcard(&self, out: &mut dyn FnMut(&[u8]) -> bool) {
+        self.wr(&mut Wr { out, ok: true });
+    }
 }
 
 #[cfg(test)]
@@ -1113,10 +1301,11 @@ mod tests {
     use super::*;
     use std::boxed::Box;
 
-    /// The in-place decoder reads exactly what postcard writes, for every good fixture,
+    /// The in-place decoder reads exactly what postcard writes, and the encoder writes
+    /// exactly that, for every good fixture,
     /// decoding each into the same (previously used) pod; truncated input is refused.
     #[test]
-    fn decode_matches_postcard() {
+    fn decode_and_encode_match_postcard() {
         let run = || {
             let root =
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host-tests/fixtures");
@@ -1154,6 +1343,24 @@ mod tests {
                         continue; // over SPEC_BYTES (small)
                     };
                     let enc = &*enc;
+                    let mut mine = std::vec![0u8; enc.len()];
+                    assert_eq!(
+                        pod.encode_postcard_into(&mut mine),
+                        Some(enc.len()),
+                        "{p:?}"
+                    );
+                    assert_eq!(mine, enc, "{p:?}");
+                    assert_eq!(pod.encode_postcard_into(&mut mine[..enc.len() - 1]), None);
+                    for (_, c) in pod.all_containers() {
+                        let mut got = std::vec::Vec::new();
+                        c.encode_postcard(&mut |b| {
+                            got.extend_from_slice(b);
+                            true
+                        });
+                        let mut cbuf = std::vec![0u8; SPEC_BYTES];
+                        let want = postcard::to_slice(c, &mut cbuf).unwrap();
+                        assert_eq!(got, *want, "{p:?}");
+                    }
                     assert!(back.decode_postcard(enc), "{p:?}");
                     assert_eq!(*back, *pod, "{p:?}");
                     assert!(!back.decode_postcard(&enc[..enc.len() - 1]), "{p:?}");
