@@ -800,13 +800,16 @@ fn mount<'a, R: Events<'a>>(
     Ok(m)
 }
 
+/// Keys of the object around a handler (a probe's timings), tried after the actions'.
+type Extra<'f, 'a, 'w, R> = dyn FnMut(&mut D<'a, 'w, R>, &Key<'a>, FieldPath) -> Result<bool> + 'f;
+
 /// A probe or hook action. `extra` handles keys that belong to the probe around it.
-fn handler<'a, R: Events<'a>>(
-    d: &mut D<'a, '_, R>,
+fn handler<'a, 'w, R: Events<'a>>(
+    d: &mut D<'a, 'w, R>,
     pool: &mut Pool,
     path: FieldPath,
     mark: Mark,
-    extra: &mut dyn FnMut(&mut D<'a, '_, R>, &Key<'a>, FieldPath) -> Result<bool>,
+    extra: &mut Extra<'_, 'a, 'w, R>,
 ) -> Result<Action> {
     let mut action: Option<Action> = None;
     let mut count = 0;
