@@ -487,21 +487,18 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         }
     }
 
-    /// An enum field: `pick` maps the text to a value.
-    pub(crate) fn enumeration<T>(
-        &mut self,
-        path: FieldPath,
-        pick: impl Fn(&str) -> Option<T>,
-    ) -> Result<Option<T>> {
+    /// An enum field: the index of its spelling in `names` (`null` → `None`; any other
+    /// word is an unknown value).
+    pub(crate) fn one_of(&mut self, path: FieldPath, names: &[&str]) -> Result<Option<usize>> {
         let mut out = None;
         let seen = self.enumeration_dyn(path, &mut |w| {
-            out = pick(w);
+            out = names.iter().position(|n| *n == w);
             out.is_some()
         })?;
         Ok(if seen { out } else { None })
     }
 
-    /// [`Decoder::enumeration`] without the type: `pick` returns whether the word is known.
+    /// [`Decoder::one_of`]'s reading: `pick` returns whether the word is known.
     /// Ok(false) for `null`.
     #[inline(never)]
     fn enumeration_dyn(

@@ -177,6 +177,156 @@ impl Quantity {
     }
 }
 
+/// Declares a Kubernetes enum with its one table of spellings: parsing (the decoder),
+/// printing ([`RestartPolicy::as_str`] and the like) and generating manifests all read
+/// `NAMES`, and the compact encoding uses the variant's index in it.
+macro_rules! kube_enum {
+    ($(
+        $(#[$m:meta])*
+        $name:ident { $( $(#[$vm:meta])* $v:ident = $s:literal, )* }
+    )*) => {$(
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum $name { $( $(#[$vm])* $v, )* }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$v),*];
+            /// The Kubernetes spellings, in the order of [`Self::ALL`].
+            pub const NAMES: &'static [&'static str] = &[$($s),*];
+            /// The Kubernetes spelling.
+            pub fn as_str(self) -> &'static str {
+                Self::NAMES.get(self as usize).copied().unwrap_or("")
+            }
+            /// The variant spelled `s`.
+            pub fn parse(s: &str) -> Option<Self> {
+                let i = Self::NAMES.iter().position(|n| *n == s)?;
+                Self::ALL.get(i).copied()
+            }
+        }
+
+        impl Wire for $name {
+            fn fresh() -> Self {
+                $name::ALL[0]
+            }
+            fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+                *self = *$name::ALL.get(r.tag()? as usize)?;
+                Some(())
+            }
+            fn wr(&self, w: &mut Wr<'_>) {
+                w.varint(*self as u64);
+            }
+        }
+    )*};
+}
+
+kube_enum! {
+    /// `restartPolicy`.
+    #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    RestartPolicy {
+        /// Restart on any exit.
+        Always = "Always",
+        /// Restart on non-zero exit.
+        OnFailure = "OnFailure",
+        /// Never restart.
+        Never = "Never",
+    }
+
+    /// `dnsPolicy`.
+    #[allow(missing_docs)]
+    DnsPolicy {
+        ClusterFirst = "ClusterFirst",
+        ClusterFirstWithHostNet = "ClusterFirstWithHostNet",
+        Default = "Default",
+        None = "None",
+    }
+
+    /// `imagePullPolicy`.
+    #[allow(missing_docs)]
+    PullPolicy {
+        Always = "Always",
+        IfNotPresent = "IfNotPresent",
+        Never = "Never",
+    }
+
+    /// Port `protocol`.
+    #[allow(missing_docs)]
+    Protocol {
+        TCP = "TCP",
+        UDP = "UDP",
+        SCTP = "SCTP",
+    }
+
+    /// hostPath `type`.
+    #[allow(missing_docs)]
+    HostPathType {
+        /// `""`: no check.
+        Unset = "",
+        DirectoryOrCreate = "DirectoryOrCreate",
+        Directory = "Directory",
+        FileOrCreate = "FileOrCreate",
+        File = "File",
+        Socket = "Socket",
+        CharDevice = "CharDevice",
+        BlockDevice = "BlockDevice",
+    }
+
+    /// The `fieldPath` of an env `fieldRef` that a static pod can use.
+    #[allow(missing_docs)]
+    FieldRef {
+        MetadataName = "metadata.name",
+        MetadataNamespace = "metadata.namespace",
+        MetadataUid = "metadata.uid",
+        SpecNodeName = "spec.nodeName",
+        SpecServiceAccountName = "spec.serviceAccountName",
+        StatusPodIP = "status.podIP",
+        StatusPodIPs = "status.podIPs",
+        StatusHostIP = "status.hostIP",
+        StatusHostIPs = "status.hostIPs",
+    }
+
+    /// The `resource` of an env `resourceFieldRef`.
+    #[allow(missing_docs)]
+    ResourceName {
+        LimitsCpu = "limits.cpu",
+        LimitsMemory = "limits.memory",
+        LimitsEphemeralStorage = "limits.ephemeral-storage",
+        RequestsCpu = "requests.cpu",
+        RequestsMemory = "requests.memory",
+        RequestsEphemeralStorage = "requests.ephemeral-storage",
+    }
+
+    /// `mountPropagation`.
+    #[allow(missing_docs)]
+    MountPropagation {
+        None = "None",
+        HostToContainer = "HostToContainer",
+        Bidirectional = "Bidirectional",
+    }
+
+    /// HTTP scheme of an `httpGet`.
+    #[allow(missing_docs)]
+    Scheme {
+        HTTP = "HTTP",
+        HTTPS = "HTTPS",
+    }
+
+    /// `seccompProfile.type`.
+    #[allow(missing_docs)]
+    SeccompType {
+        RuntimeDefault = "RuntimeDefault",
+        Unconfined = "Unconfined",
+        Localhost = "Localhost",
+    }
+
+    /// `terminationMessagePolicy`.
+    #[allow(missing_docs)]
+    TerminationMessagePolicy {
+        File = "File",
+        FallbackToLogsOnError = "FallbackToLogsOnError",
+    }
+}
+
 /// A key and value (labels, annotations, HTTP headers).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
@@ -184,88 +334,6 @@ pub struct KeyValue {
     pub key: Str,
     /// Value.
     pub value: Str,
-}
-
-/// `restartPolicy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum RestartPolicy {
-    /// Restart on any exit.
-    Always,
-    /// Restart on non-zero exit.
-    OnFailure,
-    /// Never restart.
-    Never,
-}
-
-/// `dnsPolicy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum DnsPolicy {
-    ClusterFirst,
-    ClusterFirstWithHostNet,
-    Default,
-    None,
-}
-
-/// `imagePullPolicy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum PullPolicy {
-    Always,
-    IfNotPresent,
-    Never,
-}
-
-/// Port `protocol`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum Protocol {
-    TCP,
-    UDP,
-    SCTP,
-}
-
-/// hostPath `type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum HostPathType {
-    /// `""`: no check.
-    Unset,
-    DirectoryOrCreate,
-    Directory,
-    FileOrCreate,
-    File,
-    Socket,
-    CharDevice,
-    BlockDevice,
-}
-
-/// The `fieldPath` of an env `fieldRef` that a static pod can use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum FieldRef {
-    MetadataName,
-    MetadataNamespace,
-    MetadataUid,
-    SpecNodeName,
-    SpecServiceAccountName,
-    StatusPodIP,
-    StatusPodIPs,
-    StatusHostIP,
-    StatusHostIPs,
-}
-
-/// The `resource` of an env `resourceFieldRef`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum ResourceName {
-    LimitsCpu,
-    LimitsMemory,
-    LimitsEphemeralStorage,
-    RequestsCpu,
-    RequestsMemory,
-    RequestsEphemeralStorage,
 }
 
 /// Where an env value comes from.
@@ -330,15 +398,6 @@ pub struct Resources {
     pub limits: ResourceList,
 }
 
-/// `mountPropagation`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum MountPropagation {
-    None,
-    HostToContainer,
-    Bidirectional,
-}
-
 /// One `volumeMounts` entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeMount {
@@ -389,14 +448,6 @@ pub enum IntOrStr {
     Int(i64),
     /// A name (a container port's `name`).
     Str(Str),
-}
-
-/// HTTP scheme of an `httpGet`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum Scheme {
-    HTTP,
-    HTTPS,
 }
 
 /// What a probe or hook does.
@@ -466,15 +517,6 @@ pub struct Lifecycle {
     pub pre_stop: Option<Action>,
 }
 
-/// `seccompProfile.type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum SeccompType {
-    RuntimeDefault,
-    Unconfined,
-    Localhost,
-}
-
 /// `seccompProfile`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seccomp {
@@ -522,14 +564,6 @@ pub struct PodSecurityContext {
     pub supplemental_groups: Vec<i64, MAX_SMALL_LIST>,
     /// `seccompProfile`.
     pub seccomp: Option<Seccomp>,
-}
-
-/// `terminationMessagePolicy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum TerminationMessagePolicy {
-    File,
-    FallbackToLogsOnError,
 }
 
 /// One container (app or init).
@@ -933,37 +967,6 @@ macro_rules! wire_struct {
             }
         }
     )*};
-}
-
-macro_rules! wire_enum {
-    ($($t:ident { $($v:ident),* })*) => {$(
-        impl Wire for $t {
-            fn fresh() -> Self {
-                [$($t::$v),*][0]
-            }
-            fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
-                *self = *[$($t::$v),*].get(r.tag()? as usize)?;
-                Some(())
-            }
-            fn wr(&self, w: &mut Wr<'_>) {
-                w.varint(*self as u64);
-            }
-        }
-    )*};
-}
-
-wire_enum! {
-    RestartPolicy { Always, OnFailure, Never }
-    DnsPolicy { ClusterFirst, ClusterFirstWithHostNet, Default, None }
-    PullPolicy { Always, IfNotPresent, Never }
-    Protocol { TCP, UDP, SCTP }
-    HostPathType { Unset, DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice }
-    FieldRef { MetadataName, MetadataNamespace, MetadataUid, SpecNodeName, SpecServiceAccountName, StatusPodIP, StatusPodIPs, StatusHostIP, StatusHostIPs }
-    ResourceName { LimitsCpu, LimitsMemory, LimitsEphemeralStorage, RequestsCpu, RequestsMemory, RequestsEphemeralStorage }
-    MountPropagation { None, HostToContainer, Bidirectional }
-    Scheme { HTTP, HTTPS }
-    SeccompType { RuntimeDefault, Unconfined, Localhost }
-    TerminationMessagePolicy { File, FallbackToLogsOnError }
 }
 
 wire_struct! {
