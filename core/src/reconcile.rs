@@ -282,18 +282,6 @@ pub fn phase(cs: &[Container], n_init: usize) -> Phase {
     Phase::Pending
 }
 
-fn hash64(parts: &[&[u8]]) -> u64 {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u32).to_le_bytes());
-        h.update(p);
-    }
-    let out = h.finalize();
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&out[..8]);
-    u64::from_le_bytes(b)
-}
-
 /// Digest of one container's spec (for adoption and in-place updates).
 fn container_digest(pod: &Pod, index: usize) -> u64 {
     let Some((_, c)) = pod.all_containers().nth(index) else {
@@ -314,10 +302,7 @@ fn container_digest(pod: &Pod, index: usize) -> u64 {
         h.update(pool.get(*s).as_bytes());
         h.update([0xff]);
     });
-    let out = h.finalize();
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&out[..8]);
-    u64::from_le_bytes(b)
+    crate::hash::sha64(h)
 }
 
 fn ignore_reason(name: &str, kind: EntryKind) -> Option<IgnoreReason> {
@@ -825,7 +810,7 @@ impl<'s> Reconciler<'s> {
         };
         let pod = &scratch.pod;
         let uid = pod.s(pod.uid.unwrap_or_default());
-        let name_key = hash64(&[
+        let name_key = crate::hash::parts64(&[
             pod.s(pod.namespace.unwrap_or_default()).as_bytes(),
             pod.s(pod.name).as_bytes(),
         ]);
@@ -1848,8 +1833,5 @@ fn pod_key(pod: &Pod) -> u64 {
         },
         sp.volumes.len() as u8,
     ]);
-    let out = h.finalize();
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&out[..8]);
-    u64::from_le_bytes(b)
+    crate::hash::sha64(h)
 }

@@ -9,7 +9,7 @@
 //!   digest, the node name and the file path (unless `metadata.uid` is set), suffixes the
 //!   name with the node, and adds the `kubernetes.io/config.*` annotations.
 
-use super::error::{Error, ErrorKind};
+use super::error::Error;
 use super::event::Mark;
 use super::model::*;
 use super::path::FieldPath;
@@ -30,8 +30,9 @@ pub struct Context<'x> {
     pub seen: &'x str,
 }
 
+/// Defaulting's capacity errors have no position in the manifest.
 fn cap(l: Limit) -> Error {
-    Error::new(ErrorKind::Capacity(l), FieldPath::ROOT, Mark::default())
+    Error::capacity(l, FieldPath::ROOT, Mark::default())
 }
 
 /// Calls `f` on every string handle of the pod, in model order.

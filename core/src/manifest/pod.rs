@@ -20,10 +20,6 @@ use heapless::Vec;
 type Result<T> = core::result::Result<T, Error>;
 type D<'a, 'w, R> = Decoder<'a, 'w, R>;
 
-fn cap(l: Limit, path: FieldPath, mark: Mark) -> Error {
-    Error::new(ErrorKind::Capacity(l), path, mark)
-}
-
 fn required(path: FieldPath, mark: Mark) -> Error {
     Error::new(ErrorKind::Required, path, mark)
 }
@@ -151,28 +147,56 @@ fn object<'a, R: Events<'a>>(
     obj: &mut dyn Object<'a, R>,
 ) -> Result<()> {
     let fields = obj.fields();
+    // This closure's frame, and `field`'s, stay on the stack under every nested object:
+    // the scalar reading with its temporaries is out of line (`scalar`).
     d.map(path, |d, key, p| {
         let name = key.name();
-        let Some(&(f, kind)) = fields.iter().find(|(f, _)| f.name() == name) else {
-            return obj.other(d, key, p);
-        };
-        let fp = p.field(f);
-        let v = match kind {
-            Kind::Str => Value::Str(d.string(pool, fp)?),
-            Kind::Int => Value::Int(d.int(fp)?),
-            Kind::Bool => Value::Bool(d.boolean(fp)?),
-            Kind::Quantity => Value::Quantity(d.quantity(pool, fp)?),
-            Kind::IntOrStr => Value::IntOrStr(d.int_or_str(pool, fp)?),
-            Kind::Enum(names) => Value::Enum(d.one_of(fp, names)?),
-            Kind::Api(r) => return d.api_ref(r, key, fp),
-            Kind::Nested => {
-                obj.nested(f, d, pool, fp, key)?;
-                return Ok(true);
-            }
-        };
-        obj.set(f, v);
-        Ok(true)
+        match fields.iter().find(|(f, _)| f.name() == name) {
+            Some(&(f, kind)) => field(d, pool, p, key, f, kind, obj),
+            None => obj.other(d, key, p),
+        }
     })
+}
+
+/// One field `f` of the object at `path`, read as `kind` says.
+#[inline(never)]
+fn field<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    key: &Key<'a>,
+    f: F,
+    kind: Kind,
+    obj: &mut dyn Object<'a, R>,
+) -> Result<bool> {
+    match kind {
+        Kind::Nested => obj.nested(f, d, pool, path.field(f), key).map(|()| true),
+        Kind::Api(r) => d.api_ref(r, key, path.field(f)),
+        _ => scalar(d, pool, path.field(f), kind, f, obj),
+    }
+}
+
+/// A scalar field, read and stored.
+#[inline(never)]
+fn scalar<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    fp: FieldPath,
+    kind: Kind,
+    f: F,
+    obj: &mut dyn Object<'a, R>,
+) -> Result<bool> {
+    let v = match kind {
+        Kind::Str => Value::Str(d.string(pool, fp)?),
+        Kind::Int => Value::Int(d.int(fp)?),
+        Kind::Bool => Value::Bool(d.boolean(fp)?),
+        Kind::Quantity => Value::Quantity(d.quantity(pool, fp)?),
+        Kind::IntOrStr => Value::IntOrStr(d.int_or_str(pool, fp)?),
+        Kind::Enum(names) => Value::Enum(d.one_of(fp, names)?),
+        Kind::Api(_) | Kind::Nested => return Ok(false),
+    };
+    obj.set(f, v);
+    Ok(true)
 }
 
 // ---- the document and metadata -------------------------------------------------------------
@@ -407,14 +431,14 @@ impl<'a, R: Events<'a>> Object<'a, R> for PodSpec {
                 let v = volume(d, pool, p, mark)?;
                 self.volumes
                     .push(v)
-                    .map_err(|_| cap(Limit::Volumes, p, mark))
+                    .map_err(|_| Error::capacity(Limit::Volumes, p, mark))
             }),
             F::HostAliases => d.seq(path, |d, _, p, mark| {
                 let mut a = HostAlias::default();
                 object(d, pool, p, &mut a)?;
                 self.host_aliases
                     .push(a)
-                    .map_err(|_| cap(Limit::HostAliases, p, mark))
+                    .map_err(|_| Error::capacity(Limit::HostAliases, p, mark))
             }),
             F::SecurityContext => object(d, pool, path, &mut self.security_context),
             F::Tolerations => d.seq(path, |d, _, p, mark| {
@@ -422,7 +446,7 @@ impl<'a, R: Events<'a>> Object<'a, R> for PodSpec {
                 object(d, pool, p, &mut t)?;
                 self.tolerations
                     .push(t)
-                    .map_err(|_| cap(Limit::Tolerations, p, mark))
+                    .map_err(|_| Error::capacity(Limit::Tolerations, p, mark))
             }),
             // serviceAccountName and serviceAccount.
             _ => api_ref_unless_empty(d, pool, key, path),
@@ -447,7 +471,7 @@ fn containers<'a, R: Events<'a>, const N: usize>(
 ) -> Result<()> {
     d.seq(path, |d, _, p, mark| {
         list.push(Container::default())
-            .map_err(|_| cap(limit, p, mark))?;
+            .map_err(|_| Error::capacity(limit, p, mark))?;
         let n = list.len();
         object(d, pool, p, &mut list[n - 1])
     })
@@ -544,7 +568,7 @@ impl<'a, R: Events<'a>> Object<'a, R> for PodSecurityContext {
             let g = d.int(p)?.unwrap_or(0);
             self.supplemental_groups
                 .push(g)
-                .map_err(|_| cap(Limit::SmallList, p, mark))
+                .map_err(|_| Error::capacity(Limit::SmallList, p, mark))
         })
     }
 }
@@ -767,7 +791,9 @@ impl<'a, R: Events<'a>> Object<'a, R> for Container {
             F::Env => d.seq(path, |d, _, p, mark| {
                 let mut e = EnvVar::default();
                 object(d, pool, p, &mut e)?;
-                self.env.push(e).map_err(|_| cap(Limit::Env, p, mark))
+                self.env
+                    .push(e)
+                    .map_err(|_| Error::capacity(Limit::Env, p, mark))
             }),
             F::EnvFrom => d.seq(path, |d, _, p, _| object(d, pool, p, &mut EnvFromObject)),
             F::Ports => d.seq(path, |d, _, p, mark| {
@@ -781,7 +807,7 @@ impl<'a, R: Events<'a>> Object<'a, R> for Container {
                 object(d, pool, p, &mut port)?;
                 self.ports
                     .push(port)
-                    .map_err(|_| cap(Limit::Ports, p, mark))
+                    .map_err(|_| Error::capacity(Limit::Ports, p, mark))
             }),
             F::Resources => object(d, pool, path, &mut self.resources),
             F::VolumeMounts => d.seq(path, |d, _, p, mark| {
@@ -789,7 +815,7 @@ impl<'a, R: Events<'a>> Object<'a, R> for Container {
                 object(d, pool, p, &mut m)?;
                 self.volume_mounts
                     .push(m)
-                    .map_err(|_| cap(Limit::Mounts, p, mark))
+                    .map_err(|_| Error::capacity(Limit::Mounts, p, mark))
             }),
             F::LivenessProbe => probe(d, pool, path, key.mark, &mut self.liveness_probe),
             F::ReadinessProbe => probe(d, pool, path, key.mark, &mut self.readiness_probe),
@@ -1041,13 +1067,12 @@ impl<'a, R: Events<'a>> Object<'a, R> for Lifecycle {
         path: FieldPath,
         key: &Key<'a>,
     ) -> Result<()> {
-        let a = Some(handler(d, pool, path, key.mark, None)?);
-        if f == F::PostStart {
-            self.post_start = a;
+        let out = if f == F::PostStart {
+            &mut self.post_start
         } else {
-            self.pre_stop = a;
-        }
-        Ok(())
+            &mut self.pre_stop
+        };
+        handler(d, pool, path, key.mark, None, out)
     }
 }
 
@@ -1156,7 +1181,7 @@ const ACTIONS: usize = 5;
 
 /// A probe or hook: exactly one action; a probe's timings when `timings` is given.
 struct Handler<'t> {
-    action: Option<Action>,
+    action: &'t mut Option<Action>,
     path: FieldPath,
     timings: Option<&'t mut [Option<i64>; 6]>,
 }
@@ -1189,16 +1214,7 @@ impl<'a, R: Events<'a>> Object<'a, R> for Handler<'_> {
         path: FieldPath,
         key: &Key<'a>,
     ) -> Result<()> {
-        let a = action(f, d, pool, path, key.mark)?;
-        if self.action.is_some() {
-            return Err(Error::new(
-                ErrorKind::Invalid(Invalid::ActionCount),
-                self.path,
-                key.mark,
-            ));
-        }
-        self.action = Some(a);
-        Ok(())
+        action(f, d, pool, path, key.mark, self.path, self.action)
     }
 }
 
@@ -1261,7 +1277,7 @@ impl<'a, R: Events<'a>> Object<'a, R> for ActionObject {
             object(d, pool, p, &mut kv)?;
             self.headers
                 .push(kv)
-                .map_err(|_| cap(Limit::SmallList, p, mark))
+                .map_err(|_| Error::capacity(Limit::SmallList, p, mark))
         })
     }
 }
@@ -1280,7 +1296,8 @@ impl<'a, R: Events<'a>> Object<'a, R> for KeyValue {
     }
 }
 
-/// The action under key `of`, at `path`; `mark` is the key's.
+/// The action under key `of`, at `path` (`mark`: the key's), into `out`: the handler's
+/// one action (at `handler`), so a second one is an error.
 #[inline(never)]
 fn action<'a, R: Events<'a>>(
     of: F,
@@ -1288,7 +1305,9 @@ fn action<'a, R: Events<'a>>(
     pool: &mut Pool,
     path: FieldPath,
     mark: Mark,
-) -> Result<Action> {
+    handler: FieldPath,
+    out: &mut Option<Action>,
+) -> Result<()> {
     let mut a = ActionObject {
         path: None,
         port: None,
@@ -1300,19 +1319,28 @@ fn action<'a, R: Events<'a>>(
         of,
     };
     object(d, pool, path, &mut a)?;
-    if of == F::Exec {
-        return Ok(Action::Exec(a.command));
-    }
-    // Every other action requires its first field: `port`, or `seconds` for sleep.
-    let Some(port) = a.port else {
-        let f = if of == F::Sleep { F::Seconds } else { F::Port };
-        return Err(required(path.field(f), mark));
+    // Every action but exec requires its first field: `port`, or `seconds` for sleep.
+    let port = match a.port {
+        Some(port) => port,
+        None if of == F::Exec => IntOrStr::Int(0),
+        None => {
+            let f = if of == F::Sleep { F::Seconds } else { F::Port };
+            return Err(required(path.field(f), mark));
+        }
     };
+    if out.is_some() {
+        return Err(Error::new(
+            ErrorKind::Invalid(Invalid::ActionCount),
+            handler,
+            mark,
+        ));
+    }
     let int = match port {
         IntOrStr::Int(i) => i,
         IntOrStr::Str(_) => 0,
     };
-    Ok(match of {
+    *out = Some(match of {
+        F::Exec => Action::Exec(a.command),
         F::HttpGet => Action::HttpGet {
             path: a.path,
             port,
@@ -1326,28 +1354,38 @@ fn action<'a, R: Events<'a>>(
             service: a.service,
         },
         _ => Action::Sleep { seconds: int },
-    })
+    });
+    Ok(())
 }
 
-/// A probe or hook action at `path` (`mark`: its key's); a probe's timings go to `timings`.
+/// A probe or hook action at `path` (`mark`: its key's) into `out`; a probe's timings go
+/// to `timings`.
 fn handler<'a, R: Events<'a>>(
     d: &mut D<'a, '_, R>,
     pool: &mut Pool,
     path: FieldPath,
     mark: Mark,
     timings: Option<&mut [Option<i64>; 6]>,
-) -> Result<Action> {
-    let mut h = Handler {
-        action: None,
+    out: &mut Option<Action>,
+) -> Result<()> {
+    object(
+        d,
+        pool,
         path,
-        timings,
-    };
-    object(d, pool, path, &mut h)?;
-    h.action.ok_or(Error::new(
-        ErrorKind::Invalid(Invalid::ActionCount),
-        path,
-        mark,
-    ))
+        &mut Handler {
+            action: &mut *out,
+            path,
+            timings,
+        },
+    )?;
+    if out.is_none() {
+        return Err(Error::new(
+            ErrorKind::Invalid(Invalid::ActionCount),
+            path,
+            mark,
+        ));
+    }
+    Ok(())
 }
 
 #[inline(never)]
@@ -1359,14 +1397,31 @@ fn probe<'a, R: Events<'a>>(
     out: &mut Option<Probe>,
 ) -> Result<()> {
     let mut t = [None; 6];
-    let action = handler(d, pool, path, mark, Some(&mut t))?;
-    if matches!(action, Action::Sleep { .. }) {
-        return Err(Error::new(
-            ErrorKind::Invalid(Invalid::ActionCount),
-            path,
-            mark,
-        ));
-    }
+    let mut action = None;
+    handler(d, pool, path, mark, Some(&mut t), &mut action)?;
+    finish_probe(action, &t, path, mark, out)
+}
+
+/// A probe from its action and timings (out of line: [`probe`]'s frame is on the stack
+/// while the probe is read, this probe-sized temporary need not be).
+#[inline(never)]
+fn finish_probe(
+    action: Option<Action>,
+    t: &[Option<i64>; 6],
+    path: FieldPath,
+    mark: Mark,
+    out: &mut Option<Probe>,
+) -> Result<()> {
+    let action = match action {
+        Some(a) if !matches!(a, Action::Sleep { .. }) => a,
+        _ => {
+            return Err(Error::new(
+                ErrorKind::Invalid(Invalid::ActionCount),
+                path,
+                mark,
+            ))
+        }
+    };
     *out = Some(Probe {
         action,
         initial_delay_seconds: t[0],
