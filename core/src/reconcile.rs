@@ -354,6 +354,8 @@ pub struct Reconciler<'s> {
     sweep_all: bool,
     source_error: Option<PlatformErrorKind>,
     started: bool,
+    /// Set by [`Reconciler::drain`]: the source is no longer listed, so every pod ends.
+    draining: bool,
     next_file_id: u32,
     events: Deque<Event, EVENT_QUEUE>,
     orphans: Vec<(Handle, Instant, bool), MAX_ORPHANS>,
@@ -388,6 +390,7 @@ impl<'s> Reconciler<'s> {
             sweep_all: false,
             source_error: None,
             started: false,
+            draining: false,
             next_file_id: 1,
             events: Deque::new(),
             orphans: Vec::new(),
@@ -412,6 +415,19 @@ impl<'s> Reconciler<'s> {
     /// Asks for a re-scan of the source at the next poll (inotify, a UART command).
     pub fn notify_changed(&mut self) {
         self.rescan_now = true;
+    }
+
+    /// Stops every pod gracefully and takes no manifest from now on (a node drain: `keel
+    /// agent --drain-on-exit`). Each pod terminates as if its file had been removed; the
+    /// source is not listed again, so the slots empty out as the pods finish.
+    pub fn drain(&mut self) {
+        self.draining = true;
+        self.rescan_now = true;
+    }
+
+    /// Whether [`drain`](Self::drain) was asked for.
+    pub fn draining(&self) -> bool {
+        self.draining
     }
 
     /// Retries every container waiting on a failed start now (an image was imported).
@@ -539,7 +555,11 @@ impl<'s> Reconciler<'s> {
         }
         let mut new_ignored: Vec<(u32, IgnoreReason), 8> = Vec::new();
         let mut untracked = 0u32;
-        let result = {
+        // Draining: the source is not listed, every file counts as gone, and the sweep
+        // below terminates their pods.
+        let result = if self.draining {
+            Ok(())
+        } else {
             let files = &mut *self.files;
             let nfiles = &mut self.nfiles;
             let next_id = &mut self.next_file_id;

@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use keel_linux::runtime::{
-    shim, util, ContainerHandle, ContainerSpec, ContainerState, ExitReason, MountKind, MountSpec,
-    Resources, RuncConfig, RuncRuntime, SandboxHandle, SandboxSpec, ShimRecord,
+    shim, util, ContainerHandle, ContainerSpec, ContainerState, ExecOutcome, ExitReason, MountKind,
+    MountSpec, Resources, RuncConfig, RuncRuntime, SandboxHandle, SandboxSpec, ShimRecord,
     LABEL_CONTAINER_NAME, LABEL_POD_UID,
 };
 use nix::sys::signal::Signal;
@@ -626,4 +626,75 @@ fn a_fresh_runtime_adopts_and_stops_with_the_recorded_stop_signal() {
     let exit = rt.stop_container(adopted, grace).unwrap();
     assert_eq!(exit.exit_code, 4);
     assert!(log_text(adopted).contains(" stdout F got USR1\n"));
+}
+
+#[test]
+fn the_exit_watcher_wakes_with_the_exit_record() {
+    let env = Env::new("watch");
+    let sb = env.sandbox("watch", false);
+    let c = env.start(&sb, "c-watch", "sleep 0.5; exit 4");
+    let t = Instant::now();
+    let exit = env.rt.wait_for_exit(&c).unwrap();
+    assert_eq!((exit.exit_code, exit.reason), (4, ExitReason::Error));
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+/// Host pids of processes whose command line is exactly `cmd`.
+fn pids_running(cmd: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| util::cmdline(p) == cmd && util::process_alive(p))
+        .collect()
+}
+
+#[test]
+fn exec_reports_exit_codes_and_kills_its_command_tree_at_the_timeout() {
+    let env = Env::new("exec");
+    let sb = env.sandbox("exec", false);
+    let c = env.start(&sb, "c-exec", "echo ready; sleep 100");
+    wait_until("ready", Duration::from_secs(10), || {
+        log_text(&c).contains("F ready")
+    });
+    let sh = |script: &str| -> Vec<String> { vec!["/bin/sh".into(), "-c".into(), script.into()] };
+    let long = Duration::from_secs(10);
+    assert_eq!(
+        env.rt.exec(&c, &sh("exit 0"), long).unwrap(),
+        ExecOutcome::Exited(0)
+    );
+    assert_eq!(
+        env.rt.exec(&c, &sh("exit 3"), long).unwrap(),
+        ExecOutcome::Exited(3)
+    );
+    // A command that hangs, with a child of its own: both are gone after the timeout.
+    let t = Instant::now();
+    let out = env
+        .rt
+        .exec(
+            &c,
+            &sh("sleep 301 & sleep 302; echo never"),
+            Duration::from_millis(700),
+        )
+        .unwrap();
+    let took = t.elapsed();
+    assert_eq!(out, ExecOutcome::TimedOut);
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    wait_until("the exec'd processes to go", Duration::from_secs(5), || {
+        pids_running("sleep 301").is_empty() && pids_running("sleep 302").is_empty()
+    });
+    // The container itself runs on.
+    assert!(matches!(
+        env.rt.state(&c).unwrap(),
+        ContainerState::Running { .. }
+    ));
+    assert!(!c
+        .bundle
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("exec-")));
 }

@@ -26,19 +26,10 @@ pub fn fixture_dir(sub: &str) -> PathBuf {
         .join(sub)
 }
 
-/// The shared examples: `<repo root>/../shared/examples` (CI keeps `shared/` beside the
-/// clone). From a git worktree nested deeper, the nearest ancestor holding
-/// `shared/examples` is used; `KEEL_SHARED` overrides both.
-pub fn shared_examples() -> PathBuf {
-    if let Some(dir) = std::env::var_os("KEEL_SHARED") {
-        return PathBuf::from(dir).join("examples");
-    }
-    let root = repo_root();
-    root.ancestors()
-        .skip(1)
-        .map(|a| a.join("shared/examples"))
-        .find(|p| p.is_dir())
-        .unwrap_or_else(|| root.join("../shared/examples"))
+/// The examples users start from: `<repo root>/examples` (kubelet-style pod manifests, a
+/// KubeletConfiguration, a kubelet unit, and `kubeadm/`, a kubeadm control plane).
+pub fn examples_dir() -> PathBuf {
+    repo_root().join("examples")
 }
 
 /// Manifest files (`.yaml`, `.yml`, `.json`) in a directory, sorted.

@@ -735,7 +735,7 @@ impl fmt::Display for ImageSize {
     }
 }
 
-/// Example manifests for [`demo`]: shapes of the static pods in `../shared`'s examples
+/// Example manifests for [`demo`]: shapes of the static pods in the repository's `examples/`
 /// (a long-running service, a crash-looping one, a one-shot job, a pod with an init
 /// container and a liveness probe, and a broken manifest), with firmware tasks as images.
 pub const DEMO_MANIFESTS: &[(&str, &str)] = &[

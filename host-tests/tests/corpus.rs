@@ -3,7 +3,7 @@
 //! serde_json on the modelled fields, and `keel validate` behaves as documented.
 
 use keel_core::manifest::{self, decode::Warning, model::Pool, Context, Error, Pod};
-use keel_host_tests::corpus::{fixture_dir, manifests, shared_examples, Expect};
+use keel_host_tests::corpus::{examples_dir, fixture_dir, manifests, Expect};
 use keel_host_tests::differential;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -344,11 +344,11 @@ fn run(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
     )
 }
 
-/// The five pod manifests among the shared examples (the sixth is a KubeletConfiguration).
-fn shared_pods() -> Vec<String> {
-    let dir = shared_examples();
+/// The five pod manifests in `examples/` (the sixth is a KubeletConfiguration).
+fn example_pods() -> Vec<String> {
+    let dir = examples_dir();
     let all: Vec<PathBuf> = manifests(&dir);
-    assert!(!all.is_empty(), "shared examples at {}", dir.display());
+    assert!(!all.is_empty(), "examples at {}", dir.display());
     all.iter()
         .filter(|p| !name(p).starts_with("kubelet-config"))
         .map(|p| p.to_string_lossy().into_owned())
@@ -356,8 +356,8 @@ fn shared_pods() -> Vec<String> {
 }
 
 #[test]
-fn keel_validate_accepts_the_shared_example_pods() {
-    let files = shared_pods();
+fn keel_validate_accepts_the_example_pods() {
+    let files = example_pods();
     assert_eq!(files.len(), 5);
     let args: Vec<&str> = files.iter().map(String::as_str).collect();
     let (code, out, err) = run(&args, None);
@@ -370,9 +370,59 @@ fn keel_validate_accepts_the_shared_example_pods() {
     }
 }
 
+/// `examples/kubeadm`: the four control-plane pods `kubeadm init` writes (HTTPS probes,
+/// hostPath volumes, priority classes, every flag) validate as they stand.
+#[test]
+fn keel_validate_accepts_the_kubeadm_control_plane() {
+    let dir = examples_dir().join("kubeadm");
+    let pods: Vec<String> = manifests(&dir)
+        .iter()
+        .filter(|p| !name(p).starts_with("kubelet-config"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(pods.len(), 4, "{pods:?}");
+    let args: Vec<&str> = pods.iter().map(String::as_str).collect();
+    let (code, out, err) = run(&args, None);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for f in &pods {
+        assert!(
+            out.lines().any(|l| l == format!("{f}: ok")),
+            "{f} not ok in:\n{out}"
+        );
+    }
+}
+
+/// The kubelet configuration kubeadm writes starts the agent on its `staticPodPath`, and
+/// its `fileCheckFrequency: 0s` means the default period (the kubelet's defaulting), not
+/// a re-list without pause.
+#[test]
+fn the_kubeadm_kubelet_config_configures_the_agent() {
+    let file = examples_dir().join("kubeadm/kubelet-config.yaml");
+    let cfg = keel_linux::agent::config::parse(&[
+        "--config".to_string(),
+        file.to_string_lossy().into_owned(),
+    ])
+    .unwrap();
+    assert_eq!(
+        cfg.manifest_path.as_deref(),
+        Some(Path::new("/etc/kubernetes/manifests"))
+    );
+    assert_eq!(cfg.file_check_frequency, std::time::Duration::from_secs(20));
+    let plain = examples_dir().join("kubelet-config.yaml");
+    let cfg = keel_linux::agent::config::parse(&[
+        "--config".to_string(),
+        plain.to_string_lossy().into_owned(),
+    ])
+    .unwrap();
+    assert_eq!(
+        cfg.manifest_path.as_deref(),
+        Some(Path::new("/etc/kubernetes/manifests"))
+    );
+}
+
 #[test]
 fn keel_validate_json_shows_the_examples_decoded_as_written() {
-    let files = shared_pods();
+    let files = example_pods();
     let mut args = vec!["-o", "json", "--node", "Node1"];
     args.extend(files.iter().map(String::as_str));
     let (code, out, _) = run(&args, None);
@@ -520,7 +570,7 @@ fn keel_validate_json_reports_errors_and_the_pod_as_written() {
 
 #[test]
 fn keel_validate_exit_codes_and_stdin() {
-    let good = shared_pods();
+    let good = example_pods();
     let bad = fixture_dir("bad")
         .join("kind-service.yaml")
         .to_string_lossy()

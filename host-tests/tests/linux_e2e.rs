@@ -659,9 +659,9 @@ fn agent_sigkill_and_restart_adopts_everything() {
     );
 }
 
-/// The ExecStart line of ../shared/examples/kubelet.service as arguments (binary dropped).
+/// The ExecStart line of examples/kubelet.service as arguments (binary dropped).
 fn kubelet_service_args() -> Vec<String> {
-    let unit = keel_host_tests::corpus::shared_examples().join("kubelet.service");
+    let unit = keel_host_tests::corpus::examples_dir().join("kubelet.service");
     let text = std::fs::read_to_string(&unit)
         .unwrap_or_else(|e| panic!("reading {}: {e}", unit.display()));
     let joined = text.replace("\\\n", " ");
@@ -815,8 +815,8 @@ impl UidGid for Command {
     }
 }
 
-fn shared_pod_examples() -> Vec<std::path::PathBuf> {
-    keel_host_tests::corpus::manifests(&keel_host_tests::corpus::shared_examples())
+fn example_pods() -> Vec<std::path::PathBuf> {
+    keel_host_tests::corpus::manifests(&keel_host_tests::corpus::examples_dir())
         .into_iter()
         .filter(|p| {
             std::fs::read_to_string(p).is_ok_and(|s| s.lines().any(|l| l.trim() == "kind: Pod"))
@@ -825,8 +825,8 @@ fn shared_pod_examples() -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn validate_accepts_the_shared_examples() {
-    let files = shared_pod_examples();
+fn validate_accepts_the_examples_dir() {
+    let files = example_pods();
     assert!(files.len() >= 5, "{files:?}");
     let mut args = vec!["validate".to_string()];
     args.extend(files.iter().map(|p| p.display().to_string()));
@@ -836,9 +836,9 @@ fn validate_accepts_the_shared_examples() {
 }
 
 #[test]
-fn shared_examples_run_and_absent_images_are_reported() {
+fn examples_run_and_absent_images_are_reported() {
     let mut n = Node::new("examples");
-    for f in shared_pod_examples() {
+    for f in example_pods() {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         n.write(&name, &std::fs::read_to_string(&f).unwrap());
     }

@@ -255,3 +255,25 @@ sim_test! {
         assert_eq!(w.rt.live("a-", "app").unwrap().1.image, "img:2");
     }
 }
+
+sim_test! {
+    fn drain_stops_every_pod_and_takes_no_new_manifest() {
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        w.write("a.yaml", P::new("a", "img:1").yaml());
+        w.write("b.yaml", P::new("b", "img:1").yaml());
+        w.run_for(2);
+        assert_eq!(w.rt.live_count(), 2);
+        w.rec.drain();
+        assert!(w.rec.draining());
+        w.write("late.yaml", P::new("late", "img:1").yaml());
+        w.run_for(40);
+        let deleted = w.events_where(|e| {
+            matches!(e, Event::PodTerminating { reason: keel_core::status::StopReason::Deleted, .. })
+        });
+        assert_eq!(deleted.len(), 2, "{:#?}", w.trace);
+        assert_eq!(w.rt.live_count(), 0);
+        assert!(w.rec.slots().iter().all(|s| !s.is_used()));
+        assert_eq!(added(&w).len(), 2, "nothing is taken while draining");
+    }
+}

@@ -284,6 +284,11 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
             other => cfg.ignored_flags.push(format!("--{other}")),
         }
     }
+    // A zero period means "the default", as the kubelet's defaulting reads it (kubeadm
+    // writes `fileCheckFrequency: 0s`); taken literally it would re-list without pause.
+    if cfg.file_check_frequency.is_zero() {
+        cfg.file_check_frequency = AgentConfig::default().file_check_frequency;
+    }
     Ok(cfg)
 }
 
@@ -355,6 +360,12 @@ mod tests {
         assert_eq!(cfg.log_max_size, 1024 * 1024);
         assert_eq!(cfg.log_max_files, 3);
         std::fs::remove_file(f).unwrap();
+    }
+
+    #[test]
+    fn a_zero_file_check_frequency_means_the_default() {
+        let cfg = parse(&args(&["--file-check-frequency=0s"])).unwrap();
+        assert_eq!(cfg.file_check_frequency, Duration::from_secs(20));
     }
 
     #[test]

@@ -7,20 +7,25 @@
 //! control-socket request, or SIGTERM/SIGINT. Stopping the agent leaves pods running
 //! (SPEC 4.6); a restarted agent adopts them.
 
+pub mod adapter;
 pub mod config;
-pub mod runtime;
+mod probes;
 pub mod source;
 pub mod spec;
+#[cfg(test)]
+mod tests;
+mod worker;
 
 use crate::image::ImageStore;
 use crate::runtime::{RuncConfig, RuncRuntime};
 use crate::wire::{self, ContainerInfo, ManifestInfo, PodInfo, Request, Response};
+use adapter::LinuxRuntime;
 use config::AgentConfig;
 use keel_core::machine::{Settings, State};
 use keel_core::manifest::model::Pod;
+use keel_core::platform::{Handle, Runtime};
 use keel_core::reconcile::{FileEntry, PodSlot, Reconciler, Scratch};
 use keel_core::status::{Event, FileState, IgnoreReason, PodId};
-use runtime::LinuxRuntime;
 use source::{DirSource, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +40,52 @@ pub enum Level {
     Warn,
     /// Normal operation.
     Info,
+}
+
+/// A line for the agent's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// Severity.
+    pub level: Level,
+    /// `namespace/name` of the pod it is about; empty when about none.
+    pub pod: String,
+    /// What happened.
+    pub msg: String,
+}
+
+impl LogLine {
+    fn new(level: Level, pod: &str, msg: impl Into<String>) -> Self {
+        LogLine {
+            level,
+            pod: pod.to_string(),
+            msg: msg.into(),
+        }
+    }
+
+    /// Writes the line on stderr.
+    pub fn print(&self) {
+        log(self.level, &self.pod, &self.msg);
+    }
+}
+
+/// Something the runtime wants in the log (platform details the core does not keep).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice(pub String);
+
+/// What the agent needs of its runtime besides keel-core's [`Runtime`]: the platform
+/// details it shows and logs. [`LinuxRuntime`] is the product's; tests use a fake.
+pub trait AgentRuntime: Runtime {
+    /// Why the last start of container `index` of pod `pod_uid` failed, if it did.
+    fn start_message(&self, pod_uid: &str, index: usize) -> Option<&str>;
+    /// The runtime's id of a container (its runc id).
+    fn runtime_id(&self, h: Handle) -> Option<&str>;
+    /// The pod logs directory (`<dir>/<namespace>_<name>_<uid>/<container>/`).
+    fn pod_logs_dir(&self) -> &Path;
+    /// Takes what the runtime wants logged since the last call, oldest first.
+    fn take_notices(&mut self) -> Vec<Notice>;
+    /// Lets queued work (removals, signals) finish before the agent exits, for at most
+    /// `timeout`; running pods are left running.
+    fn shutdown(&mut self, timeout: std::time::Duration);
 }
 
 /// One log line on stderr: time, level, pod, message.
@@ -88,16 +139,16 @@ fn check_root_dir(dir: &Path) -> Result<(), StartError> {
 }
 
 /// The agent's state that request answers and event logs need.
-struct Agent<'s> {
+struct Agent<'s, R> {
     rec: Reconciler<'s>,
-    rt: LinuxRuntime,
+    rt: R,
     scratch_pod: Box<Pod>,
     started: Instant,
     boot_unix_ms: u64,
     node: String,
 }
 
-impl Agent<'_> {
+impl<R: AgentRuntime> Agent<'_, R> {
     fn now(&self) -> keel_core::time::Instant {
         keel_core::time::Instant(self.started.elapsed().as_millis() as u64)
     }
@@ -136,25 +187,26 @@ impl Agent<'_> {
             .unwrap_or_else(|| format!("file#{id}"))
     }
 
-    fn log_event(&mut self, e: Event) {
+    /// The log line for event `e`.
+    fn event_line(&mut self, e: Event) -> LogLine {
         use Level::*;
         match e {
             Event::PodAdded { pod, file } => {
                 let uid = self.rec.slots()[pod.slot as usize].uid().to_string();
                 let n = self.pod_name(pod);
-                log(
+                LogLine::new(
                     Info,
                     &n,
-                    &format!("added from {} (uid {uid})", self.file_name(file)),
-                );
+                    format!("added from {} (uid {uid})", self.file_name(file)),
+                )
             }
             Event::PodTerminating { pod, reason } => {
                 let n = self.pod_name(pod);
-                log(Info, &n, &format!("terminating ({reason:?})"));
+                LogLine::new(Info, &n, format!("terminating ({reason:?})"))
             }
             Event::PodRemoved { pod } => {
                 let n = self.pod_name(pod);
-                log(Info, &n, "removed");
+                LogLine::new(Info, &n, "removed")
             }
             Event::ContainerStarted {
                 pod,
@@ -162,19 +214,19 @@ impl Agent<'_> {
                 restart_count,
             } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
-                log(
+                LogLine::new(
                     Info,
                     &n,
-                    &format!("container {c} starting (restart count {restart_count})"),
-                );
+                    format!("container {c} starting (restart count {restart_count})"),
+                )
             }
             Event::ContainerAdopted { pod, container } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
-                log(
+                LogLine::new(
                     Info,
                     &n,
-                    &format!("container {c} adopted from an earlier agent"),
-                );
+                    format!("container {c} adopted from an earlier agent"),
+                )
             }
             Event::ContainerExited {
                 pod,
@@ -184,14 +236,14 @@ impl Agent<'_> {
             } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
                 let lvl = if code == 0 { Info } else { Warn };
-                log(
+                LogLine::new(
                     lvl,
                     &n,
-                    &format!(
+                    format!(
                         "container {c} exited with code {code} ({})",
                         reason.as_str()
                     ),
-                );
+                )
             }
             Event::BackoffScheduled {
                 pod,
@@ -200,11 +252,11 @@ impl Agent<'_> {
             } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
                 let secs = until.since(self.now()).millis() as f64 / 1000.0;
-                log(
+                LogLine::new(
                     Warn,
                     &n,
-                    &format!("container {c} in CrashLoopBackOff: restarting in {secs:.1}s"),
-                );
+                    format!("container {c} in CrashLoopBackOff: restarting in {secs:.1}s"),
+                )
             }
             Event::StartFailed {
                 pod,
@@ -216,15 +268,13 @@ impl Agent<'_> {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
                 let msg = self
                     .rt
-                    .messages
-                    .get(&(uid, container as usize))
-                    .cloned()
+                    .start_message(&uid, container as usize)
                     .unwrap_or_default();
-                log(
+                LogLine::new(
                     Error,
                     &n,
-                    &format!("container {c} cannot start: {}: {msg}", reason.as_str()),
-                );
+                    format!("container {c} cannot start: {}: {msg}", reason.as_str()),
+                )
             }
             Event::ProbeFailed {
                 pod,
@@ -232,15 +282,15 @@ impl Agent<'_> {
                 probe,
             } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
-                log(Warn, &n, &format!("container {c}: {probe:?} probe failed"));
+                LogLine::new(Warn, &n, format!("container {c}: {probe:?} probe failed"))
             }
             Event::ContainerSpecChanged { pod, container } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
-                log(
+                LogLine::new(
                     Info,
                     &n,
-                    &format!("container {c} changed in the manifest: restarting it"),
-                );
+                    format!("container {c} changed in the manifest: restarting it"),
+                )
             }
             Event::ManifestRejected {
                 file,
@@ -252,7 +302,7 @@ impl Agent<'_> {
                 if kept_running {
                     line += " (the last good version keeps running)";
                 }
-                log(Error, "", &line);
+                LogLine::new(Error, "", &line)
             }
             Event::ManifestDuplicate { file, of } => {
                 let other = self
@@ -260,15 +310,15 @@ impl Agent<'_> {
                     .file_of(of)
                     .map(|f| f.name().to_string())
                     .unwrap_or_default();
-                log(
+                LogLine::new(
                     Error,
                     "",
-                    &format!(
+                    format!(
                         "{}: duplicate of {other}: both define pod {}",
                         self.file_name(file),
                         self.pod_name(of)
                     ),
-                );
+                )
             }
             Event::FileIgnored { file, reason } => {
                 let lvl = if reason == IgnoreReason::Insecure {
@@ -276,52 +326,52 @@ impl Agent<'_> {
                 } else {
                     Info
                 };
-                log(
+                LogLine::new(
                     lvl,
                     "",
-                    &format!("{} ignored: {}", self.file_name(file), reason.message()),
-                );
+                    format!("{} ignored: {}", self.file_name(file), reason.message()),
+                )
             }
-            Event::ReadFailed { file, kind } => log(
+            Event::ReadFailed { file, kind } => LogLine::new(
                 Error,
                 "",
-                &format!("{}: cannot read ({kind:?})", self.file_name(file)),
+                format!("{}: cannot read ({kind:?})", self.file_name(file)),
             ),
-            Event::CapacityFull { limit } => log(
+            Event::CapacityFull { limit } => LogLine::new(
                 Error,
                 "",
-                &format!(
+                format!(
                     "capacity full ({}): the new manifest is refused, running pods are untouched",
                     limit.describe().0
                 ),
             ),
-            Event::SourceUnavailable { kind } => log(
+            Event::SourceUnavailable { kind } => LogLine::new(
                 Error,
                 "",
-                &format!("manifest source unavailable ({kind:?}); running pods are kept"),
+                format!("manifest source unavailable ({kind:?}); running pods are kept"),
             ),
-            Event::SourceRecovered => log(Info, "", "manifest source readable again"),
+            Event::SourceRecovered => LogLine::new(Info, "", "manifest source readable again"),
             Event::SandboxFailed { pod, kind } => {
                 let n = self.pod_name(pod);
-                log(
+                LogLine::new(
                     Error,
                     &n,
-                    &format!("creating the pod sandbox failed ({kind:?}); retrying"),
-                );
+                    format!("creating the pod sandbox failed ({kind:?}); retrying"),
+                )
             }
             Event::PlatformError { pod, kind } => {
                 let n = pod.map(|p| self.pod_name(p)).unwrap_or_default();
-                log(Error, &n, &format!("runtime error ({kind:?})"));
+                LogLine::new(Error, &n, format!("runtime error ({kind:?})"))
             }
-            Event::ExtraDocuments { file, count, line } => log(
+            Event::ExtraDocuments { file, count, line } => LogLine::new(
                 Warn,
                 "",
-                &format!(
+                format!(
                     "{}:{line}: {count} further document(s) after the first are ignored (a file holds one Pod)",
                     self.file_name(file)
                 ),
             ),
-            Event::OrphanRemoved => log(
+            Event::OrphanRemoved => LogLine::new(
                 Info,
                 "",
                 "removed a container of an earlier agent that matches no manifest",
@@ -334,11 +384,6 @@ impl Agent<'_> {
         if !slot.is_used() || !slot.decode_into(&mut self.scratch_pod) {
             return None;
         }
-        let id = PodId {
-            slot: slot_index as u16,
-            generation: 0,
-        };
-        let _ = id;
         let p = &*self.scratch_pod;
         let ns = p.opt(p.namespace).unwrap_or("default").to_string();
         let name = p.s(p.name).to_string();
@@ -355,20 +400,18 @@ impl Agent<'_> {
                 status: *st,
                 runtime_id: st
                     .handle
-                    .and_then(|h| self.rt.runc_id(h))
+                    .and_then(|h| self.rt.runtime_id(h))
                     .map(str::to_string),
                 log_dir: self
                     .rt
-                    .runc()
-                    .config()
-                    .pod_logs_dir
+                    .pod_logs_dir()
                     .join(&log_base)
                     .join(p.s(c.name))
                     .display()
                     .to_string(),
                 message: match st.state {
                     State::Waiting { error: Some(_), .. } => {
-                        self.rt.messages.get(&(uid.clone(), k)).cloned()
+                        self.rt.start_message(&uid, k).map(str::to_string)
                     }
                     _ => None,
                 },
@@ -579,19 +622,19 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
             let now = agent.now();
             agent.rec.set_wall_time(&crate::timefmt::now());
             agent.rec.poll(now, &mut src, &mut agent.rt);
-            for n in std::mem::take(&mut agent.rt.notices) {
+            for n in agent.rt.take_notices() {
                 log(Level::Warn, "", &n.0);
             }
             let mut events = Vec::new();
             agent.rec.drain_events(&mut |e| events.push(e));
             for e in events {
-                agent.log_event(e);
+                agent.event_line(e).print();
             }
-            if src.last_error != last_source_error {
-                if let Some(m) = &src.last_error {
+            if src.last_error() != last_source_error.as_deref() {
+                if let Some(m) = src.last_error() {
                     log(Level::Error, "", m);
                 }
-                last_source_error = src.last_error.clone();
+                last_source_error = src.last_error().map(str::to_string);
             }
             if let Some(deadline) = drain_deadline {
                 let left = agent.rec.slots().iter().filter(|s| s.is_used()).count();
@@ -634,8 +677,8 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                     let r = agent.answer(call.request());
                     call.reply(r);
                 }
-                _ = sigterm.recv() => if !begin_drain(drain_on_exit, &mut drain_deadline, &mut src, &mut agent) { break },
-                _ = sigint.recv() => if !begin_drain(drain_on_exit, &mut drain_deadline, &mut src, &mut agent) { break },
+                _ = sigterm.recv() => if !begin_drain(drain_on_exit, &mut drain_deadline, &mut agent) { break },
+                _ = sigint.recv() => if !begin_drain(drain_on_exit, &mut drain_deadline, &mut agent) { break },
             }
         }
         if drain_deadline.is_none() {
@@ -650,11 +693,10 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
 
 /// On the first signal with `--drain-on-exit`, starts draining (returns true: keep
 /// looping); otherwise, or on a second signal, returns false (exit now).
-fn begin_drain(
+fn begin_drain<R: AgentRuntime>(
     enabled: bool,
     deadline: &mut Option<std::time::Instant>,
-    src: &mut DirSource,
-    agent: &mut Agent<'_>,
+    agent: &mut Agent<'_, R>,
 ) -> bool {
     if !enabled || deadline.is_some() {
         return false;
@@ -682,8 +724,7 @@ fn begin_drain(
             "draining: stopping every pod (up to {grace}s of grace); a second signal exits at once"
         ),
     );
-    src.draining = true;
-    agent.rec.notify_changed();
+    agent.rec.drain();
     true
 }
 

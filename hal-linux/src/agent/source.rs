@@ -35,11 +35,8 @@ impl PlatformError for SourceError {
 pub struct DirSource {
     path: PathBuf,
     allow_insecure: bool,
-    /// The last listing error, for the agent's log (set when it changes).
-    pub last_error: Option<String>,
-    /// Draining: the source reports no entries, so the core terminates every pod
-    /// gracefully (`keel agent --drain-on-exit`).
-    pub draining: bool,
+    /// The last listing error, for the agent's log.
+    last_error: Option<String>,
 }
 
 fn insecure(meta: &std::fs::Metadata) -> bool {
@@ -77,13 +74,17 @@ impl DirSource {
             path: PathBuf::from(trimmed),
             allow_insecure,
             last_error: None,
-            draining: false,
         }
     }
 
     /// The path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Why the last listing failed, in words; `None` once a listing succeeds again.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
     }
 
     fn classify(&self, p: &Path) -> Option<(EntryKind, u64)> {
@@ -119,9 +120,6 @@ impl ManifestSource for DirSource {
     type Error = SourceError;
 
     fn list(&mut self, f: &mut dyn FnMut(Entry<'_>)) -> Result<(), SourceError> {
-        if self.draining {
-            return Ok(());
-        }
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) => {

@@ -510,7 +510,7 @@ pub fn build(
             pids_limit: None,
         },
         labels: [(
-            "keel.dev/container-digest".to_string(),
+            crate::runtime::LABEL_CONTAINER_DIGEST.to_string(),
             format!("{digest:016x}"),
         )]
         .into_iter()

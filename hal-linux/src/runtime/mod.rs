@@ -21,11 +21,14 @@
 //! Works on cgroup v1 (every mounted hierarchy) and v2.
 //!
 //! All calls block (they run runc and wait for it, a few hundred milliseconds at most,
-//! except [`RuncRuntime::stop_container`], which waits out the grace period); an async
+//! except [`RuncRuntime::stop_container`], which waits out the grace period,
+//! [`RuncRuntime::exec`], which waits for the command up to its timeout, and
+//! [`RuncRuntime::wait_for_exit`], which sleeps until the container exits); an async
 //! caller runs them on a blocking thread.
 
 pub mod crilog;
 mod error;
+mod exec;
 pub mod oci;
 pub mod pause;
 pub mod shim;
@@ -631,28 +634,28 @@ impl RuncRuntime {
         }
     }
 
-    /// Graceful stop (SPEC 4.4): the stop signal (the record's, else SIGTERM), then
-    /// SIGKILL after `grace` (at least [`MIN_GRACE`]). Returns the exit record.
+    /// Asks the container to stop: its stop signal ([`ContainerRecord::stop_signal`]) to
+    /// its init. The first half of a graceful stop; the agent's reconciler sends
+    /// [`kill`](Self::kill) once the grace period is over.
+    pub fn stop(&self, c: &ContainerHandle) -> Result<()> {
+        self.signal(c, c.record.stop_signal())
+    }
+
+    /// Kills every process in the container (SIGKILL). An exited container is not an
+    /// error.
+    pub fn kill(&self, c: &ContainerHandle) -> Result<()> {
+        self.signal(c, nix::sys::signal::Signal::SIGKILL)
+    }
+
+    /// Graceful stop (SPEC 4.4) in one blocking call: [`stop`](Self::stop), then
+    /// [`kill`](Self::kill) after `grace` (at least [`MIN_GRACE`]), the two steps the
+    /// agent takes. Returns the exit record.
     pub fn stop_container(&self, c: &ContainerHandle, grace: Duration) -> Result<ExitRecord> {
-        let sig = c
-            .record
-            .stop_signal
-            .as_deref()
-            .and_then(|s| {
-                let s = s.to_ascii_uppercase();
-                let s = if s.starts_with("SIG") {
-                    s
-                } else {
-                    format!("SIG{s}")
-                };
-                s.parse::<nix::sys::signal::Signal>().ok()
-            })
-            .unwrap_or(nix::sys::signal::Signal::SIGTERM);
-        self.signal(c, sig)?;
+        self.stop(c)?;
         if let Some(e) = self.wait_exit(c, grace.max(MIN_GRACE))? {
             return Ok(e);
         }
-        self.signal(c, nix::sys::signal::Signal::SIGKILL)?;
+        self.kill(c)?;
         self.wait_exit(c, KILL_WAIT)?
             .ok_or_else(|| RuntimeError::Timeout {
                 id: c.id.clone(),
@@ -665,7 +668,7 @@ impl RuncRuntime {
     pub fn remove_container(&self, c: &ContainerHandle) -> Result<()> {
         if let Some(shim) = self.shim_record(c) {
             if util::process_alive(shim.shim_pid) {
-                self.signal(c, nix::sys::signal::Signal::SIGKILL)?;
+                self.kill(c)?;
                 let until = Instant::now() + KILL_WAIT;
                 while util::process_alive(shim.shim_pid) && Instant::now() < until {
                     std::thread::sleep(FAST_POLL);
@@ -704,6 +707,28 @@ impl RuncRuntime {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(e).ctx("remove dir", &sandbox.pod_dir)
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// The sandbox of pod `pod_uid` recorded on disk (`sandbox.json`), if there is one.
+    pub fn sandbox(&self, pod_uid: &str) -> Result<Option<SandboxHandle>> {
+        let path = self.pod_dir(pod_uid).join(SANDBOX_DIR).join("sandbox.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| RuntimeError::Json { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).ctx("read", path),
+        }
+    }
+
+    /// Removes what is left of pod `pod_uid` whose sandbox was never made: its
+    /// directory (emptyDir volumes included).
+    pub fn remove_pod_dir(&self, pod_uid: &str) -> Result<()> {
+        let dir = self.pod_dir(pod_uid);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove dir", dir),
             _ => Ok(()),
         }
     }

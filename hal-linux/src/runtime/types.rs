@@ -20,6 +20,9 @@ pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
 pub const ANNOTATION_RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
 /// Annotation: the pod's termination grace period in seconds (SPEC 5.4).
 pub const ANNOTATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
+/// Label: keel's digest of the container's spec (16 hex digits), so a restarted agent
+/// knows whether an adopted container still matches its manifest.
+pub const LABEL_CONTAINER_DIGEST: &str = "keel.dev/container-digest";
 
 /// What a pod sandbox should be: the namespaces its containers share.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +191,40 @@ pub struct ContainerRecord {
     pub created_at_unix_nanos: u64,
 }
 
+impl ContainerRecord {
+    /// The signal that stops this container gracefully: the recorded one (`SIGQUIT`,
+    /// `quit` or a number, as an image's `StopSignal`), else `SIGTERM`.
+    pub fn stop_signal(&self) -> nix::sys::signal::Signal {
+        self.stop_signal
+            .as_deref()
+            .and_then(parse_signal)
+            .unwrap_or(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// keel's digest of the container's spec, from its [`LABEL_CONTAINER_DIGEST`] label
+    /// (0 when absent or malformed: it then matches no manifest and is replaced).
+    pub fn digest(&self) -> u64 {
+        self.labels
+            .get(LABEL_CONTAINER_DIGEST)
+            .and_then(|d| u64::from_str_radix(d, 16).ok())
+            .unwrap_or(0)
+    }
+}
+
+/// A signal by name (`SIGTERM`, `term`, case-insensitive) or number (`15`).
+pub fn parse_signal(name: &str) -> Option<nix::sys::signal::Signal> {
+    use nix::sys::signal::Signal;
+    if let Ok(n) = name.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let up = name.to_ascii_uppercase();
+    if up.starts_with("SIG") {
+        up.parse().ok()
+    } else {
+        format!("SIG{up}").parse().ok()
+    }
+}
+
 /// A container the runtime made (or found on disk).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerHandle {
@@ -254,6 +291,17 @@ pub enum ContainerState {
     Exited(ExitRecord),
 }
 
+/// How a command run in a container with [`RuncRuntime::exec`](super::RuncRuntime::exec)
+/// ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// It exited with this code (`128 + n` when killed by signal `n`).
+    Exited(i32),
+    /// It ran past its timeout and was killed, with every process it started in the
+    /// container.
+    TimedOut,
+}
+
 /// Everything found under a runtime root, for adoption after an agent restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {
@@ -261,4 +309,20 @@ pub struct Listing {
     pub sandboxes: Vec<SandboxHandle>,
     /// Containers with their records.
     pub containers: Vec<ContainerHandle>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+
+    #[test]
+    fn signals_parse_by_full_name_short_name_or_number() {
+        assert_eq!(parse_signal("SIGQUIT"), Some(Signal::SIGQUIT));
+        assert_eq!(parse_signal("quit"), Some(Signal::SIGQUIT));
+        assert_eq!(parse_signal("SigUsr1"), Some(Signal::SIGUSR1));
+        assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("SIGNOPE"), None);
+        assert_eq!(parse_signal("99"), None);
+    }
 }

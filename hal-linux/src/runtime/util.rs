@@ -197,6 +197,73 @@ pub fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
     Some(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
 }
 
+/// Waits until the process behind pidfd `fd` exits, or `timeout` passes (`None`: no
+/// limit). Returns whether it exited.
+pub fn wait_pidfd(fd: &std::os::fd::OwnedFd, timeout: Option<std::time::Duration>) -> bool {
+    use std::os::fd::AsRawFd;
+    let until = timeout.map(|t| std::time::Instant::now() + t);
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        let ms = match until {
+            None => -1,
+            Some(u) => {
+                let left = u.saturating_duration_since(std::time::Instant::now());
+                // Rounded up, so a wait never ends just before its deadline.
+                i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+            }
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r > 0 {
+            return true;
+        }
+        if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+}
+
+/// Every process below `pid` (children, their children…), from the parent pids in
+/// `/proc/*/stat`. Processes that come and go during the scan may be missed.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // After the parenthesised name: state, then the parent pid.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<i32>().ok());
+        if let Some(pp) = ppid {
+            parent_of.push((p, pp));
+        }
+    }
+    let mut found: Vec<i32> = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parent_of {
+            if parent == p && !found.contains(&child) {
+                found.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +280,32 @@ mod tests {
     fn mountinfo_escapes_are_decoded() {
         assert_eq!(unescape_octal(r"/a\040b"), "/a b");
         assert_eq!(unescape_octal("/plain"), "/plain");
+    }
+
+    #[test]
+    fn descendants_finds_grandchildren_and_pidfd_waits_with_a_timeout() {
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & wait"])
+            .spawn()
+            .unwrap();
+        let pid = sh.id() as i32;
+        let fd = pidfd_open(pid).unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while descendants(pid).is_empty() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let below = descendants(pid);
+        assert_eq!(below.len(), 1, "{below:?}");
+        assert!(cmdline(below[0]).starts_with("sleep"));
+        assert!(!wait_pidfd(&fd, Some(std::time::Duration::from_millis(20))));
+        for p in below.iter().chain([&pid]) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        assert!(wait_pidfd(&fd, Some(std::time::Duration::from_secs(5))));
+        sh.wait().unwrap();
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Builds a busybox image from the host's busybox-static, imports it with `keel image
 //! import`, writes a few static pods into a demo manifest directory (one that says hello
 //! every second, one that crashes and restarts with back-off, and the busybox examples from
-//! ../shared/examples), then runs `keel agent` in the foreground with its log on the
+//! the repository's examples/), then runs `keel agent` in the foreground with its log on the
 //! terminal. Midway it edits a manifest so the pod is replaced, and it prints `keel pods`
 //! now and then. At the end (or on Ctrl-C) the agent drains: every pod is stopped and
 //! removed, and the demo directory is deleted.
@@ -97,12 +97,11 @@ fn main() {
     banner(&format!("static pods in {}", manifests.display()));
     std::fs::write(manifests.join("hello.yaml"), HELLO).unwrap();
     std::fs::write(manifests.join("crasher.yaml"), CRASHER).unwrap();
-    let shared = keel_host_tests::corpus::shared_examples();
+    let examples = keel_host_tests::corpus::examples_dir();
     for ex in ["myapp-pod.yaml", "static-busybox.yaml"] {
-        let src = shared.join(ex);
-        if src.exists() {
-            std::fs::copy(src, manifests.join(ex)).unwrap();
-        }
+        let src = examples.join(ex);
+        std::fs::copy(&src, manifests.join(ex))
+            .unwrap_or_else(|e| panic!("copying {}: {e}", src.display()));
     }
     for e in std::fs::read_dir(&manifests).unwrap().flatten() {
         eprintln!("  {}", e.file_name().to_string_lossy());

@@ -3,7 +3,7 @@
 //! Subcommands:
 //! - `test`: installs what a fresh Debian 12 machine lacks (Rust targets, the nightly
 //!   toolchain, cargo-fuzz, system packages), then runs every CI step: rustfmt, clippy, the
-//!   thumb builds of keel-core, the no-`alloc` check, the workspace tests and a fuzz smoke
+//!   thumb builds of keel-core, the no-`alloc` check, every test suite and a fuzz smoke
 //!   run of every target. `--fuzz-seconds N` sets the smoke time (default 10).
 //! - `fuzz --seconds N`: every fuzz target for N seconds, seeded from the fixture corpus.
 //! - `bench`: the benchmarks (parser, reconciler, Linux agent as root).
@@ -14,9 +14,13 @@
 //! - `qemu [--seconds N]`: boots the firmware in QEMU, pushes demo manifests over the
 //!   UART and prints the decoded log.
 //!
+//! `--list` after any subcommand prints its steps without running them.
+//!
 //! Steps are plain data ([`Step`]): adding one (a QEMU or runc end-to-end run) is a push
 //! onto the list in [`test_steps`]. Every step runs even when an earlier one failed, and the
-//! run ends with `xtask: N passed, M failed`. Only std is used here.
+//! run ends with `xtask: N passed, M failed`. The tests are one step per test target
+//! ([`test_target_steps`]), so one failing suite never hides another. Only std is used
+//! here, and serde_json to read `cargo metadata`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -32,6 +36,11 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-arm", "qemu-system-arm"),
     ("busybox-static", "busybox"),
     ("musl-tools", "musl-gcc"),
+    // The registry pull tests: a real registry:2, skopeo to push, htpasswd for auth.
+    ("docker-registry", "docker-registry"),
+    ("skopeo", "skopeo"),
+    ("apache2-utils", "htpasswd"),
+    ("openssl", "openssl"),
 ];
 
 /// A step written in Rust: gets the repository root.
@@ -297,6 +306,79 @@ fn fuzz_steps(seconds: u64, seed: Option<u64>) -> Vec<Step> {
         .collect()
 }
 
+/// One step per test target of every workspace package (unit tests, binaries, each
+/// integration test file, doc tests, examples built), so a suite that fails to build or
+/// fails its tests is reported on its own and never hides the suites after it (a plain
+/// `cargo test --workspace` stops at the first failing binary). The targets come from
+/// `cargo metadata`; when that fails, one `cargo test --workspace --no-fail-fast` step
+/// stands in.
+fn test_target_steps() -> Vec<Step> {
+    let fallback = || {
+        vec![Step::cmd(
+            "tests (every suite)",
+            "cargo",
+            &["test", "--workspace", "--no-fail-fast"],
+        )]
+    };
+    let Ok(out) = Command::new("cargo")
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(root())
+        .output()
+    else {
+        return fallback();
+    };
+    let Ok(meta) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return fallback();
+    };
+    let mut steps = Vec::new();
+    for pkg in meta["packages"].as_array().into_iter().flatten() {
+        let Some(name) = pkg["name"].as_str() else {
+            continue;
+        };
+        let kinds = |k: &str| -> Vec<String> {
+            pkg["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| {
+                    t["kind"]
+                        .as_array()
+                        .is_some_and(|ks| ks.iter().any(|x| x == k))
+                })
+                .filter_map(|t| t["name"].as_str().map(str::to_string))
+                .collect()
+        };
+        let mut push = |what: &str, extra: &[&str]| {
+            let mut args = vec!["test", "-p", name];
+            args.extend(extra);
+            steps.push(Step::cmd(&format!("test {name} {what}"), "cargo", &args));
+        };
+        let has_lib = !kinds("lib").is_empty();
+        if has_lib {
+            push("(unit tests)", &["--lib"]);
+        }
+        if !kinds("bin").is_empty() {
+            push("(binaries)", &["--bins"]);
+        }
+        let mut tests = kinds("test");
+        tests.sort();
+        for t in &tests {
+            push(&format!("--test {t}"), &["--test", t]);
+        }
+        if has_lib {
+            push("(doc tests)", &["--doc"]);
+        }
+        if !kinds("example").is_empty() {
+            push("(examples)", &["--examples"]);
+        }
+    }
+    if steps.is_empty() {
+        fallback()
+    } else {
+        steps
+    }
+}
+
 /// Everything CI runs, in order.
 fn test_steps(fuzz_seconds: u64) -> Vec<Step> {
     let mut s = setup_steps();
@@ -374,7 +456,7 @@ fn test_steps(fuzz_seconds: u64) -> Vec<Step> {
             "keel-core/small",
         ],
     ));
-    s.push(Step::cmd("tests", "cargo", &["test", "--workspace"]));
+    s.extend(test_target_steps());
     s.push(
         Step::cmd(
             "fuzz targets build",
@@ -389,7 +471,7 @@ fn test_steps(fuzz_seconds: u64) -> Vec<Step> {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask test [--fuzz-seconds N] | fuzz [--seconds N] | bench | demo [--seconds N] | dist | qemu [--seconds N]"
+        "usage: cargo xtask test [--fuzz-seconds N] | fuzz [--seconds N] | bench | demo [--seconds N] | dist | qemu [--seconds N]\n       (any of them with --list prints its steps and runs nothing)"
     );
     ExitCode::from(2)
 }
@@ -542,6 +624,12 @@ fn main() -> ExitCode {
         },
         _ => return usage(),
     };
+    if rest.iter().any(|a| a == "--list") {
+        for (i, s) in steps.iter().enumerate() {
+            println!("{:>3}. {}", i + 1, s.name);
+        }
+        return ExitCode::SUCCESS;
+    }
     if run_steps(steps) == 0 {
         ExitCode::SUCCESS
     } else {

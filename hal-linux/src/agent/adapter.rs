@@ -1,0 +1,609 @@
+//! keel-core's [`Runtime`] on Linux, over runc.
+//!
+//! This module deals with making the blocking [`RuncRuntime`] look like the core's
+//! non-blocking runtime: it keeps the core's handles (containers, action tickets) and
+//! their last known state, hands the work to the pod workers and probe threads
+//! ([`worker`](super::worker), [`probes`](super::probes)), and folds their results in
+//! when the core asks what [`changed`](Runtime::changed). Everything it knows of runc
+//! goes through [`crate::runtime`].
+
+use super::probes::{self, Target};
+use super::spec::{self, PodContext};
+use super::worker::{pod_worker, spawn_waiter, Done, Op, Reply};
+use super::{AgentRuntime, Notice};
+use crate::image::ImageStore;
+use crate::runtime::{
+    ContainerHandle, ContainerState, ExitReason, RuncRuntime, SandboxHandle, SandboxSpec,
+};
+use keel_core::manifest::model::{Action, VolumeSource};
+use keel_core::platform::{
+    ActionResult, Existing, Handle, PlatformError, PlatformErrorKind, PodRef, RunState, Runtime,
+    Signal, Ticket,
+};
+use keel_core::time::Duration;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Notify;
+
+/// A platform error with its message for the log.
+#[derive(Debug, Clone)]
+pub struct LinuxError {
+    /// What kind, for the core.
+    pub kind: PlatformErrorKind,
+    /// What happened, for people.
+    pub message: String,
+}
+
+impl PlatformError for LinuxError {
+    fn kind(&self) -> PlatformErrorKind {
+        self.kind
+    }
+}
+
+impl std::fmt::Display for LinuxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn err(kind: PlatformErrorKind, message: impl Into<String>) -> LinuxError {
+    LinuxError {
+        kind,
+        message: message.into(),
+    }
+}
+
+/// A pod's worker thread as the adapter sees it.
+struct PodWorker {
+    tx: mpsc::Sender<Op>,
+    host_network: bool,
+    /// The network namespace probes connect from, once the sandbox is up.
+    netns: Option<PathBuf>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A container handle of the core.
+struct Ctr {
+    pod_uid: String,
+    runc_id: String,
+    /// runc's handle, once started (or adopted).
+    handle: Option<Arc<ContainerHandle>>,
+    state: RunState,
+}
+
+/// The runtime.
+pub struct LinuxRuntime {
+    runc: Arc<RuncRuntime>,
+    images: Arc<ImageStore>,
+    reply: Reply,
+    rx: mpsc::Receiver<Done>,
+    pods: HashMap<String, PodWorker>,
+    containers: HashMap<u32, Ctr>,
+    actions: HashMap<u32, ActionResult>,
+    next: u32,
+    host_ip: String,
+    cpus: u64,
+    memory: u64,
+    /// Messages behind the last failed start of (pod uid, container index).
+    messages: HashMap<(String, usize), String>,
+    /// Log lines for the agent, taken with [`AgentRuntime::take_notices`].
+    notices: Vec<Notice>,
+    /// Workers of removed pods still finishing their queue.
+    finishing: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for LinuxRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinuxRuntime")
+            .field("pods", &self.pods.len())
+            .field("containers", &self.containers.len())
+            .finish()
+    }
+}
+
+fn host_ip() -> String {
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs {
+            if let Some(sin) = a.address.as_ref().and_then(|s| s.as_sockaddr_in()) {
+                let ip = sin.ip();
+                if !ip.is_loopback() {
+                    return ip.to_string();
+                }
+            }
+        }
+    }
+    "127.0.0.1".into()
+}
+
+fn total_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// The core's view of a container runc reports.
+fn run_state(s: Result<ContainerState, crate::runtime::RuntimeError>) -> RunState {
+    match s {
+        Ok(ContainerState::Running { .. }) => RunState::Running,
+        Ok(ContainerState::Exited(rec)) => RunState::Exited {
+            code: rec.exit_code,
+            oom: rec.reason == ExitReason::OomKilled,
+        },
+        // Created but never started (its shim died), or unreadable: gone for good.
+        Ok(ContainerState::Created) | Err(_) => RunState::Exited {
+            code: 255,
+            oom: false,
+        },
+    }
+}
+
+impl LinuxRuntime {
+    /// A runtime over `runc` and `images`; `wake` is notified whenever results arrive.
+    pub fn new(runc: RuncRuntime, images: ImageStore, wake: Arc<Notify>) -> Self {
+        let (tx, rx) = mpsc::channel();
+        LinuxRuntime {
+            runc: Arc::new(runc),
+            images: Arc::new(images),
+            reply: Reply { tx, wake },
+            rx,
+            pods: HashMap::new(),
+            containers: HashMap::new(),
+            actions: HashMap::new(),
+            next: 1,
+            host_ip: host_ip(),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as u64)
+                .unwrap_or(1),
+            memory: total_memory(),
+            messages: HashMap::new(),
+            notices: Vec::new(),
+            finishing: Vec::new(),
+        }
+    }
+
+    /// The image store.
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    fn alloc(&mut self) -> u32 {
+        let h = self.next;
+        self.next = self.next.wrapping_add(1).max(1);
+        h
+    }
+
+    /// Starts the worker thread of pod `uid` (with `sandbox`, one found on disk).
+    fn spawn_worker(
+        &self,
+        uid: &str,
+        sandbox: Option<SandboxHandle>,
+    ) -> (mpsc::Sender<Op>, Option<std::thread::JoinHandle<()>>) {
+        let (tx, rx) = mpsc::channel();
+        let runc = self.runc.clone();
+        let reply = self.reply.clone();
+        let u = uid.to_string();
+        let thread = std::thread::Builder::new()
+            .name(format!("pod-{}", &uid[..uid.len().min(8)]))
+            .spawn(move || pod_worker(u, rx, runc, reply, sandbox));
+        match thread {
+            Ok(t) => (tx, Some(t)),
+            Err(e) => {
+                // Its sender is dropped with the receiver: every send fails and the core
+                // sees a platform error.
+                self.reply.send(Done::Message(format!(
+                    "pod {uid}: cannot start its worker thread: {e}"
+                )));
+                (tx, None)
+            }
+        }
+    }
+
+    fn worker(
+        &mut self,
+        uid: &str,
+        host_network: bool,
+        sandbox: Option<SandboxHandle>,
+    ) -> &PodWorker {
+        if !self.pods.contains_key(uid) {
+            let netns = sandbox
+                .as_ref()
+                .filter(|_| !host_network)
+                .map(|s| s.ns_path("net"));
+            let (tx, thread) = self.spawn_worker(uid, sandbox);
+            self.pods.insert(
+                uid.to_string(),
+                PodWorker {
+                    tx,
+                    host_network,
+                    netns,
+                    thread,
+                },
+            );
+        }
+        &self.pods[uid]
+    }
+
+    fn ctx<'a>(
+        &'a self,
+        pod: &'a keel_core::manifest::model::Pod,
+        uid: &'a str,
+        pod_dir: &'a Path,
+        host_network: bool,
+    ) -> PodContext<'a> {
+        PodContext {
+            pod,
+            uid,
+            pod_dir,
+            pod_ip: if host_network {
+                &self.host_ip
+            } else {
+                "127.0.0.1"
+            },
+            host_ip: &self.host_ip,
+            node_cpus: self.cpus,
+            node_memory: self.memory,
+        }
+    }
+}
+
+impl AgentRuntime for LinuxRuntime {
+    fn start_message(&self, pod_uid: &str, index: usize) -> Option<&str> {
+        self.messages
+            .get(&(pod_uid.to_string(), index))
+            .map(String::as_str)
+    }
+
+    fn runtime_id(&self, h: Handle) -> Option<&str> {
+        self.containers.get(&h.0).map(|c| c.runc_id.as_str())
+    }
+
+    fn pod_logs_dir(&self) -> &Path {
+        &self.runc.config().pod_logs_dir
+    }
+
+    fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// Lets every pod worker finish what it was asked to do (removals above all), for at
+    /// most `timeout`. Workers of live pods are told nothing new: their pods keep running.
+    fn shutdown(&mut self, timeout: std::time::Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut threads: Vec<std::thread::JoinHandle<()>> = std::mem::take(&mut self.finishing);
+        for (_, mut w) in self.pods.drain() {
+            // Dropping the sender ends the worker once its queue is empty.
+            drop(w.tx);
+            if let Some(t) = w.thread.take() {
+                threads.push(t);
+            }
+        }
+        while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+impl Runtime for LinuxRuntime {
+    type Error = LinuxError;
+
+    fn create_sandbox(&mut self, pod: PodRef<'_>) -> Result<(), LinuxError> {
+        let p = pod.pod;
+        let name = p.s(p.name).to_string();
+        let hostname = p
+            .opt(p.spec.hostname)
+            .map(str::to_string)
+            .unwrap_or_else(|| name.chars().take(63).collect());
+        let spec = SandboxSpec {
+            pod_uid: pod.uid.to_string(),
+            pod_name: name,
+            pod_namespace: p.opt(p.namespace).unwrap_or("default").to_string(),
+            hostname,
+            host_network: p.spec.host_network,
+            host_pid: p.spec.host_pid,
+            host_ipc: p.spec.host_ipc,
+            resolv_conf: None,
+            labels: Default::default(),
+        };
+        let pod_dir = self.runc.pod_dir(pod.uid);
+        let tmpfs: Vec<PathBuf> = p
+            .spec
+            .volumes
+            .iter()
+            .filter(|v| matches!(v.source, VolumeSource::EmptyDir { memory: true, .. }))
+            .map(|v| spec::empty_dir_path(&pod_dir, p.s(v.name)))
+            .collect();
+        let w = self.worker(pod.uid, p.spec.host_network, None);
+        w.tx.send(Op::CreateSandbox(spec, tmpfs))
+            .map_err(|_| err(PlatformErrorKind::Create, "pod worker is gone"))
+    }
+
+    fn remove_sandbox(&mut self, uid: &str) -> Result<(), LinuxError> {
+        self.finishing.retain(|t| !t.is_finished());
+        let (tx, thread) = match self.pods.remove(uid) {
+            Some(mut w) => (w.tx, w.thread.take()),
+            None => {
+                // An orphan sandbox from an earlier agent with no worker yet.
+                let sb = match self.runc.sandbox(uid) {
+                    Ok(sb) => sb,
+                    Err(e) => {
+                        self.notices.push(Notice(format!(
+                            "reading the sandbox record of pod {uid}: {e}"
+                        )));
+                        None
+                    }
+                };
+                self.spawn_worker(uid, sb)
+            }
+        };
+        self.finishing.extend(thread);
+        tx.send(Op::RemoveSandbox)
+            .map_err(|_| err(PlatformErrorKind::Other, "pod worker is gone"))
+    }
+
+    fn start_container(
+        &mut self,
+        pod: PodRef<'_>,
+        index: usize,
+        restart_count: u32,
+        digest: u64,
+    ) -> Result<Handle, LinuxError> {
+        let p = pod.pod;
+        let Some((_, c)) = p.all_containers().nth(index) else {
+            return Err(err(PlatformErrorKind::Config, "no such container"));
+        };
+        let image_ref = p.s(c.image).to_string();
+        let key = (pod.uid.to_string(), index);
+        let image = match self.images.resolve(&image_ref) {
+            Ok(Some(img)) => img,
+            Ok(None) => {
+                let m = format!(
+                    "image {image_ref} is not present on this node; import it with `keel image import FILE --name {image_ref}` (keel does not pull)"
+                );
+                self.messages.insert(key, m.clone());
+                return Err(err(PlatformErrorKind::ImageNotPresent, m));
+            }
+            Err(e) => {
+                let m = format!("image {image_ref}: {e}");
+                self.messages.insert(key, m.clone());
+                return Err(err(PlatformErrorKind::ImagePull, m));
+            }
+        };
+        let pod_dir = self.runc.pod_dir(pod.uid);
+        let host_network = p.spec.host_network;
+        let spec = {
+            let ctx = self.ctx(p, pod.uid, &pod_dir, host_network);
+            spec::build(&ctx, index, restart_count, digest, &image)
+        };
+        let spec = match spec {
+            Ok(s) => s,
+            Err(e) => {
+                let m = format!("container {}: {e}", p.s(c.name));
+                self.messages.insert(key, m.clone());
+                return Err(err(PlatformErrorKind::Config, m));
+            }
+        };
+        self.messages.remove(&key);
+        let h = self.alloc();
+        self.containers.insert(
+            h,
+            Ctr {
+                pod_uid: pod.uid.to_string(),
+                runc_id: spec.id.clone(),
+                handle: None,
+                state: RunState::Creating,
+            },
+        );
+        let w = self.worker(pod.uid, host_network, None);
+        w.tx.send(Op::Start(h, Box::new(spec)))
+            .map_err(|_| err(PlatformErrorKind::Create, "pod worker is gone"))?;
+        Ok(Handle(h))
+    }
+
+    fn state(&mut self, h: Handle) -> RunState {
+        self.containers
+            .get(&h.0)
+            .map_or(RunState::Gone, |c| c.state)
+    }
+
+    fn signal(&mut self, h: Handle, s: Signal) -> Result<(), LinuxError> {
+        let Some(c) = self.containers.get(&h.0) else {
+            return Ok(());
+        };
+        if let Some(w) = self.pods.get(&c.pod_uid) {
+            w.tx.send(Op::Signal(h.0, s))
+                .map_err(|_| err(PlatformErrorKind::Other, "pod worker is gone"))?;
+        }
+        Ok(())
+    }
+
+    fn remove_container(&mut self, h: Handle) -> Result<(), LinuxError> {
+        if let Some(c) = self.containers.remove(&h.0) {
+            if let Some(w) = self.pods.get(&c.pod_uid) {
+                w.tx.send(Op::Remove(h.0))
+                    .map_err(|_| err(PlatformErrorKind::Other, "pod worker is gone"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn start_action(
+        &mut self,
+        h: Handle,
+        pod: PodRef<'_>,
+        index: usize,
+        action: &Action,
+        timeout: Duration,
+    ) -> Result<Ticket, LinuxError> {
+        let Some(c) = self.containers.get(&h.0) else {
+            return Err(err(PlatformErrorKind::NotFound, "no such container"));
+        };
+        let target = Target {
+            container: c.handle.clone(),
+            netns: self.pods.get(pod.uid).and_then(|w| w.netns.clone()),
+        };
+        let job = probes::resolve(action, pod.pod, index);
+        let t = self.alloc();
+        self.actions.insert(t, ActionResult::Pending);
+        probes::spawn(
+            t,
+            h.0,
+            job,
+            target,
+            self.runc.clone(),
+            std::time::Duration::from_millis(timeout.millis().max(1)),
+            self.reply.clone(),
+        );
+        Ok(Ticket(t))
+    }
+
+    fn action_result(&mut self, t: Ticket) -> ActionResult {
+        match self.actions.get(&t.0).copied() {
+            Some(ActionResult::Pending) => ActionResult::Pending,
+            Some(r) => {
+                self.actions.remove(&t.0);
+                r
+            }
+            None => ActionResult::Failure,
+        }
+    }
+
+    fn changed(&mut self, f: &mut dyn FnMut(Handle)) {
+        while let Ok(d) = self.rx.try_recv() {
+            match d {
+                Done::Started(h, ch) => {
+                    if let Some(c) = self.containers.get_mut(&h) {
+                        c.handle = Some(Arc::from(ch));
+                        if c.state == RunState::Creating {
+                            c.state = RunState::Running;
+                        }
+                        f(Handle(h));
+                    }
+                }
+                Done::StartFailed(h, m) => {
+                    self.notices.push(Notice(m));
+                    if let Some(c) = self.containers.get_mut(&h) {
+                        // As the kubelet reports a runtime start failure: exit code 128.
+                        c.state = RunState::Exited {
+                            code: 128,
+                            oom: false,
+                        };
+                        f(Handle(h));
+                    }
+                }
+                Done::Exited(h, code, oom) => {
+                    if let Some(c) = self.containers.get_mut(&h) {
+                        c.state = RunState::Exited { code, oom };
+                        f(Handle(h));
+                    }
+                }
+                Done::Action(t, h, ok) => {
+                    if self.actions.contains_key(&t) {
+                        self.actions.insert(
+                            t,
+                            if ok {
+                                ActionResult::Success
+                            } else {
+                                ActionResult::Failure
+                            },
+                        );
+                    }
+                    f(Handle(h));
+                }
+                Done::SandboxReady(uid, netns) => {
+                    if let Some(w) = self.pods.get_mut(&uid) {
+                        if !w.host_network {
+                            w.netns = netns;
+                        }
+                    }
+                }
+                Done::Message(m) => self.notices.push(Notice(m)),
+            }
+        }
+    }
+
+    fn adopt(&mut self, f: &mut dyn FnMut(Existing<'_>)) {
+        let listing = match self.runc.list() {
+            Ok(l) => l,
+            Err(e) => {
+                self.notices
+                    .push(Notice(format!("listing existing containers: {e}")));
+                return;
+            }
+        };
+        let mut dead: Vec<String> = Vec::new();
+        for sb in listing.sandboxes {
+            let uid = sb.spec.pod_uid.clone();
+            if !crate::runtime::util::process_alive(sb.pid) {
+                // The pod's namespaces are gone (reboot, killed pause): nothing to adopt.
+                // Remove what is left; the core recreates the pod if its manifest remains.
+                if let Err(e) = self.runc.remove_sandbox(&sb) {
+                    self.notices
+                        .push(Notice(format!("removing dead sandbox of pod {uid}: {e}")));
+                }
+                dead.push(uid);
+                continue;
+            }
+            let hn = sb.spec.host_network;
+            self.worker(&uid, hn, Some(sb));
+            f(Existing {
+                handle: Handle(0),
+                pod_uid: &uid,
+                container: None,
+                restart_count: 0,
+                digest: 0,
+                state: RunState::Running,
+            });
+        }
+        for ch in listing.containers {
+            let uid = ch.record.pod_uid.clone();
+            if dead.contains(&uid) {
+                continue;
+            }
+            let h = self.alloc();
+            let state = run_state(self.runc.state(&ch));
+            let digest = ch.record.digest();
+            self.containers.insert(
+                h,
+                Ctr {
+                    pod_uid: uid.clone(),
+                    runc_id: ch.id.clone(),
+                    handle: Some(Arc::new(ch.clone())),
+                    state,
+                },
+            );
+            if state == RunState::Running {
+                spawn_waiter(h, ch.clone(), self.runc.clone(), self.reply.clone());
+            }
+            let name = ch.record.container_name.clone();
+            let rc = ch.record.restart_count;
+            if self
+                .worker(&uid, false, None)
+                .tx
+                .send(Op::Adopt(h, Box::new(ch)))
+                .is_err()
+            {
+                self.notices.push(Notice(format!(
+                    "pod {uid}: its worker is gone, so container {name} cannot be stopped or removed"
+                )));
+            }
+            f(Existing {
+                handle: Handle(h),
+                pod_uid: &uid,
+                container: Some(&name),
+                restart_count: rc,
+                digest,
+                state,
+            });
+        }
+    }
+}
