@@ -13,7 +13,7 @@ use super::event::{Event, Events, Mark, Resolved, Scalar, SyntaxError, TextSink}
 use super::model::*;
 use super::path::{FieldPath, Seg};
 use super::quantity;
-use crate::config::{Limit, MAX_DEPTH, MAX_OPEN_KEYS};
+use crate::config::{Limit, KEY_NAME_BYTES, MAX_DEPTH, MAX_OPEN_KEYS};
 use crate::hash::Fnv64;
 use core::convert::Infallible;
 use heapless::Vec;
@@ -43,7 +43,7 @@ type Result<T> = core::result::Result<T, Error>;
 
 /// Collects a key: its first bytes (to match field names) and a hash of all of it.
 struct KeySink {
-    text: heapless::String<48>,
+    text: heapless::String<KEY_NAME_BYTES>,
     long: bool,
     hash: Fnv64,
 }
