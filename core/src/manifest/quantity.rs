@@ -50,24 +50,8 @@ pub fn parse(s: &str) -> Option<(i64, i8)> {
     }
     let suffix = b.get(i..)?;
     let (bin_pow, dec_exp): (u32, i32) = match suffix {
-        b"" => (0, 0),
-        b"n" => (0, -9),
-        b"u" => (0, -6),
-        b"m" => (0, -3),
-        b"k" => (0, 3),
-        b"M" => (0, 6),
-        b"G" => (0, 9),
-        b"T" => (0, 12),
-        b"P" => (0, 15),
-        b"E" => (0, 18),
-        b"Ki" => (10, 0),
-        b"Mi" => (20, 0),
-        b"Gi" => (30, 0),
-        b"Ti" => (40, 0),
-        b"Pi" => (50, 0),
-        b"Ei" => (60, 0),
         [b'e' | b'E', rest @ ..] => (0, exponent(rest)?),
-        _ => return None,
+        _ => scale(suffix)?,
     };
     all.checked_shl(bin_pow)
         .filter(|&v| v <= MAX && v >> bin_pow == all)?;
@@ -94,6 +78,29 @@ pub fn parse(s: &str) -> Option<(i64, i8)> {
         i64::try_from(m).ok()?
     };
     Some((m, i8::try_from(exp).ok()?))
+}
+
+/// A suffix's binary power and decimal exponent (`Ki`: 2^10; `m`: 10^-3; none: 1).
+fn scale(suffix: &[u8]) -> Option<(u32, i32)> {
+    Some(match suffix {
+        b"" => (0, 0),
+        b"n" => (0, -9),
+        b"u" => (0, -6),
+        b"m" => (0, -3),
+        b"k" => (0, 3),
+        b"M" => (0, 6),
+        b"G" => (0, 9),
+        b"T" => (0, 12),
+        b"P" => (0, 15),
+        b"E" => (0, 18),
+        b"Ki" => (10, 0),
+        b"Mi" => (20, 0),
+        b"Gi" => (30, 0),
+        b"Ti" => (40, 0),
+        b"Pi" => (50, 0),
+        b"Ei" => (60, 0),
+        _ => return None,
+    })
 }
 
 /// The `e`/`E` exponent's digits: an optional sign, then ASCII digits only.
@@ -165,7 +172,8 @@ mod tests {
         }
     }
 
-    /// The straightforward 128-bit parse this module had: the oracle for the one above.
+    /// The straightforward 128-bit parse this module had (with the suffix table shared):
+    /// the oracle for the one above.
     fn reference(s: &str) -> Option<(i64, i8)> {
         let b = s.as_bytes();
         let mut i = 0;
@@ -202,22 +210,6 @@ mod tests {
         }
         let suffix = b.get(i..)?;
         let (bin_pow, dec_exp): (u32, i32) = match suffix {
-            b"" => (0, 0),
-            b"n" => (0, -9),
-            b"u" => (0, -6),
-            b"m" => (0, -3),
-            b"k" => (0, 3),
-            b"M" => (0, 6),
-            b"G" => (0, 9),
-            b"T" => (0, 12),
-            b"P" => (0, 15),
-            b"E" => (0, 18),
-            b"Ki" => (10, 0),
-            b"Mi" => (20, 0),
-            b"Gi" => (30, 0),
-            b"Ti" => (40, 0),
-            b"Pi" => (50, 0),
-            b"Ei" => (60, 0),
             [b'e' | b'E', rest @ ..] => {
                 let t = core::str::from_utf8(rest).ok()?;
                 let valid = !t.is_empty()
@@ -230,7 +222,7 @@ mod tests {
                 }
                 (0, t.parse::<i32>().ok()?)
             }
-            _ => return None,
+            _ => super::scale(suffix)?,
         };
         mant = mant.checked_mul(1i128.checked_shl(bin_pow)?)?;
         exp = exp.checked_add(dec_exp)?;
