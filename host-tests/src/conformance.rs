@@ -146,6 +146,9 @@ fn one<H: Harness>(h: &mut H, name: &str, p: Program) -> (TestPod, Handle) {
         wait(h, "the container to run", &mut seen, |rt| {
             rt.state(x) == RunState::Running
         });
+        // Running is reported once its process started; give the program a moment to set
+        // up its signal handling (a shell's `trap`) before a check signals it.
+        h.pass(h.patience_ms() / 100);
     }
     (pod, x)
 }
