@@ -566,31 +566,49 @@ fn main() -> ExitCode {
         Some("dist") => dist_steps(),
         Some("demo") => match seconds_arg(rest, "--seconds", 60) {
             Some(n) => {
+                eprintln!(
+                    "xtask demo: installs runc and busybox-static if missing, builds keel and the \
+                     demo driver in release mode (the first build takes a minute or two on a \
+                     small machine; cargo's progress follows), then runs keel agent on a demo \
+                     directory for {n} s."
+                );
                 let mut s = setup_for_tools();
+                // Both binaries in one visible build: the driver is not built quietly later.
                 s.push(Step::cmd(
-                    "build keel",
+                    "build keel and the demo driver (release)",
                     "cargo",
-                    &["build", "--release", "-p", "keel-linux", "--bin", "keel"],
+                    &[
+                        "build",
+                        "--release",
+                        "-p",
+                        "keel-linux",
+                        "-p",
+                        "keel-host-tests",
+                        "--bin",
+                        "keel",
+                        "--bin",
+                        "keel-demo",
+                    ],
                 ));
                 let secs = n.to_string();
                 s.push(Step::check("demo", move |root| {
-                    let keel = root.join("target/release/keel");
-                    let st = Command::new("cargo")
-                        .args([
-                            "run",
-                            "-q",
-                            "--release",
-                            "-p",
-                            "keel-host-tests",
-                            "--bin",
-                            "keel-demo",
-                            "--",
-                        ])
+                    let release = root.join("target/release");
+                    let keel = release.join("keel");
+                    let size = std::fs::metadata(&keel)
+                        .map_err(|e| format!("{}: {e}", keel.display()))?
+                        .len();
+                    eprintln!(
+                        "the keel binary: {} ({:.1} MiB, dynamically linked; `cargo xtask dist` \
+                         builds the static one)",
+                        keel.display(),
+                        size as f64 / 1048576.0
+                    );
+                    let st = Command::new(release.join("keel-demo"))
                         .arg(&keel)
                         .arg(&secs)
                         .current_dir(root)
                         .status()
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| format!("keel-demo: {e}"))?;
                     if st.success() {
                         Ok(())
                     } else {
