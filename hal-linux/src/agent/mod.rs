@@ -601,7 +601,7 @@ impl<R: AgentRuntime> Agent<'_, R> {
                 (format!("running pod {n}"), Some(n))
             }
             FileState::Rejected { error, kept } => {
-                let mut m = crate::cli::validate::diagnostic(f.name(), &error, None);
+                let mut m = crate::diag::diagnostic(f.name(), &error, None);
                 let pod = kept.map(|p| self.pod_name(p));
                 if let Some(n) = &pod {
                     m += &format!(" (last good version of {n} keeps running)");
