@@ -10,7 +10,7 @@
 
 use super::{Inner, Scratch, MAX_FILE_NAME};
 use crate::config::Limit;
-use crate::manifest::{self, Error, ErrorKind};
+use crate::manifest::{self, Error};
 use crate::platform::{Entry, EntryKind, ManifestSource, PlatformError, PlatformErrorKind};
 use crate::status::{Event, FileState, IgnoreReason, PodId, StopReason};
 use crate::time::Instant;
@@ -63,7 +63,9 @@ pub(super) fn owned_slot(state: FileState) -> Option<PodId> {
     }
 }
 
-fn ignore_reason(name: &str, kind: EntryKind) -> Option<IgnoreReason> {
+/// Why a directory entry is not a manifest (SPEC 1.4–1.6, 1.10), or `None` for a
+/// manifest. `keel validate DIR` applies the same rule.
+pub fn ignore_reason(name: &str, kind: EntryKind) -> Option<IgnoreReason> {
     if name.starts_with('.') {
         return Some(IgnoreReason::Dotfile);
     }
@@ -408,11 +410,7 @@ impl Inner<'_> {
             });
             self.emit(Event::ManifestRejected {
                 file,
-                error: Error::new(
-                    ErrorKind::Capacity(Limit::PodSlots),
-                    Default::default(),
-                    Default::default(),
-                ),
+                error: Error::capacity(Limit::PodSlots, Default::default(), Default::default()),
                 kept_running: false,
             });
             return FileState::NoCapacity;
