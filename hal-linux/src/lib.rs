@@ -7,6 +7,7 @@ pub mod agent;
 pub mod cli;
 pub mod control;
 pub mod image;
+pub mod probe;
 pub mod render;
 pub mod runtime;
 pub mod timefmt;
