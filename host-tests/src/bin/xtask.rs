@@ -36,6 +36,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-arm", "qemu-system-arm"),
     ("busybox-static", "busybox"),
     ("musl-tools", "musl-gcc"),
+    // Self-signed certificates of the HTTPS probe tests.
+    ("openssl", "openssl"),
 ];
 
 /// A step written in Rust: gets the repository root.
