@@ -111,6 +111,8 @@ pub enum Limit {
     PodSlots,
     /// Manifest entries the reconciler tracks.
     Manifests,
+    /// Containers and sandboxes of an earlier agent queued for removal at once.
+    Orphans,
 }
 
 impl Limit {
@@ -135,6 +137,7 @@ impl Limit {
             Limit::ManifestBytes => ("MAX_MANIFEST_BYTES", MAX_MANIFEST_BYTES),
             Limit::PodSlots => ("pod slots", 0),
             Limit::Manifests => ("manifest entries", 0),
+            Limit::Orphans => ("orphans queued for removal", 0),
         }
     }
 }

@@ -1,14 +1,23 @@
 //! The container state machine (SPEC 4.1–4.5, 5.2).
 //!
 //! This module deals with one container's life as pure functions of (state, input, now,
-//! settings): exits and restart policy, crash-loop backoff, start failures, probe results.
-//! Deadlines live inside the states (`restart_at`, `kill_at`), as in Hubris's supervisor, so
-//! the reconciler's next wake-up is the minimum over them. Nothing here talks to a platform;
-//! the reconciler turns the returned decisions into runtime calls.
+//! settings): start and start failures, exits and restart policy, crash-loop backoff,
+//! adoption, probe scheduling, gating and results (probes indexed by [`ProbeKind`]), stop
+//! escalation (preStop, stop signal, SIGKILL, removal) and the init order of a pod. Every
+//! transition of a container's [`State`] is a method here; the reconciler routes runtime
+//! reports in as inputs and performs the actions the methods return. Deadlines live inside
+//! the states (`restart_at`, `kill_at`, each probe's `next_at`), as in Hubris's supervisor,
+//! so the reconciler's next wake-up is the minimum over them. Nothing here talks to a
+//! platform.
+//!
+//! Sidecars (init containers with `restartPolicy: Always`, SPEC 4.7) and `postStart` are
+//! not modelled by the pod spec yet; they land here as further inputs of the same machine.
 
-use crate::manifest::model::RestartPolicy;
+use crate::manifest::model::{Container as ContainerSpec, Probe, RestartPolicy};
 use crate::platform::{Handle, PlatformErrorKind, Ticket};
+use crate::status::ProbeKind;
 use crate::time::{Duration, Instant};
+use core::ops::{Index, IndexMut};
 use serde::{Deserialize, Serialize};
 
 /// Timing settings. Every number is a setting (SPEC: "Numbers are defaults").
@@ -260,6 +269,112 @@ impl ProbeState {
     }
 }
 
+/// One value per probe kind, indexed by [`ProbeKind`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Probes<T>(pub [T; 3]);
+
+impl<T> Index<ProbeKind> for Probes<T> {
+    type Output = T;
+    fn index(&self, k: ProbeKind) -> &T {
+        &self.0[k as usize]
+    }
+}
+
+impl<T> IndexMut<ProbeKind> for Probes<T> {
+    fn index_mut(&mut self, k: ProbeKind) -> &mut T {
+        &mut self.0[k as usize]
+    }
+}
+
+/// The probe of `kind` in a container's spec.
+pub fn probe_spec(c: &ContainerSpec, kind: ProbeKind) -> Option<&Probe> {
+    match kind {
+        ProbeKind::Liveness => c.liveness_probe.as_ref(),
+        ProbeKind::Readiness => c.readiness_probe.as_ref(),
+        ProbeKind::Startup => c.startup_probe.as_ref(),
+    }
+}
+
+/// The timings of one probe, as the state machine needs them (defaults of SPEC 2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeTiming {
+    /// `initialDelaySeconds`.
+    pub delay_s: u32,
+    /// `periodSeconds` (at least 1).
+    pub period_s: u32,
+    /// `successThreshold` (at least 1).
+    pub success: u16,
+    /// `failureThreshold` (at least 1).
+    pub failure: u16,
+}
+
+impl ProbeTiming {
+    /// The timings of `p`, clamped to what the counters hold.
+    pub fn of(p: &Probe) -> ProbeTiming {
+        let c32 = |v: i64| v.clamp(0, u32::MAX as i64) as u32;
+        let c16 = |v: i64| v.clamp(1, u16::MAX as i64) as u16;
+        ProbeTiming {
+            delay_s: c32(p.initial_delay_seconds.unwrap_or(0)),
+            period_s: c32(p.period_seconds.unwrap_or(10)).max(1),
+            success: c16(p.success_threshold.unwrap_or(1)),
+            failure: c16(p.failure_threshold.unwrap_or(3)),
+        }
+    }
+    /// Every probe of a container's spec.
+    pub fn of_container(c: &ContainerSpec) -> Probes<Option<ProbeTiming>> {
+        Probes(ProbeKind::ALL.map(|k| probe_spec(c, k).map(ProbeTiming::of)))
+    }
+    /// `periodSeconds`.
+    pub fn period(&self) -> Duration {
+        Duration::from_secs(self.period_s as u64)
+    }
+    /// `initialDelaySeconds`.
+    pub fn delay(&self) -> Duration {
+        Duration::from_secs(self.delay_s as u64)
+    }
+}
+
+/// The next step of stopping a container ([`Container::stop_step`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopStep {
+    /// Nothing to do before `kill_at` (signalled, or a preStop hook runs).
+    Wait,
+    /// Run the preStop hook, bounded by `timeout` (what is left of the grace period).
+    PreStop {
+        /// Until SIGKILL.
+        timeout: Duration,
+    },
+    /// Send the stop signal.
+    Signal,
+    /// The grace period is over: SIGKILL (after taking an exit the runtime already has).
+    Kill,
+}
+
+/// Whose turn it is in a pod's init order (SPEC 4.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitGate {
+    /// Init container `k` is the one to start, watch or stop; nothing after it runs yet.
+    Turn(usize),
+    /// An init container failed for good: nothing more starts (pod Failed).
+    Failed,
+    /// Every init container succeeded: the app containers may run.
+    Done,
+}
+
+/// The init order of a pod whose first `n_init` containers are init containers: one at a
+/// time, in order, each to success, before the app containers (SPEC 4.3).
+pub fn init_gate(cs: &[Container], n_init: usize) -> InitGate {
+    for (k, c) in cs.iter().enumerate().take(n_init) {
+        match c.state {
+            State::Terminated(t) if t.code == 0 => continue,
+            State::Terminated(_) => return InitGate::Failed,
+            _ => return InitGate::Turn(k),
+        }
+    }
+    InitGate::Done
+}
+
 /// A container's full status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -280,8 +395,8 @@ pub struct Container {
     pub started: bool,
     /// Digest of this container's spec.
     pub digest: u64,
-    /// Liveness, readiness, startup.
-    pub probes: [ProbeState; 3],
+    /// Per probe kind.
+    pub probes: Probes<ProbeState>,
 }
 
 /// What an exit leads to.
@@ -312,12 +427,14 @@ impl Container {
             ready: false,
             started: false,
             digest,
-            probes: [ProbeState {
-                next_at: Instant::ZERO,
-                ticket: None,
-                successes: 0,
-                failures: 0,
-            }; 3],
+            probes: Probes(
+                [ProbeState {
+                    next_at: Instant::ZERO,
+                    ticket: None,
+                    successes: 0,
+                    failures: 0,
+                }; 3],
+            ),
         }
     }
 
@@ -330,12 +447,23 @@ impl Container {
         }
     }
 
-    /// The runtime confirmed the container runs.
-    pub fn on_running(&mut self, now: Instant, has_startup: bool, has_readiness: bool) {
-        if let State::Creating { .. } = self.state {
-            self.state = State::Running { started_at: now };
-            self.started = !has_startup;
-            self.ready = !has_readiness && !has_startup;
+    /// The runtime confirmed the container runs: probes are scheduled after their initial
+    /// delay; the startup probe, if any, gates liveness and readiness (SPEC 4.5); readiness
+    /// starts false when probed, liveness true.
+    pub fn on_running(&mut self, now: Instant, timings: &Probes<Option<ProbeTiming>>) {
+        let State::Creating { .. } = self.state else {
+            return;
+        };
+        let has_startup = timings[ProbeKind::Startup].is_some();
+        let has_readiness = timings[ProbeKind::Readiness].is_some();
+        self.state = State::Running { started_at: now };
+        self.started = !has_startup;
+        self.ready = !has_readiness && !has_startup;
+        for kind in ProbeKind::ALL {
+            self.probes[kind].next_at = match timings[kind] {
+                Some(t) if kind == ProbeKind::Startup || !has_startup => now + t.delay(),
+                _ => Instant::NEVER,
+            };
         }
     }
 
@@ -359,7 +487,7 @@ impl Container {
         let forced_restart = matches!(self.state, State::Stopping { restart: true, .. });
         let stopping = matches!(self.state, State::Stopping { restart: false, .. });
         self.ready = false;
-        self.probes = [ProbeState::default(); 3];
+        self.probes = Probes::default();
         if stopping || !(forced_restart || should_restart(policy, code, init)) {
             // Final: this run is the current state; `last` keeps the run before it, as
             // Kubernetes' lastState does.
@@ -407,35 +535,289 @@ impl Container {
         at
     }
 
-    /// Begins stopping: SIGKILL due at `kill_at`. Returns false if nothing runs.
-    pub fn begin_stop(&mut self, now: Instant, kill_at: Instant, restart: bool) -> bool {
-        match self.state {
-            State::Running { started_at } => {
-                self.state = State::Stopping {
-                    kill_at,
-                    signalled: false,
-                    pre_stop: None,
-                    restart,
-                    started_at,
+    /// Begins stopping: SIGKILL due at `kill_at`; afterwards it restarts (`restart`: a
+    /// failed liveness probe, a changed spec) or stays terminated. Returns false if nothing
+    /// runs.
+    pub fn begin_stop(&mut self, kill_at: Instant, restart: bool) -> bool {
+        let started_at = match self.state {
+            State::Running { started_at } => started_at,
+            State::Creating { since } => since,
+            State::Stopping { .. } => return true,
+            State::Waiting { .. } | State::Terminated(_) => return false,
+        };
+        self.state = State::Stopping {
+            kill_at,
+            signalled: false,
+            pre_stop: None,
+            restart,
+            started_at,
+        };
+        true
+    }
+
+    /// The pod is terminating with SIGKILL due at `kill_at`: a running container begins
+    /// stopping for good, one stopping to restart will not restart (and is killed by
+    /// `kill_at` at the latest), one waiting to start waits for nothing.
+    pub fn stop_for_pod(&mut self, kill_at: Instant) {
+        match &mut self.state {
+            State::Running { .. } | State::Creating { .. } => {
+                self.begin_stop(kill_at, false);
+            }
+            State::Stopping {
+                restart,
+                kill_at: at,
+                ..
+            } if *restart => {
+                *restart = false;
+                *at = (*at).min(kill_at);
+            }
+            State::Waiting { .. } if self.handle.is_none() => {
+                self.state = State::Waiting {
+                    reason: WaitReason::ContainerCreating,
+                    restart_at: Instant::NEVER,
+                    error: None,
                 };
-                true
             }
-            State::Creating { since } => {
-                self.state = State::Stopping {
-                    kill_at,
-                    signalled: false,
-                    pre_stop: None,
-                    restart,
-                    started_at: since,
-                };
-                true
-            }
-            State::Stopping { .. } => true,
-            State::Waiting { .. } | State::Terminated(_) => {
-                let _ = now;
-                false
-            }
+            _ => {}
         }
+    }
+
+    /// What stopping needs next at `now`; `has_pre_stop`: the spec has a preStop hook (run
+    /// only when the container stops for good, and its time comes off the grace period).
+    pub fn stop_step(&self, now: Instant, has_pre_stop: bool) -> StopStep {
+        let State::Stopping {
+            kill_at,
+            signalled,
+            pre_stop,
+            restart,
+            ..
+        } = self.state
+        else {
+            return StopStep::Wait;
+        };
+        if now >= kill_at {
+            StopStep::Kill
+        } else if signalled || pre_stop.is_some() {
+            StopStep::Wait
+        } else if has_pre_stop && !restart {
+            StopStep::PreStop {
+                timeout: kill_at.since(now),
+            }
+        } else {
+            StopStep::Signal
+        }
+    }
+
+    /// The preStop hook runs as `ticket`.
+    pub fn on_pre_stop_started(&mut self, ticket: Ticket) {
+        if let State::Stopping { pre_stop, .. } = &mut self.state {
+            *pre_stop = Some(ticket);
+        }
+    }
+
+    /// The preStop hook is over (whatever its result): the stop signal goes now, and the hook
+    /// does not run again.
+    pub fn on_pre_stop_done(&mut self) {
+        self.on_stop_signalled();
+    }
+
+    /// The stop signal was sent.
+    pub fn on_stop_signalled(&mut self) {
+        if let State::Stopping {
+            pre_stop,
+            signalled,
+            ..
+        } = &mut self.state
+        {
+            *pre_stop = None;
+            *signalled = true;
+        }
+    }
+
+    /// SIGKILL was sent at `now`: look again after the minimum grace (and kill again), so a
+    /// lost exit report cannot keep the container stopping for ever.
+    pub fn on_killed(&mut self, now: Instant, s: &Settings) {
+        if let State::Stopping {
+            kill_at,
+            signalled,
+            pre_stop,
+            ..
+        } = &mut self.state
+        {
+            *kill_at = now + s.min_grace;
+            *signalled = true;
+            *pre_stop = None;
+        }
+    }
+
+    /// When a waiting container may start: its `restart_at`, or at once for one that never
+    /// ran and waits on nothing but its turn. `None` when it is not waiting.
+    pub fn start_at(&self) -> Option<Instant> {
+        match self.state {
+            State::Waiting { restart_at, .. } => Some(
+                if self.last.is_none() && self.handle.is_none() && restart_at == Instant::NEVER {
+                    Instant::ZERO
+                } else {
+                    restart_at
+                },
+            ),
+            _ => None,
+        }
+    }
+
+    /// The restart count the next start carries: one more than now if it ran before.
+    pub fn next_restart_count(&self) -> u32 {
+        if self.last.is_some() {
+            self.restart_count.saturating_add(1)
+        } else {
+            self.restart_count
+        }
+    }
+
+    /// The runtime started it as `h` with `restart_count`.
+    pub fn on_started(&mut self, h: Handle, restart_count: u32, now: Instant) {
+        self.handle = Some(h);
+        self.restart_count = restart_count;
+        self.state = State::Creating { since: now };
+    }
+
+    /// A failed start is retried now (an image was imported).
+    pub fn retry_now(&mut self, now: Instant) {
+        if let State::Waiting {
+            error: Some(_),
+            restart_at,
+            ..
+        } = &mut self.state
+        {
+            *restart_at = now;
+        }
+    }
+
+    /// The pod's sandbox could not be created: a waiting container says why.
+    pub fn on_sandbox_failed(&mut self, kind: PlatformErrorKind) {
+        if let State::Waiting { reason, error, .. } = &mut self.state {
+            *reason = reason_for(kind);
+            *error = Some(kind);
+        }
+    }
+
+    /// Found running (or exited) after an agent restart as `h`, with the restart count its
+    /// labels carry; its state comes with the next report.
+    pub fn on_adopted(&mut self, h: Handle, restart_count: u32, now: Instant) {
+        self.handle = Some(h);
+        self.restart_count = restart_count;
+        if restart_count > 0 {
+            // It ran before: its last state is unknown but restarts count.
+            self.backoff.step = 1;
+            self.backoff.last_at = now;
+        }
+        self.state = State::Creating { since: now };
+    }
+
+    /// An init container not found after an agent restart while an app container was: it
+    /// completed (the runtime no longer reports removed containers).
+    pub fn on_assumed_completed(&mut self, now: Instant) {
+        self.state = State::Terminated(Termination {
+            code: 0,
+            reason: TermReason::Completed,
+            finished_at: now,
+            started_at: now,
+        });
+    }
+
+    /// Its spec changed in place to `digest` (SPEC 3.5): a running container stops (SIGKILL
+    /// at `kill_at`) and restarts with the new spec, any other starts afresh now; backoff and
+    /// restart count begin again. Returns false when the spec is unchanged.
+    pub fn on_spec_changed(&mut self, digest: u64, now: Instant, kill_at: Instant) -> bool {
+        if self.digest == digest {
+            return false;
+        }
+        let fresh = Container::new(digest, WaitReason::ContainerCreating);
+        if self.begin_stop(kill_at, true) {
+            self.digest = digest;
+            self.restart_count = 0;
+            self.backoff = fresh.backoff;
+        } else {
+            *self = Container {
+                state: State::Waiting {
+                    reason: WaitReason::ContainerCreating,
+                    restart_at: now,
+                    error: None,
+                },
+                ..fresh
+            };
+        }
+        true
+    }
+
+    /// Whether the probe of `kind` is due at `now` (none in flight).
+    pub fn probe_due(&self, kind: ProbeKind, now: Instant) -> bool {
+        let p = &self.probes[kind];
+        p.ticket.is_none() && p.next_at <= now
+    }
+
+    /// The probe of `kind` runs as `ticket`.
+    pub fn on_probe_started(&mut self, kind: ProbeKind, ticket: Ticket) {
+        self.probes[kind].ticket = Some(ticket);
+    }
+
+    /// The probe of `kind` could not be started: it is tried again a period later.
+    pub fn on_probe_not_started(
+        &mut self,
+        kind: ProbeKind,
+        now: Instant,
+        timings: &Probes<Option<ProbeTiming>>,
+    ) {
+        let period = timings[kind].map_or(Duration::from_secs(10), |t| t.period());
+        self.probes[kind].next_at = now + period;
+    }
+
+    /// A probe of `kind` finished (`ok`): thresholds decide (SPEC 4.5). Readiness sets
+    /// `ready`; startup passing starts liveness and readiness; liveness or startup failing
+    /// stops the container (SIGKILL after `grace`), to restart unless `policy` is `Never`.
+    /// Returns the kind whose failure is to be reported.
+    pub fn on_probe_result(
+        &mut self,
+        kind: ProbeKind,
+        ok: bool,
+        timings: &Probes<Option<ProbeTiming>>,
+        now: Instant,
+        policy: RestartPolicy,
+        grace: Duration,
+    ) -> Option<ProbeKind> {
+        let t = timings[kind]?;
+        let verdict = self.probes[kind].record(ok, t.success, t.failure);
+        self.probes[kind].next_at = now + t.period();
+        match (kind, verdict) {
+            (ProbeKind::Readiness, Verdict::Passed) => self.ready = true,
+            (ProbeKind::Readiness, Verdict::Failed) => {
+                self.ready = false;
+                return Some(kind);
+            }
+            (ProbeKind::Startup, Verdict::Passed) => {
+                self.started = true;
+                self.probes[ProbeKind::Startup].next_at = Instant::NEVER;
+                // Liveness and readiness begin now, if the container has them; without a
+                // readiness probe it is ready once started.
+                for k in [ProbeKind::Liveness, ProbeKind::Readiness] {
+                    self.probes[k].next_at = match timings[k] {
+                        Some(_) => now,
+                        None => Instant::NEVER,
+                    };
+                }
+                if timings[ProbeKind::Readiness].is_none() {
+                    self.ready = true;
+                }
+            }
+            (ProbeKind::Liveness | ProbeKind::Startup, Verdict::Failed) => {
+                // Killed, then restarted by the pod's policy (SPEC 4.5): under `Never` it
+                // stays terminated.
+                self.begin_stop(now + grace, policy != RestartPolicy::Never);
+                return Some(kind);
+            }
+            _ => {}
+        }
+        None
     }
 
     /// The next deadline this container has.
@@ -459,6 +841,7 @@ impl Container {
         let probe_at = match self.state {
             State::Running { .. } => self
                 .probes
+                .0
                 .iter()
                 .map(|p| {
                     if p.ticket.is_some() {
@@ -486,6 +869,18 @@ mod tests {
     use RestartPolicy::*;
 
     const S: Settings = Settings::DEFAULT;
+
+    const PROBE: ProbeTiming = ProbeTiming {
+        delay_s: 0,
+        period_s: 10,
+        success: 1,
+        failure: 3,
+    };
+
+    /// Probe timings with the given kinds present (liveness, readiness, startup).
+    fn timings(liveness: bool, readiness: bool, startup: bool) -> Probes<Option<ProbeTiming>> {
+        Probes([liveness, readiness, startup].map(|p| p.then_some(PROBE)))
+    }
 
     fn running(at: u64) -> Container {
         let mut c = Container::new(1, WaitReason::ContainerCreating);
@@ -633,7 +1028,7 @@ mod tests {
     #[test]
     fn stopped_on_purpose_stays_terminated_whatever_the_policy() {
         let mut c = running(0);
-        assert!(c.begin_stop(Instant(1), Instant(30_001), false));
+        assert!(c.begin_stop(Instant(30_001), false));
         assert_eq!(
             c.on_exit(143, false, Instant(2), Always, false, &S),
             AfterExit::Done
@@ -643,7 +1038,7 @@ mod tests {
     #[test]
     fn liveness_kill_restarts_even_under_on_failure_with_exit_zero() {
         let mut c = running(0);
-        c.begin_stop(Instant(1), Instant(30_001), true);
+        c.begin_stop(Instant(30_001), true);
         assert!(matches!(
             c.on_exit(0, false, Instant(2), OnFailure, false, &S),
             AfterExit::Restart(_)
@@ -690,7 +1085,7 @@ mod tests {
     fn running_without_probes_is_ready_and_started() {
         let mut c = Container::new(1, WaitReason::ContainerCreating);
         c.state = State::Creating { since: Instant(0) };
-        c.on_running(Instant(5), false, false);
+        c.on_running(Instant(5), &Probes([None; 3]));
         assert!(c.ready && c.started);
     }
 
@@ -698,7 +1093,7 @@ mod tests {
     fn readiness_starts_false_and_startup_gates() {
         let mut c = Container::new(1, WaitReason::ContainerCreating);
         c.state = State::Creating { since: Instant(0) };
-        c.on_running(Instant(5), true, true);
+        c.on_running(Instant(5), &timings(false, true, true));
         assert!(!c.ready && !c.started);
     }
 
@@ -734,6 +1129,431 @@ mod tests {
         ];
         for (p, code, init, want) in table {
             assert_eq!(should_restart(p, code, init), want, "{p:?} {code} {init}");
+        }
+    }
+
+    fn stopping(kill_at: u64, signalled: bool, restart: bool) -> Container {
+        let mut c = running(0);
+        c.handle = Some(Handle(7));
+        c.state = State::Stopping {
+            kill_at: Instant(kill_at),
+            signalled,
+            pre_stop: None,
+            restart,
+            started_at: Instant(0),
+        };
+        c
+    }
+
+    #[test]
+    fn running_schedules_each_probe_after_its_initial_delay() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.state = State::Creating { since: Instant(0) };
+        let mut t = timings(true, true, false);
+        t[ProbeKind::Liveness] = Some(ProbeTiming {
+            delay_s: 5,
+            ..PROBE
+        });
+        c.on_running(Instant(1_000), &t);
+        assert_eq!(c.probes[ProbeKind::Liveness].next_at, Instant(6_000));
+        assert_eq!(c.probes[ProbeKind::Readiness].next_at, Instant(1_000));
+        assert_eq!(c.probes[ProbeKind::Startup].next_at, Instant::NEVER);
+        assert!(c.started && !c.ready);
+    }
+
+    #[test]
+    fn startup_probe_holds_back_liveness_and_readiness_until_it_passes() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.state = State::Creating { since: Instant(0) };
+        let t = timings(true, true, true);
+        c.on_running(Instant(1_000), &t);
+        assert_eq!(c.probes[ProbeKind::Startup].next_at, Instant(1_000));
+        assert_eq!(c.probes[ProbeKind::Liveness].next_at, Instant::NEVER);
+        assert_eq!(c.probes[ProbeKind::Readiness].next_at, Instant::NEVER);
+        let r = c.on_probe_result(
+            ProbeKind::Startup,
+            true,
+            &t,
+            Instant(2_000),
+            Always,
+            Duration::from_secs(30),
+        );
+        assert_eq!(r, None);
+        assert!(c.started && !c.ready);
+        assert_eq!(c.probes[ProbeKind::Startup].next_at, Instant::NEVER);
+        assert_eq!(c.probes[ProbeKind::Liveness].next_at, Instant(2_000));
+        assert_eq!(c.probes[ProbeKind::Readiness].next_at, Instant(2_000));
+    }
+
+    #[test]
+    fn startup_passing_without_readiness_probe_makes_ready() {
+        let mut c = running(0);
+        let t = timings(false, false, true);
+        c.on_probe_result(
+            ProbeKind::Startup,
+            true,
+            &t,
+            Instant(1),
+            Always,
+            Duration::from_secs(30),
+        );
+        assert!(c.started && c.ready);
+    }
+
+    #[test]
+    fn readiness_result_sets_ready_and_failure_is_reported() {
+        let mut c = running(0);
+        let t = Probes([
+            None,
+            Some(ProbeTiming {
+                failure: 1,
+                ..PROBE
+            }),
+            None,
+        ]);
+        let g = Duration::from_secs(30);
+        assert_eq!(
+            c.on_probe_result(ProbeKind::Readiness, true, &t, Instant(1), Always, g),
+            None
+        );
+        assert!(c.ready);
+        assert_eq!(c.probes[ProbeKind::Readiness].next_at, Instant(10_001));
+        assert_eq!(
+            c.on_probe_result(ProbeKind::Readiness, false, &t, Instant(2), Always, g),
+            Some(ProbeKind::Readiness)
+        );
+        assert!(!c.ready);
+        assert!(
+            matches!(c.state, State::Running { .. }),
+            "readiness never kills"
+        );
+    }
+
+    #[test]
+    fn liveness_failure_stops_to_restart_with_kill_after_grace() {
+        let table = [(Always, true), (OnFailure, true), (Never, false)];
+        for (policy, restarts) in table {
+            let mut c = running(0);
+            let t = Probes([
+                Some(ProbeTiming {
+                    failure: 1,
+                    ..PROBE
+                }),
+                None,
+                None,
+            ]);
+            let r = c.on_probe_result(
+                ProbeKind::Liveness,
+                false,
+                &t,
+                Instant(5),
+                policy,
+                Duration::from_secs(2),
+            );
+            assert_eq!(r, Some(ProbeKind::Liveness));
+            assert!(
+                matches!(c.state, State::Stopping { kill_at, restart, signalled: false, .. } if kill_at == Instant(2_005) && restart == restarts),
+                "{policy:?}: {:?}",
+                c.state
+            );
+        }
+    }
+
+    #[test]
+    fn probe_is_due_at_next_at_unless_one_is_in_flight() {
+        let mut c = running(0);
+        c.probes = Probes(
+            [ProbeState {
+                next_at: Instant::NEVER,
+                ..ProbeState::default()
+            }; 3],
+        );
+        c.probes[ProbeKind::Liveness].next_at = Instant(10);
+        assert_eq!(c.deadline(), Instant(10));
+        assert!(!c.probe_due(ProbeKind::Liveness, Instant(9)));
+        assert!(c.probe_due(ProbeKind::Liveness, Instant(10)));
+        c.on_probe_started(ProbeKind::Liveness, Ticket(3));
+        assert!(!c.probe_due(ProbeKind::Liveness, Instant(10)));
+        assert_eq!(c.deadline(), Instant::NEVER);
+    }
+
+    #[test]
+    fn probe_that_cannot_start_is_tried_again_a_period_later() {
+        let mut c = running(0);
+        c.on_probe_not_started(
+            ProbeKind::Readiness,
+            Instant(100),
+            &timings(false, true, false),
+        );
+        assert_eq!(c.probes[ProbeKind::Readiness].next_at, Instant(10_100));
+    }
+
+    #[test]
+    fn begin_stop_from_running_or_creating_keeps_the_start_time() {
+        let mut c = running(7);
+        assert!(c.begin_stop(Instant(100), false));
+        assert!(
+            matches!(c.state, State::Stopping { started_at, kill_at, .. } if started_at == Instant(7) && kill_at == Instant(100))
+        );
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.state = State::Creating { since: Instant(3) };
+        assert!(c.begin_stop(Instant(100), true));
+        assert!(
+            matches!(c.state, State::Stopping { started_at, restart: true, .. } if started_at == Instant(3))
+        );
+    }
+
+    #[test]
+    fn begin_stop_of_a_waiting_or_terminated_container_does_nothing() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        let before = c;
+        assert!(!c.begin_stop(Instant(100), false));
+        assert_eq!(c, before);
+    }
+
+    #[test]
+    fn stop_step_escalates_pre_stop_then_signal_then_kill() {
+        // (signalled, restart, has hook, now, expected); kill_at is 1 000.
+        let table = [
+            (
+                false,
+                false,
+                true,
+                0,
+                StopStep::PreStop {
+                    timeout: Duration(1_000),
+                },
+            ),
+            (false, true, true, 0, StopStep::Signal),
+            (false, false, false, 0, StopStep::Signal),
+            (true, false, true, 999, StopStep::Wait),
+            (true, false, true, 1_000, StopStep::Kill),
+            (false, false, true, 1_000, StopStep::Kill),
+        ];
+        for (signalled, restart, hook, now, want) in table {
+            let c = stopping(1_000, signalled, restart);
+            assert_eq!(
+                c.stop_step(Instant(now), hook),
+                want,
+                "{signalled} {restart} {hook} {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn stop_step_waits_while_the_pre_stop_hook_runs() {
+        let mut c = stopping(1_000, false, false);
+        c.on_pre_stop_started(Ticket(4));
+        assert_eq!(c.stop_step(Instant(10), true), StopStep::Wait);
+        assert_eq!(c.deadline(), Instant(1_000));
+    }
+
+    #[test]
+    fn pre_stop_done_means_signalled_and_not_run_again() {
+        let mut c = stopping(1_000, false, false);
+        c.on_pre_stop_started(Ticket(4));
+        c.on_pre_stop_done();
+        assert!(matches!(
+            c.state,
+            State::Stopping {
+                signalled: true,
+                pre_stop: None,
+                ..
+            }
+        ));
+        assert_eq!(c.stop_step(Instant(10), true), StopStep::Wait);
+    }
+
+    #[test]
+    fn unsignalled_stop_is_due_at_once() {
+        let c = stopping(1_000, false, false);
+        assert_eq!(c.deadline(), Instant::ZERO);
+        let mut c = c;
+        c.on_stop_signalled();
+        assert_eq!(c.deadline(), Instant(1_000));
+    }
+
+    #[test]
+    fn kill_looks_again_after_the_minimum_grace() {
+        let mut c = stopping(1_000, true, false);
+        c.on_killed(Instant(1_000), &S);
+        assert!(
+            matches!(c.state, State::Stopping { kill_at, signalled: true, .. } if kill_at == Instant(3_000))
+        );
+    }
+
+    #[test]
+    fn pod_termination_stops_running_containers_for_good() {
+        let mut c = running(0);
+        c.stop_for_pod(Instant(30_000));
+        assert!(
+            matches!(c.state, State::Stopping { restart: false, kill_at, .. } if kill_at == Instant(30_000))
+        );
+    }
+
+    #[test]
+    fn pod_termination_cancels_a_pending_restart_and_keeps_the_earlier_kill() {
+        for (own, pod, want) in [(5_000, 30_000, 5_000), (40_000, 30_000, 30_000)] {
+            let mut c = stopping(own, true, true);
+            c.stop_for_pod(Instant(pod));
+            assert!(
+                matches!(c.state, State::Stopping { restart: false, kill_at, .. } if kill_at == Instant(want))
+            );
+        }
+    }
+
+    #[test]
+    fn pod_termination_parks_a_container_waiting_to_restart() {
+        let mut c = running(0);
+        c.on_exit(1, false, Instant(1), Always, false, &S);
+        c.handle = None;
+        c.stop_for_pod(Instant(30_000));
+        assert_eq!(
+            c.start_at(),
+            Some(Instant::NEVER).filter(|_| c.last.is_some())
+        );
+        assert_eq!(c.deadline(), Instant::NEVER);
+    }
+
+    #[test]
+    fn never_started_container_may_start_at_once_and_one_in_backoff_at_restart_at() {
+        let c = Container::new(1, WaitReason::PodInitializing);
+        assert_eq!(c.start_at(), Some(Instant::ZERO));
+        let mut c = running(0);
+        c.on_exit(1, false, Instant(1), Always, false, &S);
+        c.on_exit(1, false, Instant(2), Always, false, &S);
+        assert_eq!(c.start_at(), Some(Instant(10_002)));
+        assert_eq!(running(0).start_at(), None);
+    }
+
+    #[test]
+    fn start_counts_a_restart_only_after_a_previous_run() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        assert_eq!(c.next_restart_count(), 0);
+        c.on_started(Handle(3), 0, Instant(5));
+        assert_eq!(c.state, State::Creating { since: Instant(5) });
+        assert_eq!(c.handle, Some(Handle(3)));
+        c.on_exit(1, false, Instant(6), Always, false, &S);
+        assert_eq!(c.next_restart_count(), 1);
+    }
+
+    #[test]
+    fn retry_now_moves_only_a_failed_start_forward() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.on_start_error(PlatformErrorKind::ImageNotPresent, Instant(0), &S);
+        c.retry_now(Instant(3));
+        assert_eq!(c.start_at(), Some(Instant(3)));
+        let mut c = running(0);
+        c.on_exit(1, false, Instant(1), Always, false, &S);
+        c.on_exit(1, false, Instant(2), Always, false, &S);
+        c.retry_now(Instant(3));
+        assert_eq!(
+            c.start_at(),
+            Some(Instant(10_002)),
+            "a crash loop is not cut short"
+        );
+    }
+
+    #[test]
+    fn sandbox_failure_shows_on_waiting_containers() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.on_sandbox_failed(PlatformErrorKind::Create);
+        assert!(matches!(
+            c.state,
+            State::Waiting {
+                reason: WaitReason::CreateContainerError,
+                error: Some(PlatformErrorKind::Create),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn adopted_container_keeps_its_restart_count_and_backs_off_if_it_ran_before() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.on_adopted(Handle(9), 4, Instant(100));
+        assert_eq!(
+            (c.handle, c.restart_count, c.backoff.step),
+            (Some(Handle(9)), 4, 1)
+        );
+        assert_eq!(
+            c.state,
+            State::Creating {
+                since: Instant(100)
+            }
+        );
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.on_adopted(Handle(9), 0, Instant(100));
+        assert_eq!(c.backoff.step, 0);
+    }
+
+    #[test]
+    fn init_container_assumed_completed_is_terminated_with_code_zero() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.on_assumed_completed(Instant(8));
+        assert!(
+            matches!(c.state, State::Terminated(t) if t.code == 0 && t.reason == TermReason::Completed)
+        );
+    }
+
+    #[test]
+    fn changed_spec_restarts_a_running_container_afresh() {
+        let mut c = running(0);
+        c.restart_count = 3;
+        c.backoff.step = 4;
+        assert!(c.on_spec_changed(2, Instant(10), Instant(30_010)));
+        assert!(
+            matches!(c.state, State::Stopping { restart: true, kill_at, .. } if kill_at == Instant(30_010))
+        );
+        assert_eq!((c.digest, c.restart_count, c.backoff.step), (2, 0, 0));
+    }
+
+    #[test]
+    fn changed_spec_of_a_waiting_container_starts_it_now() {
+        let mut c = running(0);
+        c.on_exit(1, false, Instant(1), Always, false, &S);
+        c.on_exit(1, false, Instant(2), Always, false, &S);
+        assert!(c.on_spec_changed(2, Instant(10), Instant(30_010)));
+        assert_eq!(c.start_at(), Some(Instant(10)));
+        assert_eq!((c.restart_count, c.last), (0, None));
+    }
+
+    #[test]
+    fn unchanged_spec_changes_nothing() {
+        let mut c = running(0);
+        let before = c;
+        assert!(!c.on_spec_changed(1, Instant(10), Instant(30_010)));
+        assert_eq!(c, before);
+    }
+
+    fn terminated(code: i32) -> Container {
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.state = State::Terminated(Termination {
+            code,
+            reason: TermReason::of(code, false),
+            finished_at: Instant(1),
+            started_at: Instant(0),
+        });
+        c
+    }
+
+    #[test]
+    fn init_gate_runs_init_containers_one_at_a_time_in_order() {
+        let waiting = Container::new(1, WaitReason::ContainerCreating);
+        let table: [(&[Container], usize, InitGate); 6] = [
+            (&[waiting, waiting], 0, InitGate::Done),
+            (&[waiting, waiting, waiting], 2, InitGate::Turn(0)),
+            (&[terminated(0), waiting, waiting], 2, InitGate::Turn(1)),
+            (&[terminated(0), running(0), waiting], 2, InitGate::Turn(1)),
+            (&[terminated(0), terminated(0), waiting], 2, InitGate::Done),
+            (
+                &[terminated(0), terminated(1), waiting],
+                2,
+                InitGate::Failed,
+            ),
+        ];
+        for (i, (cs, n_init, want)) in table.into_iter().enumerate() {
+            assert_eq!(init_gate(cs, n_init), want, "row {i}");
         }
     }
 }

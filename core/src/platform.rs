@@ -145,38 +145,93 @@ pub struct PodRef<'a> {
     pub pod: &'a Pod,
 }
 
-/// A container found by [`Runtime::adopt`].
+/// Something [`Runtime::adopt`] found: a pod's sandbox, or a container.
 #[derive(Clone, Copy, Debug)]
-pub struct Existing<'a> {
-    /// Its handle from now on.
-    pub handle: Handle,
-    /// Pod UID label.
-    pub pod_uid: &'a str,
-    /// Container name label; `None` for a pod sandbox.
-    pub container: Option<&'a str>,
-    /// Restart count label.
-    pub restart_count: u32,
-    /// Container spec digest label.
-    pub digest: u64,
-    /// Its state now.
-    pub state: RunState,
+pub enum Existing<'a> {
+    /// A pod's sandbox. A sandbox has no handle: the pod UID alone names it.
+    Sandbox {
+        /// Pod UID label.
+        pod_uid: &'a str,
+    },
+    /// A container.
+    Container {
+        /// Its handle from now on.
+        handle: Handle,
+        /// Pod UID label.
+        pod_uid: &'a str,
+        /// Container name label.
+        name: &'a str,
+        /// Restart count label.
+        restart_count: u32,
+        /// Container spec digest label.
+        digest: u64,
+        /// Its state now.
+        state: RunState,
+    },
+}
+
+impl Existing<'_> {
+    /// The pod UID it belongs to.
+    pub fn pod_uid(&self) -> &str {
+        match self {
+            Existing::Sandbox { pod_uid } | Existing::Container { pod_uid, .. } => pod_uid,
+        }
+    }
 }
 
 /// The container runtime.
 ///
-/// Contract:
-/// - No call blocks for long: starting, stopping and probing happen in the background;
+/// The contract every implementation keeps (checked by the conformance suite in
+/// `host-tests/src/conformance.rs`, run against the simulator's fake, the firmware task
+/// table and the Linux runtime with runc):
+///
+/// Calls and reports
+/// - No call MUST block for long: starting, stopping and probing happen in the background;
 ///   results are reported by [`Runtime::changed`], [`Runtime::state`] and
 ///   [`Runtime::action_result`].
-/// - `create_sandbox` MUST be idempotent for a UID; `remove_sandbox` is called only after
-///   every container of that pod has been removed.
+/// - `changed` MUST report, at some call after it happened, every handle whose `state` has
+///   changed (its start confirmed, its exit) or that has an action result ready; an exit
+///   MUST never go unreported. It MAY coalesce several changes of one handle between two
+///   calls into one report, and MAY report handles that did not change, or that are not
+///   (or no longer) known: the core reads `state` for each.
+///
+/// Handles
+/// - `start_container` MUST return a handle that no other container of this runtime holds
+///   until that container is removed; the runtime MAY reuse a handle after
+///   `remove_container` returned for it.
+/// - `state` of a handle the runtime does not know (never issued, or removed) MUST be
+///   [`RunState::Gone`]. Once a container is reported `Exited`, `state` MUST report that
+///   same exit until the container is removed.
+/// - `signal` on a handle the runtime does not know MUST return an error of kind
+///   [`PlatformErrorKind::NotFound`]. Stopping is idempotent: `signal` on a container that
+///   has exited MUST succeed and do nothing, and a second `Stop` MUST be harmless.
+///   [`Signal::Kill`] MUST end the container (it is then reported `Exited`).
+/// - `remove_container` of a container that still runs MUST end it as `Kill` would and
+///   remove it (the core does so only when a kill did not end it). Removal is idempotent:
+///   on a handle the runtime does not know it MUST succeed. After it returns, `state` of
+///   the handle MUST be `Gone` and `adopt` MUST NOT report the container again.
+///
+/// Sandboxes
+/// - A sandbox is named by its pod UID alone, never by a handle.
+/// - `create_sandbox` MUST be idempotent for a UID: a call while the sandbox exists
+///   succeeds and changes nothing.
+/// - `remove_sandbox` is called only after every container of that pod has been removed; on
+///   a UID without a sandbox it MUST succeed.
+///
+/// Containers and adoption
 /// - `start_container` starts the container at `index` of [`Pod::all_containers`] order
 ///   (init containers first) and MUST label it with the pod UID, container name,
 ///   `restart_count` and `digest`, so that [`Runtime::adopt`] can report them after an
 ///   agent restart.
-/// - `changed` MUST report every handle whose state may have changed since the last call
-///   (exits above all); reporting extra handles is harmless.
-/// - A handle stays valid until `remove_container`; afterwards the runtime MAY reuse it.
+/// - `adopt` MUST report every sandbox and every container not removed, each once, with
+///   its labels and its state now. A runtime on which nothing survives a restart (the
+///   firmware's task table) reports nothing.
+///
+/// Actions
+/// - `start_action` on a handle the runtime does not know MUST return an error of kind
+///   `NotFound`. `action_result` reports `Success` or `Failure` once, then forgets the
+///   ticket; for a ticket it does not know (never issued, or already reported) it MUST
+///   report `Failure`.
 pub trait Runtime {
     /// The platform's error.
     type Error: PlatformError;
@@ -196,7 +251,7 @@ pub trait Runtime {
     fn state(&mut self, h: Handle) -> RunState;
     /// Sends a signal.
     fn signal(&mut self, h: Handle, s: Signal) -> Result<(), Self::Error>;
-    /// Removes an exited (or killed) container and everything it held.
+    /// Removes a container and everything it held (ending it first if it still runs).
     fn remove_container(&mut self, h: Handle) -> Result<(), Self::Error>;
     /// Starts a probe or hook action against a running container, bounded by `timeout`.
     fn start_action(

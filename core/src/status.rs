@@ -36,6 +36,15 @@ pub enum ProbeKind {
     Startup,
 }
 
+impl ProbeKind {
+    /// Every kind, in the order probes are run and stored.
+    pub const ALL: [ProbeKind; 3] = [
+        ProbeKind::Liveness,
+        ProbeKind::Readiness,
+        ProbeKind::Startup,
+    ];
+}
+
 /// Why a file is not a manifest (SPEC 1.4–1.6, 1.10).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

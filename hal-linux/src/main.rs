@@ -10,7 +10,7 @@ usage: keel <command> [args]
 
 commands:
   agent [flags]                                    run static pods (see keel agent --help)
-  image import|ls|rm                               the local image store
+  image pull|import|ls|rm                          the local image store (pull from registries)
   validate [--node NAME] [-o text|json] FILE...   check manifests (- reads standard input)
   generate pod NAME --image IMG [...] [-- CMD...]  print a pod manifest (like kubectl run -o yaml)
   pods [-o wide|json]                              the agent's pods (like kubectl get pods)

@@ -467,7 +467,11 @@ impl Runtime for TaskRuntime {
     }
 
     fn remove_container(&mut self, h: Handle) -> Result<(), TaskError> {
-        self.task(h)?;
+        // Removal is idempotent (a task not in the table is already gone), and removing a
+        // running task ends it.
+        if self.task(h).is_err() {
+            return Ok(());
+        }
         self.tasks[h.0 as usize] = Task::EMPTY;
         for a in self.actions.iter_mut().filter(|a| a.used && a.handle == h) {
             *a = Act::EMPTY;

@@ -5,10 +5,13 @@
 //! - [`sim`]: the deterministic simulator the reconciler scenario tests, the `reconcile`
 //!   property test, the fuzz target and the benchmark share;
 //! - [`qemu`]: the QEMU driver of the firmware scenario tests;
-//! - [`linux`]: the real node (keel binary, runc, images) of the end-to-end tests.
+//! - [`linux`]: the real node (keel binary, runc, images) of the end-to-end tests;
+//! - [`registry`]: a real `registry:2` on the loopback and locally built images for the
+//!   pull tests.
 
 pub mod corpus;
 pub mod differential;
 pub mod linux;
 pub mod qemu;
+pub mod registry;
 pub mod sim;

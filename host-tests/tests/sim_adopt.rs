@@ -1,7 +1,9 @@
 //! Scenario tests: the agent restarting (SPEC 4.6).
 
 use keel_core::machine::Settings;
-use keel_core::platform::Signal;
+use keel_core::machine::State;
+use keel_core::platform::{RunState, Signal};
+use keel_core::reconcile::MAX_ORPHANS;
 use keel_core::status::Event;
 use keel_host_tests::sim::*;
 use keel_host_tests::sim_test;
@@ -147,5 +149,124 @@ sim_test! {
                 assert_ne!(w.rt.live("p", "app").unwrap().1.pod_uid, old_uid);
             },
         );
+    }
+}
+
+/// Runs a first agent with `pods` pods (each one init and three app containers), then
+/// restarts it after `outage`: the second agent's world goes to `check`.
+fn restart_many(
+    pods: usize,
+    outage: impl FnOnce(&mut FakeSource, &mut FakeRuntime),
+    check: impl FnOnce(&mut World<'_, FakeSource, FakeRuntime>, &[(String, String, u32, RunState)]),
+) {
+    let mut st1 = Storage::new(pods, pods + 8);
+    let mut w1 = World::fake(&mut st1);
+    w1.rt.plan("init", Plan::exits(1, 0));
+    for i in 0..pods {
+        let p = P::empty(&format!("p{i}"))
+            .init(C::new("setup", "init"))
+            .container(C::new("a", "img"))
+            .container(C::new("b", "img"))
+            .container(C::new("c", "img"))
+            .policy("OnFailure");
+        w1.write(&format!("p{i}.yaml"), p.yaml());
+    }
+    w1.run_for(5);
+    // Restart counts that differ per pod and container.
+    for i in 0..pods {
+        for (n, name) in ["a", "b", "c"].iter().enumerate() {
+            for _ in 0..(i + n) % 3 {
+                w1.rt.exit(&format!("p{i}-"), name, 1, false);
+                w1.run_for(1);
+            }
+        }
+    }
+    w1.run_for(120);
+    let (mut src, mut rt, now) = w1.into_parts();
+    outage(&mut src, &mut rt);
+    rt.forget_changes();
+    let before: Vec<_> = rt
+        .containers
+        .values()
+        .map(|c| (c.pod_name.clone(), c.name.clone(), c.restart_count, c.state))
+        .collect();
+    let mut st2 = Storage::new(pods, pods + 8);
+    let mut w2 = World::at(
+        &mut st2,
+        src,
+        rt,
+        Settings::DEFAULT,
+        now + Duration::from_secs(5),
+    );
+    check(&mut w2, &before);
+}
+
+sim_test! {
+    fn adoption_of_many_pods_keeps_every_container_and_runs_no_init_again() {
+        // 40 pods x 4 containers: more than any fixed adoption list held.
+        restart_many(
+            40,
+            |_, rt| {
+                // One container of one pod exits with its code while the agent is away.
+                let h = rt.live("p7-", "b").unwrap().0;
+                rt.finish(h, 3, false);
+            },
+            |w, before| {
+                assert_eq!(before.len(), 120, "the init containers were removed once done");
+                let starts = w.rt.starts.len();
+                w.run_for(30);
+                let adopted = w.events_where(|e| matches!(e, Event::ContainerAdopted { .. }));
+                assert_eq!(adopted.len(), 120);
+                // Only the container that exited during the outage restarts (OnFailure, 3).
+                let new: Vec<_> = w.rt.starts[starts..].iter().map(|s| (s.pod_name.clone(), s.name.clone(), s.restart_count)).collect();
+                assert_eq!(new.len(), 1, "{new:?}");
+                assert!(new[0].0.starts_with("p7-") && new[0].1 == "b", "{new:?}");
+                for (pod, name, count, state) in before.iter().cloned() {
+                    let short = pod.split('-').next().unwrap().to_string();
+                    let (_, slot) = w.pod(&short).unwrap();
+                    assert!(matches!(slot.containers()[0].state, State::Terminated(t) if t.code == 0), "{pod}: init not run again");
+                    let k = 1 + ["a", "b", "c"].iter().position(|n| *n == name).unwrap();
+                    let c = slot.containers()[k];
+                    match state {
+                        RunState::Exited { code, .. } => {
+                            assert_eq!(c.last.map(|t| t.code), Some(code), "{pod}/{name}");
+                            assert_eq!(c.restart_count, count + 1, "{pod}/{name}");
+                        }
+                        _ => assert_eq!(c.restart_count, count, "{pod}/{name}"),
+                    }
+                }
+            },
+        );
+    }
+}
+
+sim_test! {
+    fn orphans_beyond_the_queue_are_counted_and_reported_and_no_sandbox_goes() {
+        // Pods whose files went while the agent was away: more containers and sandboxes to
+        // remove than the orphan queues hold.
+        let n = MAX_ORPHANS + 4;
+        let mut st1 = Storage::new(n, n + 8);
+        let mut w1 = World::fake(&mut st1);
+        for i in 0..n {
+            w1.write(&format!("p{i}.yaml"), P::new(&format!("p{i}"), "img").yaml());
+        }
+        w1.run_for(5);
+        let (mut src, mut rt, now) = w1.into_parts();
+        for i in 0..n {
+            src.delete(&format!("p{i}.yaml"));
+        }
+        rt.forget_changes();
+        let mut st2 = Storage::new(n, n + 8);
+        let mut w2 = World::at(&mut st2, src, rt, Settings::DEFAULT, now + Duration::from_secs(5));
+        w2.run_for(30);
+        let full = w2.events_where(|e| {
+            matches!(e, Event::CapacityFull { limit: keel_core::config::Limit::Orphans })
+        });
+        assert_eq!(full.len(), 1);
+        assert_eq!(w2.rec.counters().orphans_leaked, 4 + 4);
+        let removed = w2.events_where(|e| matches!(e, Event::OrphanRemoved));
+        assert_eq!(removed.len(), MAX_ORPHANS);
+        assert_eq!(w2.rt.containers.len(), 4, "the untracked ones are left running");
+        assert_eq!(w2.rt.sandboxes.len(), n, "no sandbox removed under a container");
     }
 }

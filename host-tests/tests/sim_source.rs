@@ -257,6 +257,21 @@ sim_test! {
 }
 
 sim_test! {
+    fn every_newly_ignored_file_of_one_listing_is_reported_once() {
+        // More ignored names in one listing than any fixed list held (it had room for 8).
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        for i in 0..20 {
+            w.src.write(&format!("backup{i:02}.yaml.bak"), "x");
+        }
+        w.run_for(60);
+        let ignored = w.events_where(|e| matches!(e, Event::FileIgnored { reason: IgnoreReason::Extension, .. }));
+        assert_eq!(ignored.len(), 20);
+        assert_eq!(w.rec.counters().events_dropped, 0);
+    }
+}
+
+sim_test! {
     fn drain_stops_every_pod_and_takes_no_new_manifest() {
         let mut st = Storage::new(8, 64);
         let mut w = World::fake(&mut st);

@@ -417,7 +417,7 @@ impl Runtime for LinuxRuntime {
 
     fn signal(&mut self, h: Handle, s: Signal) -> Result<(), LinuxError> {
         let Some(c) = self.containers.get(&h.0) else {
-            return Ok(());
+            return Err(err(PlatformErrorKind::NotFound, "no such container"));
         };
         if let Some(w) = self.pods.get(&c.pod_uid) {
             w.tx.send(Op::Signal(h.0, s))
@@ -555,14 +555,7 @@ impl Runtime for LinuxRuntime {
             }
             let hn = sb.spec.host_network;
             self.worker(&uid, hn, Some(sb));
-            f(Existing {
-                handle: Handle(0),
-                pod_uid: &uid,
-                container: None,
-                restart_count: 0,
-                digest: 0,
-                state: RunState::Running,
-            });
+            f(Existing::Sandbox { pod_uid: &uid });
         }
         for ch in listing.containers {
             let uid = ch.record.pod_uid.clone();
@@ -596,10 +589,10 @@ impl Runtime for LinuxRuntime {
                     "pod {uid}: its worker is gone, so container {name} cannot be stopped or removed"
                 )));
             }
-            f(Existing {
+            f(Existing::Container {
                 handle: Handle(h),
                 pod_uid: &uid,
-                container: Some(&name),
+                name: &name,
                 restart_count: rc,
                 digest,
                 state,

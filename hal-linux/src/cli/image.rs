@@ -1,25 +1,41 @@
-//! `keel image import|ls|rm`: the local image store.
+//! `keel image pull|import|ls|rm`: the local image store.
 //!
 //! This module deals with the image commands. They open the store under `--root-dir`
-//! directly (the store locks itself), so they work whether or not an agent runs; a running
-//! agent notices an import through inotify and starts pods that were waiting for it.
+//! (default `$KEEL_ROOT_DIR`, else /var/lib/keel) directly (the store locks itself), so
+//! they work whether or not an agent runs; a running agent notices an import through
+//! inotify and starts pods that were waiting for it. `pull` is in [`super::image_pull`].
 
-use crate::image::ImageStore;
+use crate::image::{ImageChanges, ImageStore};
 use std::path::PathBuf;
 
 /// Usage.
 pub const USAGE: &str = "\
-usage: keel image import [--root-dir DIR] [--name REF] FILE|DIR
+usage: keel image pull [--root-dir DIR] [--platform OS/ARCH[/VARIANT]] REF
+       keel image import [--root-dir DIR] [--name REF] [--change 'CMD [\"sh\"]']... FILE|DIR
        keel image ls [--root-dir DIR]
        keel image rm [--root-dir DIR] REF...
 
+pull fetches REF (by tag or @sha256: digest) from its registry, or from the mirrors in
+DIR/registries.yaml, with credentials from there or from a docker config.json.
 import takes an OCI archive, a docker archive (docker save), an OCI layout directory, or a
-plain rootfs tarball (then --name is required, like docker import).";
+plain rootfs tarball (then --name is required, like docker import); --change sets a
+rootfs image's CMD, ENTRYPOINT, ENV, WORKDIR, USER or STOPSIGNAL (repeatable).
+--root-dir defaults to $KEEL_ROOT_DIR, else /var/lib/keel.";
+
+/// The root dir when `--root-dir` is not given: `$KEEL_ROOT_DIR`, else /var/lib/keel.
+pub fn default_root_dir() -> PathBuf {
+    std::env::var_os("KEEL_ROOT_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/keel"))
+}
 
 /// Runs `keel image …`; returns the exit code.
 pub fn run(args: &[String]) -> i32 {
-    let mut root = PathBuf::from("/var/lib/keel");
+    let mut root = default_root_dir();
     let mut name: Option<String> = None;
+    let mut platform: Option<String> = None;
+    let mut changes = ImageChanges::default();
     let mut rest: Vec<String> = Vec::new();
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
@@ -28,15 +44,21 @@ pub fn run(args: &[String]) -> i32 {
             _ => (a.clone(), None),
         };
         match flag.as_str() {
-            "--root-dir" | "--name" => {
+            "--root-dir" | "--name" | "--platform" | "--change" | "-c" => {
                 let Some(v) = inline.or_else(|| it.next().cloned()) else {
                     eprintln!("keel image: {flag} needs a value\n{USAGE}");
                     return 2;
                 };
-                if flag == "--root-dir" {
-                    root = PathBuf::from(v);
-                } else {
-                    name = Some(v);
+                match flag.as_str() {
+                    "--root-dir" => root = PathBuf::from(v),
+                    "--name" => name = Some(v),
+                    "--platform" => platform = Some(v),
+                    _ => {
+                        if let Err(e) = changes.apply(&v) {
+                            eprintln!("keel image: --change {e}");
+                            return 2;
+                        }
+                    }
                 }
             }
             "-h" | "--help" => {
@@ -49,6 +71,22 @@ pub fn run(args: &[String]) -> i32 {
             }
             _ => rest.push(a.clone()),
         }
+    }
+    let sub = args.first().map(String::as_str);
+    if platform.is_some() && sub != Some("pull") {
+        eprintln!("keel image: --platform applies to pull only\n{USAGE}");
+        return 2;
+    }
+    if !changes.is_empty() && sub != Some("import") {
+        eprintln!("keel image: --change applies to import only\n{USAGE}");
+        return 2;
+    }
+    if sub == Some("pull") {
+        let [reference] = rest.as_slice() else {
+            eprintln!("keel image pull: one REF expected\n{USAGE}");
+            return 2;
+        };
+        return super::image_pull::run(&root, reference, platform.as_deref());
     }
     let store = match ImageStore::open(&root) {
         Ok(s) => s,
@@ -63,7 +101,7 @@ pub fn run(args: &[String]) -> i32 {
                 eprintln!("keel image import: one FILE or DIR expected\n{USAGE}");
                 return 2;
             };
-            match store.import(std::path::Path::new(path), name.as_deref()) {
+            match store.import_with_changes(std::path::Path::new(path), name.as_deref(), &changes) {
                 Ok(refs) => {
                     for r in refs {
                         println!("imported {r}");
@@ -85,7 +123,7 @@ pub fn run(args: &[String]) -> i32 {
                         "{:<50} {:<20} {:>10}",
                         i.reference,
                         &id[..12.min(id.len())],
-                        human(i.size)
+                        super::image_pull::human(i.size)
                     );
                 }
                 0
@@ -117,15 +155,4 @@ pub fn run(args: &[String]) -> i32 {
             2
         }
     }
-}
-
-fn human(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1}{}", units[u])
 }

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod generate;
 pub mod image;
+pub mod image_pull;
 pub mod inspect;
 pub mod logs;
 pub mod manifests;

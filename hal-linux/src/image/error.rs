@@ -108,14 +108,15 @@ pub enum ImageError {
         count: usize,
     },
     /// No image in a multi-platform index suits this host.
-    #[error("{what}: no manifest for linux/{arch}")]
+    #[error("{what}: no manifest for {platform}")]
     NoMatchingPlatform {
         /// The index concerned.
         what: String,
-        /// The host's OCI architecture name.
-        arch: &'static str,
+        /// The platform wanted, `os/arch[/variant]`.
+        platform: String,
     },
-    /// A format feature the store does not implement (zstd layers, foreign algorithms).
+    /// A format feature the store does not implement (schema 1 manifests, foreign
+    /// algorithms, non-image artifacts).
     #[error("{what}: unsupported: {feature}")]
     Unsupported {
         /// The blob or file concerned.
@@ -149,6 +150,22 @@ pub enum ImageError {
     NotFound {
         /// The normalised reference.
         reference: String,
+    },
+    /// A registry request failed: the URL and what the registry (or the network) said.
+    #[error("{url}: {reason}")]
+    Registry {
+        /// The URL requested.
+        url: String,
+        /// The status and the registry's error, or the transport error.
+        reason: String,
+    },
+    /// Every endpoint of a registry (mirrors, then the registry) failed.
+    #[error("pull {reference}: {}", attempts.join("; then "))]
+    PullFailed {
+        /// The reference pulled.
+        reference: String,
+        /// One message per endpoint tried, in order, each naming the endpoint.
+        attempts: Vec<String>,
     },
     /// The store's own files are inconsistent (a blob or layer is missing).
     #[error("image store {path}: {reason}")]

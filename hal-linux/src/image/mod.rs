@@ -45,10 +45,12 @@
 //! `unpack` module's docs for how). Errors are [`ImageError`], each naming the file, blob
 //! or entry concerned.
 
+pub mod change;
 mod digest;
 pub mod error;
 mod oci;
 pub mod reference;
+pub mod registry;
 mod source;
 mod store;
 pub mod testutil;
@@ -59,8 +61,10 @@ mod tests;
 
 use std::path::PathBuf;
 
+pub use change::ImageChanges;
 pub use error::ImageError;
 pub use reference::Reference;
+pub use registry::RegistryConfig;
 pub use store::ImageStore;
 
 /// The runtime defaults an image carries (its config's `config` object); empty strings

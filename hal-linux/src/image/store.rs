@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use super::change::ImageChanges;
 use super::digest::{self, HashingReader};
 use super::error::{ImageError, Result};
 use super::oci::{self, ConfigFile, Descriptor, DockerSaveEntry, Index, Manifest};
@@ -150,9 +151,21 @@ impl ImageStore {
     /// the names it carries. Every blob is checked against its digest and every layer
     /// against its `diff_id`; an image whose reference already exists replaces it.
     pub fn import(&self, path: &Path, name: Option<&str>) -> Result<Vec<String>> {
+        self.import_with_changes(path, name, &ImageChanges::default())
+    }
+
+    /// [`ImageStore::import`], with `changes` (`docker import --change` lines) setting
+    /// the runtime defaults of a rootfs tarball's image. Changes given for an input that
+    /// carries its own config (an OCI or docker archive) are an error, as in Docker.
+    pub fn import_with_changes(
+        &self,
+        path: &Path,
+        name: Option<&str>,
+        changes: &ImageChanges,
+    ) -> Result<Vec<String>> {
         let name = name.map(reference::normalize).transpose()?;
         let _lock = self.lock(FlockArg::LockExclusive)?;
-        let result = self.import_locked(path, name.as_deref());
+        let result = self.import_locked(path, name.as_deref(), changes);
         // Collect whatever a failed import or a replaced tag left unreferenced.
         let gc = self.gc_locked();
         let refs = result?;
@@ -160,7 +173,12 @@ impl ImageStore {
         Ok(refs)
     }
 
-    fn import_locked(&self, path: &Path, name: Option<&str>) -> Result<Vec<String>> {
+    fn import_locked(
+        &self,
+        path: &Path,
+        name: Option<&str>,
+        changes: &ImageChanges,
+    ) -> Result<Vec<String>> {
         let mut _decompressed = None;
         let kind = if path.is_dir() {
             let src = Source::Dir(path.to_path_buf());
@@ -178,20 +196,18 @@ impl ImageStore {
             let mut r = BufReader::new(file);
             let tar_path = match unpack::sniff(&mut r).map_err(ImageError::io(path))? {
                 Compression::None => path.to_path_buf(),
-                Compression::Gzip => {
+                c => {
                     let tmp = TmpFile(self.images.join(tmp_name("import")));
                     let mut out = File::create(&tmp.0).map_err(ImageError::io(&tmp.0))?;
-                    io::copy(&mut flate2::read::MultiGzDecoder::new(r), &mut out)
-                        .map_err(ImageError::io(path))?;
+                    let mut dec: Box<dyn Read> = if c == Compression::Gzip {
+                        Box::new(flate2::read::MultiGzDecoder::new(r))
+                    } else {
+                        Box::new(unpack::ZstdFrames::new(r))
+                    };
+                    io::copy(&mut dec, &mut out).map_err(ImageError::io(path))?;
                     let p = tmp.0.clone();
                     _decompressed = Some(tmp);
                     p
-                }
-                Compression::Zstd => {
-                    return Err(ImageError::Unsupported {
-                        what: path.display().to_string(),
-                        feature: "zstd-compressed archive".into(),
-                    })
                 }
             };
             let idx = TarIndex::build(&tar_path).map_err(|_| ImageError::UnknownFormat {
@@ -211,6 +227,12 @@ impl ImageStore {
                 Kind::Rootfs
             }
         };
+        if !changes.is_empty() && !matches!(kind, Kind::Rootfs) {
+            return Err(ImageError::Invalid {
+                what: path.display().to_string(),
+                reason: "changes (--change) apply to a rootfs tarball only; this is an image archive with its own config".into(),
+            });
+        }
         let tagged = match kind {
             Kind::Oci(src) => self.import_oci(&src, name)?,
             Kind::Docker(src) => self.import_docker(&src, name)?,
@@ -218,7 +240,7 @@ impl ImageStore {
                 let name = name.ok_or_else(|| ImageError::NameRequired {
                     path: path.to_path_buf(),
                 })?;
-                vec![(name.to_string(), self.import_rootfs(path)?)]
+                vec![(name.to_string(), self.import_rootfs(path, changes)?)]
             }
         };
         let mut index = self.read_index()?;
@@ -288,7 +310,7 @@ impl ImageStore {
                 .cloned()
                 .ok_or_else(|| ImageError::NoMatchingPlatform {
                     what: desc.digest.clone(),
-                    arch: oci::host_arch(),
+                    platform: format!("linux/{}", oci::host_arch()),
                 })?;
         }
         Err(ImageError::Invalid {
@@ -393,7 +415,7 @@ impl ImageStore {
         Ok(out)
     }
 
-    fn import_rootfs(&self, path: &Path) -> Result<Descriptor> {
+    fn import_rootfs(&self, path: &Path, changes: &ImageChanges) -> Result<Descriptor> {
         let file = File::open(path).map_err(ImageError::io(path))?;
         let name = path.display().to_string();
         let blob = self.put_blob(Box::new(file), &name, None)?;
@@ -402,7 +424,7 @@ impl ImageStore {
         let config = ConfigFile {
             architecture: Some(oci::host_arch().into()),
             os: Some("linux".into()),
-            config: Some(Default::default()),
+            config: Some(changes.to_container_config()),
             rootfs: oci::RootFs {
                 kind: "layers".into(),
                 diff_ids: vec![diff_id],
@@ -511,6 +533,85 @@ impl ImageStore {
             let _ = fs::remove_dir_all(&tmp);
         }
         done
+    }
+
+    /// Where pulls stage blobs (`<images>/ingest`), created if missing. Staged blobs
+    /// are verified; `*.partial` ones are interrupted downloads a later pull resumes.
+    /// Garbage collection leaves this directory alone.
+    pub(crate) fn ingest_dir(&self) -> Result<PathBuf> {
+        let d = self.images.join("ingest");
+        fs::create_dir_all(&d).map_err(ImageError::io(&d))?;
+        Ok(d)
+    }
+
+    /// Whether the layout holds blob `digest`.
+    pub(crate) fn has_blob(&self, digest: &str) -> Result<bool> {
+        Ok(self.blob_path(digest)?.is_file())
+    }
+
+    /// Blob `digest` from the layout, if there (for small documents: configs).
+    pub(crate) fn read_blob(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        let p = self.blob_path(digest)?;
+        match fs::read(&p) {
+            Ok(b) if digest::of_bytes(&b) == digest => Ok(Some(b)),
+            // A damaged copy is fetched again (and replaced at commit).
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ImageError::io(&p)(e)),
+        }
+    }
+
+    /// Completes a pull under the store's lock: moves the staged layer blobs from the
+    /// ingest directory into the layout (those already there stay), unpacks each layer
+    /// checking its `diff_id`, stores config and manifest, and tags `name` (a normalised
+    /// reference) with the manifest. Garbage collection follows, as after an import, so
+    /// a failure leaves nothing unreferenced in the layout.
+    pub(crate) fn commit_pull(
+        &self,
+        name: &str,
+        manifest_media_type: &str,
+        manifest: &[u8],
+        config: &[u8],
+        layers: &[(Descriptor, String)],
+    ) -> Result<()> {
+        let _lock = self.lock(FlockArg::LockExclusive)?;
+        let result = (|| {
+            let ingest = self.ingest_dir()?;
+            for (desc, diff_id) in layers {
+                let blob = self.blob_path(&desc.digest)?;
+                if !blob.is_file() {
+                    let staged = ingest.join(digest::hex_of(&desc.digest)?);
+                    fs::rename(&staged, &blob).map_err(|e| match e.kind() {
+                        io::ErrorKind::NotFound => ImageError::Corrupt {
+                            path: staged.clone(),
+                            reason: format!(
+                                "layer {} was neither staged nor in the store (removed by a concurrent garbage collection?); pull again",
+                                desc.digest
+                            ),
+                        },
+                        _ => ImageError::io(&blob)(e),
+                    })?;
+                }
+                self.ensure_layer(&blob, &desc.digest, Some(diff_id))?;
+            }
+            let config_desc = self.put_bytes(config)?;
+            if self.read_blob(&config_desc.digest)?.is_none() {
+                write_atomic(&self.blob_path(&config_desc.digest)?, config)?;
+            }
+            let mut desc = self.put_bytes(manifest)?;
+            desc.media_type = manifest_media_type.to_string();
+            desc.annotations = BTreeMap::from([(oci::ANN_REF_NAME.to_string(), name.to_string())]);
+            let mut index = self.read_index()?;
+            index
+                .manifests
+                .retain(|d| d.annotations.get(oci::ANN_REF_NAME).map(String::as_str) != Some(name));
+            index.manifests.push(desc);
+            self.write_index(&index)
+        })();
+        let gc = self.gc_locked();
+        result?;
+        gc?;
+        Ok(())
     }
 
     /// Finds the image `reference` names: a reference (normalised as Docker does; a

@@ -47,7 +47,7 @@ pub(crate) enum Compression {
     None,
     /// gzip (`1f 8b`).
     Gzip,
-    /// zstd (`28 b5 2f fd`), which the store does not unpack.
+    /// zstd (`28 b5 2f fd`).
     Zstd,
 }
 
@@ -70,10 +70,94 @@ pub(crate) fn open_decompressed(blob: &Path) -> Result<Box<dyn Read>> {
     match sniff(&mut r).map_err(ImageError::io(blob))? {
         Compression::None => Ok(Box::new(r)),
         Compression::Gzip => Ok(Box::new(flate2::read::MultiGzDecoder::new(r))),
-        Compression::Zstd => Err(ImageError::Unsupported {
-            what: blob.display().to_string(),
-            feature: "zstd-compressed layer".into(),
-        }),
+        Compression::Zstd => Ok(Box::new(ZstdFrames::new(r))),
+    }
+}
+
+/// A zstd stream of one or more frames (skippable frames, as zstd:chunked layers carry,
+/// are skipped), decoded with the pure-Rust `ruzstd`.
+pub(crate) struct ZstdFrames<R> {
+    src: R,
+    dec: ruzstd::FrameDecoder,
+    in_frame: bool,
+}
+
+impl<R> std::fmt::Debug for ZstdFrames<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZstdFrames")
+            .field("in_frame", &self.in_frame)
+            .finish()
+    }
+}
+
+impl<R: BufRead> ZstdFrames<R> {
+    /// Decodes the zstd stream `src`.
+    pub(crate) fn new(src: R) -> Self {
+        ZstdFrames {
+            src,
+            dec: ruzstd::FrameDecoder::new(),
+            in_frame: false,
+        }
+    }
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use ruzstd::frame::ReadFrameHeaderError;
+        use ruzstd::frame_decoder::FrameDecoderError;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if !self.in_frame {
+                if self.src.fill_buf()?.is_empty() {
+                    return Ok(0);
+                }
+                match self.dec.init(&mut self.src) {
+                    Ok(()) => self.in_frame = true,
+                    Err(FrameDecoderError::ReadFrameHeaderError(
+                        ReadFrameHeaderError::SkipFrame { length, .. },
+                    )) => {
+                        let skipped = io::copy(
+                            &mut (&mut self.src).take(u64::from(length)),
+                            &mut io::sink(),
+                        )?;
+                        if skipped != u64::from(length) {
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "zstd: truncated skippable frame",
+                            ));
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("zstd: {e}"),
+                        ))
+                    }
+                }
+            }
+            while self.dec.can_collect() < buf.len() && !self.dec.is_finished() {
+                let want = buf.len() - self.dec.can_collect();
+                self.dec
+                    .decode_blocks(
+                        &mut self.src,
+                        ruzstd::BlockDecodingStrategy::UptoBytes(want),
+                    )
+                    .map_err(|e| {
+                        io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}"))
+                    })?;
+            }
+            let n = self.dec.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if self.dec.is_finished() {
+                self.in_frame = false;
+                continue;
+            }
+        }
     }
 }
 

@@ -36,7 +36,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-arm", "qemu-system-arm"),
     ("busybox-static", "busybox"),
     ("musl-tools", "musl-gcc"),
-    // Self-signed certificates of the HTTPS probe tests.
+    // The registry pull tests: a real registry:2, skopeo to push, htpasswd for auth.
+    ("docker-registry", "docker-registry"),
+    ("skopeo", "skopeo"),
+    ("apache2-utils", "htpasswd"),
     ("openssl", "openssl"),
 ];
 

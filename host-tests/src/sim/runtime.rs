@@ -316,11 +316,9 @@ impl Runtime for FakeRuntime {
             !leftover,
             "contract: remove_sandbox({uid}) while the pod still has containers"
         );
-        if self.sandboxes.remove(uid) {
-            Ok(())
-        } else {
-            Err(SimError(PlatformErrorKind::NotFound))
-        }
+        // Removal is idempotent: a UID without a sandbox is fine.
+        self.sandboxes.remove(uid);
+        Ok(())
     }
 
     fn start_container(
@@ -417,20 +415,20 @@ impl Runtime for FakeRuntime {
 
     fn remove_container(&mut self, h: Handle) -> Result<(), SimError> {
         self.calls += 1;
-        match self.containers.get(&h.0) {
+        // Removing a live container ends it as SIGKILL would (the contract's live removal).
+        self.finish(h.0, 137, false);
+        match self.containers.remove(&h.0) {
             Some(c) => {
-                assert!(
-                    !c.is_live(),
-                    "contract: remove_container of a live container"
-                );
                 self.log
                     .push(format!("{} remove {}/{}", t(self.now), c.pod_name, c.name));
-                self.containers.remove(&h.0);
                 self.runs.retain(|_, r| r.handle != h.0);
-                Ok(())
             }
-            None => Err(SimError(PlatformErrorKind::NotFound)),
+            // Removal is idempotent.
+            None => self
+                .log
+                .push(format!("{} remove h{} -> already gone", t(self.now), h.0)),
         }
+        Ok(())
     }
 
     fn start_action(
@@ -513,20 +511,13 @@ impl Runtime for FakeRuntime {
             self.containers.len()
         ));
         for uid in &self.sandboxes {
-            f(Existing {
-                handle: Handle(0),
-                pod_uid: uid,
-                container: None,
-                restart_count: 0,
-                digest: 0,
-                state: RunState::Running,
-            });
+            f(Existing::Sandbox { pod_uid: uid });
         }
         for (h, c) in &self.containers {
-            f(Existing {
+            f(Existing::Container {
                 handle: Handle(*h),
                 pod_uid: &c.pod_uid,
-                container: Some(&c.name),
+                name: &c.name,
                 restart_count: c.restart_count,
                 digest: c.digest,
                 state: c.state,
