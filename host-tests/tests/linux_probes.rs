@@ -128,7 +128,7 @@ fn httpd_failing_its_liveness_probe_is_restarted() {
     let mut n = Node::new("httpd");
     n.start();
     // Healthy for 3 s after each start, then /healthz is gone (404).
-    let script = "mkdir -p /www && echo ok > /www/healthz && (sleep 3; rm /www/healthz) & exec httpd -f -p 8080 -h /www";
+    let script = "mkdir -p /www && echo ok > /www/healthz; (sleep 3; rm /www/healthz) & exec httpd -f -p 8080 -h /www";
     let spec = format!(
         "  containers:\n  - name: web\n    image: busybox\n    command: [\"sh\", \"-c\", {script:?}]\n    ports:\n    - name: http\n      containerPort: 8080\n    livenessProbe:\n      httpGet:\n        path: /healthz?from=keel\n        port: http\n      periodSeconds: 1\n      failureThreshold: 2\n"
     );
