@@ -69,6 +69,13 @@ limits! {
     MAX_OPEN_KEYS = 512, 64;
     /// Manifest file size (SPEC 1.8; the kubelet's is 10 MiB).
     MAX_MANIFEST_BYTES = 1024 * 1024, 2048;
+    /// Segments of an error's field path (`spec.containers[1].image` has 4); deeper paths
+    /// keep their first segments and are marked truncated.
+    PATH_SEGS = 8, 8;
+    /// Bytes of a mapping key, or of an enum's value, kept to compare with the model's
+    /// names (the longest is 29); a longer key names no field (it is hashed in full for
+    /// duplicate detection).
+    KEY_NAME_BYTES = 48, 48;
 }
 
 /// A named capacity, as carried by a capacity error.

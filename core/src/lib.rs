@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod hash;
 pub mod machine;
 pub mod manifest;
 pub mod mgmt;

@@ -750,6 +750,20 @@ impl Container {
         true
     }
 
+    /// The handle of a container that has finished (waiting to restart, or terminated) but
+    /// that the runtime still holds: it is to be removed.
+    pub fn finished_handle(&self) -> Option<Handle> {
+        match self.state {
+            State::Waiting { .. } | State::Terminated(_) => self.handle,
+            _ => None,
+        }
+    }
+
+    /// The runtime removed it (or was asked to): its handle is forgotten.
+    pub fn on_removed(&mut self) {
+        self.handle = None;
+    }
+
     /// Whether the probe of `kind` is due at `now` (none in flight).
     pub fn probe_due(&self, kind: ProbeKind, now: Instant) -> bool {
         let p = &self.probes[kind];
@@ -1555,5 +1569,25 @@ mod tests {
         for (i, (cs, n_init, want)) in table.into_iter().enumerate() {
             assert_eq!(init_gate(cs, n_init), want, "row {i}");
         }
+    }
+
+    #[test]
+    fn finished_container_gives_up_its_handle_for_removal() {
+        let mut c = running(0);
+        c.handle = Some(Handle(5));
+        assert_eq!(
+            c.finished_handle(),
+            None,
+            "a running container is not removed"
+        );
+        c.on_exit(1, false, Instant(1), Always, false, &S);
+        assert_eq!(c.finished_handle(), Some(Handle(5)));
+        c.on_removed();
+        assert_eq!((c.handle, c.finished_handle()), (None, None));
+        assert_eq!(
+            c.start_at(),
+            Some(Instant(1)),
+            "then it restarts by its policy"
+        );
     }
 }

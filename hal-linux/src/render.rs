@@ -61,7 +61,7 @@ fn action(pod: &Pod, a: &Action, m: &mut Map<String, Value>) {
             put(&mut h, "path", path.map(|x| s(pod, x)));
             h.insert("port".into(), int_or_str(pod, port));
             put(&mut h, "host", host.map(|x| s(pod, x)));
-            put(&mut h, "scheme", scheme.map(|x| json!(format!("{x:?}"))));
+            put(&mut h, "scheme", scheme.map(|x| json!(x.as_str())));
             if !headers.is_empty() {
                 let hs = headers
                     .iter()
@@ -125,7 +125,7 @@ fn probe(pod: &Pod, p: &Option<Probe>) -> Option<Value> {
 fn seccomp(pod: &Pod, sc: &Option<Seccomp>) -> Option<Value> {
     let sc = sc.as_ref()?;
     let mut m = Map::new();
-    m.insert("type".into(), json!(format!("{:?}", sc.kind)));
+    m.insert("type".into(), json!(sc.kind.as_str()));
     put(
         &mut m,
         "localhostProfile",
@@ -146,32 +146,6 @@ fn resource_list(pod: &Pod, r: &ResourceList) -> Option<Value> {
     (!m.is_empty()).then_some(Value::Object(m))
 }
 
-fn field_ref(f: FieldRef) -> &'static str {
-    match f {
-        FieldRef::MetadataName => "metadata.name",
-        FieldRef::MetadataNamespace => "metadata.namespace",
-        FieldRef::MetadataUid => "metadata.uid",
-        FieldRef::SpecNodeName => "spec.nodeName",
-        FieldRef::SpecServiceAccountName => "spec.serviceAccountName",
-        FieldRef::StatusPodIP => "status.podIP",
-        FieldRef::StatusPodIPs => "status.podIPs",
-        FieldRef::StatusHostIP => "status.hostIP",
-        FieldRef::StatusHostIPs => "status.hostIPs",
-    }
-}
-
-/// The `resource` string of a resourceFieldRef.
-pub fn resource_name(r: ResourceName) -> &'static str {
-    match r {
-        ResourceName::LimitsCpu => "limits.cpu",
-        ResourceName::LimitsMemory => "limits.memory",
-        ResourceName::LimitsEphemeralStorage => "limits.ephemeral-storage",
-        ResourceName::RequestsCpu => "requests.cpu",
-        ResourceName::RequestsMemory => "requests.memory",
-        ResourceName::RequestsEphemeralStorage => "requests.ephemeral-storage",
-    }
-}
-
 fn container(pod: &Pod, c: &Container) -> Value {
     let mut m = Map::new();
     m.insert("name".into(), s(pod, c.name));
@@ -179,7 +153,7 @@ fn container(pod: &Pod, c: &Container) -> Value {
     put(
         &mut m,
         "imagePullPolicy",
-        c.image_pull_policy.map(|p| json!(format!("{p:?}"))),
+        c.image_pull_policy.map(|p| json!(p.as_str())),
     );
     put(&mut m, "command", strs(pod, &c.command));
     put(&mut m, "args", strs(pod, &c.args));
@@ -196,7 +170,7 @@ fn container(pod: &Pod, c: &Container) -> Value {
                     Some(EnvSource::Field(f)) => {
                         m.insert(
                             "valueFrom".into(),
-                            json!({ "fieldRef": { "fieldPath": field_ref(*f) } }),
+                            json!({ "fieldRef": { "fieldPath": f.as_str() } }),
                         );
                     }
                     Some(EnvSource::Resource {
@@ -206,7 +180,7 @@ fn container(pod: &Pod, c: &Container) -> Value {
                     }) => {
                         let mut r = Map::new();
                         put(&mut r, "containerName", container.map(|x| s(pod, x)));
-                        r.insert("resource".into(), json!(resource_name(*resource)));
+                        r.insert("resource".into(), json!(resource.as_str()));
                         put(&mut r, "divisor", quantity(pod, divisor));
                         m.insert("valueFrom".into(), json!({ "resourceFieldRef": r }));
                     }
@@ -226,11 +200,7 @@ fn container(pod: &Pod, c: &Container) -> Value {
                 put(&mut m, "name", p.name.map(|x| s(pod, x)));
                 m.insert("containerPort".into(), json!(p.container_port));
                 put(&mut m, "hostPort", p.host_port.map(|v| json!(v)));
-                put(
-                    &mut m,
-                    "protocol",
-                    p.protocol.map(|v| json!(format!("{v:?}"))),
-                );
+                put(&mut m, "protocol", p.protocol.map(|v| json!(v.as_str())));
                 put(&mut m, "hostIP", p.host_ip.map(|x| s(pod, x)));
                 Value::Object(m)
             })
@@ -260,7 +230,7 @@ fn container(pod: &Pod, c: &Container) -> Value {
                 put(
                     &mut m,
                     "mountPropagation",
-                    v.propagation.map(|p| json!(format!("{p:?}"))),
+                    v.propagation.map(|p| json!(p.as_str())),
                 );
                 Value::Object(m)
             })
@@ -323,23 +293,9 @@ fn container(pod: &Pod, c: &Container) -> Value {
     put(
         &mut m,
         "terminationMessagePolicy",
-        c.termination_message_policy
-            .map(|p| json!(format!("{p:?}"))),
+        c.termination_message_policy.map(|p| json!(p.as_str())),
     );
     Value::Object(m)
-}
-
-fn host_path_type(t: HostPathType) -> &'static str {
-    match t {
-        HostPathType::Unset => "",
-        HostPathType::DirectoryOrCreate => "DirectoryOrCreate",
-        HostPathType::Directory => "Directory",
-        HostPathType::FileOrCreate => "FileOrCreate",
-        HostPathType::File => "File",
-        HostPathType::Socket => "Socket",
-        HostPathType::CharDevice => "CharDevice",
-        HostPathType::BlockDevice => "BlockDevice",
-    }
 }
 
 /// The pod's `metadata` object.
@@ -383,7 +339,7 @@ pub fn spec(pod: &Pod) -> Value {
                     VolumeSource::HostPath { path, kind } => {
                         let mut h = Map::new();
                         h.insert("path".into(), s(pod, *path));
-                        put(&mut h, "type", kind.map(|k| json!(host_path_type(k))));
+                        put(&mut h, "type", kind.map(|k| json!(k.as_str())));
                         m.insert("hostPath".into(), Value::Object(h));
                     }
                     VolumeSource::EmptyDir { memory, size_limit } => {
@@ -403,7 +359,7 @@ pub fn spec(pod: &Pod) -> Value {
     put(
         &mut spec,
         "restartPolicy",
-        sp.restart_policy.map(|p| json!(format!("{p:?}"))),
+        sp.restart_policy.map(|p| json!(p.as_str())),
     );
     put(
         &mut spec,
@@ -413,7 +369,7 @@ pub fn spec(pod: &Pod) -> Value {
     put(
         &mut spec,
         "dnsPolicy",
-        sp.dns_policy.map(|p| json!(format!("{p:?}"))),
+        sp.dns_policy.map(|p| json!(p.as_str())),
     );
     put(&mut spec, "nodeName", sp.node_name.map(|x| s(pod, x)));
     for (k, v) in [

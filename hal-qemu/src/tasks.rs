@@ -207,10 +207,8 @@ impl Default for TaskRuntime {
 }
 
 fn hash(uid: &str) -> u64 {
-    // FNV-1a: names are looked up by UID without storing 64-byte UIDs twice.
-    uid.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    // Names are looked up by UID without storing 64-byte UIDs twice.
+    keel_core::hash::Fnv64::of(uid.as_bytes())
 }
 
 fn parse_ms(v: &str) -> Option<u64> {

@@ -6,9 +6,12 @@
 //!   property test, the fuzz target and the benchmark share;
 //! - [`qemu`]: the QEMU driver of the firmware scenario tests;
 //! - [`linux`]: the real node (keel binary, runc, images) of the end-to-end tests;
+//! - [`conformance`]: the runtime conformance suite (keel-core's `Runtime` contract),
+//!   run against the simulator's fake, the firmware task table and the Linux runtime;
 //! - [`registry`]: a real `registry:2` on the loopback and locally built images for the
 //!   pull tests.
 
+pub mod conformance;
 pub mod corpus;
 pub mod differential;
 pub mod linux;

@@ -13,7 +13,8 @@ use super::event::{Event, Events, Mark, Resolved, Scalar, SyntaxError, TextSink}
 use super::model::*;
 use super::path::{FieldPath, Seg};
 use super::quantity;
-use crate::config::{Limit, MAX_DEPTH, MAX_OPEN_KEYS};
+use crate::config::{Limit, KEY_NAME_BYTES, MAX_DEPTH, MAX_OPEN_KEYS};
+use crate::hash::Fnv64;
 use core::convert::Infallible;
 use heapless::Vec;
 
@@ -42,9 +43,9 @@ type Result<T> = core::result::Result<T, Error>;
 
 /// Collects a key: its first bytes (to match field names) and a hash of all of it.
 struct KeySink {
-    text: heapless::String<48>,
+    text: heapless::String<KEY_NAME_BYTES>,
     long: bool,
-    hash: u64,
+    hash: Fnv64,
 }
 
 impl KeySink {
@@ -52,7 +53,7 @@ impl KeySink {
         KeySink {
             text: heapless::String::new(),
             long: false,
-            hash: 0xcbf2_9ce4_8422_2325,
+            hash: Fnv64::NEW,
         }
     }
     /// The key when it is short enough to be a field name ("" otherwise: matches nothing).
@@ -68,13 +69,59 @@ impl KeySink {
 impl TextSink for KeySink {
     type Error = Infallible;
     fn push_str(&mut self, s: &str) -> core::result::Result<(), Infallible> {
-        for b in s.bytes() {
-            self.hash = (self.hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
+        self.hash.write(s.as_bytes());
         if !self.long && self.text.push_str(s).is_err() {
             self.long = true;
         }
         Ok(())
+    }
+}
+
+/// The hashes of the keys of every open mapping, with the mapping's nesting level: in two
+/// arrays, not one of `(u64, u16)` pairs, whose padding would make it 16 bytes a key (this
+/// lives on the decode's stack).
+struct OpenKeys {
+    hash: [u64; MAX_OPEN_KEYS],
+    level: [u8; MAX_OPEN_KEYS],
+    len: usize,
+}
+
+// Levels are at most MAX_DEPTH.
+const _: () = assert!(MAX_DEPTH <= u8::MAX as usize);
+
+impl OpenKeys {
+    fn new() -> Self {
+        OpenKeys {
+            hash: [0; MAX_OPEN_KEYS],
+            level: [0; MAX_OPEN_KEYS],
+            len: 0,
+        }
+    }
+    /// Whether a key with this hash is open at `level`.
+    fn contains(&self, hash: u64, level: u16) -> bool {
+        let n = self.len;
+        self.hash[..n]
+            .iter()
+            .zip(&self.level[..n])
+            .any(|(&h, &l)| u16::from(l) == level && h == hash)
+    }
+    /// Records a key; false when full.
+    fn push(&mut self, hash: u64, level: u16) -> bool {
+        match (self.hash.get_mut(self.len), self.level.get_mut(self.len)) {
+            (Some(h), Some(l)) => {
+                *h = hash;
+                *l = level as u8;
+                self.len += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+    /// Forgets the keys of the mapping at `level` (the innermost open one).
+    fn close(&mut self, level: u16) {
+        while self.len > 0 && u16::from(self.level[self.len - 1]) == level {
+            self.len -= 1;
+        }
     }
 }
 
@@ -99,8 +146,8 @@ impl Key<'_> {
 pub(crate) struct Decoder<'a, 'w, R: Events<'a>> {
     r: R,
     peeked: Option<(Event<'a>, Mark)>,
-    /// (key hash, mapping level) of the keys of every open mapping.
-    keys: Vec<(u64, u16), MAX_OPEN_KEYS>,
+    /// The keys of every open mapping.
+    keys: OpenKeys,
     level: u16,
     warn: &'w mut dyn FnMut(Warning<'a>),
     last_mark: Mark,
@@ -127,16 +174,12 @@ fn type_of(ev: &Event<'_>) -> ValueType {
     }
 }
 
-fn cap(l: Limit, path: FieldPath, mark: Mark) -> Error {
-    Error::new(ErrorKind::Capacity(l), path, mark)
-}
-
 impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
     pub(crate) fn new(r: R, warn: &'w mut dyn FnMut(Warning<'a>)) -> Self {
         Decoder {
             r,
             peeked: None,
-            keys: Vec::new(),
+            keys: OpenKeys::new(),
             level: 0,
             warn,
             last_mark: Mark::default(),
@@ -170,19 +213,14 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
 
     fn open_map(&mut self, path: FieldPath, mark: Mark) -> Result<()> {
         if self.level as usize >= MAX_DEPTH {
-            return Err(cap(Limit::Depth, path, mark));
+            return Err(Error::capacity(Limit::Depth, path, mark));
         }
         self.level += 1;
         Ok(())
     }
 
     fn close_map(&mut self) {
-        while let Some(&(_, l)) = self.keys.last() {
-            if l != self.level {
-                break;
-            }
-            self.keys.pop();
-        }
+        self.keys.close(self.level);
         self.level = self.level.saturating_sub(1);
     }
 
@@ -191,12 +229,13 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         let mut sink = KeySink::new();
         let _ = s.write_to(&mut sink);
         let level = self.level;
-        if self.keys.iter().any(|&(h, l)| l == level && h == sink.hash) {
+        let hash = sink.hash.finish();
+        if self.keys.contains(hash, level) {
             return Err(Error::new(ErrorKind::DuplicateKey, path, mark));
         }
-        self.keys
-            .push((sink.hash, level))
-            .map_err(|_| cap(Limit::OpenKeys, path, mark))?;
+        if !self.keys.push(hash, level) {
+            return Err(Error::capacity(Limit::OpenKeys, path, mark));
+        }
         Ok(Key {
             sink,
             scalar: s,
@@ -386,12 +425,12 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
                     self.open_map(path, mark)?;
                     stack
                         .push(Some(true))
-                        .map_err(|_| cap(Limit::Depth, path, mark))?;
+                        .map_err(|_| Error::capacity(Limit::Depth, path, mark))?;
                 }
                 Event::SeqStart => {
                     stack
                         .push(None)
-                        .map_err(|_| cap(Limit::Depth, path, mark))?;
+                        .map_err(|_| Error::capacity(Limit::Depth, path, mark))?;
                 }
                 Event::MapEnd => {
                     self.close_map();
@@ -439,7 +478,7 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         let start = pool.start();
         if s.write_to(pool).is_err() {
             pool.truncate(start);
-            return Err(cap(Limit::StringBytes, path, mark));
+            return Err(Error::capacity(Limit::StringBytes, path, mark));
         }
         Ok(pool.finish(start))
     }
@@ -487,21 +526,18 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         }
     }
 
-    /// An enum field: `pick` maps the text to a value.
-    pub(crate) fn enumeration<T>(
-        &mut self,
-        path: FieldPath,
-        pick: impl Fn(&str) -> Option<T>,
-    ) -> Result<Option<T>> {
+    /// An enum field: the index of its spelling in `names` (`null` → `None`; any other
+    /// word is an unknown value).
+    pub(crate) fn one_of(&mut self, path: FieldPath, names: &[&str]) -> Result<Option<usize>> {
         let mut out = None;
         let seen = self.enumeration_dyn(path, &mut |w| {
-            out = pick(w);
+            out = names.iter().position(|n| *n == w);
             out.is_some()
         })?;
         Ok(if seen { out } else { None })
     }
 
-    /// [`Decoder::enumeration`] without the type: `pick` returns whether the word is known.
+    /// [`Decoder::one_of`]'s reading: `pick` returns whether the word is known.
     /// Ok(false) for `null`.
     #[inline(never)]
     fn enumeration_dyn(
@@ -631,7 +667,7 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
     ) -> Result<()> {
         self.seq(path, |d, _, p, mark| {
             let s = d.str_or_empty(pool, p)?;
-            out.push(s).map_err(|_| cap(limit, p, mark))
+            out.push(s).map_err(|_| Error::capacity(limit, p, mark))
         })
     }
 
@@ -649,7 +685,7 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             let k = key_text(pool, key, p)?;
             let v = d.str_or_empty(pool, p)?;
             out.push(KeyValue { key: k, value: v })
-                .map_err(|_| cap(Limit::Labels, p, key.mark))?;
+                .map_err(|_| Error::capacity(Limit::Labels, p, key.mark))?;
             Ok(true)
         })
     }
@@ -686,7 +722,7 @@ fn key_text(pool: &mut Pool, key: &Key<'_>, path: FieldPath) -> Result<Str> {
     let start = pool.start();
     if key.scalar.write_to(pool).is_err() {
         pool.truncate(start);
-        return Err(cap(Limit::StringBytes, path, key.mark));
+        return Err(Error::capacity(Limit::StringBytes, path, key.mark));
     }
     Ok(pool.finish(start))
 }

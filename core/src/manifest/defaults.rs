@@ -9,7 +9,7 @@
 //!   digest, the node name and the file path (unless `metadata.uid` is set), suffixes the
 //!   name with the node, and adds the `kubernetes.io/config.*` annotations.
 
-use super::error::{Error, ErrorKind};
+use super::error::Error;
 use super::event::Mark;
 use super::model::*;
 use super::path::FieldPath;
@@ -30,8 +30,9 @@ pub struct Context<'x> {
     pub seen: &'x str,
 }
 
+/// Defaulting's capacity errors have no position in the manifest.
 fn cap(l: Limit) -> Error {
-    Error::new(ErrorKind::Capacity(l), FieldPath::ROOT, Mark::default())
+    Error::capacity(l, FieldPath::ROOT, Mark::default())
 }
 
 /// Calls `f` on every string handle of the pod, in model order.
@@ -254,60 +255,27 @@ pub fn canonicalize(pod: &mut Pod, scratch: &mut Pool) -> Result<(), Error> {
     Ok(())
 }
 
-/// Feeds postcard output into a hasher through a small buffer (postcard emits most of
-/// its output a byte at a time; SHA-256 wants blocks).
-struct HashFlavor {
-    h: Sha256,
-    buf: [u8; 128],
-    len: usize,
-}
-
-impl HashFlavor {
-    fn flush(&mut self) {
-        self.h.update(&self.buf[..self.len]);
-        self.len = 0;
-    }
-}
-
-impl postcard::ser_flavors::Flavor for HashFlavor {
-    type Output = Sha256;
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        if self.len == self.buf.len() {
-            self.flush();
-        }
-        self.buf[self.len] = data;
-        self.len += 1;
-        Ok(())
-    }
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if self.len + data.len() > self.buf.len() {
-            self.flush();
-        }
-        if data.len() >= self.buf.len() {
-            self.h.update(data);
-        } else {
-            self.buf[self.len..self.len + data.len()].copy_from_slice(data);
-            self.len += data.len();
-        }
-        Ok(())
-    }
-    fn finalize(mut self) -> postcard::Result<Sha256> {
-        self.flush();
-        Ok(self.h)
-    }
-}
-
+/// The hasher fed the pod's compact encoding through a small buffer (the encoding comes
+/// mostly a few bytes at a time; SHA-256 wants blocks).
 fn hasher_of(pod: &Pod) -> Sha256 {
-    // Serialising into a hasher cannot fail: the flavor never refuses bytes.
-    postcard::serialize_with_flavor(
-        pod,
-        HashFlavor {
-            h: Sha256::new(),
-            buf: [0; 128],
-            len: 0,
-        },
-    )
-    .unwrap_or_default()
+    let mut h = Sha256::new();
+    let mut buf = [0u8; 128];
+    let mut len = 0;
+    pod.encode_postcard(&mut |data| {
+        if len + data.len() > buf.len() {
+            h.update(&buf[..len]);
+            len = 0;
+        }
+        if data.len() >= buf.len() {
+            h.update(data);
+        } else {
+            buf[len..len + data.len()].copy_from_slice(data);
+            len += data.len();
+        }
+        true
+    });
+    h.update(&buf[..len]);
+    h
 }
 
 /// The content digest of a canonical pod.

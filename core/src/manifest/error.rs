@@ -262,6 +262,11 @@ impl Error {
     pub fn new(kind: ErrorKind, path: FieldPath, mark: Mark) -> Self {
         Error { kind, path, mark }
     }
+    /// A bounded collection or buffer is full: `limit` names the capacity in
+    /// [`crate::config`] (the one constructor for these, wherever the bound is hit).
+    pub fn capacity(limit: Limit, path: FieldPath, mark: Mark) -> Self {
+        Error::new(ErrorKind::Capacity(limit), path, mark)
+    }
 }
 
 impl core::fmt::Display for ErrorKind {

@@ -177,6 +177,156 @@ impl Quantity {
     }
 }
 
+/// Declares a Kubernetes enum with its one table of spellings: parsing (the decoder),
+/// printing ([`RestartPolicy::as_str`] and the like) and generating manifests all read
+/// `NAMES`, and the compact encoding uses the variant's index in it.
+macro_rules! kube_enum {
+    ($(
+        $(#[$m:meta])*
+        $name:ident { $( $(#[$vm:meta])* $v:ident = $s:literal, )* }
+    )*) => {$(
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum $name { $( $(#[$vm])* $v, )* }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$v),*];
+            /// The Kubernetes spellings, in the order of [`Self::ALL`].
+            pub const NAMES: &'static [&'static str] = &[$($s),*];
+            /// The Kubernetes spelling.
+            pub fn as_str(self) -> &'static str {
+                Self::NAMES.get(self as usize).copied().unwrap_or("")
+            }
+            /// The variant spelled `s`.
+            pub fn parse(s: &str) -> Option<Self> {
+                let i = Self::NAMES.iter().position(|n| *n == s)?;
+                Self::ALL.get(i).copied()
+            }
+        }
+
+        impl Wire for $name {
+            fn fresh() -> Self {
+                $name::ALL[0]
+            }
+            fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+                *self = *$name::ALL.get(r.tag()? as usize)?;
+                Some(())
+            }
+            fn wr(&self, w: &mut Wr<'_>) {
+                w.varint(*self as u64);
+            }
+        }
+    )*};
+}
+
+kube_enum! {
+    /// `restartPolicy`.
+    #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    RestartPolicy {
+        /// Restart on any exit.
+        Always = "Always",
+        /// Restart on non-zero exit.
+        OnFailure = "OnFailure",
+        /// Never restart.
+        Never = "Never",
+    }
+
+    /// `dnsPolicy`.
+    #[allow(missing_docs)]
+    DnsPolicy {
+        ClusterFirst = "ClusterFirst",
+        ClusterFirstWithHostNet = "ClusterFirstWithHostNet",
+        Default = "Default",
+        None = "None",
+    }
+
+    /// `imagePullPolicy`.
+    #[allow(missing_docs)]
+    PullPolicy {
+        Always = "Always",
+        IfNotPresent = "IfNotPresent",
+        Never = "Never",
+    }
+
+    /// Port `protocol`.
+    #[allow(missing_docs)]
+    Protocol {
+        TCP = "TCP",
+        UDP = "UDP",
+        SCTP = "SCTP",
+    }
+
+    /// hostPath `type`.
+    #[allow(missing_docs)]
+    HostPathType {
+        /// `""`: no check.
+        Unset = "",
+        DirectoryOrCreate = "DirectoryOrCreate",
+        Directory = "Directory",
+        FileOrCreate = "FileOrCreate",
+        File = "File",
+        Socket = "Socket",
+        CharDevice = "CharDevice",
+        BlockDevice = "BlockDevice",
+    }
+
+    /// The `fieldPath` of an env `fieldRef` that a static pod can use.
+    #[allow(missing_docs)]
+    FieldRef {
+        MetadataName = "metadata.name",
+        MetadataNamespace = "metadata.namespace",
+        MetadataUid = "metadata.uid",
+        SpecNodeName = "spec.nodeName",
+        SpecServiceAccountName = "spec.serviceAccountName",
+        StatusPodIP = "status.podIP",
+        StatusPodIPs = "status.podIPs",
+        StatusHostIP = "status.hostIP",
+        StatusHostIPs = "status.hostIPs",
+    }
+
+    /// The `resource` of an env `resourceFieldRef`.
+    #[allow(missing_docs)]
+    ResourceName {
+        LimitsCpu = "limits.cpu",
+        LimitsMemory = "limits.memory",
+        LimitsEphemeralStorage = "limits.ephemeral-storage",
+        RequestsCpu = "requests.cpu",
+        RequestsMemory = "requests.memory",
+        RequestsEphemeralStorage = "requests.ephemeral-storage",
+    }
+
+    /// `mountPropagation`.
+    #[allow(missing_docs)]
+    MountPropagation {
+        None = "None",
+        HostToContainer = "HostToContainer",
+        Bidirectional = "Bidirectional",
+    }
+
+    /// HTTP scheme of an `httpGet`.
+    #[allow(missing_docs)]
+    Scheme {
+        HTTP = "HTTP",
+        HTTPS = "HTTPS",
+    }
+
+    /// `seccompProfile.type`.
+    #[allow(missing_docs)]
+    SeccompType {
+        RuntimeDefault = "RuntimeDefault",
+        Unconfined = "Unconfined",
+        Localhost = "Localhost",
+    }
+
+    /// `terminationMessagePolicy`.
+    #[allow(missing_docs)]
+    TerminationMessagePolicy {
+        File = "File",
+        FallbackToLogsOnError = "FallbackToLogsOnError",
+    }
+}
+
 /// A key and value (labels, annotations, HTTP headers).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
@@ -184,88 +334,6 @@ pub struct KeyValue {
     pub key: Str,
     /// Value.
     pub value: Str,
-}
-
-/// `restartPolicy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum RestartPolicy {
-    /// Restart on any exit.
-    Always,
-    /// Restart on non-zero exit.
-    OnFailure,
-    /// Never restart.
-    Never,
-}
-
-/// `dnsPolicy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum DnsPolicy {
-    ClusterFirst,
-    ClusterFirstWithHostNet,
-    Default,
-    None,
-}
-
-/// `imagePullPolicy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum PullPolicy {
-    Always,
-    IfNotPresent,
-    Never,
-}
-
-/// Port `protocol`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum Protocol {
-    TCP,
-    UDP,
-    SCTP,
-}
-
-/// hostPath `type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum HostPathType {
-    /// `""`: no check.
-    Unset,
-    DirectoryOrCreate,
-    Directory,
-    FileOrCreate,
-    File,
-    Socket,
-    CharDevice,
-    BlockDevice,
-}
-
-/// The `fieldPath` of an env `fieldRef` that a static pod can use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum FieldRef {
-    MetadataName,
-    MetadataNamespace,
-    MetadataUid,
-    SpecNodeName,
-    SpecServiceAccountName,
-    StatusPodIP,
-    StatusPodIPs,
-    StatusHostIP,
-    StatusHostIPs,
-}
-
-/// The `resource` of an env `resourceFieldRef`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum ResourceName {
-    LimitsCpu,
-    LimitsMemory,
-    LimitsEphemeralStorage,
-    RequestsCpu,
-    RequestsMemory,
-    RequestsEphemeralStorage,
 }
 
 /// Where an env value comes from.
@@ -330,15 +398,6 @@ pub struct Resources {
     pub limits: ResourceList,
 }
 
-/// `mountPropagation`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum MountPropagation {
-    None,
-    HostToContainer,
-    Bidirectional,
-}
-
 /// One `volumeMounts` entry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeMount {
@@ -389,14 +448,6 @@ pub enum IntOrStr {
     Int(i64),
     /// A name (a container port's `name`).
     Str(Str),
-}
-
-/// HTTP scheme of an `httpGet`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum Scheme {
-    HTTP,
-    HTTPS,
 }
 
 /// What a probe or hook does.
@@ -466,15 +517,6 @@ pub struct Lifecycle {
     pub pre_stop: Option<Action>,
 }
 
-/// `seccompProfile.type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum SeccompType {
-    RuntimeDefault,
-    Unconfined,
-    Localhost,
-}
-
 /// `seccompProfile`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seccomp {
@@ -522,14 +564,6 @@ pub struct PodSecurityContext {
     pub supplemental_groups: Vec<i64, MAX_SMALL_LIST>,
     /// `seccompProfile`.
     pub seccomp: Option<Seccomp>,
-}
-
-/// `terminationMessagePolicy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub enum TerminationMessagePolicy {
-    File,
-    FallbackToLogsOnError,
 }
 
 /// One container (app or init).
@@ -757,12 +791,46 @@ impl Rd<'_> {
     }
 }
 
-/// A model value postcard can be decoded into in place.
+/// Writes postcard's wire format: the same bytes as `postcard::to_slice` of the serde
+/// derives, from one non-generic copy of the model's walk (not one per serde flavor).
+struct Wr<'o> {
+    out: &'o mut dyn FnMut(&[u8]) -> bool,
+    ok: bool,
+}
+
+impl Wr<'_> {
+    fn bytes(&mut self, b: &[u8]) {
+        if self.ok {
+            self.ok = (self.out)(b);
+        }
+    }
+    fn byte(&mut self, b: u8) {
+        self.bytes(&[b]);
+    }
+    fn varint(&mut self, mut v: u64) {
+        let mut buf = [0u8; 10];
+        let mut n = 0;
+        for slot in buf.iter_mut() {
+            n += 1;
+            if v < 0x80 {
+                *slot = v as u8;
+                break;
+            }
+            *slot = (v as u8 & 0x7f) | 0x80;
+            v >>= 7;
+        }
+        self.bytes(buf.get(..n).unwrap_or(&[]));
+    }
+}
+
+/// A model value postcard can be decoded into in place, and encoded from.
 trait Wire {
     /// A cheap value to decode into.
     fn fresh() -> Self;
     /// Overwrites `self` with the next value; `None` on malformed input.
     fn rd(&mut self, r: &mut Rd<'_>) -> Option<()>;
+    /// Writes `self` as postcard does.
+    fn wr(&self, w: &mut Wr<'_>);
 }
 
 impl Wire for bool {
@@ -777,6 +845,9 @@ impl Wire for bool {
         };
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        w.byte(u8::from(*self));
+    }
 }
 
 impl Wire for i64 {
@@ -788,6 +859,9 @@ impl Wire for i64 {
         *self = ((n >> 1) as i64) ^ -((n & 1) as i64);
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        w.varint(((*self << 1) ^ (*self >> 63)) as u64);
+    }
 }
 
 impl Wire for i8 {
@@ -797,6 +871,9 @@ impl Wire for i8 {
     fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
         *self = r.byte()? as i8;
         Some(())
+    }
+    fn wr(&self, w: &mut Wr<'_>) {
+        w.byte(*self as u8);
     }
 }
 
@@ -808,6 +885,10 @@ impl Wire for Str {
         self.off = r.u16()?;
         self.len = r.u16()?;
         Some(())
+    }
+    fn wr(&self, w: &mut Wr<'_>) {
+        w.varint(u64::from(self.off));
+        w.varint(u64::from(self.len));
     }
 }
 
@@ -823,6 +904,15 @@ impl<T: Wire> Wire for Option<T> {
         }
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        match self {
+            None => w.byte(0),
+            Some(v) => {
+                w.byte(1);
+                v.wr(w);
+            }
+        }
+    }
 }
 
 impl<T: Wire, const N: usize> Wire for Vec<T, N> {
@@ -837,6 +927,12 @@ impl<T: Wire, const N: usize> Wire for Vec<T, N> {
         }
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        w.varint(self.len() as u64);
+        for v in self {
+            v.wr(w);
+        }
+    }
 }
 
 impl Wire for Pool {
@@ -850,6 +946,10 @@ impl Wire for Pool {
         self.bytes.clear();
         self.bytes.extend_from_slice(b).ok()
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        w.varint(self.bytes.len() as u64);
+        w.bytes(&self.bytes);
+    }
 }
 
 macro_rules! wire_struct {
@@ -862,36 +962,11 @@ macro_rules! wire_struct {
                 $( self.$f.rd(r)?; )*
                 Some(())
             }
-        }
-    )*};
-}
-
-macro_rules! wire_enum {
-    ($($t:ident { $($v:ident),* })*) => {$(
-        impl Wire for $t {
-            fn fresh() -> Self {
-                [$($t::$v),*][0]
-            }
-            fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
-                *self = *[$($t::$v),*].get(r.tag()? as usize)?;
-                Some(())
+            fn wr(&self, w: &mut Wr<'_>) {
+                $( self.$f.wr(w); )*
             }
         }
     )*};
-}
-
-wire_enum! {
-    RestartPolicy { Always, OnFailure, Never }
-    DnsPolicy { ClusterFirst, ClusterFirstWithHostNet, Default, None }
-    PullPolicy { Always, IfNotPresent, Never }
-    Protocol { TCP, UDP, SCTP }
-    HostPathType { Unset, DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice }
-    FieldRef { MetadataName, MetadataNamespace, MetadataUid, SpecNodeName, SpecServiceAccountName, StatusPodIP, StatusPodIPs, StatusHostIP, StatusHostIPs }
-    ResourceName { LimitsCpu, LimitsMemory, LimitsEphemeralStorage, RequestsCpu, RequestsMemory, RequestsEphemeralStorage }
-    MountPropagation { None, HostToContainer, Bidirectional }
-    Scheme { HTTP, HTTPS }
-    SeccompType { RuntimeDefault, Unconfined, Localhost }
-    TerminationMessagePolicy { File, FallbackToLogsOnError }
 }
 
 wire_struct! {
@@ -968,6 +1043,24 @@ impl Wire for EnvSource {
         }
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        match self {
+            EnvSource::Field(f) => {
+                w.byte(0);
+                f.wr(w);
+            }
+            EnvSource::Resource {
+                container,
+                resource,
+                divisor,
+            } => {
+                w.byte(1);
+                container.wr(w);
+                resource.wr(w);
+                divisor.wr(w);
+            }
+        }
+    }
 }
 
 impl Wire for VolumeSource {
@@ -995,6 +1088,20 @@ impl Wire for VolumeSource {
         }
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        match self {
+            VolumeSource::HostPath { path, kind } => {
+                w.byte(0);
+                path.wr(w);
+                kind.wr(w);
+            }
+            VolumeSource::EmptyDir { memory, size_limit } => {
+                w.byte(1);
+                memory.wr(w);
+                size_limit.wr(w);
+            }
+        }
+    }
 }
 
 impl Wire for IntOrStr {
@@ -1016,6 +1123,18 @@ impl Wire for IntOrStr {
             _ => return None,
         }
         Some(())
+    }
+    fn wr(&self, w: &mut Wr<'_>) {
+        match self {
+            IntOrStr::Int(i) => {
+                w.byte(0);
+                i.wr(w);
+            }
+            IntOrStr::Str(s) => {
+                w.byte(1);
+                s.wr(w);
+            }
+        }
     }
 }
 
@@ -1081,6 +1200,42 @@ impl Wire for Action {
         }
         Some(())
     }
+    fn wr(&self, w: &mut Wr<'_>) {
+        match self {
+            Action::Exec(cmd) => {
+                w.byte(0);
+                cmd.wr(w);
+            }
+            Action::HttpGet {
+                path,
+                port,
+                host,
+                scheme,
+                headers,
+            } => {
+                w.byte(1);
+                path.wr(w);
+                port.wr(w);
+                host.wr(w);
+                scheme.wr(w);
+                headers.wr(w);
+            }
+            Action::TcpSocket { port, host } => {
+                w.byte(2);
+                port.wr(w);
+                host.wr(w);
+            }
+            Action::Grpc { port, service } => {
+                w.byte(3);
+                port.wr(w);
+                service.wr(w);
+            }
+            Action::Sleep { seconds } => {
+                w.byte(4);
+                seconds.wr(w);
+            }
+        }
+    }
 }
 
 impl Pod {
@@ -1105,6 +1260,42 @@ impl Pod {
         }
         ok
     }
+
+    /// Writes this pod's compact encoding (postcard's bytes, as
+    /// [`Pod::decode_postcard`] reads them) to `out`, piece by piece, until `out` returns
+    /// false; false if it did.
+    pub fn encode_postcard(&self, out: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        let mut w = Wr { out, ok: true };
+        self.name.wr(&mut w);
+        self.namespace.wr(&mut w);
+        self.uid.wr(&mut w);
+        self.labels.wr(&mut w);
+        self.annotations.wr(&mut w);
+        self.spec.wr(&mut w);
+        self.pool.wr(&mut w);
+        w.ok
+    }
+
+    /// [`Pod::encode_postcard`] into `buf`: the bytes used, `None` if they do not fit.
+    pub fn encode_postcard_into(&self, buf: &mut [u8]) -> Option<usize> {
+        let mut used = 0;
+        let ok = self.encode_postcard(&mut |b| match buf.get_mut(used..used + b.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(b);
+                used += b.len();
+                true
+            }
+            None => false,
+        });
+        ok.then_some(used)
+    }
+}
+
+impl Container {
+    /// Writes this container's postcard encoding to `out`, piece by piece (for digests).
+    pub fn encode_postcard(&self, out: &mut dyn FnMut(&[u8]) -> bool) {
+        self.wr(&mut Wr { out, ok: true });
+    }
 }
 
 #[cfg(test)]
@@ -1113,10 +1304,11 @@ mod tests {
     use super::*;
     use std::boxed::Box;
 
-    /// The in-place decoder reads exactly what postcard writes, for every good fixture,
+    /// The in-place decoder reads exactly what postcard writes, and the encoder writes
+    /// exactly that, for every good fixture,
     /// decoding each into the same (previously used) pod; truncated input is refused.
     #[test]
-    fn decode_matches_postcard() {
+    fn decode_and_encode_match_postcard() {
         let run = || {
             let root =
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host-tests/fixtures");
@@ -1154,6 +1346,24 @@ mod tests {
                         continue; // over SPEC_BYTES (small)
                     };
                     let enc = &*enc;
+                    let mut mine = std::vec![0u8; enc.len()];
+                    assert_eq!(
+                        pod.encode_postcard_into(&mut mine),
+                        Some(enc.len()),
+                        "{p:?}"
+                    );
+                    assert_eq!(mine, enc, "{p:?}");
+                    assert_eq!(pod.encode_postcard_into(&mut mine[..enc.len() - 1]), None);
+                    for (_, c) in pod.all_containers() {
+                        let mut got = std::vec::Vec::new();
+                        c.encode_postcard(&mut |b| {
+                            got.extend_from_slice(b);
+                            true
+                        });
+                        let mut cbuf = std::vec![0u8; SPEC_BYTES];
+                        let want = postcard::to_slice(c, &mut cbuf).unwrap();
+                        assert_eq!(got, *want, "{p:?}");
+                    }
                     assert!(back.decode_postcard(enc), "{p:?}");
                     assert_eq!(*back, *pod, "{p:?}");
                     assert!(!back.decode_postcard(&enc[..enc.len() - 1]), "{p:?}");

@@ -81,8 +81,7 @@ pub enum Seg {
     Entry(u16),
 }
 
-/// Maximum segments kept; deeper paths keep their first segments and are marked truncated.
-pub const PATH_SEGS: usize = 8;
+pub use crate::config::PATH_SEGS;
 
 /// Where in the Pod, as `spec.containers[1].image`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

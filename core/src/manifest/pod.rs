@@ -1,22 +1,27 @@
-//! The Pod's shape, field by field.
+//! The Pod's shape, as one table of fields per object.
 //!
-//! This module deals with mapping Kubernetes field names onto the [`Pod`] model, using the
-//! typed readers of [`super::decode`]. Each function reads one object; unknown keys return
-//! `false` (warned about and skipped by the decoder); keys naming API objects are rejected.
+//! This module deals with mapping Kubernetes field names onto the [`Pod`] model. Each
+//! object of the model lists its fields once ([`Object::fields`]): the field ([`F`], which
+//! is also the key's spelling and the error path's segment) and how its value is read
+//! ([`Kind`]). One walker ([`object`]) reads any mapping against such a table: scalars with
+//! the typed readers of [`super::decode`], stored by the object's [`Object::set`]; lists,
+//! nested objects and checks by its [`Object::nested`]; keys naming API objects are
+//! rejected. Unknown keys return `false` (warned about and skipped by the decoder). One
+//! walker and small tables instead of a closure per object keep the firmware image small.
 
 use super::decode::{Decoder, Key};
 use super::error::{ApiRef, Error, ErrorKind, Invalid};
 use super::event::{Events, Mark};
 use super::model::*;
 use super::path::{FieldPath, F};
-use crate::config::{Limit, MAX_ENV, MAX_MOUNTS, MAX_PORTS};
+use crate::config::{Limit, MAX_LABELS, MAX_SMALL_LIST};
 use heapless::Vec;
 
 type Result<T> = core::result::Result<T, Error>;
 type D<'a, 'w, R> = Decoder<'a, 'w, R>;
 
-fn cap(l: Limit, path: FieldPath, mark: Mark) -> Error {
-    Error::new(ErrorKind::Capacity(l), path, mark)
+fn required(path: FieldPath, mark: Mark) -> Error {
+    Error::new(ErrorKind::Required, path, mark)
 }
 
 /// Fields keel knows and ignores on purpose without a warning.
@@ -27,27 +32,312 @@ fn silently_ignored(key: &str) -> bool {
 /// A string and where it was written.
 pub(crate) type Located = (Str, Mark);
 
+/// How a field's value is read.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A string (`null`: not written).
+    Str,
+    /// An integer.
+    Int,
+    /// A boolean.
+    Bool,
+    /// A quantity (`500m`, `128Mi`).
+    Quantity,
+    /// A port number or name.
+    IntOrStr,
+    /// One of these spellings (a Kubernetes enum's table).
+    Enum(&'static [&'static str]),
+    /// A reference to an API object: rejected at the key.
+    Api(ApiRef),
+    /// Read by the object's own [`Object::nested`]: lists, objects, values with checks.
+    Nested,
+}
+
+/// A scalar read for a field, handed to [`Object::set`].
+#[derive(Clone, Copy)]
+enum Value {
+    Str(Option<Str>),
+    Int(Option<i64>),
+    Bool(Option<bool>),
+    Quantity(Option<Quantity>),
+    IntOrStr(Option<IntOrStr>),
+    /// The index of the spelling in the field's table.
+    Enum(Option<usize>),
+}
+
+impl Value {
+    fn str(self) -> Option<Str> {
+        match self {
+            Value::Str(s) => s,
+            _ => None,
+        }
+    }
+    /// A string that is required if present: `null` is the empty string.
+    fn text(self) -> Str {
+        self.str().unwrap_or(Str::EMPTY)
+    }
+    fn int(self) -> Option<i64> {
+        match self {
+            Value::Int(i) => i,
+            _ => None,
+        }
+    }
+    fn bool(self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => b,
+            _ => None,
+        }
+    }
+    /// A boolean whose `null` is false.
+    fn flag(self) -> bool {
+        self.bool().unwrap_or(false)
+    }
+    fn quantity(self) -> Option<Quantity> {
+        match self {
+            Value::Quantity(q) => q,
+            _ => None,
+        }
+    }
+    fn int_or_str(self) -> Option<IntOrStr> {
+        match self {
+            Value::IntOrStr(v) => v,
+            _ => None,
+        }
+    }
+    fn index(self) -> Option<usize> {
+        match self {
+            Value::Enum(i) => i,
+            _ => None,
+        }
+    }
+    /// The enum variant read, from the enum's `ALL` (in the order of its `NAMES`).
+    fn pick<E: Copy>(self, all: &[E]) -> Option<E> {
+        all.get(self.index()?).copied()
+    }
+}
+
+/// One object of the model as [`object`] reads it.
+trait Object<'a, R: Events<'a>> {
+    /// Its fields: the key (and path segment) and how the value is read.
+    fn fields(&self) -> &'static [(F, Kind)];
+    /// Stores the scalar read for field `f`.
+    fn set(&mut self, _f: F, _v: Value) {}
+    /// Reads field `f` (kind [`Kind::Nested`]) whose value is at `path`.
+    fn nested(
+        &mut self,
+        _f: F,
+        _d: &mut D<'a, '_, R>,
+        _pool: &mut Pool,
+        _path: FieldPath,
+        _key: &Key<'a>,
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// A key not in the table, in the object at `path`: true if taken.
+    fn other(&mut self, _d: &mut D<'a, '_, R>, _key: &Key<'a>, _path: FieldPath) -> Result<bool> {
+        Ok(false)
+    }
+}
+
+/// Reads the mapping at `path` into `obj`, key by key against its table.
+fn object<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    obj: &mut dyn Object<'a, R>,
+) -> Result<()> {
+    let fields = obj.fields();
+    // This closure's frame, and `field`'s, stay on the stack under every nested object:
+    // the scalar reading with its temporaries is out of line (`scalar`).
+    d.map(path, |d, key, p| {
+        let name = key.name();
+        match fields.iter().find(|(f, _)| f.name() == name) {
+            Some(&(f, kind)) => field(d, pool, p, key, f, kind, obj),
+            None => obj.other(d, key, p),
+        }
+    })
+}
+
+/// One field `f` of the object at `path`, read as `kind` says.
+#[inline(never)]
+fn field<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    key: &Key<'a>,
+    f: F,
+    kind: Kind,
+    obj: &mut dyn Object<'a, R>,
+) -> Result<bool> {
+    match kind {
+        Kind::Nested => obj.nested(f, d, pool, path.field(f), key).map(|()| true),
+        Kind::Api(r) => d.api_ref(r, key, path.field(f)),
+        _ => scalar(d, pool, path.field(f), kind, f, obj),
+    }
+}
+
+/// A scalar field, read and stored.
+#[inline(never)]
+fn scalar<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    fp: FieldPath,
+    kind: Kind,
+    f: F,
+    obj: &mut dyn Object<'a, R>,
+) -> Result<bool> {
+    let v = match kind {
+        Kind::Str => Value::Str(d.string(pool, fp)?),
+        Kind::Int => Value::Int(d.int(fp)?),
+        Kind::Bool => Value::Bool(d.boolean(fp)?),
+        Kind::Quantity => Value::Quantity(d.quantity(pool, fp)?),
+        Kind::IntOrStr => Value::IntOrStr(d.int_or_str(pool, fp)?),
+        Kind::Enum(names) => Value::Enum(d.one_of(fp, names)?),
+        Kind::Api(_) | Kind::Nested => return Ok(false),
+    };
+    obj.set(f, v);
+    Ok(true)
+}
+
+// ---- the document and metadata -------------------------------------------------------------
+
+/// `kind` and `apiVersion`, where written.
+#[derive(Default)]
+struct KindVersion {
+    kind: Option<Located>,
+    version: Option<Located>,
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for KindVersion {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[(F::Kind, Kind::Nested), (F::ApiVersion, Kind::Nested)]
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        key: &Key<'a>,
+    ) -> Result<()> {
+        let v = d.string(pool, path)?.map(|s| (s, key.mark));
+        if f == F::Kind {
+            self.kind = v;
+        } else {
+            self.version = v;
+        }
+        Ok(())
+    }
+    /// The first pass reads nothing else, and warns about nothing.
+    fn other(&mut self, d: &mut D<'a, '_, R>, _key: &Key<'a>, path: FieldPath) -> Result<bool> {
+        d.skip(path)?;
+        Ok(true)
+    }
+}
+
 /// First pass: `apiVersion` and `kind` only, so that a Deployment is named as such
 /// before its spec is judged as a pod spec.
 pub(crate) fn kind_and_version<'a, R: Events<'a>>(
     d: &mut D<'a, '_, R>,
     pool: &mut Pool,
 ) -> Result<(Option<Located>, Option<Located>)> {
-    let mut kind = None;
-    let mut version = None;
-    d.map(FieldPath::ROOT, |d, key, p| {
-        match key.name() {
-            "kind" => kind = d.string(pool, p.field(F::Kind))?.map(|s| (s, key.mark)),
-            "apiVersion" => {
-                version = d
-                    .string(pool, p.field(F::ApiVersion))?
-                    .map(|s| (s, key.mark))
-            }
-            _ => d.skip(p)?,
+    let mut kv = KindVersion::default();
+    object(d, pool, FieldPath::ROOT, &mut kv)?;
+    Ok((kv.kind, kv.version))
+}
+
+/// The document: `kind` and `apiVersion` (the caller checks them), metadata and spec.
+struct Document<'p> {
+    kv: KindVersion,
+    meta: Metadata<'p>,
+    spec: &'p mut PodSpec,
+}
+
+/// `metadata`: the pod's fields beside its spec and pool.
+struct Metadata<'p> {
+    name: &'p mut Str,
+    namespace: &'p mut Option<Str>,
+    uid: &'p mut Option<Str>,
+    labels: &'p mut Vec<KeyValue, MAX_LABELS>,
+    annotations: &'p mut Vec<KeyValue, MAX_LABELS>,
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for Document<'_> {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::Kind, Kind::Nested),
+            (F::ApiVersion, Kind::Nested),
+            (F::Metadata, Kind::Nested),
+            (F::Spec, Kind::Nested),
+        ]
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        key: &Key<'a>,
+    ) -> Result<()> {
+        match f {
+            F::Metadata => object(d, pool, path, &mut self.meta),
+            F::Spec => object(d, pool, path, self.spec),
+            _ => self.kv.nested(f, d, pool, path, key),
         }
-        Ok(true)
-    })?;
-    Ok((kind, version))
+    }
+    fn other(&mut self, d: &mut D<'a, '_, R>, key: &Key<'a>, path: FieldPath) -> Result<bool> {
+        skip_ignored(d, key, path)
+    }
+}
+
+/// Skips a field keel ignores on purpose (true), or leaves an unknown one (false).
+fn skip_ignored<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    key: &Key<'a>,
+    path: FieldPath,
+) -> Result<bool> {
+    if !silently_ignored(key.name()) {
+        return Ok(false);
+    }
+    d.skip(path)?;
+    Ok(true)
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for Metadata<'_> {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::Name, Kind::Str),
+            (F::Namespace, Kind::Str),
+            (F::Uid, Kind::Str),
+            (F::Labels, Kind::Nested),
+            (F::Annotations, Kind::Nested),
+        ]
+    }
+    fn set(&mut self, f: F, v: Value) {
+        match f {
+            F::Name => *self.name = v.text(),
+            F::Namespace => *self.namespace = v.str(),
+            _ => *self.uid = v.str(),
+        }
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        _key: &Key<'a>,
+    ) -> Result<()> {
+        let out = if f == F::Labels {
+            &mut *self.labels
+        } else {
+            &mut *self.annotations
+        };
+        d.string_map(pool, path, out)
+    }
+    fn other(&mut self, d: &mut D<'a, '_, R>, key: &Key<'a>, path: FieldPath) -> Result<bool> {
+        skip_ignored(d, key, path)
+    }
 }
 
 /// The whole Pod, in one pass; returns where `kind` and `apiVersion` were written (the
@@ -56,8 +346,6 @@ pub(crate) fn pod<'a, R: Events<'a>>(
     d: &mut D<'a, '_, R>,
     pod: &mut Pod,
 ) -> Result<(Option<Located>, Option<Located>)> {
-    let mut kind = None;
-    let mut version = None;
     let Pod {
         name,
         namespace,
@@ -67,193 +355,125 @@ pub(crate) fn pod<'a, R: Events<'a>>(
         spec,
         pool,
     } = pod;
-    d.map(FieldPath::ROOT, |d, key, p| {
-        match key.name() {
-            "kind" => kind = d.string(pool, p.field(F::Kind))?.map(|s| (s, key.mark)),
-            "apiVersion" => {
-                version = d
-                    .string(pool, p.field(F::ApiVersion))?
-                    .map(|s| (s, key.mark))
-            }
-            "metadata" => {
-                let p = p.field(F::Metadata);
-                d.map(p, |d, key, p| {
-                    match key.name() {
-                        "name" => *name = d.str_or_empty(pool, p.field(F::Name))?,
-                        "namespace" => *namespace = d.string(pool, p.field(F::Namespace))?,
-                        "uid" => *uid = d.string(pool, p.field(F::Uid))?,
-                        "labels" => d.string_map(pool, p.field(F::Labels), labels)?,
-                        "annotations" => {
-                            d.string_map(pool, p.field(F::Annotations), annotations)?
-                        }
-                        k if silently_ignored(k) => d.skip(p)?,
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-            }
-            "spec" => pod_spec(d, pool, p.field(F::Spec), spec)?,
-            k if silently_ignored(k) => d.skip(p)?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
+    let mut doc = Document {
+        kv: KindVersion::default(),
+        meta: Metadata {
+            name,
+            namespace,
+            uid,
+            labels,
+            annotations,
+        },
+        spec,
+    };
+    object(d, pool, FieldPath::ROOT, &mut doc)?;
     d.finish()?;
-    Ok((kind, version))
+    Ok((doc.kv.kind, doc.kv.version))
 }
 
-fn pod_spec<'a, R: Events<'a>>(
+// ---- the pod spec -----------------------------------------------------------------------------
+
+impl<'a, R: Events<'a>> Object<'a, R> for PodSpec {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::Containers, Kind::Nested),
+            (F::InitContainers, Kind::Nested),
+            (F::Volumes, Kind::Nested),
+            (F::RestartPolicy, Kind::Enum(RestartPolicy::NAMES)),
+            (F::TerminationGracePeriodSeconds, Kind::Int),
+            (F::HostNetwork, Kind::Bool),
+            (F::HostPID, Kind::Bool),
+            (F::HostIPC, Kind::Bool),
+            (F::DnsPolicy, Kind::Enum(DnsPolicy::NAMES)),
+            (F::Hostname, Kind::Str),
+            (F::NodeName, Kind::Str),
+            (F::PriorityClassName, Kind::Str),
+            (F::Priority, Kind::Int),
+            (F::HostAliases, Kind::Nested),
+            (F::SecurityContext, Kind::Nested),
+            (F::Tolerations, Kind::Nested),
+            (F::ServiceAccountName, Kind::Nested),
+            (F::ServiceAccount, Kind::Nested),
+        ]
+    }
+    fn set(&mut self, f: F, v: Value) {
+        match f {
+            F::RestartPolicy => self.restart_policy = v.pick(RestartPolicy::ALL),
+            F::TerminationGracePeriodSeconds => self.termination_grace_period_seconds = v.int(),
+            F::HostNetwork => self.host_network = v.flag(),
+            F::HostPID => self.host_pid = v.flag(),
+            F::HostIPC => self.host_ipc = v.flag(),
+            F::DnsPolicy => self.dns_policy = v.pick(DnsPolicy::ALL),
+            F::Hostname => self.hostname = v.str(),
+            F::NodeName => self.node_name = v.str(),
+            F::PriorityClassName => self.priority_class_name = v.str(),
+            _ => self.priority = v.int(),
+        }
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        key: &Key<'a>,
+    ) -> Result<()> {
+        match f {
+            F::Containers => containers(d, pool, path, &mut self.containers, Limit::Containers),
+            F::InitContainers => containers(
+                d,
+                pool,
+                path,
+                &mut self.init_containers,
+                Limit::InitContainers,
+            ),
+            F::Volumes => d.seq(path, |d, _, p, mark| {
+                let v = volume(d, pool, p, mark)?;
+                self.volumes
+                    .push(v)
+                    .map_err(|_| Error::capacity(Limit::Volumes, p, mark))
+            }),
+            F::HostAliases => d.seq(path, |d, _, p, mark| {
+                let mut a = HostAlias::default();
+                object(d, pool, p, &mut a)?;
+                self.host_aliases
+                    .push(a)
+                    .map_err(|_| Error::capacity(Limit::HostAliases, p, mark))
+            }),
+            F::SecurityContext => object(d, pool, path, &mut self.security_context),
+            F::Tolerations => d.seq(path, |d, _, p, mark| {
+                let mut t = Toleration::default();
+                object(d, pool, p, &mut t)?;
+                self.tolerations
+                    .push(t)
+                    .map_err(|_| Error::capacity(Limit::Tolerations, p, mark))
+            }),
+            // serviceAccountName and serviceAccount.
+            _ => api_ref_unless_empty(d, pool, key, path),
+        }
+    }
+    fn other(&mut self, d: &mut D<'a, '_, R>, key: &Key<'a>, path: FieldPath) -> Result<bool> {
+        if key.name() != "automountServiceAccountToken" {
+            return Ok(false);
+        }
+        d.skip(path)?;
+        Ok(true)
+    }
+}
+
+/// `containers` or `initContainers`, each decoded in place (no container-sized temporary).
+fn containers<'a, R: Events<'a>, const N: usize>(
     d: &mut D<'a, '_, R>,
     pool: &mut Pool,
     path: FieldPath,
-    spec: &mut PodSpec,
+    list: &mut Vec<Container, N>,
+    limit: Limit,
 ) -> Result<()> {
-    d.map(path, |d, key, p| {
-        match key.name() {
-            "containers" => {
-                let p = p.field(F::Containers);
-                d.seq(p, |d, _, p, mark| {
-                    // Decode in place: no container-sized temporary to copy.
-                    spec.containers
-                        .push(Container::default())
-                        .map_err(|_| cap(Limit::Containers, p, mark))?;
-                    let n = spec.containers.len();
-                    container(d, pool, p, &mut spec.containers[n - 1])
-                })?;
-            }
-            "initContainers" => {
-                let p = p.field(F::InitContainers);
-                d.seq(p, |d, _, p, mark| {
-                    // Decode in place: no container-sized temporary to copy.
-                    spec.init_containers
-                        .push(Container::default())
-                        .map_err(|_| cap(Limit::InitContainers, p, mark))?;
-                    let n = spec.init_containers.len();
-                    container(d, pool, p, &mut spec.init_containers[n - 1])
-                })?;
-            }
-            "volumes" => {
-                let p = p.field(F::Volumes);
-                d.seq(p, |d, _, p, mark| {
-                    let v = volume(d, pool, p, mark)?;
-                    spec.volumes
-                        .push(v)
-                        .map_err(|_| cap(Limit::Volumes, p, mark))
-                })?;
-            }
-            "restartPolicy" => {
-                spec.restart_policy = d.enumeration(p.field(F::RestartPolicy), |s| match s {
-                    "Always" => Some(RestartPolicy::Always),
-                    "OnFailure" => Some(RestartPolicy::OnFailure),
-                    "Never" => Some(RestartPolicy::Never),
-                    _ => None,
-                })?
-            }
-            "terminationGracePeriodSeconds" => {
-                spec.termination_grace_period_seconds =
-                    d.int(p.field(F::TerminationGracePeriodSeconds))?
-            }
-            "hostNetwork" => {
-                spec.host_network = d.boolean(p.field(F::HostNetwork))?.unwrap_or(false)
-            }
-            "hostPID" => spec.host_pid = d.boolean(p.field(F::HostPID))?.unwrap_or(false),
-            "hostIPC" => spec.host_ipc = d.boolean(p.field(F::HostIPC))?.unwrap_or(false),
-            "dnsPolicy" => {
-                spec.dns_policy = d.enumeration(p.field(F::DnsPolicy), |s| match s {
-                    "ClusterFirst" => Some(DnsPolicy::ClusterFirst),
-                    "ClusterFirstWithHostNet" => Some(DnsPolicy::ClusterFirstWithHostNet),
-                    "Default" => Some(DnsPolicy::Default),
-                    "None" => Some(DnsPolicy::None),
-                    _ => None,
-                })?
-            }
-            "hostname" => spec.hostname = d.string(pool, p.field(F::Hostname))?,
-            "nodeName" => spec.node_name = d.string(pool, p.field(F::NodeName))?,
-            "priorityClassName" => {
-                spec.priority_class_name = d.string(pool, p.field(F::PriorityClassName))?
-            }
-            "priority" => spec.priority = d.int(p.field(F::Priority))?,
-            "hostAliases" => {
-                let p = p.field(F::HostAliases);
-                d.seq(p, |d, _, p, mark| {
-                    let mut a = HostAlias::default();
-                    d.map(p, |d, key, p| {
-                        match key.name() {
-                            "ip" => a.ip = d.str_or_empty(pool, p.field(F::Ip))?,
-                            "hostnames" => d.strings(
-                                pool,
-                                p.field(F::Hostnames),
-                                &mut a.hostnames,
-                                Limit::HostAliases,
-                            )?,
-                            _ => return Ok(false),
-                        }
-                        Ok(true)
-                    })?;
-                    spec.host_aliases
-                        .push(a)
-                        .map_err(|_| cap(Limit::HostAliases, p, mark))
-                })?;
-            }
-            "securityContext" => {
-                let sc = &mut spec.security_context;
-                d.map(p.field(F::SecurityContext), |d, key, p| {
-                    match key.name() {
-                        "runAsUser" => sc.run_as_user = d.int(p.field(F::RunAsUser))?,
-                        "runAsGroup" => sc.run_as_group = d.int(p.field(F::RunAsGroup))?,
-                        "runAsNonRoot" => {
-                            sc.run_as_non_root = d.boolean(p.field(F::RunAsNonRoot))?
-                        }
-                        "fsGroup" => sc.fs_group = d.int(p.field(F::FsGroup))?,
-                        "supplementalGroups" => {
-                            let p = p.field(F::SupplementalGroups);
-                            d.seq(p, |d, _, p, mark| {
-                                let g = d.int(p)?.unwrap_or(0);
-                                sc.supplemental_groups
-                                    .push(g)
-                                    .map_err(|_| cap(Limit::SmallList, p, mark))
-                            })?
-                        }
-                        "seccompProfile" => {
-                            sc.seccomp = Some(seccomp(d, pool, p.field(F::SeccompProfile))?)
-                        }
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-            }
-            "tolerations" => {
-                let p = p.field(F::Tolerations);
-                d.seq(p, |d, _, p, mark| {
-                    let mut t = Toleration::default();
-                    d.map(p, |d, key, p| {
-                        match key.name() {
-                            "key" => t.key = d.string(pool, p.field(F::Key))?,
-                            "operator" => t.operator = d.string(pool, p.field(F::Operator))?,
-                            "value" => t.value = d.string(pool, p.field(F::Value))?,
-                            "effect" => t.effect = d.string(pool, p.field(F::Effect))?,
-                            "tolerationSeconds" => {
-                                t.toleration_seconds = d.int(p.field(F::TolerationSeconds))?
-                            }
-                            _ => return Ok(false),
-                        }
-                        Ok(true)
-                    })?;
-                    spec.tolerations
-                        .push(t)
-                        .map_err(|_| cap(Limit::Tolerations, p, mark))
-                })?;
-            }
-            "serviceAccountName" => {
-                return api_ref_unless_empty(d, pool, key, p.field(F::ServiceAccountName))
-            }
-            "serviceAccount" => {
-                return api_ref_unless_empty(d, pool, key, p.field(F::ServiceAccount))
-            }
-            "automountServiceAccountToken" => d.skip(p)?,
-            _ => return Ok(false),
-        }
-        Ok(true)
+    d.seq(path, |d, _, p, mark| {
+        list.push(Container::default())
+            .map_err(|_| Error::capacity(limit, p, mark))?;
+        let n = list.len();
+        object(d, pool, p, &mut list[n - 1])
     })
 }
 
@@ -263,54 +483,230 @@ fn api_ref_unless_empty<'a, R: Events<'a>>(
     pool: &mut Pool,
     key: &Key<'a>,
     path: FieldPath,
-) -> Result<bool> {
+) -> Result<()> {
     let start = pool.start();
     let v = d.string(pool, path)?;
     pool.truncate(start);
     match v {
-        Some(s) if !s.is_empty() => d.api_ref(ApiRef::ServiceAccount, key, path),
-        _ => Ok(true),
+        Some(s) if !s.is_empty() => d.api_ref(ApiRef::ServiceAccount, key, path).map(drop),
+        _ => Ok(()),
     }
 }
 
+impl<'a, R: Events<'a>> Object<'a, R> for HostAlias {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[(F::Ip, Kind::Str), (F::Hostnames, Kind::Nested)]
+    }
+    fn set(&mut self, _f: F, v: Value) {
+        self.ip = v.text();
+    }
+    fn nested(
+        &mut self,
+        _f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        _key: &Key<'a>,
+    ) -> Result<()> {
+        d.strings(pool, path, &mut self.hostnames, Limit::HostAliases)
+    }
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for Toleration {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::Key, Kind::Str),
+            (F::Operator, Kind::Str),
+            (F::Value, Kind::Str),
+            (F::Effect, Kind::Str),
+            (F::TolerationSeconds, Kind::Int),
+        ]
+    }
+    fn set(&mut self, f: F, v: Value) {
+        match f {
+            F::Key => self.key = v.str(),
+            F::Operator => self.operator = v.str(),
+            F::Value => self.value = v.str(),
+            F::Effect => self.effect = v.str(),
+            _ => self.toleration_seconds = v.int(),
+        }
+    }
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for PodSecurityContext {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::RunAsUser, Kind::Int),
+            (F::RunAsGroup, Kind::Int),
+            (F::RunAsNonRoot, Kind::Bool),
+            (F::FsGroup, Kind::Int),
+            (F::SupplementalGroups, Kind::Nested),
+            (F::SeccompProfile, Kind::Nested),
+        ]
+    }
+    fn set(&mut self, f: F, v: Value) {
+        match f {
+            F::RunAsUser => self.run_as_user = v.int(),
+            F::RunAsGroup => self.run_as_group = v.int(),
+            F::RunAsNonRoot => self.run_as_non_root = v.bool(),
+            _ => self.fs_group = v.int(),
+        }
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        _key: &Key<'a>,
+    ) -> Result<()> {
+        if f == F::SeccompProfile {
+            self.seccomp = Some(seccomp(d, pool, path)?);
+            return Ok(());
+        }
+        d.seq(path, |d, _, p, mark| {
+            let g = d.int(p)?.unwrap_or(0);
+            self.supplemental_groups
+                .push(g)
+                .map_err(|_| Error::capacity(Limit::SmallList, p, mark))
+        })
+    }
+}
+
+/// `seccompProfile`, whose `type` is required.
+struct SeccompObject {
+    out: Seccomp,
+    seen_type: bool,
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for SeccompObject {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::Type, Kind::Enum(SeccompType::NAMES)),
+            (F::LocalhostProfile, Kind::Str),
+        ]
+    }
+    fn set(&mut self, f: F, v: Value) {
+        if f == F::Type {
+            self.seen_type = true;
+            if let Some(k) = v.pick(SeccompType::ALL) {
+                self.out.kind = k;
+            }
+        } else {
+            self.out.localhost_profile = v.str();
+        }
+    }
+}
+
+#[inline(never)]
 fn seccomp<'a, R: Events<'a>>(
     d: &mut D<'a, '_, R>,
     pool: &mut Pool,
     path: FieldPath,
 ) -> Result<Seccomp> {
-    let mut out = Seccomp {
-        kind: SeccompType::RuntimeDefault,
-        localhost_profile: None,
+    let mut s = SeccompObject {
+        out: Seccomp {
+            kind: SeccompType::RuntimeDefault,
+            localhost_profile: None,
+        },
+        seen_type: false,
     };
-    let mut seen_type = None;
-    d.map(path, |d, key, p| {
-        match key.name() {
-            "type" => {
-                seen_type = Some(key.mark);
-                if let Some(k) = d.enumeration(p.field(F::Type), |s| match s {
-                    "RuntimeDefault" => Some(SeccompType::RuntimeDefault),
-                    "Unconfined" => Some(SeccompType::Unconfined),
-                    "Localhost" => Some(SeccompType::Localhost),
-                    _ => None,
-                })? {
-                    out.kind = k;
-                }
-            }
-            "localhostProfile" => {
-                out.localhost_profile = d.string(pool, p.field(F::LocalhostProfile))?
-            }
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    if seen_type.is_none() {
-        return Err(Error::new(
-            ErrorKind::Required,
-            path.field(F::Type),
-            Mark::default(),
-        ));
+    object(d, pool, path, &mut s)?;
+    if !s.seen_type {
+        return Err(required(path.field(F::Type), Mark::default()));
     }
-    Ok(out)
+    Ok(s.out)
+}
+
+// ---- volumes ----------------------------------------------------------------------------------
+
+/// One `volumes` entry: a name and exactly the sources keel supports.
+struct VolumeObject {
+    name: Str,
+    source: Option<VolumeSource>,
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for VolumeObject {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::Name, Kind::Str),
+            (F::HostPath, Kind::Nested),
+            (F::EmptyDir, Kind::Nested),
+            (F::Secret, Kind::Api(ApiRef::Secret)),
+            (F::ConfigMap, Kind::Api(ApiRef::ConfigMap)),
+            (
+                F::PersistentVolumeClaim,
+                Kind::Api(ApiRef::PersistentVolumeClaim),
+            ),
+            (F::Projected, Kind::Api(ApiRef::ProjectedVolume)),
+            (F::Csi, Kind::Api(ApiRef::CsiVolume)),
+        ]
+    }
+    fn set(&mut self, _f: F, v: Value) {
+        self.name = v.text();
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        _key: &Key<'a>,
+    ) -> Result<()> {
+        let mut src = SourceObject {
+            emptydir: f == F::EmptyDir,
+            path: Str::EMPTY,
+            kind: None,
+            memory: false,
+            size_limit: None,
+        };
+        object(d, pool, path, &mut src)?;
+        self.source = Some(if src.emptydir {
+            VolumeSource::EmptyDir {
+                memory: src.memory,
+                size_limit: src.size_limit,
+            }
+        } else {
+            VolumeSource::HostPath {
+                path: src.path,
+                kind: src.kind,
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `hostPath` or `emptyDir`.
+struct SourceObject {
+    emptydir: bool,
+    path: Str,
+    kind: Option<HostPathType>,
+    memory: bool,
+    size_limit: Option<Quantity>,
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for SourceObject {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        if self.emptydir {
+            &[
+                (F::Medium, Kind::Enum(&["", "Memory"])),
+                (F::SizeLimit, Kind::Quantity),
+            ]
+        } else {
+            &[
+                (F::Path, Kind::Str),
+                (F::Type, Kind::Enum(HostPathType::NAMES)),
+            ]
+        }
+    }
+    fn set(&mut self, f: F, v: Value) {
+        match f {
+            F::Path => self.path = v.text(),
+            F::Type => self.kind = v.pick(HostPathType::ALL),
+            F::Medium => self.memory = v.index() == Some(1),
+            _ => self.size_limit = v.quantity(),
+        }
+    }
 }
 
 fn volume<'a, R: Events<'a>>(
@@ -319,74 +715,16 @@ fn volume<'a, R: Events<'a>>(
     path: FieldPath,
     mark: Mark,
 ) -> Result<Volume> {
-    let mut name = Str::EMPTY;
-    let mut source = None;
-    d.map(path, |d, key, p| {
-        match key.name() {
-            "name" => name = d.str_or_empty(pool, p.field(F::Name))?,
-            "hostPath" => {
-                let (mut hp, mut kind) = (Str::EMPTY, None);
-                d.map(p.field(F::HostPath), |d, key, p| {
-                    match key.name() {
-                        "path" => hp = d.str_or_empty(pool, p.field(F::Path))?,
-                        "type" => {
-                            kind = d.enumeration(p.field(F::Type), |s| {
-                                Some(match s {
-                                    "" => HostPathType::Unset,
-                                    "DirectoryOrCreate" => HostPathType::DirectoryOrCreate,
-                                    "Directory" => HostPathType::Directory,
-                                    "FileOrCreate" => HostPathType::FileOrCreate,
-                                    "File" => HostPathType::File,
-                                    "Socket" => HostPathType::Socket,
-                                    "CharDevice" => HostPathType::CharDevice,
-                                    "BlockDevice" => HostPathType::BlockDevice,
-                                    _ => return None,
-                                })
-                            })?
-                        }
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-                source = Some(VolumeSource::HostPath { path: hp, kind });
-            }
-            "emptyDir" => {
-                let (mut memory, mut size_limit) = (false, None);
-                d.map(p.field(F::EmptyDir), |d, key, p| {
-                    match key.name() {
-                        "medium" => {
-                            memory = d
-                                .enumeration(p.field(F::Medium), |s| match s {
-                                    "" => Some(false),
-                                    "Memory" => Some(true),
-                                    _ => None,
-                                })?
-                                .unwrap_or(false)
-                        }
-                        "sizeLimit" => size_limit = d.quantity(pool, p.field(F::SizeLimit))?,
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-                source = Some(VolumeSource::EmptyDir { memory, size_limit });
-            }
-            "secret" => return d.api_ref(ApiRef::Secret, key, p.field(F::Secret)),
-            "configMap" => return d.api_ref(ApiRef::ConfigMap, key, p.field(F::ConfigMap)),
-            "persistentVolumeClaim" => {
-                return d.api_ref(
-                    ApiRef::PersistentVolumeClaim,
-                    key,
-                    p.field(F::PersistentVolumeClaim),
-                )
-            }
-            "projected" => return d.api_ref(ApiRef::ProjectedVolume, key, p.field(F::Projected)),
-            "csi" => return d.api_ref(ApiRef::CsiVolume, key, p.field(F::Csi)),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    match source {
-        Some(source) => Ok(Volume { name, source }),
+    let mut v = VolumeObject {
+        name: Str::EMPTY,
+        source: None,
+    };
+    object(d, pool, path, &mut v)?;
+    match v.source {
+        Some(source) => Ok(Volume {
+            name: v.name,
+            source,
+        }),
         None => Err(Error::new(
             ErrorKind::Invalid(Invalid::UnsupportedVolume),
             path,
@@ -395,580 +733,696 @@ fn volume<'a, R: Events<'a>>(
     }
 }
 
-fn container<'a, R: Events<'a>>(
-    d: &mut D<'a, '_, R>,
-    pool: &mut Pool,
-    path: FieldPath,
-    c: &mut Container,
-) -> Result<()> {
-    d.map(path, |d, key, p| {
-        match key.name() {
-            "name" => c.name = d.str_or_empty(pool, p.field(F::Name))?,
-            "image" => c.image = d.str_or_empty(pool, p.field(F::Image))?,
-            "imagePullPolicy" => {
-                c.image_pull_policy = d.enumeration(p.field(F::ImagePullPolicy), |s| match s {
-                    "Always" => Some(PullPolicy::Always),
-                    "IfNotPresent" => Some(PullPolicy::IfNotPresent),
-                    "Never" => Some(PullPolicy::Never),
-                    _ => None,
-                })?
-            }
-            "command" => d.strings(pool, p.field(F::Command), &mut c.command, Limit::Args)?,
-            "args" => d.strings(pool, p.field(F::Args), &mut c.args, Limit::Args)?,
-            "workingDir" => c.working_dir = d.string(pool, p.field(F::WorkingDir))?,
-            // The larger arms are out-of-line functions: this handler's frame stays on the
-            // stack under every nested field, so it must not hold their temporaries.
-            "env" => container_env(d, pool, p.field(F::Env), &mut c.env)?,
-            "envFrom" => container_env_from(d, p.field(F::EnvFrom))?,
-            "ports" => container_ports(d, pool, p.field(F::Ports), &mut c.ports)?,
-            "resources" => container_resources(d, pool, p.field(F::Resources), &mut c.resources)?,
-            "volumeMounts" => {
-                container_mounts(d, pool, p.field(F::VolumeMounts), &mut c.volume_mounts)?
-            }
-            "livenessProbe" => set_probe(
-                d,
-                pool,
-                p.field(F::LivenessProbe),
-                key.mark,
-                &mut c.liveness_probe,
-            )?,
-            "readinessProbe" => set_probe(
-                d,
-                pool,
-                p.field(F::ReadinessProbe),
-                key.mark,
-                &mut c.readiness_probe,
-            )?,
-            "startupProbe" => set_probe(
-                d,
-                pool,
-                p.field(F::StartupProbe),
-                key.mark,
-                &mut c.startup_probe,
-            )?,
-            "lifecycle" => lifecycle(d, pool, p.field(F::Lifecycle), &mut c.lifecycle)?,
-            "securityContext" => set_security_context(
-                d,
-                pool,
-                p.field(F::SecurityContext),
-                &mut c.security_context,
-            )?,
-            "stdin" => c.stdin = d.boolean(p.field(F::Stdin))?.unwrap_or(false),
-            "tty" => c.tty = d.boolean(p.field(F::Tty))?.unwrap_or(false),
-            "terminationMessagePath" => {
-                c.termination_message_path = d.string(pool, p.field(F::TerminationMessagePath))?
-            }
-            "terminationMessagePolicy" => {
-                c.termination_message_policy =
-                    d.enumeration(p.field(F::TerminationMessagePolicy), |s| match s {
-                        "File" => Some(TerminationMessagePolicy::File),
-                        "FallbackToLogsOnError" => {
-                            Some(TerminationMessagePolicy::FallbackToLogsOnError)
-                        }
-                        _ => None,
-                    })?
-            }
-            _ => return Ok(false),
+// ---- containers -------------------------------------------------------------------------------
+
+impl<'a, R: Events<'a>> Object<'a, R> for Container {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::Name, Kind::Str),
+            (F::Image, Kind::Str),
+            (F::ImagePullPolicy, Kind::Enum(PullPolicy::NAMES)),
+            (F::Command, Kind::Nested),
+            (F::Args, Kind::Nested),
+            (F::WorkingDir, Kind::Str),
+            (F::Env, Kind::Nested),
+            (F::EnvFrom, Kind::Nested),
+            (F::Ports, Kind::Nested),
+            (F::Resources, Kind::Nested),
+            (F::VolumeMounts, Kind::Nested),
+            (F::LivenessProbe, Kind::Nested),
+            (F::ReadinessProbe, Kind::Nested),
+            (F::StartupProbe, Kind::Nested),
+            (F::Lifecycle, Kind::Nested),
+            (F::SecurityContext, Kind::Nested),
+            (F::Stdin, Kind::Bool),
+            (F::Tty, Kind::Bool),
+            (F::TerminationMessagePath, Kind::Str),
+            (
+                F::TerminationMessagePolicy,
+                Kind::Enum(TerminationMessagePolicy::NAMES),
+            ),
+        ]
+    }
+    fn set(&mut self, f: F, v: Value) {
+        match f {
+            F::Name => self.name = v.text(),
+            F::Image => self.image = v.text(),
+            F::ImagePullPolicy => self.image_pull_policy = v.pick(PullPolicy::ALL),
+            F::WorkingDir => self.working_dir = v.str(),
+            F::Stdin => self.stdin = v.flag(),
+            F::Tty => self.tty = v.flag(),
+            F::TerminationMessagePath => self.termination_message_path = v.str(),
+            _ => self.termination_message_policy = v.pick(TerminationMessagePolicy::ALL),
         }
-        Ok(true)
-    })
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        key: &Key<'a>,
+    ) -> Result<()> {
+        // The larger arms are out-of-line functions: their temporaries stay out of this
+        // frame, which is on the stack while any of the container's lists is read.
+        match f {
+            F::Command => d.strings(pool, path, &mut self.command, Limit::Args),
+            F::Args => d.strings(pool, path, &mut self.args, Limit::Args),
+            F::Env => d.seq(path, |d, _, p, mark| {
+                let mut e = EnvVar::default();
+                object(d, pool, p, &mut e)?;
+                self.env
+                    .push(e)
+                    .map_err(|_| Error::capacity(Limit::Env, p, mark))
+            }),
+            F::EnvFrom => d.seq(path, |d, _, p, _| object(d, pool, p, &mut EnvFromObject)),
+            F::Ports => d.seq(path, |d, _, p, mark| {
+                let mut port = ContainerPort {
+                    name: None,
+                    container_port: 0,
+                    host_port: None,
+                    protocol: None,
+                    host_ip: None,
+                };
+                object(d, pool, p, &mut port)?;
+                self.ports
+                    .push(port)
+                    .map_err(|_| Error::capacity(Limit::Ports, p, mark))
+            }),
+            F::Resources => object(d, pool, path, &mut self.resources),
+            F::VolumeMounts => d.seq(path, |d, _, p, mark| {
+                let mut m = VolumeMount::default();
+                object(d, pool, p, &mut m)?;
+                self.volume_mounts
+                    .push(m)
+                    .map_err(|_| Error::capacity(Limit::Mounts, p, mark))
+            }),
+            F::LivenessProbe => probe(d, pool, path, key.mark, &mut self.liveness_probe),
+            F::ReadinessProbe => probe(d, pool, path, key.mark, &mut self.readiness_probe),
+            F::StartupProbe => probe(d, pool, path, key.mark, &mut self.startup_probe),
+            F::Lifecycle => object(d, pool, path, &mut self.lifecycle),
+            _ => security_context(d, pool, path, &mut self.security_context),
+        }
+    }
 }
 
-#[inline(never)]
-fn container_env<'a, R: Events<'a>>(
-    d: &mut D<'a, '_, R>,
-    pool: &mut Pool,
-    path: FieldPath,
-    env: &mut Vec<EnvVar, MAX_ENV>,
-) -> Result<()> {
-    d.seq(path, |d, _, p, mark| {
-        let e = env_var(d, pool, p)?;
-        env.push(e).map_err(|_| cap(Limit::Env, p, mark))
-    })
-}
+/// An `envFrom` entry: it can only reference API objects.
+struct EnvFromObject;
 
-#[inline(never)]
-fn container_env_from<'a, R: Events<'a>>(d: &mut D<'a, '_, R>, path: FieldPath) -> Result<()> {
-    d.seq(path, |d, _, p, _| {
-        d.map(p, |d, key, p| match key.name() {
-            "configMapRef" => d.api_ref(ApiRef::ConfigMap, key, p),
-            "secretRef" => d.api_ref(ApiRef::Secret, key, p),
+impl<'a, R: Events<'a>> Object<'a, R> for EnvFromObject {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[]
+    }
+    fn other(&mut self, d: &mut D<'a, '_, R>, key: &Key<'a>, path: FieldPath) -> Result<bool> {
+        match key.name() {
+            "configMapRef" => d.api_ref(ApiRef::ConfigMap, key, path),
+            "secretRef" => d.api_ref(ApiRef::Secret, key, path),
             _ => Ok(false),
-        })
-    })
-}
-
-#[inline(never)]
-fn container_ports<'a, R: Events<'a>>(
-    d: &mut D<'a, '_, R>,
-    pool: &mut Pool,
-    path: FieldPath,
-    ports: &mut Vec<ContainerPort, MAX_PORTS>,
-) -> Result<()> {
-    d.seq(path, |d, _, p, mark| {
-        let port = port(d, pool, p)?;
-        ports.push(port).map_err(|_| cap(Limit::Ports, p, mark))
-    })
-}
-
-#[inline(never)]
-fn container_resources<'a, R: Events<'a>>(
-    d: &mut D<'a, '_, R>,
-    pool: &mut Pool,
-    path: FieldPath,
-    r: &mut Resources,
-) -> Result<()> {
-    d.map(path, |d, key, p| {
-        match key.name() {
-            "requests" => resource_list(d, pool, p.field(F::Requests), &mut r.requests)?,
-            "limits" => resource_list(d, pool, p.field(F::Limits), &mut r.limits)?,
-            _ => return Ok(false),
         }
-        Ok(true)
-    })
+    }
 }
 
-#[inline(never)]
-fn container_mounts<'a, R: Events<'a>>(
-    d: &mut D<'a, '_, R>,
-    pool: &mut Pool,
-    path: FieldPath,
-    mounts: &mut Vec<VolumeMount, MAX_MOUNTS>,
-) -> Result<()> {
-    d.seq(path, |d, _, p, mark| {
-        let m = mount(d, pool, p)?;
-        mounts.push(m).map_err(|_| cap(Limit::Mounts, p, mark))
-    })
-}
-
-#[inline(never)]
-fn set_probe<'a, R: Events<'a>>(
-    d: &mut D<'a, '_, R>,
-    pool: &mut Pool,
-    path: FieldPath,
-    mark: Mark,
-    out: &mut Option<Probe>,
-) -> Result<()> {
-    *out = probe(d, pool, path, mark)?;
-    Ok(())
-}
-
-#[inline(never)]
-fn lifecycle<'a, R: Events<'a>>(
-    d: &mut D<'a, '_, R>,
-    pool: &mut Pool,
-    path: FieldPath,
-    l: &mut Lifecycle,
-) -> Result<()> {
-    d.map(path, |d, key, p| {
-        match key.name() {
-            "postStart" => {
-                let p = p.field(F::PostStart);
-                l.post_start = Some(handler(d, pool, p, key.mark, |_, _, _| Ok(false))?)
-            }
-            "preStop" => {
-                let p = p.field(F::PreStop);
-                l.pre_stop = Some(handler(d, pool, p, key.mark, |_, _, _| Ok(false))?)
-            }
-            _ => return Ok(false),
+impl<'a, R: Events<'a>> Object<'a, R> for EnvVar {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::Name, Kind::Str),
+            (F::Value, Kind::Str),
+            (F::ValueFrom, Kind::Nested),
+        ]
+    }
+    fn set(&mut self, f: F, v: Value) {
+        if f == F::Name {
+            self.name = v.text();
+        } else {
+            self.value = v.str();
         }
+    }
+    fn nested(
+        &mut self,
+        _f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        _key: &Key<'a>,
+    ) -> Result<()> {
+        object(d, pool, path, &mut ValueFrom(&mut self.value_from))
+    }
+}
+
+/// An env `valueFrom`: the references a static pod can resolve itself, or API objects.
+struct ValueFrom<'e>(&'e mut Option<EnvSource>);
+
+impl<'a, R: Events<'a>> Object<'a, R> for ValueFrom<'_> {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::FieldRef, Kind::Nested),
+            (F::ResourceFieldRef, Kind::Nested),
+            (F::SecretKeyRef, Kind::Api(ApiRef::Secret)),
+            (F::ConfigMapKeyRef, Kind::Api(ApiRef::ConfigMap)),
+        ]
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        key: &Key<'a>,
+    ) -> Result<()> {
+        if f == F::FieldRef {
+            object(d, pool, path, &mut FieldRefObject(&mut *self.0))?;
+            if self.0.is_none() {
+                return Err(required(path.field(F::FieldPath), key.mark));
+            }
+            return Ok(());
+        }
+        let mut r = ResourceRefObject {
+            container: None,
+            resource: None,
+            divisor: None,
+        };
+        object(d, pool, path, &mut r)?;
+        match r.resource {
+            Some(resource) => {
+                *self.0 = Some(EnvSource::Resource {
+                    container: r.container,
+                    resource,
+                    divisor: r.divisor,
+                });
+                Ok(())
+            }
+            None => Err(required(path.field(F::Resource), key.mark)),
+        }
+    }
+}
+
+/// `fieldRef`: a `fieldPath` keel can fill in.
+struct FieldRefObject<'e>(&'e mut Option<EnvSource>);
+
+impl<'a, R: Events<'a>> Object<'a, R> for FieldRefObject<'_> {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[(F::FieldPath, Kind::Nested)]
+    }
+    fn nested(
+        &mut self,
+        _f: F,
+        d: &mut D<'a, '_, R>,
+        _pool: &mut Pool,
+        path: FieldPath,
+        _key: &Key<'a>,
+    ) -> Result<()> {
+        let f = d.one_of(path, FieldRef::NAMES).map_err(|mut err| {
+            if matches!(err.kind, ErrorKind::Invalid(Invalid::UnknownValue)) {
+                err.kind = ErrorKind::Invalid(Invalid::FieldRefPath);
+            }
+            err
+        })?;
+        if let Some(f) = f.and_then(|i| FieldRef::ALL.get(i)) {
+            *self.0 = Some(EnvSource::Field(*f));
+        }
+        Ok(())
+    }
+    fn other(&mut self, d: &mut D<'a, '_, R>, key: &Key<'a>, path: FieldPath) -> Result<bool> {
+        if key.name() != "apiVersion" {
+            return Ok(false);
+        }
+        d.skip(path)?;
         Ok(true)
-    })
+    }
+}
+
+/// `resourceFieldRef`, whose `resource` is required.
+struct ResourceRefObject {
+    container: Option<Str>,
+    resource: Option<ResourceName>,
+    divisor: Option<Quantity>,
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for ResourceRefObject {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::ContainerName, Kind::Str),
+            (F::Resource, Kind::Enum(ResourceName::NAMES)),
+            (F::Divisor, Kind::Quantity),
+        ]
+    }
+    fn set(&mut self, f: F, v: Value) {
+        match f {
+            F::ContainerName => self.container = v.str(),
+            F::Resource => self.resource = v.pick(ResourceName::ALL),
+            _ => self.divisor = v.quantity(),
+        }
+    }
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for ContainerPort {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::Name, Kind::Str),
+            (F::ContainerPort, Kind::Int),
+            (F::HostPort, Kind::Int),
+            (F::Protocol, Kind::Enum(Protocol::NAMES)),
+            (F::HostIP, Kind::Str),
+        ]
+    }
+    fn set(&mut self, f: F, v: Value) {
+        match f {
+            F::Name => self.name = v.str(),
+            F::ContainerPort => self.container_port = v.int().unwrap_or(0),
+            F::HostPort => self.host_port = v.int(),
+            F::Protocol => self.protocol = v.pick(Protocol::ALL),
+            _ => self.host_ip = v.str(),
+        }
+    }
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for Resources {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[(F::Requests, Kind::Nested), (F::Limits, Kind::Nested)]
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        _key: &Key<'a>,
+    ) -> Result<()> {
+        let list = if f == F::Requests {
+            &mut self.requests
+        } else {
+            &mut self.limits
+        };
+        object(d, pool, path, list)
+    }
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for ResourceList {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::Cpu, Kind::Quantity),
+            (F::Memory, Kind::Quantity),
+            (F::EphemeralStorage, Kind::Quantity),
+        ]
+    }
+    fn set(&mut self, f: F, v: Value) {
+        match f {
+            F::Cpu => self.cpu = v.quantity(),
+            F::Memory => self.memory = v.quantity(),
+            _ => self.ephemeral_storage = v.quantity(),
+        }
+    }
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for VolumeMount {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::Name, Kind::Str),
+            (F::MountPath, Kind::Str),
+            (F::SubPath, Kind::Str),
+            (F::ReadOnly, Kind::Bool),
+            (F::MountPropagation, Kind::Enum(MountPropagation::NAMES)),
+        ]
+    }
+    fn set(&mut self, f: F, v: Value) {
+        match f {
+            F::Name => self.name = v.text(),
+            F::MountPath => self.mount_path = v.text(),
+            F::SubPath => self.sub_path = v.str(),
+            F::ReadOnly => self.read_only = v.flag(),
+            _ => self.propagation = v.pick(MountPropagation::ALL),
+        }
+    }
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for Lifecycle {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[(F::PostStart, Kind::Nested), (F::PreStop, Kind::Nested)]
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        key: &Key<'a>,
+    ) -> Result<()> {
+        let out = if f == F::PostStart {
+            &mut self.post_start
+        } else {
+            &mut self.pre_stop
+        };
+        handler(d, pool, path, key.mark, None, out)
+    }
 }
 
 #[inline(never)]
-fn set_security_context<'a, R: Events<'a>>(
+fn security_context<'a, R: Events<'a>>(
     d: &mut D<'a, '_, R>,
     pool: &mut Pool,
     path: FieldPath,
     out: &mut Option<SecurityContext>,
 ) -> Result<()> {
-    *out = Some(security_context(d, pool, path)?);
+    let mut sc = SecurityContext::default();
+    object(d, pool, path, &mut sc)?;
+    *out = Some(sc);
     Ok(())
 }
 
-fn env_var<'a, R: Events<'a>>(
-    d: &mut D<'a, '_, R>,
-    pool: &mut Pool,
-    path: FieldPath,
-) -> Result<EnvVar> {
-    let mut e = EnvVar::default();
-    d.map(path, |d, key, p| {
-        match key.name() {
-            "name" => e.name = d.str_or_empty(pool, p.field(F::Name))?,
-            "value" => e.value = d.string(pool, p.field(F::Value))?,
-            "valueFrom" => {
-                let p = p.field(F::ValueFrom);
-                d.map(p, |d, key, p| {
-                    match key.name() {
-                        "fieldRef" => {
-                            let p = p.field(F::FieldRef);
-                            d.map(p, |d, key, p| {
-                                match key.name() {
-                                    "fieldPath" => {
-                                        let f = d.enumeration(p.field(F::FieldPath), |s| {
-                                            Some(match s {
-                                                "metadata.name" => FieldRef::MetadataName,
-                                                "metadata.namespace" => FieldRef::MetadataNamespace,
-                                                "metadata.uid" => FieldRef::MetadataUid,
-                                                "spec.nodeName" => FieldRef::SpecNodeName,
-                                                "spec.serviceAccountName" => {
-                                                    FieldRef::SpecServiceAccountName
-                                                }
-                                                "status.podIP" => FieldRef::StatusPodIP,
-                                                "status.podIPs" => FieldRef::StatusPodIPs,
-                                                "status.hostIP" => FieldRef::StatusHostIP,
-                                                "status.hostIPs" => FieldRef::StatusHostIPs,
-                                                _ => return None,
-                                            })
-                                        });
-                                        let f = f.map_err(|mut err| {
-                                            if matches!(
-                                                err.kind,
-                                                ErrorKind::Invalid(Invalid::UnknownValue)
-                                            ) {
-                                                err.kind =
-                                                    ErrorKind::Invalid(Invalid::FieldRefPath);
-                                            }
-                                            err
-                                        })?;
-                                        if let Some(f) = f {
-                                            e.value_from = Some(EnvSource::Field(f));
-                                        }
-                                    }
-                                    "apiVersion" => {
-                                        d.skip(p)?;
-                                    }
-                                    _ => return Ok(false),
-                                }
-                                Ok(true)
-                            })?;
-                            if e.value_from.is_none() {
-                                return Err(Error::new(
-                                    ErrorKind::Required,
-                                    p.field(F::FieldPath),
-                                    key.mark,
-                                ));
-                            }
-                        }
-                        "resourceFieldRef" => {
-                            let p = p.field(F::ResourceFieldRef);
-                            let (mut container, mut resource, mut divisor) = (None, None, None);
-                            d.map(p, |d, key, p| {
-                                match key.name() {
-                                    "containerName" => {
-                                        container = d.string(pool, p.field(F::ContainerName))?
-                                    }
-                                    "resource" => {
-                                        resource = d.enumeration(p.field(F::Resource), |s| {
-                                            Some(match s {
-                                                "limits.cpu" => ResourceName::LimitsCpu,
-                                                "limits.memory" => ResourceName::LimitsMemory,
-                                                "limits.ephemeral-storage" => {
-                                                    ResourceName::LimitsEphemeralStorage
-                                                }
-                                                "requests.cpu" => ResourceName::RequestsCpu,
-                                                "requests.memory" => ResourceName::RequestsMemory,
-                                                "requests.ephemeral-storage" => {
-                                                    ResourceName::RequestsEphemeralStorage
-                                                }
-                                                _ => return None,
-                                            })
-                                        })?
-                                    }
-                                    "divisor" => divisor = d.quantity(pool, p.field(F::Divisor))?,
-                                    _ => return Ok(false),
-                                }
-                                Ok(true)
-                            })?;
-                            match resource {
-                                Some(resource) => {
-                                    e.value_from = Some(EnvSource::Resource {
-                                        container,
-                                        resource,
-                                        divisor,
-                                    })
-                                }
-                                None => {
-                                    return Err(Error::new(
-                                        ErrorKind::Required,
-                                        p.field(F::Resource),
-                                        key.mark,
-                                    ))
-                                }
-                            }
-                        }
-                        "secretKeyRef" => {
-                            return d.api_ref(ApiRef::Secret, key, p.field(F::SecretKeyRef))
-                        }
-                        "configMapKeyRef" => {
-                            return d.api_ref(ApiRef::ConfigMap, key, p.field(F::ConfigMapKeyRef))
-                        }
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-            }
-            _ => return Ok(false),
+impl<'a, R: Events<'a>> Object<'a, R> for SecurityContext {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[
+            (F::Privileged, Kind::Bool),
+            (F::RunAsUser, Kind::Int),
+            (F::RunAsGroup, Kind::Int),
+            (F::RunAsNonRoot, Kind::Bool),
+            (F::ReadOnlyRootFilesystem, Kind::Bool),
+            (F::AllowPrivilegeEscalation, Kind::Bool),
+            (F::Capabilities, Kind::Nested),
+            (F::SeccompProfile, Kind::Nested),
+        ]
+    }
+    fn set(&mut self, f: F, v: Value) {
+        match f {
+            F::Privileged => self.privileged = v.bool(),
+            F::RunAsUser => self.run_as_user = v.int(),
+            F::RunAsGroup => self.run_as_group = v.int(),
+            F::RunAsNonRoot => self.run_as_non_root = v.bool(),
+            F::ReadOnlyRootFilesystem => self.read_only_root_filesystem = v.bool(),
+            _ => self.allow_privilege_escalation = v.bool(),
         }
-        Ok(true)
-    })?;
-    Ok(e)
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        _key: &Key<'a>,
+    ) -> Result<()> {
+        if f == F::SeccompProfile {
+            self.seccomp = Some(seccomp(d, pool, path)?);
+            return Ok(());
+        }
+        let mut caps = Capabilities {
+            add: &mut self.cap_add,
+            drop: &mut self.cap_drop,
+        };
+        object(d, pool, path, &mut caps)
+    }
 }
 
-fn port<'a, R: Events<'a>>(
-    d: &mut D<'a, '_, R>,
-    pool: &mut Pool,
-    path: FieldPath,
-) -> Result<ContainerPort> {
-    let mut out = ContainerPort {
-        name: None,
-        container_port: 0,
-        host_port: None,
-        protocol: None,
-        host_ip: None,
-    };
-    let mut seen = false;
-    d.map(path, |d, key, p| {
-        match key.name() {
-            "name" => out.name = d.string(pool, p.field(F::Name))?,
-            "containerPort" => {
-                seen = true;
-                out.container_port = d.int(p.field(F::ContainerPort))?.unwrap_or(0)
-            }
-            "hostPort" => out.host_port = d.int(p.field(F::HostPort))?,
-            "protocol" => {
-                out.protocol = d.enumeration(p.field(F::Protocol), |s| match s {
-                    "TCP" => Some(Protocol::TCP),
-                    "UDP" => Some(Protocol::UDP),
-                    "SCTP" => Some(Protocol::SCTP),
-                    _ => None,
-                })?
-            }
-            "hostIP" => out.host_ip = d.string(pool, p.field(F::HostIP))?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    let _ = seen;
-    Ok(out)
+/// `capabilities`.
+struct Capabilities<'c> {
+    add: &'c mut Vec<Str, MAX_SMALL_LIST>,
+    drop: &'c mut Vec<Str, MAX_SMALL_LIST>,
 }
 
-fn resource_list<'a, R: Events<'a>>(
+impl<'a, R: Events<'a>> Object<'a, R> for Capabilities<'_> {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[(F::Add, Kind::Nested), (F::Drop, Kind::Nested)]
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        _key: &Key<'a>,
+    ) -> Result<()> {
+        let out = if f == F::Add {
+            &mut *self.add
+        } else {
+            &mut *self.drop
+        };
+        d.strings(pool, path, out, Limit::SmallList)
+    }
+}
+
+// ---- probes and hooks -------------------------------------------------------------------------
+
+/// The actions, then a probe's own fields.
+const PROBE_FIELDS: &[(F, Kind)] = &[
+    (F::Exec, Kind::Nested),
+    (F::HttpGet, Kind::Nested),
+    (F::TcpSocket, Kind::Nested),
+    (F::Grpc, Kind::Nested),
+    (F::Sleep, Kind::Nested),
+    (F::InitialDelaySeconds, Kind::Int),
+    (F::TimeoutSeconds, Kind::Int),
+    (F::PeriodSeconds, Kind::Int),
+    (F::SuccessThreshold, Kind::Int),
+    (F::FailureThreshold, Kind::Int),
+    (F::TerminationGracePeriodSeconds, Kind::Int),
+];
+
+/// How many of [`PROBE_FIELDS`] are actions (all a hook has).
+const ACTIONS: usize = 5;
+
+/// A probe or hook: exactly one action; a probe's timings when `timings` is given.
+struct Handler<'t> {
+    action: &'t mut Option<Action>,
+    path: FieldPath,
+    timings: Option<&'t mut [Option<i64>; 6]>,
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for Handler<'_> {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        match self.timings {
+            Some(_) => PROBE_FIELDS,
+            None => PROBE_FIELDS.split_at(ACTIONS).0,
+        }
+    }
+    fn set(&mut self, f: F, v: Value) {
+        let i = match f {
+            F::InitialDelaySeconds => 0,
+            F::TimeoutSeconds => 1,
+            F::PeriodSeconds => 2,
+            F::SuccessThreshold => 3,
+            F::FailureThreshold => 4,
+            _ => 5,
+        };
+        if let Some(t) = self.timings.as_deref_mut() {
+            t[i] = v.int();
+        }
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        key: &Key<'a>,
+    ) -> Result<()> {
+        action(f, d, pool, path, key.mark, self.path, self.action)
+    }
+}
+
+/// The fields of every action, with the required one first.
+struct ActionObject {
+    path: Option<Str>,
+    port: Option<IntOrStr>,
+    host: Option<Str>,
+    scheme: Option<Scheme>,
+    service: Option<Str>,
+    headers: Vec<KeyValue, MAX_SMALL_LIST>,
+    command: Vec<Str, MAX_SMALL_LIST>,
+    /// Which action: its field.
+    of: F,
+}
+
+impl<'a, R: Events<'a>> Object<'a, R> for ActionObject {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        match self.of {
+            F::Exec => &[(F::Command, Kind::Nested)],
+            F::HttpGet => &[
+                (F::Path, Kind::Str),
+                (F::Port, Kind::IntOrStr),
+                (F::Host, Kind::Str),
+                (F::Scheme, Kind::Enum(Scheme::NAMES)),
+                (F::HttpHeaders, Kind::Nested),
+            ],
+            F::TcpSocket => &[(F::Port, Kind::IntOrStr), (F::Host, Kind::Str)],
+            F::Grpc => &[(F::Port, Kind::Int), (F::Service, Kind::Str)],
+            _ => &[(F::Seconds, Kind::Int)],
+        }
+    }
+    fn set(&mut self, f: F, v: Value) {
+        match f {
+            F::Path => self.path = v.str(),
+            F::Port | F::Seconds => {
+                self.port = match v {
+                    Value::Int(i) => i.map(IntOrStr::Int),
+                    v => v.int_or_str(),
+                }
+            }
+            F::Host => self.host = v.str(),
+            F::Scheme => self.scheme = v.pick(Scheme::ALL),
+            _ => self.service = v.str(),
+        }
+    }
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        _key: &Key<'a>,
+    ) -> Result<()> {
+        if f == F::Command {
+            return d.strings(pool, path, &mut self.command, Limit::SmallList);
+        }
+        d.seq(path, |d, _, p, mark| {
+            let mut kv = KeyValue::default();
+            object(d, pool, p, &mut kv)?;
+            self.headers
+                .push(kv)
+                .map_err(|_| Error::capacity(Limit::SmallList, p, mark))
+        })
+    }
+}
+
+/// An `httpHeaders` entry.
+impl<'a, R: Events<'a>> Object<'a, R> for KeyValue {
+    fn fields(&self) -> &'static [(F, Kind)] {
+        &[(F::Name, Kind::Str), (F::Value, Kind::Str)]
+    }
+    fn set(&mut self, f: F, v: Value) {
+        if f == F::Name {
+            self.key = v.text();
+        } else {
+            self.value = v.text();
+        }
+    }
+}
+
+/// The action under key `of`, at `path` (`mark`: the key's), into `out`: the handler's
+/// one action (at `handler`), so a second one is an error.
+#[inline(never)]
+fn action<'a, R: Events<'a>>(
+    of: F,
     d: &mut D<'a, '_, R>,
     pool: &mut Pool,
     path: FieldPath,
-    out: &mut ResourceList,
+    mark: Mark,
+    handler: FieldPath,
+    out: &mut Option<Action>,
 ) -> Result<()> {
-    d.map(path, |d, key, p| {
-        match key.name() {
-            "cpu" => out.cpu = d.quantity(pool, p.field(F::Cpu))?,
-            "memory" => out.memory = d.quantity(pool, p.field(F::Memory))?,
-            "ephemeral-storage" => {
-                out.ephemeral_storage = d.quantity(pool, p.field(F::EphemeralStorage))?
-            }
-            _ => return Ok(false),
+    let mut a = ActionObject {
+        path: None,
+        port: None,
+        host: None,
+        scheme: None,
+        service: None,
+        headers: Vec::new(),
+        command: Vec::new(),
+        of,
+    };
+    object(d, pool, path, &mut a)?;
+    // Every action but exec requires its first field: `port`, or `seconds` for sleep.
+    let port = match a.port {
+        Some(port) => port,
+        None if of == F::Exec => IntOrStr::Int(0),
+        None => {
+            let f = if of == F::Sleep { F::Seconds } else { F::Port };
+            return Err(required(path.field(f), mark));
         }
-        Ok(true)
-    })
+    };
+    if out.is_some() {
+        return Err(Error::new(
+            ErrorKind::Invalid(Invalid::ActionCount),
+            handler,
+            mark,
+        ));
+    }
+    let int = match port {
+        IntOrStr::Int(i) => i,
+        IntOrStr::Str(_) => 0,
+    };
+    *out = Some(match of {
+        F::Exec => Action::Exec(a.command),
+        F::HttpGet => Action::HttpGet {
+            path: a.path,
+            port,
+            host: a.host,
+            scheme: a.scheme,
+            headers: a.headers,
+        },
+        F::TcpSocket => Action::TcpSocket { port, host: a.host },
+        F::Grpc => Action::Grpc {
+            port: int,
+            service: a.service,
+        },
+        _ => Action::Sleep { seconds: int },
+    });
+    Ok(())
 }
 
-fn mount<'a, R: Events<'a>>(
-    d: &mut D<'a, '_, R>,
-    pool: &mut Pool,
-    path: FieldPath,
-) -> Result<VolumeMount> {
-    let mut m = VolumeMount::default();
-    d.map(path, |d, key, p| {
-        match key.name() {
-            "name" => m.name = d.str_or_empty(pool, p.field(F::Name))?,
-            "mountPath" => m.mount_path = d.str_or_empty(pool, p.field(F::MountPath))?,
-            "subPath" => m.sub_path = d.string(pool, p.field(F::SubPath))?,
-            "readOnly" => m.read_only = d.boolean(p.field(F::ReadOnly))?.unwrap_or(false),
-            "mountPropagation" => {
-                m.propagation = d.enumeration(p.field(F::MountPropagation), |s| match s {
-                    "None" => Some(MountPropagation::None),
-                    "HostToContainer" => Some(MountPropagation::HostToContainer),
-                    "Bidirectional" => Some(MountPropagation::Bidirectional),
-                    _ => None,
-                })?
-            }
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(m)
-}
-
-/// A probe or hook action. `extra` handles keys that belong to the probe around it.
+/// A probe or hook action at `path` (`mark`: its key's) into `out`; a probe's timings go
+/// to `timings`.
 fn handler<'a, R: Events<'a>>(
     d: &mut D<'a, '_, R>,
     pool: &mut Pool,
     path: FieldPath,
     mark: Mark,
-    mut extra: impl FnMut(&mut D<'a, '_, R>, &Key<'a>, FieldPath) -> Result<bool>,
-) -> Result<Action> {
-    let mut action: Option<Action> = None;
-    let mut count = 0;
-    d.map(path, |d, key, p| {
-        let a = match key.name() {
-            "exec" => {
-                let mut cmd = Vec::new();
-                d.map(p.field(F::Exec), |d, key, p| {
-                    match key.name() {
-                        "command" => {
-                            d.strings(pool, p.field(F::Command), &mut cmd, Limit::SmallList)?
-                        }
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-                Action::Exec(cmd)
-            }
-            "httpGet" => {
-                let (mut hpath, mut port, mut host, mut scheme) = (None, None, None, None);
-                let mut headers = Vec::new();
-                let p = p.field(F::HttpGet);
-                d.map(p, |d, key, p| {
-                    match key.name() {
-                        "path" => hpath = d.string(pool, p.field(F::Path))?,
-                        "port" => port = d.int_or_str(pool, p.field(F::Port))?,
-                        "host" => host = d.string(pool, p.field(F::Host))?,
-                        "scheme" => {
-                            scheme = d.enumeration(p.field(F::Scheme), |s| match s {
-                                "HTTP" => Some(Scheme::HTTP),
-                                "HTTPS" => Some(Scheme::HTTPS),
-                                _ => None,
-                            })?
-                        }
-                        "httpHeaders" => {
-                            let p = p.field(F::HttpHeaders);
-                            d.seq(p, |d, _, p, mark| {
-                                let mut kv = KeyValue::default();
-                                d.map(p, |d, key, p| {
-                                    match key.name() {
-                                        "name" => {
-                                            kv.key = d.str_or_empty(pool, p.field(F::Name))?
-                                        }
-                                        "value" => {
-                                            kv.value = d.str_or_empty(pool, p.field(F::Value))?
-                                        }
-                                        _ => return Ok(false),
-                                    }
-                                    Ok(true)
-                                })?;
-                                headers.push(kv).map_err(|_| cap(Limit::SmallList, p, mark))
-                            })?
-                        }
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-                let port =
-                    port.ok_or(Error::new(ErrorKind::Required, p.field(F::Port), key.mark))?;
-                Action::HttpGet {
-                    path: hpath,
-                    port,
-                    host,
-                    scheme,
-                    headers,
-                }
-            }
-            "tcpSocket" => {
-                let (mut port, mut host) = (None, None);
-                let p = p.field(F::TcpSocket);
-                d.map(p, |d, key, p| {
-                    match key.name() {
-                        "port" => port = d.int_or_str(pool, p.field(F::Port))?,
-                        "host" => host = d.string(pool, p.field(F::Host))?,
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-                let port =
-                    port.ok_or(Error::new(ErrorKind::Required, p.field(F::Port), key.mark))?;
-                Action::TcpSocket { port, host }
-            }
-            "grpc" => {
-                let (mut port, mut service) = (None, None);
-                let p = p.field(F::Grpc);
-                d.map(p, |d, key, p| {
-                    match key.name() {
-                        "port" => port = d.int(p.field(F::Port))?,
-                        "service" => service = d.string(pool, p.field(F::Service))?,
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-                let port =
-                    port.ok_or(Error::new(ErrorKind::Required, p.field(F::Port), key.mark))?;
-                Action::Grpc { port, service }
-            }
-            "sleep" => {
-                let mut seconds = None;
-                let p = p.field(F::Sleep);
-                d.map(p, |d, key, p| {
-                    match key.name() {
-                        "seconds" => seconds = d.int(p.field(F::Seconds))?,
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-                let seconds = seconds.ok_or(Error::new(
-                    ErrorKind::Required,
-                    p.field(F::Seconds),
-                    key.mark,
-                ))?;
-                Action::Sleep { seconds }
-            }
-            _ => return extra(d, key, p),
-        };
-        count += 1;
-        if count > 1 {
-            return Err(Error::new(
-                ErrorKind::Invalid(Invalid::ActionCount),
-                path,
-                key.mark,
-            ));
-        }
-        action = Some(a);
-        Ok(true)
-    })?;
-    action.ok_or(Error::new(
-        ErrorKind::Invalid(Invalid::ActionCount),
+    timings: Option<&mut [Option<i64>; 6]>,
+    out: &mut Option<Action>,
+) -> Result<()> {
+    object(
+        d,
+        pool,
         path,
-        mark,
-    ))
-}
-
-fn probe<'a, R: Events<'a>>(
-    d: &mut D<'a, '_, R>,
-    pool: &mut Pool,
-    path: FieldPath,
-    mark: Mark,
-) -> Result<Option<Probe>> {
-    let mut t = [None; 6];
-    let action = handler(d, pool, path, mark, |d, key, p| {
-        let (i, f) = match key.name() {
-            "initialDelaySeconds" => (0, F::InitialDelaySeconds),
-            "timeoutSeconds" => (1, F::TimeoutSeconds),
-            "periodSeconds" => (2, F::PeriodSeconds),
-            "successThreshold" => (3, F::SuccessThreshold),
-            "failureThreshold" => (4, F::FailureThreshold),
-            "terminationGracePeriodSeconds" => (5, F::TerminationGracePeriodSeconds),
-            _ => return Ok(false),
-        };
-        t[i] = d.int(p.field(f))?;
-        Ok(true)
-    })?;
-    if matches!(action, Action::Sleep { .. }) {
+        &mut Handler {
+            action: &mut *out,
+            path,
+            timings,
+        },
+    )?;
+    if out.is_none() {
         return Err(Error::new(
             ErrorKind::Invalid(Invalid::ActionCount),
             path,
             mark,
         ));
     }
-    Ok(Some(Probe {
+    Ok(())
+}
+
+#[inline(never)]
+fn probe<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    mark: Mark,
+    out: &mut Option<Probe>,
+) -> Result<()> {
+    let mut t = [None; 6];
+    let mut action = None;
+    handler(d, pool, path, mark, Some(&mut t), &mut action)?;
+    finish_probe(action, &t, path, mark, out)
+}
+
+/// A probe from its action and timings (out of line: [`probe`]'s frame is on the stack
+/// while the probe is read, this probe-sized temporary need not be).
+#[inline(never)]
+fn finish_probe(
+    action: Option<Action>,
+    t: &[Option<i64>; 6],
+    path: FieldPath,
+    mark: Mark,
+    out: &mut Option<Probe>,
+) -> Result<()> {
+    let action = match action {
+        Some(a) if !matches!(a, Action::Sleep { .. }) => a,
+        _ => {
+            return Err(Error::new(
+                ErrorKind::Invalid(Invalid::ActionCount),
+                path,
+                mark,
+            ))
+        }
+    };
+    *out = Some(Probe {
         action,
         initial_delay_seconds: t[0],
         timeout_seconds: t[1],
@@ -976,42 +1430,6 @@ fn probe<'a, R: Events<'a>>(
         success_threshold: t[3],
         failure_threshold: t[4],
         termination_grace_period_seconds: t[5],
-    }))
-}
-
-fn security_context<'a, R: Events<'a>>(
-    d: &mut D<'a, '_, R>,
-    pool: &mut Pool,
-    path: FieldPath,
-) -> Result<SecurityContext> {
-    let mut sc = SecurityContext::default();
-    d.map(path, |d, key, p| {
-        match key.name() {
-            "privileged" => sc.privileged = d.boolean(p.field(F::Privileged))?,
-            "runAsUser" => sc.run_as_user = d.int(p.field(F::RunAsUser))?,
-            "runAsGroup" => sc.run_as_group = d.int(p.field(F::RunAsGroup))?,
-            "runAsNonRoot" => sc.run_as_non_root = d.boolean(p.field(F::RunAsNonRoot))?,
-            "readOnlyRootFilesystem" => {
-                sc.read_only_root_filesystem = d.boolean(p.field(F::ReadOnlyRootFilesystem))?
-            }
-            "allowPrivilegeEscalation" => {
-                sc.allow_privilege_escalation = d.boolean(p.field(F::AllowPrivilegeEscalation))?
-            }
-            "capabilities" => {
-                let (add, drop) = (&mut sc.cap_add, &mut sc.cap_drop);
-                d.map(p.field(F::Capabilities), |d, key, p| {
-                    match key.name() {
-                        "add" => d.strings(pool, p.field(F::Add), add, Limit::SmallList)?,
-                        "drop" => d.strings(pool, p.field(F::Drop), drop, Limit::SmallList)?,
-                        _ => return Ok(false),
-                    }
-                    Ok(true)
-                })?;
-            }
-            "seccompProfile" => sc.seccomp = Some(seccomp(d, pool, p.field(F::SeccompProfile))?),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    })?;
-    Ok(sc)
+    });
+    Ok(())
 }

@@ -22,6 +22,22 @@
 
 use super::event::{Chomp, Resolved, Scalar, ScalarStyle, SyntaxErrorKind, Tag, TextSink};
 
+/// The sink refused a piece: decoding stops (the caller keeps the sink's own error).
+struct Stop;
+
+/// A sink behind `dyn`: the decoding below exists once, whatever the caller's sink.
+struct Out<'s>(&'s mut dyn FnMut(&str) -> bool);
+
+impl Out<'_> {
+    fn push_str(&mut self, s: &str) -> Result<(), Stop> {
+        if (self.0)(s) {
+            Ok(())
+        } else {
+            Err(Stop)
+        }
+    }
+}
+
 impl Scalar<'_> {
     /// Writes the decoded value text of this scalar into `sink`.
     ///
@@ -30,6 +46,20 @@ impl Scalar<'_> {
     /// string escapes (with surrogate pairs) are applied. For a scalar produced by a reader
     /// the only possible error is the sink's.
     pub fn write_to<S: TextSink>(&self, sink: &mut S) -> Result<(), S::Error> {
+        let mut err = None;
+        let _ = self.write_dyn(&mut Out(&mut |piece| match sink.push_str(piece) {
+            Ok(()) => true,
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        }));
+        err.map_or(Ok(()), Err)
+    }
+
+    /// [`Scalar::write_to`]'s decoding, one copy for every sink (not one per sink type).
+    #[inline(never)]
+    fn write_dyn(&self, sink: &mut Out<'_>) -> Result<(), Stop> {
         match self.style {
             ScalarStyle::Plain => fold_flow(self.raw, Quoting::Plain, sink),
             ScalarStyle::SingleQuoted => fold_flow(self.raw, Quoting::Single, sink),
@@ -178,7 +208,7 @@ pub(crate) fn json_escape(after: &[u8]) -> Result<(char, usize), SyntaxErrorKind
     Ok((c, 1))
 }
 
-fn push_char<S: TextSink>(c: char, sink: &mut S) -> Result<(), S::Error> {
+fn push_char(c: char, sink: &mut Out<'_>) -> Result<(), Stop> {
     let mut buf = [0u8; 4];
     sink.push_str(c.encode_utf8(&mut buf))
 }
@@ -187,7 +217,7 @@ fn push_char<S: TextSink>(c: char, sink: &mut S) -> Result<(), S::Error> {
 type EscapeFn = fn(&[u8]) -> Result<(char, usize), SyntaxErrorKind>;
 
 /// Writes `s`, replacing each escape decoded by `decode` (starting after the `\`).
-fn write_escaped<S: TextSink>(s: &str, decode: EscapeFn, sink: &mut S) -> Result<(), S::Error> {
+fn write_escaped(s: &str, decode: EscapeFn, sink: &mut Out<'_>) -> Result<(), Stop> {
     let mut rest = s;
     while let Some(i) = rest.find('\\') {
         sink.push_str(rest.get(..i).unwrap_or(""))?;
@@ -207,7 +237,7 @@ fn write_escaped<S: TextSink>(s: &str, decode: EscapeFn, sink: &mut S) -> Result
     sink.push_str(rest)
 }
 
-fn write_json<S: TextSink>(raw: &str, sink: &mut S) -> Result<(), S::Error> {
+fn write_json(raw: &str, sink: &mut Out<'_>) -> Result<(), Stop> {
     write_escaped(raw, json_escape, sink)
 }
 
@@ -239,14 +269,14 @@ fn trim_end_blanks(s: &str, double: bool) -> &str {
     }
 }
 
-fn push_newlines<S: TextSink>(n: usize, sink: &mut S) -> Result<(), S::Error> {
+fn push_newlines(n: usize, sink: &mut Out<'_>) -> Result<(), Stop> {
     for _ in 0..n {
         sink.push_str("\n")?;
     }
     Ok(())
 }
 
-fn write_segment<S: TextSink>(s: &str, q: Quoting, sink: &mut S) -> Result<(), S::Error> {
+fn write_segment(s: &str, q: Quoting, sink: &mut Out<'_>) -> Result<(), Stop> {
     match q {
         Quoting::Plain => sink.push_str(s),
         Quoting::Double => write_escaped(s, yaml_escape, sink),
@@ -266,7 +296,7 @@ fn write_segment<S: TextSink>(s: &str, q: Quoting, sink: &mut S) -> Result<(), S
 /// Line folding of flow scalars: a single line break becomes a space, each blank line a
 /// newline; blanks around line breaks are dropped; in double-quoted scalars a `\` before a
 /// line break joins the lines without a space.
-fn fold_flow<S: TextSink>(raw: &str, q: Quoting, sink: &mut S) -> Result<(), S::Error> {
+fn fold_flow(raw: &str, q: Quoting, sink: &mut Out<'_>) -> Result<(), Stop> {
     let mut lines = raw.split('\n').peekable();
     let mut first = true;
     let mut empties = 0usize;
@@ -308,13 +338,13 @@ fn fold_flow<S: TextSink>(raw: &str, q: Quoting, sink: &mut S) -> Result<(), S::
 // ---------------------------------------------------------------------------------------
 // Block scalars
 
-fn write_block<S: TextSink>(
+fn write_block(
     raw: &str,
     indent: u16,
     folded: bool,
     chomp: Chomp,
-    sink: &mut S,
-) -> Result<(), S::Error> {
+    sink: &mut Out<'_>,
+) -> Result<(), Stop> {
     let indent = usize::from(indent);
     let mut breaks = 0usize;
     let mut seen_content = false;

@@ -14,7 +14,7 @@ use super::observe::apply_state;
 use super::slots::{Life, PodSlot, Sandbox};
 use super::{Inner, Orphan, Outbox, Scratch, MAX_UID};
 use crate::config::Limit;
-use crate::machine::{Settings, State};
+use crate::machine::Settings;
 use crate::platform::{Existing, RunState, Runtime, Signal};
 use crate::status::Event;
 use crate::time::Instant;
@@ -122,11 +122,10 @@ impl Inner<'_> {
         // that a restart does not leave it behind.
         for s in self.slots.iter_mut().filter(|s| s.used) {
             for c in s.containers.iter_mut() {
-                if matches!(c.state, State::Waiting { .. } | State::Terminated(_)) {
-                    if let Some(h) = c.handle.take() {
-                        // A container the runtime cannot remove is its to report.
-                        rt.remove_container(h).ok();
-                    }
+                if let Some(h) = c.finished_handle() {
+                    c.on_removed();
+                    // A container the runtime cannot remove is its to report.
+                    rt.remove_container(h).ok();
                 }
             }
         }

@@ -10,7 +10,7 @@
 
 use super::{Inner, Scratch, MAX_FILE_NAME};
 use crate::config::Limit;
-use crate::manifest::{self, Error, ErrorKind};
+use crate::manifest::{self, Error};
 use crate::platform::{Entry, EntryKind, ManifestSource, PlatformError, PlatformErrorKind};
 use crate::status::{Event, FileState, IgnoreReason, PodId, StopReason};
 use crate::time::Instant;
@@ -408,11 +408,7 @@ impl Inner<'_> {
             });
             self.emit(Event::ManifestRejected {
                 file,
-                error: Error::new(
-                    ErrorKind::Capacity(Limit::PodSlots),
-                    Default::default(),
-                    Default::default(),
-                ),
+                error: Error::capacity(Limit::PodSlots, Default::default(), Default::default()),
                 kept_running: false,
             });
             return FileState::NoCapacity;

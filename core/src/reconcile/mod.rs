@@ -352,3 +352,6 @@ impl Inner<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

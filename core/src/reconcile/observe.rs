@@ -126,7 +126,7 @@ impl Inner<'_> {
         if self.slots[si].containers[k].handle == Some(h)
             && matches!(st, RunState::Exited { .. } | RunState::Gone)
         {
-            self.slots[si].containers[k].handle = None;
+            self.slots[si].containers[k].on_removed();
             if rt.remove_container(h).is_err() {
                 self.platform_error(id);
             }

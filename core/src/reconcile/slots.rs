@@ -9,9 +9,10 @@
 
 use super::{Inner, MAX_UID};
 use crate::config::{Limit, MAX_POD_CONTAINERS, SPEC_BYTES};
+use crate::hash;
 use crate::machine::{init_gate, Container, InitGate, ProbeTiming, Probes, State, WaitReason};
 use crate::manifest::model::{Pod, RestartPolicy, VolumeSource};
-use crate::manifest::{defaults, Digest, Error, ErrorKind};
+use crate::manifest::{defaults, Digest, Error};
 use crate::status::{Event, Phase, PodId, StopReason};
 use crate::time::{Duration, Instant};
 use heapless::{String, Vec};
@@ -193,13 +194,7 @@ impl PodSlot {
         name_key: u64,
         now: Instant,
     ) -> Result<PodId, Error> {
-        let capacity = |limit| {
-            Error::new(
-                ErrorKind::Capacity(limit),
-                Default::default(),
-                Default::default(),
-            )
-        };
+        let capacity = |limit| Error::capacity(limit, Default::default(), Default::default());
         let n = pod.all_containers().count();
         if n > MAX_POD_CONTAINERS {
             return Err(capacity(Limit::Containers));
@@ -244,7 +239,7 @@ impl PodSlot {
 fn encode(pod: &Pod) -> Option<Vec<u8, SPEC_BYTES>> {
     let mut spec: Vec<u8, SPEC_BYTES> = Vec::new();
     spec.resize_default(SPEC_BYTES).ok()?;
-    let used = postcard::to_slice(pod, &mut spec).ok()?.len();
+    let used = pod.encode_postcard_into(&mut spec)?;
     spec.truncate(used);
     Some(spec)
 }
@@ -337,22 +332,10 @@ pub fn phase(cs: &[Container], n_init: usize) -> Phase {
     Phase::Pending
 }
 
-/// The first 64 bits of a SHA-256.
-fn first_u64(h: Sha256) -> u64 {
-    let out = h.finalize();
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&out[..8]);
-    u64::from_le_bytes(b)
-}
-
 /// Hash of namespace/name: one instance per full name (SPEC 3.6, 3.7).
 pub(super) fn name_key(pod: &Pod) -> u64 {
-    let mut h = Sha256::new();
-    for p in [pod.s(pod.namespace.unwrap_or_default()), pod.s(pod.name)] {
-        h.update((p.len() as u32).to_le_bytes());
-        h.update(p.as_bytes());
-    }
-    first_u64(h)
+    let namespace = pod.s(pod.namespace.unwrap_or_default());
+    hash::parts64(&[namespace.as_bytes(), pod.s(pod.name).as_bytes()])
 }
 
 /// Digest of one container's spec (for adoption and in-place updates).
@@ -362,19 +345,10 @@ fn container_digest(pod: &Pod, index: usize) -> u64 {
     };
     // Hash the container's texts as well as its encoding: handles alone point into the pool.
     let mut h = Sha256::new();
-    struct W<'x>(&'x mut Sha256);
-    impl postcard::ser_flavors::Flavor for W<'_> {
-        type Output = ();
-        fn try_push(&mut self, b: u8) -> postcard::Result<()> {
-            self.0.update([b]);
-            Ok(())
-        }
-        fn finalize(self) -> postcard::Result<()> {
-            Ok(())
-        }
-    }
-    // Cannot fail: the flavour never refuses a byte, and the model serialises.
-    postcard::serialize_with_flavor(c, W(&mut h)).ok();
+    c.encode_postcard(&mut |b| {
+        h.update(b);
+        true
+    });
     // Texts in model order: every handle's text (after the empty pod name, as the digest
     // always had it).
     h.update([0xff]);
@@ -384,7 +358,7 @@ fn container_digest(pod: &Pod, index: usize) -> u64 {
         h.update(pool.get(*s).as_bytes());
         h.update([0xff]);
     });
-    first_u64(h)
+    hash::sha64(h)
 }
 
 fn grace_of(pod: &Pod) -> Duration {
@@ -441,5 +415,5 @@ fn pod_key(pod: &Pod) -> u64 {
         },
         sp.volumes.len() as u8,
     ]);
-    first_u64(h)
+    hash::sha64(h)
 }

@@ -45,7 +45,7 @@ fn insecure(meta: &std::fs::Metadata) -> bool {
 }
 
 fn token(meta: &std::fs::Metadata) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = keel_core::hash::Fnv64::NEW;
     for v in [
         meta.ino(),
         meta.dev(),
@@ -55,11 +55,9 @@ fn token(meta: &std::fs::Metadata) -> u64 {
         meta.ctime() as u64,
         meta.ctime_nsec() as u64,
     ] {
-        for b in v.to_le_bytes() {
-            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
+        h.write(&v.to_le_bytes());
     }
-    h | 1
+    h.finish() | 1
 }
 
 impl DirSource {

@@ -8,6 +8,7 @@
 //! manifest that would be rejected is not printed.
 
 use super::client::{self, opt, switch, Flag};
+use keel_core::manifest::model::{PullPolicy, RestartPolicy};
 use serde_json::{json, Map, Value};
 use std::io::Write;
 
@@ -237,7 +238,7 @@ pub fn parse_args(args: &[String]) -> Result<Option<(PodArgs, bool)>, String> {
         .ok_or("required flag --image is not set")?
         .to_string();
     let restart = p.value("--restart").unwrap_or("Always").to_string();
-    if !matches!(restart.as_str(), "Always" | "OnFailure" | "Never") {
+    if RestartPolicy::parse(&restart).is_none() {
         return Err(format!(
             "invalid restart policy {restart:?}: use Always, OnFailure or Never"
         ));
@@ -262,7 +263,7 @@ pub fn parse_args(args: &[String]) -> Result<Option<(PodArgs, bool)>, String> {
     };
     let pull_policy = p.value("--image-pull-policy").map(str::to_string);
     if let Some(pp) = &pull_policy {
-        if !matches!(pp.as_str(), "Always" | "IfNotPresent" | "Never") {
+        if PullPolicy::parse(pp).is_none() {
             return Err(format!(
                 "invalid image pull policy {pp:?}: use Always, IfNotPresent or Never"
             ));
