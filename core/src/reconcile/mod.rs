@@ -35,7 +35,7 @@ mod observe;
 mod slots;
 
 pub use crate::config::MAX_POD_CONTAINERS;
-pub use files::FileEntry;
+pub use files::{ignore_reason, FileEntry};
 pub use slots::{phase, PodSlot};
 
 use crate::machine::Settings;
