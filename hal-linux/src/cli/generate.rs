@@ -8,6 +8,7 @@
 //! prints is checked with the same validation `keel validate` and the agent use; a
 //! manifest that would be rejected is not printed.
 
+use keel_core::manifest::model;
 use serde_json::{json, Map, Value};
 use std::io::Write;
 
@@ -300,11 +301,23 @@ fn pairs(flag: &str, text: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-fn policy_name(p: PullPolicy) -> &'static str {
-    match p {
-        PullPolicy::Always => "Always",
-        PullPolicy::IfNotPresent => "IfNotPresent",
-        PullPolicy::Never => "Never",
+impl From<Restart> for model::RestartPolicy {
+    fn from(r: Restart) -> Self {
+        match r {
+            Restart::Always => Self::Always,
+            Restart::OnFailure => Self::OnFailure,
+            Restart::Never => Self::Never,
+        }
+    }
+}
+
+impl From<PullPolicy> for model::PullPolicy {
+    fn from(p: PullPolicy) -> Self {
+        match p {
+            PullPolicy::Always => Self::Always,
+            PullPolicy::IfNotPresent => Self::IfNotPresent,
+            PullPolicy::Never => Self::Never,
+        }
     }
 }
 
@@ -318,12 +331,7 @@ pub fn pod_args(a: &Args) -> Result<(PodArgs, bool), String> {
     }
     let name = a.name.clone().ok_or("NAME is required")?;
     let image = a.image.clone().ok_or("required flag --image is not set")?;
-    let restart = match a.restart {
-        Restart::Always => "Always",
-        Restart::OnFailure => "OnFailure",
-        Restart::Never => "Never",
-    }
-    .to_string();
+    let restart = model::RestartPolicy::from(a.restart).as_str().to_string();
     let mut env = Vec::new();
     for e in &a.env {
         match e.split_once('=') {
@@ -351,7 +359,9 @@ pub fn pod_args(a: &Args) -> Result<(PodArgs, bool), String> {
             ports,
             namespace: a.namespace.clone(),
             labels,
-            pull_policy: a.image_pull_policy.map(|p| policy_name(p).to_string()),
+            pull_policy: a
+                .image_pull_policy
+                .map(|p| model::PullPolicy::from(p).as_str().to_string()),
             words: a.words.clone(),
             command: a.command,
         },
@@ -419,6 +429,36 @@ pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
 
 #[cfg(test)]
 mod tests {
+    /// The flags' spellings are keel-core's (the one table per enum): same words, same
+    /// order, and each maps to the variant it names.
+    #[test]
+    fn policy_flags_spell_as_the_core_tables() {
+        use clap::ValueEnum;
+        let names = |v: &[clap::builder::PossibleValue]| {
+            v.iter()
+                .map(|p| p.get_name().to_string())
+                .collect::<Vec<_>>()
+        };
+        let restart: Vec<_> = Restart::value_variants()
+            .iter()
+            .map(|r| r.to_possible_value().unwrap())
+            .collect();
+        assert_eq!(names(&restart), model::RestartPolicy::NAMES);
+        for r in Restart::value_variants() {
+            let name = r.to_possible_value().unwrap().get_name().to_string();
+            assert_eq!(model::RestartPolicy::from(*r).as_str(), name);
+        }
+        let pull: Vec<_> = PullPolicy::value_variants()
+            .iter()
+            .map(|p| p.to_possible_value().unwrap())
+            .collect();
+        assert_eq!(names(&pull), model::PullPolicy::NAMES);
+        for p in PullPolicy::value_variants() {
+            let name = p.to_possible_value().unwrap().get_name().to_string();
+            assert_eq!(model::PullPolicy::from(*p).as_str(), name);
+        }
+    }
+
     use super::*;
 
     fn s(v: &[&str]) -> Vec<String> {
