@@ -16,6 +16,13 @@ pub fn now() -> String {
     rfc3339_nano(SystemTime::now())
 }
 
+/// `2026-11-21T05:41:09.123Z`: RFC 3339 with milliseconds for Unix milliseconds, for
+/// people reading deadlines and start times.
+pub fn rfc3339_ms(unix_ms: u64) -> String {
+    let nano = rfc3339_nano(std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms));
+    format!("{}Z", &nano[..23])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,5 +35,6 @@ mod tests {
         assert_eq!(rfc3339_nano(t), "2023-11-14T22:13:20.000000005Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339_nano(leap), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(rfc3339_ms(1_700_000_000_042), "2023-11-14T22:13:20.042Z");
     }
 }

@@ -80,9 +80,32 @@ fn json_is_a_kubernetes_pod_list() {
     assert_eq!(v["kind"], "PodList");
     let items = v["items"].as_array().unwrap();
     assert_eq!(items.len(), 7);
-    let phases: Vec<&str> = items
+    // Listed by namespace, then name (kubectl's order), whatever order the agent keeps.
+    let names: Vec<&str> = items
         .iter()
-        .map(|p| p["status"]["phase"].as_str().unwrap())
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "crash-node1",
+            "done-node1",
+            "init-node1",
+            "missing-node1",
+            "multi-node1",
+            "old-node1",
+            "web-node1"
+        ]
+    );
+    let item = |name: &str| {
+        items
+            .iter()
+            .find(|p| p["metadata"]["name"] == format!("{name}-node1"))
+            .unwrap()
+    };
+    let phases: Vec<&str> = ["web", "crash", "init", "done", "missing", "multi", "old"]
+        .iter()
+        .map(|n| item(n)["status"]["phase"].as_str().unwrap())
         .collect();
     assert_eq!(
         phases,
@@ -97,7 +120,7 @@ fn json_is_a_kubernetes_pod_list() {
         ]
     );
 
-    let web = &items[0];
+    let web = item("web");
     assert_eq!(web["kind"], "Pod");
     assert_eq!(web["metadata"]["name"], "web-node1");
     assert_eq!(web["metadata"]["namespace"], "default");
@@ -118,7 +141,7 @@ fn json_is_a_kubernetes_pod_list() {
     let started = cs["state"]["running"]["startedAt"].as_str().unwrap();
     assert_eq!(started.len(), "2024-01-01T00:00:00Z".len(), "{started}");
 
-    let crash = &items[1]["status"]["containerStatuses"][0];
+    let crash = &item("crash")["status"]["containerStatuses"][0];
     assert_eq!(crash["state"]["waiting"]["reason"], "CrashLoopBackOff");
     assert_eq!(crash["restartCount"], 3);
     let last = &crash["lastState"]["terminated"];
@@ -126,21 +149,21 @@ fn json_is_a_kubernetes_pod_list() {
     assert_eq!(last["reason"], "Error");
     assert!(last["startedAt"].is_string() && last["finishedAt"].is_string());
 
-    let init = &items[2]["status"];
+    let init = &item("init")["status"];
     assert_eq!(init["initContainerStatuses"].as_array().unwrap().len(), 2);
     assert_eq!(init["containerStatuses"].as_array().unwrap().len(), 1);
     assert!(init["initContainerStatuses"][0]["state"]["running"].is_object());
 
-    let done = &items[3]["status"]["containerStatuses"][0];
+    let done = &item("done")["status"]["containerStatuses"][0];
     assert_eq!(done["state"]["terminated"]["reason"], "Completed");
     assert_eq!(done["state"]["terminated"]["exitCode"], 0);
     assert_eq!(done["lastState"], serde_json::json!({}));
 
-    let missing = &items[4]["status"]["containerStatuses"][0]["state"]["waiting"];
+    let missing = &item("missing")["status"]["containerStatuses"][0]["state"]["waiting"];
     assert_eq!(missing["reason"], "ErrImageNeverPull");
     assert_eq!(missing["message"], "image busybox:latest is not present");
 
-    let multi = &items[5]["status"];
+    let multi = &item("multi")["status"];
     assert!(multi["message"].as_str().unwrap().contains("rejected"));
     let ready = multi["conditions"]
         .as_array()
@@ -163,7 +186,14 @@ fn no_pods_says_so_on_stderr() {
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [&["-o", "yaml"][..], &["--bogus"], &["extra"], &["-o"]] {
+    // (`-o yaml` and a NAME are habits keel now has: see cli_habits.rs.)
+    for args in [
+        &["-o", "yml"][..],
+        &["--bogus"],
+        &["--watch=yes"],
+        &["-o"],
+        &["-o", "jsonpath={.items["],
+    ] {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let (code, _, err) = run(pods::run_with, &args);
         assert_eq!(code, 2, "{args:?}: {err}");
@@ -197,10 +227,28 @@ fn ps_lists_live_containers_and_all_with_a() {
             "AGE"
         ]
     );
+    // Two pods' containers have the runtime id c-0 (old and web): take web's row.
+    let web: Vec<&str> = out
+        .lines()
+        .find(|l| l.contains("web-node1"))
+        .unwrap()
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
     assert_eq!(
-        row(&out, "c-0   "),
+        web,
         ["c-0", "web-node1", "c", "busybox", "Running", "0", "4m50s"]
     );
+    // Rows by namespace, then pod name.
+    let pods: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    let mut sorted = pods.clone();
+    sorted.sort();
+    assert_eq!(pods, sorted);
     assert!(!out.contains("crash-node1"), "{out}");
     assert!(out.contains("setup (init)"));
 

@@ -4,6 +4,7 @@
 
 use keel_host_tests::linux::{keel, keel_bin, pod, Node, NODE};
 use nix::sys::signal::Signal;
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -567,6 +568,73 @@ fn term_ignoring_process_is_killed_after_the_grace_period() {
     );
     let log = n.agent_log();
     assert!(log.contains("container main exited with code 137"), "{log}");
+    // What happened, one line each: the grace period running, then the kill after it.
+    let lines = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(
+        lines("terminating: its manifest file was removed; grace period 3s"),
+        1,
+        "{log}"
+    );
+    assert_eq!(lines("stopping: grace period 3s running"), 1, "{log}");
+    assert_eq!(
+        lines("killed (SIGKILL) after its grace period of 3s, as it did not stop on SIGTERM"),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        lines("exited with code 137"),
+        1,
+        "one line for the exit:\n{log}"
+    );
+}
+
+#[test]
+fn a_file_removed_while_the_agent_is_down_stops_its_pod_and_says_why() {
+    let mut n = Node::new("gone");
+    n.start();
+    n.write("gone.yaml", &pod("gone", "exec sleep 1000"));
+    n.wait_running("gone", "main");
+    let id = n.container_id("gone", "main").unwrap();
+    n.signal_agent(Signal::SIGKILL);
+    n.remove("gone.yaml");
+    n.start();
+    n.wait("container removed", T, |n| n.runc_status(&id).is_none());
+    let log = n.agent_log();
+    let after = log.rsplit("keel agent ").next().unwrap();
+    assert!(
+        after.contains("terminating: its manifest file went while the agent was down"),
+        "{log}"
+    );
+}
+
+#[test]
+fn json_log_lines_carry_time_level_pod_container_event_message() {
+    let mut n = Node::new("jsonlog");
+    n.start_with(&["--log-format", "json"]);
+    n.write("j.yaml", &pod("j", "exec sleep 1000"));
+    n.wait_running("j", "main");
+    n.remove("j.yaml");
+    n.wait("pod removed", T, |n| n.pod("j").is_none());
+    let log = n.agent_log();
+    let objs: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for o in &objs {
+        for k in ["time", "level", "pod", "container", "event", "message"] {
+            assert!(o.get(k).is_some(), "{k} missing in {o}");
+        }
+        assert!(o["time"].as_str().unwrap().ends_with('Z'), "{o}");
+    }
+    let started = objs
+        .iter()
+        .find(|o| o["event"] == "ContainerStarted")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(started["pod"], format!("default/j-{NODE}"));
+    assert_eq!(started["container"], "main");
+    assert_eq!(started["level"], "info");
+    assert!(objs.iter().any(|o| o["event"] == "PodTerminating"), "{log}");
+    assert!(objs.iter().any(|o| o["event"] == "PodRemoved"), "{log}");
 }
 
 #[test]

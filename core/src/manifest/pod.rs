@@ -82,6 +82,10 @@ impl Value {
             _ => None,
         }
     }
+    /// An integer whose `null` is 0.
+    fn int_or_zero(self) -> i64 {
+        self.int().unwrap_or(0)
+    }
     fn bool(self) -> Option<bool> {
         match self {
             Value::Bool(b) => b,
@@ -137,6 +141,58 @@ trait Object<'a, R: Events<'a>> {
     fn other(&mut self, _d: &mut D<'a, '_, R>, _key: &Key<'a>, _path: FieldPath) -> Result<bool> {
         Ok(false)
     }
+}
+
+/// An [`Object`] implementation from one list of the object's fields: `Field: kind` for a
+/// field read by `nested` (or rejected), `Field: kind => member = conversion` for a scalar
+/// stored by `set` ([`Value`]'s conversion, with its argument if it takes one). The table
+/// and the stores come from the same lines, so a field is written once.
+macro_rules! object {
+    (
+        $t:ty {
+            $( $f:ident : $kind:expr $( => $member:ident = $conv:ident $( ( $arg:expr ) )? )? ),*
+            $(,)?
+        }
+        $( nested($s:ident, $nf:ident, $d:ident, $pool:ident, $path:ident, $key:ident) $nbody:block )?
+        $( other($os:ident, $od:ident, $okey:ident, $opath:ident) $obody:block )?
+    ) => {
+        impl<'a, R: Events<'a>> Object<'a, R> for $t {
+            fn fields(&self) -> &'static [(F, Kind)] {
+                &[$((F::$f, $kind)),*]
+            }
+            #[allow(unreachable_patterns, unused_variables)]
+            fn set(&mut self, f: F, v: Value) {
+                match f {
+                    $($( F::$f => self.$member = v.$conv($($arg)?), )?)*
+                    _ => {}
+                }
+            }
+            $(
+                fn nested(
+                    &mut self,
+                    $nf: F,
+                    $d: &mut D<'a, '_, R>,
+                    $pool: &mut Pool,
+                    $path: FieldPath,
+                    $key: &Key<'a>,
+                ) -> Result<()> {
+                    let $s = self;
+                    $nbody
+                }
+            )?
+            $(
+                fn other(
+                    &mut self,
+                    $od: &mut D<'a, '_, R>,
+                    $okey: &Key<'a>,
+                    $opath: FieldPath,
+                ) -> Result<bool> {
+                    let $os = self;
+                    $obody
+                }
+            )?
+        }
+    };
 }
 
 /// Reads the mapping at `path` into `obj`, key by key against its table.
@@ -208,28 +264,19 @@ struct KindVersion {
     version: Option<Located>,
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for KindVersion {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[(F::Kind, Kind::Nested), (F::ApiVersion, Kind::Nested)]
-    }
-    fn nested(
-        &mut self,
-        f: F,
-        d: &mut D<'a, '_, R>,
-        pool: &mut Pool,
-        path: FieldPath,
-        key: &Key<'a>,
-    ) -> Result<()> {
-        let v = d.string(pool, path)?.map(|s| (s, key.mark));
+object! {
+    KindVersion { Kind: Kind::Nested, ApiVersion: Kind::Nested }
+    nested(s, f, d, pool, path, key) {
+        let v = d.string(pool, path)?.map(|v| (v, key.mark));
         if f == F::Kind {
-            self.kind = v;
+            s.kind = v;
         } else {
-            self.version = v;
+            s.version = v;
         }
         Ok(())
     }
-    /// The first pass reads nothing else, and warns about nothing.
-    fn other(&mut self, d: &mut D<'a, '_, R>, _key: &Key<'a>, path: FieldPath) -> Result<bool> {
+    // The first pass reads nothing else, and warns about nothing.
+    other(_s, d, _key, path) {
         d.skip(path)?;
         Ok(true)
     }
@@ -262,30 +309,21 @@ struct Metadata<'p> {
     annotations: &'p mut Vec<KeyValue, MAX_LABELS>,
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for Document<'_> {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[
-            (F::Kind, Kind::Nested),
-            (F::ApiVersion, Kind::Nested),
-            (F::Metadata, Kind::Nested),
-            (F::Spec, Kind::Nested),
-        ]
+object! {
+    Document<'_> {
+        Kind: Kind::Nested,
+        ApiVersion: Kind::Nested,
+        Metadata: Kind::Nested,
+        Spec: Kind::Nested,
     }
-    fn nested(
-        &mut self,
-        f: F,
-        d: &mut D<'a, '_, R>,
-        pool: &mut Pool,
-        path: FieldPath,
-        key: &Key<'a>,
-    ) -> Result<()> {
+    nested(s, f, d, pool, path, key) {
         match f {
-            F::Metadata => object(d, pool, path, &mut self.meta),
-            F::Spec => object(d, pool, path, self.spec),
-            _ => self.kv.nested(f, d, pool, path, key),
+            F::Metadata => object(d, pool, path, &mut s.meta),
+            F::Spec => object(d, pool, path, s.spec),
+            _ => s.kv.nested(f, d, pool, path, key),
         }
     }
-    fn other(&mut self, d: &mut D<'a, '_, R>, key: &Key<'a>, path: FieldPath) -> Result<bool> {
+    other(_s, d, key, path) {
         skip_ignored(d, key, path)
     }
 }
@@ -373,86 +411,58 @@ pub(crate) fn pod<'a, R: Events<'a>>(
 
 // ---- the pod spec -----------------------------------------------------------------------------
 
-impl<'a, R: Events<'a>> Object<'a, R> for PodSpec {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[
-            (F::Containers, Kind::Nested),
-            (F::InitContainers, Kind::Nested),
-            (F::Volumes, Kind::Nested),
-            (F::RestartPolicy, Kind::Enum(RestartPolicy::NAMES)),
-            (F::TerminationGracePeriodSeconds, Kind::Int),
-            (F::HostNetwork, Kind::Bool),
-            (F::HostPID, Kind::Bool),
-            (F::HostIPC, Kind::Bool),
-            (F::DnsPolicy, Kind::Enum(DnsPolicy::NAMES)),
-            (F::Hostname, Kind::Str),
-            (F::NodeName, Kind::Str),
-            (F::PriorityClassName, Kind::Str),
-            (F::Priority, Kind::Int),
-            (F::HostAliases, Kind::Nested),
-            (F::SecurityContext, Kind::Nested),
-            (F::Tolerations, Kind::Nested),
-            (F::ServiceAccountName, Kind::Nested),
-            (F::ServiceAccount, Kind::Nested),
-        ]
+object! {
+    PodSpec {
+        Containers: Kind::Nested,
+        InitContainers: Kind::Nested,
+        Volumes: Kind::Nested,
+        RestartPolicy: Kind::Enum(RestartPolicy::NAMES)
+            => restart_policy = pick(RestartPolicy::ALL),
+        TerminationGracePeriodSeconds: Kind::Int => termination_grace_period_seconds = int,
+        HostNetwork: Kind::Bool => host_network = flag,
+        HostPID: Kind::Bool => host_pid = flag,
+        HostIPC: Kind::Bool => host_ipc = flag,
+        DnsPolicy: Kind::Enum(DnsPolicy::NAMES) => dns_policy = pick(DnsPolicy::ALL),
+        Hostname: Kind::Str => hostname = str,
+        NodeName: Kind::Str => node_name = str,
+        PriorityClassName: Kind::Str => priority_class_name = str,
+        Priority: Kind::Int => priority = int,
+        HostAliases: Kind::Nested,
+        SecurityContext: Kind::Nested,
+        Tolerations: Kind::Nested,
+        ServiceAccountName: Kind::Nested,
+        ServiceAccount: Kind::Nested,
     }
-    fn set(&mut self, f: F, v: Value) {
+    nested(s, f, d, pool, path, key) {
         match f {
-            F::RestartPolicy => self.restart_policy = v.pick(RestartPolicy::ALL),
-            F::TerminationGracePeriodSeconds => self.termination_grace_period_seconds = v.int(),
-            F::HostNetwork => self.host_network = v.flag(),
-            F::HostPID => self.host_pid = v.flag(),
-            F::HostIPC => self.host_ipc = v.flag(),
-            F::DnsPolicy => self.dns_policy = v.pick(DnsPolicy::ALL),
-            F::Hostname => self.hostname = v.str(),
-            F::NodeName => self.node_name = v.str(),
-            F::PriorityClassName => self.priority_class_name = v.str(),
-            _ => self.priority = v.int(),
-        }
-    }
-    fn nested(
-        &mut self,
-        f: F,
-        d: &mut D<'a, '_, R>,
-        pool: &mut Pool,
-        path: FieldPath,
-        key: &Key<'a>,
-    ) -> Result<()> {
-        match f {
-            F::Containers => containers(d, pool, path, &mut self.containers, Limit::Containers),
+            F::Containers => containers(d, pool, path, &mut s.containers, Limit::Containers),
             F::InitContainers => containers(
                 d,
                 pool,
                 path,
-                &mut self.init_containers,
+                &mut s.init_containers,
                 Limit::InitContainers,
             ),
             F::Volumes => d.seq(path, |d, _, p, mark| {
                 let v = volume(d, pool, p, mark)?;
-                self.volumes
+                s.volumes
                     .push(v)
                     .map_err(|_| Error::capacity(Limit::Volumes, p, mark))
             }),
-            F::HostAliases => d.seq(path, |d, _, p, mark| {
-                let mut a = HostAlias::default();
-                object(d, pool, p, &mut a)?;
-                self.host_aliases
-                    .push(a)
-                    .map_err(|_| Error::capacity(Limit::HostAliases, p, mark))
-            }),
-            F::SecurityContext => object(d, pool, path, &mut self.security_context),
-            F::Tolerations => d.seq(path, |d, _, p, mark| {
-                let mut t = Toleration::default();
-                object(d, pool, p, &mut t)?;
-                self.tolerations
-                    .push(t)
-                    .map_err(|_| Error::capacity(Limit::Tolerations, p, mark))
-            }),
+            F::HostAliases => {
+                let list = &mut s.host_aliases;
+                objects(d, pool, path, list, Limit::HostAliases, HostAlias::default)
+            }
+            F::SecurityContext => object(d, pool, path, &mut s.security_context),
+            F::Tolerations => {
+                let list = &mut s.tolerations;
+                objects(d, pool, path, list, Limit::Tolerations, Toleration::default)
+            }
             // serviceAccountName and serviceAccount.
             _ => api_ref_unless_empty(d, pool, key, path),
         }
     }
-    fn other(&mut self, d: &mut D<'a, '_, R>, key: &Key<'a>, path: FieldPath) -> Result<bool> {
+    other(_s, d, key, path) {
         if key.name() != "automountServiceAccountToken" {
             return Ok(false);
         }
@@ -477,6 +487,22 @@ fn containers<'a, R: Events<'a>, const N: usize>(
     })
 }
 
+/// A list of objects at `path`, each read into a fresh one (`new`) appended to `list`.
+fn objects<'a, R: Events<'a>, T: Object<'a, R>, const N: usize>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    list: &mut Vec<T, N>,
+    limit: Limit,
+    new: fn() -> T,
+) -> Result<()> {
+    d.seq(path, |d, _, p, mark| {
+        let mut item = new();
+        object(d, pool, p, &mut item)?;
+        list.push(item).map_err(|_| Error::capacity(limit, p, mark))
+    })
+}
+
 /// `serviceAccountName: ""` (or null) is harmless; any other value references an API object.
 fn api_ref_unless_empty<'a, R: Events<'a>>(
     d: &mut D<'a, '_, R>,
@@ -493,80 +519,40 @@ fn api_ref_unless_empty<'a, R: Events<'a>>(
     }
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for HostAlias {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[(F::Ip, Kind::Str), (F::Hostnames, Kind::Nested)]
-    }
-    fn set(&mut self, _f: F, v: Value) {
-        self.ip = v.text();
-    }
-    fn nested(
-        &mut self,
-        _f: F,
-        d: &mut D<'a, '_, R>,
-        pool: &mut Pool,
-        path: FieldPath,
-        _key: &Key<'a>,
-    ) -> Result<()> {
-        d.strings(pool, path, &mut self.hostnames, Limit::HostAliases)
+object! {
+    HostAlias { Ip: Kind::Str => ip = text, Hostnames: Kind::Nested }
+    nested(s, _f, d, pool, path, _key) {
+        d.strings(pool, path, &mut s.hostnames, Limit::HostAliases)
     }
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for Toleration {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[
-            (F::Key, Kind::Str),
-            (F::Operator, Kind::Str),
-            (F::Value, Kind::Str),
-            (F::Effect, Kind::Str),
-            (F::TolerationSeconds, Kind::Int),
-        ]
-    }
-    fn set(&mut self, f: F, v: Value) {
-        match f {
-            F::Key => self.key = v.str(),
-            F::Operator => self.operator = v.str(),
-            F::Value => self.value = v.str(),
-            F::Effect => self.effect = v.str(),
-            _ => self.toleration_seconds = v.int(),
-        }
+object! {
+    Toleration {
+        Key: Kind::Str => key = str,
+        Operator: Kind::Str => operator = str,
+        Value: Kind::Str => value = str,
+        Effect: Kind::Str => effect = str,
+        TolerationSeconds: Kind::Int => toleration_seconds = int,
     }
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for PodSecurityContext {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[
-            (F::RunAsUser, Kind::Int),
-            (F::RunAsGroup, Kind::Int),
-            (F::RunAsNonRoot, Kind::Bool),
-            (F::FsGroup, Kind::Int),
-            (F::SupplementalGroups, Kind::Nested),
-            (F::SeccompProfile, Kind::Nested),
-        ]
+object! {
+    PodSecurityContext {
+        RunAsUser: Kind::Int => run_as_user = int,
+        RunAsGroup: Kind::Int => run_as_group = int,
+        RunAsNonRoot: Kind::Bool => run_as_non_root = bool,
+        FsGroup: Kind::Int => fs_group = int,
+        SupplementalGroups: Kind::Nested,
+        SeccompProfile: Kind::Nested,
     }
-    fn set(&mut self, f: F, v: Value) {
-        match f {
-            F::RunAsUser => self.run_as_user = v.int(),
-            F::RunAsGroup => self.run_as_group = v.int(),
-            F::RunAsNonRoot => self.run_as_non_root = v.bool(),
-            _ => self.fs_group = v.int(),
-        }
-    }
-    fn nested(
-        &mut self,
-        f: F,
-        d: &mut D<'a, '_, R>,
-        pool: &mut Pool,
-        path: FieldPath,
-        _key: &Key<'a>,
-    ) -> Result<()> {
+    nested(s, f, d, pool, path, _key) {
         if f == F::SeccompProfile {
-            self.seccomp = Some(seccomp(d, pool, path)?);
+            s.seccomp = Some(seccomp(d, pool, path)?);
             return Ok(());
         }
         d.seq(path, |d, _, p, mark| {
             let g = d.int(p)?.unwrap_or(0);
-            self.supplemental_groups
+            s.supplemental_groups
                 .push(g)
                 .map_err(|_| Error::capacity(Limit::SmallList, p, mark))
         })
@@ -626,33 +612,18 @@ struct VolumeObject {
     source: Option<VolumeSource>,
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for VolumeObject {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[
-            (F::Name, Kind::Str),
-            (F::HostPath, Kind::Nested),
-            (F::EmptyDir, Kind::Nested),
-            (F::Secret, Kind::Api(ApiRef::Secret)),
-            (F::ConfigMap, Kind::Api(ApiRef::ConfigMap)),
-            (
-                F::PersistentVolumeClaim,
-                Kind::Api(ApiRef::PersistentVolumeClaim),
-            ),
-            (F::Projected, Kind::Api(ApiRef::ProjectedVolume)),
-            (F::Csi, Kind::Api(ApiRef::CsiVolume)),
-        ]
+object! {
+    VolumeObject {
+        Name: Kind::Str => name = text,
+        HostPath: Kind::Nested,
+        EmptyDir: Kind::Nested,
+        Secret: Kind::Api(ApiRef::Secret),
+        ConfigMap: Kind::Api(ApiRef::ConfigMap),
+        PersistentVolumeClaim: Kind::Api(ApiRef::PersistentVolumeClaim),
+        Projected: Kind::Api(ApiRef::ProjectedVolume),
+        Csi: Kind::Api(ApiRef::CsiVolume),
     }
-    fn set(&mut self, _f: F, v: Value) {
-        self.name = v.text();
-    }
-    fn nested(
-        &mut self,
-        f: F,
-        d: &mut D<'a, '_, R>,
-        pool: &mut Pool,
-        path: FieldPath,
-        _key: &Key<'a>,
-    ) -> Result<()> {
+    nested(s, f, d, pool, path, _key) {
         let mut src = SourceObject {
             emptydir: f == F::EmptyDir,
             path: Str::EMPTY,
@@ -661,7 +632,7 @@ impl<'a, R: Events<'a>> Object<'a, R> for VolumeObject {
             size_limit: None,
         };
         object(d, pool, path, &mut src)?;
-        self.source = Some(if src.emptydir {
+        s.source = Some(if src.emptydir {
             VolumeSource::EmptyDir {
                 memory: src.memory,
                 size_limit: src.size_limit,
@@ -735,93 +706,56 @@ fn volume<'a, R: Events<'a>>(
 
 // ---- containers -------------------------------------------------------------------------------
 
-impl<'a, R: Events<'a>> Object<'a, R> for Container {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[
-            (F::Name, Kind::Str),
-            (F::Image, Kind::Str),
-            (F::ImagePullPolicy, Kind::Enum(PullPolicy::NAMES)),
-            (F::Command, Kind::Nested),
-            (F::Args, Kind::Nested),
-            (F::WorkingDir, Kind::Str),
-            (F::Env, Kind::Nested),
-            (F::EnvFrom, Kind::Nested),
-            (F::Ports, Kind::Nested),
-            (F::Resources, Kind::Nested),
-            (F::VolumeMounts, Kind::Nested),
-            (F::LivenessProbe, Kind::Nested),
-            (F::ReadinessProbe, Kind::Nested),
-            (F::StartupProbe, Kind::Nested),
-            (F::Lifecycle, Kind::Nested),
-            (F::SecurityContext, Kind::Nested),
-            (F::Stdin, Kind::Bool),
-            (F::Tty, Kind::Bool),
-            (F::TerminationMessagePath, Kind::Str),
-            (
-                F::TerminationMessagePolicy,
-                Kind::Enum(TerminationMessagePolicy::NAMES),
-            ),
-        ]
+object! {
+    Container {
+        Name: Kind::Str => name = text,
+        Image: Kind::Str => image = text,
+        ImagePullPolicy: Kind::Enum(PullPolicy::NAMES)
+            => image_pull_policy = pick(PullPolicy::ALL),
+        Command: Kind::Nested,
+        Args: Kind::Nested,
+        WorkingDir: Kind::Str => working_dir = str,
+        Env: Kind::Nested,
+        EnvFrom: Kind::Nested,
+        Ports: Kind::Nested,
+        Resources: Kind::Nested,
+        VolumeMounts: Kind::Nested,
+        LivenessProbe: Kind::Nested,
+        ReadinessProbe: Kind::Nested,
+        StartupProbe: Kind::Nested,
+        Lifecycle: Kind::Nested,
+        SecurityContext: Kind::Nested,
+        Stdin: Kind::Bool => stdin = flag,
+        Tty: Kind::Bool => tty = flag,
+        TerminationMessagePath: Kind::Str => termination_message_path = str,
+        TerminationMessagePolicy: Kind::Enum(TerminationMessagePolicy::NAMES)
+            => termination_message_policy = pick(TerminationMessagePolicy::ALL),
     }
-    fn set(&mut self, f: F, v: Value) {
+    // The larger arms are out-of-line functions: their temporaries stay out of this
+    // frame, which is on the stack while any of the container's lists is read.
+    nested(s, f, d, pool, path, key) {
         match f {
-            F::Name => self.name = v.text(),
-            F::Image => self.image = v.text(),
-            F::ImagePullPolicy => self.image_pull_policy = v.pick(PullPolicy::ALL),
-            F::WorkingDir => self.working_dir = v.str(),
-            F::Stdin => self.stdin = v.flag(),
-            F::Tty => self.tty = v.flag(),
-            F::TerminationMessagePath => self.termination_message_path = v.str(),
-            _ => self.termination_message_policy = v.pick(TerminationMessagePolicy::ALL),
-        }
-    }
-    fn nested(
-        &mut self,
-        f: F,
-        d: &mut D<'a, '_, R>,
-        pool: &mut Pool,
-        path: FieldPath,
-        key: &Key<'a>,
-    ) -> Result<()> {
-        // The larger arms are out-of-line functions: their temporaries stay out of this
-        // frame, which is on the stack while any of the container's lists is read.
-        match f {
-            F::Command => d.strings(pool, path, &mut self.command, Limit::Args),
-            F::Args => d.strings(pool, path, &mut self.args, Limit::Args),
-            F::Env => d.seq(path, |d, _, p, mark| {
-                let mut e = EnvVar::default();
-                object(d, pool, p, &mut e)?;
-                self.env
-                    .push(e)
-                    .map_err(|_| Error::capacity(Limit::Env, p, mark))
-            }),
+            F::Command => d.strings(pool, path, &mut s.command, Limit::Args),
+            F::Args => d.strings(pool, path, &mut s.args, Limit::Args),
+            F::Env => objects(d, pool, path, &mut s.env, Limit::Env, EnvVar::default),
             F::EnvFrom => d.seq(path, |d, _, p, _| object(d, pool, p, &mut EnvFromObject)),
-            F::Ports => d.seq(path, |d, _, p, mark| {
-                let mut port = ContainerPort {
-                    name: None,
-                    container_port: 0,
-                    host_port: None,
-                    protocol: None,
-                    host_ip: None,
-                };
-                object(d, pool, p, &mut port)?;
-                self.ports
-                    .push(port)
-                    .map_err(|_| Error::capacity(Limit::Ports, p, mark))
+            F::Ports => objects(d, pool, path, &mut s.ports, Limit::Ports, || ContainerPort {
+                name: None,
+                container_port: 0,
+                host_port: None,
+                protocol: None,
+                host_ip: None,
             }),
-            F::Resources => object(d, pool, path, &mut self.resources),
-            F::VolumeMounts => d.seq(path, |d, _, p, mark| {
-                let mut m = VolumeMount::default();
-                object(d, pool, p, &mut m)?;
-                self.volume_mounts
-                    .push(m)
-                    .map_err(|_| Error::capacity(Limit::Mounts, p, mark))
-            }),
-            F::LivenessProbe => probe(d, pool, path, key.mark, &mut self.liveness_probe),
-            F::ReadinessProbe => probe(d, pool, path, key.mark, &mut self.readiness_probe),
-            F::StartupProbe => probe(d, pool, path, key.mark, &mut self.startup_probe),
-            F::Lifecycle => object(d, pool, path, &mut self.lifecycle),
-            _ => security_context(d, pool, path, &mut self.security_context),
+            F::Resources => object(d, pool, path, &mut s.resources),
+            F::VolumeMounts => {
+                let list = &mut s.volume_mounts;
+                objects(d, pool, path, list, Limit::Mounts, VolumeMount::default)
+            }
+            F::LivenessProbe => probe(d, pool, path, key.mark, &mut s.liveness_probe),
+            F::ReadinessProbe => probe(d, pool, path, key.mark, &mut s.readiness_probe),
+            F::StartupProbe => probe(d, pool, path, key.mark, &mut s.startup_probe),
+            F::Lifecycle => object(d, pool, path, &mut s.lifecycle),
+            _ => security_context(d, pool, path, &mut s.security_context),
         }
     }
 }
@@ -829,11 +763,9 @@ impl<'a, R: Events<'a>> Object<'a, R> for Container {
 /// An `envFrom` entry: it can only reference API objects.
 struct EnvFromObject;
 
-impl<'a, R: Events<'a>> Object<'a, R> for EnvFromObject {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[]
-    }
-    fn other(&mut self, d: &mut D<'a, '_, R>, key: &Key<'a>, path: FieldPath) -> Result<bool> {
+object! {
+    EnvFromObject {}
+    other(_s, d, key, path) {
         match key.name() {
             "configMapRef" => d.api_ref(ApiRef::ConfigMap, key, path),
             "secretRef" => d.api_ref(ApiRef::Secret, key, path),
@@ -842,56 +774,31 @@ impl<'a, R: Events<'a>> Object<'a, R> for EnvFromObject {
     }
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for EnvVar {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[
-            (F::Name, Kind::Str),
-            (F::Value, Kind::Str),
-            (F::ValueFrom, Kind::Nested),
-        ]
+object! {
+    EnvVar {
+        Name: Kind::Str => name = text,
+        Value: Kind::Str => value = str,
+        ValueFrom: Kind::Nested,
     }
-    fn set(&mut self, f: F, v: Value) {
-        if f == F::Name {
-            self.name = v.text();
-        } else {
-            self.value = v.str();
-        }
-    }
-    fn nested(
-        &mut self,
-        _f: F,
-        d: &mut D<'a, '_, R>,
-        pool: &mut Pool,
-        path: FieldPath,
-        _key: &Key<'a>,
-    ) -> Result<()> {
-        object(d, pool, path, &mut ValueFrom(&mut self.value_from))
+    nested(s, _f, d, pool, path, _key) {
+        object(d, pool, path, &mut ValueFrom(&mut s.value_from))
     }
 }
 
 /// An env `valueFrom`: the references a static pod can resolve itself, or API objects.
 struct ValueFrom<'e>(&'e mut Option<EnvSource>);
 
-impl<'a, R: Events<'a>> Object<'a, R> for ValueFrom<'_> {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[
-            (F::FieldRef, Kind::Nested),
-            (F::ResourceFieldRef, Kind::Nested),
-            (F::SecretKeyRef, Kind::Api(ApiRef::Secret)),
-            (F::ConfigMapKeyRef, Kind::Api(ApiRef::ConfigMap)),
-        ]
+object! {
+    ValueFrom<'_> {
+        FieldRef: Kind::Nested,
+        ResourceFieldRef: Kind::Nested,
+        SecretKeyRef: Kind::Api(ApiRef::Secret),
+        ConfigMapKeyRef: Kind::Api(ApiRef::ConfigMap),
     }
-    fn nested(
-        &mut self,
-        f: F,
-        d: &mut D<'a, '_, R>,
-        pool: &mut Pool,
-        path: FieldPath,
-        key: &Key<'a>,
-    ) -> Result<()> {
+    nested(s, f, d, pool, path, key) {
         if f == F::FieldRef {
-            object(d, pool, path, &mut FieldRefObject(&mut *self.0))?;
-            if self.0.is_none() {
+            object(d, pool, path, &mut FieldRefObject(&mut *s.0))?;
+            if s.0.is_none() {
                 return Err(required(path.field(F::FieldPath), key.mark));
             }
             return Ok(());
@@ -904,7 +811,7 @@ impl<'a, R: Events<'a>> Object<'a, R> for ValueFrom<'_> {
         object(d, pool, path, &mut r)?;
         match r.resource {
             Some(resource) => {
-                *self.0 = Some(EnvSource::Resource {
+                *s.0 = Some(EnvSource::Resource {
                     container: r.container,
                     resource,
                     divisor: r.divisor,
@@ -919,18 +826,9 @@ impl<'a, R: Events<'a>> Object<'a, R> for ValueFrom<'_> {
 /// `fieldRef`: a `fieldPath` keel can fill in.
 struct FieldRefObject<'e>(&'e mut Option<EnvSource>);
 
-impl<'a, R: Events<'a>> Object<'a, R> for FieldRefObject<'_> {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[(F::FieldPath, Kind::Nested)]
-    }
-    fn nested(
-        &mut self,
-        _f: F,
-        d: &mut D<'a, '_, R>,
-        _pool: &mut Pool,
-        path: FieldPath,
-        _key: &Key<'a>,
-    ) -> Result<()> {
+object! {
+    FieldRefObject<'_> { FieldPath: Kind::Nested }
+    nested(s, _f, d, _pool, path, _key) {
         let f = d.one_of(path, FieldRef::NAMES).map_err(|mut err| {
             if matches!(err.kind, ErrorKind::Invalid(Invalid::UnknownValue)) {
                 err.kind = ErrorKind::Invalid(Invalid::FieldRefPath);
@@ -938,11 +836,11 @@ impl<'a, R: Events<'a>> Object<'a, R> for FieldRefObject<'_> {
             err
         })?;
         if let Some(f) = f.and_then(|i| FieldRef::ALL.get(i)) {
-            *self.0 = Some(EnvSource::Field(*f));
+            *s.0 = Some(EnvSource::Field(*f));
         }
         Ok(())
     }
-    fn other(&mut self, d: &mut D<'a, '_, R>, key: &Key<'a>, path: FieldPath) -> Result<bool> {
+    other(_s, d, key, path) {
         if key.name() != "apiVersion" {
             return Ok(false);
         }
@@ -958,119 +856,62 @@ struct ResourceRefObject {
     divisor: Option<Quantity>,
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for ResourceRefObject {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[
-            (F::ContainerName, Kind::Str),
-            (F::Resource, Kind::Enum(ResourceName::NAMES)),
-            (F::Divisor, Kind::Quantity),
-        ]
-    }
-    fn set(&mut self, f: F, v: Value) {
-        match f {
-            F::ContainerName => self.container = v.str(),
-            F::Resource => self.resource = v.pick(ResourceName::ALL),
-            _ => self.divisor = v.quantity(),
-        }
+object! {
+    ResourceRefObject {
+        ContainerName: Kind::Str => container = str,
+        Resource: Kind::Enum(ResourceName::NAMES) => resource = pick(ResourceName::ALL),
+        Divisor: Kind::Quantity => divisor = quantity,
     }
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for ContainerPort {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[
-            (F::Name, Kind::Str),
-            (F::ContainerPort, Kind::Int),
-            (F::HostPort, Kind::Int),
-            (F::Protocol, Kind::Enum(Protocol::NAMES)),
-            (F::HostIP, Kind::Str),
-        ]
-    }
-    fn set(&mut self, f: F, v: Value) {
-        match f {
-            F::Name => self.name = v.str(),
-            F::ContainerPort => self.container_port = v.int().unwrap_or(0),
-            F::HostPort => self.host_port = v.int(),
-            F::Protocol => self.protocol = v.pick(Protocol::ALL),
-            _ => self.host_ip = v.str(),
-        }
+object! {
+    ContainerPort {
+        Name: Kind::Str => name = str,
+        ContainerPort: Kind::Int => container_port = int_or_zero,
+        HostPort: Kind::Int => host_port = int,
+        Protocol: Kind::Enum(Protocol::NAMES) => protocol = pick(Protocol::ALL),
+        HostIP: Kind::Str => host_ip = str,
     }
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for Resources {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[(F::Requests, Kind::Nested), (F::Limits, Kind::Nested)]
-    }
-    fn nested(
-        &mut self,
-        f: F,
-        d: &mut D<'a, '_, R>,
-        pool: &mut Pool,
-        path: FieldPath,
-        _key: &Key<'a>,
-    ) -> Result<()> {
+object! {
+    Resources { Requests: Kind::Nested, Limits: Kind::Nested }
+    nested(s, f, d, pool, path, _key) {
         let list = if f == F::Requests {
-            &mut self.requests
+            &mut s.requests
         } else {
-            &mut self.limits
+            &mut s.limits
         };
         object(d, pool, path, list)
     }
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for ResourceList {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[
-            (F::Cpu, Kind::Quantity),
-            (F::Memory, Kind::Quantity),
-            (F::EphemeralStorage, Kind::Quantity),
-        ]
-    }
-    fn set(&mut self, f: F, v: Value) {
-        match f {
-            F::Cpu => self.cpu = v.quantity(),
-            F::Memory => self.memory = v.quantity(),
-            _ => self.ephemeral_storage = v.quantity(),
-        }
+object! {
+    ResourceList {
+        Cpu: Kind::Quantity => cpu = quantity,
+        Memory: Kind::Quantity => memory = quantity,
+        EphemeralStorage: Kind::Quantity => ephemeral_storage = quantity,
     }
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for VolumeMount {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[
-            (F::Name, Kind::Str),
-            (F::MountPath, Kind::Str),
-            (F::SubPath, Kind::Str),
-            (F::ReadOnly, Kind::Bool),
-            (F::MountPropagation, Kind::Enum(MountPropagation::NAMES)),
-        ]
-    }
-    fn set(&mut self, f: F, v: Value) {
-        match f {
-            F::Name => self.name = v.text(),
-            F::MountPath => self.mount_path = v.text(),
-            F::SubPath => self.sub_path = v.str(),
-            F::ReadOnly => self.read_only = v.flag(),
-            _ => self.propagation = v.pick(MountPropagation::ALL),
-        }
+object! {
+    VolumeMount {
+        Name: Kind::Str => name = text,
+        MountPath: Kind::Str => mount_path = text,
+        SubPath: Kind::Str => sub_path = str,
+        ReadOnly: Kind::Bool => read_only = flag,
+        MountPropagation: Kind::Enum(MountPropagation::NAMES)
+            => propagation = pick(MountPropagation::ALL),
     }
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for Lifecycle {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[(F::PostStart, Kind::Nested), (F::PreStop, Kind::Nested)]
-    }
-    fn nested(
-        &mut self,
-        f: F,
-        d: &mut D<'a, '_, R>,
-        pool: &mut Pool,
-        path: FieldPath,
-        key: &Key<'a>,
-    ) -> Result<()> {
+object! {
+    Lifecycle { PostStart: Kind::Nested, PreStop: Kind::Nested }
+    nested(s, f, d, pool, path, key) {
         let out = if f == F::PostStart {
-            &mut self.post_start
+            &mut s.post_start
         } else {
-            &mut self.pre_stop
+            &mut s.pre_stop
         };
         handler(d, pool, path, key.mark, None, out)
     }
@@ -1089,44 +930,25 @@ fn security_context<'a, R: Events<'a>>(
     Ok(())
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for SecurityContext {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[
-            (F::Privileged, Kind::Bool),
-            (F::RunAsUser, Kind::Int),
-            (F::RunAsGroup, Kind::Int),
-            (F::RunAsNonRoot, Kind::Bool),
-            (F::ReadOnlyRootFilesystem, Kind::Bool),
-            (F::AllowPrivilegeEscalation, Kind::Bool),
-            (F::Capabilities, Kind::Nested),
-            (F::SeccompProfile, Kind::Nested),
-        ]
+object! {
+    SecurityContext {
+        Privileged: Kind::Bool => privileged = bool,
+        RunAsUser: Kind::Int => run_as_user = int,
+        RunAsGroup: Kind::Int => run_as_group = int,
+        RunAsNonRoot: Kind::Bool => run_as_non_root = bool,
+        ReadOnlyRootFilesystem: Kind::Bool => read_only_root_filesystem = bool,
+        AllowPrivilegeEscalation: Kind::Bool => allow_privilege_escalation = bool,
+        Capabilities: Kind::Nested,
+        SeccompProfile: Kind::Nested,
     }
-    fn set(&mut self, f: F, v: Value) {
-        match f {
-            F::Privileged => self.privileged = v.bool(),
-            F::RunAsUser => self.run_as_user = v.int(),
-            F::RunAsGroup => self.run_as_group = v.int(),
-            F::RunAsNonRoot => self.run_as_non_root = v.bool(),
-            F::ReadOnlyRootFilesystem => self.read_only_root_filesystem = v.bool(),
-            _ => self.allow_privilege_escalation = v.bool(),
-        }
-    }
-    fn nested(
-        &mut self,
-        f: F,
-        d: &mut D<'a, '_, R>,
-        pool: &mut Pool,
-        path: FieldPath,
-        _key: &Key<'a>,
-    ) -> Result<()> {
+    nested(s, f, d, pool, path, _key) {
         if f == F::SeccompProfile {
-            self.seccomp = Some(seccomp(d, pool, path)?);
+            s.seccomp = Some(seccomp(d, pool, path)?);
             return Ok(());
         }
         let mut caps = Capabilities {
-            add: &mut self.cap_add,
-            drop: &mut self.cap_drop,
+            add: &mut s.cap_add,
+            drop: &mut s.cap_drop,
         };
         object(d, pool, path, &mut caps)
     }
@@ -1138,22 +960,13 @@ struct Capabilities<'c> {
     drop: &'c mut Vec<Str, MAX_SMALL_LIST>,
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for Capabilities<'_> {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[(F::Add, Kind::Nested), (F::Drop, Kind::Nested)]
-    }
-    fn nested(
-        &mut self,
-        f: F,
-        d: &mut D<'a, '_, R>,
-        pool: &mut Pool,
-        path: FieldPath,
-        _key: &Key<'a>,
-    ) -> Result<()> {
+object! {
+    Capabilities<'_> { Add: Kind::Nested, Drop: Kind::Nested }
+    nested(s, f, d, pool, path, _key) {
         let out = if f == F::Add {
-            &mut *self.add
+            &mut *s.add
         } else {
-            &mut *self.drop
+            &mut *s.drop
         };
         d.strings(pool, path, out, Limit::SmallList)
     }
@@ -1272,28 +1085,14 @@ impl<'a, R: Events<'a>> Object<'a, R> for ActionObject {
         if f == F::Command {
             return d.strings(pool, path, &mut self.command, Limit::SmallList);
         }
-        d.seq(path, |d, _, p, mark| {
-            let mut kv = KeyValue::default();
-            object(d, pool, p, &mut kv)?;
-            self.headers
-                .push(kv)
-                .map_err(|_| Error::capacity(Limit::SmallList, p, mark))
-        })
+        let list = &mut self.headers;
+        objects(d, pool, path, list, Limit::SmallList, KeyValue::default)
     }
 }
 
-/// An `httpHeaders` entry.
-impl<'a, R: Events<'a>> Object<'a, R> for KeyValue {
-    fn fields(&self) -> &'static [(F, Kind)] {
-        &[(F::Name, Kind::Str), (F::Value, Kind::Str)]
-    }
-    fn set(&mut self, f: F, v: Value) {
-        if f == F::Name {
-            self.key = v.text();
-        } else {
-            self.value = v.text();
-        }
-    }
+// An `httpHeaders` entry.
+object! {
+    KeyValue { Name: Kind::Str => key = text, Value: Kind::Str => value = text }
 }
 
 /// The action under key `of`, at `path` (`mark`: the key's), into `out`: the handler's

@@ -63,7 +63,9 @@ pub(super) fn owned_slot(state: FileState) -> Option<PodId> {
     }
 }
 
-fn ignore_reason(name: &str, kind: EntryKind) -> Option<IgnoreReason> {
+/// Why a directory entry is not a manifest (SPEC 1.4–1.6, 1.10), or `None` for a
+/// manifest. `keel validate DIR` applies the same rule.
+pub fn ignore_reason(name: &str, kind: EntryKind) -> Option<IgnoreReason> {
     if name.starts_with('.') {
         return Some(IgnoreReason::Dotfile);
     }

@@ -42,6 +42,8 @@ pub struct AgentConfig {
     pub drain_on_exit: bool,
     /// Kubelet flags accepted but not implemented (warned about).
     pub ignored_flags: Vec<String>,
+    /// How log lines are written (`--log-format`, or the kubelet's `--logging-format`).
+    pub log_format: super::log::Format,
 }
 
 impl Default for AgentConfig {
@@ -62,6 +64,7 @@ impl Default for AgentConfig {
             cgroup_parent: "/keel".into(),
             drain_on_exit: false,
             ignored_flags: Vec::new(),
+            log_format: super::log::Format::Text,
         }
     }
 }
@@ -182,7 +185,11 @@ usage: keel agent [flags]
   --allow-insecure-manifests   read manifests writable by users other than root
   --drain-on-exit              on SIGTERM/SIGINT stop every pod gracefully, then exit
                                (default: exit and leave pods running for the next agent)
-  -v, --v N                    log verbosity
+  --log-format text|json       log lines for people (text, the default) or one JSON object
+                               per line (time, level, pod, container, event, message);
+                               the kubelet's --logging-format is the same flag
+  -v, --v N                    log verbosity, as the kubelet's: 0 shows errors, warnings
+                               and events; 1 adds the effective settings
 Other kubelet flags are accepted and ignored with a warning.";
 
 /// Parses `keel agent` arguments.
@@ -279,6 +286,14 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
                     .parse()
                     .map_err(|_| ConfigError(format!("--max-pods {v:?} is not a number")))?;
             }
+            "log-format" | "logging-format" => {
+                let v = need(value)?;
+                cfg.log_format = super::log::Format::parse(&v).ok_or_else(|| {
+                    ConfigError(format!(
+                        "--{name} {v:?} is not a log format: use text or json"
+                    ))
+                })?;
+            }
             "allow-insecure-manifests" => cfg.allow_insecure = value.is_none_or(|v| v != "false"),
             "drain-on-exit" => cfg.drain_on_exit = value.is_none_or(|v| v != "false"),
             other => cfg.ignored_flags.push(format!("--{other}")),
@@ -360,6 +375,19 @@ mod tests {
         assert_eq!(cfg.log_max_size, 1024 * 1024);
         assert_eq!(cfg.log_max_files, 3);
         std::fs::remove_file(f).unwrap();
+    }
+
+    #[test]
+    fn log_format_and_verbosity() {
+        let cfg = parse(&args(&["--log-format", "json", "-v", "3"])).unwrap();
+        assert_eq!(cfg.log_format, super::super::log::Format::Json);
+        assert_eq!(cfg.verbosity, 3);
+        let cfg = parse(&args(&["--logging-format=json", "--v=1"])).unwrap();
+        assert_eq!(cfg.log_format, super::super::log::Format::Json);
+        let e = parse(&args(&["--log-format=logfmt"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("use text or json"), "{e}");
     }
 
     #[test]

@@ -25,30 +25,27 @@ use keel_core::machine::{Settings, State};
 use keel_core::manifest::model::Pod;
 use keel_core::platform::{Handle, Runtime};
 use keel_core::reconcile::{FileEntry, PodSlot, Reconciler, Scratch};
-use keel_core::status::{Event, FileState, IgnoreReason, PodId};
+use keel_core::status::{Event, FileState, IgnoreReason, PodId, StopReason};
 use source::{DirSource, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Severity of an agent log line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    /// Something failed.
-    Error,
-    /// Something to look at.
-    Warn,
-    /// Normal operation.
-    Info,
-}
+pub mod log;
+use self::log::Line;
+pub use self::log::{log, Level};
 
-/// A line for the agent's log.
+/// A line for the agent's log (see [`log`] for how it is written).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {
     /// Severity.
     pub level: Level,
     /// `namespace/name` of the pod it is about; empty when about none.
     pub pod: String,
+    /// The container it is about; empty when about none.
+    pub container: String,
+    /// The event's name (`ContainerStarted`…); empty for the agent's own lines.
+    pub event: &'static str,
     /// What happened.
     pub msg: String,
 }
@@ -58,13 +55,27 @@ impl LogLine {
         LogLine {
             level,
             pod: pod.to_string(),
+            container: String::new(),
+            event: "",
             msg: msg.into(),
         }
     }
 
-    /// Writes the line on stderr.
+    /// The same line, about `container` and named `event`.
+    fn about(mut self, container: &str, event: &'static str) -> Self {
+        self.container = container.to_string();
+        self.event = event;
+        self
+    }
+
+    /// Writes the line on stderr, in the agent's log format.
     pub fn print(&self) {
-        log(self.level, &self.pod, &self.msg);
+        log::emit(&Line {
+            pod: &self.pod,
+            container: &self.container,
+            event: self.event,
+            ..Line::new(self.level, &self.msg)
+        });
     }
 }
 
@@ -88,45 +99,10 @@ pub trait AgentRuntime: Runtime {
     fn shutdown(&mut self, timeout: std::time::Duration);
 }
 
-/// One log line on stderr: time, level, pod, message.
-pub fn log(level: Level, pod: &str, msg: &str) {
-    let t = crate::timefmt::now();
-    let lvl = match level {
-        Level::Error => "ERROR",
-        Level::Warn => "WARN ",
-        Level::Info => "INFO ",
-    };
-    let pod = if pod.is_empty() {
-        "-".to_string()
-    } else {
-        pod.to_string()
-    };
-    eprintln!("{} {lvl} {pod} {msg}", &t[..23.min(t.len())]);
-}
-
 /// Why the agent cannot start.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct StartError(pub String);
-
-fn find_runc(cfg: &AgentConfig) -> Result<PathBuf, StartError> {
-    if let Some(p) = &cfg.runc {
-        return if p.is_file() {
-            Ok(p.clone())
-        } else {
-            Err(StartError(format!(
-                "runc not found at {} (--runc)",
-                p.display()
-            )))
-        };
-    }
-    let path = std::env::var_os("PATH")
-        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join("runc"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| StartError("runc not found on PATH: install it (Debian: apt-get install runc) or pass --runc PATH".into()))
-}
 
 fn check_root_dir(dir: &Path) -> Result<(), StartError> {
     std::fs::create_dir_all(dir)
@@ -146,6 +122,10 @@ struct Agent<'s, R> {
     started: Instant,
     boot_unix_ms: u64,
     node: String,
+    /// Containers seen stopping, with their kill deadline (see `track_stops`).
+    stopping: std::collections::HashMap<(u16, u8), keel_core::time::Instant>,
+    /// The manifest source's last error message, for the SourceUnavailable line.
+    source_error: Option<String>,
 }
 
 impl<R: AgentRuntime> Agent<'_, R> {
@@ -187,26 +167,113 @@ impl<R: AgentRuntime> Agent<'_, R> {
             .unwrap_or_else(|| format!("file#{id}"))
     }
 
+    /// The pod's grace period as applied (SPEC 4.4: at least 2 s).
+    fn grace_secs(&mut self, id: PodId) -> i64 {
+        let slot = &self.rec.slots()[id.slot as usize];
+        if slot.decode_into(&mut self.scratch_pod) {
+            self.scratch_pod
+                .spec
+                .termination_grace_period_seconds
+                .unwrap_or(30)
+                .max(2)
+        } else {
+            30
+        }
+    }
+
+    /// Notes containers that began stopping since the last look (one line each: the grace
+    /// period runs) and keeps their kill deadlines, so an exit at or after the deadline is
+    /// logged as a kill after the grace period.
+    fn track_stops(&mut self) -> Vec<LogLine> {
+        let now = self.now();
+        let mut begun = Vec::new();
+        let mut still = std::collections::HashSet::new();
+        for (si, slot) in self.rec.slots().iter().enumerate() {
+            if !slot.is_used() {
+                continue;
+            }
+            for (k, c) in slot.containers().iter().enumerate() {
+                if let State::Stopping { kill_at, .. } = c.state {
+                    let key = (si as u16, k as u8);
+                    still.insert(key);
+                    if let std::collections::hash_map::Entry::Vacant(e) = self.stopping.entry(key) {
+                        e.insert(kill_at);
+                        begun.push((key, kill_at));
+                    }
+                }
+            }
+        }
+        let mut lines = Vec::new();
+        for ((si, k), kill_at) in begun {
+            let id = PodId {
+                slot: si,
+                generation: 0,
+            };
+            let (n, c) = (self.pod_name(id), self.container_name(id, k));
+            let secs = kill_at.since(now).millis().div_ceil(1000);
+            let at = crate::timefmt::rfc3339_ms(self.boot_unix_ms + kill_at.millis());
+            lines.push(
+                LogLine::new(
+                    Level::Info,
+                    &n,
+                    format!(
+                        "container {c}: stopping: grace period {secs}s running (SIGKILL at {at} if still running)"
+                    ),
+                )
+                .about(&c, "GracePeriodStarted"),
+            );
+        }
+        // Containers that stopped without an exit event (removed with their pod) are
+        // forgotten; those with one are taken out by the exit's line.
+        self.stopping.retain(|k, _| still.contains(k));
+        lines
+    }
+
     /// The log line for event `e`.
     fn event_line(&mut self, e: Event) -> LogLine {
         use Level::*;
+        // One line per event: pod, container and the event's name go into the line's
+        // fields (the JSON format has them as keys).
+        let line = |level: Level, pod: &str, container: &str, event: &'static str, msg: &str| {
+            LogLine::new(level, pod, msg).about(container, event)
+        };
         match e {
             Event::PodAdded { pod, file } => {
                 let uid = self.rec.slots()[pod.slot as usize].uid().to_string();
                 let n = self.pod_name(pod);
-                LogLine::new(
+                line(
                     Info,
                     &n,
-                    format!("added from {} (uid {uid})", self.file_name(file)),
+                    "",
+                    "PodAdded",
+                    &format!("added from {} (uid {uid})", self.file_name(file)),
                 )
             }
             Event::PodTerminating { pod, reason } => {
                 let n = self.pod_name(pod);
-                LogLine::new(Info, &n, format!("terminating ({reason:?})"))
+                let grace = self.grace_secs(pod);
+                let why = match reason {
+                    StopReason::Deleted if self.rec.draining() => "the agent is draining (--drain-on-exit)",
+                    StopReason::Deleted => "its manifest file was removed",
+                    StopReason::Replaced => {
+                        "its manifest file was edited (the new version starts after this one stops)"
+                    }
+                    StopReason::Superseded => "a file sorting first defines the same pod",
+                    StopReason::Orphan => {
+                        "its manifest file went while the agent was down (no manifest defines it now)"
+                    }
+                };
+                line(
+                    Info,
+                    &n,
+                    "",
+                    "PodTerminating",
+                    &format!("terminating: {why}; grace period {grace}s"),
+                )
             }
             Event::PodRemoved { pod } => {
                 let n = self.pod_name(pod);
-                LogLine::new(Info, &n, "removed")
+                line(Info, &n, "", "PodRemoved", "removed")
             }
             Event::ContainerStarted {
                 pod,
@@ -214,18 +281,22 @@ impl<R: AgentRuntime> Agent<'_, R> {
                 restart_count,
             } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
-                LogLine::new(
+                line(
                     Info,
                     &n,
-                    format!("container {c} starting (restart count {restart_count})"),
+                    &c,
+                    "ContainerStarted",
+                    &format!("container {c} starting (restart count {restart_count})"),
                 )
             }
             Event::ContainerAdopted { pod, container } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
-                LogLine::new(
+                line(
                     Info,
                     &n,
-                    format!("container {c} adopted from an earlier agent"),
+                    &c,
+                    "ContainerAdopted",
+                    &format!("container {c} adopted from an earlier agent"),
                 )
             }
             Event::ContainerExited {
@@ -235,15 +306,32 @@ impl<R: AgentRuntime> Agent<'_, R> {
                 reason,
             } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
-                let lvl = if code == 0 { Info } else { Warn };
-                LogLine::new(
-                    lvl,
-                    &n,
-                    format!(
-                        "container {c} exited with code {code} ({})",
-                        reason.as_str()
-                    ),
-                )
+                let kill_at = self.stopping.remove(&(pod.slot, container));
+                let killed = code == 128 + 9 && kill_at.is_some_and(|k| self.now() >= k);
+                if killed {
+                    let grace = self.grace_secs(pod);
+                    line(
+                        Warn,
+                        &n,
+                        &c,
+                        "ContainerKilled",
+                        &format!(
+                            "container {c} exited with code {code}: killed (SIGKILL) after its grace period of {grace}s, as it did not stop on SIGTERM"
+                        ),
+                    )
+                } else {
+                    let lvl = if code == 0 || kill_at.is_some() { Info } else { Warn };
+                    line(
+                        lvl,
+                        &n,
+                        &c,
+                        "ContainerExited",
+                        &format!(
+                            "container {c} exited with code {code} ({})",
+                            reason.as_str()
+                        ),
+                    )
+                }
             }
             Event::BackoffScheduled {
                 pod,
@@ -252,10 +340,12 @@ impl<R: AgentRuntime> Agent<'_, R> {
             } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
                 let secs = until.since(self.now()).millis() as f64 / 1000.0;
-                LogLine::new(
+                line(
                     Warn,
                     &n,
-                    format!("container {c} in CrashLoopBackOff: restarting in {secs:.1}s"),
+                    &c,
+                    "BackOff",
+                    &format!("container {c} in CrashLoopBackOff: restarting in {secs:.1}s"),
                 )
             }
             Event::StartFailed {
@@ -269,11 +359,14 @@ impl<R: AgentRuntime> Agent<'_, R> {
                 let msg = self
                     .rt
                     .start_message(&uid, container as usize)
-                    .unwrap_or_default();
-                LogLine::new(
+                    .unwrap_or_default()
+                    .to_string();
+                line(
                     Error,
                     &n,
-                    format!("container {c} cannot start: {}: {msg}", reason.as_str()),
+                    &c,
+                    reason.as_str(),
+                    &format!("container {c} cannot start: {}: {msg}", reason.as_str()),
                 )
             }
             Event::ProbeFailed {
@@ -282,14 +375,22 @@ impl<R: AgentRuntime> Agent<'_, R> {
                 probe,
             } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
-                LogLine::new(Warn, &n, format!("container {c}: {probe:?} probe failed"))
+                line(
+                    Warn,
+                    &n,
+                    &c,
+                    "ProbeFailed",
+                    &format!("container {c}: {probe:?} probe failed"),
+                )
             }
             Event::ContainerSpecChanged { pod, container } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
-                LogLine::new(
+                line(
                     Info,
                     &n,
-                    format!("container {c} changed in the manifest: restarting it"),
+                    &c,
+                    "ContainerSpecChanged",
+                    &format!("container {c} changed in the manifest: restarting it"),
                 )
             }
             Event::ManifestRejected {
@@ -298,11 +399,11 @@ impl<R: AgentRuntime> Agent<'_, R> {
                 kept_running,
             } => {
                 let name = self.file_name(file);
-                let mut line = crate::cli::validate::diagnostic(&name, &error, None);
+                let mut msg = crate::diag::diagnostic(&name, &error, None);
                 if kept_running {
-                    line += " (the last good version keeps running)";
+                    msg += " (the last good version keeps running)";
                 }
-                LogLine::new(Error, "", &line)
+                line(Error, "", "", "ManifestRejected", &msg)
             }
             Event::ManifestDuplicate { file, of } => {
                 let other = self
@@ -310,13 +411,15 @@ impl<R: AgentRuntime> Agent<'_, R> {
                     .file_of(of)
                     .map(|f| f.name().to_string())
                     .unwrap_or_default();
-                LogLine::new(
+                let p = self.pod_name(of);
+                line(
                     Error,
                     "",
-                    format!(
-                        "{}: duplicate of {other}: both define pod {}",
+                    "",
+                    "ManifestDuplicate",
+                    &format!(
+                        "{}: duplicate of {other}: both define pod {p}",
                         self.file_name(file),
-                        self.pod_name(of)
                     ),
                 )
             }
@@ -326,55 +429,89 @@ impl<R: AgentRuntime> Agent<'_, R> {
                 } else {
                     Info
                 };
-                LogLine::new(
+                line(
                     lvl,
                     "",
-                    format!("{} ignored: {}", self.file_name(file), reason.message()),
+                    "",
+                    "FileIgnored",
+                    &format!("{} ignored: {}", self.file_name(file), reason.message()),
                 )
             }
-            Event::ReadFailed { file, kind } => LogLine::new(
+            Event::ReadFailed { file, kind } => line(
                 Error,
                 "",
-                format!("{}: cannot read ({kind:?})", self.file_name(file)),
+                "",
+                "ReadFailed",
+                &format!("{}: cannot read ({kind:?})", self.file_name(file)),
             ),
-            Event::CapacityFull { limit } => LogLine::new(
+            Event::CapacityFull { limit } => line(
                 Error,
                 "",
-                format!(
+                "",
+                "CapacityFull",
+                &format!(
                     "capacity full ({}): the new manifest is refused, running pods are untouched",
                     limit.describe().0
                 ),
             ),
-            Event::SourceUnavailable { kind } => LogLine::new(
-                Error,
+            Event::SourceUnavailable { kind } => {
+                // The source's own message says which path and why; this line carries it,
+                // so the event is one line (the loop does not repeat the message).
+                let detail = self
+                    .source_error
+                    .clone()
+                    .unwrap_or_else(|| format!("{kind:?}"));
+                line(
+                    Error,
+                    "",
+                    "",
+                    "SourceUnavailable",
+                    &format!("manifest source unavailable: {detail}; running pods are kept"),
+                )
+            }
+            Event::SourceRecovered => line(
+                Info,
                 "",
-                format!("manifest source unavailable ({kind:?}); running pods are kept"),
+                "",
+                "SourceRecovered",
+                "manifest source readable again",
             ),
-            Event::SourceRecovered => LogLine::new(Info, "", "manifest source readable again"),
             Event::SandboxFailed { pod, kind } => {
                 let n = self.pod_name(pod);
-                LogLine::new(
+                line(
                     Error,
                     &n,
-                    format!("creating the pod sandbox failed ({kind:?}); retrying"),
+                    "",
+                    "SandboxFailed",
+                    &format!("creating the pod sandbox failed ({kind:?}); retrying"),
                 )
             }
             Event::PlatformError { pod, kind } => {
                 let n = pod.map(|p| self.pod_name(p)).unwrap_or_default();
-                LogLine::new(Error, &n, format!("runtime error ({kind:?})"))
+                line(
+                    Error,
+                    &n,
+                    "",
+                    "PlatformError",
+                    &format!("runtime error ({kind:?})"),
+                )
             }
-            Event::ExtraDocuments { file, count, line } => LogLine::new(
+            Event::ExtraDocuments { file, count, line: at } => line(
                 Warn,
                 "",
-                format!(
-                    "{}:{line}: {count} further document(s) after the first are ignored (a file holds one Pod)",
+                "",
+                "ExtraDocuments",
+                &format!(
+                    "{}:{at}: {count} further document(s) after the first are ignored (a file holds one Pod)",
                     self.file_name(file)
                 ),
             ),
-            Event::OrphanRemoved => LogLine::new(
+            Event::OrphanRemoved => line(
                 Info,
                 "",
-                "removed a container of an earlier agent that matches no manifest",
+                "",
+                "OrphanRemoved",
+                "removed a container an earlier agent started, whose pod no manifest defines now",
             ),
         }
     }
@@ -445,7 +582,7 @@ impl<R: AgentRuntime> Agent<'_, R> {
                 (format!("running pod {n}"), Some(n))
             }
             FileState::Rejected { error, kept } => {
-                let mut m = crate::cli::validate::diagnostic(f.name(), &error, None);
+                let mut m = crate::diag::diagnostic(f.name(), &error, None);
                 let pod = kept.map(|p| self.pod_name(p));
                 if let Some(n) = &pod {
                     m += &format!(" (last good version of {n} keeps running)");
@@ -517,6 +654,7 @@ impl<R: AgentRuntime> Agent<'_, R> {
 
 /// Runs the agent until SIGTERM/SIGINT.
 pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
+    log::configure(cfg.log_format, cfg.verbosity);
     if !nix::unistd::geteuid().is_root() {
         return Err(StartError(
             "keel agent must run as root: it creates namespaces, mounts and cgroups".into(),
@@ -528,8 +666,22 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                 .into(),
         )
     })?;
-    let runc = find_runc(&cfg)?;
+    let runc = crate::runtime::find_runc(cfg.runc.as_deref()).map_err(StartError)?;
     check_root_dir(&cfg.root_dir)?;
+    log::emit(&Line {
+        v: 1,
+        event: "Settings",
+        ..Line::new(
+            Level::Info,
+            &format!(
+                "settings: manifests {:?}, file check frequency {:?}, root dir {}, pod logs dir {}, socket {}, log rotation {} bytes x {} files, max pods {}, cgroup parent {}, drain on exit {}, verbosity {}",
+                cfg.manifest_path, cfg.file_check_frequency, cfg.root_dir.display(),
+                cfg.pod_logs_dir.display(), cfg.socket.display(), cfg.log_max_size,
+                cfg.log_max_files, cfg.max_pods, cfg.cgroup_parent, cfg.drain_on_exit,
+                cfg.verbosity
+            ),
+        )
+    });
     for f in &cfg.ignored_flags {
         log(
             Level::Warn,
@@ -545,6 +697,16 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     rcfg.log_max_files = cfg.log_max_files;
     rcfg.cgroup_parent = cfg.cgroup_parent.clone();
     let runc = RuncRuntime::new(rcfg).map_err(|e| StartError(format!("runtime: {e}")))?;
+    // (uid, NAMESPACE/NAME) of every pod sandbox an earlier agent left.
+    let earlier_pods: Option<Vec<(String, String)>> = runc.list().ok().map(|l| {
+        l.sandboxes
+            .into_iter()
+            .map(|sb| {
+                let name = format!("{}/{}", sb.spec.pod_namespace, sb.spec.pod_name);
+                (sb.spec.pod_uid, name)
+            })
+            .collect()
+    });
     let images =
         ImageStore::open(&cfg.root_dir).map_err(|e| StartError(format!("image store: {e}")))?;
     let images_dir = images.layout_dir().to_path_buf();
@@ -581,6 +743,8 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         started,
         boot_unix_ms,
         node: node.clone(),
+        stopping: Default::default(),
+        source_error: None,
     };
     let mut src = DirSource::new(&manifest_path, cfg.allow_insecure);
     let drain_on_exit = cfg.drain_on_exit;
@@ -617,6 +781,10 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .map_err(|e| StartError(format!("signals: {e}")))?;
         let mut last_source_error: Option<String> = None;
+        // The pods an earlier agent left (see `earlier_pods`): after the first poll has
+        // adopted what still has a manifest, the rest stop because their file went while
+        // no agent ran; each gets its line.
+        let mut earlier = earlier_pods;
         let mut drain_deadline: Option<std::time::Instant> = None;
         loop {
             let now = agent.now();
@@ -627,8 +795,30 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
             }
             let mut events = Vec::new();
             agent.rec.drain_events(&mut |e| events.push(e));
+            agent.source_error = src.last_error().map(str::to_string);
             for e in events {
+                if matches!(e, Event::SourceUnavailable { .. }) {
+                    // Its line carries the source's message: not a second line for it.
+                    last_source_error = src.last_error().map(str::to_string);
+                }
                 agent.event_line(e).print();
+            }
+            for l in agent.track_stops() {
+                l.print();
+            }
+            if let Some(pods) = earlier.take() {
+                for (uid, name) in pods {
+                    let kept = agent.rec.slots().iter().any(|s| s.is_used() && s.uid() == uid);
+                    if !kept {
+                        LogLine::new(
+                            Level::Info,
+                            &name,
+                            "terminating: its manifest file went while the agent was down (no manifest defines it now); its containers are stopped",
+                        )
+                        .about("", "PodOrphaned")
+                        .print();
+                    }
+                }
             }
             if src.last_error() != last_source_error.as_deref() {
                 if let Some(m) = src.last_error() {

@@ -214,6 +214,8 @@ impl Storage {
             started: std::time::Instant::now(),
             boot_unix_ms: 1_000,
             node: "node1".into(),
+            stopping: Default::default(),
+            source_error: None,
         }
     }
 }
@@ -314,11 +316,10 @@ fn event_lines_name_the_pod_the_container_and_the_runtime_message() {
     let lines = poll(&mut agent, &mut src);
     let pod = "default/web-node1";
     assert!(
-        lines.contains(&LogLine::new(
-            Level::Info,
-            pod,
-            "container app starting (restart count 0)"
-        )),
+        lines.contains(
+            &LogLine::new(Level::Info, pod, "container app starting (restart count 0)")
+                .about("app", "ContainerStarted")
+        ),
         "{lines:#?}"
     );
     let failed: Vec<&LogLine> = lines
@@ -363,11 +364,14 @@ fn a_drain_terminates_the_pod_and_logs_it() {
     agent.rec.drain();
     let lines = poll(&mut agent, &mut src);
     assert!(
-        lines.contains(&LogLine::new(
-            Level::Info,
-            "default/web-node1",
-            "terminating (Deleted)"
-        )),
+        lines.contains(
+            &LogLine::new(
+                Level::Info,
+                "default/web-node1",
+                "terminating: the agent is draining (--drain-on-exit); grace period 30s"
+            )
+            .about("", "PodTerminating")
+        ),
         "{lines:#?}"
     );
     // The fake exits a container on its first signal; the core then removes it.

@@ -1,143 +1,19 @@
 //! What the agent-facing commands share: flags, the connection, tables and times.
 //!
 //! This module deals with the small pieces every `keel` command that talks to an agent
-//! needs: a flag parser with kubectl's spellings (`-o wide`, `-owide`, `--output=json`,
-//! `--` ending the flags), `--socket` (default [`DEFAULT_SOCKET`], or `$KEEL_SOCKET`),
-//! connecting with a clear message, kubectl-style tables (columns three spaces apart) and
-//! kubectl's way of writing ages (`5s`, `3m2s`, `4h`, `2d`).
+//! needs: connecting to `--socket` ([`super::SocketArg`]) with a clear message,
+//! kubectl-style tables (columns three spaces apart, the widths kept for the rows a
+//! `--watch` adds later) and kubectl's ways of writing times: ages (`5s`, `3m2s`, `4h`,
+//! `2d`) and RFC 3339.
 
-use crate::control::{Client, ControlError, DEFAULT_SOCKET};
+use super::SocketArg;
+use crate::control::{Client, ControlError};
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A flag a command accepts.
-#[derive(Clone, Copy, Debug)]
-pub struct Flag {
-    /// Spellings, the first being the canonical one (`&["--output", "-o"]`).
-    pub names: &'static [&'static str],
-    /// Takes a value.
-    pub value: bool,
-}
-
-/// Shorthand for a flag with a value.
-pub const fn opt(names: &'static [&'static str]) -> Flag {
-    Flag { names, value: true }
-}
-
-/// Shorthand for a boolean flag.
-pub const fn switch(names: &'static [&'static str]) -> Flag {
-    Flag {
-        names,
-        value: false,
-    }
-}
-
-/// `--socket PATH`, accepted by every agent-facing command.
-pub const SOCKET: Flag = opt(&["--socket"]);
-
-/// Parsed arguments.
-#[derive(Debug, Default)]
-pub struct Parsed {
-    /// (canonical name, value) in the order given.
-    pub flags: Vec<(&'static str, Option<String>)>,
-    /// Positional arguments.
-    pub positional: Vec<String>,
-    /// Words after `--`.
-    pub rest: Vec<String>,
-    /// `-h`/`--help` was given.
-    pub help: bool,
-}
-
-impl Parsed {
-    /// The last value of a flag.
-    pub fn value(&self, name: &str) -> Option<&str> {
-        self.flags
-            .iter()
-            .rev()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| v.as_deref())
-    }
-
-    /// Every value of a repeated flag.
-    pub fn values(&self, name: &str) -> Vec<&str> {
-        self.flags
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .filter_map(|(_, v)| v.as_deref())
-            .collect()
-    }
-
-    /// Whether a switch was given.
-    pub fn has(&self, name: &str) -> bool {
-        self.flags.iter().any(|(n, _)| *n == name)
-    }
-
-    /// The socket path: `--socket`, else `$KEEL_SOCKET`, else the default.
-    pub fn socket(&self) -> PathBuf {
-        self.value("--socket")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("KEEL_SOCKET").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
-    }
-}
-
-/// Parses `args` against `flags`. Errors are messages for a usage error (exit 2).
-pub fn parse(args: &[String], flags: &[Flag]) -> Result<Parsed, String> {
-    let mut p = Parsed::default();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--" {
-            p.rest.extend(it.by_ref().cloned());
-            break;
-        }
-        if a == "-h" || a == "--help" {
-            p.help = true;
-            continue;
-        }
-        if !a.starts_with('-') || a == "-" {
-            p.positional.push(a.clone());
-            continue;
-        }
-        // `--name=value`, `-o=json`, `-ojson` (a one-letter short flag with the value glued on).
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None if !a.starts_with("--") && a.len() > 2 => {
-                let short = &a[..2];
-                if flags.iter().any(|f| f.value && f.names.contains(&short)) {
-                    (short, Some(a[2..].to_string()))
-                } else {
-                    (a.as_str(), None)
-                }
-            }
-            None => (a.as_str(), None),
-        };
-        let Some(flag) = flags.iter().find(|f| f.names.contains(&name)) else {
-            return Err(format!("unknown flag {name}"));
-        };
-        let canonical = flag.names[0];
-        if flag.value {
-            let v = match inline {
-                Some(v) => v,
-                None => it
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value"))?,
-            };
-            p.flags.push((canonical, Some(v)));
-        } else {
-            if inline.is_some() {
-                return Err(format!("{name} takes no value"));
-            }
-            p.flags.push((canonical, None));
-        }
-    }
-    Ok(p)
-}
-
 /// Connects to the agent, or writes the reason to `err`.
-pub fn connect(p: &Parsed, cmd: &str, err: &mut dyn Write) -> Option<Client> {
-    match Client::connect(&p.socket()) {
+pub fn connect(socket: &SocketArg, cmd: &str, err: &mut dyn Write) -> Option<Client> {
+    match Client::connect(&socket.path()) {
         Ok(c) => Some(c),
         Err(e) => {
             let _ = writeln!(err, "keel {cmd}: {e}");
@@ -226,36 +102,41 @@ pub fn age(now_ms: u64, then_ms: u64) -> String {
     human_duration(Duration::from_millis(now_ms.saturating_sub(then_ms)))
 }
 
+/// Column widths for a table: the widest cell of each column, header included.
+pub fn widths(header: &[&str], rows: &[Vec<String>]) -> Vec<usize> {
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    width
+}
+
+/// One table line with the given widths: cells three spaces apart, the last unpadded.
+pub fn line<S: AsRef<str>>(cells: &[S], width: &[usize]) -> String {
+    let n = width.len();
+    let mut l = String::new();
+    for (i, c) in cells.iter().enumerate().take(n) {
+        let c = c.as_ref();
+        l += c;
+        if i + 1 < n {
+            let pad = width[i].saturating_sub(c.chars().count()) + 3;
+            l.extend(std::iter::repeat_n(' ', pad));
+        }
+    }
+    let mut l = l.trim_end().to_string();
+    l.push('\n');
+    l
+}
+
 /// Lays out rows as kubectl does: left-aligned columns three spaces apart, the last
 /// column unpadded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let n = header.len();
-    let mut width = vec![0usize; n];
-    for (i, h) in header.iter().enumerate() {
-        width[i] = h.chars().count();
-    }
+    let width = widths(header, rows);
+    let mut out = line(header, &width);
     for r in rows {
-        for (i, c) in r.iter().enumerate().take(n) {
-            width[i] = width[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut l = String::new();
-        for (i, c) in cells.enumerate() {
-            if i + 1 < n {
-                l += c;
-                l.extend(std::iter::repeat_n(' ', width[i] - c.chars().count() + 3));
-            } else {
-                l += c;
-            }
-        }
-        out += l.trim_end();
-        out.push('\n');
-    };
-    line(&mut header.iter().copied());
-    for r in rows {
-        line(&mut r.iter().map(String::as_str));
+        out += &line(r, &width);
     }
     out
 }
@@ -290,30 +171,6 @@ mod tests {
         for (secs, want) in cases {
             assert_eq!(human_duration(Duration::from_secs(secs)), want, "{secs}s");
         }
-    }
-
-    #[test]
-    fn flags_in_kubectl_spellings() {
-        let f = [opt(&["--output", "-o"]), switch(&["--all", "-a"]), SOCKET];
-        let p = parse(
-            &s(&["-owide", "x", "--socket=/s", "-a", "--", "-o", "y"]),
-            &f,
-        )
-        .unwrap();
-        assert_eq!(p.value("--output"), Some("wide"));
-        assert_eq!(p.positional, s(&["x"]));
-        assert_eq!(p.socket(), PathBuf::from("/s"));
-        assert!(p.has("--all"));
-        assert_eq!(p.rest, s(&["-o", "y"]));
-        let p = parse(&s(&["-o", "json", "--output=yaml"]), &f).unwrap();
-        assert_eq!(p.value("--output"), Some("yaml"));
-        assert!(parse(&s(&["-o"]), &f)
-            .unwrap_err()
-            .contains("needs a value"));
-        assert!(parse(&s(&["--bogus"]), &f)
-            .unwrap_err()
-            .contains("unknown flag"));
-        assert!(parse(&s(&["--all=1"]), &f).is_err());
     }
 
     #[test]

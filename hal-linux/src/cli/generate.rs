@@ -3,12 +3,12 @@
 //! This module deals with printing a Pod manifest the way `kubectl run NAME --image=IMG
 //! --dry-run=client -o yaml` does (same fields, same key order, label `run: NAME` unless
 //! `--labels` is given, the words after `--` as `args`, or as `command` with
-//! `--command`), so a static pod can be written on a node that has no kubectl. What it
+//! `--command`; `--dry-run[=client]` and `-o yaml` are accepted as kubectl spells them),
+//! so a static pod can be written on a node that has no kubectl. What it
 //! prints is checked with the same validation `keel validate` and the agent use; a
 //! manifest that would be rejected is not printed.
 
-use super::client::{self, opt, switch, Flag};
-use keel_core::manifest::model::{PullPolicy, RestartPolicy};
+use keel_core::manifest::model;
 use serde_json::{json, Map, Value};
 use std::io::Write;
 
@@ -189,23 +189,107 @@ pub fn to_yaml(v: &Value) -> String {
     out
 }
 
-const FLAGS: &[Flag] = &[
-    opt(&["--image"]),
-    opt(&["--restart"]),
-    opt(&["--env"]),
-    opt(&["--port"]),
-    opt(&["--namespace", "-n"]),
-    opt(&["--labels", "-l"]),
-    opt(&["--image-pull-policy"]),
-    opt(&["--output", "-o"]),
-    switch(&["--command"]),
-];
+/// A restart policy, spelled as in the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Restart {
+    /// Restart whatever the exit
+    #[value(name = "Always")]
+    Always,
+    /// Restart after a non-zero exit
+    #[value(name = "OnFailure")]
+    OnFailure,
+    /// Never restart
+    #[value(name = "Never")]
+    Never,
+}
 
-/// Usage text.
-pub const USAGE: &str = "\
-usage: keel generate pod NAME --image IMG [--restart Always|OnFailure|Never] [--env K=V]...
-                         [--port N]... [--namespace NS] [--labels k=v,...]
-                         [--image-pull-policy P] [-o yaml|json] [--command] [-- CMD ARGS...]";
+/// An image pull policy, spelled as in the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Always pull
+    #[value(name = "Always")]
+    Always,
+    /// Pull when the image is not present
+    #[value(name = "IfNotPresent")]
+    IfNotPresent,
+    /// Never pull
+    #[value(name = "Never")]
+    Never,
+}
+
+/// `-o` of `keel generate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// YAML, as kubectl run -o yaml
+    Yaml,
+    /// JSON
+    Json,
+}
+
+/// `--dry-run` as `kubectl run` spells it: keel only ever prints, so `client` (the
+/// default when the flag has no value) and `none` change nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DryRun {
+    /// Print the object (what keel generate always does)
+    Client,
+    /// Accepted for kubectl's spelling; the same as client
+    None,
+}
+
+/// `keel generate pod NAME --image IMG [...] [-- CMD...]`.
+#[derive(Debug, clap::Args)]
+#[command(
+    args_override_self = true,
+    after_help = "Words after -- become the container's args (its command with --command). \
+                        --dry-run[=client] and -o yaml are accepted as kubectl run spells them."
+)]
+pub struct Args {
+    /// What to generate: pod (static pods are Pods)
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+    /// The pod's name (also the container's)
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// The container image
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// The restart policy
+    #[arg(long, value_enum, default_value = "Always", value_name = "POLICY")]
+    pub restart: Restart,
+    /// An environment variable (repeatable)
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// A container port (repeatable)
+    #[arg(long, value_name = "PORT")]
+    pub port: Vec<String>,
+    /// metadata.namespace
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Labels k=v,... (default run=NAME)
+    #[arg(short = 'l', long, value_name = "K=V,...")]
+    pub labels: Option<String>,
+    /// imagePullPolicy
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// Output format
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        default_value = "yaml",
+        value_name = "FORMAT"
+    )]
+    pub output: Output,
+    /// Accepted as kubectl run spells it (keel generate never creates anything)
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "client", value_name = "STRATEGY")]
+    pub dry_run: Option<DryRun>,
+    /// The words after -- are the command, not args
+    #[arg(long)]
+    pub command: bool,
+    /// The command or args (after --)
+    #[arg(last = true, value_name = "CMD")]
+    pub words: Vec<String>,
+}
 
 fn pairs(flag: &str, text: &str) -> Result<Vec<(String, String)>, String> {
     text.split(',')
@@ -217,94 +301,100 @@ fn pairs(flag: &str, text: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// Parses `keel generate pod` arguments (after `generate`).
-pub fn parse_args(args: &[String]) -> Result<Option<(PodArgs, bool)>, String> {
-    let p = client::parse(args, FLAGS)?;
-    if p.help {
-        return Ok(None);
-    }
-    let name = match p.positional.as_slice() {
-        [kind, name] if kind == "pod" || kind == "pods" || kind == "po" => name.clone(),
-        [kind, ..] if kind != "pod" => {
-            return Err(format!(
-                "only pods can be generated (static pods are Pods), not {kind:?}"
-            ))
+impl From<Restart> for model::RestartPolicy {
+    fn from(r: Restart) -> Self {
+        match r {
+            Restart::Always => Self::Always,
+            Restart::OnFailure => Self::OnFailure,
+            Restart::Never => Self::Never,
         }
-        [_] => return Err("NAME is required".into()),
-        _ => return Err("give one kind and one NAME: keel generate pod NAME".into()),
-    };
-    let image = p
-        .value("--image")
-        .ok_or("required flag --image is not set")?
-        .to_string();
-    let restart = p.value("--restart").unwrap_or("Always").to_string();
-    if RestartPolicy::parse(&restart).is_none() {
+    }
+}
+
+impl From<PullPolicy> for model::PullPolicy {
+    fn from(p: PullPolicy) -> Self {
+        match p {
+            PullPolicy::Always => Self::Always,
+            PullPolicy::IfNotPresent => Self::IfNotPresent,
+            PullPolicy::Never => Self::Never,
+        }
+    }
+}
+
+/// What the parsed arguments ask for: the pod and whether to print JSON.
+pub fn pod_args(a: &Args) -> Result<(PodArgs, bool), String> {
+    if !matches!(a.kind.as_str(), "pod" | "pods" | "po") {
         return Err(format!(
-            "invalid restart policy {restart:?}: use Always, OnFailure or Never"
+            "only pods can be generated (static pods are Pods), not {:?}",
+            a.kind
         ));
     }
+    let name = a.name.clone().ok_or("NAME is required")?;
+    let image = a.image.clone().ok_or("required flag --image is not set")?;
+    let restart = model::RestartPolicy::from(a.restart).as_str().to_string();
     let mut env = Vec::new();
-    for e in p.values("--env") {
+    for e in &a.env {
         match e.split_once('=') {
             Some((k, v)) if !k.is_empty() => env.push((k.to_string(), v.to_string())),
             _ => return Err(format!("--env takes KEY=VALUE, got {e:?}")),
         }
     }
     let mut ports = Vec::new();
-    for port in p.values("--port") {
+    for port in &a.port {
         match port.parse::<u16>() {
             Ok(n) if n > 0 => ports.push(n),
             _ => return Err(format!("--port takes a port number 1-65535, got {port:?}")),
         }
     }
-    let labels = match p.value("--labels") {
+    let labels = match &a.labels {
         Some(l) => pairs("--labels", l)?,
         None => Vec::new(),
     };
-    let pull_policy = p.value("--image-pull-policy").map(str::to_string);
-    if let Some(pp) = &pull_policy {
-        if PullPolicy::parse(pp).is_none() {
-            return Err(format!(
-                "invalid image pull policy {pp:?}: use Always, IfNotPresent or Never"
-            ));
-        }
-    }
-    let json = match p.value("--output").unwrap_or("yaml") {
-        "yaml" => false,
-        "json" => true,
-        other => {
-            return Err(format!(
-                "unknown output format {other:?} (use yaml or json)"
-            ))
-        }
-    };
-    Ok(Some((
+    Ok((
         PodArgs {
             name,
             image,
             restart,
             env,
             ports,
-            namespace: p.value("--namespace").map(str::to_string),
+            namespace: a.namespace.clone(),
             labels,
-            pull_policy,
-            words: p.rest.clone(),
-            command: p.has("--command"),
+            pull_policy: a
+                .image_pull_policy
+                .map(|p| model::PullPolicy::from(p).as_str().to_string()),
+            words: a.words.clone(),
+            command: a.command,
         },
-        json,
-    )))
+        a.output == Output::Json,
+    ))
 }
 
-/// Runs `keel generate`, writing to `out` and `err`. Returns the exit code.
-pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let (a, json) = match parse_args(args) {
-        Ok(Some(x)) => x,
-        Ok(None) => {
-            let _ = writeln!(out, "{USAGE}");
-            return 0;
-        }
+/// Parses `keel generate` arguments (after `generate`): `Ok(None)` for `--help`.
+pub fn parse_args(args: &[String]) -> Result<Option<(PodArgs, bool)>, String> {
+    #[derive(Debug, clap::Parser)]
+    #[command(name = "keel generate")]
+    struct Only {
+        #[command(flatten)]
+        args: Args,
+    }
+    use clap::Parser;
+    let argv = std::iter::once("keel generate".to_string()).chain(args.iter().cloned());
+    match Only::try_parse_from(argv) {
+        Ok(o) => pod_args(&o.args).map(Some),
+        Err(e) if !e.use_stderr() => Ok(None),
+        Err(e) => Err(e.render().to_string()),
+    }
+}
+
+/// Runs `keel generate` with parsed arguments.
+pub fn run_args(a: &Args, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let (a, json) = match pod_args(a) {
+        Ok(x) => x,
         Err(e) => {
-            let _ = writeln!(err, "keel generate: {e}\n{USAGE}");
+            let _ = writeln!(
+                err,
+                "keel generate: {e}\n\nFor more information, try 'keel generate --help'."
+            );
             return 2;
         }
     };
@@ -332,13 +422,43 @@ pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
     0
 }
 
-/// Runs `keel generate` on standard output.
-pub fn run(args: &[String]) -> i32 {
-    run_with(args, &mut std::io::stdout().lock(), &mut std::io::stderr())
+/// Runs `keel generate ARGS...`, writing to `out` and `err`. Returns the exit code.
+pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    super::run_sub("generate", args, out, err)
 }
 
 #[cfg(test)]
 mod tests {
+    /// The flags' spellings are keel-core's (the one table per enum): same words, same
+    /// order, and each maps to the variant it names.
+    #[test]
+    fn policy_flags_spell_as_the_core_tables() {
+        use clap::ValueEnum;
+        let names = |v: &[clap::builder::PossibleValue]| {
+            v.iter()
+                .map(|p| p.get_name().to_string())
+                .collect::<Vec<_>>()
+        };
+        let restart: Vec<_> = Restart::value_variants()
+            .iter()
+            .map(|r| r.to_possible_value().unwrap())
+            .collect();
+        assert_eq!(names(&restart), model::RestartPolicy::NAMES);
+        for r in Restart::value_variants() {
+            let name = r.to_possible_value().unwrap().get_name().to_string();
+            assert_eq!(model::RestartPolicy::from(*r).as_str(), name);
+        }
+        let pull: Vec<_> = PullPolicy::value_variants()
+            .iter()
+            .map(|p| p.to_possible_value().unwrap())
+            .collect();
+        assert_eq!(names(&pull), model::PullPolicy::NAMES);
+        for p in PullPolicy::value_variants() {
+            let name = p.to_possible_value().unwrap().get_name().to_string();
+            assert_eq!(model::PullPolicy::from(*p).as_str(), name);
+        }
+    }
+
     use super::*;
 
     fn s(v: &[&str]) -> Vec<String> {

@@ -12,7 +12,7 @@
 //! across rotations and, when the container restarts, moves on to the new run's file; it
 //! ends when the pod is gone.
 
-use super::client::{self, opt, switch, Flag, Parsed, SOCKET};
+use super::client;
 use crate::control::Client;
 use crate::wire::{find_pod, ContainerInfo, PodInfo};
 use keel_core::machine::State;
@@ -385,52 +385,49 @@ fn follow(
     out.flush()
 }
 
-const FLAGS: &[Flag] = &[
-    switch(&["--follow", "-f"]),
-    switch(&["--previous", "-p"]),
-    switch(&["--timestamps"]),
-    opt(&["--container", "-c"]),
-    opt(&["--tail"]),
-    SOCKET,
-];
-
-/// Usage text.
-pub const USAGE: &str =
-    "usage: keel logs [-f] [-p|--previous] [-c NAME] [--tail N] [--timestamps] [--socket PATH] POD";
-
-fn usage(err: &mut dyn Write, msg: &str) -> i32 {
-    let _ = writeln!(err, "keel logs: {msg}\n{USAGE}");
-    2
+/// `keel logs POD`.
+#[derive(Debug, clap::Args)]
+#[command(args_override_self = true)]
+pub struct Args {
+    /// The pod: full name, manifest name, NAMESPACE/NAME or UID
+    #[arg(value_name = "POD")]
+    pub pod: String,
+    /// Keep printing what the container writes, across rotations and restarts
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// The previous run of the container
+    #[arg(short = 'p', long, conflicts_with = "follow")]
+    pub previous: bool,
+    /// Prefix each line with its RFC 3339 time
+    #[arg(long)]
+    pub timestamps: bool,
+    /// The container (needed when the pod has several)
+    #[arg(short = 'c', long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Only the last N lines (-1: all)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub tail: Option<i64>,
+    /// Connection.
+    #[command(flatten)]
+    pub socket: super::SocketArg,
 }
 
-/// Runs `keel logs`, writing to `out` and `err`. Returns the exit code.
+/// Runs `keel logs ARGS...`, writing to `out` and `err`. Returns the exit code.
 pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let p: Parsed = match client::parse(args, FLAGS) {
-        Ok(p) => p,
-        Err(e) => return usage(err, &e),
-    };
-    if p.help {
-        let _ = writeln!(out, "{USAGE}");
-        return 0;
-    }
-    let [query] = p.positional.as_slice() else {
-        return usage(err, "name exactly one pod");
-    };
-    let tail_lines = match p.value("--tail").map(str::parse::<i64>) {
+    super::run_sub("logs", args, out, err)
+}
+
+/// Runs `keel logs` with parsed arguments.
+pub fn run_args(a: &Args, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let query = &a.pod;
+    let tail_lines = match a.tail {
         None => None,
-        Some(Ok(n)) if n < 0 => None,
-        Some(Ok(n)) => Some(n as usize),
-        Some(Err(_)) => return usage(err, "--tail takes a number of lines"),
+        Some(n) if n < 0 => None,
+        Some(n) => Some(n as usize),
     };
-    let (follow_on, previous) = (p.has("--follow"), p.has("--previous"));
-    if follow_on && previous {
-        return usage(
-            err,
-            "--follow cannot be used with --previous (that run has ended)",
-        );
-    }
-    let socket = p.socket();
-    let Some(c) = client::connect(&p, "logs", err) else {
+    let (follow_on, previous) = (a.follow, a.previous);
+    let socket = a.socket.path();
+    let Some(c) = client::connect(&a.socket, "logs", err) else {
         return 1;
     };
     let mut c = c;
@@ -446,7 +443,7 @@ pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
             return 1;
         }
     };
-    let ci = match pick(pod, p.value("--container")) {
+    let ci = match pick(pod, a.container.as_deref()) {
         Ok(c) => c,
         Err(m) => {
             let _ = writeln!(err, "keel logs: {m}");
@@ -462,7 +459,7 @@ pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
     };
     let dir = PathBuf::from(&ci.log_dir);
     let files = run_files(&dir, n);
-    let mut r = Renderer::new(p.has("--timestamps"));
+    let mut r = Renderer::new(a.timestamps);
     let mut buf = Vec::new();
     let (done, live) = files.split_at(files.len() - 1);
     let live_path = &live[0];
@@ -519,11 +516,6 @@ pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
             1
         }
     }
-}
-
-/// Runs `keel logs` on standard output.
-pub fn run(args: &[String]) -> i32 {
-    run_with(args, &mut std::io::stdout().lock(), &mut std::io::stderr())
 }
 
 #[cfg(test)]

@@ -4,19 +4,56 @@
 //! pod it runs, a rejection with its position and field path (and whether the last good
 //! version keeps running, SPEC 3.2), why a file is ignored (SPEC 1.4–1.6, 1.10), which
 //! pod a duplicate collides with (SPEC 3.6), a wait for an older instance, or no capacity.
-//! As a table (FILE, STATE, POD, MESSAGE) or, with `-o json`, a list of objects.
+//! For a file whose pod runs, STATE is the pod's real status (a pod waiting in
+//! `ErrImageNeverPull` is not "Running"). As a table (FILE, STATE, POD, MESSAGE) or,
+//! with `-o json`/`-o yaml`, a list of objects.
 
-use super::client::{self, opt, Flag, SOCKET};
-use crate::wire::ManifestInfo;
+use super::client;
+use crate::wire::{Clock, ManifestInfo, PodInfo};
 use keel_core::status::FileState;
 use serde_json::{json, Value};
 use std::io::Write;
 
-/// The STATE column: one word per core verdict.
+/// The pod a file runs, as the agent reports it, with the clock to read its times.
+#[derive(Clone, Copy, Debug)]
+pub struct PodView<'a> {
+    /// Every pod of the agent.
+    pub pods: &'a [PodInfo],
+    /// The agent's clock.
+    pub clock: Clock,
+}
+
+impl PodView<'_> {
+    fn of(&self, m: &ManifestInfo) -> Option<&PodInfo> {
+        // The agent names the pod `NAMESPACE/NAME` (or just the full name).
+        let name = m.pod.as_deref()?;
+        self.pods.iter().find(|p| {
+            p.name == name
+                || name
+                    .split_once('/')
+                    .is_some_and(|(ns, n)| ns == p.namespace && n == p.name)
+        })
+    }
+}
+
+/// The STATE column: for a file whose pod runs, the pod's real status as `keel pods`
+/// shows it (`Running`, `ErrImageNeverPull`, `CrashLoopBackOff`, `Completed`…; `Unknown`
+/// if the agent no longer lists the pod); otherwise one word per core verdict.
+pub fn state_text(m: &ManifestInfo, view: PodView<'_>) -> String {
+    match (&m.state, view.of(m)) {
+        (FileState::Pod(_), Some(p)) => {
+            super::pods::summary(p, view.clock, client::now_unix_ms()).status
+        }
+        (FileState::Pod(_), None) => "Unknown".into(),
+        (s, _) => state_word(s).into(),
+    }
+}
+
+/// The word for a core verdict (a pod's own status is [`state_text`]).
 pub fn state_word(s: &FileState) -> &'static str {
     match s {
         FileState::New => "New",
-        FileState::Pod(_) => "Running",
+        FileState::Pod(_) => "Pod",
         FileState::Rejected { kept: Some(_), .. } => "Rejected(kept)",
         FileState::Rejected { kept: None, .. } => "Rejected",
         FileState::NoCapacity => "NoCapacity",
@@ -27,8 +64,20 @@ pub fn state_word(s: &FileState) -> &'static str {
     }
 }
 
-/// The MESSAGE column: the agent's line, or one made from the state when it sent none.
-pub fn message(m: &ManifestInfo) -> String {
+/// The MESSAGE column: the agent's line, or one made from the state when it sent none;
+/// for a pod that is not running, what it waits for.
+pub fn message(m: &ManifestInfo, view: PodView<'_>) -> String {
+    if let (FileState::Pod(_), Some(p)) = (&m.state, view.of(m)) {
+        let status = state_text(m, view);
+        if status != "Running" {
+            let why = p
+                .containers
+                .iter()
+                .find_map(|c| c.message.as_deref().map(|w| format!(" ({}: {w})", c.name)))
+                .unwrap_or_default();
+            return format!("pod {} is {status}{why}", p.name);
+        }
+    }
     if !m.message.is_empty() {
         return m.message.clone();
     }
@@ -63,12 +112,12 @@ pub fn message(m: &ManifestInfo) -> String {
 
 /// One file as JSON: `file`, `state`, `pod`, `message`, and for a rejection an `error`
 /// object with `line`, `column`, `path` and `message`.
-pub fn manifest_json(m: &ManifestInfo) -> Value {
+pub fn manifest_json(m: &ManifestInfo, view: PodView<'_>) -> Value {
     let mut v = json!({
         "file": m.file,
-        "state": state_word(&m.state),
+        "state": state_text(m, view),
         "pod": m.pod,
-        "message": message(m),
+        "message": message(m, view),
     });
     match &m.state {
         FileState::Rejected { error, kept } => {
@@ -76,7 +125,7 @@ pub fn manifest_json(m: &ManifestInfo) -> Value {
                 "line": error.mark.line,
                 "column": error.mark.column,
                 "path": if error.path.is_root() { String::new() } else { error.path.to_string() },
-                "message": super::validate::message(error, None),
+                "message": crate::diag::message(error, None),
             });
             v["keptRunning"] = json!(kept.is_some());
         }
@@ -87,74 +136,82 @@ pub fn manifest_json(m: &ManifestInfo) -> Value {
 }
 
 /// The table.
-pub fn table(files: &[ManifestInfo]) -> String {
+pub fn table(files: &[ManifestInfo], view: PodView<'_>) -> String {
     let rows: Vec<Vec<String>> = files
         .iter()
         .map(|m| {
             vec![
                 m.file.clone(),
-                state_word(&m.state).to_string(),
+                state_text(m, view),
                 m.pod.clone().unwrap_or_else(|| "-".into()),
-                message(m),
+                message(m, view),
             ]
         })
         .collect();
     client::table(&["FILE", "STATE", "POD", "MESSAGE"], &rows)
 }
 
-const FLAGS: &[Flag] = &[opt(&["--output", "-o"]), SOCKET];
+/// `keel manifests -o FORMAT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// `{"items": [...]}`, one object per file
+    Json,
+    /// The same as YAML
+    Yaml,
+}
 
-/// Usage text.
-pub const USAGE: &str = "usage: keel manifests [-o json] [--socket PATH]";
+/// `keel manifests [-o json|yaml]`.
+#[derive(Debug, clap::Args)]
+#[command(args_override_self = true)]
+pub struct Args {
+    /// Output format (default: a table)
+    #[arg(short = 'o', long = "output", value_enum, value_name = "FORMAT")]
+    pub output: Option<Output>,
+    /// Connection.
+    #[command(flatten)]
+    pub socket: super::SocketArg,
+}
 
-/// Runs `keel manifests`, writing to `out` and `err`. Returns the exit code.
-pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let p = match client::parse(args, FLAGS) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = writeln!(err, "keel manifests: {e}\n{USAGE}");
-            return 2;
-        }
-    };
-    if p.help {
-        let _ = writeln!(out, "{USAGE}");
-        return 0;
-    }
-    if let Some(x) = p.positional.first() {
-        let _ = writeln!(err, "keel manifests: unexpected argument {x:?}\n{USAGE}");
-        return 2;
-    }
-    let output = p.value("--output").unwrap_or("");
-    if !matches!(output, "" | "json") {
-        let _ = writeln!(
-            err,
-            "keel manifests: unknown output format {output:?} (use json)"
-        );
-        return 2;
-    }
-    let Some(mut c) = client::connect(&p, "manifests", err) else {
+/// Runs `keel manifests` with parsed arguments.
+pub fn run_args(a: &Args, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let Some(mut c) = client::connect(&a.socket, "manifests", err) else {
         return 1;
     };
     let files = match c.manifests() {
         Ok(f) => f,
         Err(e) => return client::fail("manifests", &e, err),
     };
-    if output == "json" {
-        let v = json!({ "items": files.iter().map(manifest_json).collect::<Vec<_>>() });
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        );
-    } else if files.is_empty() {
-        let _ = writeln!(err, "No manifest files found.");
-    } else {
-        let _ = out.write_all(table(&files).as_bytes());
+    let pods = match c.pods() {
+        Ok(p) => p,
+        Err(e) => return client::fail("manifests", &e, err),
+    };
+    let view = PodView {
+        pods: &pods,
+        clock: c.info().clock,
+    };
+    let v = || json!({ "items": files.iter().map(|m| manifest_json(m, view)).collect::<Vec<_>>() });
+    match a.output {
+        Some(Output::Json) => {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&v()).unwrap_or_default()
+            );
+        }
+        Some(Output::Yaml) => {
+            let _ = out.write_all(super::pods::to_yaml(&v()).as_bytes());
+        }
+        None if files.is_empty() => {
+            let _ = writeln!(err, "No manifest files found.");
+        }
+        None => {
+            let _ = out.write_all(table(&files, view).as_bytes());
+        }
     }
     0
 }
 
-/// Runs `keel manifests` on standard output.
-pub fn run(args: &[String]) -> i32 {
-    run_with(args, &mut std::io::stdout().lock(), &mut std::io::stderr())
+/// Runs `keel manifests ARGS...`, writing to `out` and `err`. Returns the exit code.
+pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    super::run_sub("manifests", args, out, err)
 }

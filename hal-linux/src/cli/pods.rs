@@ -5,12 +5,16 @@
 //! pods` (NAME, READY, STATUS, RESTARTS, AGE, with kubectl's rules for STATUS) and, with
 //! `-o json`, a `v1` `PodList` whose items carry `metadata`, the defaulted `spec` and a
 //! `status` shaped like the API's (`phase`, `conditions`, `containerStatuses` with
-//! `state`, `lastState`, `ready`, `restartCount`), so jq habits carry over.
+//! `state`, `lastState`, `ready`, `restartCount`), so jq habits carry over; `-o yaml` is
+//! the same object as YAML, `-o name` prints `pod/NAME`, `-o jsonpath=…` runs a kubectl
+//! template ([`super::jsonpath`]). Pods are listed by namespace, then name; `NAME`
+//! arguments pick pods as `kubectl get pods NAME` does, and `-w` keeps printing pods as
+//! they change.
 //!
 //! The state mapping: the core's `Creating` is Kubernetes' `waiting: ContainerCreating`,
 //! its `Stopping` is still `running` (the process has not exited yet).
 
-use super::client::{self, opt, Flag, Parsed, SOCKET};
+use super::client;
 use crate::wire::{Clock, ContainerInfo, PodInfo};
 use keel_core::machine::{State, Termination};
 use serde_json::{json, Map, Value};
@@ -304,14 +308,15 @@ pub fn summary(p: &PodInfo, clock: Clock, now_ms: u64) -> Summary {
     }
 }
 
-/// The table, as `kubectl get pods` (or `-o wide`) prints it.
-pub fn table(pods: &[PodInfo], clock: Clock, node: &str, now_ms: u64, wide: bool) -> String {
-    let mut header = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
-    if wide {
-        header.extend(["NODE", "UID", "FILE", "NOTE"]);
-    }
-    let rows: Vec<Vec<String>> = pods
-        .iter()
+/// The table's rows, as `kubectl get pods` (or `-o wide`) prints them.
+pub fn rows(
+    pods: &[PodInfo],
+    clock: Clock,
+    node: &str,
+    now_ms: u64,
+    wide: bool,
+) -> Vec<Vec<String>> {
+    pods.iter()
         .map(|p| {
             let s = summary(p, clock, now_ms);
             let mut row = vec![
@@ -336,73 +341,272 @@ pub fn table(pods: &[PodInfo], clock: Clock, node: &str, now_ms: u64, wide: bool
             }
             row
         })
-        .collect();
-    client::table(&header, &rows)
+        .collect()
 }
 
-const FLAGS: &[Flag] = &[opt(&["--output", "-o"]), SOCKET];
+/// The table, as `kubectl get pods` (or `-o wide`) prints it.
+pub fn table(pods: &[PodInfo], clock: Clock, node: &str, now_ms: u64, wide: bool) -> String {
+    client::table(&header(wide), &rows(pods, clock, node, now_ms, wide))
+}
 
-/// Usage text.
-pub const USAGE: &str = "usage: keel pods [-o wide|json] [--socket PATH]";
+/// `keel pods -o FORMAT`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// The table (no `-o`).
+    Table,
+    /// The table with NODE, UID, FILE, NOTE.
+    Wide,
+    /// A `PodList` (or one `Pod` when one NAME is given) as JSON.
+    Json,
+    /// The same object as YAML.
+    Yaml,
+    /// `pod/NAME` per pod.
+    Name,
+    /// A kubectl JSONPath template over the JSON object.
+    JsonPath(super::jsonpath::Template),
+}
 
-/// Runs `keel pods` with its arguments, writing to `out` and `err`. Returns the exit code.
-pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let p: Parsed = match client::parse(args, FLAGS) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = writeln!(err, "keel pods: {e}\n{USAGE}");
-            return 2;
+/// The formats `-o` takes, for error messages and help.
+pub const OUTPUTS: &str = "wide, json, yaml, name, jsonpath=TEMPLATE";
+
+/// Parses `-o`'s value; an unknown one lists the supported ones.
+pub fn parse_output(s: &str) -> Result<Output, String> {
+    Ok(match s {
+        "" => Output::Table,
+        "wide" => Output::Wide,
+        "json" => Output::Json,
+        "yaml" => Output::Yaml,
+        "name" => Output::Name,
+        _ => match s.split_once('=') {
+            Some(("jsonpath", t)) => Output::JsonPath(
+                super::jsonpath::Template::parse(t).map_err(|e| format!("jsonpath: {e}"))?,
+            ),
+            _ => return Err(format!("unsupported output format; use one of {OUTPUTS}")),
+        },
+    })
+}
+
+/// `keel pods [NAME...] [-o FORMAT] [-w]`.
+#[derive(Debug, clap::Args)]
+#[command(
+    args_override_self = true,
+    after_help = "NAME is a pod's full name (web-node1), its manifest name (web), \
+                        NAMESPACE/NAME or its UID. Pods are listed by namespace, then name."
+)]
+pub struct Args {
+    /// Only these pods (kubectl get pods NAME...)
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Output format: wide, json, yaml, name, jsonpath=TEMPLATE
+    #[arg(short = 'o', long = "output", value_name = "FORMAT", value_parser = parse_output)]
+    pub output: Option<Output>,
+    /// After listing, keep watching and print each pod again when it changes
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Connection.
+    #[command(flatten)]
+    pub socket: super::SocketArg,
+}
+
+/// The pods named on the command line (all pods without names), in namespace-then-name
+/// order, and an error line for each name that matched nothing.
+pub fn select(all: &[PodInfo], names: &[String], node: &str) -> (Vec<PodInfo>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut picked: Vec<PodInfo> = if names.is_empty() {
+        all.to_vec()
+    } else {
+        let mut v: Vec<PodInfo> = Vec::new();
+        for n in names {
+            match crate::wire::find_pod(all, n, node) {
+                Ok(p) if !v.iter().any(|q| q.uid == p.uid) => v.push(p.clone()),
+                Ok(_) => {}
+                Err(m) => errors.push(m),
+            }
         }
+        v
     };
-    if p.help {
-        let _ = writeln!(out, "{USAGE}");
-        return 0;
+    picked.sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
+    (picked, errors)
+}
+
+/// The object `-o json|yaml|jsonpath` shows: one `Pod` when exactly one NAME was asked
+/// for (as kubectl does), else a `PodList`.
+pub fn object(pods: &[PodInfo], clock: Clock, one: bool) -> Value {
+    match pods {
+        [p] if one => pod_json(p, clock),
+        _ => pod_list_json(pods, clock),
     }
-    if let Some(x) = p.positional.first() {
-        let _ = writeln!(err, "keel pods: unexpected argument {x:?}\n{USAGE}");
-        return 2;
+}
+
+/// YAML for `-o yaml` (the same object as `-o json`).
+pub fn to_yaml(v: &Value) -> String {
+    serde_yaml::to_string(v).unwrap_or_else(|e| format!("# cannot write YAML: {e}\n"))
+}
+
+fn render_object(output: &Output, v: &Value) -> String {
+    match output {
+        Output::Yaml => to_yaml(v),
+        Output::JsonPath(t) => t.render(v),
+        _ => serde_json::to_string_pretty(v).unwrap_or_default() + "\n",
     }
-    let output = p.value("--output").unwrap_or("");
-    if !matches!(output, "" | "wide" | "json") {
-        let _ = writeln!(
-            err,
-            "keel pods: unknown output format {output:?} (use wide or json)"
-        );
-        return 2;
+}
+
+fn header(wide: bool) -> Vec<&'static str> {
+    let mut h = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
+    if wide {
+        h.extend(["NODE", "UID", "FILE", "NOTE"]);
     }
-    let Some(mut c) = client::connect(&p, "pods", err) else {
+    h
+}
+
+/// Runs `keel pods` with parsed arguments.
+pub fn run_args(a: &Args, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let output = a.output.clone().unwrap_or(Output::Table);
+    let Some(mut c) = client::connect(&a.socket, "pods", err) else {
         return 1;
     };
-    let pods = match c.pods() {
+    let all = match c.pods() {
         Ok(p) => p,
         Err(e) => return client::fail("pods", &e, err),
     };
     let info = c.info().clone();
-    if output == "json" {
-        let v = pod_list_json(&pods, info.clock);
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        );
-    } else if pods.is_empty() {
-        let _ = writeln!(err, "No pods found on node {}.", info.node);
-    } else {
-        let t = table(
-            &pods,
-            info.clock,
-            &info.node,
-            client::now_unix_ms(),
-            output == "wide",
-        );
-        let _ = out.write_all(t.as_bytes());
+    let (pods, errors) = select(&all, &a.names, &info.node);
+    for e in &errors {
+        let _ = writeln!(err, "keel pods: {e}");
     }
-    0
+    let one = a.names.len() == 1;
+    let now = client::now_unix_ms();
+    let mut width = None;
+    match &output {
+        Output::Table | Output::Wide => {
+            let wide = output == Output::Wide;
+            if pods.is_empty() {
+                if a.names.is_empty() {
+                    let _ = writeln!(err, "No pods found on node {}.", info.node);
+                }
+            } else {
+                let rows = rows(&pods, info.clock, &info.node, now, wide);
+                let h = header(wide);
+                let w = client::widths(&h, &rows);
+                let mut t = client::line(&h, &w);
+                for r in &rows {
+                    t += &client::line(r, &w);
+                }
+                let _ = out.write_all(t.as_bytes());
+                width = Some(w);
+            }
+        }
+        Output::Name => {
+            for p in &pods {
+                let _ = writeln!(out, "pod/{}", p.name);
+            }
+        }
+        _ if pods.is_empty() && !a.names.is_empty() => {}
+        _ => {
+            let v = object(&pods, info.clock, one);
+            let _ = out.write_all(render_object(&output, &v).as_bytes());
+        }
+    }
+    let _ = out.flush();
+    if a.watch {
+        return watch(c, a, &output, pods, width, out, err);
+    }
+    if errors.is_empty() {
+        0
+    } else {
+        1
+    }
 }
 
-/// Runs `keel pods` on standard output.
-pub fn run(args: &[String]) -> i32 {
-    run_with(args, &mut std::io::stdout().lock(), &mut std::io::stderr())
+/// What makes a pod "changed" for `--watch` (not its age).
+fn watch_key(p: &PodInfo, clock: Clock) -> (String, String, String) {
+    let s = summary(p, clock, 0);
+    let restarts: u32 = p.containers.iter().map(|c| c.status.restart_count).sum();
+    (s.ready, s.status, format!("{}/{restarts}", p.uid))
+}
+
+/// How often `--watch` asks the agent.
+const WATCH_PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `--watch`: asks the agent every [`WATCH_PERIOD`] and prints each pod whose status
+/// changed (or that appeared) in the chosen format; table rows keep the first table's
+/// column widths. Ends when the agent goes away (exit 1) or output is closed (exit 0).
+fn watch(
+    mut c: crate::control::Client,
+    a: &Args,
+    output: &Output,
+    first: Vec<PodInfo>,
+    mut width: Option<Vec<usize>>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let clock = c.info().clock;
+    let node = c.info().node.clone();
+    let mut seen: std::collections::BTreeMap<(String, String), (String, String, String)> = first
+        .iter()
+        .map(|p| ((p.namespace.clone(), p.name.clone()), watch_key(p, clock)))
+        .collect();
+    loop {
+        std::thread::sleep(WATCH_PERIOD);
+        let all = match c.pods() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = writeln!(err, "keel pods: watch ended: {e}");
+                return 1;
+            }
+        };
+        let names: Vec<String> = if a.names.is_empty() {
+            Vec::new()
+        } else {
+            // Names that match nothing yet may appear later: select quietly.
+            a.names.clone()
+        };
+        let (pods, _) = select(&all, &names, &node);
+        let now = client::now_unix_ms();
+        let mut text = String::new();
+        for p in &pods {
+            let key = (p.namespace.clone(), p.name.clone());
+            let k = watch_key(p, clock);
+            if seen.get(&key) == Some(&k) {
+                continue;
+            }
+            seen.insert(key, k);
+            match output {
+                Output::Table | Output::Wide => {
+                    let wide = *output == Output::Wide;
+                    let row = rows(std::slice::from_ref(p), clock, &node, now, wide);
+                    let w = width.get_or_insert_with(|| {
+                        let h = header(wide);
+                        let w = client::widths(&h, &row);
+                        text += &client::line(&h, &w);
+                        w
+                    });
+                    text += &client::line(&row[0], w);
+                }
+                Output::Name => text += &format!("pod/{}\n", p.name),
+                Output::Yaml => {
+                    text += "---\n";
+                    text += &render_object(output, &pod_json(p, clock));
+                }
+                _ => text += &render_object(output, &pod_json(p, clock)),
+            }
+        }
+        if text.is_empty() {
+            continue;
+        }
+        if out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return 0;
+        }
+    }
+}
+
+/// Runs `keel pods ARGS...` (arguments after `pods`), writing to `out` and `err`.
+pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    super::run_sub("pods", args, out, err)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! the pod, the container name, its image, its state, restarts and age. Without `-a`,
 //! only containers with a live process (creating, running, stopping) are listed.
 
-use super::client::{self, switch, Flag, SOCKET};
+use super::client;
 use crate::wire::{Clock, ContainerInfo, PodInfo};
 use keel_core::machine::State;
 use std::io::Write;
@@ -82,41 +82,34 @@ pub fn table(pods: &[PodInfo], clock: Clock, now_ms: u64, all: bool) -> String {
     )
 }
 
-const FLAGS: &[Flag] = &[switch(&["--all", "-a"]), SOCKET];
+/// `keel ps [-a]`.
+#[derive(Debug, clap::Args)]
+#[command(args_override_self = true)]
+pub struct Args {
+    /// Also containers without a live process (waiting, exited)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Connection.
+    #[command(flatten)]
+    pub socket: super::SocketArg,
+}
 
-/// Usage text.
-pub const USAGE: &str = "usage: keel ps [-a] [--socket PATH]";
-
-/// Runs `keel ps`, writing to `out` and `err`. Returns the exit code.
-pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let p = match client::parse(args, FLAGS) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = writeln!(err, "keel ps: {e}\n{USAGE}");
-            return 2;
-        }
-    };
-    if p.help {
-        let _ = writeln!(out, "{USAGE}");
-        return 0;
-    }
-    if let Some(x) = p.positional.first() {
-        let _ = writeln!(err, "keel ps: unexpected argument {x:?}\n{USAGE}");
-        return 2;
-    }
-    let Some(mut c) = client::connect(&p, "ps", err) else {
+/// Runs `keel ps` with parsed arguments.
+pub fn run_args(a: &Args, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let Some(mut c) = client::connect(&a.socket, "ps", err) else {
         return 1;
     };
-    let pods = match c.pods() {
+    let mut pods = match c.pods() {
         Ok(p) => p,
         Err(e) => return client::fail("ps", &e, err),
     };
-    let t = table(&pods, c.info().clock, client::now_unix_ms(), p.has("--all"));
+    pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let t = table(&pods, c.info().clock, client::now_unix_ms(), a.all);
     let _ = out.write_all(t.as_bytes());
     0
 }
 
-/// Runs `keel ps` on standard output.
-pub fn run(args: &[String]) -> i32 {
-    run_with(args, &mut std::io::stdout().lock(), &mut std::io::stderr())
+/// Runs `keel ps ARGS...`, writing to `out` and `err`. Returns the exit code.
+pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    super::run_sub("ps", args, out, err)
 }

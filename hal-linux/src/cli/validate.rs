@@ -3,8 +3,12 @@
 //! This module deals with the command users and CI pipelines run on manifest files. It
 //! decodes and validates each file exactly as the agent would, and prints compiler-style
 //! diagnostics (`file:line:col: error: path: message`) or, with `-o json`, one JSON object
-//! per file. Exit status: 0 all accepted, 1 any rejected, 2 usage error.
+//! per file. A directory is read with the agent's own rules (its directory source and
+//! the core's rule for what is a manifest): what would be ignored is shown with the reason,
+//! and a second file defining the same pod is rejected as a duplicate. Exit status: 0 all
+//! accepted, 1 any rejected, 2 usage error.
 
+pub use crate::diag::{diagnostic, message};
 use crate::render;
 use keel_core::manifest::{
     self, defaults, error::ErrorKind, model::Pool, Error, Mark, Pod, Warning,
@@ -13,65 +17,12 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 
 /// Output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
-    /// Compiler-style lines.
+    /// Compiler-style lines
     Text,
-    /// One JSON object per file per line.
+    /// One JSON object per file per line
     Json,
-}
-
-/// The token that starts at `mark` (for "got the number 8080").
-fn token_at(text: &str, mark: Mark) -> Option<&str> {
-    if mark.line == 0 {
-        return None;
-    }
-    let line = text.lines().nth(mark.line as usize - 1)?;
-    let start = line
-        .char_indices()
-        .nth(mark.column as usize - 1)
-        .map(|(i, _)| i)?;
-    let rest = &line[start..];
-    let end = rest
-        .find([',', ']', '}', '#', ' ', '\t', '\r'])
-        .unwrap_or(rest.len());
-    let tok = rest[..end].trim();
-    (!tok.is_empty()).then_some(tok)
-}
-
-/// The message of an error, with the offending value quoted where that helps.
-pub fn message(e: &Error, text: Option<&str>) -> String {
-    if let ErrorKind::Type { expected, got } = e.kind {
-        let what = match got {
-            manifest::error::ValueType::Integer | manifest::error::ValueType::Number => {
-                "the number"
-            }
-            manifest::error::ValueType::Boolean => "the boolean",
-            _ => "",
-        };
-        if let (false, Some(tok)) = (what.is_empty(), text.and_then(|t| token_at(t, e.mark))) {
-            let hint = if expected == manifest::error::ValueType::String {
-                "; quote it"
-            } else {
-                ""
-            };
-            return format!("expected {}, got {what} {tok}{hint}", expected.phrase());
-        }
-    }
-    e.kind.to_string()
-}
-
-/// `file:line:col: error: path: message`.
-pub fn diagnostic(file: &str, e: &Error, text: Option<&str>) -> String {
-    let mut out = String::from(file);
-    if e.mark.line > 0 {
-        out += &format!(":{}:{}", e.mark.line, e.mark.column);
-    }
-    out += ": error: ";
-    if !e.path.is_root() {
-        out += &format!("{}: ", e.path);
-    }
-    out + &message(e, text)
 }
 
 fn warning_text(w: &Warning<'_>) -> (Mark, String) {
@@ -194,100 +145,161 @@ pub fn check_file(file: &str, bytes: &[u8], node: &str, seen: &str) -> FileRepor
     }
 }
 
-/// Runs `keel validate` with its arguments (after the subcommand). Returns the exit code.
-pub fn run(args: &[String]) -> i32 {
-    let mut node: Option<String> = None;
-    let mut output = Output::Text;
-    let mut files = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (a.as_str(), None),
-        };
-        let mut value = |name: &str| -> Option<String> {
-            let v = inline.clone().or_else(|| it.next().cloned());
-            if v.is_none() {
-                eprintln!("keel validate: {name} needs a value");
-            }
-            v
-        };
-        match flag {
-            "--node" => match value("--node") {
-                Some(v) => node = Some(v),
-                None => return 2,
-            },
-            "-o" | "--output" => match value("-o").as_deref() {
-                Some("text") => output = Output::Text,
-                Some("json") => output = Output::Json,
-                Some(other) => {
-                    eprintln!("keel validate: unknown output format {other:?} (use text or json)");
-                    return 2;
-                }
-                None => return 2,
-            },
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return 0;
-            }
-            f if f.starts_with('-') && f != "-" => {
-                eprintln!("keel validate: unknown flag {f}\n{USAGE}");
-                return 2;
-            }
-            _ => files.push(a.clone()),
-        }
+/// `keel validate [--node NAME] [-o text|json] PATH...`.
+#[derive(Debug, clap::Args)]
+#[command(
+    args_override_self = true,
+    after_help = "A directory is read with the agent's own rules: only .yaml, .yml and .json \
+                        files are manifests (others are shown as ignored, with the reason), \
+                        subdirectories and special files are skipped, and of two files defining \
+                        the same pod the one sorting first wins. - reads standard input. \
+                        Exit status: 0 all accepted, 1 any rejected, 2 usage error."
+)]
+pub struct Args {
+    /// Manifest files, directories, or - for standard input
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
+    /// The node name the pod names get as suffix (default: this host's name)
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Output format
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub output: Output,
+    /// Accept files writable by users other than root, as the agent's flag does
+    #[arg(long)]
+    pub allow_insecure_manifests: bool,
+}
+
+/// What one entry of a directory listing is, by the agent's rules.
+#[derive(Debug)]
+enum Listed {
+    /// A manifest to read (its path).
+    Manifest(String),
+    /// Not a manifest: shown with the reason.
+    Ignored(String, keel_core::status::IgnoreReason),
+    /// The directory could not be listed.
+    Error(String, String),
+}
+
+/// Lists a manifest directory as the agent does (its [`DirSource`] and the core's
+/// [`ignore_reason`]), in name order.
+///
+/// [`DirSource`]: crate::agent::source::DirSource
+/// [`ignore_reason`]: keel_core::reconcile::ignore_reason
+fn list_dir(dir: &str, allow_insecure: bool) -> Vec<Listed> {
+    use keel_core::platform::ManifestSource;
+    let mut src = crate::agent::source::DirSource::new(std::path::Path::new(dir), allow_insecure);
+    let mut entries = Vec::new();
+    let r = src.list(&mut |e| entries.push((e.name.to_string(), e.kind)));
+    if let Err(e) = r {
+        return vec![Listed::Error(dir.to_string(), e.message)];
     }
-    if files.is_empty() {
-        eprintln!("keel validate: no files given\n{USAGE}");
-        return 2;
-    }
-    let node = node.unwrap_or_else(crate::node_name);
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let base = dir.trim_end_matches('/');
+    entries
+        .into_iter()
+        .map(|(name, kind)| {
+            let path = format!("{base}/{name}");
+            match keel_core::reconcile::ignore_reason(&name, kind) {
+                Some(r) => Listed::Ignored(path, r),
+                None => Listed::Manifest(path),
+            }
+        })
+        .collect()
+}
+
+/// Runs `keel validate` with parsed arguments.
+pub fn run_args(a: &Args, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let output = a.output;
+    let node = a.node.clone().unwrap_or_else(crate::node_name);
     let seen = crate::timefmt::now();
     let mut all_ok = true;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for f in &files {
-        let (name, bytes) = if f == "-" {
-            let mut b = Vec::new();
-            if let Err(e) = std::io::stdin().read_to_end(&mut b) {
-                eprintln!("keel validate: reading standard input: {e}");
-                return 2;
-            }
-            ("<stdin>".to_string(), b)
+    // Namespace/name → the file that defines it first, per directory (SPEC 3.6).
+    for f in &a.paths {
+        let listed = if f != "-" && std::path::Path::new(f).is_dir() {
+            list_dir(f, a.allow_insecure_manifests)
         } else {
-            match read_limited(f) {
-                Ok(b) => (f.clone(), b),
-                Err(msg) => {
-                    all_ok = false;
-                    match output {
-                        Output::Text => {
-                            let _ = writeln!(out, "{f}: error: {msg}");
-                        }
-                        Output::Json => {
-                            let _ = writeln!(
-                                out,
-                                "{}",
-                                json!({"file": f, "accepted": false, "errors": [{"path": "", "line": 0, "column": 0, "message": msg}], "warnings": []})
-                            );
-                        }
-                    }
+            vec![Listed::Manifest(f.clone())]
+        };
+        let mut first: std::collections::BTreeMap<(String, String), String> = Default::default();
+        for l in listed {
+            let f = match l {
+                Listed::Manifest(f) => f,
+                Listed::Ignored(f, why) => {
+                    let _ = match output {
+                        Output::Text => writeln!(out, "{f}: ignored: {}", why.message()),
+                        Output::Json => writeln!(
+                            out,
+                            "{}",
+                            json!({"file": f, "accepted": false, "ignored": true, "reason": format!("{why:?}"), "message": why.message()})
+                        ),
+                    };
                     continue;
                 }
-            }
-        };
-        let r = check_file(&name, &bytes, &node, &seen);
-        all_ok &= r.accepted;
-        match output {
-            Output::Text => {
-                for l in &r.lines {
-                    let _ = writeln!(out, "{l}");
+                Listed::Error(f, msg) => {
+                    all_ok = false;
+                    report_unreadable(&f, &msg, output, out);
+                    continue;
                 }
-                if r.accepted {
-                    let _ = writeln!(out, "{name}: ok");
+            };
+            let (name, bytes) = if f == "-" {
+                let mut b = Vec::new();
+                if let Err(e) = std::io::stdin().read_to_end(&mut b) {
+                    let _ = writeln!(err, "keel validate: reading standard input: {e}");
+                    return 2;
+                }
+                ("<stdin>".to_string(), b)
+            } else {
+                match read_limited(&f) {
+                    Ok(b) => (f.clone(), b),
+                    Err(msg) => {
+                        all_ok = false;
+                        report_unreadable(&f, &msg, output, out);
+                        continue;
+                    }
+                }
+            };
+            let mut r = check_file(&name, &bytes, &node, &seen);
+            if r.accepted {
+                let meta = &r.json["defaulted"]["metadata"];
+                let key = (
+                    meta["namespace"].as_str().unwrap_or_default().to_string(),
+                    meta["name"].as_str().unwrap_or_default().to_string(),
+                );
+                if let Some(winner) = first.get(&key) {
+                    let msg = format!(
+                        "duplicate of {winner}: it defines the pod {}/{} too, and the file sorting first wins",
+                        key.0, key.1
+                    );
+                    r.accepted = false;
+                    r.lines.insert(0, format!("{name}: error: {msg}"));
+                    r.json["accepted"] = json!(false);
+                    if let Some(errs) = r.json["errors"].as_array_mut() {
+                        errs.push(json!({"path": "metadata.name", "line": 0, "column": 0, "message": msg}));
+                    }
+                } else {
+                    first.insert(key, name.clone());
                 }
             }
-            Output::Json => {
-                let _ = writeln!(out, "{}", r.json);
+            all_ok &= r.accepted;
+            match output {
+                Output::Text => {
+                    for l in &r.lines {
+                        let _ = writeln!(out, "{l}");
+                    }
+                    if r.accepted {
+                        let _ = writeln!(out, "{name}: ok");
+                    }
+                }
+                Output::Json => {
+                    let _ = writeln!(out, "{}", r.json);
+                }
             }
         }
     }
@@ -296,6 +308,22 @@ pub fn run(args: &[String]) -> i32 {
     } else {
         1
     }
+}
+
+fn report_unreadable(f: &str, msg: &str, output: Output, out: &mut dyn Write) {
+    let _ = match output {
+        Output::Text => writeln!(out, "{f}: error: {msg}"),
+        Output::Json => writeln!(
+            out,
+            "{}",
+            json!({"file": f, "accepted": false, "errors": [{"path": "", "line": 0, "column": 0, "message": msg}], "warnings": []})
+        ),
+    };
+}
+
+/// Runs `keel validate ARGS...`, writing to `out` and `err`. Returns the exit code.
+pub fn run_with(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    super::run_sub("validate", args, out, err)
 }
 
 /// Reads a file, refusing more than the manifest size limit (+1 byte to detect it).
@@ -311,7 +339,3 @@ fn read_limited(path: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("cannot read: {e}"))?;
     Ok(b)
 }
-
-/// Usage text.
-pub const USAGE: &str =
-    "usage: keel validate [--node NAME] [-o text|json] FILE... (- reads standard input)";

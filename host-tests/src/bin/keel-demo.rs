@@ -4,8 +4,9 @@
 //! import`, writes a few static pods into a demo manifest directory (one that says hello
 //! every second, one that crashes and restarts with back-off, and the busybox examples from
 //! the repository's examples/), then runs `keel agent` in the foreground with its log on the
-//! terminal. Midway it edits a manifest so the pod is replaced, and it prints `keel pods`
-//! now and then. At the end (or on Ctrl-C) the agent drains: every pod is stopped and
+//! terminal, each line marked `agent:`. Midway it edits a manifest so the pod is replaced,
+//! and now and then it prints `keel pods` and `keel logs` as boxed sections, never cut by
+//! agent lines. At the end (or on Ctrl-C) the agent drains: every pod is stopped and
 //! removed, and the demo directory is deleted.
 //!
 //! Usage: keel-demo KEEL_BINARY [SECONDS]   (cargo xtask demo [--seconds N] builds keel first)
@@ -53,8 +54,25 @@ fn keel(bin: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
+/// The terminal: the agent's log (a thread copying its stderr) and the demo's own
+/// sections take turns, so a section is never cut by agent lines.
+static TERMINAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn banner(s: &str) {
+    let _t = TERMINAL.lock().unwrap_or_else(|e| e.into_inner());
     eprintln!("\n==== {s} ====");
+}
+
+/// A command's output as a boxed section: a title, every line behind `| `, and an end
+/// mark, printed in one piece.
+fn section(title: &str, body: &str) {
+    let _t = TERMINAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut text = format!("\n  +-- {title} --\n");
+    for l in body.lines() {
+        text += &format!("  | {l}\n");
+    }
+    text += "  +--\n";
+    eprint!("{text}");
 }
 
 fn main() {
@@ -126,24 +144,44 @@ fn main() {
         ])
         .args(["--drain-on-exit", "--file-check-frequency", "5s"])
         .stdin(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start keel agent");
+    // The agent's log, each line marked `agent:` so it reads apart from the sections.
+    let agent_log = agent.stderr.take().expect("piped stderr");
+    let copier = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(agent_log).lines() {
+            let Ok(line) = line else { break };
+            let _t = TERMINAL.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!("agent: {line}");
+        }
+    });
+    // Ctrl-C reaches the agent too (same process group) and it drains; the demo stays to
+    // copy the agent's last lines and clean up.
+    // SAFETY: installs SIG_IGN, no handler code runs.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGINT,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    };
     let start = Instant::now();
     let mut edited = false;
     let mut last_pods = Instant::now();
     while start.elapsed() < Duration::from_secs(seconds) {
         if let Ok(Some(st)) = agent.try_wait() {
-            eprintln!("keel agent exited: {st}");
+            let _ = copier.join();
+            banner(&format!("keel agent exited ({st})"));
+            let _ = std::fs::remove_dir_all(&dir);
             return;
         }
         std::thread::sleep(Duration::from_millis(200));
         if last_pods.elapsed() >= Duration::from_secs(10) && socket.exists() {
             last_pods = Instant::now();
-            banner("keel pods");
-            eprint!("{}", keel(&bin, &["pods", "--socket", &sock_s]));
-            banner("keel logs hello (last lines)");
+            section("keel pods", &keel(&bin, &["pods", "--socket", &sock_s]));
             let logs = keel(&bin, &["logs", "--socket", &sock_s, "hello", "--tail", "3"]);
-            eprint!("{logs}");
+            section("keel logs hello --tail 3", &logs);
         }
         if !edited && start.elapsed() >= Duration::from_secs(seconds / 2) {
             edited = true;
@@ -159,6 +197,7 @@ fn main() {
         nix::sys::signal::Signal::SIGTERM,
     );
     let _ = agent.wait();
+    let _ = copier.join();
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!("demo done; the static binary is built with `cargo xtask dist`");
 }

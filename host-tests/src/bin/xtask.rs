@@ -249,6 +249,41 @@ fn no_alloc_in_core(root: &Path) -> Result<(), String> {
     }
 }
 
+/// The agent and the rest of keel-linux never call into the command line (`cli::`): the
+/// CLI is a client of the agent, not a library the agent leans on.
+fn agent_never_calls_cli(root: &Path) -> Result<(), String> {
+    let src = root.join("hal-linux/src");
+    let mut hits = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            if p == src.join("cli") || p == src.join("main.rs") || p == src.join("lib.rs") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).map_err(|e| e.to_string())?;
+                for (n, line) in text.lines().enumerate() {
+                    let code = line.split("//").next().unwrap_or("");
+                    if code.contains("cli::") {
+                        hits.push(format!("{}:{}: {}", p.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    if hits.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "keel-linux outside cli/ calls into cli::\n{}",
+            hits.join("\n")
+        ))
+    }
+}
+
 /// A fresh seed directory per target, filled from the fixture corpus (never committed).
 fn seed_dir(root: &Path, target: &str) -> Result<PathBuf, String> {
     let dir = root.join("target/fuzz-seeds").join(target);
@@ -426,6 +461,10 @@ fn test_steps(fuzz_seconds: u64) -> Vec<Step> {
         ],
     ));
     s.push(Step::check("keel-core never names alloc", no_alloc_in_core));
+    s.push(Step::check(
+        "the agent never calls into cli::",
+        agent_never_calls_cli,
+    ));
     s.push(
         Step::cmd(
             "rustfmt (hal-qemu)",
@@ -566,31 +605,49 @@ fn main() -> ExitCode {
         Some("dist") => dist_steps(),
         Some("demo") => match seconds_arg(rest, "--seconds", 60) {
             Some(n) => {
+                eprintln!(
+                    "xtask demo: installs runc and busybox-static if missing, builds keel and the \
+                     demo driver in release mode (the first build takes a minute or two on a \
+                     small machine; cargo's progress follows), then runs keel agent on a demo \
+                     directory for {n} s."
+                );
                 let mut s = setup_for_tools();
+                // Both binaries in one visible build: the driver is not built quietly later.
                 s.push(Step::cmd(
-                    "build keel",
+                    "build keel and the demo driver (release)",
                     "cargo",
-                    &["build", "--release", "-p", "keel-linux", "--bin", "keel"],
+                    &[
+                        "build",
+                        "--release",
+                        "-p",
+                        "keel-linux",
+                        "-p",
+                        "keel-host-tests",
+                        "--bin",
+                        "keel",
+                        "--bin",
+                        "keel-demo",
+                    ],
                 ));
                 let secs = n.to_string();
                 s.push(Step::check("demo", move |root| {
-                    let keel = root.join("target/release/keel");
-                    let st = Command::new("cargo")
-                        .args([
-                            "run",
-                            "-q",
-                            "--release",
-                            "-p",
-                            "keel-host-tests",
-                            "--bin",
-                            "keel-demo",
-                            "--",
-                        ])
+                    let release = root.join("target/release");
+                    let keel = release.join("keel");
+                    let size = std::fs::metadata(&keel)
+                        .map_err(|e| format!("{}: {e}", keel.display()))?
+                        .len();
+                    eprintln!(
+                        "the keel binary: {} ({:.1} MiB, dynamically linked; `cargo xtask dist` \
+                         builds the static one)",
+                        keel.display(),
+                        size as f64 / 1048576.0
+                    );
+                    let st = Command::new(release.join("keel-demo"))
                         .arg(&keel)
                         .arg(&secs)
                         .current_dir(root)
                         .status()
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| format!("keel-demo: {e}"))?;
                     if st.success() {
                         Ok(())
                     } else {
