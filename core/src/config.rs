@@ -72,6 +72,25 @@ limits! {
     /// Segments of an error's field path (`spec.containers[1].image` has 4); deeper paths
     /// keep their first segments and are marked truncated.
     PATH_SEGS = 8, 8;
+    /// Longest manifest file name the reconciler keeps.
+    MAX_FILE_NAME = 255, 48;
+    /// Longest pod UID (generated UIDs have 32 characters; a fixed `metadata.uid` is
+    /// usually a 36-character UUID).
+    MAX_UID = 64, 64;
+    /// Reconciler events kept until the host drains them; the oldest are dropped (and
+    /// counted) beyond.
+    EVENT_QUEUE = 256, 16;
+    /// Manifest files read and applied per poll (bounded work); the rest wait one poll.
+    APPLIES_PER_POLL = 16, 16;
+    /// Runtime change reports handled per poll before falling back to a full state sweep.
+    CHANGED_BATCH = 32, 32;
+    /// Containers (and, separately, sandboxes) of an earlier agent queued for removal at
+    /// once. Why 64: orphans only exist after an agent restart that found containers no
+    /// manifest wants (pods deleted or edited while it was away); beyond the queue they are
+    /// left running and their sandboxes kept, counted in
+    /// [`crate::reconcile::Counters::orphans_leaked`] and reported as a capacity event.
+    /// Firmware adopts nothing after a reset, so it keeps room for 2.
+    MAX_ORPHANS = 64, 2;
     /// Bytes of a mapping key, or of an enum's value, kept to compare with the model's
     /// names (the longest is 29); a longer key names no field (it is hashed in full for
     /// duplicate detection).

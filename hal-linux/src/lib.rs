@@ -8,6 +8,7 @@ pub mod cli;
 pub mod control;
 pub mod diag;
 pub mod image;
+pub mod probe;
 pub mod render;
 pub mod runtime;
 pub mod timefmt;

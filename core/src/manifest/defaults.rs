@@ -9,10 +9,10 @@
 //!   digest, the node name and the file path (unless `metadata.uid` is set), suffixes the
 //!   name with the node, and adds the `kubernetes.io/config.*` annotations.
 
-use super::error::Error;
+use super::error::{Error, ErrorKind, Invalid};
 use super::event::Mark;
 use super::model::*;
-use super::path::FieldPath;
+use super::path::{FieldPath, F};
 use crate::config::Limit;
 use sha2::{Digest as _, Sha256};
 
@@ -388,8 +388,16 @@ pub fn apply_with_digest(
     let push = |pool: &mut Pool, s: &str| pool.push_str(s).map_err(|_| cap(Limit::StringBytes));
     {
         // Copy the base name through a small buffer: the pool cannot lend and grow at once.
+        // A validated name is at most 251 bytes (`validate` bounds `<name>-<node>` by 253);
+        // `apply` on a pod that skipped validation reports the overlong name, never cuts it.
         let mut buf: heapless::String<253> = heapless::String::new();
-        let _ = buf.push_str(pod.pool.get(base));
+        buf.push_str(pod.pool.get(base)).map_err(|_| {
+            Error::new(
+                ErrorKind::Invalid(Invalid::SuffixedNameTooLong),
+                FieldPath::ROOT.field(F::Metadata).field(F::Name),
+                Mark::default(),
+            )
+        })?;
         push(&mut pod.pool, &buf)?;
     }
     push(&mut pod.pool, "-")?;
@@ -469,4 +477,37 @@ pub fn apply_with_digest(
     set_annotation(pod, "kubernetes.io/config.hash", &uid_text)?;
     set_annotation(pod, "kubernetes.io/config.seen", ctx.seen)?;
     Ok(uid)
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::boxed::Box;
+
+    /// A name longer than the suffix buffer (possible only when validation was skipped) is
+    /// reported at `metadata.name`, not cut to fit.
+    #[test]
+    fn an_unvalidated_overlong_name_is_an_error_not_a_truncation() {
+        let ctx = Context {
+            node: "node1",
+            path: "/etc/kubernetes/manifests/x.yaml",
+            seen: "2026-01-01T00:00:00Z",
+        };
+        let mut pod = Box::<Pod>::default();
+        let long = "a".repeat(300);
+        pod.name = pod.pool.add(&long).unwrap();
+        let e = apply(&mut pod, &ctx).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Invalid(Invalid::SuffixedNameTooLong));
+        assert_eq!(e.path, FieldPath::ROOT.field(F::Metadata).field(F::Name));
+
+        // A name that fits is suffixed whole.
+        let mut pod = Box::<Pod>::default();
+        pod.name = pod.pool.add(&long[..240]).unwrap();
+        apply(&mut pod, &ctx).unwrap();
+        assert_eq!(
+            pod.pool.get(pod.name),
+            std::format!("{}-node1", &long[..240])
+        );
+    }
 }

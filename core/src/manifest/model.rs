@@ -127,7 +127,8 @@ impl Pool {
     /// Makes this pool a copy of `other` (copies only the bytes in use).
     pub fn copy_from(&mut self, other: &Pool) {
         self.bytes.clear();
-        // Same capacity: cannot fail.
+        // Impossible by construction: both pools have the same capacity and `self` was just
+        // emptied, so `other`'s bytes in use always fit.
         let _ = self.bytes.extend_from_slice(&other.bytes);
     }
     /// The bytes in use.

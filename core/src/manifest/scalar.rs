@@ -47,6 +47,8 @@ impl Scalar<'_> {
     /// the only possible error is the sink's.
     pub fn write_to<S: TextSink>(&self, sink: &mut S) -> Result<(), S::Error> {
         let mut err = None;
+        // Not a dropped error: `Stop` only ever comes from the sink refusing a piece, and
+        // that refusal is kept in `err` and returned below.
         let _ = self.write_dyn(&mut Out(&mut |piece| match sink.push_str(piece) {
             Ok(()) => true,
             Err(e) => {

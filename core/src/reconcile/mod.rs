@@ -46,35 +46,8 @@ use crate::status::{Event, FileState, PodId};
 use crate::time::Instant;
 use heapless::{Deque, String, Vec};
 
-/// Longest manifest file name kept.
-#[cfg(not(feature = "small"))]
-pub const MAX_FILE_NAME: usize = 255;
-/// Longest manifest file name kept.
-#[cfg(feature = "small")]
-pub const MAX_FILE_NAME: usize = 48;
-/// Longest pod UID (generated UIDs have 32 characters; a fixed `metadata.uid` is usually a
-/// 36-character UUID).
-pub const MAX_UID: usize = 64;
-/// Events kept until the host drains them; the oldest are dropped (and counted) beyond.
-#[cfg(not(feature = "small"))]
-pub const EVENT_QUEUE: usize = 256;
-/// Events kept until the host drains them.
-#[cfg(feature = "small")]
-pub const EVENT_QUEUE: usize = 16;
-/// Manifest files read and applied per poll (bounded work); the rest wait one poll.
-pub const APPLIES_PER_POLL: usize = 16;
-/// Runtime change reports handled per poll before falling back to a full state sweep.
-const CHANGED_BATCH: usize = 32;
-/// Containers (and, separately, sandboxes) of an earlier agent queued for removal at once.
-/// Why 64: orphans only exist after an agent restart that found containers no manifest
-/// wants (pods deleted or edited while it was away); beyond the queue they are left
-/// running and their sandboxes kept, counted in [`Counters::orphans_leaked`] and reported
-/// as a capacity event. Firmware adopts nothing after a reset, so it keeps room for 2.
-#[cfg(not(feature = "small"))]
-pub const MAX_ORPHANS: usize = 64;
-/// Containers (and, separately, sandboxes) of an earlier agent queued for removal at once.
-#[cfg(feature = "small")]
-pub const MAX_ORPHANS: usize = 2;
+use crate::config::CHANGED_BATCH;
+pub use crate::config::{APPLIES_PER_POLL, EVENT_QUEUE, MAX_FILE_NAME, MAX_ORPHANS, MAX_UID};
 
 /// The scratch space for decoding one manifest.
 #[derive(Debug, Default)]

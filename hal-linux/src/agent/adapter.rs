@@ -595,7 +595,7 @@ impl Runtime for LinuxRuntime {
         let mut dead: Vec<String> = Vec::new();
         for sb in listing.sandboxes {
             let uid = sb.spec.pod_uid.clone();
-            if !crate::runtime::util::process_alive(sb.pid) {
+            if !sb.is_alive() {
                 // The pod's namespaces are gone (reboot, killed pause): nothing to adopt.
                 // Remove what is left; the core recreates the pod if its manifest remains.
                 if let Err(e) = self.runc.remove_sandbox(&sb) {

@@ -104,25 +104,6 @@ pub trait AgentRuntime: Runtime {
 #[error("{0}")]
 pub struct StartError(pub String);
 
-fn find_runc(cfg: &AgentConfig) -> Result<PathBuf, StartError> {
-    if let Some(p) = &cfg.runc {
-        return if p.is_file() {
-            Ok(p.clone())
-        } else {
-            Err(StartError(format!(
-                "runc not found at {} (--runc)",
-                p.display()
-            )))
-        };
-    }
-    let path = std::env::var_os("PATH")
-        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join("runc"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| StartError("runc not found on PATH: install it (Debian: apt-get install runc) or pass --runc PATH".into()))
-}
-
 fn check_root_dir(dir: &Path) -> Result<(), StartError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| StartError(format!("root dir {} is not usable: {e}", dir.display())))?;
@@ -685,7 +666,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                 .into(),
         )
     })?;
-    let runc = find_runc(&cfg)?;
+    let runc = crate::runtime::find_runc(cfg.runc.as_deref()).map_err(StartError)?;
     check_root_dir(&cfg.root_dir)?;
     log::emit(&Line {
         v: 1,

@@ -2,13 +2,14 @@
 //! `sleep`), each on a thread of its own: [`resolve`] turns the manifest's action into a
 //! [`Job`] (named ports looked up, texts copied, since the thread does not see the pod),
 //! [`spawn`] runs it and reports success or failure as [`Done::Action`]. `exec` runs in
-//! the container through the runtime; the network probes connect from inside the pod's
-//! network namespace.
+//! the container through the runtime ([`RuncRuntime::exec`], which kills the command in
+//! the container at the timeout); the network probes ([`crate::probe`]) connect from
+//! inside the pod's network namespace.
 
 use super::worker::{Done, Reply};
+use crate::probe::{grpc, http};
 use crate::runtime::{ContainerHandle, ExecOutcome, RuncRuntime};
 use keel_core::manifest::model::{Action, IntOrStr, Pod, Scheme};
-use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,8 +28,10 @@ pub(super) enum Job {
     Exec(Vec<String>),
     /// Connect to host:port.
     Tcp(String, u16),
-    /// GET host:port path, HTTPS or not, with these headers.
-    Http(String, u16, String, bool, Vec<(String, String)>),
+    /// An `httpGet`.
+    Http(http::HttpGet),
+    /// A gRPC health check of this service at host:port.
+    Grpc(String, u16, String),
     /// Sleep this long (a `sleep` hook).
     Sleep(Duration),
     /// Cannot run (a named port the container does not declare, an unsupported kind):
@@ -72,20 +75,28 @@ pub(super) fn resolve(action: &Action, pod: &Pod, index: usize) -> Job {
             scheme,
             headers,
         } => match port_of(pod, index, port) {
-            Some(p) => Job::Http(
-                pod.opt(*host).unwrap_or(DEFAULT_HOST).to_string(),
-                p,
-                pod.opt(*path).unwrap_or("/").to_string(),
-                *scheme == Some(Scheme::HTTPS),
-                headers
+            Some(p) => Job::Http(http::HttpGet {
+                https: *scheme == Some(Scheme::HTTPS),
+                host: pod.opt(*host).unwrap_or(DEFAULT_HOST).to_string(),
+                port: p,
+                path: pod.opt(*path).unwrap_or("/").to_string(),
+                headers: headers
                     .iter()
                     .map(|kv| (pod.s(kv.key).to_string(), pod.s(kv.value).to_string()))
                     .collect(),
-            ),
+            }),
             None => Job::Fail,
         },
         Action::Sleep { seconds } => Job::Sleep(Duration::from_secs((*seconds).max(0) as u64)),
-        Action::Grpc { .. } => Job::Fail,
+        // The kubelet probes gRPC at the pod IP; the port is a number.
+        Action::Grpc { port, service } => match u16::try_from(*port) {
+            Ok(p) => Job::Grpc(
+                DEFAULT_HOST.to_string(),
+                p,
+                pod.opt(*service).unwrap_or("").to_string(),
+            ),
+            Err(_) => Job::Fail,
+        },
     }
 }
 
@@ -118,15 +129,8 @@ fn run(job: Job, target: &Target, runc: &RuncRuntime, timeout: Duration) -> bool
             None => false,
         },
         Job::Tcp(host, port) => net(&|| tcp_connects(&host, port, timeout)),
-        Job::Http(host, port, path, https, headers) => net(&|| {
-            if https {
-                // keel speaks no TLS: an HTTPS probe counts as a TCP probe, as the
-                // kubelet skips certificate checks anyway.
-                tcp_connects(&host, port, timeout)
-            } else {
-                http_get(&host, port, &path, &headers, timeout)
-            }
-        }),
+        Job::Http(get) => net(&|| http::get(&get, timeout).ok()),
+        Job::Grpc(host, port, service) => net(&|| grpc::check(&host, port, &service, timeout).ok()),
         Job::Sleep(d) => {
             std::thread::sleep(d.min(timeout));
             true
@@ -157,47 +161,4 @@ pub(super) fn spawn(
         reply.send(Done::Message(format!("cannot start a probe thread: {e}")));
         reply.send(Done::Action(ticket, h, false));
     }
-}
-
-/// A minimal HTTP/1.1 GET: success for status 200–399.
-fn http_get(
-    host: &str,
-    port: u16,
-    path: &str,
-    headers: &[(String, String)],
-    timeout: Duration,
-) -> bool {
-    let Some(addr) = (host, port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-    else {
-        return false;
-    };
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(timeout));
-    let _ = s.set_write_timeout(Some(timeout));
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: keel-probe/1.0\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req += &format!("{k}: {v}\r\n");
-    }
-    req += "\r\n";
-    if s.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 64];
-    let mut n = 0;
-    while n < 12 {
-        match s.read(&mut buf[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-    }
-    let line = String::from_utf8_lossy(&buf[..n]);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok())
-        .is_some_and(|c| (200..400).contains(&c))
 }

@@ -64,6 +64,27 @@ const MAX_ID_LEN: usize = 128;
 /// Name of the directory holding the sandbox bundle and pod files.
 const SANDBOX_DIR: &str = ".sandbox";
 
+/// The runc binary: `explicit` (`--runc`) if given, else the first `runc` on `PATH`.
+/// The error says what to do.
+pub fn find_runc(explicit: Option<&Path>) -> std::result::Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(format!("runc not found at {} (--runc)", p.display()))
+        };
+    }
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join("runc"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            "runc not found on PATH: install it (Debian: apt-get install runc) or pass --runc PATH"
+                .into()
+        })
+}
+
 /// Where a [`RuncRuntime`] keeps things and which programs it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuncConfig {

@@ -67,6 +67,12 @@ impl SandboxHandle {
     pub fn ns_path(&self, kind: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/ns/{kind}", self.pid))
     }
+
+    /// Whether the pause process, and so the pod's namespaces, is still there (not after
+    /// a reboot or a killed pause).
+    pub fn is_alive(&self) -> bool {
+        super::util::process_alive(self.pid)
+    }
 }
 
 /// How a [`MountSpec`] is made.

@@ -291,12 +291,14 @@ mod tests {
         let pid = sh.id() as i32;
         let fd = pidfd_open(pid).unwrap();
         let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while descendants(pid).is_empty() && std::time::Instant::now() < until {
+        // The forked child is an `sh` until it has exec'd `sleep`.
+        let sleeping = |below: &[i32]| below.len() == 1 && cmdline(below[0]).starts_with("sleep");
+        let mut below = descendants(pid);
+        while !sleeping(&below) && std::time::Instant::now() < until {
             std::thread::sleep(std::time::Duration::from_millis(5));
+            below = descendants(pid);
         }
-        let below = descendants(pid);
-        assert_eq!(below.len(), 1, "{below:?}");
-        assert!(cmdline(below[0]).starts_with("sleep"));
+        assert!(sleeping(&below), "{below:?}");
         assert!(!wait_pidfd(&fd, Some(std::time::Duration::from_millis(20))));
         for p in below.iter().chain([&pid]) {
             let _ = nix::sys::signal::kill(

@@ -1,0 +1,372 @@
+//! End-to-end tests of probes: the real `keel agent`, real runc, busybox containers, and
+//! servers the tests run themselves (HTTPS with a self-signed certificate, gRPC health
+//! over HTTP/2). The servers listen on loopback only and pods that probe them use the
+//! host's network; each server stops by itself when its test ends. They need root, runc,
+//! busybox and the openssl command (CI runs as root).
+
+use keel_host_tests::linux::Node;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn pod_yaml(name: &str, spec: &str) -> String {
+    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 2\n{spec}")
+}
+
+/// Whether the container reports ready.
+fn ready(n: &Node, pod: &str, c: &str) -> bool {
+    n.container(pod, c)
+        .is_some_and(|c| c["ready"].as_bool() == Some(true))
+}
+
+/// Stops a test server's threads when the test ends (dropped), however it ends.
+struct Stop(Arc<AtomicBool>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A loopback listener whose accept loop gives `f` each connection (on a thread of its
+/// own) until the returned guard is dropped.
+fn serve(f: impl Fn(TcpStream) + Send + Sync + 'static) -> (u16, Stop) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let f = Arc::new(f);
+    let done = stop.clone();
+    std::thread::spawn(move || {
+        while !done.load(Ordering::SeqCst) {
+            match l.accept() {
+                Ok((s, _)) => {
+                    let _ = s.set_nonblocking(false);
+                    let f = f.clone();
+                    std::thread::spawn(move || f(s));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (port, Stop(stop))
+}
+
+/// A self-signed certificate and key (PEM), made with the openssl command.
+fn self_signed(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=probe.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl command (Debian: apt-get install openssl)");
+    assert!(st.success());
+    (std::fs::read(crt).unwrap(), std::fs::read(key).unwrap())
+}
+
+fn tls_server_config(dir: &std::path::Path) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = self_signed(dir);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&key).unwrap();
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    )
+}
+
+/// Answers one HTTPS request with `code`, counting it.
+fn answer_tls(cfg: &Arc<rustls::ServerConfig>, s: TcpStream, code: u16, hits: &AtomicU64) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(conn) = rustls::ServerConnection::new(cfg.clone()) else {
+        return;
+    };
+    let mut tls = rustls::StreamOwned::new(conn, s);
+    let mut r = BufReader::new(&mut tls);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line == "\r\n" => break,
+            Ok(_) => {}
+        }
+    }
+    hits.fetch_add(1, Ordering::SeqCst);
+    let _ = write!(
+        tls,
+        "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    );
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+#[test]
+fn httpd_failing_its_liveness_probe_is_restarted() {
+    let mut n = Node::new("httpd");
+    n.start();
+    // Healthy for 3 s after each start, then /healthz is gone (404).
+    let script = "mkdir -p /www && echo ok > /www/healthz; (sleep 3; rm /www/healthz) & exec httpd -f -p 8080 -h /www";
+    let spec = format!(
+        "  containers:\n  - name: web\n    image: busybox\n    command: [\"sh\", \"-c\", {script:?}]\n    ports:\n    - name: http\n      containerPort: 8080\n    livenessProbe:\n      httpGet:\n        path: /healthz?from=keel\n        port: http\n      periodSeconds: 1\n      failureThreshold: 2\n"
+    );
+    n.write("httpd.yaml", &pod_yaml("httpd", &spec));
+    n.wait_running("httpd", "web");
+    let started = Instant::now();
+    // Healthy at first: no restart for the first 2.5 s.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(n.restarts("httpd", "web"), Some(0), "{}", n.agent_log());
+    // Failing from 3 s: killed after 2 failures 1 s apart, plus the 2 s grace (httpd
+    // stops on SIGTERM at once), then restarted.
+    n.wait(
+        "a restart after failed liveness probes",
+        Duration::from_secs(15),
+        |n| n.restarts("httpd", "web").unwrap_or(0) >= 1,
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3 + 2 + 2 + 3), "{took:?}");
+    assert!(
+        n.agent_log()
+            .contains("container web: Liveness probe failed"),
+        "{}",
+        n.agent_log()
+    );
+}
+
+#[test]
+fn https_readiness_follows_the_server_status() {
+    let mut n = Node::new("https");
+    let cfg = tls_server_config(&n.dir);
+    let code = Arc::new(AtomicU16::new(500));
+    let hits = Arc::new(AtomicU64::new(0));
+    let (c, h) = (code.clone(), hits.clone());
+    let (port, _stop) = serve(move |s| answer_tls(&cfg, s, c.load(Ordering::SeqCst), &h));
+    n.start();
+    let spec = format!(
+        "  hostNetwork: true\n  containers:\n  - name: app\n    image: busybox\n    command: [\"sleep\", \"1000\"]\n    readinessProbe:\n      httpGet:\n        scheme: HTTPS\n        host: 127.0.0.1\n        port: {port}\n        path: /readyz\n      periodSeconds: 1\n"
+    );
+    n.write("https.yaml", &pod_yaml("https", &spec));
+    n.wait_running("https", "app");
+    n.wait("HTTPS probes", Duration::from_secs(10), |_| {
+        hits.load(Ordering::SeqCst) >= 2
+    });
+    assert!(!ready(&n, "https", "app"), "500 must not be ready");
+    code.store(200, Ordering::SeqCst);
+    n.wait("ready on 200", Duration::from_secs(10), |n| {
+        ready(n, "https", "app")
+    });
+    code.store(500, Ordering::SeqCst);
+    n.wait("not ready on 500", Duration::from_secs(10), |n| {
+        !ready(n, "https", "app")
+    });
+    assert_eq!(
+        n.restarts("https", "app"),
+        Some(0),
+        "readiness never restarts"
+    );
+}
+
+#[test]
+fn a_server_that_accepts_but_never_answers_fails_its_https_liveness_probe() {
+    // The kubeadm case: a hung kube-apiserver still accepts connections.
+    let mut n = Node::new("hung");
+    let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let (h, a) = (held.clone(), accepted.clone());
+    let (port, _stop) = serve(move |s| {
+        a.fetch_add(1, Ordering::SeqCst);
+        h.lock().unwrap().push(s);
+    });
+    n.start();
+    let spec = format!(
+        "  hostNetwork: true\n  containers:\n  - name: apiserver\n    image: busybox\n    command: [\"sleep\", \"1000\"]\n    livenessProbe:\n      httpGet:\n        scheme: HTTPS\n        host: 127.0.0.1\n        port: {port}\n        path: /livez\n      periodSeconds: 1\n      timeoutSeconds: 1\n      failureThreshold: 2\n"
+    );
+    n.write("hung.yaml", &pod_yaml("hung", &spec));
+    n.wait_running("hung", "apiserver");
+    n.wait(
+        "a restart of the hung server's container",
+        Duration::from_secs(20),
+        |n| n.restarts("hung", "apiserver").unwrap_or(0) >= 1,
+    );
+    assert!(accepted.load(Ordering::SeqCst) >= 2);
+    assert!(
+        n.agent_log().contains("Liveness probe failed"),
+        "{}",
+        n.agent_log()
+    );
+    held.lock().unwrap().clear();
+}
+
+/// A gRPC health server (grpc.health.v1.Health/Check over h2c) reporting `status` for
+/// service "keel.test" and NOT_FOUND for any other; records the services asked for.
+fn grpc_health(status: Arc<AtomicU64>, asked: Arc<Mutex<Vec<String>>>) -> (u16, Stop) {
+    serve(move |s| {
+        let (status, asked) = (status.clone(), asked.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            s.set_nonblocking(true).unwrap();
+            let s = tokio::net::TcpStream::from_std(s).unwrap();
+            let Ok(mut conn) = h2::server::handshake(s).await else {
+                return;
+            };
+            while let Some(Ok((req, mut respond))) = conn.accept().await {
+                assert_eq!(req.uri().path(), "/grpc.health.v1.Health/Check");
+                assert_eq!(req.headers()["content-type"], "application/grpc");
+                let mut body = req.into_body();
+                let mut msg = Vec::new();
+                while let Some(Ok(chunk)) = body.data().await {
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                    msg.extend_from_slice(&chunk);
+                }
+                // 5-byte gRPC prefix, then field 1 (service), length-delimited.
+                let service = match msg.get(5..) {
+                    Some([0x0a, n, rest @ ..]) => {
+                        String::from_utf8_lossy(&rest[..*n as usize]).into_owned()
+                    }
+                    _ => String::new(),
+                };
+                asked.lock().unwrap().push(service.clone());
+                let head = http::Response::builder()
+                    .status(200)
+                    .header("content-type", "application/grpc")
+                    .body(())
+                    .unwrap();
+                let mut trailers = http::HeaderMap::new();
+                if service == "keel.test" {
+                    let Ok(mut send) = respond.send_response(head, false) else {
+                        return;
+                    };
+                    let st = status.load(Ordering::SeqCst) as u8;
+                    let _ =
+                        send.send_data(bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, st]), false);
+                    trailers.insert("grpc-status", "0".parse().unwrap());
+                    let _ = send.send_trailers(trailers);
+                } else {
+                    // Trailers-only: NOT_FOUND.
+                    let head = http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/grpc")
+                        .header("grpc-status", "5")
+                        .body(())
+                        .unwrap();
+                    let _ = respond.send_response(head, true);
+                }
+            }
+        });
+    })
+}
+
+#[test]
+fn grpc_readiness_follows_serving_and_not_serving() {
+    let mut n = Node::new("grpc");
+    let status = Arc::new(AtomicU64::new(2)); // NOT_SERVING
+    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (port, _stop) = grpc_health(status.clone(), asked.clone());
+    n.start();
+    let probe = |name: &str, service: &str| {
+        format!(
+            "  - name: {name}\n    image: busybox\n    command: [\"sleep\", \"1000\"]\n    readinessProbe:\n      grpc:\n        port: {port}\n        service: {service}\n      periodSeconds: 1\n"
+        )
+    };
+    let spec = format!(
+        "  hostNetwork: true\n  containers:\n{}{}",
+        probe("known", "keel.test"),
+        probe("unknown", "other.service")
+    );
+    n.write("grpc.yaml", &pod_yaml("grpc", &spec));
+    n.wait_running("grpc", "known");
+    n.wait("both services asked for", Duration::from_secs(10), |_| {
+        let a = asked.lock().unwrap();
+        a.iter().any(|s| s == "keel.test") && a.iter().any(|s| s == "other.service")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!ready(&n, "grpc", "known"), "NOT_SERVING must not be ready");
+    status.store(1, Ordering::SeqCst); // SERVING
+    n.wait("ready when SERVING", Duration::from_secs(10), |n| {
+        ready(n, "grpc", "known")
+    });
+    assert!(
+        !ready(&n, "grpc", "unknown"),
+        "an unknown service is not ready"
+    );
+    status.store(2, Ordering::SeqCst);
+    n.wait("not ready when NOT_SERVING", Duration::from_secs(10), |n| {
+        !ready(n, "grpc", "known")
+    });
+}
+
+/// Host processes whose command line is exactly `cmd`.
+fn processes_running(cmd: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let cl = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            String::from_utf8_lossy(&cl).replace('\0', " ").trim_end() == cmd && !zombie
+        })
+        .count()
+}
+
+#[test]
+fn a_hanging_exec_probe_is_killed_at_its_timeout() {
+    let mut n = Node::new("exechang");
+    n.start();
+    // Each probe leaves a marker, then hangs with a child of its own.
+    let spec = "  containers:\n  - name: main\n    image: busybox\n    command: [\"sleep\", \"1000\"]\n    readinessProbe:\n      exec:\n        command: [\"sh\", \"-c\", \"echo x >> /probes; sleep 307 & sleep 308\"]\n      periodSeconds: 2\n      timeoutSeconds: 1\n";
+    n.write("exechang.yaml", &pod_yaml("exechang", spec));
+    n.wait_running("exechang", "main");
+    // Over 4 periods at most one probe (the current one) may be alive at any moment: a
+    // probe only abandoned at its timeout would pile up one pair per period.
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut most = 0;
+    let mut seen = 0;
+    while Instant::now() < until {
+        let alive = processes_running("sleep 307").max(processes_running("sleep 308"));
+        most = most.max(alive);
+        seen += usize::from(alive > 0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(seen > 0, "no probe was seen running");
+    assert!(most <= 1, "{most} hung probes alive at once");
+    assert!(!ready(&n, "exechang", "main"));
+    // Once the pod is gone, nothing of the probes is left.
+    n.remove("exechang.yaml");
+    n.wait("the pod gone", Duration::from_secs(15), |n| {
+        n.pod("exechang").is_none()
+    });
+    assert_eq!(
+        processes_running("sleep 307") + processes_running("sleep 308"),
+        0
+    );
+    let log = n.agent_log();
+    assert!(!log.contains("panicked"), "{log}");
+}
