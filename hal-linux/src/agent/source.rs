@@ -5,6 +5,9 @@
 //! is (regular file or symlink to one, subdirectory, special file, dangling link, or a
 //! file writable by someone other than root: SPEC 1.10), a change token per file folded
 //! from its inode, size, mtime and ctime, and reading a file's bytes up to the size limit.
+//! A file that does not parse and was modified within the last [`SETTLE`] is read again
+//! once its writer has left it alone that long, so a non-atomic writer's half-written copy
+//! is not reported as broken (a file that stays broken is still reported, once).
 //! [`Watcher`] adds inotify so a change is noticed within milliseconds; the periodic
 //! re-list in the core remains the safety net (missed events, symlink targets, a deleted
 //! and recreated directory).
@@ -14,6 +17,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A source error.
 #[derive(Debug, Clone)]
@@ -188,19 +192,73 @@ impl ManifestSource for DirSource {
         } else {
             self.path.join(name)
         };
-        let mut buf = Vec::new();
-        let file = std::fs::File::open(&p).map_err(|e| SourceError {
-            kind: PlatformErrorKind::Io,
-            message: format!("{}: {e}", p.display()),
-        })?;
-        file.take(keel_core::config::MAX_MANIFEST_BYTES as u64 + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| SourceError {
-                kind: PlatformErrorKind::Io,
-                message: format!("{}: {e}", p.display()),
-            })?;
+        let (mut buf, meta) = read_file(&p)?;
+        if age(&meta) < SETTLE && !parses(&buf) {
+            // Probably caught half-written (`cp`, `cat > x.yaml`, an editor saving in
+            // place): wait until the file has been left alone for SETTLE and read it again,
+            // so the core judges what the writer meant, not an empty or cut-off copy.
+            settle(&p, meta);
+            buf = read_file(&p)?.0;
+        }
         f(&buf);
         Ok(())
+    }
+}
+
+/// How long a manifest that does not parse must have been left unchanged before keel
+/// believes it is broken rather than still being written.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// The longest [`settle`] waits for a file that keeps changing (it is then read as it is).
+const SETTLE_MAX: Duration = Duration::from_secs(2);
+
+/// The bytes of `p` (up to one byte over the size limit, so the core can tell) and the
+/// metadata of the file that was read.
+fn read_file(p: &Path) -> Result<(Vec<u8>, std::fs::Metadata), SourceError> {
+    let io = |e: std::io::Error| SourceError {
+        kind: PlatformErrorKind::Io,
+        message: format!("{}: {e}", p.display()),
+    };
+    let file = std::fs::File::open(p).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let mut buf = Vec::new();
+    file.take(keel_core::config::MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
+    Ok((buf, meta))
+}
+
+/// Time since the file's content last changed; a modification time in the future (set by
+/// hand) counts as settled, so it cannot hold every read back.
+fn age(meta: &std::fs::Metadata) -> Duration {
+    meta.modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .unwrap_or(Duration::MAX)
+}
+
+/// True if the core would accept these bytes as a pod (decoded and validated; the node
+/// name only bounds the suffixed name, so an empty one never makes a good file look bad).
+fn parses(bytes: &[u8]) -> bool {
+    let mut pod = Box::<keel_core::manifest::Pod>::default();
+    keel_core::manifest::check(bytes, "", &mut pod, &mut |_| {}, &mut |_| {}).is_ok()
+}
+
+/// Waits until `p` has not been modified for [`SETTLE`] (or [`SETTLE_MAX`] has passed, or
+/// it can no longer be looked at), starting from its metadata `meta`.
+fn settle(p: &Path, mut meta: std::fs::Metadata) {
+    let start = Instant::now();
+    loop {
+        let left = SETTLE.saturating_sub(age(&meta));
+        let budget = SETTLE_MAX.saturating_sub(start.elapsed());
+        if left.is_zero() || budget.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(budget));
+        match std::fs::metadata(p) {
+            Ok(m) => meta = m,
+            Err(_) => return,
+        }
     }
 }
 
@@ -388,6 +446,77 @@ mod tests {
             missing.list(&mut |_| {}).unwrap_err().kind,
             PlatformErrorKind::Missing
         );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: app\n    image: busybox:1.36\n";
+
+    /// Reads `name` from `src`, returning every copy handed to the core and how long it took.
+    fn read_all(src: &mut DirSource, name: &str) -> (Vec<Vec<u8>>, Duration) {
+        let t = Instant::now();
+        let mut got = Vec::new();
+        src.read(name, &mut |b| got.push(b.to_vec())).unwrap();
+        (got, t.elapsed())
+    }
+
+    #[test]
+    fn a_file_caught_half_written_is_read_again_once_it_settles() {
+        let d = tmp("settle");
+        let f = d.join("web.yaml");
+        let mut src = DirSource::new(&d, false);
+        // `cat > web.yaml` as two writes with a pause: first the truncated empty file ("the
+        // file holds no document"), then a chunk cut before the containers (no containers),
+        // then the rest.
+        for (first, pause) in [("", 150), (&POD[..POD.find("  - name").unwrap()], 250)] {
+            let mut w = std::fs::File::create(&f).unwrap();
+            std::io::Write::write_all(&mut w, first.as_bytes()).unwrap();
+            let rest = POD[first.len()..].to_string();
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(pause));
+                std::io::Write::write_all(&mut w, rest.as_bytes()).unwrap();
+            });
+            // The core lists the file while it is half-written and reads it.
+            assert!(!parses(first.as_bytes()));
+            let (got, took) = read_all(&mut src, "web.yaml");
+            writer.join().unwrap();
+            // One copy, the whole pod: the intermediate state never reaches the core.
+            assert_eq!(got, vec![POD.as_bytes().to_vec()], "first chunk {first:?}");
+            assert!(parses(&got[0]));
+            assert!(took >= Duration::from_millis(pause), "{took:?}");
+        }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_stably_broken_file_is_read_at_once_and_a_good_fresh_file_without_waiting() {
+        let d = tmp("broken");
+        let f = d.join("bad.yaml");
+        std::fs::write(&f, "apiVersion: v1\nkind: Pod\nmetadata: {name: \"x\"\n").unwrap();
+        // Last modified a minute ago: broken for good, handed over as it is, at once.
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(60))
+            .unwrap();
+        let mut src = DirSource::new(&d, false);
+        let (got, took) = read_all(&mut src, "bad.yaml");
+        assert_eq!(got, vec![std::fs::read(&f).unwrap()]);
+        assert!(took < SETTLE, "{took:?}");
+        // Broken and just written: one copy after it settled, still broken (the core
+        // reports it), read once.
+        std::fs::write(&f, "metadata: [\n").unwrap();
+        let (got, took) = read_all(&mut src, "bad.yaml");
+        assert_eq!(got, vec![b"metadata: [\n".to_vec()]);
+        assert!(
+            took >= Duration::from_millis(200) && took < SETTLE_MAX,
+            "{took:?}"
+        );
+        // A good file just written is handed over without waiting.
+        std::fs::write(d.join("web.yaml"), POD).unwrap();
+        let (got, took) = read_all(&mut src, "web.yaml");
+        assert_eq!(got, vec![POD.as_bytes().to_vec()]);
+        assert!(took < Duration::from_millis(200), "{took:?}");
         std::fs::remove_dir_all(d).unwrap();
     }
 
