@@ -216,6 +216,9 @@ pub enum SyntaxErrorKind {
     ControlCharacter,
     /// YAML: a single-pair mapping inside a flow sequence (`[a: b]`), not supported.
     FlowPair,
+    /// YAML: a mapping key inside `{ }` whose `:` is on a later line or over 1024 bytes
+    /// on (libyaml's implicit-key rule).
+    MultiLineKey,
 }
 
 impl SyntaxErrorKind {
@@ -253,6 +256,7 @@ impl SyntaxErrorKind {
             FlowPair => {
                 "a `key: value` pair inside [ ] is not supported; use { } or a block mapping"
             }
+            MultiLineKey => "a mapping key inside { } must stand on one line with its `:`",
         }
     }
 }

@@ -1043,7 +1043,10 @@ impl<'a> YamlReader<'a> {
                     return Err(self.cur.err(SyntaxErrorKind::ComplexKey));
                 }
                 self.set_flow_state(Flow::Key);
-                self.flow_node(true)
+                let start = self.cur.pos;
+                let key = self.flow_node(true)?;
+                self.check_flow_key(start, key.1)?;
+                Ok(key)
             }
             (Flow::Key, Some(b':')) => {
                 self.cur.bump();
@@ -1067,6 +1070,22 @@ impl<'a> YamlReader<'a> {
             (Flow::Entry, Some(b'}')) => self.close_flow(Event::MapEnd),
             (Flow::Entry, _) => Err(self.cur.err(SyntaxErrorKind::UnexpectedChar)),
         }
+    }
+
+    /// After a key inside `{ }`: libyaml (go-yaml, the kubelet's parser) keeps an implicit
+    /// key only while its `:` stands on the key's line and within 1024 bytes of its start;
+    /// past that the key is dropped and the `:` is an error there (`{a: 1, siz\ne: 2}`).
+    fn check_flow_key(&mut self, start: usize, key: Mark) -> Result<()> {
+        let save = self.cur;
+        self.skip_ws();
+        let colon = self.cur.mark();
+        let stale = self.cur.peek() == Some(b':')
+            && (colon.line != key.line || self.cur.pos > start + 1024);
+        self.cur = save;
+        if stale {
+            return Err(err(SyntaxErrorKind::MultiLineKey, colon));
+        }
+        Ok(())
     }
 
     /// A node inside a flow collection (the frame's state is already advanced).
@@ -1602,6 +1621,9 @@ mod tests {
             ("a: [x,, y]\n", (K::UnexpectedComma, 1, 7)),
             ("a: [, y]\n", (K::UnexpectedComma, 1, 5)),
             ("a: [x: y]\n", (K::FlowPair, 1, 6)),
+            ("a: {b: 1, si\nze: 2}\n", (K::MultiLineKey, 2, 3)),
+            ("a: {b\n  : 2}\n", (K::MultiLineKey, 2, 3)),
+            ("a: {\"b\nc\": 2}\n", (K::MultiLineKey, 2, 3)),
             ("a: \"x\" y\n", (K::TrailingContent, 1, 8)),
             ("a: [x] y\n", (K::TrailingContent, 1, 8)),
             ("a: |x\n  y\n", (K::BadBlockHeader, 1, 4)),
