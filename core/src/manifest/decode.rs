@@ -548,7 +548,9 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         match self.word(path)? {
             None => Ok(false),
             Some((k, mark)) => {
-                if pick(k.name()) {
+                // A word too long for the buffer is no known spelling, not the empty one
+                // (`name()` is "" then, and "" is a valid hostPath type).
+                if !k.long && pick(k.name()) {
                     Ok(true)
                 } else {
                     Err(Error::new(
