@@ -309,26 +309,32 @@ fn fuzz_steps(seconds: u64, seed: Option<u64>) -> Vec<Step> {
             let t = t.to_string();
             Step::check(&format!("fuzz {t} ({seconds} s)"), move |root| {
                 let seeds = seed_dir(root, &t)?;
-                let st = Command::new("cargo")
-                    .args(["+nightly", "fuzz", "run", &t])
-                    .arg(&seeds)
-                    .args([
-                        "--",
-                        &format!(
-                            "-max_total_time={}",
-                            if seed.is_some() { seconds * 6 } else { seconds }
-                        ),
-                        "-max_len=65536",
-                        "-print_final_stats=1",
-                    ])
-                    // CI's smoke runs are deterministic: a fixed seed and a fixed number of
-                    // runs over the fresh fixture corpus (the time is only a cap), so a
-                    // failure there reproduces; `cargo xtask fuzz` explores with fresh seeds.
-                    .args(seed.map(|n| format!("-seed={n}")))
-                    .args(seed.map(|_| "-runs=8000".to_string()))
-                    .current_dir(root.join("fuzz"))
-                    .status()
-                    .map_err(|e| format!("cargo fuzz: {e}"))?;
+                let st =
+                    Command::new("cargo")
+                        .args(["+nightly", "fuzz", "run", &t])
+                        .arg(&seeds)
+                        .args([
+                            "--",
+                            &format!(
+                                "-max_total_time={}",
+                                if seed.is_some() { seconds * 6 } else { seconds }
+                            ),
+                            "-max_len=65536",
+                            "-print_final_stats=1",
+                        ])
+                        // CI's smoke runs are deterministic: a fixed seed and a fixed number of
+                        // runs over the fresh fixture corpus (the time is only a cap), so a
+                        // failure there reproduces; `cargo xtask fuzz` explores with fresh seeds.
+                        .args(seed.map(|n| format!("-seed={n}")))
+                        // The reconcile target runs whole simulated scripts (about 14 a second
+                        // here, against 1 600 for the parsers): 500 of them end well inside the
+                        // cap, so the run, not the machine's speed, decides how far it gets.
+                        .args(seed.map(|_| {
+                            format!("-runs={}", if t == "reconcile" { 500 } else { 8000 })
+                        }))
+                        .current_dir(root.join("fuzz"))
+                        .status()
+                        .map_err(|e| format!("cargo fuzz: {e}"))?;
                 if st.success() {
                     Ok(())
                 } else {
