@@ -609,13 +609,44 @@ impl Runtime for LinuxRuntime {
             self.worker(&uid, hn, Some(sb));
             f(Existing::Sandbox { pod_uid: &uid });
         }
-        for ch in listing.containers {
+        // Newest first within each pod and container name: an exit record kept by
+        // `retire_container` whose successor started is superseded and goes now (the
+        // agent was killed before `forget_exited`); anything else older is reported too,
+        // and the core stops it as an orphan.
+        let mut containers: Vec<(ContainerHandle, RunState)> = listing
+            .containers
+            .into_iter()
+            .filter(|ch| !dead.contains(&ch.record.pod_uid))
+            .map(|ch| {
+                let st = run_state(self.runc.state(&ch));
+                (ch, st)
+            })
+            .collect();
+        containers.sort_by(|(a, _), (b, _)| {
+            (&a.record.pod_uid, &a.record.container_name)
+                .cmp(&(&b.record.pod_uid, &b.record.container_name))
+                .then(
+                    b.record
+                        .created_at_unix_nanos
+                        .cmp(&a.record.created_at_unix_nanos),
+                )
+        });
+        let mut newest: Option<(String, String)> = None;
+        for (ch, state) in containers {
             let uid = ch.record.pod_uid.clone();
-            if dead.contains(&uid) {
+            let key = (uid.clone(), ch.record.container_name.clone());
+            let superseded = newest.as_ref() == Some(&key);
+            newest = Some(key);
+            if superseded && matches!(state, RunState::Exited { .. }) {
+                if let Err(e) = self.runc.remove_container(&ch) {
+                    self.notices.push(Notice(format!(
+                        "removing the superseded exited container {}: {e}",
+                        ch.id
+                    )));
+                }
                 continue;
             }
             let h = self.alloc();
-            let state = run_state(self.runc.state(&ch));
             let digest = ch.record.digest();
             self.containers.insert(
                 h,

@@ -40,6 +40,8 @@ pub struct AgentConfig {
     pub cgroup_parent: String,
     /// On SIGTERM/SIGINT, terminate every pod gracefully before exiting.
     pub drain_on_exit: bool,
+    /// How long the log directory of a pod that is gone is kept.
+    pub pod_log_retention: Duration,
     /// Kubelet flags accepted but not implemented (warned about).
     pub ignored_flags: Vec<String>,
     /// How log lines are written (`--log-format`, or the kubelet's `--logging-format`).
@@ -63,6 +65,7 @@ impl Default for AgentConfig {
             max_pods: 110,
             cgroup_parent: "/keel".into(),
             drain_on_exit: false,
+            pod_log_retention: Duration::from_secs(60),
             ignored_flags: Vec::new(),
             log_format: super::log::Format::Text,
         }
@@ -179,6 +182,8 @@ usage: keel agent [flags]
   --socket PATH                control socket (default /run/keel/keel.sock)
   --container-log-max-size Q   rotate logs at this size (default 10Mi)
   --container-log-max-files N  log files kept per container (default 5)
+  --pod-log-retention DUR      how long the logs of a pod that is gone are kept
+                               (default 60s)
   --runc PATH                  runc binary (default: found on PATH)
   --max-pods N                 pod capacity (default 110)
   --cgroup-parent PATH         absolute cgroup all pods go under (default /keel)
@@ -269,6 +274,14 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
                 let v = need(value)?;
                 cfg.log_max_files = v.parse().map_err(|_| {
                     ConfigError(format!("--container-log-max-files {v:?} is not a number"))
+                })?;
+            }
+            "pod-log-retention" => {
+                let v = need(value)?;
+                cfg.pod_log_retention = parse_duration(&v).ok_or_else(|| {
+                    ConfigError(format!(
+                        "--pod-log-retention {v:?} is not a duration (like 60s)"
+                    ))
                 })?;
             }
             "cgroup-parent" => {

@@ -9,6 +9,7 @@
 
 pub mod adapter;
 pub mod config;
+pub mod logs_gc;
 mod probes;
 pub mod source;
 pub mod spec;
@@ -129,6 +130,32 @@ struct Agent<'s, R> {
 }
 
 impl<R: AgentRuntime> Agent<'_, R> {
+    /// Removes the log directories of pods that are gone (see [`logs_gc`]): a pod is live
+    /// while it has a slot or a directory under `pods_dir` (its removal is unfinished).
+    fn collect_logs(&mut self, retention: std::time::Duration, pods_dir: &Path) {
+        let slots = self.rec.slots();
+        let live = |uid: &str| {
+            slots.iter().any(|s| s.is_used() && s.uid() == uid) || pods_dir.join(uid).exists()
+        };
+        let (removed, failed) = logs_gc::collect(
+            self.rt.pod_logs_dir(),
+            &self.node,
+            &live,
+            retention,
+            SystemTime::now(),
+        );
+        for p in removed {
+            log(
+                Level::Info,
+                "",
+                &format!("removed the logs of a pod that is gone: {}", p.display()),
+            );
+        }
+        for m in failed {
+            log(Level::Warn, "", &m);
+        }
+    }
+
     fn now(&self) -> keel_core::time::Instant {
         keel_core::time::Instant(self.started.elapsed().as_millis() as u64)
     }
@@ -748,6 +775,8 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     };
     let mut src = DirSource::new(&manifest_path, cfg.allow_insecure);
     let drain_on_exit = cfg.drain_on_exit;
+    let pod_log_retention = cfg.pod_log_retention;
+    let pods_dir = cfg.root_dir.join("pods");
     log(
         Level::Info,
         "",
@@ -786,6 +815,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         // no agent ran; each gets its line.
         let mut earlier = earlier_pods;
         let mut drain_deadline: Option<std::time::Instant> = None;
+        let mut logs_gc_at = std::time::Instant::now() + logs_gc::PERIOD;
         loop {
             let now = agent.now();
             agent.rec.set_wall_time(&crate::timefmt::now());
@@ -837,12 +867,17 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                     break;
                 }
             }
+            if std::time::Instant::now() >= logs_gc_at {
+                logs_gc_at = std::time::Instant::now() + logs_gc::PERIOD;
+                agent.collect_logs(pod_log_retention, &pods_dir);
+            }
             if watcher.get_mut().0.ensure() {
                 agent.rec.notify_changed();
                 continue;
             }
             let at = agent.rec.poll_at();
-            let wait = std::time::Duration::from_millis(at.since(agent.now()).millis().min(60_000));
+            let wait = std::time::Duration::from_millis(at.since(agent.now()).millis().min(60_000))
+                .min(logs_gc_at.saturating_duration_since(std::time::Instant::now()));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = wake.notified() => {}

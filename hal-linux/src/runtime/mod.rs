@@ -699,7 +699,66 @@ impl RuncRuntime {
         self.cleanup_bundle(&c.id, &c.bundle, &c.record.cgroup)
     }
 
-    fn cleanup_bundle(&self, id: &str, bundle: &Path, cgroup: &str) -> Result<()> {
+    /// Removes a container, keeping the record of its exit if it has exited: runc's
+    /// container, the overlay mount, the cgroup and every file of the bundle go, but
+    /// `record.json` and `exit.json` stay, so [`list`](Self::list) still reports the
+    /// container, exited, after an agent restart. That is how a restarted agent knows that
+    /// a pod's init containers completed, and which restart count and exit an app
+    /// container waiting out its back-off had, when no container of the pod runs (issue
+    /// 10: pods ran their init containers again after an agent restart). The record goes
+    /// when a newer container of the same name starts in the pod
+    /// ([`forget_exited`](Self::forget_exited)) or with the pod. A container still running
+    /// is removed entirely, as by [`remove_container`](Self::remove_container).
+    pub fn retire_container(&self, c: &ContainerHandle) -> Result<()> {
+        let exit_file = c.bundle.join("exit.json");
+        if !exit_file.exists() {
+            return self.remove_container(c);
+        }
+        self.release_bundle(&c.id, &c.bundle, &c.record.cgroup)?;
+        let entries = match fs::read_dir(&c.bundle) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).ctx("read dir", &c.bundle),
+        };
+        for entry in entries {
+            let entry = entry.ctx("read dir", &c.bundle)?;
+            let name = entry.file_name();
+            if name == "record.json" || name == "exit.json" {
+                continue;
+            }
+            let path = entry.path();
+            let r = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match r {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).ctx("remove", path)
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the exit records ([`retire_container`](Self::retire_container)) of the
+    /// containers named `container_name` in pod directory `pod_dir` other than `keep`:
+    /// called once a newer container of that name has started.
+    pub fn forget_exited(&self, pod_dir: &Path, container_name: &str, keep: &str) -> Result<()> {
+        for c in self.list_pod(pod_dir)?.1 {
+            if c.id != keep
+                && c.record.container_name == container_name
+                && c.bundle.join("exit.json").exists()
+            {
+                self.cleanup_bundle(&c.id, &c.bundle, &c.record.cgroup)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes runc's container, unmounts the overlay and removes the cgroup.
+    fn release_bundle(&self, id: &str, bundle: &Path, cgroup: &str) -> Result<()> {
         self.runc_delete(id)?;
         let rootfs = bundle.join("rootfs");
         if util::is_mount_point(&rootfs) {
@@ -709,7 +768,11 @@ impl RuncRuntime {
                 source,
             })?;
         }
-        util::remove_cgroup(cgroup).ctx("remove cgroup", cgroup)?;
+        util::remove_cgroup(cgroup).ctx("remove cgroup", cgroup)
+    }
+
+    fn cleanup_bundle(&self, id: &str, bundle: &Path, cgroup: &str) -> Result<()> {
+        self.release_bundle(id, bundle, cgroup)?;
         match fs::remove_dir_all(bundle) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove dir", bundle),
             _ => Ok(()),
