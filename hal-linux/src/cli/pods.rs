@@ -337,6 +337,7 @@ pub fn rows(
                     p.uid.clone(),
                     p.file.clone().unwrap_or_else(|| "<none>".into()),
                     note,
+                    p.mirror.clone().unwrap_or_else(|| "<none>".into()),
                 ]);
             }
             row
@@ -354,7 +355,7 @@ pub fn table(pods: &[PodInfo], clock: Clock, node: &str, now_ms: u64, wide: bool
 pub enum Output {
     /// The table (no `-o`).
     Table,
-    /// The table with NODE, UID, FILE, NOTE.
+    /// The table with NODE, UID, FILE, NOTE, MIRROR (the mirror pod's sync state).
     Wide,
     /// A `PodList` (or one `Pod` when one NAME is given) as JSON.
     Json,
@@ -454,7 +455,7 @@ fn render_object(output: &Output, v: &Value) -> String {
 fn header(wide: bool) -> Vec<&'static str> {
     let mut h = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
     if wide {
-        h.extend(["NODE", "UID", "FILE", "NOTE"]);
+        h.extend(["NODE", "UID", "FILE", "NOTE", "MIRROR"]);
     }
     h
 }
@@ -645,6 +646,7 @@ mod tests {
             terminating: None,
             pod_json: String::new(),
             created_unix_ms: 0,
+            mirror: None,
         }
     }
 
