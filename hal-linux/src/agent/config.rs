@@ -197,7 +197,10 @@ fn apply_kubelet_config(
             let field = |k: &str| t.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
             let text = format!("{}={}:{}", field("key"), field("value"), field("effect"));
             taints.extend(crate::cluster::Taint::parse_list(&text).map_err(|e| {
-                ConfigError(format!("--config {}: registerWithTaints[{i}]: {e}", path.display()))
+                ConfigError(format!(
+                    "--config {}: registerWithTaints[{i}]: {e}",
+                    path.display()
+                ))
             })?);
         }
         c.taints = Some(taints);
@@ -364,9 +367,10 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
             "bootstrap-kubeconfig" => bootstrap = Some(PathBuf::from(need(value)?)),
             "register-with-taints" => {
                 let v = need(value)?;
-                taints = Some(crate::cluster::Taint::parse_list(&v).map_err(|e| {
-                    ConfigError(format!("--register-with-taints: {e}"))
-                })?);
+                taints = Some(
+                    crate::cluster::Taint::parse_list(&v)
+                        .map_err(|e| ConfigError(format!("--register-with-taints: {e}")))?,
+                );
             }
             "register-node" => register_node = Some(value.is_none_or(|v| v != "false")),
             "node-labels" => {
@@ -516,13 +520,21 @@ mod tests {
         // The flag wins over the file's registerWithTaints.
         assert_eq!(
             c.taints,
-            [crate::cluster::Taint { key: "x".into(), value: "y".into(), effect: "NoExecute".into() }]
+            [crate::cluster::Taint {
+                key: "x".into(),
+                value: "y".into(),
+                effect: "NoExecute".into()
+            }]
         );
         let d = parse(&args(&["--kubeconfig=/k"])).unwrap().cluster.unwrap();
         assert_eq!(d.taints, [crate::cluster::Taint::static_only()]);
         assert_eq!(d.node_status_update_frequency, Duration::from_secs(10));
         assert_eq!(d.renew_interval(), Duration::from_secs(10));
-        assert!(parse(&args(&["--register-with-taints=k:Sometimes", "--kubeconfig=/k"])).is_err());
+        assert!(parse(&args(&[
+            "--register-with-taints=k:Sometimes",
+            "--kubeconfig=/k"
+        ]))
+        .is_err());
         assert!(parse(&args(&["--bootstrap-kubeconfig=/b"])).is_err());
     }
 

@@ -191,10 +191,7 @@ impl Mirrors {
     }
 
     fn list(&mut self, api: &Api) -> Result<(), ApiError> {
-        let path = format!(
-            "/api/v1/pods?fieldSelector=spec.nodeName%3D{}",
-            self.node
-        );
+        let path = format!("/api/v1/pods?fieldSelector=spec.nodeName%3D{}", self.node);
         let v = api.get(&path)?;
         self.cache = v["items"]
             .as_array()
@@ -318,7 +315,10 @@ impl Mirrors {
                 crate::agent::log(
                     crate::agent::Level::Info,
                     key,
-                    &format!("mirror pod deleted (uid {}) to be created again: {why}", o.uid),
+                    &format!(
+                        "mirror pod deleted (uid {}) to be created again: {why}",
+                        o.uid
+                    ),
                 );
                 self.cache.remove(key);
                 self.sent.remove(&o.uid);
@@ -332,10 +332,7 @@ impl Mirrors {
                 return Ok("waiting: the Node is not registered yet".into());
             }
             let obj = mirror_object(p, &self.node, node_uid);
-            let created = api.create(
-                &format!("/api/v1/namespaces/{}/pods", p.namespace),
-                &obj,
-            )?;
+            let created = api.create(&format!("/api/v1/namespaces/{}/pods", p.namespace), &obj)?;
             let (_, o) = Observed::of(&created).ok_or_else(|| ApiError::Transport {
                 method: "POST",
                 path: pod_path(key),

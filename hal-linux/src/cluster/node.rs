@@ -88,8 +88,10 @@ impl Machine {
                     .map(|v| v.trim_matches('"').to_string())
             })
             .unwrap_or_else(|| "Linux".into());
+        // The casts matter on 32-bit targets (c_ulong, fsblkcnt_t).
+        #[allow(clippy::unnecessary_cast)]
         let ephemeral_storage = nix::sys::statvfs::statvfs(root_dir)
-            .map(|s| s.blocks() as u64 * s.fragment_size() as u64)
+            .map(|s| (s.blocks() as u64).saturating_mul(s.fragment_size() as u64))
             .unwrap_or(0);
         Machine {
             node: node.to_string(),
@@ -214,7 +216,12 @@ fn node_path(node: &str) -> String {
 
 /// The Node's UID: the existing Node's, or a new Node's (when `s.register_node`).
 pub fn register(api: &Api, m: &Machine, s: &Settings, now: &str) -> Result<String, ApiError> {
-    let uid = |v: &Value| v["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let uid = |v: &Value| {
+        v["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
     match api.get(&node_path(&m.node)) {
         Ok(v) => return Ok(uid(&v)),
         Err(e) if e.is_not_found() && s.register_node => {}
@@ -236,7 +243,12 @@ pub fn update_status(api: &Api, m: &Machine, now: &str) -> Result<String, ApiErr
         let mut node = api.get(&node_path(&m.node))?;
         apply_status(&mut node, m, now);
         match api.update(&format!("{}/status", node_path(&m.node)), &node) {
-            Ok(v) => return Ok(v["metadata"]["uid"].as_str().unwrap_or_default().to_string()),
+            Ok(v) => {
+                return Ok(v["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string())
+            }
             Err(e) if e.is_conflict() => last = Some(e),
             Err(e) => return Err(e),
         }
