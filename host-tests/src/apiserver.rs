@@ -28,12 +28,12 @@
 //! matching request fail with a given code (a 409 or a 500), and the admin methods
 //! ([`ApiServer::delete_pod`], [`ApiServer::pod`], …) act as `kubectl` would.
 
+use crate::registry::openssl;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,19 +75,6 @@ pub struct ApiServer {
     users: Users,
     state: Arc<Mutex<State>>,
     down: Arc<AtomicBool>,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command (Debian: apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn pem_der(path: &Path) -> Vec<u8> {
@@ -272,26 +259,7 @@ impl ApiServer {
             "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
         )
         .unwrap();
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-days",
-                "2",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &crt,
-                "-extfile",
-                "client.cnf",
-            ],
-        );
+        crate::registry::sign_with_ca(d, &csr, &crt, "client.cnf");
         self.users
             .lock()
             .unwrap()

@@ -467,42 +467,48 @@ mod tests {
         assert!(c.register_node);
     }
 
-    #[test]
-    fn the_kubeadm_drop_in_line_gives_cluster_settings() {
-        let f = std::env::temp_dir().join(format!("keel-kubeadm-{}.yaml", std::process::id()));
+    /// Parses kubeadm's drop-in line with a KubeletConfiguration whose
+    /// nodeStatusUpdateFrequency is `freq`, plus `extra` flags.
+    fn kubeadm_line(tag: &str, freq: &str, extra: &[&str]) -> AgentConfig {
+        let f =
+            std::env::temp_dir().join(format!("keel-kubeadm-{tag}-{}.yaml", std::process::id()));
         std::fs::write(
             &f,
-            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: /etc/kubernetes/manifests\nnodeStatusUpdateFrequency: 0s\nnodeLeaseDurationSeconds: 20\nregisterWithTaints:\n- key: node-role.kubernetes.io/control-plane\n  effect: NoSchedule\n",
+            format!("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: /etc/kubernetes/manifests\nnodeStatusUpdateFrequency: {freq}\nnodeLeaseDurationSeconds: 20\nregisterWithTaints:\n- key: node-role.kubernetes.io/control-plane\n  effect: NoSchedule\n"),
         )
         .unwrap();
-        let cfg = parse(&args(&[
+        let config = format!("--config={}", f.display());
+        let mut a = vec![
             "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
             "--kubeconfig=/etc/kubernetes/kubelet.conf",
-            &format!("--config={}", f.display()),
-            "--container-runtime-endpoint=unix:///var/run/containerd/containerd.sock",
-            "--pod-infra-container-image=registry.k8s.io/pause:3.10",
-        ]))
-        .unwrap();
+            config.as_str(),
+        ];
+        a.extend(extra);
+        let cfg = parse(&args(&a)).unwrap();
         std::fs::remove_file(&f).unwrap();
+        cfg
+    }
+
+    #[test]
+    fn the_kubeadm_drop_in_line_gives_cluster_settings() {
+        let cfg = kubeadm_line(
+            "zero",
+            "0s",
+            &[
+                "--container-runtime-endpoint=unix:///var/run/containerd/containerd.sock",
+                "--pod-infra-container-image=registry.k8s.io/pause:3.10",
+            ],
+        );
         // kubeadm writes 0s for "the default": not a busy loop.
         let c = cfg.cluster.unwrap();
         assert_eq!(c.node_status_update_frequency, Duration::from_secs(10));
         assert_eq!(c.lease_duration_secs, 20);
-        let f2 = std::env::temp_dir().join(format!("keel-kubeadm2-{}.yaml", std::process::id()));
-        std::fs::write(
-            &f2,
-            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: /etc/kubernetes/manifests\nnodeStatusUpdateFrequency: 4s\nnodeLeaseDurationSeconds: 20\nregisterWithTaints:\n- key: node-role.kubernetes.io/control-plane\n  effect: NoSchedule\n",
-        )
-        .unwrap();
-        let cfg = parse(&args(&[
-            "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
-            "--kubeconfig=/etc/kubernetes/kubelet.conf",
-            &format!("--config={}", f2.display()),
-            "--node-labels=a=b",
-            "--register-with-taints=x=y:NoExecute",
-        ]))
-        .unwrap();
-        std::fs::remove_file(&f2).unwrap();
+        assert_eq!(c.taints[0].key, "node-role.kubernetes.io/control-plane");
+        let cfg = kubeadm_line(
+            "four",
+            "4s",
+            &["--node-labels=a=b", "--register-with-taints=x=y:NoExecute"],
+        );
         assert_eq!(
             cfg.manifest_path,
             Some(PathBuf::from("/etc/kubernetes/manifests"))
