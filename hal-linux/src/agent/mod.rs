@@ -697,6 +697,15 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     rcfg.log_max_files = cfg.log_max_files;
     rcfg.cgroup_parent = cfg.cgroup_parent.clone();
     let runc = RuncRuntime::new(rcfg).map_err(|e| StartError(format!("runtime: {e}")))?;
+    if let Some(floor) = runc.oom_score_floor() {
+        log(
+            Level::Warn,
+            "",
+            &format!(
+                "the agent lacks CAP_SYS_RESOURCE: OOM score adjustments below its own ({floor}) cannot be set, so critical and Guaranteed pods get {floor} instead of -997"
+            ),
+        );
+    }
     // (uid, NAMESPACE/NAME) of every pod sandbox an earlier agent left.
     let earlier_pods: Option<Vec<(String, String)>> = runc.list().ok().map(|l| {
         l.sandboxes
