@@ -109,7 +109,8 @@ impl std::fmt::Debug for LinuxRuntime {
     }
 }
 
-fn host_ip() -> String {
+/// The first non-loopback IPv4 address (127.0.0.1 when there is none).
+pub(crate) fn host_ip() -> String {
     if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
         for a in addrs {
             if let Some(sin) = a.address.as_ref().and_then(|s| s.as_sockaddr_in()) {
@@ -123,7 +124,8 @@ fn host_ip() -> String {
     "127.0.0.1".into()
 }
 
-fn total_memory() -> u64 {
+/// MemTotal of /proc/meminfo, bytes (0 when unreadable).
+pub(crate) fn total_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {

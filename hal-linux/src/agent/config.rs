@@ -60,6 +60,9 @@ pub struct AgentConfig {
     pub print_systemd_unit: bool,
     /// The flags as given (without `--print-systemd-unit`), for the unit's ExecStart.
     pub args: Vec<String>,
+    /// The API server to register with and mirror pods to (`--kubeconfig`); `None`
+    /// without one (standalone).
+    pub cluster: Option<crate::cluster::Settings>,
 }
 
 impl Default for AgentConfig {
@@ -87,6 +90,7 @@ impl Default for AgentConfig {
             seccomp_default: false,
             print_systemd_unit: false,
             args: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -158,9 +162,17 @@ pub const APPLIED_CONFIG_FIELDS: &[&str] = &[
     "healthzPort",
     "healthzBindAddress",
     "seccompDefault",
+    "nodeStatusUpdateFrequency",
+    "nodeLeaseDurationSeconds",
+    "registerNode",
+    "registerWithTaints",
 ];
 
-fn apply_kubelet_config(cfg: &mut AgentConfig, path: &std::path::Path) -> Result<(), ConfigError> {
+fn apply_kubelet_config(
+    cfg: &mut AgentConfig,
+    c: &mut ClusterFile,
+    path: &std::path::Path,
+) -> Result<(), ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("--config {}: {e}", path.display())))?;
     let v: serde_yaml::Value = serde_yaml::from_str(&text)
@@ -196,6 +208,42 @@ fn apply_kubelet_config(cfg: &mut AgentConfig, path: &std::path::Path) -> Result
     }
     if let Some(n) = v.get("containerLogMaxFiles").and_then(|x| x.as_u64()) {
         cfg.log_max_files = n.clamp(1, 1000) as u32;
+    }
+    if let Some(d) = v.get("nodeStatusUpdateFrequency").and_then(|x| x.as_str()) {
+        let f = parse_duration(d).ok_or_else(|| {
+            ConfigError(format!(
+                "--config {}: nodeStatusUpdateFrequency {d:?} is not a duration",
+                path.display()
+            ))
+        })?;
+        // Zero is "the default", as kubeadm writes it (see fileCheckFrequency below).
+        c.node_status_update_frequency = (!f.is_zero()).then_some(f);
+    }
+    if let Some(n) = v.get("nodeLeaseDurationSeconds") {
+        let n = n.as_u64().filter(|n| *n <= 3600).ok_or_else(|| {
+            ConfigError(format!(
+                "--config {}: nodeLeaseDurationSeconds {n:?} is not a number of seconds (0-3600)",
+                path.display()
+            ))
+        })?;
+        c.lease_duration_secs = (n > 0).then_some(n as u32);
+    }
+    if let Some(b) = v.get("registerNode").and_then(|x| x.as_bool()) {
+        c.register_node = Some(b);
+    }
+    if let Some(list) = v.get("registerWithTaints").and_then(|x| x.as_sequence()) {
+        let mut taints = Vec::new();
+        for (i, t) in list.iter().enumerate() {
+            let field = |k: &str| t.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+            let text = format!("{}={}:{}", field("key"), field("value"), field("effect"));
+            taints.extend(crate::cluster::Taint::parse_list(&text).map_err(|e| {
+                ConfigError(format!(
+                    "--config {}: registerWithTaints[{i}]: {e}",
+                    path.display()
+                ))
+            })?);
+        }
+        c.taints = Some(taints);
     }
     if let Some(p) = v.get("healthzPort") {
         // kubeadm writes it; a zero in the file is the kubelet's "use the default".
@@ -495,14 +543,25 @@ fn unknown_flag(name: &str) -> ConfigError {
     ))
 }
 
+/// Cluster settings read from the KubeletConfiguration file (flags win over them).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct ClusterFile {
+    node_status_update_frequency: Option<Duration>,
+    lease_duration_secs: Option<u32>,
+    register_node: Option<bool>,
+    taints: Option<Vec<crate::cluster::Taint>>,
+}
+
 /// Flags `keel agent` takes (besides kubelet flags it ignores).
 pub const USAGE: &str = "\
 usage: keel agent [flags]
 
   --pod-manifest-path PATH     directory (or single file) of static pod manifests
   --config FILE                a KubeletConfiguration (staticPodPath, fileCheckFrequency,
-                               podLogsDir, containerLogMaxSize, containerLogMaxFiles);
-                               flags win over it
+                               podLogsDir, containerLogMaxSize, containerLogMaxFiles,
+                               healthzPort, healthzBindAddress, seccompDefault,
+                               nodeStatusUpdateFrequency, nodeLeaseDurationSeconds,
+                               registerNode, registerWithTaints); flags win over it
   --file-check-frequency DUR   full re-list period (default 20s; inotify reacts at once)
   --hostname-override NAME     node name (default: the host name)
   --root-dir DIR               images, pod state, runc state (default /var/lib/keel)
@@ -514,6 +573,15 @@ usage: keel agent [flags]
   --max-pods N                 pod capacity (default 110)
   --cgroup-parent PATH         absolute cgroup all pods go under (default /keel)
   --allow-insecure-manifests   read manifests writable by users other than root
+  --kubeconfig FILE            register the node and mirror every static pod in this
+                               API server (SPEC 7); waited for if it does not exist yet
+  --bootstrap-kubeconfig FILE  accepted (kubeadm's drop-in passes it); keel does no TLS
+                               bootstrap: it says so and waits for --kubeconfig
+  --register-with-taints LIST  key[=value]:Effect,... set when the Node is created
+                               (default keel.io/static-only:NoSchedule)
+  --register-node[=false]      create the Node if missing (default true)
+  --node-labels LIST           key=value,... labels of the created Node
+  --node-ip IP                 the Node's InternalIP (default: first non-loopback IPv4)
   --drain-on-exit              on SIGTERM/SIGINT stop every pod gracefully, then exit
                                (default: exit and leave pods running for the next agent)
   --log-format text|json       log lines for people (text, the default) or one JSON object
@@ -556,6 +624,7 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
         let is_bool = matches!(
             name.as_str(),
             "allow-insecure-manifests"
+                | "register-node"
                 | "drain-on-exit"
                 | "help"
                 | "h"
@@ -580,9 +649,16 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
                 })?));
         }
     }
+    let mut cluster_file = ClusterFile::default();
     if let Some(f) = &config_file {
-        apply_kubelet_config(&mut cfg, f)?;
+        apply_kubelet_config(&mut cfg, &mut cluster_file, f)?;
     }
+    let mut kubeconfig: Option<PathBuf> = None;
+    let mut bootstrap: Option<PathBuf> = None;
+    let mut taints: Option<Vec<crate::cluster::Taint>> = None;
+    let mut register_node: Option<bool> = None;
+    let mut node_labels = Vec::new();
+    let mut node_ip: Option<String> = None;
     for (name, value) in flags {
         let need =
             |v: Option<String>| v.ok_or_else(|| ConfigError(format!("--{name} needs a value")));
@@ -644,6 +720,25 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
                     ))
                 })?;
             }
+            "kubeconfig" => kubeconfig = Some(PathBuf::from(need(value)?)),
+            "bootstrap-kubeconfig" => bootstrap = Some(PathBuf::from(need(value)?)),
+            "register-with-taints" => {
+                let v = need(value)?;
+                taints = Some(
+                    crate::cluster::Taint::parse_list(&v)
+                        .map_err(|e| ConfigError(format!("--register-with-taints: {e}")))?,
+                );
+            }
+            "register-node" => register_node = Some(value.is_none_or(|v| v != "false")),
+            "node-labels" => {
+                for kv in need(value)?.split(',').filter(|s| !s.is_empty()) {
+                    let (k, v) = kv.split_once('=').ok_or_else(|| {
+                        ConfigError(format!("--node-labels: {kv:?} is not key=value"))
+                    })?;
+                    node_labels.push((k.to_string(), v.to_string()));
+                }
+            }
+            "node-ip" => node_ip = Some(need(value)?),
             "allow-insecure-manifests" => cfg.allow_insecure = value.is_none_or(|v| v != "false"),
             "drain-on-exit" => cfg.drain_on_exit = value.is_none_or(|v| v != "false"),
             "seccomp-default" => cfg.seccomp_default = value.is_none_or(|v| v != "false"),
@@ -665,6 +760,29 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
             other if KUBELET_FLAGS.contains(&other) => cfg.ignored_flags.push(format!("--{other}")),
             other => return Err(unknown_flag(other)),
         }
+    }
+    if let Some(path) = kubeconfig {
+        let mut c = crate::cluster::Settings::new(path);
+        c.bootstrap_kubeconfig = bootstrap;
+        c.node_labels = node_labels;
+        c.node_ip = node_ip;
+        if let Some(t) = taints.or(cluster_file.taints) {
+            c.taints = t;
+        }
+        if let Some(b) = register_node.or(cluster_file.register_node) {
+            c.register_node = b;
+        }
+        if let Some(d) = cluster_file.node_status_update_frequency {
+            c.node_status_update_frequency = d;
+        }
+        if let Some(n) = cluster_file.lease_duration_secs {
+            c.lease_duration_secs = n;
+        }
+        cfg.cluster = Some(c);
+    } else if bootstrap.is_some() {
+        return Err(ConfigError(
+            "--bootstrap-kubeconfig needs --kubeconfig (the file the kubelet would write)".into(),
+        ));
     }
     // A zero period means "the default", as the kubelet's defaulting reads it (kubeadm
     // writes `fileCheckFrequency: 0s`); taken literally it would re-list without pause.
@@ -714,11 +832,90 @@ mod tests {
             [
                 "--container-runtime",
                 "--container-runtime-endpoint",
-                "--kubeconfig",
                 "--network-plugin",
-                "--register-node"
             ]
         );
+        // --kubeconfig and --register-node are implemented now (SPEC 7), not ignored.
+        let c = cfg.cluster.expect("--kubeconfig gives cluster settings");
+        assert_eq!(c.kubeconfig, PathBuf::from("/var/lib/kubelet/kubeconfig"));
+        assert!(c.register_node);
+    }
+
+    /// Parses kubeadm's drop-in line with a KubeletConfiguration whose
+    /// nodeStatusUpdateFrequency is `freq`, plus `extra` flags.
+    fn kubeadm_line(tag: &str, freq: &str, extra: &[&str]) -> AgentConfig {
+        let f =
+            std::env::temp_dir().join(format!("keel-kubeadm-{tag}-{}.yaml", std::process::id()));
+        std::fs::write(
+            &f,
+            format!("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: /etc/kubernetes/manifests\nnodeStatusUpdateFrequency: {freq}\nnodeLeaseDurationSeconds: 20\nregisterWithTaints:\n- key: node-role.kubernetes.io/control-plane\n  effect: NoSchedule\n"),
+        )
+        .unwrap();
+        let config = format!("--config={}", f.display());
+        let mut a = vec![
+            "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
+            "--kubeconfig=/etc/kubernetes/kubelet.conf",
+            config.as_str(),
+        ];
+        a.extend(extra);
+        let cfg = parse(&args(&a)).unwrap();
+        std::fs::remove_file(&f).unwrap();
+        cfg
+    }
+
+    #[test]
+    fn the_kubeadm_drop_in_line_gives_cluster_settings() {
+        let cfg = kubeadm_line(
+            "zero",
+            "0s",
+            &[
+                "--container-runtime-endpoint=unix:///var/run/containerd/containerd.sock",
+                "--pod-infra-container-image=registry.k8s.io/pause:3.10",
+            ],
+        );
+        // kubeadm writes 0s for "the default": not a busy loop.
+        let c = cfg.cluster.unwrap();
+        assert_eq!(c.node_status_update_frequency, Duration::from_secs(10));
+        assert_eq!(c.lease_duration_secs, 20);
+        assert_eq!(c.taints[0].key, "node-role.kubernetes.io/control-plane");
+        let cfg = kubeadm_line(
+            "four",
+            "4s",
+            &["--node-labels=a=b", "--register-with-taints=x=y:NoExecute"],
+        );
+        assert_eq!(
+            cfg.manifest_path,
+            Some(PathBuf::from("/etc/kubernetes/manifests"))
+        );
+        let c = cfg.cluster.unwrap();
+        assert_eq!(c.kubeconfig, PathBuf::from("/etc/kubernetes/kubelet.conf"));
+        assert_eq!(
+            c.bootstrap_kubeconfig,
+            Some(PathBuf::from("/etc/kubernetes/bootstrap-kubelet.conf"))
+        );
+        assert_eq!(c.node_status_update_frequency, Duration::from_secs(4));
+        assert_eq!(c.lease_duration_secs, 20);
+        assert_eq!(c.renew_interval(), Duration::from_secs(5));
+        assert_eq!(c.node_labels, [("a".to_string(), "b".to_string())]);
+        // The flag wins over the file's registerWithTaints.
+        assert_eq!(
+            c.taints,
+            [crate::cluster::Taint {
+                key: "x".into(),
+                value: "y".into(),
+                effect: "NoExecute".into()
+            }]
+        );
+        let d = parse(&args(&["--kubeconfig=/k"])).unwrap().cluster.unwrap();
+        assert_eq!(d.taints, [crate::cluster::Taint::static_only()]);
+        assert_eq!(d.node_status_update_frequency, Duration::from_secs(10));
+        assert_eq!(d.renew_interval(), Duration::from_secs(10));
+        assert!(parse(&args(&[
+            "--register-with-taints=k:Sometimes",
+            "--kubeconfig=/k"
+        ]))
+        .is_err());
+        assert!(parse(&args(&["--bootstrap-kubeconfig=/b"])).is_err());
     }
 
     #[test]

@@ -128,6 +128,8 @@ struct Agent<'s, R> {
     stopping: std::collections::HashMap<(u16, u8), keel_core::time::Instant>,
     /// The manifest source's last error message, for the SourceUnavailable line.
     source_error: Option<String>,
+    /// Each mirror pod's sync state, written by the cluster thread (with --kubeconfig).
+    mirrors: Option<crate::cluster::mirror::States>,
 }
 
 impl<R: AgentRuntime> Agent<'_, R> {
@@ -528,6 +530,12 @@ impl<R: AgentRuntime> Agent<'_, R> {
         let name = p.s(p.name).to_string();
         let uid = slot.uid().to_string();
         let log_base = PathBuf::from(format!("{ns}_{name}_{uid}"));
+        let mirror = self.mirrors.as_ref().map(|m| {
+            m.lock()
+                .ok()
+                .and_then(|m| m.get(&format!("{ns}/{name}")).cloned())
+                .unwrap_or_else(|| "waiting: not synced yet".into())
+        });
         let containers = p
             .all_containers()
             .zip(slot.containers().iter())
@@ -573,6 +581,7 @@ impl<R: AgentRuntime> Agent<'_, R> {
             terminating: slot.terminating().map(|r| format!("{r:?}")),
             pod_json: crate::render::pod(p).to_string(),
             created_unix_ms: self.boot_unix_ms + slot.created_at().millis(),
+            mirror,
         })
     }
 
@@ -773,6 +782,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         node: node.clone(),
         stopping: Default::default(),
         source_error: None,
+        mirrors: cfg.cluster.as_ref().map(|_| Default::default()),
     };
     let mut src = DirSource::new(&manifest_path, cfg.allow_insecure);
     let drain_on_exit = cfg.drain_on_exit;
@@ -800,6 +810,9 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
             node: agent.node.clone(),
             clock: wire::Clock { boot_unix_ms: agent.boot_unix_ms },
         };
+        if let (Some(settings), Some(states)) = (cfg.cluster.clone(), agent.mirrors.clone()) {
+            start_cluster(settings, &cfg, &agent.node, wire::Clock { boot_unix_ms: agent.boot_unix_ms }, call_tx.clone(), states)?;
+        }
         tokio::spawn(crate::control::serve(listener, info, call_tx));
         let heartbeat = healthz::Heartbeat::new();
         if cfg.healthz_port != 0 {
@@ -916,6 +929,37 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         let _ = std::fs::remove_file(&socket);
         Ok::<(), StartError>(())
     })
+}
+
+/// Starts the cluster thread (SPEC 7), fed with the agent's `Pods` answers over `calls`
+/// (the same channel as the control socket's requests, so it never touches the
+/// reconciler from another thread).
+fn start_cluster(
+    settings: crate::cluster::Settings,
+    cfg: &AgentConfig,
+    node: &str,
+    clock: wire::Clock,
+    calls: tokio::sync::mpsc::Sender<crate::control::Call>,
+    states: crate::cluster::mirror::States,
+) -> Result<(), StartError> {
+    let machine = crate::cluster::node::Machine::detect(
+        node,
+        settings.node_ip.as_deref(),
+        cfg.max_pods,
+        &cfg.root_dir,
+    );
+    let snapshot: crate::cluster::Snapshot = Box::new(move || {
+        let (call, rx) = crate::control::Call::new(Request::Pods);
+        calls.blocking_send(call).ok()?;
+        // Anything but Pods means the agent is shutting down: the thread ends.
+        match rx.blocking_recv().ok()? {
+            Response::Pods(p) => Some(p),
+            _ => None,
+        }
+    });
+    crate::cluster::spawn(settings, machine, clock, snapshot, states)
+        .map(drop)
+        .map_err(|e| StartError(format!("cluster thread: {e}")))
 }
 
 /// On the first signal with `--drain-on-exit`, starts draining (returns true: keep
