@@ -96,6 +96,8 @@ pub struct LinuxRuntime {
     notices: Vec<Notice>,
     /// Workers of removed pods still finishing their queue.
     finishing: Vec<std::thread::JoinHandle<()>>,
+    /// `<root-dir>/seccomp`, where `Localhost` seccomp profiles are.
+    seccomp_dir: PathBuf,
 }
 
 impl std::fmt::Debug for LinuxRuntime {
@@ -159,6 +161,7 @@ impl LinuxRuntime {
         let images = Arc::new(images);
         let pull_wake = wake.clone();
         let puller = Puller::new(images.clone(), Arc::new(move || pull_wake.notify_one()));
+        let seccomp_dir = runc.config().root_dir.join("seccomp");
         LinuxRuntime {
             runc: Arc::new(runc),
             images,
@@ -177,6 +180,7 @@ impl LinuxRuntime {
             messages: HashMap::new(),
             notices: Vec::new(),
             finishing: Vec::new(),
+            seccomp_dir,
         }
     }
 
@@ -261,6 +265,8 @@ impl LinuxRuntime {
             host_ip: &self.host_ip,
             node_cpus: self.cpus,
             node_memory: self.memory,
+            seccomp_dir: &self.seccomp_dir,
+            seccomp_default: self.runc.config().seccomp_default,
         }
     }
 }

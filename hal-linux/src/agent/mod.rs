@@ -9,11 +9,13 @@
 
 pub mod adapter;
 pub mod config;
+pub mod healthz;
 mod probes;
 pub mod source;
 pub mod spec;
 #[cfg(test)]
 mod tests;
+pub mod unit;
 mod worker;
 
 use crate::image::ImageStore;
@@ -664,6 +666,12 @@ impl<R: AgentRuntime> Agent<'_, R> {
 /// Runs the agent until SIGTERM/SIGINT.
 pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     log::configure(cfg.log_format, cfg.verbosity);
+    if cfg.print_systemd_unit {
+        let exe = std::env::current_exe()
+            .map_err(|e| StartError(format!("cannot find the keel binary itself: {e}")))?;
+        print!("{}", unit::systemd_unit(&exe, &cfg.args));
+        return Ok(());
+    }
     if !nix::unistd::geteuid().is_root() {
         return Err(StartError(
             "keel agent must run as root: it creates namespaces, mounts and cgroups".into(),
@@ -698,6 +706,16 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
             &format!("ignoring kubelet flag {f}: keel does not implement it"),
         );
     }
+    for f in &cfg.ignored_config_fields {
+        log(
+            Level::Warn,
+            "",
+            &format!(
+                "ignoring KubeletConfiguration field {f}: keel does not implement it (it applies {})",
+                config::APPLIED_CONFIG_FIELDS.join(", ")
+            ),
+        );
+    }
     let keel = std::env::current_exe()
         .map_err(|e| StartError(format!("cannot find the keel binary itself: {e}")))?;
     let mut rcfg = RuncConfig::new(&cfg.root_dir, runc, keel);
@@ -705,7 +723,17 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     rcfg.log_max_size = cfg.log_max_size;
     rcfg.log_max_files = cfg.log_max_files;
     rcfg.cgroup_parent = cfg.cgroup_parent.clone();
+    rcfg.seccomp_default = cfg.seccomp_default;
     let runc = RuncRuntime::new(rcfg).map_err(|e| StartError(format!("runtime: {e}")))?;
+    if let Some(floor) = runc.oom_score_floor() {
+        log(
+            Level::Warn,
+            "",
+            &format!(
+                "the agent lacks CAP_SYS_RESOURCE: OOM score adjustments below its own ({floor}) cannot be set, so critical and Guaranteed pods get {floor} instead of -997"
+            ),
+        );
+    }
     // (uid, NAMESPACE/NAME) of every pod sandbox an earlier agent left.
     let earlier_pods: Option<Vec<(String, String)>> = runc.list().ok().map(|l| {
         l.sandboxes
@@ -786,6 +814,14 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
             start_cluster(settings, &cfg, &agent.node, wire::Clock { boot_unix_ms: agent.boot_unix_ms }, call_tx.clone(), states)?;
         }
         tokio::spawn(crate::control::serve(listener, info, call_tx));
+        let heartbeat = healthz::Heartbeat::new();
+        if cfg.healthz_port != 0 {
+            let addr = std::net::SocketAddr::new(cfg.healthz_bind_address, cfg.healthz_port);
+            let l = healthz::bind(addr)
+                .await
+                .map_err(|e| StartError(format!("healthz endpoint {addr}: {e} (--healthz-port 0 disables it)")))?;
+            tokio::spawn(healthz::serve(l, heartbeat.clone()));
+        }
         let watcher = Watcher::new(&manifest_path).map_err(|e| StartError(format!("inotify: {e}")))?;
         let mut watcher = register(WatchFd(watcher))?;
         let mut image_watch = register(WatchFd(Watcher::new(&images_dir).map_err(|e| StartError(format!("inotify: {e}")))?.only("index.json")))?;
@@ -800,6 +836,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         let mut earlier = earlier_pods;
         let mut drain_deadline: Option<std::time::Instant> = None;
         loop {
+            heartbeat.beat();
             let now = agent.now();
             agent.rec.set_wall_time(&crate::timefmt::now());
             agent.rec.poll(now, &mut src, &mut agent.rt);
