@@ -2,7 +2,7 @@
 //! churn, restarted, and checked after every restart, against real runc.
 //!
 //! Each iteration applies one to three random changes to the manifest directory (create,
-//! edit, delete, crash a container), lets the agent work for a random 0–1.5 s, stops it
+//! edit, delete, crash a container), lets the agent work for a random 0–1 s, stops it
 //! (SIGKILL mostly; every so often SIGTERM, which leaves the pods running, or SIGTERM with
 //! `--drain-on-exit`, which stops them all), restarts it and waits until the node is what
 //! the manifests ask. Then it checks:
@@ -425,8 +425,11 @@ fn random_kills_leave_no_duplicates_no_orphans_and_rerun_no_init() {
         first.len(),
         t0.elapsed().as_secs_f64()
     );
-    let (mut sigkills, mut terms, mut drains) = (0, 0, 0);
-    for round in 0..kills {
+    let (mut sigkills, mut terms, mut drains) = (0u64, 0u64, 0u64);
+    // Rounds go on until `kills` SIGKILLs have been dealt (SIGTERM rounds come on top).
+    let mut round = 0u64;
+    while sigkills < kills {
+        round += 1;
         let mut did = Vec::new();
         for _ in 0..1 + rng.below(3) {
             let present: Vec<String> = l.want.keys().cloned().collect();
@@ -464,13 +467,13 @@ fn random_kills_leave_no_duplicates_no_orphans_and_rerun_no_init() {
                 _ => {}
             }
         }
-        std::thread::sleep(Duration::from_millis(rng.below(1500)));
-        // Mostly SIGKILL; one round in eight a plain SIGTERM (pods stay), one in eight a
-        // SIGTERM with --drain-on-exit (pods stop).
+        std::thread::sleep(Duration::from_millis(rng.below(1000)));
+        // Mostly SIGKILL; round 1 and one round in sixteen a plain SIGTERM (pods stay),
+        // round 2 and one in sixteen a SIGTERM with --drain-on-exit (pods stop).
         let mut kept: Option<BTreeSet<String>> = None;
-        let how = match rng.below(8) {
-            0 => "sigterm",
-            1 => "drain",
+        let how = match (round, rng.below(16)) {
+            (1, _) | (3.., 0) => "sigterm",
+            (2, _) | (3.., 1) => "drain",
             _ => "sigkill",
         };
         eprintln!("kill loop: round {round}: {} then {how}", did.join(", "));

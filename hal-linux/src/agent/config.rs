@@ -44,6 +44,8 @@ pub struct AgentConfig {
     pub drain_on_exit: bool,
     /// How long the log directory of a pod that is gone is kept.
     pub pod_log_retention: Duration,
+    /// Longest a runc call may take (`--runtime-request-timeout`).
+    pub runtime_request_timeout: Duration,
     /// Kubelet flags accepted but not implemented (warned about).
     pub ignored_flags: Vec<String>,
     /// How log lines are written (`--log-format`, or the kubelet's `--logging-format`).
@@ -85,6 +87,7 @@ impl Default for AgentConfig {
             cgroup_parent: "/keel".into(),
             drain_on_exit: false,
             pod_log_retention: Duration::from_secs(60),
+            runtime_request_timeout: crate::runtime::DEFAULT_REQUEST_TIMEOUT,
             ignored_flags: Vec::new(),
             log_format: super::log::Format::Text,
             ignored_config_fields: Vec::new(),
@@ -467,7 +470,6 @@ pub const KUBELET_FLAGS: &[&str] = &[
     "rotate-server-certificates",
     "runonce",
     "runtime-cgroups",
-    "runtime-request-timeout",
     "seccomp-default",
     "seccomp-profile-root",
     "serialize-image-pulls",
@@ -504,6 +506,7 @@ pub const KUBELET_FLAGS: &[&str] = &[
 const KEEL_FLAGS: &[&str] = &[
     "pod-logs-dir",
     "pod-log-retention",
+    "runtime-request-timeout",
     "socket",
     "runc",
     "cgroup-parent",
@@ -575,6 +578,9 @@ usage: keel agent [flags]
   --container-log-max-files N  log files kept per container (default 5)
   --pod-log-retention DUR      how long the logs of a pod that is gone are kept
                                (default 60s)
+  --runtime-request-timeout DUR
+                               longest a runc call may take; a stuck one is killed and
+                               retried with back-off (default 2m)
   --runc PATH                  runc binary (default: found on PATH)
   --max-pods N                 pod capacity (default 110)
   --cgroup-parent PATH         absolute cgroup all pods go under (default /keel)
@@ -757,6 +763,15 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
             "drain-on-exit" => cfg.drain_on_exit = value.is_none_or(|v| v != "false"),
             "seccomp-default" => cfg.seccomp_default = value.is_none_or(|v| v != "false"),
             "print-systemd-unit" => cfg.print_systemd_unit = value.is_none_or(|v| v != "false"),
+            "runtime-request-timeout" => {
+                let v = need(value)?;
+                cfg.runtime_request_timeout =
+                    parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                        ConfigError(format!(
+                            "--runtime-request-timeout {v:?} is not a positive duration (like 2m)"
+                        ))
+                    })?;
+            }
             "healthz-port" => {
                 let v = need(value)?;
                 cfg.healthz_port = v.parse().map_err(|_| {

@@ -749,6 +749,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     rcfg.pod_logs_dir = cfg.pod_logs_dir.clone();
     rcfg.log_max_size = cfg.log_max_size;
     rcfg.log_max_files = cfg.log_max_files;
+    rcfg.request_timeout = cfg.runtime_request_timeout;
     rcfg.cgroup_parent = cfg.cgroup_parent.clone();
     rcfg.seccomp_default = cfg.seccomp_default;
     let runc = RuncRuntime::new(rcfg).map_err(|e| StartError(format!("runtime: {e}")))?;

@@ -62,6 +62,8 @@ const POLL: Duration = Duration::from_millis(50);
 const FAST_POLL: Duration = Duration::from_millis(5);
 /// Longest id accepted (runc ids become path and cgroup names).
 const MAX_ID_LEN: usize = 128;
+/// Default of [`RuncConfig::request_timeout`] (the kubelet's `--runtime-request-timeout`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Name of the directory holding the sandbox bundle and pod files.
 const SANDBOX_DIR: &str = ".sandbox";
 
@@ -106,6 +108,10 @@ pub struct RuncConfig {
     /// Containers that set no seccomp profile get `RuntimeDefault` (the kubelet's
     /// `seccompDefault`); else they run unconfined.
     pub seccomp_default: bool,
+    /// Longest a runc call (and a shim's start) may take; a stuck one is killed and the
+    /// call fails, so the core retries it with back-off (the kubelet's
+    /// `--runtime-request-timeout`, default 2 min).
+    pub request_timeout: Duration,
 }
 
 impl RuncConfig {
@@ -121,6 +127,7 @@ impl RuncConfig {
             log_max_size: crilog::DEFAULT_MAX_SIZE,
             log_max_files: crilog::DEFAULT_MAX_FILES,
             seccomp_default: false,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -222,16 +229,11 @@ impl RuncRuntime {
     }
 
     fn runc(&self, args: &[&OsStr]) -> Result<std::process::Output> {
-        let out = Command::new(&self.cfg.runc_path)
-            .arg("--root")
-            .arg(&self.runc_root)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| RuntimeError::Spawn {
-                path: self.cfg.runc_path.clone(),
-                source,
-            })?;
+        let mut cmd = Command::new(&self.cfg.runc_path);
+        cmd.arg("--root").arg(&self.runc_root).args(args);
+        let out = util::output_within(&mut cmd, self.cfg.request_timeout).map_err(|source| {
+            RuntimeError::run(&self.cfg.runc_path, self.cfg.request_timeout, source)
+        })?;
         if out.status.success() {
             Ok(out)
         } else {
@@ -327,11 +329,20 @@ impl RuncRuntime {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err_file)
-            .status()
-            .map_err(|source| RuntimeError::Spawn {
-                path: self.cfg.runc_path.clone(),
-                source,
-            })?;
+            .spawn()
+            .and_then(|mut child| util::wait_within(&mut child, self.cfg.request_timeout));
+        let status = match status {
+            Ok(st) => st,
+            Err(source) => {
+                // A sandbox half made by a stuck runc goes; the core retries the pod.
+                let _ = self.runc_delete(&id);
+                return Err(RuntimeError::run(
+                    &self.cfg.runc_path,
+                    self.cfg.request_timeout,
+                    source,
+                ));
+            }
+        };
         if !status.success() {
             let _ = self.runc_delete(&id);
             return Err(RuntimeError::Runc {
@@ -592,17 +603,13 @@ impl RuncRuntime {
         };
         // The shim forks and its parent exits once the container has started, so this
         // waits for the start only; stdout is unused, stderr carries a failure message.
-        let out = Command::new(&self.cfg.keel_path)
-            .arg("shim")
-            .args(args.to_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|source| RuntimeError::Spawn {
-                path: self.cfg.keel_path.clone(),
-                source,
-            })?;
+        // The shim's own runc call is bounded by the same timeout (a stuck `runc run`
+        // fails the start, and the core retries it after its back-off).
+        let mut cmd = Command::new(&self.cfg.keel_path);
+        cmd.arg("shim").args(args.to_args());
+        let out = util::output_within(&mut cmd, self.cfg.request_timeout).map_err(|source| {
+            RuntimeError::run(&self.cfg.keel_path, self.cfg.request_timeout, source)
+        })?;
         if !out.status.success() {
             return Err(RuntimeError::Shim {
                 id: spec.id.clone(),
