@@ -225,3 +225,45 @@ fn control_socket_survives_garbage_and_a_crowd_of_idle_clients() {
     assert!(fds < 200, "{fds} descriptors open in the agent");
     assert_eq!(n.state("p", "main").unwrap().0, "running");
 }
+
+/// `keel pods` against the node's agent as `uid`:`gid`, with a copy of the keel binary
+/// any user can run: (exit code, stderr).
+fn pods_as(n: &Node, uid: u32, gid: u32) -> (i32, String) {
+    use std::os::unix::process::CommandExt;
+    let bin = n.dir.join("keel-for-anyone");
+    if !bin.exists() {
+        std::fs::copy(keel_host_tests::linux::keel_bin(), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = std::process::Command::new(&bin)
+        .args(["pods", "--socket"])
+        .arg(&n.socket)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn control_socket_admits_root_and_the_socket_group_only() {
+    use std::os::unix::fs::MetadataExt;
+    let mut n = Node::new("peercred");
+    n.start_with(&["--socket-group", "4321"]);
+    let meta = std::fs::metadata(&n.socket).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.gid()), (0o660, 4321));
+    answers_within(&n, Duration::from_secs(5));
+    // Even with the socket file opened to everyone, the peer's credentials decide.
+    std::fs::set_permissions(&n.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, err) = pods_as(&n, 1234, 1234);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("permission denied: uid 1234 is neither root nor in group 4321"),
+        "{err}"
+    );
+    let (code, err) = pods_as(&n, 1234, 4321);
+    assert_eq!(code, 0, "{err}");
+}

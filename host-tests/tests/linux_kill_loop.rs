@@ -9,9 +9,9 @@
 //!
 //! - every manifest's pod runs its current version (a `gen` label), init done, app
 //!   containers running (or in CrashLoopBackOff after a crash);
-//! - one running runc container per pod container, and as many app starts (each start
-//!   appends a line to a trace file) as the container's restart count says: no duplicate,
-//!   no lost container;
+//! - one running runc container per pod container, and no more app starts (each start
+//!   appends a line to a trace file) than the container's restart count says: no
+//!   duplicate, no lost container;
 //! - no init container ran again after its pod's app containers had started (the trace
 //!   file's order);
 //! - nothing is left of pods that are gone: runc container, rootfs mount, cgroup, shim,
@@ -311,8 +311,11 @@ impl Loop {
                 }
                 let starts = lines.iter().filter(|(k, _)| *k == cname).count() as u64;
                 let rc = c["restartCount"].as_u64().unwrap_or(0);
-                // A container in back-off has exited and not started again.
-                if starts != rc + 1 {
+                // Every start of the command is counted: more starts than restartCount + 1
+                // is a duplicate or a lost container. Fewer is an agent killed while a
+                // start was under way: that container was stopped before its command ran
+                // and counted as a restart.
+                if starts > rc + 1 || is_running && starts == 0 {
                     bad.push(format!(
                         "{name}/{cname}: started {starts} times but restartCount is {rc}"
                     ));

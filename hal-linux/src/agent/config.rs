@@ -46,6 +46,8 @@ pub struct AgentConfig {
     pub pod_log_retention: Duration,
     /// Longest a runc call may take (`--runtime-request-timeout`).
     pub runtime_request_timeout: Duration,
+    /// A group admitted to the control socket besides root (`--socket-group`).
+    pub socket_group: Option<u32>,
     /// Kubelet flags accepted but not implemented (warned about).
     pub ignored_flags: Vec<String>,
     /// How log lines are written (`--log-format`, or the kubelet's `--logging-format`).
@@ -88,6 +90,7 @@ impl Default for AgentConfig {
             drain_on_exit: false,
             pod_log_retention: Duration::from_secs(60),
             runtime_request_timeout: crate::runtime::DEFAULT_REQUEST_TIMEOUT,
+            socket_group: None,
             ignored_flags: Vec::new(),
             log_format: super::log::Format::Text,
             ignored_config_fields: Vec::new(),
@@ -507,6 +510,7 @@ const KEEL_FLAGS: &[&str] = &[
     "pod-logs-dir",
     "pod-log-retention",
     "runtime-request-timeout",
+    "socket-group",
     "socket",
     "runc",
     "cgroup-parent",
@@ -578,6 +582,8 @@ usage: keel agent [flags]
   --container-log-max-files N  log files kept per container (default 5)
   --pod-log-retention DUR      how long the logs of a pod that is gone are kept
                                (default 60s)
+  --socket-group GROUP         a group (name or gid) whose members may use the control
+                               socket besides root (default: root only)
   --runtime-request-timeout DUR
                                longest a runc call may take; a stuck one is killed and
                                retried with back-off (default 2m)
@@ -763,6 +769,21 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
             "drain-on-exit" => cfg.drain_on_exit = value.is_none_or(|v| v != "false"),
             "seccomp-default" => cfg.seccomp_default = value.is_none_or(|v| v != "false"),
             "print-systemd-unit" => cfg.print_systemd_unit = value.is_none_or(|v| v != "false"),
+            "socket-group" => {
+                let v = need(value)?;
+                let gid = match v.parse::<u32>() {
+                    Ok(n) => Some(n),
+                    Err(_) => nix::unistd::Group::from_name(&v)
+                        .ok()
+                        .flatten()
+                        .map(|g| g.gid.as_raw()),
+                };
+                cfg.socket_group = Some(gid.ok_or_else(|| {
+                    ConfigError(format!(
+                        "--socket-group {v:?} is neither a group of this host nor a number"
+                    ))
+                })?);
+            }
             "runtime-request-timeout" => {
                 let v = need(value)?;
                 cfg.runtime_request_timeout =

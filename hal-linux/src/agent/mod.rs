@@ -832,8 +832,17 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         .build()
         .map_err(|e| StartError(format!("tokio: {e}")))?;
     let socket = cfg.socket.clone();
+    let socket_group = cfg.socket_group;
     tokio_rt.block_on(async move {
         let listener = crate::control::bind(&socket).map_err(|e| StartError(e.to_string()))?;
+        if let Some(gid) = socket_group {
+            // The group may connect (mode 0660); every connection's credentials are still
+            // checked (control::Access).
+            nix::unistd::chown(&socket, None, Some(nix::unistd::Gid::from_raw(gid)))
+                .map_err(|e| StartError(format!("socket {}: chown to group {gid}: {e}", socket.display())))?;
+            std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o660))
+                .map_err(|e| StartError(format!("socket {}: {e}", socket.display())))?;
+        }
         let (call_tx, mut calls) = tokio::sync::mpsc::channel::<crate::control::Call>(16);
         let info = crate::control::ServerInfo {
             agent: env!("CARGO_PKG_VERSION").to_string(),
@@ -843,7 +852,12 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         if let (Some(settings), Some(states)) = (cfg.cluster.clone(), agent.mirrors.clone()) {
             start_cluster(settings, &cfg, &agent.node, wire::Clock { boot_unix_ms: agent.boot_unix_ms }, call_tx.clone(), states)?;
         }
-        tokio::spawn(crate::control::serve(listener, info, call_tx));
+        tokio::spawn(crate::control::serve_as(
+            listener,
+            info,
+            call_tx,
+            crate::control::Access { group: socket_group },
+        ));
         let heartbeat = healthz::Heartbeat::new();
         if cfg.healthz_port != 0 {
             let addr = std::net::SocketAddr::new(cfg.healthz_bind_address, cfg.healthz_port);

@@ -677,6 +677,14 @@ impl RuncRuntime {
                     started_at_unix_nanos: shim.started_at_unix_nanos,
                 })
             }
+            // Started, and its shim has not written its record yet (an agent killed while
+            // the shim was starting it): running, not lost.
+            (None, Some(st)) if st.status == "running" || st.status == "paused" => {
+                Ok(ContainerState::Running {
+                    pid: st.pid,
+                    started_at_unix_nanos: c.record.created_at_unix_nanos,
+                })
+            }
             (None, Some(st)) if st.status == "created" => Ok(ContainerState::Created),
             (None, None) => Err(RuntimeError::NotFound(c.id.clone())),
             _ => {
