@@ -3,16 +3,17 @@
 //! its [`ureq::TlsConnector`] hook.
 //!
 //! Why not ureq's own `tls` feature: it links ureq's bundled webpki-roots (Mozilla's CA
-//! list, about 0.2 MiB of the static binary) whether or not a caller uses them, and keel
-//! never does: a verifying client trusts the system's CA bundle ([`system_roots`]) plus
-//! files the node names, as the kubelet and containerd do, and probes verify nothing.
+//! list) whether or not a caller uses them, and keel never does: a verifying client
+//! trusts the system's CA bundle ([`add_system_roots`]) plus files the node names, as the
+//! kubelet and containerd do (the API server client: its kubeconfig's CA), and probes
+//! verify nothing.
 //!
 //! ```no_run
 //! # fn demo() -> Result<(), String> {
 //! use std::sync::Arc;
 //! let cfg = keel_linux::tls::verifying(None)?; // system CAs (+ an extra CA file)
 //! let agent = ureq::AgentBuilder::new()
-//!     .tls_connector(Arc::new(keel_linux::tls::Connector(cfg)))
+//!     .tls_connector(Arc::new(keel_linux::tls::Connector::new(cfg)))
 //!     .build();
 //! # let _ = agent; Ok(()) }
 //! ```
@@ -40,21 +41,19 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The system's CA bundle (`SSL_CERT_FILE` first when set, then the usual paths); empty
-/// when there is none (then only configured CAs are trusted).
-pub fn system_roots() -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
+/// Adds the system's CA bundle (`SSL_CERT_FILE` first when set, then the usual paths)
+/// to `roots`; returns how many certificates it added (0 when there is no bundle: then
+/// only configured CAs are trusted).
+pub fn add_system_roots(roots: &mut rustls::RootCertStore) -> usize {
     let env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
     let bundle = env
         .into_iter()
         .chain(CA_BUNDLES.iter().map(PathBuf::from))
         .find(|p| p.is_file());
-    if let Some(b) = bundle {
-        if let Ok(certs) = CertificateDer::pem_file_iter(&b) {
-            roots.add_parsable_certificates(certs.flatten());
-        }
+    match bundle.and_then(|b| CertificateDer::pem_file_iter(&b).ok()) {
+        Some(certs) => roots.add_parsable_certificates(certs.flatten()).0,
+        None => 0,
     }
-    roots
 }
 
 /// Adds the PEM certificates of `file` to `roots`; an error names the file when it cannot
@@ -85,7 +84,8 @@ pub fn with_roots(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConf
 /// A client configuration that verifies servers against the system CAs plus the
 /// certificates of `extra_ca`, when given.
 pub fn verifying(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = system_roots();
+    let mut roots = rustls::RootCertStore::empty();
+    add_system_roots(&mut roots);
     if let Some(p) = extra_ca {
         add_ca_file(&mut roots, p)?;
     }
@@ -161,7 +161,23 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 /// ureq's TLS hook over rustls with a given client configuration (what ureq's own `tls`
 /// feature does, without its bundled roots).
 #[derive(Debug, Clone)]
-pub struct Connector(pub Arc<rustls::ClientConfig>);
+pub struct Connector {
+    /// The client configuration.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name the server's certificate must carry, when not the host connected to (a
+    /// kubeconfig's `tls-server-name`).
+    pub server_name: Option<String>,
+}
+
+impl Connector {
+    /// A connector checking the certificate against the host connected to.
+    pub fn new(config: Arc<rustls::ClientConfig>) -> Connector {
+        Connector {
+            config,
+            server_name: None,
+        }
+    }
+}
 
 struct TlsStream(rustls::StreamOwned<rustls::ClientConnection, Box<dyn ureq::ReadWrite>>);
 
@@ -203,13 +219,16 @@ impl ureq::TlsConnector for Connector {
         dns_name: &str,
         mut io: Box<dyn ureq::ReadWrite>,
     ) -> Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
-        let name = dns_name.trim_start_matches('[').trim_end_matches(']');
+        let name = self
+            .server_name
+            .as_deref()
+            .unwrap_or_else(|| dns_name.trim_start_matches('[').trim_end_matches(']'));
         let sni = ServerName::try_from(name)
             .map_err(|e| {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{name}: {e}"))
             })?
             .to_owned();
-        let mut conn = rustls::ClientConnection::new(self.0.clone(), sni)
+        let mut conn = rustls::ClientConnection::new(self.config.clone(), sni)
             .map_err(|e| std::io::Error::other(format!("TLS: {e}")))?;
         conn.complete_io(&mut io)?;
         Ok(Box::new(TlsStream(rustls::StreamOwned::new(conn, io))))

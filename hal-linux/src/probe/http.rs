@@ -84,7 +84,7 @@ fn run(p: &HttpGet, timeout: Duration) -> Result<Outcome, String> {
         .max_idle_connections(0)
         .user_agent(super::USER_AGENT);
     if p.https {
-        builder = builder.tls_connector(Arc::new(crate::tls::Connector(tls_config()?)));
+        builder = builder.tls_connector(Arc::new(crate::tls::Connector::new(tls_config()?)));
     }
     let agent = builder.build();
     let first = first_url(p)?;

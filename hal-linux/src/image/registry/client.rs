@@ -75,7 +75,7 @@ impl Client {
     ) -> Result<Client> {
         let tls = tls_config(extra_ca)?;
         let agent = ureq::AgentBuilder::new()
-            .tls_connector(Arc::new(crate::tls::Connector(tls)))
+            .tls_connector(Arc::new(crate::tls::Connector::new(tls)))
             .timeout_connect(CONNECT_TIMEOUT)
             .timeout_read(READ_TIMEOUT)
             .redirects(MAX_REDIRECTS)
