@@ -17,6 +17,7 @@ use crate::manifest::model::{Container as ContainerSpec, Probe, RestartPolicy};
 use crate::platform::{Handle, PlatformErrorKind, Ticket};
 use crate::status::ProbeKind;
 use crate::time::{Duration, Instant};
+use core::num::NonZeroU32;
 use core::ops::{Index, IndexMut};
 use serde::{Deserialize, Serialize};
 
@@ -301,24 +302,36 @@ pub fn probe_spec(c: &ContainerSpec, kind: ProbeKind) -> Option<&Probe> {
 pub struct ProbeTiming {
     /// `initialDelaySeconds`.
     pub delay_s: u32,
-    /// `periodSeconds` (at least 1).
-    pub period_s: u32,
+    /// `periodSeconds` (at least 1; non-zero also lets `Option<ProbeTiming>` take no room
+    /// of its own, which matters for the firmware's RAM: a slot holds three per container).
+    pub period_s: NonZeroU32,
     /// `successThreshold` (at least 1).
     pub success: u16,
     /// `failureThreshold` (at least 1).
     pub failure: u16,
+    /// The probe-level `terminationGracePeriodSeconds` a liveness or startup kill uses
+    /// instead of the pod's ([`NO_PROBE_GRACE`]: none given).
+    pub grace_s: u32,
 }
 
+/// [`ProbeTiming::grace_s`] when the probe sets no `terminationGracePeriodSeconds`.
+pub const NO_PROBE_GRACE: u32 = u32::MAX;
+
 impl ProbeTiming {
-    /// The timings of `p`, clamped to what the counters hold.
+    /// The timings of `p`, clamped to what the counters hold (a grace of 136 years or more
+    /// is 136 years).
     pub fn of(p: &Probe) -> ProbeTiming {
         let c32 = |v: i64| v.clamp(0, u32::MAX as i64) as u32;
         let c16 = |v: i64| v.clamp(1, u16::MAX as i64) as u16;
         ProbeTiming {
             delay_s: c32(p.initial_delay_seconds.unwrap_or(0)),
-            period_s: c32(p.period_seconds.unwrap_or(10)).max(1),
+            period_s: NonZeroU32::new(c32(p.period_seconds.unwrap_or(10)))
+                .unwrap_or(NonZeroU32::MIN),
             success: c16(p.success_threshold.unwrap_or(1)),
             failure: c16(p.failure_threshold.unwrap_or(3)),
+            grace_s: p
+                .termination_grace_period_seconds
+                .map_or(NO_PROBE_GRACE, |g| c32(g).min(NO_PROBE_GRACE - 1)),
         }
     }
     /// Every probe of a container's spec.
@@ -327,11 +340,33 @@ impl ProbeTiming {
     }
     /// `periodSeconds`.
     pub fn period(&self) -> Duration {
-        Duration::from_secs(self.period_s as u64)
+        Duration::from_secs(self.period_s.get() as u64)
     }
     /// `initialDelaySeconds`.
     pub fn delay(&self) -> Duration {
         Duration::from_secs(self.delay_s as u64)
+    }
+    /// The grace period of a kill this probe causes: its own `terminationGracePeriodSeconds`
+    /// if set, else `pod_grace`; at least `min` either way (SPEC 4.4).
+    pub fn kill_grace(&self, pod_grace: Duration, min: Duration) -> Duration {
+        if self.grace_s == NO_PROBE_GRACE {
+            pod_grace.max(min)
+        } else {
+            Duration::from_secs(self.grace_s as u64).max(min)
+        }
+    }
+    /// When the probe runs next after the one due at `due` finished at `now`: on the
+    /// kubelet's ticker, one tick every period from the first, not a period after the last
+    /// finished. Ticks that went by while a slow probe ran are dropped but one, which runs
+    /// at once (Go's ticker keeps one tick waiting for a slow reader).
+    pub fn next_tick(&self, due: Instant, now: Instant) -> Instant {
+        let period = self.period();
+        let next = due + period;
+        if next > now {
+            return next;
+        }
+        let missed = now.since(due).millis() / period.millis();
+        due + Duration(missed.saturating_mul(period.millis()))
     }
 }
 
@@ -582,14 +617,14 @@ impl Container {
         }
     }
 
-    /// What stopping needs next at `now`; `has_pre_stop`: the spec has a preStop hook (run
-    /// only when the container stops for good, and its time comes off the grace period).
+    /// What stopping needs next at `now`; `has_pre_stop`: the spec has a preStop hook, run
+    /// before every stop keel initiates (deletion, edit, liveness or startup failure, as the
+    /// kubelet does), its time taken off the grace period.
     pub fn stop_step(&self, now: Instant, has_pre_stop: bool) -> StopStep {
         let State::Stopping {
             kill_at,
             signalled,
             pre_stop,
-            restart,
             ..
         } = self.state
         else {
@@ -599,7 +634,7 @@ impl Container {
             StopStep::Kill
         } else if signalled || pre_stop.is_some() {
             StopStep::Wait
-        } else if has_pre_stop && !restart {
+        } else if has_pre_stop {
             StopStep::PreStop {
                 timeout: kill_at.since(now),
             }
@@ -801,7 +836,8 @@ impl Container {
     ) -> Option<ProbeKind> {
         let t = timings[kind]?;
         let verdict = self.probes[kind].record(ok, t.success, t.failure);
-        self.probes[kind].next_at = now + t.period();
+        let due = self.probes[kind].next_at;
+        self.probes[kind].next_at = t.next_tick(due, now);
         match (kind, verdict) {
             (ProbeKind::Readiness, Verdict::Passed) => self.ready = true,
             (ProbeKind::Readiness, Verdict::Failed) => {
@@ -886,9 +922,13 @@ mod tests {
 
     const PROBE: ProbeTiming = ProbeTiming {
         delay_s: 0,
-        period_s: 10,
+        period_s: match NonZeroU32::new(10) {
+            Some(p) => p,
+            None => NonZeroU32::MIN,
+        },
         success: 1,
         failure: 3,
+        grace_s: NO_PROBE_GRACE,
     };
 
     /// Probe timings with the given kinds present (liveness, readiness, startup).
@@ -1217,6 +1257,8 @@ mod tests {
     #[test]
     fn readiness_result_sets_ready_and_failure_is_reported() {
         let mut c = running(0);
+        // The probe was due at 1 (the ticker counts from there).
+        c.probes[ProbeKind::Readiness].next_at = Instant(1);
         let t = Probes([
             None,
             Some(ProbeTiming {
@@ -1271,6 +1313,83 @@ mod tests {
                 c.state
             );
         }
+    }
+
+    #[test]
+    fn probes_run_on_a_ticker_from_the_first_not_a_period_after_the_last_finished() {
+        // (due, finished at, next): a quick probe keeps the grid; a 15 s timeout with a
+        // 10 s period runs the next at once (one missed tick kept), never 25 s later.
+        let table = [
+            (0, 1_000, 10_000),
+            (10_000, 19_999, 20_000),
+            (0, 10_000, 10_000),
+            (0, 15_000, 10_000),
+            (10_000, 30_000, 30_000),
+            (10_000, 35_500, 30_000),
+        ];
+        for (due, now, want) in table {
+            assert_eq!(
+                PROBE.next_tick(Instant(due), Instant(now)),
+                Instant(want),
+                "due {due}, finished {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hung_liveness_probe_is_declared_dead_after_threshold_timeouts_not_periods() {
+        // etcd's probe: period 10 s, timeout 15 s, failureThreshold 8. Each result comes at
+        // its timeout; the kubelet's ticker gives ~8 x 15 s = 120 s, not 8 x 25 s = 200 s.
+        let t = Probes([
+            Some(ProbeTiming {
+                failure: 8,
+                ..PROBE
+            }),
+            None,
+            None,
+        ]);
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.state = State::Creating { since: Instant(0) };
+        c.on_running(Instant(0), &t);
+        let g = Duration::from_secs(30);
+        let mut now = Instant(0);
+        let mut dead_at = None;
+        for _ in 0..20 {
+            now = now.max(c.probes[ProbeKind::Liveness].next_at);
+            c.on_probe_started(ProbeKind::Liveness, Ticket(1));
+            now = now + Duration::from_secs(15);
+            if c.on_probe_result(ProbeKind::Liveness, false, &t, now, Always, g)
+                .is_some()
+            {
+                dead_at = Some(now);
+                break;
+            }
+        }
+        assert_eq!(dead_at, Some(Instant(120_000)));
+    }
+
+    #[test]
+    fn probe_grace_overrides_the_pods_and_keeps_the_minimum() {
+        let min = S.min_grace;
+        let pod = Duration::from_secs(30);
+        let with = |g: u32| ProbeTiming {
+            grace_s: g,
+            ..PROBE
+        };
+        assert_eq!(PROBE.kill_grace(pod, min), pod);
+        assert_eq!(with(5).kill_grace(pod, min), Duration::from_secs(5));
+        assert_eq!(with(0).kill_grace(pod, min), min);
+        let p = Probe {
+            action: crate::manifest::model::Action::Sleep { seconds: 1 },
+            initial_delay_seconds: None,
+            timeout_seconds: None,
+            period_seconds: Some(0),
+            success_threshold: None,
+            failure_threshold: None,
+            termination_grace_period_seconds: Some(7),
+        };
+        let t = ProbeTiming::of(&p);
+        assert_eq!((t.period_s.get(), t.grace_s), (1, 7));
     }
 
     #[test]
@@ -1338,7 +1457,16 @@ mod tests {
                     timeout: Duration(1_000),
                 },
             ),
-            (false, true, true, 0, StopStep::Signal),
+            // A stop to restart (liveness, edit) runs the hook too (issue 12, item 2).
+            (
+                false,
+                true,
+                true,
+                0,
+                StopStep::PreStop {
+                    timeout: Duration(1_000),
+                },
+            ),
             (false, false, false, 0, StopStep::Signal),
             (true, false, true, 999, StopStep::Wait),
             (true, false, true, 1_000, StopStep::Kill),

@@ -386,3 +386,52 @@ sim_test! {
         assert!(w.rt.sandboxes.is_empty(), "{} sandboxes left", w.rt.sandboxes.len());
     }
 }
+
+sim_test! {
+    fn slow_liveness_probes_run_on_the_ticker_not_a_period_after_each_timeout() {
+        // Period 10 s, each probe hangs 15 s (its timeout) and fails; threshold 3. The
+        // kubelet's ticker declares it dead at 45 s; a period after each finish gave 75 s.
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        let hung = ActionScript { result: ActionResult::Failure, takes: Duration::from_secs(15) };
+        w.rt.script_action("live", &[hung; 3]);
+        w.write("p.yaml", P::empty("p").container(C::new("app", "img").liveness("live", 10, 3).timeout(0, 15)).yaml());
+        w.run_for(60);
+        let probes: Vec<u64> = w.rt.actions.iter().filter(|a| a.2 == "live").map(|a| a.0 .0 / 1000).take(3).collect();
+        assert_eq!(probes, vec![0, 15, 30]);
+        assert_eq!(w.rt.signals[0], (at(45), "app".to_string(), Signal::Stop));
+        assert_eq!(w.rt.start_times("app"), vec![0, 45_000]);
+    }
+}
+
+sim_test! {
+    fn liveness_kill_takes_the_probes_grace_period_over_the_pods() {
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        w.rt.plan("stubborn", Plan { ignore_stop: true, ..Plan::FOREVER });
+        w.rt.script_n("live", 1, ActionResult::Failure);
+        let c = C::new("app", "stubborn").liveness("live", 5, 1).probe_grace(0, 4);
+        w.write("p.yaml", P::empty("p").container(c).grace(60).yaml());
+        w.run_for(20);
+        let sigs: Vec<(u64, Signal)> = w.rt.signals.iter().map(|(t, _, s)| (t.0, *s)).collect();
+        assert_eq!(sigs, vec![(0, Signal::Stop), (4_000, Signal::Kill)]);
+    }
+}
+
+sim_test! {
+    fn prestop_runs_before_a_liveness_kill_too() {
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        w.rt.plan("stubborn", Plan { ignore_stop: true, ..Plan::FOREVER });
+        w.rt.script_n("live", 1, ActionResult::Failure);
+        w.rt.script_action("drain", &[ActionScript { result: ActionResult::Success, takes: Duration::from_secs(3) }]);
+        let c = C::new("app", "stubborn").liveness("live", 5, 1).pre_stop("drain");
+        w.write("p.yaml", P::empty("p").container(c).grace(10).yaml());
+        w.run_for(12);
+        let hooks: Vec<(u64, String)> = w.rt.actions.iter().filter(|a| a.2 == "drain").map(|a| (a.0 .0, a.2.clone())).collect();
+        assert_eq!(hooks, vec![(0, "drain".to_string())]);
+        let sigs: Vec<(u64, Signal)> = w.rt.signals.iter().map(|(t, _, s)| (t.0, *s)).collect();
+        assert_eq!(sigs, vec![(3_000, Signal::Stop), (10_000, Signal::Kill)]);
+        assert_eq!(w.rt.start_times("app"), vec![0, 10_000]);
+    }
+}

@@ -170,7 +170,12 @@ impl Inner<'_> {
             }
             let s = &mut self.slots[si];
             let timings = s.probes.get(k).copied().unwrap_or(Probes([None; 3]));
-            let (policy, grace) = (s.policy, s.grace(self.settings.min_grace));
+            let pod_grace = s.grace(self.settings.min_grace);
+            // A liveness or startup kill takes the probe's own grace period if it sets one.
+            let grace = timings[kind].map_or(pod_grace, |t| {
+                t.kill_grace(pod_grace, self.settings.min_grace)
+            });
+            let policy = s.policy;
             let ok = r == ActionResult::Success;
             let c = &mut s.containers[k];
             if let Some(probe) = c.on_probe_result(kind, ok, &timings, now, policy, grace) {
