@@ -19,7 +19,7 @@
 //!
 //! `KEEL_KILL_LOOP_KILLS` sets the number of kills (default 50), `KEEL_KILL_LOOP_SEED` the
 //! seed (default: from the clock; printed, so a failure can be replayed), and
-//! `KEEL_KILL_LOOP_PODS` the number of pods (default 32). Needs root, runc and busybox.
+//! `KEEL_KILL_LOOP_PODS` the number of pods (default 30). Needs root, runc and busybox.
 
 use keel_host_tests::linux::{Node, NODE};
 use nix::sys::signal::Signal;
@@ -396,7 +396,7 @@ fn tail(s: &str, n: usize) -> String {
 #[test]
 fn random_kills_leave_no_duplicates_no_orphans_and_rerun_no_init() {
     let kills = env_num("KEEL_KILL_LOOP_KILLS", 50);
-    let pods = env_num("KEEL_KILL_LOOP_PODS", 32);
+    let pods = env_num("KEEL_KILL_LOOP_PODS", 30);
     let seed = env_num(
         "KEEL_KILL_LOOP_SEED",
         std::time::SystemTime::now()
