@@ -12,18 +12,6 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(90);
 
-/// `keel pods` answers within `limit`.
-fn answers_within(n: &Node, limit: Duration) {
-    let t = Instant::now();
-    let (code, _, err) = n.cli(&["pods", "-o", "name"]);
-    assert_eq!(code, 0, "keel pods: {err}");
-    assert!(
-        t.elapsed() < limit,
-        "keel pods took {:?} (limit {limit:?})",
-        t.elapsed()
-    );
-}
-
 fn real_runc() -> String {
     let out = std::process::Command::new("sh")
         .args(["-c", "command -v runc"])
@@ -62,7 +50,7 @@ fn stuck_or_failing_runc_times_out_is_retried_and_the_cli_answers() {
     n.write("stuck.yaml", &pod("stuck", "exec sleep 100000"));
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(8) {
-        answers_within(&n, Duration::from_secs(3));
+        n.answers_within(Duration::from_secs(3));
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(n.state("stuck", "main").is_none_or(|(k, _)| k != "running"));
@@ -81,7 +69,7 @@ fn stuck_or_failing_runc_times_out_is_retried_and_the_cli_answers() {
     n.wait("runc's failure in the log", T, |n| {
         n.agent_log().contains("injected runc failure")
     });
-    answers_within(&n, Duration::from_secs(3));
+    n.answers_within(Duration::from_secs(3));
     std::fs::remove_file(n.dir.join("runc-fail")).unwrap();
     n.wait("fails running once runc works", T, |n| {
         n.state("fails", "main")
@@ -171,7 +159,7 @@ fn full_log_disk_keeps_the_pod_running_and_logging_resumes() {
     // Still running, not restarted, and the agent answers.
     assert_eq!(n.state("chatty", "main").unwrap().0, "running");
     assert_eq!(n.restarts("chatty", "main"), Some(0));
-    answers_within(&n, Duration::from_secs(5));
+    n.answers_within(Duration::from_secs(5));
     // Space comes back: the log grows again.
     let p = log().expect("the container's log");
     std::fs::OpenOptions::new()
@@ -211,13 +199,13 @@ fn control_socket_survives_garbage_and_a_crowd_of_idle_clients() {
         let _ = s.write_all(garbage[i % garbage.len()]);
         held.push(s);
         if i % 50 == 0 {
-            answers_within(&n, Duration::from_secs(5));
+            n.answers_within(Duration::from_secs(5));
         }
     }
-    answers_within(&n, Duration::from_secs(5));
+    n.answers_within(Duration::from_secs(5));
     drop(held);
     std::thread::sleep(Duration::from_secs(1));
-    answers_within(&n, Duration::from_secs(5));
+    n.answers_within(Duration::from_secs(5));
     // The agent did not keep the connections' descriptors.
     let fds = std::fs::read_dir(format!("/proc/{}/fd", n.agent_pid().unwrap()))
         .unwrap()
@@ -255,7 +243,7 @@ fn control_socket_admits_root_and_the_socket_group_only() {
     n.start_with(&["--socket-group", "4321"]);
     let meta = std::fs::metadata(&n.socket).unwrap();
     assert_eq!((meta.mode() & 0o777, meta.gid()), (0o660, 4321));
-    answers_within(&n, Duration::from_secs(5));
+    n.answers_within(Duration::from_secs(5));
     // Even with the socket file opened to everyone, the peer's credentials decide.
     std::fs::set_permissions(&n.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
     let (code, err) = pods_as(&n, 1234, 1234);

@@ -17,18 +17,6 @@ fn lines_about(n: &Node, what: &str) -> usize {
     n.agent_log().lines().filter(|l| l.contains(what)).count()
 }
 
-/// `keel pods` answers within `limit`, however busy the agent is.
-fn answers_within(n: &Node, limit: Duration) {
-    let t = Instant::now();
-    let (code, _, err) = n.cli(&["pods", "-o", "name"]);
-    assert_eq!(code, 0, "keel pods: {err}");
-    assert!(
-        t.elapsed() < limit,
-        "keel pods took {:?} (limit {limit:?})",
-        t.elapsed()
-    );
-}
-
 /// The running container's id and restart count: unchanged means the pod was not touched.
 fn identity(n: &Node, name: &str) -> (Option<String>, Option<u64>) {
     (n.container_id(name, "main"), n.restarts(name, "main"))
@@ -59,7 +47,7 @@ fn special_entries_never_block_and_are_reported_once() {
     // Several re-lists later: the agent answers, the pod is untouched, and each bad
     // entry was reported a bounded number of times (not once a second).
     std::thread::sleep(Duration::from_secs(5));
-    answers_within(&n, Duration::from_secs(5));
+    n.answers_within(Duration::from_secs(5));
     assert_eq!(identity(&n, "good"), before);
     for name in [
         "loop.yaml",
@@ -88,7 +76,7 @@ fn special_entries_never_block_and_are_reported_once() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    answers_within(&n, Duration::from_secs(5));
+    n.answers_within(Duration::from_secs(5));
     assert!(n.agent_alive());
 }
 
@@ -125,13 +113,13 @@ fn churning_files_leave_the_pods_alone_and_the_cli_answering() {
         f.write_all(steady.as_bytes()).unwrap();
         writes += 1;
         if writes.is_multiple_of(200) {
-            answers_within(&n, Duration::from_secs(5));
+            n.answers_within(Duration::from_secs(5));
         }
         std::thread::sleep(Duration::from_millis(1));
     }
     let vanished = vanish.join().unwrap();
     eprintln!("{writes} in-place rewrites, {vanished} files created and removed");
-    answers_within(&n, Duration::from_secs(5));
+    n.answers_within(Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(identity(&n, "steady"), before, "{}", n.agent_log());
 
@@ -172,7 +160,7 @@ fn churning_files_leave_the_pods_alone_and_the_cli_answering() {
     assert_eq!(identity(&n, "steady"), before, "{}", n.agent_log());
     std::fs::rename(&keep, &m).unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    answers_within(&n, Duration::from_secs(5));
+    n.answers_within(Duration::from_secs(5));
     assert_eq!(identity(&n, "steady"), before, "{}", n.agent_log());
     n.remove("catted.yaml");
     n.wait("catted gone after the directory came back", T, |n| {
@@ -192,7 +180,7 @@ fn ten_thousand_files_are_no_error_storm() {
     }
     // Let several re-lists pass over the full directory.
     std::thread::sleep(Duration::from_secs(5));
-    answers_within(&n, Duration::from_secs(10));
+    n.answers_within(Duration::from_secs(10));
     let lines_then = n.agent_log().lines().count();
     std::thread::sleep(Duration::from_secs(5));
     let more = n.agent_log().lines().count() - lines_then;
