@@ -290,6 +290,13 @@ impl AgentRuntime for LinuxRuntime {
         std::mem::take(&mut self.notices)
     }
 
+    fn exec_runtime(&self) -> Option<(PathBuf, PathBuf)> {
+        Some((
+            self.runc.config().runc_path.clone(),
+            self.runc.runc_root().to_path_buf(),
+        ))
+    }
+
     /// Lets every pod worker finish what it was asked to do (removals above all), for at
     /// most `timeout`. Workers of live pods are told nothing new: their pods keep running.
     fn shutdown(&mut self, timeout: std::time::Duration) {

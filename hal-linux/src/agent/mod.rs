@@ -96,6 +96,11 @@ pub trait AgentRuntime: Runtime {
     fn pod_logs_dir(&self) -> &Path;
     /// Takes what the runtime wants logged since the last call, oldest first.
     fn take_notices(&mut self) -> Vec<Notice>;
+    /// The OCI runtime binary and its state directory, for `keel exec`; `None` when this
+    /// runtime cannot run commands in containers.
+    fn exec_runtime(&self) -> Option<(PathBuf, PathBuf)> {
+        None
+    }
     /// Lets queued work (removals, signals) finish before the agent exits, for at most
     /// `timeout`; running pods are left running.
     fn shutdown(&mut self, timeout: std::time::Duration);
@@ -659,7 +664,75 @@ impl<R: AgentRuntime> Agent<'_, R> {
                 });
                 Response::Pod(found)
             }
+            Request::Exec { pod, container } => match self.exec_target(&pod, container) {
+                Ok(t) => Response::Exec(t),
+                Err(m) => Response::Error(m),
+            },
         }
+    }
+
+    /// The running container `keel exec` names: `container` of pod `query`, or its first
+    /// app container.
+    fn exec_target(
+        &mut self,
+        query: &str,
+        container: Option<String>,
+    ) -> Result<wire::ExecTarget, String> {
+        let n = self.rec.slots().len();
+        let all: Vec<PodInfo> = (0..n).filter_map(|i| self.pod_info(i)).collect();
+        let pod = wire::find_pod(&all, query, &self.node)?;
+        let apps: Vec<String> = pod
+            .containers
+            .iter()
+            .filter(|c| !c.init)
+            .map(|c| c.name.clone())
+            .collect();
+        let (c, defaulted_from) = match &container {
+            Some(name) => (
+                pod.containers
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "container {name:?} is not in pod {}; it has {}",
+                            pod.name,
+                            pod.containers
+                                .iter()
+                                .map(|c| c.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })?,
+                Vec::new(),
+            ),
+            None => (
+                pod.containers
+                    .iter()
+                    .find(|c| !c.init)
+                    .ok_or_else(|| format!("pod {} has no app container", pod.name))?,
+                if apps.len() > 1 {
+                    apps.clone()
+                } else {
+                    Vec::new()
+                },
+            ),
+        };
+        let running = matches!(c.status.state, State::Running { .. });
+        let id =
+            c.runtime_id.clone().filter(|_| running).ok_or_else(|| {
+                format!("container {} of pod {} is not running", c.name, pod.name)
+            })?;
+        let (runtime, root) = self
+            .rt
+            .exec_runtime()
+            .ok_or("this agent's runtime cannot run commands in containers")?;
+        Ok(wire::ExecTarget {
+            runtime: runtime.display().to_string(),
+            root: root.display().to_string(),
+            id,
+            container: c.name.clone(),
+            defaulted_from,
+        })
     }
 }
 

@@ -18,6 +18,7 @@
 //! `inspect` ask a running agent over its control socket ([`crate::control`]), with the
 //! connection, tables and times of [`client`].
 pub mod client;
+pub mod exec;
 pub mod generate;
 pub mod image;
 pub mod image_pull;
@@ -73,6 +74,8 @@ pub enum Command {
     Logs(logs::Args),
     /// One pod as JSON, with the agent's view
     Inspect(inspect::Args),
+    /// Run a command in a running container (like kubectl exec)
+    Exec(exec::Args),
     /// Shell completions: keel completion bash|zsh|fish
     Completion(CompletionArgs),
     /// The per-container shim (started by the agent).
@@ -168,6 +171,7 @@ pub fn run_with(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
         Command::Ps(a) => ps::run_args(&a, out, err),
         Command::Logs(a) => logs::run_args(&a, out, err),
         Command::Inspect(a) => inspect::run_args(&a, out, err),
+        Command::Exec(a) => exec::run_args(&a, out, err),
         Command::Completion(a) => {
             let shell = match a.shell {
                 Shell::Bash => clap_complete::Shell::Bash,
