@@ -337,13 +337,39 @@ impl Runtime for LinuxRuntime {
             labels: Default::default(),
         };
         let pod_dir = self.runc.pod_dir(pod.uid);
-        let tmpfs: Vec<PathBuf> = p
+        // Memory-backed emptyDirs: a tmpfs each, its size the volume's sizeLimit.
+        let tmpfs: Vec<(PathBuf, Option<u64>)> = p
             .spec
             .volumes
             .iter()
-            .filter(|v| matches!(v.source, VolumeSource::EmptyDir { memory: true, .. }))
-            .map(|v| spec::empty_dir_path(&pod_dir, p.s(v.name)))
+            .filter_map(|v| match v.source {
+                VolumeSource::EmptyDir {
+                    memory: true,
+                    size_limit,
+                } => Some((
+                    spec::empty_dir_path(&pod_dir, p.s(v.name)),
+                    size_limit
+                        .and_then(|q| q.scaled_ceil(0))
+                        .and_then(|b| u64::try_from(b).ok()),
+                )),
+                _ => None,
+            })
             .collect();
+        for v in &p.spec.volumes {
+            if let VolumeSource::EmptyDir {
+                memory: false,
+                size_limit: Some(q),
+            } = v.source
+            {
+                self.notices.push(Notice(format!(
+                    "pod {}/{}: emptyDir {} sizeLimit {} is not enforced on disk: the kubelet never evicts static pods (they are critical pods), and keel does not either; medium: Memory makes it a tmpfs of that size",
+                    spec.pod_namespace,
+                    spec.pod_name,
+                    p.s(v.name),
+                    p.s(q.text)
+                )));
+            }
+        }
         let w = self.worker(pod.uid, p.spec.host_network, None);
         w.tx.send(Op::CreateSandbox(spec, tmpfs))
             .map_err(|_| err(PlatformErrorKind::Create, "pod worker is gone"))

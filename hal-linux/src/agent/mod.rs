@@ -797,6 +797,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     rcfg.log_max_files = cfg.log_max_files;
     rcfg.cgroup_parent = cfg.cgroup_parent.clone();
     rcfg.seccomp_default = cfg.seccomp_default;
+    rcfg.container_logs_dir = Some(cfg.container_logs_dir.clone());
     let runc = RuncRuntime::new(rcfg).map_err(|e| StartError(format!("runtime: {e}")))?;
     if let Some(floor) = runc.oom_score_floor() {
         log(

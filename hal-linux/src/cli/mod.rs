@@ -148,6 +148,13 @@ fn clap_outcome(e: &clap::Error, out: &mut dyn Write, err: &mut dyn Write) -> i3
 /// Parses `argv` (without the program name) and runs the command, writing to `out` and
 /// `err`. Returns the exit code: 0 success, 1 failure, 2 usage error.
 pub fn run_with(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    // The shim and pause processes live as long as their container or pod: they skip
+    // building the whole command line's parser, whose allocations they would keep.
+    match argv.first().map(String::as_str) {
+        Some("shim") => return crate::runtime::shim::main(&argv[1..]) as i32,
+        Some("pause") => return crate::runtime::pause::main() as i32,
+        _ => {}
+    }
     let cli = match Cli::try_parse_from(
         std::iter::once("keel".to_string()).chain(argv.iter().cloned()),
     ) {
