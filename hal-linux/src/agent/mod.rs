@@ -9,6 +9,7 @@
 
 pub mod adapter;
 pub mod config;
+pub mod fields;
 pub mod healthz;
 mod probes;
 pub mod source;
@@ -236,6 +237,31 @@ impl<R: AgentRuntime> Agent<'_, R> {
         // forgotten; those with one are taken out by the exit's line.
         self.stopping.retain(|k, _| still.contains(k));
         lines
+    }
+
+    /// One warning line per field of pod `id` the agent does not apply (SPEC 2.10).
+    fn field_warnings(&mut self, id: PodId) -> Vec<LogLine> {
+        let slot = &self.rec.slots()[id.slot as usize];
+        if !slot.decode_into(&mut self.scratch_pod) {
+            return Vec::new();
+        }
+        let name = format!(
+            "{}/{}",
+            self.scratch_pod
+                .opt(self.scratch_pod.namespace)
+                .unwrap_or("default"),
+            self.scratch_pod.s(self.scratch_pod.name)
+        );
+        fields::report(&self.scratch_pod)
+            .into_iter()
+            .filter_map(|f| {
+                let w = f.warning?;
+                Some(
+                    LogLine::new(Level::Warn, &name, format!("{}: not applied: {w}", f.path))
+                        .about("", "FieldNotApplied"),
+                )
+            })
+            .collect()
     }
 
     /// The log line for event `e`.
@@ -926,6 +952,11 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                     last_source_error = src.last_error().map(str::to_string);
                 }
                 agent.event_line(e).print();
+                if let Event::PodAdded { pod, .. } = e {
+                    for l in agent.field_warnings(pod) {
+                        l.print();
+                    }
+                }
             }
             for l in agent.track_stops() {
                 l.print();
