@@ -161,6 +161,7 @@ pub const VERDICTS: &[(&str, &str, Verdict)] = &[
     ("C.name", "name", Applied),
     ("C.image", "image", Applied),
     ("C.image_pull_policy", "imagePullPolicy", Applied),
+    ("C.restart_policy", "restartPolicy", Applied),
     ("C.command", "command", Applied),
     ("C.args", "args", Applied),
     ("C.working_dir", "workingDir", Applied),
@@ -274,7 +275,7 @@ pub const VERDICTS: &[(&str, &str, Verdict)] = &[
     (
         "P.termination_grace_period_seconds",
         "terminationGracePeriodSeconds",
-        Warned("the pod's terminationGracePeriodSeconds is used for probe kills"),
+        Applied,
     ),
     ("A.Exec", "exec.command", Applied),
     ("A.HttpGet", "httpGet", Node),
