@@ -4,7 +4,7 @@
 //!
 //! Run as root: `cargo bench -p keel-host-tests --bench cluster` (needs runc and
 //! busybox-static; the stripped static musl binary when the musl target and musl-gcc are
-//! installed). Settings: `KEEL_BENCH_PODS` (default 10), `KEEL_BENCH_IDLE_SECS` (default
+//! installed; or the binary `KEEL_BIN` names). Settings: `KEEL_BENCH_PODS` (default 10), `KEEL_BENCH_IDLE_SECS` (default
 //! 30). RSS is `VmRSS` and `Private_Dirty` (smaps_rollup) after the idle window; idle CPU
 //! is utime+stime over it (lease renewals, node status and mirror syncs included).
 
@@ -55,7 +55,11 @@ fn node(name: &str, pods: u64, extra: &[&str]) -> Node {
 fn main() {
     let pods = env_num("KEEL_BENCH_PODS", 10);
     let idle = Duration::from_secs(env_num("KEEL_BENCH_IDLE_SECS", 30));
-    let (bin, label) = release_keel();
+    // A given KEEL_BIN is measured as it is (to compare builds); else the release build.
+    let (bin, label) = match std::env::var_os("KEEL_BIN") {
+        Some(b) => (std::path::PathBuf::from(b), "KEEL_BIN".to_string()),
+        None => release_keel(),
+    };
     std::env::set_var("KEEL_BIN", &bin);
     assert_eq!(keel_bin(), bin);
     println!(
