@@ -211,7 +211,6 @@ impl Storage {
                 ..FakeRuntime::default()
             },
             scratch_pod: Box::default(),
-            started: std::time::Instant::now(),
             boot_unix_ms: 1_000,
             node: "node1".into(),
             stopping: Default::default(),
