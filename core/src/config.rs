@@ -6,9 +6,10 @@
 //!
 //! Two sets exist: the Linux set (default) sized for real control-plane manifests, each
 //! limit at least 4x what the largest of them needs (the corpus in
-//! `host-tests/fixtures/control-plane`, checked by `host-tests/tests/control_plane.rs`:
-//! kops' etcd-manager has 50 volume mounts, an OpenShift kube-apiserver 5 containers, a
-//! kube-apiserver ~40 flags), and the firmware set (feature `small`)
+//! `host-tests/fixtures/control-plane`, checked by `host-tests/tests/control_plane.rs`;
+//! at most 5 containers and 5 init containers, 43 flags, 29 env entries, 3 ports, 39
+//! mounts, 16 volumes, 14.5 KiB of text, 16.6 KiB encoded), and the firmware set (feature
+//! `small`)
 //! for a Cortex-M3 with 64 KiB of RAM: 8 pod slots of 4 containers each (init containers
 //! counted within) fit in 48 KiB with the reconciler's stack (hal-qemu/README.md, "Size").
 //! Pod slots are not counted here: the caller passes their storage to the reconciler.
@@ -29,25 +30,26 @@ macro_rules! limits {
 }
 
 limits! {
-    /// App containers per pod. Why 20: an OpenShift kube-apiserver pod has 5.
+    /// App containers per pod. Why 20: OpenShift's kube-apiserver and etcd pods have 5.
     MAX_CONTAINERS = 20, 4;
     /// Init containers per pod. Why 20: kops' etcd-manager copies the etcd versions it
-    /// supports out of their images with one init container each (5).
+    /// supports out of their images with init containers (5).
     MAX_INIT_CONTAINERS = 20, 2;
     /// Containers per pod, init and app together, that a pod slot holds. Firmware: 4, of
     /// which up to 2 may be init containers; a pod with more is refused when it is loaded
     /// (`Capacity(Containers)`), though the decoder takes 4 + 2.
     MAX_POD_CONTAINERS = 20 + 20, 4;
-    /// Entries in one container's `command`, and separately in its `args`. Why 160: a
-    /// kube-apiserver carries about 40 flags.
-    MAX_ARGS = 160, 4;
-    /// `env` entries per container. Why 80: OpenShift's etcd container sets ~20.
-    MAX_ENV = 80, 4;
+    /// Entries in one container's `command`, and separately in its `args`. Why 192: kops'
+    /// kube-apiserver carries 43 flags.
+    MAX_ARGS = 192, 4;
+    /// `env` entries per container. Why 128: OpenShift's etcd container sets 29.
+    MAX_ENV = 128, 4;
     /// `ports` per container. Why 16: OpenShift's etcd sets 3 (client, peer, metrics).
     MAX_PORTS = 16, 1;
-    /// `volumeMounts` per container. Why 200: kops' etcd-manager has 50.
+    /// `volumeMounts` per container. Why 200: kops' etcd-manager with image volumes has 39
+    /// (up to 50 as kops adds etcd versions).
     MAX_MOUNTS = 200, 1;
-    /// `volumes` per pod. Why 200: kops' etcd-manager has 50.
+    /// `volumes` per pod. Why 200: kops' kube-apiserver has 16.
     MAX_VOLUMES = 200, 1;
     /// Resources other than cpu, memory and ephemeral-storage (`hugepages-<size>`,
     /// extended resources) in one `requests` or `limits`. Firmware has none to give.
@@ -65,7 +67,7 @@ limits! {
     /// Bytes of text (names, images, arguments, values...) one pod may hold in total. The
     /// decoded spec keeps every string in one pool of this size. Why 65 535: the largest
     /// control-plane pod in the corpus (OpenShift's etcd, with its shell scripts) holds
-    /// ~14 KiB, and string handles are 16-bit offsets, so this is also the most there can be.
+    /// 14.5 KiB, and string handles are 16-bit offsets, so this is also the most there can be.
     STRING_BYTES = 65_535, 640;
     /// Bytes of the compact (postcard) encoding of a validated spec kept in a pod slot. Why
     /// 640 in firmware: it keeps 8 slots within the 48 KiB budget; a 4-container pod with

@@ -527,7 +527,8 @@ pub fn apply_with_digest(
         }
         for p in c.ports.iter_mut() {
             p.protocol.get_or_insert(Protocol::TCP);
-            if host_network && p.host_port.is_none() {
+            // SetDefaults_Pod: with hostNetwork, an unset or zero hostPort is the port.
+            if host_network && p.host_port.unwrap_or(0) == 0 {
                 p.host_port = Some(p.container_port);
             }
         }

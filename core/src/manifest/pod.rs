@@ -647,6 +647,7 @@ struct VolumeObject<'i> {
     items: &'i mut Vec<DownwardItem, MAX_DOWNWARD_ITEMS>,
 }
 
+#[cfg(not(feature = "small"))]
 object! {
     VolumeObject<'_> {
         Name: Kind::Str => name = text,
@@ -668,6 +669,9 @@ object! {
                 path,
                 key.mark,
             ));
+        }
+        if f == F::Image {
+            d.not_provided(key, path);
         }
         let mut src = SourceObject {
             of: f,
@@ -725,6 +729,76 @@ object! {
     }
 }
 
+// Firmware (`small`): hostPath and emptyDir only; its tasks cannot use the others, which are
+// unknown fields there (a volume with only those is refused as unsupported).
+#[cfg(feature = "small")]
+object! {
+    VolumeObject<'_> {
+        Name: Kind::Str => name = text,
+        HostPath: Kind::Nested,
+        EmptyDir: Kind::Nested,
+        Secret: Kind::Api(ApiRef::Secret),
+        ConfigMap: Kind::Api(ApiRef::ConfigMap),
+        PersistentVolumeClaim: Kind::Api(ApiRef::PersistentVolumeClaim),
+        Csi: Kind::Api(ApiRef::CsiVolume),
+    }
+    nested(s, f, d, pool, path, key) {
+        // validateVolumeSource: "may not specify more than 1 volume type".
+        if s.source.is_some() {
+            return Err(Error::new(
+                ErrorKind::Invalid(Invalid::VolumeTypes),
+                path,
+                key.mark,
+            ));
+        }
+        let mut src = SourceObject {
+            of: f,
+            path: Str::EMPTY,
+            kind: None,
+            medium: None,
+            size_limit: None,
+            default_mode: None,
+            pull_policy: None,
+            index: s.index,
+            items: &mut *s.items,
+        };
+        object(d, pool, path, &mut src)?;
+        s.source = Some(match f {
+            F::EmptyDir => {
+                let medium = src.medium.map(|m| pool.get(m));
+                let huge = medium.and_then(|m| m.strip_prefix("HugePages"));
+                // `HugePages-2Mi`: the size is the medium's text after the dash.
+                let huge_pages = match (huge, src.medium) {
+                    (Some(""), _) => Some(Str::EMPTY),
+                    (Some(size), Some(m)) if size.len() > 1 && size.starts_with('-') => {
+                        Some(m.suffix("HugePages-".len()))
+                    }
+                    (Some(_), _) => return Err(unknown_medium(path, key.mark)),
+                    (None, _) => None,
+                };
+                let memory = medium == Some("Memory");
+                if huge_pages.is_none() && !matches!(medium, None | Some("" | "Memory")) {
+                    return Err(unknown_medium(path, key.mark));
+                }
+                VolumeSource::EmptyDir {
+                    memory,
+                    size_limit: src.size_limit,
+                    huge_pages,
+                }
+            }
+            _ => VolumeSource::HostPath {
+                path: src.path,
+                kind: src.kind,
+            },
+        });
+        Ok(())
+    }
+    other(s, _d, _pool, _key, _path) {
+        s.unknown = true;
+        Ok(false)
+    }
+}
+
 fn unknown_medium(path: FieldPath, mark: Mark) -> Error {
     Error::new(
         ErrorKind::Invalid(Invalid::UnknownValue),
@@ -743,7 +817,9 @@ struct SourceObject<'i> {
     size_limit: Option<Quantity>,
     default_mode: Option<i64>,
     pull_policy: Option<PullPolicy>,
+    #[cfg_attr(feature = "small", allow(dead_code))]
     index: usize,
+    #[cfg_attr(feature = "small", allow(dead_code))]
     items: &'i mut Vec<DownwardItem, MAX_DOWNWARD_ITEMS>,
 }
 
@@ -773,6 +849,7 @@ impl<'a, R: Events<'a>> Object<'a, R> for SourceObject<'_> {
             _ => self.default_mode = v.int(),
         }
     }
+    #[cfg(not(feature = "small"))]
     fn nested(
         &mut self,
         f: F,
@@ -799,12 +876,14 @@ impl<'a, R: Events<'a>> Object<'a, R> for SourceObject<'_> {
     }
 }
 
+#[cfg(not(feature = "small"))]
 /// One `projected.sources` entry.
 struct ProjectionObject<'i> {
     index: usize,
     items: &'i mut Vec<DownwardItem, MAX_DOWNWARD_ITEMS>,
 }
 
+#[cfg(not(feature = "small"))]
 object! {
     ProjectionObject<'_> {
         DownwardAPI: Kind::Nested,
@@ -829,12 +908,14 @@ object! {
     }
 }
 
+#[cfg(not(feature = "small"))]
 /// A projected `downwardAPI`: only its `items`.
 struct ProjectionItems<'i> {
     index: usize,
     items: &'i mut Vec<DownwardItem, MAX_DOWNWARD_ITEMS>,
 }
 
+#[cfg(not(feature = "small"))]
 object! {
     ProjectionItems<'_> { Items: Kind::Nested }
     nested(s, _f, d, pool, path, _key) {
@@ -842,6 +923,7 @@ object! {
     }
 }
 
+#[cfg(not(feature = "small"))]
 /// The `items` of a downwardAPI volume `index`, appended to `out`.
 fn downward_items<'a, R: Events<'a>>(
     d: &mut D<'a, '_, R>,
@@ -880,6 +962,7 @@ fn downward_items<'a, R: Events<'a>>(
     })
 }
 
+#[cfg(not(feature = "small"))]
 /// One downwardAPI file.
 struct DownwardItemObject {
     path: Str,
@@ -888,6 +971,7 @@ struct DownwardItemObject {
     count: u8,
 }
 
+#[cfg(not(feature = "small"))]
 object! {
     DownwardItemObject {
         Path: Kind::Str => path = text,
@@ -1212,6 +1296,7 @@ object! {
     // judges the name as the API server does.
     other(s, d, pool, key, path) {
         let p = path.push(Seg::Entry(s.other.len() as u16));
+        d.not_provided(key, p);
         let name = d.key_text(pool, key, p)?;
         let quantity = d
             .quantity(pool, p)?

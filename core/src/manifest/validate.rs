@@ -85,7 +85,7 @@ pub fn is_port_name(s: &str) -> bool {
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b.iter().any(|c| c.is_ascii_lowercase())
-        && !s.contains("--")
+        && !b.windows(2).any(|w| w == b"--")
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -100,11 +100,13 @@ fn no_backsteps(s: &str) -> bool {
     !s.split('/').any(|e| e == "..")
 }
 
+#[cfg(not(feature = "small"))]
 /// True for a user or group id the API accepts (`IsValidUserID`, `IsValidGroupID`).
 fn id_ok(v: Option<i64>) -> bool {
     v.is_none_or(|v| (0..=i32::MAX as i64).contains(&v))
 }
 
+#[cfg(not(feature = "small"))]
 /// The value of an annotation's profile: `runtime/default`, `unconfined`, `localhost/<x>`
 /// (and `docker/default` for seccomp), as `ValidateSeccompProfile` and
 /// `ValidateAppArmorProfileFormat` take them.
@@ -115,6 +117,7 @@ fn profile_ok(v: &str, seccomp: bool) -> bool {
     }
 }
 
+#[cfg(not(feature = "small"))]
 /// The page size of a `hugepages-<size>` resource (`HugePageSizeFromResourceName`), in
 /// bytes; `Some(None)` for a malformed or non-positive size.
 fn huge_page_size(name: &str) -> Option<Option<i64>> {
@@ -122,6 +125,7 @@ fn huge_page_size(name: &str) -> Option<Option<i64>> {
     Some(quantity(size).filter(|&b| b > 0))
 }
 
+#[cfg(not(feature = "small"))]
 /// The integer value of a quantity's text, when it is one.
 fn quantity(text: &str) -> Option<i64> {
     let (m, e) = super::quantity::parse(text)?;
@@ -134,6 +138,7 @@ fn quantity(text: &str) -> Option<i64> {
     (q.scaled_ceil(-9)? == v.checked_mul(1_000_000_000)?).then_some(v)
 }
 
+#[cfg(not(feature = "small"))]
 /// Whether a quantity is a whole number.
 fn is_whole(q: &Quantity) -> bool {
     q.scaled_ceil(0)
@@ -141,6 +146,7 @@ fn is_whole(q: &Quantity) -> bool {
         .is_some_and(|(v, n)| v.checked_mul(1_000_000_000) == Some(n))
 }
 
+#[cfg(not(feature = "small"))]
 /// Compares two quantities exactly (`None` if either is beyond nano precision or range).
 fn cmp(a: &Quantity, b: &Quantity) -> Option<core::cmp::Ordering> {
     Some(a.scaled_ceil(-9)?.cmp(&b.scaled_ceil(-9)?))
@@ -162,7 +168,9 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
     // ValidatePodName on the name the kubelet gives the pod, `<name>-<node>`
     // (generatePodName, pkg/kubelet/config/common.go): `web-` is a valid base name.
     let mut full: heapless::String<253> = heapless::String::new();
-    let fits = full.push_str(name).is_ok() && full.push('-').is_ok() && full.push_str(node).is_ok();
+    // (No node name, as when a source only asks whether a file parses: the name alone.)
+    let fits = full.push_str(name).is_ok()
+        && (node.is_empty() || (full.push('-').is_ok() && full.push_str(node).is_ok()));
     if name.is_empty() {
         err(ErrorKind::Required, meta.field(F::Name));
     } else if !fits {
@@ -189,23 +197,11 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
             err(inv(Invalid::LabelValue), p);
         }
     }
-    // ValidateAnnotations, then ValidateSeccompPodAnnotations and
-    // ValidateAppArmorPodAnnotations (ValidatePodSpecificAnnotations).
+    // ValidateAnnotations.
     for (i, kv) in pod.annotations.iter().enumerate() {
-        let p = meta.field(F::Annotations).push(Seg::Entry(i as u16));
-        let (k, v) = (pod.s(kv.key), pod.s(kv.value));
-        if !is_annotation_key(k) {
+        if !is_annotation_key(pod.s(kv.key)) {
+            let p = meta.field(F::Annotations).push(Seg::Entry(i as u16));
             err(inv(Invalid::LabelKey), p);
-        } else if (k == "seccomp.security.alpha.kubernetes.io/pod"
-            || k.starts_with("container.seccomp.security.alpha.kubernetes.io/"))
-            && !profile_ok(v, true)
-        {
-            err(inv(Invalid::SeccompAnnotation), p);
-        } else if let Some(c) = k.strip_prefix("container.apparmor.security.beta.kubernetes.io/") {
-            let known = pod.all_containers().any(|(_, o)| pod.s(o.name) == c);
-            if !known || !profile_ok(v, false) {
-                err(inv(Invalid::AppArmorAnnotation), p);
-            }
         }
     }
 
@@ -228,6 +224,123 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
             err(inv(Invalid::DnsLabel), spec.field(F::Hostname));
         }
     }
+    for (i, a) in s.host_aliases.iter().enumerate() {
+        if a.ip.is_empty() {
+            let p = spec.field(F::HostAliases).index(i);
+            err(ErrorKind::Required, p.field(F::Ip));
+        }
+    }
+    // validateVolumes: names are DNS labels, unique; hostPath paths absolute (keel) without
+    // '..'; emptyDir sizes not negative; downwardAPI files relative, modes in range.
+    for (i, v) in s.volumes.iter().enumerate() {
+        let p = spec.field(F::Volumes).index(i);
+        let vname = pod.s(v.name);
+        if vname.is_empty() {
+            err(ErrorKind::Required, p.field(F::Name));
+        } else if !is_dns_label(vname) {
+            err(inv(Invalid::DnsLabel), p.field(F::Name));
+        } else if s.volumes[..i].iter().any(|o| pod.s(o.name) == vname) {
+            err(inv(Invalid::Duplicate), p.field(F::Name));
+        }
+        match v.source {
+            VolumeSource::HostPath { path, .. } => {
+                let pp = p.field(F::HostPath).field(F::Path);
+                let hp = pod.s(path);
+                if hp.is_empty() {
+                    err(ErrorKind::Required, pp);
+                } else if !no_backsteps(hp) {
+                    err(inv(Invalid::Backsteps), pp);
+                } else if !hp.starts_with('/') {
+                    // keel (SPEC 2.7): the kubelet resolves it against its working dir.
+                    err(inv(Invalid::RelativePath), pp);
+                }
+            }
+            VolumeSource::EmptyDir {
+                size_limit: Some(q),
+                ..
+            } if q.mantissa < 0 => err(
+                inv(Invalid::Negative),
+                p.field(F::EmptyDir).field(F::SizeLimit),
+            ),
+            #[cfg(not(feature = "small"))]
+            VolumeSource::DownwardApi {
+                default_mode,
+                projected,
+            } => {
+                let f = if projected {
+                    F::Projected
+                } else {
+                    F::DownwardAPI
+                };
+                if !default_mode.is_none_or(|m| (0..=0o777).contains(&m)) {
+                    err(inv(Invalid::FileMode), p.field(f).field(F::DefaultMode));
+                }
+                downward_files(pod, i, p.field(f), &mut err);
+            }
+            // validateImageVolumeSource: the reference is required.
+            #[cfg(not(feature = "small"))]
+            VolumeSource::Image { reference, .. } if reference.is_empty() => {
+                err(ErrorKind::Required, p.field(F::Image).field(F::Reference))
+            }
+            _ => {}
+        }
+    }
+    // Containers: names unique across init and app containers.
+    let groups: [(&[Container], F); 2] = [
+        (&s.init_containers, F::InitContainers),
+        (&s.containers, F::Containers),
+    ];
+    let mut seen_names = 0usize;
+    for (list, field) in groups {
+        for (i, c) in list.iter().enumerate() {
+            let p = spec.field(field).index(i);
+            let cname = pod.s(c.name);
+            if cname.is_empty() {
+                err(ErrorKind::Required, p.field(F::Name));
+            } else if !is_dns_label(cname) {
+                err(inv(Invalid::DnsLabel), p.field(F::Name));
+            } else if pod
+                .all_containers()
+                .take(seen_names)
+                .any(|(_, o)| pod.s(o.name) == cname)
+            {
+                err(inv(Invalid::Duplicate), p.field(F::Name));
+            }
+            seen_names += 1;
+            container(pod, c, p, field == F::InitContainers, &mut err);
+        }
+    }
+    #[cfg(not(feature = "small"))]
+    pod_rules(pod, &mut err);
+    n
+}
+
+/// The rules for what only the Linux agent runs (security contexts, tolerations, host
+/// aliases, annotations for seccomp and AppArmor, host ports). Firmware (`small`) leaves
+/// them out to stay within its flash budget: its tasks use none of these fields.
+#[cfg(not(feature = "small"))]
+fn pod_rules(pod: &Pod, err: &mut dyn FnMut(ErrorKind, FieldPath)) {
+    let inv = ErrorKind::Invalid;
+    let spec = FieldPath::ROOT.field(F::Spec);
+    let s = &pod.spec;
+    // ValidateSeccompPodAnnotations and ValidateAppArmorPodAnnotations
+    // (ValidatePodSpecificAnnotations).
+    let meta = FieldPath::ROOT.field(F::Metadata);
+    for (i, kv) in pod.annotations.iter().enumerate() {
+        let p = meta.field(F::Annotations).push(Seg::Entry(i as u16));
+        let (k, v) = (pod.s(kv.key), pod.s(kv.value));
+        if (k == "seccomp.security.alpha.kubernetes.io/pod"
+            || k.starts_with("container.seccomp.security.alpha.kubernetes.io/"))
+            && !profile_ok(v, true)
+        {
+            err(inv(Invalid::SeccompAnnotation), p);
+        } else if let Some(c) = k.strip_prefix("container.apparmor.security.beta.kubernetes.io/") {
+            let known = pod.all_containers().any(|(_, o)| pod.s(o.name) == c);
+            if !known || !profile_ok(v, false) {
+                err(inv(Invalid::AppArmorAnnotation), p);
+            }
+        }
+    }
     // ValidatePriorityClassName.
     if let Some(pc) = pod.opt(s.priority_class_name) {
         if !pc.is_empty() && !is_dns_subdomain(pc) {
@@ -237,9 +350,7 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
     // validateHostAliases.
     for (i, a) in s.host_aliases.iter().enumerate() {
         let p = spec.field(F::HostAliases).index(i);
-        if a.ip.is_empty() {
-            err(ErrorKind::Required, p.field(F::Ip));
-        } else if pod.s(a.ip).parse::<core::net::IpAddr>().is_err() {
+        if !a.ip.is_empty() && pod.s(a.ip).parse::<core::net::IpAddr>().is_err() {
             err(inv(Invalid::IpAddress), p.field(F::Ip));
         }
         for (j, h) in a.hostnames.iter().enumerate() {
@@ -298,85 +409,7 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
             );
         }
     }
-    seccomp_ok(pod, &sc.seccomp, sp, &mut err);
-    // validateVolumes: names are DNS labels, unique; hostPath paths absolute (keel) without
-    // '..'; emptyDir sizes not negative; downwardAPI files relative, modes in range.
-    for (i, v) in s.volumes.iter().enumerate() {
-        let p = spec.field(F::Volumes).index(i);
-        let vname = pod.s(v.name);
-        if vname.is_empty() {
-            err(ErrorKind::Required, p.field(F::Name));
-        } else if !is_dns_label(vname) {
-            err(inv(Invalid::DnsLabel), p.field(F::Name));
-        } else if s.volumes[..i].iter().any(|o| pod.s(o.name) == vname) {
-            err(inv(Invalid::Duplicate), p.field(F::Name));
-        }
-        match v.source {
-            VolumeSource::HostPath { path, .. } => {
-                let pp = p.field(F::HostPath).field(F::Path);
-                let hp = pod.s(path);
-                if hp.is_empty() {
-                    err(ErrorKind::Required, pp);
-                } else if !no_backsteps(hp) {
-                    err(inv(Invalid::Backsteps), pp);
-                } else if !hp.starts_with('/') {
-                    // keel (SPEC 2.7): the kubelet resolves it against its working dir.
-                    err(inv(Invalid::RelativePath), pp);
-                }
-            }
-            VolumeSource::EmptyDir {
-                size_limit: Some(q),
-                ..
-            } if q.mantissa < 0 => err(
-                inv(Invalid::Negative),
-                p.field(F::EmptyDir).field(F::SizeLimit),
-            ),
-            VolumeSource::DownwardApi {
-                default_mode,
-                projected,
-            } => {
-                let f = if projected {
-                    F::Projected
-                } else {
-                    F::DownwardAPI
-                };
-                if !default_mode.is_none_or(|m| (0..=0o777).contains(&m)) {
-                    err(inv(Invalid::FileMode), p.field(f).field(F::DefaultMode));
-                }
-                downward_files(pod, i, p.field(f), &mut err);
-            }
-            // validateImageVolumeSource: the reference is required.
-            VolumeSource::Image { reference, .. } if reference.is_empty() => {
-                err(ErrorKind::Required, p.field(F::Image).field(F::Reference))
-            }
-            _ => {}
-        }
-    }
-    // Containers: names unique across init and app containers.
-    let groups: [(&[Container], F); 2] = [
-        (&s.init_containers, F::InitContainers),
-        (&s.containers, F::Containers),
-    ];
-    let mut seen_names = 0usize;
-    for (list, field) in groups {
-        for (i, c) in list.iter().enumerate() {
-            let p = spec.field(field).index(i);
-            let cname = pod.s(c.name);
-            if cname.is_empty() {
-                err(ErrorKind::Required, p.field(F::Name));
-            } else if !is_dns_label(cname) {
-                err(inv(Invalid::DnsLabel), p.field(F::Name));
-            } else if pod
-                .all_containers()
-                .take(seen_names)
-                .any(|(_, o)| pod.s(o.name) == cname)
-            {
-                err(inv(Invalid::Duplicate), p.field(F::Name));
-            }
-            seen_names += 1;
-            container(pod, c, p, field == F::InitContainers, &mut err);
-        }
-    }
+    seccomp_ok(pod, &sc.seccomp, sp, err);
     // AccumulateUniqueHostPorts: a hostIP/protocol/hostPort is used once among the app
     // containers (protocol TCP when unset, as defaulted).
     let ports = || {
@@ -410,9 +443,9 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
             err(inv(Invalid::Duplicate), pp.field(F::HostPort));
         }
     }
-    n
 }
 
+#[cfg(not(feature = "small"))]
 /// The files of downwardAPI volume `volume` (`validateDownwardAPIVolumeFile`): a relative
 /// path without '..' (`validateLocalNonReservedPath`), a mode in range, a resource that
 /// names its container.
@@ -453,6 +486,7 @@ fn downward_files(
     }
 }
 
+#[cfg(not(feature = "small"))]
 /// `validateContainerResourceDivisor`: cpu 1m or 1; memory and storage 1, 1k…1E, 1Ki…1Ei.
 fn resource_divisor(src: &EnvSource, p: FieldPath, err: &mut dyn FnMut(ErrorKind, FieldPath)) {
     let EnvSource::Resource {
@@ -481,6 +515,7 @@ fn resource_divisor(src: &EnvSource, p: FieldPath, err: &mut dyn FnMut(ErrorKind
     }
 }
 
+#[cfg(not(feature = "small"))]
 /// `validateSeccompProfileField`: `localhostProfile` with type Localhost only, and then a
 /// relative path without '..'.
 fn seccomp_ok(
@@ -578,6 +613,7 @@ fn action_ok(
     }
 }
 
+#[cfg(not(feature = "small"))]
 /// The names in `IntOrStr` ports and header names need the pool: checked here.
 fn action_names(pod: &Pod, a: &Action, p: FieldPath, err: &mut dyn FnMut(ErrorKind, FieldPath)) {
     let named = |port: &IntOrStr| match port {
@@ -610,6 +646,7 @@ fn action_names(pod: &Pod, a: &Action, p: FieldPath, err: &mut dyn FnMut(ErrorKi
     }
 }
 
+#[cfg(not(feature = "small"))]
 /// `ValidateResourceRequirements` for one container: names, signs, requests against
 /// limits, hugepages and extended resources.
 fn resources_ok(pod: &Pod, r: &Resources, p: FieldPath, err: &mut dyn FnMut(ErrorKind, FieldPath)) {
@@ -635,7 +672,10 @@ fn resources_ok(pod: &Pod, r: &Resources, p: FieldPath, err: &mut dyn FnMut(Erro
             // validateContainerResourceName / validateResourceName.
             let page = huge_page_size(name);
             let extended = name.contains('/')
-                && !name.contains("kubernetes.io/")
+                && !name
+                    .split('/')
+                    .next()
+                    .is_some_and(|d| d.ends_with("kubernetes.io"))
                 && !name.starts_with("requests.")
                 && is_qualified_name(name);
             let standard = matches!(name, "cpu" | "memory" | "ephemeral-storage");
@@ -678,9 +718,39 @@ fn resources_ok(pod: &Pod, r: &Resources, p: FieldPath, err: &mut dyn FnMut(Erro
     }
 }
 
+#[cfg(not(feature = "small"))]
 /// A quantity's integer value (hugepages amounts are bytes).
 fn quantity_of(q: &Quantity) -> Option<i64> {
     is_whole(q).then(|| q.scaled_ceil(0)).flatten()
+}
+
+/// `ValidateSecurityContext` (Linux only, as [`pod_rules`]).
+#[cfg(not(feature = "small"))]
+fn container_security(
+    pod: &Pod,
+    c: &Container,
+    p: FieldPath,
+    privileged: bool,
+    err: &mut dyn FnMut(ErrorKind, FieldPath),
+) {
+    let inv = ErrorKind::Invalid;
+    // ValidateSecurityContext.
+    if let Some(sc) = &c.security_context {
+        let sp = p.field(F::SecurityContext);
+        for (v, f) in [
+            (sc.run_as_user, F::RunAsUser),
+            (sc.run_as_group, F::RunAsGroup),
+        ] {
+            if !id_ok(v) {
+                err(inv(Invalid::IdRange), sp.field(f));
+            }
+        }
+        let sys_admin = sc.cap_add.iter().any(|c| pod.s(*c) == "CAP_SYS_ADMIN");
+        if sc.allow_privilege_escalation == Some(false) && (privileged || sys_admin) {
+            err(inv(Invalid::Escalation), sp);
+        }
+        seccomp_ok(pod, &sc.seccomp, sp, err);
+    }
 }
 
 fn container(
@@ -705,12 +775,12 @@ fn container(
         if !is_env_name(pod.s(e.name)) {
             err(inv(Invalid::EnvName), ep.field(F::Name));
         }
+        if e.value_from.is_some() && pod.opt(e.value).is_some_and(|v| !v.is_empty()) {
+            err(inv(Invalid::ValueAndValueFrom), ep.field(F::ValueFrom));
+        }
+        #[cfg(not(feature = "small"))]
         if let Some(src) = &e.value_from {
-            if pod.opt(e.value).is_some_and(|v| !v.is_empty()) {
-                err(inv(Invalid::ValueAndValueFrom), ep.field(F::ValueFrom));
-            }
-            let rp = ep.field(F::ValueFrom).field(F::ResourceFieldRef);
-            resource_divisor(src, rp, err);
+            resource_divisor(src, ep.field(F::ValueFrom).field(F::ResourceFieldRef), err);
         }
     }
     // validateContainerPorts, validateHostNetwork.
@@ -738,6 +808,7 @@ fn container(
             }
         }
     }
+    #[cfg(not(feature = "small"))]
     resources_ok(pod, &c.resources, p, err);
     let privileged = c
         .security_context
@@ -783,6 +854,7 @@ fn container(
                 err(inv(Invalid::InitContainerField), p.field(f));
             } else {
                 probe_ok(probe, p.field(f), f, err);
+                #[cfg(not(feature = "small"))]
                 action_names(pod, &probe.action, p.field(f), err);
             }
         }
@@ -799,26 +871,12 @@ fn container(
         if let Some(a) = hook {
             let hp = p.field(F::Lifecycle).field(f);
             action_ok(a, hp, Some(grace), err);
+            #[cfg(not(feature = "small"))]
             action_names(pod, a, hp, err);
         }
     }
-    // ValidateSecurityContext.
-    if let Some(sc) = &c.security_context {
-        let sp = p.field(F::SecurityContext);
-        for (v, f) in [
-            (sc.run_as_user, F::RunAsUser),
-            (sc.run_as_group, F::RunAsGroup),
-        ] {
-            if !id_ok(v) {
-                err(inv(Invalid::IdRange), sp.field(f));
-            }
-        }
-        let sys_admin = sc.cap_add.iter().any(|c| pod.s(*c) == "CAP_SYS_ADMIN");
-        if sc.allow_privilege_escalation == Some(false) && (privileged || sys_admin) {
-            err(inv(Invalid::Escalation), sp);
-        }
-        seccomp_ok(pod, &sc.seccomp, sp, err);
-    }
+    #[cfg(not(feature = "small"))]
+    container_security(pod, c, p, privileged, err);
     if let Some(w) = pod.opt(c.working_dir) {
         // keel (SPEC 2.7): the runtime would fail on a relative one.
         if !w.is_empty() && !w.starts_with('/') {

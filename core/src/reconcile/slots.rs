@@ -11,7 +11,7 @@ use super::{Inner, MAX_UID};
 use crate::config::{Limit, MAX_POD_CONTAINERS, SPEC_BYTES};
 use crate::hash;
 use crate::machine::{init_gate, Container, InitGate, ProbeTiming, Probes, State, WaitReason};
-use crate::manifest::model::{EnvSource, Pod, RestartPolicy, VolumeSource};
+use crate::manifest::model::{Pod, RestartPolicy, VolumeSource};
 use crate::manifest::{defaults, Digest, Error};
 use crate::status::{Event, Phase, PodId, StopReason};
 use crate::time::{Duration, Instant};
@@ -416,10 +416,12 @@ fn pod_key(pod: &Pod) -> u64 {
             }
         }
     }
-    // The files of downwardAPI volumes: their paths and what each holds.
+    // The files of downwardAPI volumes: their paths and what each holds (firmware has none).
+    #[cfg(not(feature = "small"))]
     for it in sp.downward_items.iter() {
         text(&it.volume.to_le_bytes());
         text(pod.s(it.path).as_bytes());
+        use crate::manifest::model::EnvSource;
         match it.source {
             EnvSource::Field(f) => text(&[0, f as u8]),
             EnvSource::Label(k) => {

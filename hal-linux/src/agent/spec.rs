@@ -33,6 +33,10 @@ pub enum SpecError {
     /// The container has no command at all.
     #[error("no command: the pod gives none and the image has no ENTRYPOINT or CMD")]
     NoCommand,
+    /// A resource keel has nothing to allocate from: extended resources (no device plugins)
+    /// and hugepages (not reserved by keel). The container waits with this reason.
+    #[error("resource {0:?} is not allocatable on this keel node (no device plugin or hugepages pool); the container cannot start")]
+    NotAllocatable(String),
     /// A volume kind this node cannot provide yet.
     #[error("volume {0:?}: image volumes are not supported by this keel yet (the container cannot start)")]
     ImageVolume(String),
@@ -511,6 +515,9 @@ pub fn build(
     let Some((_, c)) = pod.all_containers().nth(index) else {
         return Err(SpecError::NoCommand);
     };
+    if let Some(e) = c.resources.limits.other.first() {
+        return Err(SpecError::NotAllocatable(pod.s(e.name).to_string()));
+    }
     let env = env(ctx, c, &image.config);
     let argv = argv(c, pod, &image.config, &env);
     if argv.is_empty() {
@@ -626,8 +633,8 @@ mod tests {
         }
     }
 
-    fn pod_with(command: &[&str], args: &[&str]) -> Pod {
-        let mut pod = Pod::default();
+    fn pod_with(command: &[&str], args: &[&str]) -> Box<Pod> {
+        let mut pod = Box::<Pod>::default();
         let mut c = Container::default();
         for s in command {
             c.command.push(pod.pool.add(s).unwrap()).unwrap();
