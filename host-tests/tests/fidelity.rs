@@ -10,7 +10,7 @@
 //! - the `kubelet-parity-*.yaml` good fixtures: what the kubelet accepts and defaults.
 
 use keel_core::manifest::{self, model::*, Context, Error};
-use keel_host_tests::corpus::{fixture_dir, manifests, repo_root};
+use keel_host_tests::corpus::{fixture_dir, repo_root};
 use std::path::Path;
 
 /// Bad fixtures the kubelet accepts: keel refuses them on purpose. (fixture, SPEC row, why)
