@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod cluster;
 pub mod control;
 pub mod diag;
 pub mod image;
@@ -12,6 +13,7 @@ pub mod probe;
 pub mod render;
 pub mod runtime;
 pub mod timefmt;
+pub mod tls;
 pub mod wire;
 
 /// The node name keel uses by default: the host name, trimmed and lower-cased (SPEC 2.4).

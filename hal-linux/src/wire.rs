@@ -11,7 +11,7 @@ use keel_core::status::{FileState, Phase};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of these types.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A request from the CLI.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +98,9 @@ pub struct PodInfo {
     pub pod_json: String,
     /// When keel took the pod, Unix milliseconds.
     pub created_unix_ms: u64,
+    /// Where its mirror pod in the API server stands (`synced (uid …)`, `error: …`);
+    /// `None` when the agent has no kubeconfig.
+    pub mirror: Option<String>,
 }
 
 /// A file of the manifest source.

@@ -228,6 +228,10 @@ impl Node {
             "--cgroup-parent".into(),
             self.cgroup_parent(),
             "--drain-on-exit".into(),
+            // Test agents run side by side: none takes the default healthz port (a test
+            // of healthz passes a port of its own after these).
+            "--healthz-port".into(),
+            "0".into(),
         ]
     }
 

@@ -216,6 +216,7 @@ impl Storage {
             node: "node1".into(),
             stopping: Default::default(),
             source_error: None,
+            mirrors: None,
         }
     }
 }

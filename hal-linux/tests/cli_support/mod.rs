@@ -243,6 +243,7 @@ pub fn pod(t: &Times, name: &str, phase: Phase, containers: Vec<ContainerInfo>) 
         terminating: None,
         pod_json: pod_json(&manifest),
         created_unix_ms: t.unix_ago(300),
+        mirror: None,
     }
 }
 

@@ -41,6 +41,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("skopeo", "skopeo"),
     ("apache2-utils", "htpasswd"),
     ("openssl", "openssl"),
+    // The node tests check keel's systemd unit with systemd-analyze verify.
+    ("systemd", "systemd-analyze"),
 ];
 
 /// A step written in Rust: gets the repository root.
