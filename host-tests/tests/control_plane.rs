@@ -9,7 +9,7 @@
 
 use keel_core::config;
 use keel_core::manifest::{self, model::*, Context};
-use keel_host_tests::corpus::{fixture_dir, manifests, repo_root};
+use keel_host_tests::corpus::{fixture_dir, manifests};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -172,31 +172,14 @@ fn a_pod_at_the_mount_and_flag_limits_validates() {
 
 #[test]
 fn keel_validate_accepts_kops_etcd_manager() {
-    let root = repo_root();
-    let target = root.join("target/keel-cli-test");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(cargo)
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "keel-linux",
-            "--bin",
-            "keel",
-            "--target-dir",
-        ])
-        .arg(&target)
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let keel = keel_host_tests::corpus::keel_cli();
     let dir = fixture_dir("control-plane");
     for f in [
         "kops-etcd-manager-main.yaml",
         "kops-etcd-manager-events-image-volumes.yaml",
     ] {
         let p = dir.join(f);
-        let out = Command::new(target.join("debug/keel"))
+        let out = Command::new(&keel)
             .arg("validate")
             .arg(&p)
             .output()
