@@ -211,7 +211,7 @@ pub enum Invalid {
     VolumeTypes,
     /// Bidirectional propagation in a container that is not privileged.
     Bidirectional,
-    /// Probes and hooks on an init container.
+    /// Probes on an init container that is not a sidecar.
     InitContainerField,
     /// `terminationGracePeriodSeconds` on a readiness probe.
     ReadinessGrace,
@@ -239,6 +239,11 @@ pub enum Invalid {
     FileMode,
     /// A priority class name or other reference that is not a DNS-1123 subdomain.
     NotSubdomain,
+    /// A container-level `restartPolicy` on an app container (only init containers may
+    /// have one).
+    RestartPolicyNotInit,
+    /// `lifecycle` on an init container that is not a sidecar.
+    InitContainerLifecycle,
 }
 
 impl Invalid {
@@ -284,7 +289,7 @@ impl Invalid {
             Backsteps => "must not contain '..'",
             VolumeTypes => "may not specify more than 1 volume type",
             Bidirectional => "Bidirectional mount propagation is available only to privileged containers",
-            InitContainerField => "may not be set for init containers",
+            InitContainerField => "may not be set for init containers without restartPolicy=Always",
             ReadinessGrace => "must not be set for readiness probes",
             SleepRange => "must be between 0 and the pod's terminationGracePeriodSeconds",
             HeaderName => "must be an HTTP header name (letters, digits and '-')",
@@ -298,6 +303,8 @@ impl Invalid {
             TolerationEffect => "must be NoExecute when tolerationSeconds is set",
             FileMode => "must be a file mode between 0 and 0777",
             NotSubdomain => "must be a DNS-1123 subdomain",
+            RestartPolicyNotInit => "may not be set for non-init containers",
+            InitContainerLifecycle => "may not be set for init containers without restartPolicy=Always",
         }
     }
 }

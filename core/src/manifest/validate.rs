@@ -847,10 +847,19 @@ fn container(
         (&c.readiness_probe, F::ReadinessProbe),
         (&c.startup_probe, F::StartupProbe),
     ];
+    // A sidecar (an init container with `restartPolicy: Always`) may have probes and
+    // hooks; other init containers may not (validateInitContainers), and app containers
+    // have no restartPolicy.
+    let sidecar = init && c.restart_policy == Some(ContainerRestartPolicy::Always);
+    if !init && c.restart_policy.is_some() {
+        err(
+            inv(Invalid::RestartPolicyNotInit),
+            p.field(F::RestartPolicy),
+        );
+    }
     for (probe, f) in probes {
         if let Some(probe) = probe {
-            if init {
-                // validateInitContainers: no probes (sidecars aside).
+            if init && !sidecar {
                 err(inv(Invalid::InitContainerField), p.field(f));
             } else {
                 probe_ok(probe, p.field(f), f, err);
@@ -863,8 +872,8 @@ fn container(
         (&c.lifecycle.post_start, F::PostStart),
         (&c.lifecycle.pre_stop, F::PreStop),
     ];
-    if init && hooks.iter().any(|(h, _)| h.is_some()) {
-        err(inv(Invalid::InitContainerField), p.field(F::Lifecycle));
+    if init && !sidecar && hooks.iter().any(|(h, _)| h.is_some()) {
+        err(inv(Invalid::InitContainerLifecycle), p.field(F::Lifecycle));
     }
     let grace = pod.spec.termination_grace_period_seconds.unwrap_or(30);
     for (hook, f) in hooks {
