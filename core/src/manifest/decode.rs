@@ -713,6 +713,7 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
     }
 
     /// Tells the author that keel accepts but cannot provide the field at `key`.
+    #[cfg(not(feature = "small"))]
     pub(crate) fn not_provided(&mut self, key: &Key<'a>, path: FieldPath) {
         (self.warn)(Warning::NotProvided {
             path,
@@ -747,6 +748,7 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
     }
 }
 
+#[cfg(not(feature = "small"))]
 impl<'a, R: Events<'a>> Decoder<'a, '_, R> {
     /// The full text of a key into the pool (a resource name, say).
     pub(crate) fn key_text(&self, pool: &mut Pool, key: &Key<'_>, path: FieldPath) -> Result<Str> {

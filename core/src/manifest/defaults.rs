@@ -380,6 +380,35 @@ fn set_annotation(pod: &mut Pod, key: &str, value: &str) -> Result<(), Error> {
         .map_err(|_| cap(Limit::Labels))
 }
 
+/// SetDefaults_Pod: a limit without a request is also the request.
+#[cfg(not(feature = "small"))]
+fn requests_from_limits(r: &mut Resources, pool: &Pool) -> Result<(), Error> {
+    for (req, lim) in [
+        (&mut r.requests.cpu, r.limits.cpu),
+        (&mut r.requests.memory, r.limits.memory),
+        (
+            &mut r.requests.ephemeral_storage,
+            r.limits.ephemeral_storage,
+        ),
+    ] {
+        if req.is_none() {
+            *req = lim;
+        }
+    }
+    for e in r.limits.other.iter() {
+        let name = pool.get(e.name);
+        if !r.requests.other.iter().any(|q| pool.get(q.name) == name) {
+            // A limit the requests have no room for is a capacity error, never dropped.
+            r.requests
+                .other
+                .push(*e)
+                .map_err(|_| cap(Limit::Resources))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "small"))]
 /// The kubelet's `applyDefaults` (pkg/kubelet/config/common.go) gives every static pod a
 /// toleration `{operator: Exists, effect: NoExecute}` (`AddOrUpdateTolerationInPod`: not
 /// added again when the pod has one with the same key, operator, value and effect; such a
@@ -478,6 +507,9 @@ pub fn apply_with_digest(
     // Strings the defaults below may need, added once (the pool cannot lend and grow at
     // once inside the loops).
     let slash = pod.pool.add("/").map_err(|_| cap(Limit::StringBytes))?;
+    // Firmware (`small`) leaves out the defaults only the Linux agent shows or uses (the
+    // toleration, requests from limits): its flash budget.
+    #[cfg(not(feature = "small"))]
     static_pod_toleration(pod)?;
     let s = &mut pod.spec;
     s.restart_policy.get_or_insert(RestartPolicy::Always);
@@ -502,29 +534,8 @@ pub fn apply_with_digest(
             .get_or_insert(TerminationMessagePolicy::File);
         // SetDefaults_Pod (pkg/apis/core/v1/defaults.go): a limit without a request is
         // also the request.
-        let r = &mut c.resources;
-        for (req, lim) in [
-            (&mut r.requests.cpu, r.limits.cpu),
-            (&mut r.requests.memory, r.limits.memory),
-            (
-                &mut r.requests.ephemeral_storage,
-                r.limits.ephemeral_storage,
-            ),
-        ] {
-            if req.is_none() {
-                *req = lim;
-            }
-        }
-        for e in r.limits.other.iter() {
-            let name = pool.get(e.name);
-            if !r.requests.other.iter().any(|q| pool.get(q.name) == name) {
-                // A limit the requests have no room for is a capacity error, never dropped.
-                r.requests
-                    .other
-                    .push(*e)
-                    .map_err(|_| cap(Limit::Resources))?;
-            }
-        }
+        #[cfg(not(feature = "small"))]
+        requests_from_limits(&mut c.resources, pool)?;
         for p in c.ports.iter_mut() {
             p.protocol.get_or_insert(Protocol::TCP);
             // SetDefaults_Pod: with hostNetwork, an unset or zero hostPort is the port.

@@ -175,7 +175,9 @@ pub fn locate(text: &str, path: &FieldPath) -> Mark {
                         return last;
                     };
                     let Event::Scalar(k) = k else { return last };
-                    let known = resources
+                    // (Firmware keeps no other resources: no entries to find there.)
+                    let known = cfg!(not(feature = "small"))
+                        && resources
                         && ["cpu", "memory", "ephemeral-storage"]
                             .iter()
                             .any(|n| scalar::text_eq(&k, n));

@@ -13,7 +13,9 @@ use super::decode::{Decoder, Key};
 use super::error::{ApiRef, Error, ErrorKind, Invalid};
 use super::event::{Events, Mark};
 use super::model::*;
-use super::path::{FieldPath, Seg, F};
+#[cfg(not(feature = "small"))]
+use super::path::Seg;
+use super::path::{FieldPath, F};
 use crate::config::{Limit, MAX_DOWNWARD_ITEMS, MAX_LABELS, MAX_SMALL_LIST};
 use heapless::Vec;
 
@@ -1198,6 +1200,7 @@ fn value_source<'a, R: Events<'a>>(
 /// `metadata.labels['<key>']` and `metadata.annotations['<key>']` with a valid key).
 fn field_ref(pool: &Pool, text: Str, volume: bool) -> Option<EnvSource> {
     let t = pool.get(text);
+    #[cfg(not(feature = "small"))]
     let subscript = |prefix: &str| {
         let key = t
             .strip_prefix(prefix)?
@@ -1205,9 +1208,12 @@ fn field_ref(pool: &Pool, text: Str, volume: bool) -> Option<EnvSource> {
             .strip_suffix("']")?;
         Some(text.suffix(t.len() - key.len() - 2).prefix(key.len()))
     };
+    // One label or annotation (firmware tasks have no use for them: not in `small`).
+    #[cfg(not(feature = "small"))]
     if let Some(k) = subscript("metadata.labels") {
         return super::validate::is_qualified_name(pool.get(k)).then_some(EnvSource::Label(k));
     }
+    #[cfg(not(feature = "small"))]
     if let Some(k) = subscript("metadata.annotations") {
         let ok = super::validate::is_annotation_key(pool.get(k));
         return ok.then_some(EnvSource::Annotation(k));
@@ -1288,6 +1294,7 @@ object! {
     }
 }
 
+#[cfg(not(feature = "small"))]
 object! {
     ResourceList {
         Cpu: Kind::Quantity => cpu = quantity,
@@ -1307,6 +1314,17 @@ object! {
             .push(ResourceEntry { name, quantity })
             .map_err(|_| Error::capacity(Limit::Resources, p, key.mark))?;
         Ok(true)
+    }
+}
+
+// Firmware (`small`) has no hugepages or extended resources to give (MAX_RESOURCES 0):
+// other resource names are unknown fields there.
+#[cfg(feature = "small")]
+object! {
+    ResourceList {
+        Cpu: Kind::Quantity => cpu = quantity,
+        Memory: Kind::Quantity => memory = quantity,
+        EphemeralStorage: Kind::Quantity => ephemeral_storage = quantity,
     }
 }
 

@@ -152,6 +152,23 @@ fn cmp(a: &Quantity, b: &Quantity) -> Option<core::cmp::Ordering> {
     Some(a.scaled_ceil(-9)?.cmp(&b.scaled_ceil(-9)?))
 }
 
+/// ValidatePodName on the name the kubelet gives the pod, `<name>-<node>`
+/// (generatePodName, pkg/kubelet/config/common.go): `web-` is a valid base name. (No node
+/// name, as when a source only asks whether a file parses: the name alone.)
+#[cfg(not(feature = "small"))]
+fn suffixed_name_ok(name: &str, node: &str) -> bool {
+    let mut full: heapless::String<253> = heapless::String::new();
+    let fits = full.push_str(name).is_ok()
+        && (node.is_empty() || (full.push('-').is_ok() && full.push_str(node).is_ok()));
+    fits && is_dns_subdomain(&full)
+}
+
+/// Firmware (`small`): the name alone (a subdomain; `web-` is refused), for flash.
+#[cfg(feature = "small")]
+fn suffixed_name_ok(name: &str, _node: &str) -> bool {
+    is_dns_subdomain(name)
+}
+
 /// Validates `pod` as it will run on `node`; calls `report` for each problem.
 /// Returns the number of problems. The rules are `ValidatePodCreate`'s
 /// (pkg/apis/core/validation/validation.go), run on the pod as the kubelet defaults it
@@ -165,17 +182,11 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
     let inv = |i: Invalid| ErrorKind::Invalid(i);
     let meta = FieldPath::ROOT.field(F::Metadata);
     let name = pod.s(pod.name);
-    // ValidatePodName on the name the kubelet gives the pod, `<name>-<node>`
-    // (generatePodName, pkg/kubelet/config/common.go): `web-` is a valid base name.
-    let mut full: heapless::String<253> = heapless::String::new();
-    // (No node name, as when a source only asks whether a file parses: the name alone.)
-    let fits = full.push_str(name).is_ok()
-        && (node.is_empty() || (full.push('-').is_ok() && full.push_str(node).is_ok()));
     if name.is_empty() {
         err(ErrorKind::Required, meta.field(F::Name));
-    } else if !fits {
+    } else if name.len() + 1 + node.len() > 253 {
         err(inv(Invalid::SuffixedNameTooLong), meta.field(F::Name));
-    } else if !is_dns_subdomain(&full) {
+    } else if !suffixed_name_ok(name, node) {
         err(inv(Invalid::DnsSubdomain), meta.field(F::Name));
     }
     if let Some(ns) = pod.opt(pod.namespace) {
@@ -243,18 +254,21 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
             err(inv(Invalid::Duplicate), p.field(F::Name));
         }
         match v.source {
+            #[cfg(not(feature = "small"))]
+            VolumeSource::HostPath { path, .. } if !no_backsteps(pod.s(path)) => {
+                err(inv(Invalid::Backsteps), p.field(F::HostPath).field(F::Path))
+            }
             VolumeSource::HostPath { path, .. } => {
                 let pp = p.field(F::HostPath).field(F::Path);
                 let hp = pod.s(path);
                 if hp.is_empty() {
                     err(ErrorKind::Required, pp);
-                } else if !no_backsteps(hp) {
-                    err(inv(Invalid::Backsteps), pp);
                 } else if !hp.starts_with('/') {
                     // keel (SPEC 2.7): the kubelet resolves it against its working dir.
                     err(inv(Invalid::RelativePath), pp);
                 }
             }
+            #[cfg(not(feature = "small"))]
             VolumeSource::EmptyDir {
                 size_limit: Some(q),
                 ..
@@ -558,7 +572,9 @@ fn probe_ok(probe: &Probe, p: FieldPath, kind: F, err: &mut dyn FnMut(ErrorKind,
             p.field(F::SuccessThreshold),
         );
     }
+    #[cfg(not(feature = "small"))]
     let gp = p.field(F::TerminationGracePeriodSeconds);
+    #[cfg(not(feature = "small"))]
     match probe.termination_grace_period_seconds {
         Some(_) if kind == F::ReadinessProbe => {
             err(ErrorKind::Invalid(Invalid::ReadinessGrace), gp)
@@ -775,6 +791,7 @@ fn container(
         if !is_env_name(pod.s(e.name)) {
             err(inv(Invalid::EnvName), ep.field(F::Name));
         }
+        #[cfg(not(feature = "small"))]
         if e.value_from.is_some() && pod.opt(e.value).is_some_and(|v| !v.is_empty()) {
             err(inv(Invalid::ValueAndValueFrom), ep.field(F::ValueFrom));
         }
@@ -788,7 +805,11 @@ fn container(
         let pp = p.field(F::Ports).index(i);
         if !(1..=65535).contains(&port.container_port) {
             err(inv(Invalid::PortRange), pp.field(F::ContainerPort));
-        } else if pod.spec.host_network
+        }
+        // Firmware (`small`) leaves out this and the other rules marked so below: flash.
+        #[cfg(not(feature = "small"))]
+        if (1..=65535).contains(&port.container_port)
+            && pod.spec.host_network
             && port
                 .host_port
                 .is_some_and(|h| h != 0 && h != port.container_port)
@@ -801,15 +822,19 @@ fn container(
             }
         }
         if let Some(n) = pod.opt(port.name) {
+            #[cfg(not(feature = "small"))]
             if !is_port_name(n) {
                 err(inv(Invalid::PortName), pp.field(F::Name));
-            } else if c.ports[..i].iter().any(|o| pod.opt(o.name) == Some(n)) {
+                continue;
+            }
+            if c.ports[..i].iter().any(|o| pod.opt(o.name) == Some(n)) {
                 err(inv(Invalid::Duplicate), pp.field(F::Name));
             }
         }
     }
     #[cfg(not(feature = "small"))]
     resources_ok(pod, &c.resources, p, err);
+    #[cfg(not(feature = "small"))]
     let privileged = c
         .security_context
         .as_ref()
@@ -838,6 +863,7 @@ fn container(
             }
         }
         // validateMountPropagation.
+        #[cfg(not(feature = "small"))]
         if m.propagation == Some(MountPropagation::Bidirectional) && !privileged {
             err(inv(Invalid::Bidirectional), mp.field(F::MountPropagation));
         }

@@ -426,10 +426,14 @@ fn pod_key(pod: &Pod) -> u64 {
                 });
                 text(pod.opt(huge_pages).unwrap_or("-").as_bytes());
             }
+            #[cfg(feature = "small")]
+            VolumeSource::DownwardApi { .. } | VolumeSource::Image { .. } => {}
+            #[cfg(not(feature = "small"))]
             VolumeSource::DownwardApi { default_mode, .. } => {
                 text(b"downwardAPI");
                 text(&default_mode.unwrap_or(-1).to_le_bytes());
             }
+            #[cfg(not(feature = "small"))]
             VolumeSource::Image {
                 reference,
                 pull_policy,
