@@ -232,6 +232,8 @@ impl Node {
             // of healthz passes a port of its own after these).
             "--healthz-port".into(),
             "0".into(),
+            "--container-logs-dir".into(),
+            self.dir.join("containers").display().to_string(),
         ]
     }
 

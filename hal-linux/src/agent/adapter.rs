@@ -98,6 +98,9 @@ pub struct LinuxRuntime {
     finishing: Vec<std::thread::JoinHandle<()>>,
     /// `<root-dir>/seccomp`, where `Localhost` seccomp profiles are.
     seccomp_dir: PathBuf,
+    /// The Unix time (ms) of the core clock's epoch (see [`super::clock`]), to report
+    /// adopted containers' start times as instants.
+    boot_unix_ms: u64,
 }
 
 impl std::fmt::Debug for LinuxRuntime {
@@ -136,6 +139,21 @@ pub(crate) fn total_memory() -> u64 {
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
+}
+
+/// When process `pid` started, on the agent's clock (time since boot, see
+/// [`super::clock`]): field 22 of `/proc/<pid>/stat`, in clock ticks since boot. A pod's
+/// sandbox was created when its pause process started.
+fn process_start(pid: i32) -> Option<keel_core::time::Instant> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count from the ')' that closes it.
+    let rest = stat.rsplit_once(')')?.1;
+    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&h| h > 0)? as u64;
+    Some(keel_core::time::Instant(ticks.saturating_mul(1000) / hz))
 }
 
 /// The core's view of a container runc reports.
@@ -181,7 +199,14 @@ impl LinuxRuntime {
             notices: Vec::new(),
             finishing: Vec::new(),
             seccomp_dir,
+            boot_unix_ms: super::clock::boot_unix_ms(),
         }
+    }
+
+    /// Sets the Unix time (ms) of the agent clock's epoch, so that the times `adopt`
+    /// reports are instants of the agent's own clock to the millisecond.
+    pub fn set_boot_unix_ms(&mut self, boot_unix_ms: u64) {
+        self.boot_unix_ms = boot_unix_ms;
     }
 
     /// The image store.
@@ -290,6 +315,13 @@ impl AgentRuntime for LinuxRuntime {
         std::mem::take(&mut self.notices)
     }
 
+    fn exec_runtime(&self) -> Option<(PathBuf, PathBuf)> {
+        Some((
+            self.runc.config().runc_path.clone(),
+            self.runc.runc_root().to_path_buf(),
+        ))
+    }
+
     /// Lets every pod worker finish what it was asked to do (removals above all), for at
     /// most `timeout`. Workers of live pods are told nothing new: their pods keep running.
     fn shutdown(&mut self, timeout: std::time::Duration) {
@@ -330,13 +362,39 @@ impl Runtime for LinuxRuntime {
             labels: Default::default(),
         };
         let pod_dir = self.runc.pod_dir(pod.uid);
-        let tmpfs: Vec<PathBuf> = p
+        // Memory-backed emptyDirs: a tmpfs each, its size the volume's sizeLimit.
+        let tmpfs: Vec<(PathBuf, Option<u64>)> = p
             .spec
             .volumes
             .iter()
-            .filter(|v| matches!(v.source, VolumeSource::EmptyDir { memory: true, .. }))
-            .map(|v| spec::empty_dir_path(&pod_dir, p.s(v.name)))
+            .filter_map(|v| match v.source {
+                VolumeSource::EmptyDir {
+                    memory: true,
+                    size_limit,
+                } => Some((
+                    spec::empty_dir_path(&pod_dir, p.s(v.name)),
+                    size_limit
+                        .and_then(|q| q.scaled_ceil(0))
+                        .and_then(|b| u64::try_from(b).ok()),
+                )),
+                _ => None,
+            })
             .collect();
+        for v in &p.spec.volumes {
+            if let VolumeSource::EmptyDir {
+                memory: false,
+                size_limit: Some(q),
+            } = v.source
+            {
+                self.notices.push(Notice(format!(
+                    "pod {}/{}: emptyDir {} sizeLimit {} is not enforced on disk: the kubelet never evicts static pods (they are critical pods), and keel does not either; medium: Memory makes it a tmpfs of that size",
+                    spec.pod_namespace,
+                    spec.pod_name,
+                    p.s(v.name),
+                    p.s(q.text)
+                )));
+            }
+        }
         let w = self.worker(pod.uid, p.spec.host_network, None);
         w.tx.send(Op::CreateSandbox(spec, tmpfs))
             .map_err(|_| err(PlatformErrorKind::Create, "pod worker is gone"))
@@ -614,8 +672,12 @@ impl Runtime for LinuxRuntime {
                 continue;
             }
             let hn = sb.spec.host_network;
+            let created_at = process_start(sb.pid);
             self.worker(&uid, hn, Some(sb));
-            f(Existing::Sandbox { pod_uid: &uid });
+            f(Existing::Sandbox {
+                pod_uid: &uid,
+                created_at,
+            });
         }
         for ch in listing.containers {
             let uid = ch.record.pod_uid.clone();
@@ -623,7 +685,19 @@ impl Runtime for LinuxRuntime {
                 continue;
             }
             let h = self.alloc();
-            let state = run_state(self.runc.state(&ch));
+            let st = self.runc.state(&ch);
+            // The start of its run: runc's state while it runs, else the shim's record.
+            let started_ns = match &st {
+                Ok(ContainerState::Running {
+                    started_at_unix_nanos,
+                    ..
+                }) => Some(*started_at_unix_nanos),
+                _ => self.runc.shim_record(&ch).map(|r| r.started_at_unix_nanos),
+            };
+            let started_at = started_ns
+                .filter(|ns| *ns > 0)
+                .map(|ns| super::clock::instant_of_unix_nanos(ns, self.boot_unix_ms));
+            let state = run_state(st);
             let digest = ch.record.digest();
             self.containers.insert(
                 h,
@@ -656,6 +730,7 @@ impl Runtime for LinuxRuntime {
                 restart_count: rc,
                 digest,
                 state,
+                started_at,
             });
         }
     }

@@ -60,6 +60,9 @@ pub struct AgentConfig {
     pub print_systemd_unit: bool,
     /// The flags as given (without `--print-systemd-unit`), for the unit's ExecStart.
     pub args: Vec<String>,
+    /// Where the `<pod>_<ns>_<container>-<id>.log` symlinks go (`--container-logs-dir`,
+    /// the kubelet's fixed `/var/log/containers`).
+    pub container_logs_dir: PathBuf,
     /// The API server to register with and mirror pods to (`--kubeconfig`); `None`
     /// without one (standalone).
     pub cluster: Option<crate::cluster::Settings>,
@@ -90,6 +93,7 @@ impl Default for AgentConfig {
             seccomp_default: false,
             print_systemd_unit: false,
             args: Vec::new(),
+            container_logs_dir: PathBuf::from("/var/log/containers"),
             cluster: None,
         }
     }
@@ -291,215 +295,75 @@ fn apply_kubelet_config(
 
 /// Every flag of the kubelet (current ones and those removed in recent releases that
 /// kubelet units still carry), without the leading `--`: keel accepts those it does not
-/// implement with one warning each; any other unknown flag is an error.
-pub const KUBELET_FLAGS: &[&str] = &[
-    "add-dir-header",
-    "address",
-    "allowed-unsafe-sysctls",
-    "alsologtostderr",
-    "anonymous-auth",
-    "application-metrics-count-limit",
-    "authentication-token-webhook",
-    "authentication-token-webhook-cache-ttl",
-    "authorization-mode",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "azure-container-registry-config",
-    "boot-id-file",
-    "bootstrap-checkpoint-path",
-    "bootstrap-kubeconfig",
-    "cadvisor-port",
-    "cert-dir",
-    "cgroup-driver",
-    "cgroup-root",
-    "cgroups-per-qos",
-    "chaos-chance",
-    "client-ca-file",
-    "cloud-config",
-    "cloud-provider",
-    "cluster-dns",
-    "cluster-domain",
-    "cni-bin-dir",
-    "cni-cache-dir",
-    "cni-conf-dir",
-    "config",
-    "config-dir",
-    "container-hints",
-    "container-log-max-files",
-    "container-log-max-size",
-    "container-log-max-workers",
-    "container-log-monitor-interval",
-    "container-runtime",
-    "container-runtime-endpoint",
-    "containerd",
-    "containerd-namespace",
-    "containerized",
-    "contention-profiling",
-    "cpu-cfs-quota",
-    "cpu-cfs-quota-period",
-    "cpu-manager-policy",
-    "cpu-manager-policy-options",
-    "cpu-manager-reconcile-period",
-    "docker",
-    "docker-endpoint",
-    "docker-env-metadata-whitelist",
-    "docker-only",
-    "docker-root",
-    "docker-tls",
-    "docker-tls-ca",
-    "docker-tls-cert",
-    "docker-tls-key",
-    "dynamic-config-dir",
-    "enable-cadvisor-json-endpoints",
-    "enable-controller-attach-detach",
-    "enable-debugging-handlers",
-    "enable-load-reader",
-    "enable-server",
-    "enforce-node-allocatable",
-    "event-burst",
-    "event-qps",
-    "event-storage-age-limit",
-    "event-storage-event-limit",
-    "eviction-hard",
-    "eviction-max-pod-grace-period",
-    "eviction-minimum-reclaim",
-    "eviction-pressure-transition-period",
-    "eviction-soft",
-    "eviction-soft-grace-period",
-    "exit-on-lock-contention",
-    "experimental-allocatable-ignore-eviction",
-    "experimental-allowed-unsafe-sysctls",
-    "experimental-bootstrap-kubeconfig",
-    "experimental-check-node-capabilities-before-mount",
-    "experimental-dockershim-root-directory",
-    "experimental-kernel-memcg-notification",
-    "experimental-mounter-path",
-    "fail-cgroupv1",
-    "fail-swap-on",
-    "feature-gates",
-    "file-check-frequency",
-    "global-housekeeping-interval",
-    "hairpin-mode",
-    "healthz-bind-address",
-    "healthz-port",
-    "help",
-    "hostname-override",
-    "housekeeping-interval",
-    "http-check-frequency",
-    "image-credential-provider-bin-dir",
-    "image-credential-provider-config",
-    "image-gc-high-threshold",
-    "image-gc-low-threshold",
-    "image-pull-progress-deadline",
-    "image-service-endpoint",
-    "iptables-drop-bit",
-    "iptables-masquerade-bit",
-    "keep-terminated-pod-volumes",
-    "kernel-memcg-notification",
-    "kube-api-burst",
-    "kube-api-content-type",
-    "kube-api-qps",
-    "kube-reserved",
-    "kube-reserved-cgroup",
-    "kubeconfig",
-    "kubelet-cgroups",
-    "local-storage-capacity-isolation",
-    "lock-file",
-    "log-backtrace-at",
-    "log-cadvisor-usage",
-    "log-dir",
-    "log-file",
-    "log-file-max-size",
-    "log-flush-frequency",
-    "log-json-info-buffer-size",
-    "log-json-split-stream",
-    "log-text-info-buffer-size",
-    "log-text-split-stream",
-    "logging-format",
-    "logtostderr",
-    "machine-id-file",
-    "make-iptables-util-chains",
-    "manifest-url",
-    "manifest-url-header",
-    "master-service-namespace",
-    "max-open-files",
-    "max-pods",
-    "maximum-dead-containers",
-    "maximum-dead-containers-per-container",
-    "memory-manager-policy",
-    "minimum-container-ttl-duration",
-    "minimum-image-ttl-duration",
-    "network-plugin",
-    "network-plugin-dir",
-    "network-plugin-mtu",
-    "node-ip",
-    "node-labels",
-    "node-status-max-images",
-    "node-status-update-frequency",
-    "non-masquerade-cidr",
-    "one-output",
-    "oom-score-adj",
-    "pod-cidr",
-    "pod-infra-container-image",
-    "pod-manifest-path",
-    "pod-max-pids",
-    "pods-per-core",
-    "port",
-    "protect-kernel-defaults",
-    "provider-id",
-    "qos-reserved",
-    "read-only-port",
-    "really-crash-for-testing",
-    "redirect-container-streaming",
-    "register-node",
-    "register-schedulable",
-    "register-with-taints",
-    "registry-burst",
-    "registry-qps",
-    "reserved-cpus",
-    "reserved-memory",
-    "resolv-conf",
-    "root-dir",
-    "rotate-certificates",
-    "rotate-server-certificates",
-    "runonce",
-    "runtime-cgroups",
-    "runtime-request-timeout",
-    "seccomp-default",
-    "seccomp-profile-root",
-    "serialize-image-pulls",
-    "skip-headers",
-    "skip-log-headers",
-    "stderrthreshold",
-    "storage-driver-buffer-duration",
-    "storage-driver-db",
-    "storage-driver-host",
-    "storage-driver-password",
-    "storage-driver-secure",
-    "storage-driver-table",
-    "storage-driver-user",
-    "streaming-connection-idle-timeout",
-    "sync-frequency",
-    "system-cgroups",
-    "system-reserved",
-    "system-reserved-cgroup",
-    "tls-cert-file",
-    "tls-cipher-suites",
-    "tls-min-version",
-    "tls-private-key-file",
-    "topology-manager-policy",
-    "topology-manager-policy-options",
-    "topology-manager-scope",
-    "v",
-    "version",
-    "vmodule",
-    "volume-plugin-dir",
-    "volume-stats-agg-period",
-];
+/// implement with one warning each; any other unknown flag is an error. One string,
+/// separated by whitespace (see `runtime::seccomp::ALLOWED` for why not a slice).
+pub const KUBELET_FLAGS: &str = "\
+    add-dir-header address allowed-unsafe-sysctls alsologtostderr anonymous-auth \
+    application-metrics-count-limit authentication-token-webhook \
+    authentication-token-webhook-cache-ttl authorization-mode \
+    authorization-webhook-cache-authorized-ttl \
+    authorization-webhook-cache-unauthorized-ttl azure-container-registry-config \
+    boot-id-file bootstrap-checkpoint-path bootstrap-kubeconfig cadvisor-port cert-dir \
+    cgroup-driver cgroup-root cgroups-per-qos chaos-chance client-ca-file cloud-config \
+    cloud-provider cluster-dns cluster-domain cni-bin-dir cni-cache-dir cni-conf-dir \
+    config config-dir container-hints container-log-max-files container-log-max-size \
+    container-log-max-workers container-log-monitor-interval container-runtime \
+    container-runtime-endpoint containerd containerd-namespace containerized \
+    contention-profiling cpu-cfs-quota cpu-cfs-quota-period cpu-manager-policy \
+    cpu-manager-policy-options cpu-manager-reconcile-period docker docker-endpoint \
+    docker-env-metadata-whitelist docker-only docker-root docker-tls docker-tls-ca \
+    docker-tls-cert docker-tls-key dynamic-config-dir enable-cadvisor-json-endpoints \
+    enable-controller-attach-detach enable-debugging-handlers enable-load-reader \
+    enable-server enforce-node-allocatable event-burst event-qps event-storage-age-limit \
+    event-storage-event-limit eviction-hard eviction-max-pod-grace-period \
+    eviction-minimum-reclaim eviction-pressure-transition-period eviction-soft \
+    eviction-soft-grace-period exit-on-lock-contention \
+    experimental-allocatable-ignore-eviction experimental-allowed-unsafe-sysctls \
+    experimental-bootstrap-kubeconfig experimental-check-node-capabilities-before-mount \
+    experimental-dockershim-root-directory experimental-kernel-memcg-notification \
+    experimental-mounter-path fail-cgroupv1 fail-swap-on feature-gates \
+    file-check-frequency global-housekeeping-interval hairpin-mode healthz-bind-address \
+    healthz-port help hostname-override housekeeping-interval http-check-frequency \
+    image-credential-provider-bin-dir image-credential-provider-config \
+    image-gc-high-threshold image-gc-low-threshold image-pull-progress-deadline \
+    image-service-endpoint iptables-drop-bit iptables-masquerade-bit \
+    keep-terminated-pod-volumes kernel-memcg-notification kube-api-burst \
+    kube-api-content-type kube-api-qps kube-reserved kube-reserved-cgroup kubeconfig \
+    kubelet-cgroups local-storage-capacity-isolation lock-file log-backtrace-at \
+    log-cadvisor-usage log-dir log-file log-file-max-size log-flush-frequency \
+    log-json-info-buffer-size log-json-split-stream log-text-info-buffer-size \
+    log-text-split-stream logging-format logtostderr machine-id-file \
+    make-iptables-util-chains manifest-url manifest-url-header master-service-namespace \
+    max-open-files max-pods maximum-dead-containers \
+    maximum-dead-containers-per-container memory-manager-policy \
+    minimum-container-ttl-duration minimum-image-ttl-duration network-plugin \
+    network-plugin-dir network-plugin-mtu node-ip node-labels node-status-max-images \
+    node-status-update-frequency non-masquerade-cidr one-output oom-score-adj pod-cidr \
+    pod-infra-container-image pod-manifest-path pod-max-pids pods-per-core port \
+    protect-kernel-defaults provider-id qos-reserved read-only-port \
+    really-crash-for-testing redirect-container-streaming register-node \
+    register-schedulable register-with-taints registry-burst registry-qps reserved-cpus \
+    reserved-memory resolv-conf root-dir rotate-certificates rotate-server-certificates \
+    runonce runtime-cgroups runtime-request-timeout seccomp-default seccomp-profile-root \
+    serialize-image-pulls skip-headers skip-log-headers stderrthreshold \
+    storage-driver-buffer-duration storage-driver-db storage-driver-host \
+    storage-driver-password storage-driver-secure storage-driver-table \
+    storage-driver-user streaming-connection-idle-timeout sync-frequency system-cgroups \
+    system-reserved system-reserved-cgroup tls-cert-file tls-cipher-suites \
+    tls-min-version tls-private-key-file topology-manager-policy \
+    topology-manager-policy-options topology-manager-scope v version vmodule \
+    volume-plugin-dir volume-stats-agg-period \
+";
+
+/// Whether `name` is a kubelet flag ([`KUBELET_FLAGS`]).
+pub fn is_kubelet_flag(name: &str) -> bool {
+    KUBELET_FLAGS.split_whitespace().any(|f| f == name)
+}
 
 /// keel's own flags besides the kubelet's it implements.
 const KEEL_FLAGS: &[&str] = &[
     "pod-logs-dir",
+    "container-logs-dir",
     "socket",
     "runc",
     "cgroup-parent",
@@ -530,9 +394,10 @@ fn distance(a: &str, b: &str) -> usize {
 fn unknown_flag(name: &str) -> ConfigError {
     let nearest = KEEL_FLAGS
         .iter()
-        .chain(KUBELET_FLAGS)
+        .copied()
+        .chain(KUBELET_FLAGS.split_whitespace())
         .filter(|f| f.len() > 1)
-        .map(|f| (distance(name, f), *f))
+        .map(|f| (distance(name, f), f))
         .min();
     let hint = match nearest {
         Some((d, f)) if d <= 3 => format!(" (did you mean --{f}?)"),
@@ -566,6 +431,8 @@ usage: keel agent [flags]
   --hostname-override NAME     node name (default: the host name)
   --root-dir DIR               images, pod state, runc state (default /var/lib/keel)
   --pod-logs-dir DIR           container logs (default /var/log/pods)
+  --container-logs-dir DIR     <pod>_<ns>_<container>-<id>.log symlinks to the live logs,
+                               for log shippers (default /var/log/containers)
   --socket PATH                control socket (default /run/keel/keel.sock)
   --container-log-max-size Q   rotate logs at this size (default 10Mi)
   --container-log-max-files N  log files kept per container (default 5)
@@ -743,6 +610,7 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
             "drain-on-exit" => cfg.drain_on_exit = value.is_none_or(|v| v != "false"),
             "seccomp-default" => cfg.seccomp_default = value.is_none_or(|v| v != "false"),
             "print-systemd-unit" => cfg.print_systemd_unit = value.is_none_or(|v| v != "false"),
+            "container-logs-dir" => cfg.container_logs_dir = PathBuf::from(need(value)?),
             "healthz-port" => {
                 let v = need(value)?;
                 cfg.healthz_port = v.parse().map_err(|_| {
@@ -757,7 +625,7 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
                     ConfigError(format!("--healthz-bind-address {v:?} is not an IP address"))
                 })?;
             }
-            other if KUBELET_FLAGS.contains(&other) => cfg.ignored_flags.push(format!("--{other}")),
+            other if is_kubelet_flag(other) => cfg.ignored_flags.push(format!("--{other}")),
             other => return Err(unknown_flag(other)),
         }
     }

@@ -8,7 +8,9 @@
 //! (SPEC 4.6); a restarted agent adopts them.
 
 pub mod adapter;
+pub mod clock;
 pub mod config;
+pub mod fields;
 pub mod healthz;
 mod probes;
 pub mod source;
@@ -31,7 +33,6 @@ use keel_core::status::{Event, FileState, IgnoreReason, PodId, StopReason};
 use source::{DirSource, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub mod log;
 use self::log::Line;
@@ -96,6 +97,11 @@ pub trait AgentRuntime: Runtime {
     fn pod_logs_dir(&self) -> &Path;
     /// Takes what the runtime wants logged since the last call, oldest first.
     fn take_notices(&mut self) -> Vec<Notice>;
+    /// The OCI runtime binary and its state directory, for `keel exec`; `None` when this
+    /// runtime cannot run commands in containers.
+    fn exec_runtime(&self) -> Option<(PathBuf, PathBuf)> {
+        None
+    }
     /// Lets queued work (removals, signals) finish before the agent exits, for at most
     /// `timeout`; running pods are left running.
     fn shutdown(&mut self, timeout: std::time::Duration);
@@ -121,7 +127,6 @@ struct Agent<'s, R> {
     rec: Reconciler<'s>,
     rt: R,
     scratch_pod: Box<Pod>,
-    started: Instant,
     boot_unix_ms: u64,
     node: String,
     /// Containers seen stopping, with their kill deadline (see `track_stops`).
@@ -134,7 +139,7 @@ struct Agent<'s, R> {
 
 impl<R: AgentRuntime> Agent<'_, R> {
     fn now(&self) -> keel_core::time::Instant {
-        keel_core::time::Instant(self.started.elapsed().as_millis() as u64)
+        clock::now()
     }
 
     fn pod_name(&mut self, id: PodId) -> String {
@@ -231,6 +236,31 @@ impl<R: AgentRuntime> Agent<'_, R> {
         // forgotten; those with one are taken out by the exit's line.
         self.stopping.retain(|k, _| still.contains(k));
         lines
+    }
+
+    /// One warning line per field of pod `id` the agent does not apply (SPEC 2.10).
+    fn field_warnings(&mut self, id: PodId) -> Vec<LogLine> {
+        let slot = &self.rec.slots()[id.slot as usize];
+        if !slot.decode_into(&mut self.scratch_pod) {
+            return Vec::new();
+        }
+        let name = format!(
+            "{}/{}",
+            self.scratch_pod
+                .opt(self.scratch_pod.namespace)
+                .unwrap_or("default"),
+            self.scratch_pod.s(self.scratch_pod.name)
+        );
+        fields::report(&self.scratch_pod)
+            .into_iter()
+            .filter_map(|f| {
+                let w = f.warning?;
+                Some(
+                    LogLine::new(Level::Warn, &name, format!("{}: not applied: {w}", f.path))
+                        .about("", "FieldNotApplied"),
+                )
+            })
+            .collect()
     }
 
     /// The log line for event `e`.
@@ -669,7 +699,75 @@ impl<R: AgentRuntime> Agent<'_, R> {
                 });
                 Response::Pod(found)
             }
+            Request::Exec { pod, container } => match self.exec_target(&pod, container) {
+                Ok(t) => Response::Exec(t),
+                Err(m) => Response::Error(m),
+            },
         }
+    }
+
+    /// The running container `keel exec` names: `container` of pod `query`, or its first
+    /// app container.
+    fn exec_target(
+        &mut self,
+        query: &str,
+        container: Option<String>,
+    ) -> Result<wire::ExecTarget, String> {
+        let n = self.rec.slots().len();
+        let all: Vec<PodInfo> = (0..n).filter_map(|i| self.pod_info(i)).collect();
+        let pod = wire::find_pod(&all, query, &self.node)?;
+        let apps: Vec<String> = pod
+            .containers
+            .iter()
+            .filter(|c| !c.init)
+            .map(|c| c.name.clone())
+            .collect();
+        let (c, defaulted_from) = match &container {
+            Some(name) => (
+                pod.containers
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "container {name:?} is not in pod {}; it has {}",
+                            pod.name,
+                            pod.containers
+                                .iter()
+                                .map(|c| c.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })?,
+                Vec::new(),
+            ),
+            None => (
+                pod.containers
+                    .iter()
+                    .find(|c| !c.init)
+                    .ok_or_else(|| format!("pod {} has no app container", pod.name))?,
+                if apps.len() > 1 {
+                    apps.clone()
+                } else {
+                    Vec::new()
+                },
+            ),
+        };
+        let running = matches!(c.status.state, State::Running { .. });
+        let id =
+            c.runtime_id.clone().filter(|_| running).ok_or_else(|| {
+                format!("container {} of pod {} is not running", c.name, pod.name)
+            })?;
+        let (runtime, root) = self
+            .rt
+            .exec_runtime()
+            .ok_or("this agent's runtime cannot run commands in containers")?;
+        Ok(wire::ExecTarget {
+            runtime: runtime.display().to_string(),
+            root: root.display().to_string(),
+            id,
+            container: c.name.clone(),
+            defaulted_from,
+        })
     }
 }
 
@@ -734,6 +832,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     rcfg.log_max_files = cfg.log_max_files;
     rcfg.cgroup_parent = cfg.cgroup_parent.clone();
     rcfg.seccomp_default = cfg.seccomp_default;
+    rcfg.container_logs_dir = Some(cfg.container_logs_dir.clone());
     let runc = RuncRuntime::new(rcfg).map_err(|e| StartError(format!("runtime: {e}")))?;
     if let Some(floor) = runc.oom_score_floor() {
         log(
@@ -758,7 +857,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         ImageStore::open(&cfg.root_dir).map_err(|e| StartError(format!("image store: {e}")))?;
     let images_dir = images.layout_dir().to_path_buf();
     let wake = Arc::new(tokio::sync::Notify::new());
-    let rt = LinuxRuntime::new(runc, images, wake.clone());
+    let mut rt = LinuxRuntime::new(runc, images, wake.clone());
     let node = keel_core::manifest::defaults::node_name(
         &cfg.hostname_override
             .clone()
@@ -778,16 +877,13 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         ..Settings::DEFAULT
     };
     let rec = Reconciler::new(&mut slots, &mut files, &mut scratch, &node, settings);
-    let started = Instant::now();
-    let boot_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    // Instants count from boot (see `clock`): adopted containers keep their start times.
+    let boot_unix_ms = clock::boot_unix_ms();
+    rt.set_boot_unix_ms(boot_unix_ms);
     let mut agent = Agent {
         rec,
         rt,
         scratch_pod: Box::default(),
-        started,
         boot_unix_ms,
         node: node.clone(),
         stopping: Default::default(),
@@ -862,6 +958,11 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                     last_source_error = src.last_error().map(str::to_string);
                 }
                 agent.event_line(e).print();
+                if let Event::PodAdded { pod, .. } = e {
+                    for l in agent.field_warnings(pod) {
+                        l.print();
+                    }
+                }
             }
             for l in agent.track_stops() {
                 l.print();
