@@ -30,16 +30,6 @@ pub enum Warning<'a> {
         /// Where the key is.
         mark: Mark,
     },
-    /// A field keel accepts as the kubelet does but cannot provide (an extended resource,
-    /// hugepages, an image volume): the container will wait with a reason saying so.
-    NotProvided {
-        /// The field.
-        path: FieldPath,
-        /// The key as written (`example.com/gpu`, `image`).
-        key: &'a str,
-        /// Where the key is.
-        mark: Mark,
-    },
     /// Further documents after the first are ignored (SPEC 1.9).
     ExtraDocuments {
         /// How many.
@@ -710,16 +700,6 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
                 .map_err(|_| Error::capacity(Limit::Labels, p, key.mark))?;
             Ok(true)
         })
-    }
-
-    /// Tells the author that keel accepts but cannot provide the field at `key`.
-    #[cfg(not(feature = "small"))]
-    pub(crate) fn not_provided(&mut self, key: &Key<'a>, path: FieldPath) {
-        (self.warn)(Warning::NotProvided {
-            path,
-            key: key.raw,
-            mark: key.mark,
-        });
     }
 
     /// Rejects an API-object reference, at the key's position.

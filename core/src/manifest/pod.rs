@@ -672,9 +672,6 @@ object! {
                 key.mark,
             ));
         }
-        if f == F::Image {
-            d.not_provided(key, path);
-        }
         let mut src = SourceObject {
             of: f,
             path: Str::EMPTY,
@@ -1305,7 +1302,6 @@ object! {
     // judges the name as the API server does.
     other(s, d, pool, key, path) {
         let p = path.push(Seg::Entry(s.other.len() as u16));
-        d.not_provided(key, p);
         let name = d.key_text(pool, key, p)?;
         let quantity = d
             .quantity(pool, p)?

@@ -371,6 +371,7 @@ impl Runtime for LinuxRuntime {
                 VolumeSource::EmptyDir {
                     memory: true,
                     size_limit,
+                    ..
                 } => Some((
                     spec::empty_dir_path(&pod_dir, p.s(v.name)),
                     size_limit
@@ -384,6 +385,7 @@ impl Runtime for LinuxRuntime {
             if let VolumeSource::EmptyDir {
                 memory: false,
                 size_limit: Some(q),
+                ..
             } = v.source
             {
                 self.notices.push(Notice(format!(

@@ -37,12 +37,6 @@ fn warning_text(w: &Warning<'_>) -> (Mark, String) {
             };
             (*mark, format!("{at}unknown field \"{key}\" is ignored"))
         }
-        Warning::NotProvided { path, key, mark } => (
-            *mark,
-            format!(
-                "{path}: \"{key}\" is accepted, but keel cannot provide it (no device plugins, hugepages pool or image volumes): the container will wait in CreateContainerConfigError"
-            ),
-        ),
         Warning::ExtraDocuments { count, line } => (
             Mark {
                 line: *line,
