@@ -66,6 +66,8 @@ pub struct AgentConfig {
     /// The API server to register with and mirror pods to (`--kubeconfig`); `None`
     /// without one (standalone).
     pub cluster: Option<crate::cluster::Settings>,
+    /// When unused images are removed (the kubelet's image GC settings).
+    pub image_gc: crate::image::GcPolicy,
 }
 
 impl Default for AgentConfig {
@@ -95,6 +97,7 @@ impl Default for AgentConfig {
             args: Vec::new(),
             container_logs_dir: PathBuf::from("/var/log/containers"),
             cluster: None,
+            image_gc: crate::image::GcPolicy::default(),
         }
     }
 }
@@ -170,6 +173,9 @@ pub const APPLIED_CONFIG_FIELDS: &[&str] = &[
     "nodeLeaseDurationSeconds",
     "registerNode",
     "registerWithTaints",
+    "imageGCHighThresholdPercent",
+    "imageGCLowThresholdPercent",
+    "imageMinimumGCAge",
 ];
 
 fn apply_kubelet_config(
@@ -278,6 +284,33 @@ fn apply_kubelet_config(
         cfg.seccomp_default = b.as_bool().ok_or_else(|| {
             ConfigError(format!(
                 "--config {}: seccompDefault {b:?} is not true or false",
+                path.display()
+            ))
+        })?;
+    }
+    for (key, slot) in [
+        (
+            "imageGCHighThresholdPercent",
+            &mut cfg.image_gc.high_percent,
+        ),
+        ("imageGCLowThresholdPercent", &mut cfg.image_gc.low_percent),
+    ] {
+        if let Some(x) = v.get(key) {
+            *slot = x
+                .as_u64()
+                .and_then(|n| u8::try_from(n).ok())
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "--config {}: {key} must be a percentage (0-100)",
+                        path.display()
+                    ))
+                })?;
+        }
+    }
+    if let Some(d) = v.get("imageMinimumGCAge").and_then(|x| x.as_str()) {
+        cfg.image_gc.min_age = parse_duration(d).ok_or_else(|| {
+            ConfigError(format!(
+                "--config {}: imageMinimumGCAge {d:?} is not a duration",
                 path.display()
             ))
         })?;
@@ -426,7 +459,9 @@ usage: keel agent [flags]
                                podLogsDir, containerLogMaxSize, containerLogMaxFiles,
                                healthzPort, healthzBindAddress, seccompDefault,
                                nodeStatusUpdateFrequency, nodeLeaseDurationSeconds,
-                               registerNode, registerWithTaints); flags win over it
+                               registerNode, registerWithTaints,
+                               imageGCHighThresholdPercent, imageGCLowThresholdPercent,
+                               imageMinimumGCAge); flags win over it
   --file-check-frequency DUR   full re-list period (default 20s; inotify reacts at once)
   --hostname-override NAME     node name (default: the host name)
   --root-dir DIR               images, pod state, runc state (default /var/lib/keel)
@@ -438,6 +473,11 @@ usage: keel agent [flags]
   --container-log-max-files N  log files kept per container (default 5)
   --runc PATH                  runc binary (default: found on PATH)
   --max-pods N                 pod capacity (default 110)
+  --image-gc-high-threshold N  remove unused images, used longest ago first, when the disk
+                               holding the root dir is N% full (default 85; 100: never)
+  --image-gc-low-threshold N   ... down to N% (default 80)
+  --minimum-image-ttl-duration DUR  never remove an image pulled or used within DUR
+                               (default 2m)
   --cgroup-parent PATH         absolute cgroup all pods go under (default /keel)
   --allow-insecure-manifests   read manifests writable by users other than root
   --kubeconfig FILE            register the node and mirror every static pod in this
@@ -606,6 +646,22 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
                 }
             }
             "node-ip" => node_ip = Some(need(value)?),
+            "image-gc-high-threshold" | "image-gc-low-threshold" => {
+                let v = need(value)?;
+                let n: u8 = v.parse().map_err(|_| {
+                    ConfigError(format!("--{name} {v:?} is not a percentage (0-100)"))
+                })?;
+                if name == "image-gc-high-threshold" {
+                    cfg.image_gc.high_percent = n;
+                } else {
+                    cfg.image_gc.low_percent = n;
+                }
+            }
+            "minimum-image-ttl-duration" => {
+                let v = need(value)?;
+                cfg.image_gc.min_age = parse_duration(&v)
+                    .ok_or_else(|| ConfigError(format!("--{name} {v:?} is not a duration")))?;
+            }
             "allow-insecure-manifests" => cfg.allow_insecure = value.is_none_or(|v| v != "false"),
             "drain-on-exit" => cfg.drain_on_exit = value.is_none_or(|v| v != "false"),
             "seccomp-default" => cfg.seccomp_default = value.is_none_or(|v| v != "false"),
@@ -657,6 +713,7 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
     if cfg.file_check_frequency.is_zero() {
         cfg.file_check_frequency = AgentConfig::default().file_check_frequency;
     }
+    cfg.image_gc.check().map_err(ConfigError)?;
     Ok(cfg)
 }
 
@@ -896,6 +953,49 @@ mod tests {
             .ignored_config_fields
             .iter()
             .any(|x| x == "cgroupDriver"));
+    }
+
+    #[test]
+    fn image_gc_thresholds_from_the_file_and_flags() {
+        let f = std::env::temp_dir().join(format!("keel-kc-gc-{}.yaml", std::process::id()));
+        std::fs::write(
+            &f,
+            "kind: KubeletConfiguration\nimageGCHighThresholdPercent: 70\nimageGCLowThresholdPercent: 50\nimageMinimumGCAge: 30s\n",
+        )
+        .unwrap();
+        let cfg = parse(&args(&["--config", f.to_str().unwrap()])).unwrap();
+        assert_eq!(
+            cfg.image_gc,
+            crate::image::GcPolicy {
+                high_percent: 70,
+                low_percent: 50,
+                min_age: Duration::from_secs(30)
+            }
+        );
+        assert!(
+            cfg.ignored_config_fields.is_empty(),
+            "{:?}",
+            cfg.ignored_config_fields
+        );
+        let cfg = parse(&args(&[
+            "--config",
+            f.to_str().unwrap(),
+            "--image-gc-low-threshold=60",
+        ]))
+        .unwrap();
+        assert_eq!(cfg.image_gc.low_percent, 60);
+        std::fs::remove_file(f).unwrap();
+        assert_eq!(
+            parse(&args(&[])).unwrap().image_gc,
+            crate::image::GcPolicy::default()
+        );
+        for bad in [
+            &["--image-gc-high-threshold", "101"][..],
+            &["--image-gc-low-threshold", "90"],
+            &["--image-gc-high-threshold", "x"],
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub(super) enum Done {
     SandboxReady(String, Option<PathBuf>),
     /// Something for the log.
     Message(String),
+    /// The pull of this image reference ended (pulled or failed).
+    PullEnded(String),
+    /// An image garbage collection ended: what it did (`None`: nothing was needed).
+    ImagesCollected(Result<Option<crate::image::ImageGcReport>, String>),
 }
 
 /// Sends results to the adapter and wakes the agent loop.
