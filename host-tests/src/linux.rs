@@ -113,17 +113,16 @@ pub fn require_host() {
         "end-to-end tests need root (CI runs as root)"
     );
     test_runtime();
-    for (what, p) in [("busybox-static", "/bin/busybox")] {
-        let found = Path::new(p).exists()
-            || Command::new("sh")
-                .args(["-c", &format!("command -v {what}")])
-                .output()
-                .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "end-to-end tests need {what}: apt-get install {what} (cargo xtask test installs it)"
-        );
-    }
+    let (what, p) = ("busybox-static", "/bin/busybox");
+    let found = Path::new(p).exists()
+        || Command::new("sh")
+            .args(["-c", "command -v busybox"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "end-to-end tests need {what}: apt-get install {what} (cargo xtask test installs it)"
+    );
 }
 
 /// A busybox OCI archive built once per process from the host's /bin/busybox.
