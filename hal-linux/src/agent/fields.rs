@@ -181,6 +181,8 @@ pub const VERDICTS: &[(&str, &str, Verdict)] = &[
     ("C.name", "name", Applied),
     ("C.image", "image", Applied),
     ("C.image_pull_policy", "imagePullPolicy", Applied),
+    // Whether imagePullPolicy was written or defaulted (SPEC 2.3a offline rule).
+    ("C.pull_policy_defaulted", "imagePullPolicy", Internal),
     ("C.restart_policy", "restartPolicy", Applied),
     ("C.command", "command", Applied),
     ("C.args", "args", Applied),
