@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod control;
 pub mod diag;
 pub mod image;
+pub mod podstatus;
 pub mod probe;
 pub mod render;
 pub mod runtime;

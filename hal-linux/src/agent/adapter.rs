@@ -585,6 +585,7 @@ impl Runtime for LinuxRuntime {
                 VolumeSource::EmptyDir {
                     memory: true,
                     size_limit,
+                    ..
                 } => Some((
                     spec::empty_dir_path(&pod_dir, p.s(v.name)),
                     size_limit
@@ -598,6 +599,7 @@ impl Runtime for LinuxRuntime {
             if let VolumeSource::EmptyDir {
                 memory: false,
                 size_limit: Some(q),
+                ..
             } = v.source
             {
                 self.notices.push(Notice(format!(
