@@ -198,10 +198,10 @@ impl ManifestSource for DirSource {
         let (mut buf, meta) = read_file(&p)?;
         if age(&meta) < SETTLE && !parses(&buf) {
             // Probably caught half-written (`cp`, `cat > x.yaml`, an editor saving in
-            // place): wait until the file has been left alone for SETTLE and read it again,
-            // so the core judges what the writer meant, not an empty or cut-off copy.
-            settle(&p, meta);
-            buf = read_file(&p)?.0;
+            // place): read it again until a copy parses or the file has been left alone
+            // for SETTLE, so the core judges what the writer meant, not an empty or
+            // cut-off copy.
+            buf = settled_read(&p, meta)?;
         }
         f(&buf);
         Ok(())
@@ -304,21 +304,28 @@ fn parses(bytes: &[u8]) -> bool {
     keel_core::manifest::check(bytes, "", &mut pod, &mut |_| {}, &mut |_| {}).is_ok()
 }
 
-/// Waits until `p` has not been modified for [`SETTLE`] (or [`SETTLE_MAX`] has passed, or
-/// it can no longer be looked at), starting from its metadata `meta`.
-fn settle(p: &Path, mut meta: std::fs::Metadata) {
+/// How often [`settled_read`] looks at a file that is still being written.
+const SETTLE_POLL: Duration = Duration::from_millis(20);
+
+/// The bytes of `p` once a copy parses, or once it has not been modified for [`SETTLE`]
+/// (or [`SETTLE_MAX`] has passed: a file rewritten without pause is then taken as it is),
+/// starting from its metadata `meta`. A file rewritten in place over and over (truncate,
+/// write) is read every [`SETTLE_POLL`], so one complete copy among the truncated ones is
+/// enough; a single unlucky read after a fixed wait could catch it empty again.
+fn settled_read(p: &Path, mut meta: std::fs::Metadata) -> Result<Vec<u8>, SourceError> {
     let start = Instant::now();
     loop {
         let left = SETTLE.saturating_sub(age(&meta));
         let budget = SETTLE_MAX.saturating_sub(start.elapsed());
         if left.is_zero() || budget.is_zero() {
-            return;
+            return Ok(read_file(p)?.0);
         }
-        std::thread::sleep(left.min(budget));
-        match std::fs::metadata(p) {
-            Ok(m) => meta = m,
-            Err(_) => return,
+        std::thread::sleep(left.min(budget).min(SETTLE_POLL));
+        let (bytes, m) = read_file(p)?;
+        if parses(&bytes) {
+            return Ok(bytes);
         }
+        meta = m;
     }
 }
 
