@@ -154,7 +154,13 @@ fn only_tolerations_the_manifest_writes_are_warned() {
             .filter_map(|w| w["message"].as_str())
             .any(|m| m.starts_with("spec.tolerations"))
     };
-    assert!(!warned(plain, "plain.yaml"), "the defaulted toleration is warned");
-    assert!(warned(&with, "with.yaml"), "a written toleration is not warned");
+    assert!(
+        !warned(plain, "plain.yaml"),
+        "the defaulted toleration is warned"
+    );
+    assert!(
+        warned(&with, "with.yaml"),
+        "a written toleration is not warned"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
