@@ -11,7 +11,7 @@ use keel_core::status::{FileState, Phase};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of these types.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A request from the CLI.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +96,8 @@ pub struct PodInfo {
     pub terminating: Option<String>,
     /// The defaulted pod as Kubernetes JSON (`metadata` and `spec`).
     pub pod_json: String,
+    /// `status.podIPs` (IPv4 first; empty until the pod's network is up).
+    pub pod_ips: Vec<String>,
     /// When keel took the pod, Unix milliseconds.
     pub created_unix_ms: u64,
 }

@@ -161,6 +161,13 @@ pub fn status_json(p: &PodInfo, clock: Clock) -> Value {
             )),
         );
     }
+    if let Some(ip) = p.pod_ips.first() {
+        m.insert("podIP".into(), json!(ip));
+        m.insert(
+            "podIPs".into(),
+            Value::Array(p.pod_ips.iter().map(|ip| json!({ "ip": ip })).collect()),
+        );
+    }
     m.insert(
         "startTime".into(),
         json!(client::rfc3339(p.created_unix_ms)),
@@ -333,6 +340,7 @@ pub fn rows(
                     (None, None) => "<none>".into(),
                 };
                 row.extend([
+                    p.pod_ips.first().cloned().unwrap_or_else(|| "<none>".into()),
                     node.to_string(),
                     p.uid.clone(),
                     p.file.clone().unwrap_or_else(|| "<none>".into()),
@@ -354,7 +362,7 @@ pub fn table(pods: &[PodInfo], clock: Clock, node: &str, now_ms: u64, wide: bool
 pub enum Output {
     /// The table (no `-o`).
     Table,
-    /// The table with NODE, UID, FILE, NOTE.
+    /// The table with IP, NODE, UID, FILE, NOTE.
     Wide,
     /// A `PodList` (or one `Pod` when one NAME is given) as JSON.
     Json,
@@ -454,7 +462,7 @@ fn render_object(output: &Output, v: &Value) -> String {
 fn header(wide: bool) -> Vec<&'static str> {
     let mut h = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
     if wide {
-        h.extend(["NODE", "UID", "FILE", "NOTE"]);
+        h.extend(["IP", "NODE", "UID", "FILE", "NOTE"]);
     }
     h
 }
@@ -644,6 +652,7 @@ mod tests {
             rejection: None,
             terminating: None,
             pod_json: String::new(),
+            pod_ips: vec!["10.88.0.5".into()],
             created_unix_ms: 0,
         }
     }

@@ -204,6 +204,7 @@ const HOST_LIB_DIRS: &[&str] = &["/lib", "/lib64", "/usr/lib", "/usr/lib64"];
 /// directories if `dynamic`).
 pub fn sandbox_config(
     spec: &SandboxSpec,
+    netns: Option<&Path>,
     rootfs: &Path,
     keel_path: &Path,
     dynamic: bool,
@@ -218,7 +219,10 @@ pub fn sandbox_config(
         ns.push(json!({"type": "ipc"}));
     }
     if !spec.host_network {
-        ns.push(json!({"type": "network"}));
+        ns.push(match netns {
+            Some(path) => json!({"type": "network", "path": path}),
+            None => json!({"type": "network"}),
+        });
         ns.push(json!({"type": "uts"}));
     }
     let mut config = json!({
@@ -346,6 +350,11 @@ pub fn container_config(
         "/etc/resolv.conf",
         true,
     ));
+    // A sandbox made before keel wrote /etc/hostname (adopted) has none to mount.
+    let hostname = sandbox.pod_dir.join(".sandbox/hostname");
+    if hostname.exists() {
+        mounts.push(bind(&hostname, "/etc/hostname", true));
+    }
     for m in &spec.mounts {
         let dest = m.destination.to_string_lossy();
         mounts.push(match m.kind {
@@ -426,6 +435,7 @@ mod tests {
         };
         let c = sandbox_config(
             &spec,
+            None,
             Path::new("/r"),
             Path::new("/k"),
             false,
