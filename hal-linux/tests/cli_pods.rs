@@ -65,7 +65,11 @@ fn wide_adds_ip_node_uid_file_and_notes() {
     assert_eq!(web[5], "10.88.0.3");
     assert_eq!(web[6], NODE);
     assert_eq!(web[8], "/etc/kubernetes/manifests/web.yaml");
-    assert_eq!(row(&out, "init-node1")[5], "<none>", "no IP before the network is up");
+    assert_eq!(
+        row(&out, "init-node1")[5],
+        "<none>",
+        "no IP before the network is up"
+    );
     assert!(row(&out, "multi-node1")[9].starts_with("newer manifest rejected: m.yaml:3:7"));
     assert_eq!(row(&out, "old-node1")[9], "terminating: file deleted");
 }
@@ -106,7 +110,10 @@ fn json_is_a_kubernetes_pod_list() {
             .unwrap()
     };
     assert_eq!(item("web")["status"]["podIP"], "10.88.0.3");
-    assert_eq!(item("web")["status"]["podIPs"], json!([{ "ip": "10.88.0.3" }]));
+    assert_eq!(
+        item("web")["status"]["podIPs"],
+        json!([{ "ip": "10.88.0.3" }])
+    );
     assert!(item("init")["status"].get("podIP").is_none());
     let phases: Vec<&str> = ["web", "crash", "init", "done", "missing", "multi", "old"]
         .iter()

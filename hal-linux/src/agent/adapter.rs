@@ -11,12 +11,12 @@ use super::probes::{self, Target};
 use super::spec::{self, PodContext};
 use super::worker::{pod_worker, spawn_waiter, Done, Op, Reply, POD_IP_PENDING};
 use super::{AgentRuntime, Notice};
+use crate::cni::PortMapping;
 use crate::image::registry::{PullState, Puller};
 use crate::image::ImageStore;
 use crate::runtime::{
     ContainerHandle, ContainerState, ExitReason, RuncRuntime, SandboxHandle, SandboxSpec,
 };
-use crate::cni::PortMapping;
 use keel_core::manifest::model::{Action, DnsPolicy, Protocol, PullPolicy, VolumeSource};
 use keel_core::platform::{
     ActionResult, Existing, Handle, PlatformError, PlatformErrorKind, PodRef, RunState, Runtime,
@@ -234,7 +234,10 @@ impl LinuxRuntime {
                 .as_ref()
                 .filter(|_| !host_network)
                 .map(|s| s.ns_path("net"));
-            let ips = sandbox.as_ref().map(|s| s.pod_ips.clone()).unwrap_or_default();
+            let ips = sandbox
+                .as_ref()
+                .map(|s| s.pod_ips.clone())
+                .unwrap_or_default();
             let sandbox_sent = sandbox.is_some();
             let (tx, thread) = self.spawn_worker(uid, sandbox);
             self.pods.insert(
@@ -294,7 +297,7 @@ impl LinuxRuntime {
             .filter(|v| matches!(v.source, VolumeSource::EmptyDir { memory: true, .. }))
             .map(|v| spec::empty_dir_path(&pod_dir, p.s(v.name)))
             .collect();
-        Op::CreateSandbox(spec, tmpfs)
+        Op::CreateSandbox(Box::new(spec), tmpfs)
     }
 
     fn ctx<'a>(
@@ -359,7 +362,11 @@ fn port_mappings(p: &keel_core::manifest::model::Pod) -> Vec<PortMapping> {
 
 impl AgentRuntime for LinuxRuntime {
     fn start_message(&self, pod_uid: &str, index: usize) -> Option<&str> {
-        if let Some(m) = self.pods.get(pod_uid).and_then(|w| w.sandbox_error.as_deref()) {
+        if let Some(m) = self
+            .pods
+            .get(pod_uid)
+            .and_then(|w| w.sandbox_error.as_deref())
+        {
             return Some(m);
         }
         self.messages
@@ -537,8 +544,8 @@ impl Runtime for LinuxRuntime {
                 state: RunState::Creating,
             },
         );
-        let make = (!self.pods.get(pod.uid).is_some_and(|w| w.sandbox_sent))
-            .then(|| self.sandbox_op(pod));
+        let make =
+            (!self.pods.get(pod.uid).is_some_and(|w| w.sandbox_sent)).then(|| self.sandbox_op(pod));
         let w = self.worker(pod.uid, host_network, None);
         if let Some(op) = make {
             w.sandbox_sent = true;

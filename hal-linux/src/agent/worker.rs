@@ -36,7 +36,7 @@ pub(super) const POD_IP_PENDING: &str = "\u{1}keel:status.podIP\u{1}";
 /// An operation for a pod's worker, on the container handle number the core knows.
 pub(super) enum Op {
     /// Make the sandbox from this spec, with these memory-backed emptyDir directories.
-    CreateSandbox(SandboxSpec, Vec<PathBuf>),
+    CreateSandbox(Box<SandboxSpec>, Vec<PathBuf>),
     /// Start a container (making the sandbox first if needed).
     Start(u32, Box<ContainerSpec>),
     /// Signal a container: its stop signal or SIGKILL.
@@ -244,7 +244,7 @@ impl PodWork {
         match op {
             Op::CreateSandbox(spec, tmpfs) => {
                 if self.sandbox_spec.is_none() {
-                    self.sandbox_spec = Some(spec);
+                    self.sandbox_spec = Some(*spec);
                     self.tmpfs = tmpfs;
                 }
                 self.run_pending();

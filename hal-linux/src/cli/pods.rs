@@ -340,7 +340,10 @@ pub fn rows(
                     (None, None) => "<none>".into(),
                 };
                 row.extend([
-                    p.pod_ips.first().cloned().unwrap_or_else(|| "<none>".into()),
+                    p.pod_ips
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "<none>".into()),
                     node.to_string(),
                     p.uid.clone(),
                     p.file.clone().unwrap_or_else(|| "<none>".into()),

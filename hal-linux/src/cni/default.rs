@@ -129,7 +129,8 @@ pub fn write(dir: &Path) -> Result<(), CniError> {
             dir.display()
         ))
     })?;
-    let body = serde_json::to_vec_pretty(&conflist(subnet)).map_err(|err| CniError(err.to_string()))?;
+    let body =
+        serde_json::to_vec_pretty(&conflist(subnet)).map_err(|err| CniError(err.to_string()))?;
     let path = dir.join(FILE_NAME);
     crate::runtime::util::write_atomic(&path, &body).map_err(|err| e("writing", &path, err))
 }
@@ -140,7 +141,10 @@ mod tests {
 
     fn net(s: &str) -> Net {
         let (a, l) = s.split_once('/').unwrap();
-        Net(u32::from(a.parse::<Ipv4Addr>().unwrap()), l.parse().unwrap())
+        Net(
+            u32::from(a.parse::<Ipv4Addr>().unwrap()),
+            l.parse().unwrap(),
+        )
     }
 
     #[test]
@@ -154,7 +158,10 @@ mod tests {
             choose_subnet(&[net("10.88.7.1/32"), net("10.89.0.0/24")]),
             Some(net("10.90.0.0/16"))
         );
-        assert_eq!(choose_subnet(&[net("0.0.0.0/1")]), Some(net("172.30.0.0/16")));
+        assert_eq!(
+            choose_subnet(&[net("0.0.0.0/1")]),
+            Some(net("172.30.0.0/16"))
+        );
         assert_eq!(choose_subnet(&[net("0.0.0.0/1"), net("128.0.0.0/1")]), None);
     }
 
@@ -170,6 +177,9 @@ mod tests {
         assert_eq!(types, ["bridge", "portmap", "firewall", "tuning"]);
         assert_eq!(c["plugins"][0]["bridge"], BRIDGE);
         assert_eq!(c["plugins"][0]["ipMasq"], true);
-        assert_eq!(c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "10.88.0.0/16");
+        assert_eq!(
+            c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
+            "10.88.0.0/16"
+        );
     }
 }

@@ -250,19 +250,36 @@ impl CniConfig {
             })
     }
 
-    /// Runs ADD for every plugin of `net` in order; returns the final result.
-    pub fn add(&self, net: &NetworkList, att: &Attachment) -> Result<Value, CniError> {
-        let mut prev: Option<Value> = None;
+    /// Runs ADD for every plugin of `net` in order; returns the final result. On failure
+    /// `partial` holds the result of the last plugin that succeeded: the DEL that undoes
+    /// them needs it (the firewall plugin, for one, removes its rules by the addresses
+    /// it names).
+    pub fn add(
+        &self,
+        net: &NetworkList,
+        att: &Attachment,
+        partial: &mut Option<Value>,
+    ) -> Result<Value, CniError> {
         for p in net.plugins() {
-            let r = self.exec(Cmd::Add, net, p, att, prev.as_ref())?;
-            prev = Some(r);
+            let r = self.exec(Cmd::Add, net, p, att, partial.as_ref())?;
+            *partial = Some(r);
         }
-        prev.ok_or_else(|| fail(format!("network {} has no plugins", net.name())))
+        partial
+            .clone()
+            .ok_or_else(|| fail(format!("network {} has no plugins", net.name())))
     }
 
     /// Runs CHECK for every plugin of `net` in order, given the ADD `result`.
-    pub fn check(&self, net: &NetworkList, att: &Attachment, result: &Value) -> Result<(), CniError> {
-        if net.version().starts_with("0.1") || net.version().starts_with("0.2") || net.version().starts_with("0.3") {
+    pub fn check(
+        &self,
+        net: &NetworkList,
+        att: &Attachment,
+        result: &Value,
+    ) -> Result<(), CniError> {
+        if net.version().starts_with("0.1")
+            || net.version().starts_with("0.2")
+            || net.version().starts_with("0.3")
+        {
             // CHECK came with 0.4.0; older networks cannot be checked.
             return Ok(());
         }
@@ -421,7 +438,11 @@ mod tests {
 
     #[test]
     fn bad_configurations_name_the_file_and_the_fault() {
-        let bad = |s: &str| NetworkList::parse(Path::new("/d/x.conflist"), s.as_bytes()).unwrap_err().0;
+        let bad = |s: &str| {
+            NetworkList::parse(Path::new("/d/x.conflist"), s.as_bytes())
+                .unwrap_err()
+                .0
+        };
         assert!(bad("{").contains("/d/x.conflist"));
         assert!(bad(r#"{"name":"n","plugins":[]}"#).contains("\"plugins\" is empty"));
         assert!(bad(r#"{"name":"n","plugins":[{"x":1}]}"#).contains("plugins[0] has no \"type\""));
@@ -433,7 +454,11 @@ mod tests {
     fn the_first_file_in_name_order_is_used_and_other_names_are_skipped() {
         let d = std::env::temp_dir().join(format!("keel-cni-conf-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
-        for (f, name) in [("20-b.conflist", "b"), ("10-a.conf", "a"), ("05-z.txt", "z")] {
+        for (f, name) in [
+            ("20-b.conflist", "b"),
+            ("10-a.conf", "a"),
+            ("05-z.txt", "z"),
+        ] {
             std::fs::write(
                 d.join(f),
                 format!(r#"{{"cniVersion":"1.0.0","name":"{name}","type":"bridge"}}"#),
@@ -455,7 +480,10 @@ mod tests {
             bin_dirs: vec![PathBuf::from("/nonexistent/bin")],
         };
         let e = cfg.find_plugin("bridge").unwrap_err().0;
-        assert!(e.contains("failed to find plugin \"bridge\" in path [/nonexistent/bin]"), "{e}");
+        assert!(
+            e.contains("failed to find plugin \"bridge\" in path [/nonexistent/bin]"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -494,7 +494,8 @@ impl RuncRuntime {
             write_json(&rec_path, &rec)?;
             rec
         };
-        match cni.add(&rec.network, &rec.attachment) {
+        let mut partial = None;
+        match cni.add(&rec.network, &rec.attachment, &mut partial) {
             Ok(result) => {
                 let ips = cni::result_ips(&result);
                 rec.result = Some(result);
@@ -502,9 +503,11 @@ impl RuncRuntime {
                 Ok((netns, ips))
             }
             Err(e) => {
-                // Undo what the plugins before the failing one did; the ADD error is
-                // the one that matters.
-                let undone = self.teardown_network(sb_dir);
+                // Undo what the plugins before the failing one did, with their result;
+                // the ADD error is the one that matters.
+                rec.result = partial;
+                let undone =
+                    write_json(&rec_path, &rec).and_then(|()| self.teardown_network(sb_dir));
                 Err(RuntimeError::Network(match undone {
                     Ok(()) => e.0,
                     Err(u) => format!("{}; cleaning up: {u}", e.0),
@@ -546,7 +549,9 @@ impl RuncRuntime {
                 let taken = rec.attachment.port_mappings.iter().any(|p| {
                     p.host_port == mine.host_port
                         && p.protocol == mine.protocol
-                        && (p.host_ip.is_empty() || mine.host_ip.is_empty() || p.host_ip == mine.host_ip)
+                        && (p.host_ip.is_empty()
+                            || mine.host_ip.is_empty()
+                            || p.host_ip == mine.host_ip)
                 });
                 if taken {
                     let arg = |k: &str| {
