@@ -295,6 +295,13 @@ pub struct Call {
 }
 
 impl Call {
+    /// A call from inside the agent's process (the cluster thread's pod snapshots) and
+    /// the receiver of its answer.
+    pub fn new(request: Request) -> (Call, oneshot::Receiver<Response>) {
+        let (reply, rx) = oneshot::channel();
+        (Call { request, reply }, rx)
+    }
+
     /// The request.
     pub fn request(&self) -> &Request {
         &self.request

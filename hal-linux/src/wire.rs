@@ -100,6 +100,9 @@ pub struct PodInfo {
     pub pod_ips: Vec<String>,
     /// When keel took the pod, Unix milliseconds.
     pub created_unix_ms: u64,
+    /// Where its mirror pod in the API server stands (`synced (uid …)`, `error: …`);
+    /// `None` when the agent has no kubeconfig.
+    pub mirror: Option<String>,
 }
 
 /// A file of the manifest source.

@@ -1,5 +1,7 @@
 //! keel host tests: cross-crate tests and their helpers.
 //!
+//! - [`apiserver`]: a strict Kubernetes API server double (Node authorizer,
+//!   NodeRestriction) for the cluster tests;
 //! - [`corpus`] and [`differential`]: the parser fixture corpus and the comparison against
 //!   reference parsers (also used by the fuzz workspace);
 //! - [`sim`]: the deterministic simulator the reconciler scenario tests, the `reconcile`
@@ -11,6 +13,7 @@
 //! - [`registry`]: a real `registry:2` on the loopback and locally built images for the
 //!   pull tests.
 
+pub mod apiserver;
 pub mod conformance;
 pub mod corpus;
 pub mod differential;

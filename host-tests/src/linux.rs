@@ -250,6 +250,10 @@ impl Node {
             "--drain-on-exit".into(),
             "--cni-conf-dir".into(),
             self.cni_conf.display().to_string(),
+            // Test agents run side by side: none takes the default healthz port (a test
+            // of healthz passes a port of its own after these).
+            "--healthz-port".into(),
+            "0".into(),
         ]
     }
 

@@ -324,21 +324,48 @@ pub fn write_layout(layout: &Path, tag: &str, images: &[ImageSpec]) -> String {
     digest
 }
 
+/// Runs the openssl CLI in `dir`, failing the test with its stderr if it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (Debian: apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Signs `csr` with the CA of [`make_tls`] in `dir` (extensions from `ext`), into `out`.
+pub fn sign_with_ca(dir: &Path, csr: &str, out: &str, ext: &str) {
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            out,
+            "-extfile",
+            ext,
+        ],
+    );
+}
+
 /// Makes a CA and a server certificate for 127.0.0.1 / localhost in `dir` with the
 /// openssl CLI; returns (ca.crt, server.crt, server.key).
 pub fn make_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| openssl(dir, args);
     let ec = [
         "-newkey",
         "ec",
@@ -365,23 +392,7 @@ pub fn make_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .expect("ext.cnf");
-    run(&[
-        "x509",
-        "-req",
-        "-days",
-        "2",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-extfile",
-        "ext.cnf",
-    ]);
+    sign_with_ca(dir, "server.csr", "server.crt", "ext.cnf");
     (
         dir.join("ca.crt"),
         dir.join("server.crt"),

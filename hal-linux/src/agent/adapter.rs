@@ -104,6 +104,8 @@ pub struct LinuxRuntime {
     notices: Vec<Notice>,
     /// Workers of removed pods still finishing their queue.
     finishing: Vec<std::thread::JoinHandle<()>>,
+    /// `<root-dir>/seccomp`, where `Localhost` seccomp profiles are.
+    seccomp_dir: PathBuf,
 }
 
 impl std::fmt::Debug for LinuxRuntime {
@@ -115,7 +117,8 @@ impl std::fmt::Debug for LinuxRuntime {
     }
 }
 
-fn host_ip() -> String {
+/// The first non-loopback IPv4 address (127.0.0.1 when there is none).
+pub(crate) fn host_ip() -> String {
     if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
         for a in addrs {
             if let Some(sin) = a.address.as_ref().and_then(|s| s.as_sockaddr_in()) {
@@ -129,7 +132,8 @@ fn host_ip() -> String {
     "127.0.0.1".into()
 }
 
-fn total_memory() -> u64 {
+/// MemTotal of /proc/meminfo, bytes (0 when unreadable).
+pub(crate) fn total_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -165,6 +169,7 @@ impl LinuxRuntime {
         let images = Arc::new(images);
         let pull_wake = wake.clone();
         let puller = Puller::new(images.clone(), Arc::new(move || pull_wake.notify_one()));
+        let seccomp_dir = runc.config().root_dir.join("seccomp");
         LinuxRuntime {
             runc: Arc::new(runc),
             images,
@@ -183,6 +188,7 @@ impl LinuxRuntime {
             messages: HashMap::new(),
             notices: Vec::new(),
             finishing: Vec::new(),
+            seccomp_dir,
         }
     }
 
@@ -323,6 +329,8 @@ impl LinuxRuntime {
             host_ip: &self.host_ip,
             node_cpus: self.cpus,
             node_memory: self.memory,
+            seccomp_dir: &self.seccomp_dir,
+            seccomp_default: self.runc.config().seccomp_default,
         }
     }
 }

@@ -9,11 +9,13 @@
 
 pub mod adapter;
 pub mod config;
+pub mod healthz;
 mod probes;
 pub mod source;
 pub mod spec;
 #[cfg(test)]
 mod tests;
+pub mod unit;
 mod worker;
 
 use crate::image::ImageStore;
@@ -129,6 +131,8 @@ struct Agent<'s, R> {
     stopping: std::collections::HashMap<(u16, u8), keel_core::time::Instant>,
     /// The manifest source's last error message, for the SourceUnavailable line.
     source_error: Option<String>,
+    /// Each mirror pod's sync state, written by the cluster thread (with --kubeconfig).
+    mirrors: Option<crate::cluster::mirror::States>,
 }
 
 impl<R: AgentRuntime> Agent<'_, R> {
@@ -529,6 +533,12 @@ impl<R: AgentRuntime> Agent<'_, R> {
         let name = p.s(p.name).to_string();
         let uid = slot.uid().to_string();
         let log_base = PathBuf::from(format!("{ns}_{name}_{uid}"));
+        let mirror = self.mirrors.as_ref().map(|m| {
+            m.lock()
+                .ok()
+                .and_then(|m| m.get(&format!("{ns}/{name}")).cloned())
+                .unwrap_or_else(|| "waiting: not synced yet".into())
+        });
         let containers = p
             .all_containers()
             .zip(slot.containers().iter())
@@ -576,6 +586,7 @@ impl<R: AgentRuntime> Agent<'_, R> {
             terminating: slot.terminating().map(|r| format!("{r:?}")),
             pod_json: crate::render::pod(p).to_string(),
             created_unix_ms: self.boot_unix_ms + slot.created_at().millis(),
+            mirror,
         })
     }
 
@@ -660,6 +671,12 @@ impl<R: AgentRuntime> Agent<'_, R> {
 /// Runs the agent until SIGTERM/SIGINT.
 pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     log::configure(cfg.log_format, cfg.verbosity);
+    if cfg.print_systemd_unit {
+        let exe = std::env::current_exe()
+            .map_err(|e| StartError(format!("cannot find the keel binary itself: {e}")))?;
+        print!("{}", unit::systemd_unit(&exe, &cfg.args));
+        return Ok(());
+    }
     if !nix::unistd::geteuid().is_root() {
         return Err(StartError(
             "keel agent must run as root: it creates namespaces, mounts and cgroups".into(),
@@ -694,6 +711,16 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
             &format!("ignoring kubelet flag {f}: keel does not implement it"),
         );
     }
+    for f in &cfg.ignored_config_fields {
+        log(
+            Level::Warn,
+            "",
+            &format!(
+                "ignoring KubeletConfiguration field {f}: keel does not implement it (it applies {})",
+                config::APPLIED_CONFIG_FIELDS.join(", ")
+            ),
+        );
+    }
     let keel = std::env::current_exe()
         .map_err(|e| StartError(format!("cannot find the keel binary itself: {e}")))?;
     let mut rcfg = RuncConfig::new(&cfg.root_dir, runc, keel);
@@ -702,7 +729,17 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     rcfg.log_max_files = cfg.log_max_files;
     rcfg.cgroup_parent = cfg.cgroup_parent.clone();
     rcfg.cni = Some(cfg.cni.clone());
+    rcfg.seccomp_default = cfg.seccomp_default;
     let runc = RuncRuntime::new(rcfg).map_err(|e| StartError(format!("runtime: {e}")))?;
+    if let Some(floor) = runc.oom_score_floor() {
+        log(
+            Level::Warn,
+            "",
+            &format!(
+                "the agent lacks CAP_SYS_RESOURCE: OOM score adjustments below its own ({floor}) cannot be set, so critical and Guaranteed pods get {floor} instead of -997"
+            ),
+        );
+    }
     // (uid, NAMESPACE/NAME) of every pod sandbox an earlier agent left.
     let earlier_pods: Option<Vec<(String, String)>> = runc.list().ok().map(|l| {
         l.sandboxes
@@ -751,6 +788,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         node: node.clone(),
         stopping: Default::default(),
         source_error: None,
+        mirrors: cfg.cluster.as_ref().map(|_| Default::default()),
     };
     let mut src = DirSource::new(&manifest_path, cfg.allow_insecure);
     let drain_on_exit = cfg.drain_on_exit;
@@ -778,7 +816,18 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
             node: agent.node.clone(),
             clock: wire::Clock { boot_unix_ms: agent.boot_unix_ms },
         };
+        if let (Some(settings), Some(states)) = (cfg.cluster.clone(), agent.mirrors.clone()) {
+            start_cluster(settings, &cfg, &agent.node, wire::Clock { boot_unix_ms: agent.boot_unix_ms }, call_tx.clone(), states)?;
+        }
         tokio::spawn(crate::control::serve(listener, info, call_tx));
+        let heartbeat = healthz::Heartbeat::new();
+        if cfg.healthz_port != 0 {
+            let addr = std::net::SocketAddr::new(cfg.healthz_bind_address, cfg.healthz_port);
+            let l = healthz::bind(addr)
+                .await
+                .map_err(|e| StartError(format!("healthz endpoint {addr}: {e} (--healthz-port 0 disables it)")))?;
+            tokio::spawn(healthz::serve(l, heartbeat.clone()));
+        }
         let watcher = Watcher::new(&manifest_path).map_err(|e| StartError(format!("inotify: {e}")))?;
         let mut watcher = register(WatchFd(watcher))?;
         let mut image_watch = register(WatchFd(Watcher::new(&images_dir).map_err(|e| StartError(format!("inotify: {e}")))?.only("index.json")))?;
@@ -793,6 +842,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         let mut earlier = earlier_pods;
         let mut drain_deadline: Option<std::time::Instant> = None;
         loop {
+            heartbeat.beat();
             let now = agent.now();
             agent.rec.set_wall_time(&crate::timefmt::now());
             agent.rec.poll(now, &mut src, &mut agent.rt);
@@ -885,6 +935,37 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         let _ = std::fs::remove_file(&socket);
         Ok::<(), StartError>(())
     })
+}
+
+/// Starts the cluster thread (SPEC 7), fed with the agent's `Pods` answers over `calls`
+/// (the same channel as the control socket's requests, so it never touches the
+/// reconciler from another thread).
+fn start_cluster(
+    settings: crate::cluster::Settings,
+    cfg: &AgentConfig,
+    node: &str,
+    clock: wire::Clock,
+    calls: tokio::sync::mpsc::Sender<crate::control::Call>,
+    states: crate::cluster::mirror::States,
+) -> Result<(), StartError> {
+    let machine = crate::cluster::node::Machine::detect(
+        node,
+        settings.node_ip.as_deref(),
+        cfg.max_pods,
+        &cfg.root_dir,
+    );
+    let snapshot: crate::cluster::Snapshot = Box::new(move || {
+        let (call, rx) = crate::control::Call::new(Request::Pods);
+        calls.blocking_send(call).ok()?;
+        // Anything but Pods means the agent is shutting down: the thread ends.
+        match rx.blocking_recv().ok()? {
+            Response::Pods(p) => Some(p),
+            _ => None,
+        }
+    });
+    crate::cluster::spawn(settings, machine, clock, snapshot, states)
+        .map(drop)
+        .map_err(|e| StartError(format!("cluster thread: {e}")))
 }
 
 /// On the first signal with `--drain-on-exit`, starts draining (returns true: keep

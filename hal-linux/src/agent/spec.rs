@@ -4,10 +4,13 @@
 //! process: command/args merged with the image's ENTRYPOINT/CMD, environment (image env,
 //! then the pod's, with `fieldRef`/`resourceFieldRef` values and `$(VAR)` expansion), the
 //! working directory, the user, and volume mounts (hostPath with its `type` checks,
-//! emptyDir, `subPath`, `readOnly`). Everything here is synchronous and fast; failures are
-//! configuration errors that the core shows as `CreateContainerConfigError`.
+//! emptyDir, `subPath`, `readOnly`), the seccomp profile (container's over pod's, as
+//! Kubernetes resolves them) and the kubelet's OOM score adjustment (by priority class,
+//! then QoS class). Everything here is synchronous and fast; failures are configuration
+//! errors that the core shows as `CreateContainerConfigError`.
 
 use crate::image::ImageConfig;
+use crate::runtime::seccomp::SeccompProfile;
 use crate::runtime::{ContainerSpec, MountKind, MountSpec};
 use keel_core::manifest::model::*;
 use std::os::unix::fs::FileTypeExt;
@@ -30,6 +33,10 @@ pub enum SpecError {
     /// A user name not found in the image.
     #[error("user {0:?} not found in the image's /etc/passwd")]
     User(String),
+    /// A `Localhost` seccomp profile that is missing, unreadable, malformed or outside
+    /// the seccomp directory.
+    #[error("seccompProfile: {0}")]
+    Seccomp(String),
     /// The container has no command at all.
     #[error("no command: the pod gives none and the image has no ENTRYPOINT or CMD")]
     NoCommand,
@@ -58,8 +65,172 @@ pub struct PodContext<'a> {
     pub host_ip: &'a str,
     /// Node CPU count (default for `limits.cpu`).
     pub node_cpus: u64,
-    /// Node memory in bytes (default for `limits.memory`).
+    /// Node memory in bytes (default for `limits.memory`; the Burstable OOM score).
     pub node_memory: u64,
+    /// `<root-dir>/seccomp`: where `Localhost` profiles are (the kubelet's seccomp root).
+    pub seccomp_dir: &'a Path,
+    /// The profile of containers that set none (`seccompDefault: true` in the
+    /// KubeletConfiguration gives `RuntimeDefault`; else `Unconfined`).
+    pub seccomp_default: bool,
+}
+
+/// The seccomp profile of container `c`, as Kubernetes resolves it: the container's
+/// `seccompProfile`, else the pod's, else the node default. A `Localhost` profile names a
+/// file relative to `ctx.seccomp_dir`, which must exist and parse.
+pub fn seccomp(ctx: &PodContext<'_>, c: &Container) -> Result<SeccompProfile, SpecError> {
+    let pod = ctx.pod;
+    let chosen = c
+        .security_context
+        .as_ref()
+        .and_then(|sc| sc.seccomp)
+        .or(pod.spec.security_context.seccomp);
+    Ok(match chosen {
+        None if ctx.seccomp_default => SeccompProfile::RuntimeDefault,
+        None => SeccompProfile::Unconfined,
+        Some(s) => match s.kind {
+            SeccompType::RuntimeDefault => SeccompProfile::RuntimeDefault,
+            SeccompType::Unconfined => SeccompProfile::Unconfined,
+            SeccompType::Localhost => {
+                let rel = pod.opt(s.localhost_profile).unwrap_or("");
+                let p = Path::new(rel);
+                if rel.is_empty()
+                    || p.is_absolute()
+                    || p.components().any(|c| matches!(c, Component::ParentDir))
+                {
+                    return Err(SpecError::Seccomp(format!(
+                        "localhostProfile {rel:?} must be a relative path inside {}",
+                        ctx.seccomp_dir.display()
+                    )));
+                }
+                let path = ctx.seccomp_dir.join(p);
+                crate::runtime::seccomp::load_localhost(&path, &[])
+                    .map_err(|e| SpecError::Seccomp(e.to_string()))?;
+                SeccompProfile::Localhost(path)
+            }
+        },
+    })
+}
+
+/// The kubelet's OOM score adjustment of a Guaranteed pod (and of critical pods).
+pub const GUARANTEED_OOM_SCORE_ADJ: i32 = -997;
+/// The kubelet's OOM score adjustment of a BestEffort pod.
+pub const BEST_EFFORT_OOM_SCORE_ADJ: i32 = 1000;
+
+/// The priority classes whose pods get [`GUARANTEED_OOM_SCORE_ADJ`] whatever their QoS
+/// class. The kubelet gives it to `system-node-critical` only; keel protects
+/// `system-cluster-critical` static pods too (they are the control plane keel runs).
+pub const CRITICAL_PRIORITY_CLASSES: &[&str] = &["system-node-critical", "system-cluster-critical"];
+
+/// A pod's QoS class (Kubernetes `GetPodQOS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QosClass {
+    /// Every container has CPU and memory limits equal to its requests.
+    Guaranteed,
+    /// Some request or limit, not Guaranteed.
+    Burstable,
+    /// No CPU or memory request or limit at all.
+    BestEffort,
+}
+
+/// A request as defaulting makes it: the written request, else the limit.
+fn effective_request(r: &Resources, memory: bool) -> Option<Quantity> {
+    let (req, lim) = if memory {
+        (r.requests.memory, r.limits.memory)
+    } else {
+        (r.requests.cpu, r.limits.cpu)
+    };
+    req.or(lim).filter(|q| q.mantissa != 0)
+}
+
+/// Two quantities' values compared exactly (`1Gi` equals `1073741824`).
+fn quantity_value(q: &Quantity) -> i128 {
+    let mut m = q.mantissa as i128;
+    // Scale to 10^-9 units: exact for every value Kubernetes accepts.
+    let mut e = q.exp10 as i32 + 9;
+    while e > 0 {
+        m = m.saturating_mul(10);
+        e -= 1;
+    }
+    while e < 0 {
+        m /= 10;
+        e += 1;
+    }
+    m
+}
+
+/// The pod's QoS class, over init and app containers, CPU and memory, as Kubernetes
+/// computes it (zero quantities do not count; a missing request is its limit).
+pub fn qos_class(pod: &Pod) -> QosClass {
+    let mut any = false;
+    let mut guaranteed = true;
+    let (mut req_sum, mut lim_sum) = ([0i128; 2], [0i128; 2]);
+    let (mut req_seen, mut lim_seen) = ([false; 2], [false; 2]);
+    for (_, c) in pod.all_containers() {
+        for (i, memory) in [(0, false), (1, true)] {
+            let lim = if memory {
+                c.resources.limits.memory
+            } else {
+                c.resources.limits.cpu
+            }
+            .filter(|q| q.mantissa != 0);
+            if let Some(r) = effective_request(&c.resources, memory) {
+                req_sum[i] += quantity_value(&r);
+                req_seen[i] = true;
+                any = true;
+            }
+            match lim {
+                Some(l) => {
+                    lim_sum[i] += quantity_value(&l);
+                    lim_seen[i] = true;
+                    any = true;
+                }
+                None => guaranteed = false,
+            }
+        }
+    }
+    if !any {
+        return QosClass::BestEffort;
+    }
+    let equal = (0..2).all(|i| !req_seen[i] || (lim_seen[i] && req_sum[i] == lim_sum[i]));
+    let count = |s: [bool; 2]| s.iter().filter(|x| **x).count();
+    if guaranteed && equal && count(req_seen) == count(lim_seen) {
+        QosClass::Guaranteed
+    } else {
+        QosClass::Burstable
+    }
+}
+
+/// The OOM score adjustment the kubelet gives container `c` of `pod` on a node with
+/// `memory_capacity` bytes (pkg/kubelet/qos/policy.go): critical priority classes and
+/// Guaranteed pods -997, BestEffort 1000, Burstable `1000 - 1000 × request / capacity`
+/// kept within 3..=999. (keel's model has no sidecar containers, whose score the kubelet
+/// also caps at the app containers'.)
+pub fn oom_score_adj(pod: &Pod, c: &Container, memory_capacity: u64) -> i32 {
+    if pod
+        .opt(pod.spec.priority_class_name)
+        .is_some_and(|p| CRITICAL_PRIORITY_CLASSES.contains(&p))
+    {
+        return GUARANTEED_OOM_SCORE_ADJ;
+    }
+    match qos_class(pod) {
+        QosClass::Guaranteed => return GUARANTEED_OOM_SCORE_ADJ,
+        QosClass::BestEffort => return BEST_EFFORT_OOM_SCORE_ADJ,
+        QosClass::Burstable => {}
+    }
+    let cap = i128::from(memory_capacity.max(1));
+    let request = effective_request(&c.resources, true)
+        .and_then(|q| q.scaled_ceil(0))
+        .map_or(0, i128::from);
+    let score = |request: i128| 1000 - (1000 * request) / cap;
+    let adj = score(request);
+    let floor = i128::from(1000 + GUARANTEED_OOM_SCORE_ADJ);
+    if adj < floor {
+        return floor as i32;
+    }
+    if adj == i128::from(BEST_EFFORT_OOM_SCORE_ADJ) {
+        return BEST_EFFORT_OOM_SCORE_ADJ - 1;
+    }
+    adj as i32
 }
 
 /// Kubernetes `$(VAR)` expansion: `$(NAME)` → value when defined (else kept as is),
@@ -488,6 +659,8 @@ pub fn build(
         cap_add: sc.cap_add.iter().map(|s| pod.s(*s).to_string()).collect(),
         cap_drop: sc.cap_drop.iter().map(|s| pod.s(*s).to_string()).collect(),
         no_new_privileges: sc.allow_privilege_escalation == Some(false),
+        seccomp: seccomp(ctx, c)?,
+        oom_score_adj: Some(oom_score_adj(pod, c, ctx.node_memory)),
         resources: crate::runtime::Resources {
             memory_limit_bytes: c
                 .resources
@@ -596,6 +769,128 @@ mod tests {
         assert_eq!(resolve_user("www", &layers).unwrap(), (33, 34));
         assert_eq!(resolve_user("www:staff", &layers).unwrap(), (33, 50));
         assert!(resolve_user("nobody-here", &layers).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn decoded(containers: &str, extra: &str) -> Pod {
+        let y = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n{extra}  containers:\n{containers}"
+        );
+        let mut pod = Pod::default();
+        keel_core::manifest::decode(y.as_bytes(), &mut pod, &mut |_| {}).unwrap();
+        pod
+    }
+
+    fn ctr(name: &str, resources: &str) -> String {
+        format!("  - name: {name}\n    image: busybox\n    resources: {resources}\n")
+    }
+
+    #[test]
+    fn qos_classes_follow_kubernetes() {
+        let table = [
+            ("{}", QosClass::BestEffort),
+            ("{requests: {cpu: 100m}}", QosClass::Burstable),
+            ("{limits: {cpu: 1, memory: 1Gi}}", QosClass::Guaranteed),
+            (
+                "{limits: {cpu: 1, memory: 1Gi}, requests: {cpu: 1000m, memory: 1073741824}}",
+                QosClass::Guaranteed,
+            ),
+            (
+                "{limits: {cpu: 1, memory: 1Gi}, requests: {cpu: 500m}}",
+                QosClass::Burstable,
+            ),
+            ("{limits: {memory: 1Gi}}", QosClass::Burstable),
+            ("{requests: {cpu: 0}}", QosClass::BestEffort),
+        ];
+        for (r, want) in table {
+            let pod = decoded(&ctr("a", r), "");
+            assert_eq!(qos_class(&pod), want, "{r}");
+        }
+        // Every container counts: one without limits makes the pod Burstable.
+        let pod = decoded(
+            &(ctr("a", "{limits: {cpu: 1, memory: 1Gi}}") + &ctr("b", "{}")),
+            "",
+        );
+        assert_eq!(qos_class(&pod), QosClass::Burstable);
+    }
+
+    #[test]
+    fn oom_score_adjustments_are_the_kubelets() {
+        let gib = 1u64 << 30;
+        let one = |r: &str, extra: &str| {
+            let pod = decoded(&ctr("a", r), extra);
+            oom_score_adj(&pod, &pod.spec.containers[0], 10 * gib)
+        };
+        assert_eq!(one("{}", ""), 1000);
+        assert_eq!(one("{limits: {cpu: 1, memory: 1Gi}}", ""), -997);
+        // Burstable: 1000 - 1000 × 1 GiB / 10 GiB.
+        assert_eq!(one("{requests: {memory: 1Gi}}", ""), 900);
+        // No memory request: 1000 would tie BestEffort, so 999.
+        assert_eq!(one("{requests: {cpu: 100m}}", ""), 999);
+        // A request above capacity stays above Guaranteed.
+        assert_eq!(one("{requests: {memory: 20Gi}}", ""), 3);
+        for class in CRITICAL_PRIORITY_CLASSES {
+            assert_eq!(
+                one("{}", &format!("  priorityClassName: {class}\n")),
+                -997,
+                "{class}"
+            );
+        }
+        assert_eq!(one("{}", "  priorityClassName: high\n"), 1000);
+    }
+
+    #[test]
+    fn seccomp_resolves_container_over_pod_over_default() {
+        let dir = std::env::temp_dir().join(format!("keel-sc-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("profiles")).unwrap();
+        std::fs::write(
+            dir.join("profiles/ok.json"),
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[]}"#,
+        )
+        .unwrap();
+        let ctx_for = |pod: &Pod, default: bool| -> Result<SeccompProfile, SpecError> {
+            let ctx = PodContext {
+                pod,
+                uid: "u",
+                pod_dir: &dir,
+                pod_ip: "",
+                host_ip: "",
+                node_cpus: 1,
+                node_memory: 1,
+                seccomp_dir: &dir,
+                seccomp_default: default,
+            };
+            seccomp(&ctx, &pod.spec.containers[0])
+        };
+        let pod_level = "  securityContext:\n    seccompProfile:\n      type: RuntimeDefault\n";
+        let c = |sc: &str| format!("  - name: a\n    image: busybox\n{sc}");
+        let pod = decoded(&c(""), "");
+        assert_eq!(ctx_for(&pod, false).unwrap(), SeccompProfile::Unconfined);
+        assert_eq!(ctx_for(&pod, true).unwrap(), SeccompProfile::RuntimeDefault);
+        let pod = decoded(&c(""), pod_level);
+        assert_eq!(
+            ctx_for(&pod, false).unwrap(),
+            SeccompProfile::RuntimeDefault
+        );
+        let pod = decoded(
+            &c("    securityContext:\n      seccompProfile:\n        type: Unconfined\n"),
+            pod_level,
+        );
+        assert_eq!(ctx_for(&pod, true).unwrap(), SeccompProfile::Unconfined);
+        let local = |p: &str| {
+            decoded(
+                &c(&format!("    securityContext:\n      seccompProfile:\n        type: Localhost\n        localhostProfile: {p}\n")),
+                "",
+            )
+        };
+        assert_eq!(
+            ctx_for(&local("profiles/ok.json"), false).unwrap(),
+            SeccompProfile::Localhost(dir.join("profiles/ok.json"))
+        );
+        for bad in ["profiles/missing.json", "../etc/passwd", "/etc/passwd"] {
+            let e = ctx_for(&local(bad), false).unwrap_err().to_string();
+            assert!(e.contains("seccompProfile"), "{bad}: {e}");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -220,6 +220,7 @@ impl Storage {
             node: "node1".into(),
             stopping: Default::default(),
             source_error: None,
+            mirrors: None,
         }
     }
 }

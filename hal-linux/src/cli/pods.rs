@@ -349,6 +349,10 @@ pub fn rows(
                     p.file.clone().unwrap_or_else(|| "<none>".into()),
                     note,
                 ]);
+                // With a kubeconfig the agent reports each mirror pod's sync state.
+                if let Some(m) = &p.mirror {
+                    row.push(m.clone());
+                }
             }
             row
         })
@@ -357,7 +361,7 @@ pub fn rows(
 
 /// The table, as `kubectl get pods` (or `-o wide`) prints it.
 pub fn table(pods: &[PodInfo], clock: Clock, node: &str, now_ms: u64, wide: bool) -> String {
-    client::table(&header(wide), &rows(pods, clock, node, now_ms, wide))
+    client::table(&header(wide, pods), &rows(pods, clock, node, now_ms, wide))
 }
 
 /// `keel pods -o FORMAT`.
@@ -365,7 +369,8 @@ pub fn table(pods: &[PodInfo], clock: Clock, node: &str, now_ms: u64, wide: bool
 pub enum Output {
     /// The table (no `-o`).
     Table,
-    /// The table with IP, NODE, UID, FILE, NOTE.
+    /// The table with IP, NODE, UID, FILE, NOTE, and MIRROR (the mirror pod's sync state)
+    /// when the agent has a kubeconfig.
     Wide,
     /// A `PodList` (or one `Pod` when one NAME is given) as JSON.
     Json,
@@ -462,10 +467,14 @@ fn render_object(output: &Output, v: &Value) -> String {
     }
 }
 
-fn header(wide: bool) -> Vec<&'static str> {
+/// The columns; MIRROR (wide only) when the agent mirrors pods to an API server.
+fn header(wide: bool, pods: &[PodInfo]) -> Vec<&'static str> {
     let mut h = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
     if wide {
         h.extend(["IP", "NODE", "UID", "FILE", "NOTE"]);
+        if pods.iter().any(|p| p.mirror.is_some()) {
+            h.push("MIRROR");
+        }
     }
     h
 }
@@ -497,7 +506,7 @@ pub fn run_args(a: &Args, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 }
             } else {
                 let rows = rows(&pods, info.clock, &info.node, now, wide);
-                let h = header(wide);
+                let h = header(wide, &pods);
                 let w = client::widths(&h, &rows);
                 let mut t = client::line(&h, &w);
                 for r in &rows {
@@ -587,7 +596,7 @@ fn watch(
                     let wide = *output == Output::Wide;
                     let row = rows(std::slice::from_ref(p), clock, &node, now, wide);
                     let w = width.get_or_insert_with(|| {
-                        let h = header(wide);
+                        let h = header(wide, std::slice::from_ref(p));
                         let w = client::widths(&h, &row);
                         text += &client::line(&h, &w);
                         w
@@ -657,6 +666,7 @@ mod tests {
             pod_json: String::new(),
             pod_ips: vec!["10.88.0.5".into()],
             created_unix_ms: 0,
+            mirror: None,
         }
     }
 

@@ -79,6 +79,9 @@ pub enum RuntimeError {
         #[source]
         source: serde_json::Error,
     },
+    /// The container's seccomp profile cannot be used.
+    #[error(transparent)]
+    Seccomp(#[from] super::seccomp::SeccompError),
     /// The runtime knows of no such container.
     #[error("container {0} not found")]
     NotFound(String),

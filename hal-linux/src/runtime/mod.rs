@@ -42,6 +42,7 @@ mod error;
 mod exec;
 pub mod oci;
 pub mod pause;
+pub mod seccomp;
 pub mod shim;
 mod types;
 pub mod util;
@@ -118,6 +119,9 @@ pub struct RuncConfig {
     pub log_max_files: u32,
     /// Where pods not on the host network get their network (`None`: loopback only).
     pub cni: Option<CniConfig>,
+    /// Containers that set no seccomp profile get `RuntimeDefault` (the kubelet's
+    /// `seccompDefault`); else they run unconfined.
+    pub seccomp_default: bool,
 }
 
 impl RuncConfig {
@@ -133,6 +137,7 @@ impl RuncConfig {
             log_max_size: crilog::DEFAULT_MAX_SIZE,
             log_max_files: crilog::DEFAULT_MAX_FILES,
             cni: None,
+            seccomp_default: false,
         }
     }
 }
@@ -144,6 +149,7 @@ pub struct RuncRuntime {
     runc_root: PathBuf,
     pods_dir: PathBuf,
     cap_bounding: u64,
+    oom_floor: Option<i32>,
     /// Held while a pod's host ports are checked against the other pods' and its
     /// network record written, so two pods never both take one port.
     net_lock: Arc<Mutex<()>>,
@@ -263,7 +269,14 @@ impl RuncRuntime {
             pods_dir,
             cap_bounding: oci::host_cap_bounding(),
             net_lock: Arc::new(Mutex::new(())),
+            oom_floor: oci::oom_score_floor(),
         })
+    }
+
+    /// The lowest OOM score adjustment containers can get, when the agent lacks
+    /// `CAP_SYS_RESOURCE` (lower ones are raised to it); `None` when any is possible.
+    pub fn oom_score_floor(&self) -> Option<i32> {
+        self.oom_floor
     }
 
     /// The configuration.
@@ -386,6 +399,7 @@ impl RuncRuntime {
             dynamic,
             &format!("{cgroup}/{id}"),
             &annotations,
+            self.oom_floor,
         );
         write_json(&sb_dir.join("config.json"), &config)?;
         let pid_file = sb_dir.join("init.pid");
@@ -439,6 +453,7 @@ impl RuncRuntime {
             pod_ips,
         };
         write_json(&sb_dir.join("sandbox.json"), &handle)?;
+        Self::ensure_shm(&handle)?;
         Ok(handle)
     }
 
@@ -574,6 +589,32 @@ impl RuncRuntime {
         Ok(())
     }
 
+    /// Mounts the pod's `/dev/shm` tmpfs ([`SandboxHandle::shm_path`]) unless it is
+    /// mounted already or the pod uses the host's IPC namespace. Also called before each
+    /// container start, for a sandbox made by an agent that kept no such mount.
+    fn ensure_shm(sandbox: &SandboxHandle) -> Result<()> {
+        if sandbox.spec.host_ipc {
+            return Ok(());
+        }
+        let shm = sandbox.shm_path();
+        fs::create_dir_all(&shm).ctx("create dir", &shm)?;
+        if !util::is_mount_point(&shm) {
+            mount(
+                Some("shm"),
+                &shm,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some(oci::SHM_OPTIONS),
+            )
+            .map_err(|source| RuntimeError::Sys {
+                op: "mount tmpfs",
+                path: shm.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Tears down the network recorded in `sb_dir`: DEL with the recorded configuration
     /// and result, then the namespace pin and the record. A failed DEL keeps both, so a
     /// later removal (or the next agent's orphan cleanup) tries again.
@@ -591,6 +632,19 @@ impl RuncRuntime {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove", rec_path),
             _ => Ok(()),
         }
+    }
+
+    /// Unmounts the pod's `/dev/shm` tmpfs if it is mounted.
+    fn release_shm(sandbox: &SandboxHandle) -> Result<()> {
+        let shm = sandbox.shm_path();
+        if !sandbox.spec.host_ipc && util::is_mount_point(&shm) {
+            umount2(&shm, MntFlags::MNT_DETACH).map_err(|source| RuntimeError::Sys {
+                op: "umount",
+                path: shm.clone(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// The default CRI log path of a container (SPEC 5.3).
@@ -756,15 +810,17 @@ impl RuncRuntime {
         };
         write_json(&bundle.join("record.json"), &record)?;
 
+        Self::ensure_shm(sandbox)?;
         let rootfs = self.prepare_rootfs(bundle, spec)?;
         let config = oci::container_config(
             spec,
             self.cap_bounding,
+            self.oom_floor,
             sandbox,
             &rootfs,
             &cgroup,
             &oci_annotations,
-        );
+        )?;
         write_json(&bundle.join("config.json"), &config)?;
 
         let args = shim::ShimArgs {
@@ -968,6 +1024,7 @@ impl RuncRuntime {
         }
         self.runc_delete(&sandbox.id)?;
         self.teardown_network(&sandbox.pod_dir.join(SANDBOX_DIR))?;
+        Self::release_shm(sandbox)?;
         util::remove_cgroup(&sandbox.cgroup).ctx("remove cgroup", &sandbox.cgroup)?;
         match fs::remove_dir_all(&sandbox.pod_dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

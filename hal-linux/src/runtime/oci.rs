@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::seccomp::{self, SeccompError};
 use super::types::{ContainerSpec, MountKind, Resources, SandboxHandle, SandboxSpec};
 
 /// Docker's and containerd's default capability set for unprivileged containers.
@@ -130,6 +131,26 @@ pub fn host_cap_bounding() -> u64 {
         .unwrap_or((1u64 << ALL_CAPS.len()) - 1)
 }
 
+/// Bit of `CAP_SYS_RESOURCE`, which lowering an OOM score adjustment needs.
+const CAP_SYS_RESOURCE_BIT: u32 = 24;
+
+/// The lowest OOM score adjustment this process can give its children: `None` when it
+/// has `CAP_SYS_RESOURCE` (any), else its own (a process without it cannot go below its
+/// own value, and runc fails the container if asked to).
+pub fn oom_score_floor() -> Option<i32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())?;
+    if eff & (1u64 << CAP_SYS_RESOURCE_BIT) != 0 {
+        return None;
+    }
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
 /// The effective capability list: defaults (or all the `bounding` set allows, when
 /// privileged or adding `ALL`), minus drops, plus adds. [`ALL_CAPS`] is in kernel bit
 /// order, so its index is the capability number.
@@ -179,8 +200,6 @@ fn base_mounts(privileged: bool) -> Vec<Value> {
                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
@@ -199,6 +218,65 @@ fn bind(source: &Path, destination: &str, read_only: bool) -> Value {
 /// is dynamically linked (development builds); the static musl release needs none.
 const HOST_LIB_DIRS: &[&str] = &["/lib", "/lib64", "/usr/lib", "/usr/lib64"];
 
+/// The OOM score adjustment of a pod's pause process (the kubelet's `PodInfraOOMAdj`):
+/// below every container's, so the pod's namespaces outlive its processes.
+pub const SANDBOX_OOM_SCORE_ADJ: i32 = -998;
+
+/// Mount options of a pod's `/dev/shm` tmpfs (containerd's: 64 MiB).
+pub const SHM_OPTIONS: &str = "mode=1777,size=65536k";
+
+/// Directories of `/dev` whose devices a privileged container does not get (containerd's
+/// list: they are mounted anew in every container or belong to the host's tools).
+const SKIP_DEV_DIRS: &[&str] = &["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
+
+/// Every character and block device under the host's `dir` (normally `/dev`), as OCI
+/// `linux.devices` entries with the same path in the container: what a privileged
+/// container gets, as with containerd. `/dev/console` is left out (runc makes its own).
+pub fn host_devices(dir: &Path) -> Vec<Value> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let name = e.file_name();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            if !SKIP_DEV_DIRS.iter().any(|d| name == *d) {
+                out.extend(host_devices(&path));
+            }
+            continue;
+        }
+        if name == "console" {
+            continue;
+        }
+        let kind = if ft.is_char_device() {
+            "c"
+        } else if ft.is_block_device() {
+            "b"
+        } else {
+            continue;
+        };
+        let rdev = meta.rdev();
+        out.push(json!({
+            "path": path,
+            "type": kind,
+            "major": libc::major(rdev),
+            "minor": libc::minor(rdev),
+            "fileMode": meta.mode() & 0o7777,
+            "uid": meta.uid(),
+            "gid": meta.gid(),
+        }));
+    }
+    out
+}
+
 /// `config.json` of the pause container of `spec`: `/keel pause` from a read-only rootfs
 /// holding only the keel binary, bind-mounted from `keel_path` (plus the host's library
 /// directories if `dynamic`).
@@ -210,6 +288,7 @@ pub fn sandbox_config(
     dynamic: bool,
     cgroup: &str,
     annotations: &BTreeMap<String, String>,
+    oom_floor: Option<i32>,
 ) -> Value {
     let mut ns = vec![json!({"type": "mount"})];
     if !spec.host_pid {
@@ -235,6 +314,7 @@ pub fn sandbox_config(
             "cwd": "/",
             "capabilities": caps_json(&[]),
             "noNewPrivileges": true,
+            "oomScoreAdj": oom_floor.map_or(SANDBOX_OOM_SCORE_ADJ, |f| SANDBOX_OOM_SCORE_ADJ.max(f)),
         },
         "root": {"path": rootfs, "readonly": true},
         "mounts": [
@@ -316,15 +396,19 @@ fn add_resources(out: &mut Value, r: &Resources) {
     }
 }
 
-/// `config.json` of an app container joining `sandbox`'s namespaces.
+/// `config.json` of an app container joining `sandbox`'s namespaces. Fails only when its
+/// `Localhost` seccomp profile cannot be read. Its OOM score adjustment is raised to
+/// `oom_floor` when below (see [`oom_score_floor`]).
+#[allow(clippy::too_many_arguments)]
 pub fn container_config(
     spec: &ContainerSpec,
     bounding: u64,
+    oom_floor: Option<i32>,
     sandbox: &SandboxHandle,
     rootfs: &Path,
     cgroup: &str,
     annotations: &BTreeMap<String, String>,
-) -> Value {
+) -> Result<Value, SeccompError> {
     let sb = &sandbox.spec;
     let mut ns = vec![json!({"type": "mount"})];
     // Each container gets its own PID namespace, as in Kubernetes without
@@ -340,6 +424,9 @@ pub fn container_config(
         ns.push(json!({"type": "uts", "path": sandbox.ns_path("uts")}));
     }
     let mut mounts = base_mounts(spec.privileged);
+    // One /dev/shm per pod: the sandbox's tmpfs, or the host's with hostIPC, so the
+    // containers sharing an IPC namespace share its POSIX shared memory too.
+    mounts.push(bind(&sandbox.shm_path(), "/dev/shm", false));
     mounts.push(bind(
         &sandbox.pod_dir.join(".sandbox/hosts"),
         "/etc/hosts",
@@ -377,28 +464,39 @@ pub fn container_config(
     });
     if spec.privileged {
         linux["resources"] = json!({"devices": [{"allow": true, "access": "rwm"}]});
+        linux["devices"] = Value::Array(host_devices(Path::new("/dev")));
     } else {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
         linux["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
     }
     add_resources(&mut linux["resources"], &spec.resources);
-    json!({
+    // Privileged containers run without a filter, as containerd runs them.
+    if !spec.privileged {
+        if let Some(filter) = seccomp::oci(&spec.seccomp, &caps)? {
+            linux["seccomp"] = filter;
+        }
+    }
+    let mut process = json!({
+        "terminal": false,
+        "user": {"uid": spec.uid, "gid": spec.gid, "additionalGids": spec.additional_gids},
+        "args": spec.argv,
+        "env": env,
+        "cwd": cwd,
+        "capabilities": caps_json(&caps),
+        "noNewPrivileges": spec.no_new_privileges,
+    });
+    if let Some(adj) = spec.oom_score_adj {
+        process["oomScoreAdj"] = json!(oom_floor.map_or(adj, |f| adj.max(f)));
+    }
+    Ok(json!({
         "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": {"uid": spec.uid, "gid": spec.gid, "additionalGids": spec.additional_gids},
-            "args": spec.argv,
-            "env": env,
-            "cwd": cwd,
-            "capabilities": caps_json(&caps),
-            "noNewPrivileges": spec.no_new_privileges,
-        },
+        "process": process,
         "root": {"path": rootfs, "readonly": spec.read_only_rootfs},
         "mounts": mounts,
         "annotations": annotations,
         "linux": linux,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -441,6 +539,7 @@ mod tests {
             false,
             "/keel/p",
             &BTreeMap::new(),
+            None,
         );
         let ns = c["linux"]["namespaces"].as_array().unwrap();
         assert!(ns

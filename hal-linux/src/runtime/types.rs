@@ -84,6 +84,16 @@ impl SandboxHandle {
         PathBuf::from(format!("/proc/{}/ns/{kind}", self.pid))
     }
 
+    /// The host directory bind-mounted at every container's `/dev/shm`: the host's own
+    /// with `host_ipc`, else the pod's tmpfs `<pod dir>/.sandbox/shm`.
+    pub fn shm_path(&self) -> PathBuf {
+        if self.spec.host_ipc {
+            PathBuf::from("/dev/shm")
+        } else {
+            self.pod_dir.join(".sandbox/shm")
+        }
+    }
+
     /// Whether the pause process, and so the pod's namespaces, is still there (not after
     /// a reboot or a killed pause).
     pub fn is_alive(&self) -> bool {
@@ -170,6 +180,11 @@ pub struct ContainerSpec {
     pub cap_drop: Vec<String>,
     /// Set `no_new_privs`.
     pub no_new_privileges: bool,
+    /// The seccomp filter (ignored when `privileged`, as containerd does).
+    pub seccomp: super::seccomp::SeccompProfile,
+    /// The OOM score adjustment of the container's processes (the kubelet's, by
+    /// priority class and QoS class); `None` inherits the agent's.
+    pub oom_score_adj: Option<i32>,
     /// Resource limits.
     pub resources: Resources,
     /// Extra labels, stored in config.json annotations and the record.

@@ -248,6 +248,7 @@ pub fn pod(t: &Times, name: &str, phase: Phase, containers: Vec<ContainerInfo>) 
             Vec::new()
         },
         created_unix_ms: t.unix_ago(300),
+        mirror: None,
     }
 }
 

@@ -46,6 +46,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("containernetworking-plugins", "/usr/lib/cni/bridge"),
     ("iptables", "iptables-save"),
     ("iproute2", "ip"),
+    // The node tests check keel's systemd unit with systemd-analyze verify.
+    ("systemd", "systemd-analyze"),
 ];
 
 /// A step written in Rust: gets the repository root.

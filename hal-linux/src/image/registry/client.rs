@@ -82,7 +82,10 @@ impl Client {
     ) -> Result<Client> {
         let tls = tls_config(extra_ca)?;
         let agent = ureq::AgentBuilder::new()
-            .tls_connector(Arc::new(Rustls(tls)))
+            .tls_connector(Arc::new(Rustls {
+                config: tls,
+                server_name: None,
+            }))
             .timeout_connect(CONNECT_TIMEOUT)
             .timeout_read(READ_TIMEOUT)
             .redirects(MAX_REDIRECTS)
@@ -370,8 +373,12 @@ pub(crate) fn parse_challenge(h: &str) -> (String, Vec<(String, String)>) {
 }
 
 /// ureq's TLS hook over rustls (what ureq's own `tls` feature does, without its bundled
-/// roots).
-struct Rustls(Arc<rustls::ClientConfig>);
+/// roots). The API client ([`crate::cluster`]) uses it too, with `server_name` set when a
+/// kubeconfig's `tls-server-name` names the certificate's host.
+pub(crate) struct Rustls {
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    pub(crate) server_name: Option<String>,
+}
 
 struct TlsStream(rustls::StreamOwned<rustls::ClientConnection, Box<dyn ureq::ReadWrite>>);
 
@@ -413,16 +420,35 @@ impl ureq::TlsConnector for Rustls {
         dns_name: &str,
         mut io: Box<dyn ureq::ReadWrite>,
     ) -> std::result::Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
-        let name = dns_name.trim_start_matches('[').trim_end_matches(']');
+        let name = self
+            .server_name
+            .as_deref()
+            .unwrap_or_else(|| dns_name.trim_start_matches('[').trim_end_matches(']'));
         let sni = rustls_pki_types::ServerName::try_from(name)
             .map_err(|e| {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{name}: {e}"))
             })?
             .to_owned();
-        let mut conn = rustls::ClientConnection::new(self.0.clone(), sni)
+        let mut conn = rustls::ClientConnection::new(self.config.clone(), sni)
             .map_err(|e| std::io::Error::other(format!("TLS: {e}")))?;
         conn.complete_io(&mut io)?;
         Ok(Box::new(TlsStream(rustls::StreamOwned::new(conn, io))))
+    }
+}
+
+/// Adds the system CA bundle (`SSL_CERT_FILE` first when set) to `roots`; returns how
+/// many certificates it added (0 when no bundle is found).
+pub(crate) fn add_system_roots(roots: &mut rustls::RootCertStore) -> usize {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+    let bundle = env
+        .into_iter()
+        .chain(CA_BUNDLES.iter().map(std::path::PathBuf::from))
+        .find(|p| p.is_file());
+    match bundle.and_then(|b| CertificateDer::pem_file_iter(&b).ok()) {
+        Some(certs) => roots.add_parsable_certificates(certs.flatten()).0,
+        None => 0,
     }
 }
 
@@ -431,16 +457,7 @@ fn tls_config(extra: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
-    let env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
-    let bundle = env
-        .into_iter()
-        .chain(CA_BUNDLES.iter().map(std::path::PathBuf::from))
-        .find(|p| p.is_file());
-    if let Some(b) = bundle {
-        if let Ok(certs) = CertificateDer::pem_file_iter(&b) {
-            roots.add_parsable_certificates(certs.flatten());
-        }
-    }
+    add_system_roots(&mut roots);
     if let Some(p) = extra {
         let certs: Vec<_> = CertificateDer::pem_file_iter(p)
             .map_err(|e| ImageError::Invalid {

@@ -1,0 +1,121 @@
+//! End-to-end tests of what kubeadm and systemd expect of a node agent: the healthz
+//! endpoint, the shipped systemd unit (checked by `systemd-analyze verify`), the
+//! KubeletConfiguration fields keel does not apply named once each, an unknown flag
+//! refused, and `keel exec`. They need root, runc, busybox and systemd-analyze (CI runs
+//! as root; `cargo xtask test` installs systemd when it is missing).
+
+use keel_host_tests::linux::{keel, keel_bin, workspace_root, Node};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// A loopback port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` over plain HTTP: (status line, body).
+fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+#[test]
+fn healthz_answers_ok_and_unapplied_config_fields_are_named_once() {
+    let mut n = Node::new("healthz");
+    let port = free_port();
+    let config = workspace_root().join("examples/kubeadm/kubelet-config.yaml");
+    // The kubeadm config (its staticPodPath and healthzPort lose to the flags).
+    n.start_with(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--healthz-port",
+        &port.to_string(),
+    ]);
+    let (status, body) = http_get(port, "/healthz").expect("healthz answers");
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", "ok"));
+    let (status, _) = http_get(port, "/nope").unwrap();
+    assert!(status.contains("404"), "{status}");
+    let log = n.agent_log();
+    let warned = |field: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("KubeletConfiguration field {field}:")))
+            .count()
+    };
+    for field in [
+        "cgroupDriver",
+        "authentication",
+        "clusterDNS",
+        "rotateCertificates",
+    ] {
+        assert_eq!(warned(field), 1, "{field}:\n{log}");
+    }
+    for field in [
+        "staticPodPath",
+        "healthzPort",
+        "fileCheckFrequency",
+        "apiVersion",
+    ] {
+        assert_eq!(warned(field), 0, "{field}:\n{log}");
+    }
+}
+
+#[test]
+fn healthz_port_zero_disables_it_and_a_typo_flag_is_refused() {
+    // The port is free and stays closed with --healthz-port 0 (the test nodes' default).
+    let mut n = Node::new("nohealthz");
+    let port = free_port();
+    n.start_with(&["--healthz-bind-address", "127.0.0.1"]);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    let (code, _, err) = keel(&[
+        "agent",
+        "--hostname-overide",
+        "x",
+        "--pod-manifest-path",
+        "/tmp",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("did you mean --hostname-override?"), "{err}");
+}
+
+#[test]
+fn the_systemd_unit_verifies_with_killmode_process_and_delegate() {
+    let dir = std::env::temp_dir().join(format!("keel-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (code, unit, err) = keel(&[
+        "agent",
+        "--print-systemd-unit",
+        "--pod-manifest-path",
+        "/etc/kubernetes/manifests",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(unit.contains("\nKillMode=process\n"), "{unit}");
+    assert!(unit.contains("\nDelegate=yes\n"), "{unit}");
+    let exec = format!(
+        "ExecStart={} agent --pod-manifest-path /etc/kubernetes/manifests\n",
+        keel_bin().canonicalize().unwrap().display()
+    );
+    assert!(unit.contains(&exec), "{unit}");
+    let path = dir.join("keel.service");
+    std::fs::write(&path, &unit).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (apt-get install systemd; cargo xtask test installs it)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A bad setting is only a warning for systemd: any line about the unit fails.
+    assert!(
+        out.status.success() && !stderr.contains("keel.service"),
+        "systemd-analyze verify: {stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
