@@ -391,9 +391,8 @@ impl RuncRuntime {
         annotations.insert(LABEL_POD_NAMESPACE.into(), spec.pod_namespace.clone());
         annotations.insert(LABEL_POD_UID.into(), spec.pod_uid.clone());
         let dynamic = oci::is_dynamic_elf(&self.cfg.keel_path).ctx("read", &self.cfg.keel_path)?;
-        let config = oci::sandbox_config(
+        let mut config = oci::sandbox_config(
             spec,
-            netns.as_deref(),
             &rootfs,
             &self.cfg.keel_path,
             dynamic,
@@ -401,6 +400,9 @@ impl RuncRuntime {
             &annotations,
             self.oom_floor,
         );
+        if let Some(ns) = &netns {
+            oci::join_network(&mut config, ns);
+        }
         write_json(&sb_dir.join("config.json"), &config)?;
         let pid_file = sb_dir.join("init.pid");
         // Detached runc hands its stdio to pause, which would keep a pipe open forever:

@@ -282,7 +282,6 @@ pub fn host_devices(dir: &Path) -> Vec<Value> {
 /// directories if `dynamic`).
 pub fn sandbox_config(
     spec: &SandboxSpec,
-    netns: Option<&Path>,
     rootfs: &Path,
     keel_path: &Path,
     dynamic: bool,
@@ -298,10 +297,7 @@ pub fn sandbox_config(
         ns.push(json!({"type": "ipc"}));
     }
     if !spec.host_network {
-        ns.push(match netns {
-            Some(path) => json!({"type": "network", "path": path}),
-            None => json!({"type": "network"}),
-        });
+        ns.push(json!({"type": "network"}));
         ns.push(json!({"type": "uts"}));
     }
     let mut config = json!({
@@ -344,6 +340,17 @@ pub fn sandbox_config(
         }
     }
     config
+}
+
+/// Makes the pause container of `config` join the network namespace pinned at `netns`
+/// (a pod on a CNI network) instead of making one.
+pub fn join_network(config: &mut Value, netns: &Path) {
+    let namespaces = config["linux"]["namespaces"].as_array_mut();
+    for ns in namespaces.into_iter().flatten() {
+        if ns["type"] == "network" {
+            ns["path"] = json!(netns);
+        }
+    }
 }
 
 /// Whether the ELF file at `path` asks for a program interpreter (is dynamically
@@ -525,6 +532,33 @@ mod tests {
     }
 
     #[test]
+    fn a_cni_pod_s_pause_joins_its_pinned_network_namespace() {
+        let spec = SandboxSpec {
+            hostname: "h".into(),
+            ..Default::default()
+        };
+        let mut c = sandbox_config(
+            &spec,
+            Path::new("/r"),
+            Path::new("/k"),
+            false,
+            "/keel/p",
+            &BTreeMap::new(),
+            None,
+        );
+        join_network(&mut c, Path::new("/p/.sandbox/netns"));
+        let ns = c["linux"]["namespaces"].as_array().unwrap();
+        let net: Vec<&Value> = ns.iter().filter(|n| n["type"] == "network").collect();
+        assert_eq!(
+            net,
+            [&json!({"type": "network", "path": "/p/.sandbox/netns"})]
+        );
+        assert!(ns
+            .iter()
+            .any(|n| n["type"] == "uts" && n.get("path").is_none()));
+    }
+
+    #[test]
     fn host_network_sandbox_has_no_net_uts_or_hostname() {
         let spec = SandboxSpec {
             host_network: true,
@@ -533,7 +567,6 @@ mod tests {
         };
         let c = sandbox_config(
             &spec,
-            None,
             Path::new("/r"),
             Path::new("/k"),
             false,
