@@ -10,15 +10,22 @@
 //! so the reconciler's next wake-up is the minimum over them. Nothing here talks to a
 //! platform.
 //!
-//! Sidecars (init containers with `restartPolicy: Always`, SPEC 4.7) and `postStart` are
-//! not modelled by the pod spec yet; they land here as further inputs of the same machine.
+//! `postStart` (SPEC 4.7) is a state of its own ([`State::PostStart`]): the container runs
+//! but is neither Running nor ready until its hook succeeds; a failed hook kills it, and
+//! it restarts by policy with reason `PostStartHookError`.
 
 use crate::manifest::model::{Container as ContainerSpec, Probe, RestartPolicy};
 use crate::platform::{Handle, PlatformErrorKind, Ticket};
 use crate::status::ProbeKind;
 use crate::time::{Duration, Instant};
+use core::num::NonZeroU32;
 use core::ops::{Index, IndexMut};
 use serde::{Deserialize, Serialize};
+
+/// The bound of a `postStart` hook. The kubelet sets none; a runtime action needs one so
+/// that a hung hook cannot hold its thread for ever, and an hour is more than any real
+/// hook takes (a `sleep` hook may not outlast the grace period anyway).
+pub const POST_START_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Timing settings. Every number is a setting (SPEC: "Numbers are defaults").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +74,7 @@ pub enum WaitReason {
     CreateContainerError,
     CreateContainerConfigError,
     RunContainerError,
+    PostStartHookError,
 }
 
 impl WaitReason {
@@ -82,6 +90,7 @@ impl WaitReason {
             WaitReason::CreateContainerError => "CreateContainerError",
             WaitReason::CreateContainerConfigError => "CreateContainerConfigError",
             WaitReason::RunContainerError => "RunContainerError",
+            WaitReason::PostStartHookError => "PostStartHookError",
         }
     }
 }
@@ -149,6 +158,14 @@ pub enum State {
     Creating {
         /// Since when.
         since: Instant,
+    },
+    /// Its process runs and its `postStart` hook has yet to succeed (SPEC 4.7): not yet
+    /// Running, not ready, no probes.
+    PostStart {
+        /// When the runtime confirmed it runs.
+        started_at: Instant,
+        /// The hook in flight (`None`: it is to be started).
+        hook: Option<Ticket>,
     },
     /// Running.
     Running {
@@ -301,24 +318,36 @@ pub fn probe_spec(c: &ContainerSpec, kind: ProbeKind) -> Option<&Probe> {
 pub struct ProbeTiming {
     /// `initialDelaySeconds`.
     pub delay_s: u32,
-    /// `periodSeconds` (at least 1).
-    pub period_s: u32,
+    /// `periodSeconds` (at least 1; non-zero also lets `Option<ProbeTiming>` take no room
+    /// of its own, which matters for the firmware's RAM: a slot holds three per container).
+    pub period_s: NonZeroU32,
     /// `successThreshold` (at least 1).
     pub success: u16,
     /// `failureThreshold` (at least 1).
     pub failure: u16,
+    /// The probe-level `terminationGracePeriodSeconds` a liveness or startup kill uses
+    /// instead of the pod's ([`NO_PROBE_GRACE`]: none given).
+    pub grace_s: u32,
 }
 
+/// [`ProbeTiming::grace_s`] when the probe sets no `terminationGracePeriodSeconds`.
+pub const NO_PROBE_GRACE: u32 = u32::MAX;
+
 impl ProbeTiming {
-    /// The timings of `p`, clamped to what the counters hold.
+    /// The timings of `p`, clamped to what the counters hold (a grace of 136 years or more
+    /// is 136 years).
     pub fn of(p: &Probe) -> ProbeTiming {
         let c32 = |v: i64| v.clamp(0, u32::MAX as i64) as u32;
         let c16 = |v: i64| v.clamp(1, u16::MAX as i64) as u16;
         ProbeTiming {
             delay_s: c32(p.initial_delay_seconds.unwrap_or(0)),
-            period_s: c32(p.period_seconds.unwrap_or(10)).max(1),
+            period_s: NonZeroU32::new(c32(p.period_seconds.unwrap_or(10)))
+                .unwrap_or(NonZeroU32::MIN),
             success: c16(p.success_threshold.unwrap_or(1)),
             failure: c16(p.failure_threshold.unwrap_or(3)),
+            grace_s: p
+                .termination_grace_period_seconds
+                .map_or(NO_PROBE_GRACE, |g| c32(g).min(NO_PROBE_GRACE - 1)),
         }
     }
     /// Every probe of a container's spec.
@@ -327,11 +356,33 @@ impl ProbeTiming {
     }
     /// `periodSeconds`.
     pub fn period(&self) -> Duration {
-        Duration::from_secs(self.period_s as u64)
+        Duration::from_secs(self.period_s.get() as u64)
     }
     /// `initialDelaySeconds`.
     pub fn delay(&self) -> Duration {
         Duration::from_secs(self.delay_s as u64)
+    }
+    /// The grace period of a kill this probe causes: its own `terminationGracePeriodSeconds`
+    /// if set, else `pod_grace`; at least `min` either way (SPEC 4.4).
+    pub fn kill_grace(&self, pod_grace: Duration, min: Duration) -> Duration {
+        if self.grace_s == NO_PROBE_GRACE {
+            pod_grace.max(min)
+        } else {
+            Duration::from_secs(self.grace_s as u64).max(min)
+        }
+    }
+    /// When the probe runs next after the one due at `due` finished at `now`: on the
+    /// kubelet's ticker, one tick every period from the first, not a period after the last
+    /// finished. Ticks that went by while a slow probe ran are dropped but one, which runs
+    /// at once (Go's ticker keeps one tick waiting for a slow reader).
+    pub fn next_tick(&self, due: Instant, now: Instant) -> Instant {
+        let period = self.period();
+        let next = due + period;
+        if next > now {
+            return next;
+        }
+        let missed = now.since(due).millis() / period.millis();
+        due + Duration(missed.saturating_mul(period.millis()))
     }
 }
 
@@ -363,9 +414,16 @@ pub enum InitGate {
 }
 
 /// The init order of a pod whose first `n_init` containers are init containers: one at a
-/// time, in order, each to success, before the app containers (SPEC 4.3).
+/// time, in order, each to success, before the app containers (SPEC 4.3); a sidecar lets
+/// the next one go once it has started (SPEC 4.7).
 pub fn init_gate(cs: &[Container], n_init: usize) -> InitGate {
     for (k, c) in cs.iter().enumerate().take(n_init) {
+        if c.sidecar {
+            if c.init_done {
+                continue;
+            }
+            return InitGate::Turn(k);
+        }
         match c.state {
             State::Terminated(t) if t.code == 0 => continue,
             State::Terminated(_) => return InitGate::Failed,
@@ -373,6 +431,57 @@ pub fn init_gate(cs: &[Container], n_init: usize) -> InitGate {
         }
     }
     InitGate::Done
+}
+
+/// What a container of a pod is to do now ([`role`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Nothing: its turn in the init order has not come, or a sidecar waits for the
+    /// containers that stop before it.
+    Idle,
+    /// Run: start, restart, probe, hooks, stop steps.
+    Run,
+    /// Stop for good (a sidecar once the app containers are done, or the pod ends).
+    Stop,
+}
+
+/// The role of container `k` of a pod whose first `n_init` containers are init containers
+/// (SPEC 4.3, 4.7). Active pod: the init order decides who runs, sidecars run beside what
+/// comes after them; once every app container has finished for good (or an init container
+/// failed for good) the sidecars stop, last first. Terminating pod (`terminating`): the app
+/// and plain init containers stop first, then the sidecars, last first.
+pub fn role(cs: &[Container], n_init: usize, k: usize, terminating: bool) -> Role {
+    let Some(c) = cs.get(k) else {
+        return Role::Idle;
+    };
+    // A sidecar stops only after everything that stops before it is gone.
+    let sidecar_turn = || {
+        cs.iter()
+            .enumerate()
+            .all(|(j, o)| o.handle.is_none() || (j <= k && o.sidecar))
+    };
+    if terminating {
+        return if !c.sidecar || sidecar_turn() {
+            Role::Stop
+        } else {
+            Role::Idle
+        };
+    }
+    let gate = init_gate(cs, n_init);
+    let apps_done = n_init < cs.len() && cs[n_init..].iter().all(Container::is_final);
+    let winding_down = gate == InitGate::Failed || (gate == InitGate::Done && apps_done);
+    match gate {
+        _ if c.sidecar && winding_down => {
+            if sidecar_turn() {
+                Role::Stop
+            } else {
+                Role::Idle
+            }
+        }
+        InitGate::Turn(t) if k == t || (k < t && c.sidecar) => Role::Run,
+        InitGate::Done if k >= n_init || c.sidecar => Role::Run,
+        _ => Role::Idle,
+    }
 }
 
 /// A container's full status.
@@ -397,6 +506,16 @@ pub struct Container {
     pub digest: u64,
     /// Per probe kind.
     pub probes: Probes<ProbeState>,
+    /// Its spec has a `postStart` hook (run after each start, before it is Running).
+    pub post_start: bool,
+    /// An init container with `restartPolicy: Always` (SPEC 4.7).
+    pub sidecar: bool,
+    /// It is being killed because its `postStart` hook failed: the restart waits with
+    /// reason `PostStartHookError`.
+    pub hook_failed: bool,
+    /// A sidecar that has started (its startup probe passed) once in this pod's life: the
+    /// init order has moved past it for good, whatever it does later.
+    pub init_done: bool,
 }
 
 /// What an exit leads to.
@@ -435,35 +554,108 @@ impl Container {
                     failures: 0,
                 }; 3],
             ),
+            post_start: false,
+            sidecar: false,
+            hook_failed: false,
+            init_done: false,
         }
+    }
+
+    /// The same, with what its spec says about hooks and restarts (`post_start`: it has a
+    /// `postStart` hook; `sidecar`: an init container with `restartPolicy: Always`).
+    pub const fn with_spec(mut self, post_start: bool, sidecar: bool) -> Self {
+        self.post_start = post_start;
+        self.sidecar = sidecar;
+        self
     }
 
     /// The container's run started at (for last state), if it ran.
     fn started_at(&self, now: Instant) -> Instant {
         match self.state {
-            State::Running { started_at } | State::Stopping { started_at, .. } => started_at,
+            State::Running { started_at }
+            | State::PostStart { started_at, .. }
+            | State::Stopping { started_at, .. } => started_at,
             State::Creating { since } => since,
             _ => now,
         }
     }
 
-    /// The runtime confirmed the container runs: probes are scheduled after their initial
-    /// delay; the startup probe, if any, gates liveness and readiness (SPEC 4.5); readiness
-    /// starts false when probed, liveness true.
+    /// The runtime confirmed the container runs: with a `postStart` hook it waits for the
+    /// hook ([`State::PostStart`]), else it is Running at once ([`Container::begin_running`]).
     pub fn on_running(&mut self, now: Instant, timings: &Probes<Option<ProbeTiming>>) {
         let State::Creating { .. } = self.state else {
             return;
         };
+        if self.post_start {
+            self.state = State::PostStart {
+                started_at: now,
+                hook: None,
+            };
+            self.started = false;
+            self.ready = false;
+            return;
+        }
+        self.begin_running(now, timings);
+    }
+
+    /// Running since `started_at`: probes are scheduled after their initial delay from the
+    /// start; the startup probe, if any, gates liveness and readiness (SPEC 4.5); readiness
+    /// starts false when probed, liveness true.
+    fn begin_running(&mut self, started_at: Instant, timings: &Probes<Option<ProbeTiming>>) {
         let has_startup = timings[ProbeKind::Startup].is_some();
         let has_readiness = timings[ProbeKind::Readiness].is_some();
-        self.state = State::Running { started_at: now };
+        self.state = State::Running { started_at };
         self.started = !has_startup;
+        self.init_done |= self.sidecar && self.started;
         self.ready = !has_readiness && !has_startup;
         for kind in ProbeKind::ALL {
             self.probes[kind].next_at = match timings[kind] {
-                Some(t) if kind == ProbeKind::Startup || !has_startup => now + t.delay(),
+                Some(t) if kind == ProbeKind::Startup || !has_startup => started_at + t.delay(),
                 _ => Instant::NEVER,
             };
+        }
+    }
+
+    /// The `postStart` hook runs as `ticket`.
+    pub fn on_post_start_started(&mut self, ticket: Ticket) {
+        if let State::PostStart { hook, .. } = &mut self.state {
+            *hook = Some(ticket);
+        }
+    }
+
+    /// The `postStart` hook finished at `now`: on success the container is Running (its
+    /// probes counted from its start); on failure it is killed (SIGKILL after `grace`) and
+    /// restarts by `policy` with reason `PostStartHookError`, as the kubelet does. Returns
+    /// true on failure.
+    pub fn on_post_start_done(
+        &mut self,
+        ok: bool,
+        now: Instant,
+        timings: &Probes<Option<ProbeTiming>>,
+        policy: RestartPolicy,
+        grace: Duration,
+    ) -> bool {
+        let State::PostStart { started_at, .. } = self.state else {
+            return false;
+        };
+        if ok {
+            self.begin_running(started_at, timings);
+            return false;
+        }
+        self.hook_failed = true;
+        self.begin_stop(
+            now + grace,
+            self.restart_policy(policy) != RestartPolicy::Never,
+        );
+        true
+    }
+
+    /// The policy this container restarts by: a sidecar's is `Always`, whatever the pod's.
+    pub const fn restart_policy(&self, pod: RestartPolicy) -> RestartPolicy {
+        if self.sidecar {
+            RestartPolicy::Always
+        } else {
+            pod
         }
     }
 
@@ -489,6 +681,7 @@ impl Container {
         self.ready = false;
         self.probes = Probes::default();
         if stopping || !(forced_restart || should_restart(policy, code, init)) {
+            self.hook_failed = false;
             // Final: this run is the current state; `last` keeps the run before it, as
             // Kubernetes' lastState does.
             self.state = State::Terminated(t);
@@ -497,8 +690,11 @@ impl Container {
         self.last = Some(t);
         let delay = self.backoff.next(now, s);
         let at = now + delay;
+        let hook_failed = core::mem::replace(&mut self.hook_failed, false);
         self.state = State::Waiting {
-            reason: if delay == Duration::ZERO {
+            reason: if hook_failed {
+                WaitReason::PostStartHookError
+            } else if delay == Duration::ZERO {
                 WaitReason::ContainerCreating
             } else {
                 WaitReason::CrashLoopBackOff
@@ -540,7 +736,7 @@ impl Container {
     /// runs.
     pub fn begin_stop(&mut self, kill_at: Instant, restart: bool) -> bool {
         let started_at = match self.state {
-            State::Running { started_at } => started_at,
+            State::Running { started_at } | State::PostStart { started_at, .. } => started_at,
             State::Creating { since } => since,
             State::Stopping { .. } => return true,
             State::Waiting { .. } | State::Terminated(_) => return false,
@@ -560,7 +756,7 @@ impl Container {
     /// `kill_at` at the latest), one waiting to start waits for nothing.
     pub fn stop_for_pod(&mut self, kill_at: Instant) {
         match &mut self.state {
-            State::Running { .. } | State::Creating { .. } => {
+            State::Running { .. } | State::Creating { .. } | State::PostStart { .. } => {
                 self.begin_stop(kill_at, false);
             }
             State::Stopping {
@@ -582,14 +778,14 @@ impl Container {
         }
     }
 
-    /// What stopping needs next at `now`; `has_pre_stop`: the spec has a preStop hook (run
-    /// only when the container stops for good, and its time comes off the grace period).
+    /// What stopping needs next at `now`; `has_pre_stop`: the spec has a preStop hook, run
+    /// before every stop keel initiates (deletion, edit, liveness or startup failure, as the
+    /// kubelet does), its time taken off the grace period.
     pub fn stop_step(&self, now: Instant, has_pre_stop: bool) -> StopStep {
         let State::Stopping {
             kill_at,
             signalled,
             pre_stop,
-            restart,
             ..
         } = self.state
         else {
@@ -599,7 +795,7 @@ impl Container {
             StopStep::Kill
         } else if signalled || pre_stop.is_some() {
             StopStep::Wait
-        } else if has_pre_stop && !restart {
+        } else if has_pre_stop {
             StopStep::PreStop {
                 timeout: kill_at.since(now),
             }
@@ -732,7 +928,8 @@ impl Container {
         if self.digest == digest {
             return false;
         }
-        let fresh = Container::new(digest, WaitReason::ContainerCreating);
+        let fresh = Container::new(digest, WaitReason::ContainerCreating)
+            .with_spec(self.post_start, self.sidecar);
         if self.begin_stop(kill_at, true) {
             self.digest = digest;
             self.restart_count = 0;
@@ -744,6 +941,7 @@ impl Container {
                     restart_at: now,
                     error: None,
                 },
+                init_done: self.init_done,
                 ..fresh
             };
         }
@@ -801,7 +999,8 @@ impl Container {
     ) -> Option<ProbeKind> {
         let t = timings[kind]?;
         let verdict = self.probes[kind].record(ok, t.success, t.failure);
-        self.probes[kind].next_at = now + t.period();
+        let due = self.probes[kind].next_at;
+        self.probes[kind].next_at = t.next_tick(due, now);
         match (kind, verdict) {
             (ProbeKind::Readiness, Verdict::Passed) => self.ready = true,
             (ProbeKind::Readiness, Verdict::Failed) => {
@@ -810,6 +1009,7 @@ impl Container {
             }
             (ProbeKind::Startup, Verdict::Passed) => {
                 self.started = true;
+                self.init_done |= self.sidecar;
                 self.probes[ProbeKind::Startup].next_at = Instant::NEVER;
                 // Liveness and readiness begin now, if the container has them; without a
                 // readiness probe it is ready once started.
@@ -850,6 +1050,8 @@ impl Container {
                     Instant::ZERO
                 }
             }
+            // The hook is to be started now; once in flight, its result is reported.
+            State::PostStart { hook: None, .. } => Instant::ZERO,
             _ => Instant::NEVER,
         };
         let probe_at = match self.state {
@@ -880,15 +1082,20 @@ impl Container {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use heapless::Vec;
     use RestartPolicy::*;
 
     const S: Settings = Settings::DEFAULT;
 
     const PROBE: ProbeTiming = ProbeTiming {
         delay_s: 0,
-        period_s: 10,
+        period_s: match NonZeroU32::new(10) {
+            Some(p) => p,
+            None => NonZeroU32::MIN,
+        },
         success: 1,
         failure: 3,
+        grace_s: NO_PROBE_GRACE,
     };
 
     /// Probe timings with the given kinds present (liveness, readiness, startup).
@@ -1217,6 +1424,8 @@ mod tests {
     #[test]
     fn readiness_result_sets_ready_and_failure_is_reported() {
         let mut c = running(0);
+        // The probe was due at 1 (the ticker counts from there).
+        c.probes[ProbeKind::Readiness].next_at = Instant(1);
         let t = Probes([
             None,
             Some(ProbeTiming {
@@ -1270,6 +1479,154 @@ mod tests {
                 "{policy:?}: {:?}",
                 c.state
             );
+        }
+    }
+
+    #[test]
+    fn probes_run_on_a_ticker_from_the_first_not_a_period_after_the_last_finished() {
+        // (due, finished at, next): a quick probe keeps the grid; a 15 s timeout with a
+        // 10 s period runs the next at once (one missed tick kept), never 25 s later.
+        let table = [
+            (0, 1_000, 10_000),
+            (10_000, 19_999, 20_000),
+            (0, 10_000, 10_000),
+            (0, 15_000, 10_000),
+            (10_000, 30_000, 30_000),
+            (10_000, 35_500, 30_000),
+        ];
+        for (due, now, want) in table {
+            assert_eq!(
+                PROBE.next_tick(Instant(due), Instant(now)),
+                Instant(want),
+                "due {due}, finished {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hung_liveness_probe_is_declared_dead_after_threshold_timeouts_not_periods() {
+        // etcd's probe: period 10 s, timeout 15 s, failureThreshold 8. Each result comes at
+        // its timeout; the kubelet's ticker gives ~8 x 15 s = 120 s, not 8 x 25 s = 200 s.
+        let t = Probes([
+            Some(ProbeTiming {
+                failure: 8,
+                ..PROBE
+            }),
+            None,
+            None,
+        ]);
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.state = State::Creating { since: Instant(0) };
+        c.on_running(Instant(0), &t);
+        let g = Duration::from_secs(30);
+        let mut now = Instant(0);
+        let mut dead_at = None;
+        for _ in 0..20 {
+            now = now.max(c.probes[ProbeKind::Liveness].next_at);
+            c.on_probe_started(ProbeKind::Liveness, Ticket(1));
+            now = now + Duration::from_secs(15);
+            if c.on_probe_result(ProbeKind::Liveness, false, &t, now, Always, g)
+                .is_some()
+            {
+                dead_at = Some(now);
+                break;
+            }
+        }
+        assert_eq!(dead_at, Some(Instant(120_000)));
+    }
+
+    #[test]
+    fn probe_grace_overrides_the_pods_and_keeps_the_minimum() {
+        let min = S.min_grace;
+        let pod = Duration::from_secs(30);
+        let with = |g: u32| ProbeTiming {
+            grace_s: g,
+            ..PROBE
+        };
+        assert_eq!(PROBE.kill_grace(pod, min), pod);
+        assert_eq!(with(5).kill_grace(pod, min), Duration::from_secs(5));
+        assert_eq!(with(0).kill_grace(pod, min), min);
+        let p = Probe {
+            action: crate::manifest::model::Action::Sleep { seconds: 1 },
+            initial_delay_seconds: None,
+            timeout_seconds: None,
+            period_seconds: Some(0),
+            success_threshold: None,
+            failure_threshold: None,
+            termination_grace_period_seconds: Some(7),
+        };
+        let t = ProbeTiming::of(&p);
+        assert_eq!((t.period_s.get(), t.grace_s), (1, 7));
+    }
+
+    #[test]
+    fn a_container_with_post_start_is_not_running_until_its_hook_succeeds() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating).with_spec(true, false);
+        c.state = State::Creating { since: Instant(0) };
+        let t = timings(true, false, false);
+        c.on_running(Instant(1_000), &t);
+        assert_eq!(
+            c.state,
+            State::PostStart {
+                started_at: Instant(1_000),
+                hook: None
+            }
+        );
+        assert!(!c.ready && !c.started);
+        assert_eq!(c.deadline(), Instant::ZERO, "the hook is to start now");
+        c.on_post_start_started(Ticket(2));
+        assert_eq!(c.deadline(), Instant::NEVER, "its result is reported");
+        let g = Duration::from_secs(30);
+        assert!(!c.on_post_start_done(true, Instant(4_000), &t, Always, g));
+        assert_eq!(
+            c.state,
+            State::Running {
+                started_at: Instant(1_000)
+            }
+        );
+        assert!(c.ready && c.started);
+        // Probes count from the start, not from the hook's end.
+        assert_eq!(c.probes[ProbeKind::Liveness].next_at, Instant(1_000));
+    }
+
+    #[test]
+    fn a_failed_post_start_hook_kills_and_restarts_with_post_start_hook_error() {
+        for (policy, restarts) in [(Always, true), (OnFailure, true), (Never, false)] {
+            let mut c = Container::new(1, WaitReason::ContainerCreating).with_spec(true, false);
+            c.state = State::Creating { since: Instant(0) };
+            c.on_running(Instant(0), &Probes([None; 3]));
+            c.on_post_start_started(Ticket(2));
+            let g = Duration::from_secs(5);
+            assert!(c.on_post_start_done(false, Instant(100), &Probes([None; 3]), policy, g));
+            assert!(
+                matches!(c.state, State::Stopping { kill_at, restart, .. } if kill_at == Instant(5_100) && restart == restarts),
+                "{policy:?}: {:?}",
+                c.state
+            );
+            let after = c.on_exit(137, false, Instant(200), policy, false, &S);
+            if restarts {
+                assert!(matches!(
+                    c.state,
+                    State::Waiting {
+                        reason: WaitReason::PostStartHookError,
+                        ..
+                    }
+                ));
+                assert_eq!(after, AfterExit::Restart(Instant(200)));
+            } else {
+                assert!(matches!(c.state, State::Terminated(_)), "{policy:?}");
+            }
+            assert!(!c.hook_failed);
+        }
+    }
+
+    #[test]
+    fn a_sidecar_restarts_always_whatever_the_pods_policy() {
+        let side = Container::new(1, WaitReason::ContainerCreating).with_spec(false, true);
+        let plain = Container::new(1, WaitReason::ContainerCreating);
+        for pod in [Always, OnFailure, Never] {
+            assert_eq!(side.restart_policy(pod), Always);
+            assert_eq!(plain.restart_policy(pod), pod);
         }
     }
 
@@ -1338,7 +1695,16 @@ mod tests {
                     timeout: Duration(1_000),
                 },
             ),
-            (false, true, true, 0, StopStep::Signal),
+            // A stop to restart (liveness, edit) runs the hook too (issue 12, item 2).
+            (
+                false,
+                true,
+                true,
+                0,
+                StopStep::PreStop {
+                    timeout: Duration(1_000),
+                },
+            ),
             (false, false, false, 0, StopStep::Signal),
             (true, false, true, 999, StopStep::Wait),
             (true, false, true, 1_000, StopStep::Kill),
@@ -1569,6 +1935,132 @@ mod tests {
         for (i, (cs, n_init, want)) in table.into_iter().enumerate() {
             assert_eq!(init_gate(cs, n_init), want, "row {i}");
         }
+    }
+
+    fn sidecar(init_done: bool, handle: Option<u32>) -> Container {
+        let mut c = running(0).with_spec(false, true);
+        c.init_done = init_done;
+        c.handle = handle.map(Handle);
+        c
+    }
+
+    #[test]
+    fn init_gate_passes_a_sidecar_once_it_has_started_and_for_good() {
+        let waiting = Container::new(1, WaitReason::ContainerCreating);
+        let crashed = {
+            let mut c = sidecar(true, None);
+            c.on_exit(1, false, Instant(1), Always, false, &S);
+            c
+        };
+        let table: [(&[Container], usize, InitGate); 5] = [
+            (
+                &[sidecar(false, Some(1)), waiting, waiting],
+                2,
+                InitGate::Turn(0),
+            ),
+            (
+                &[sidecar(true, Some(1)), waiting, waiting],
+                2,
+                InitGate::Turn(1),
+            ),
+            (
+                &[sidecar(true, Some(1)), terminated(0), waiting],
+                2,
+                InitGate::Done,
+            ),
+            (&[crashed, terminated(0), waiting], 2, InitGate::Done),
+            (
+                &[terminated(0), sidecar(false, Some(1)), waiting],
+                2,
+                InitGate::Turn(1),
+            ),
+        ];
+        for (i, (cs, n_init, want)) in table.into_iter().enumerate() {
+            assert_eq!(init_gate(cs, n_init), want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn roles_run_sidecars_beside_what_follows_and_stop_them_last_in_reverse_order() {
+        use Role::{Idle, Run, Stop};
+        let app = |h: Option<u32>| {
+            let mut c = running(0);
+            c.handle = h.map(Handle);
+            c
+        };
+        let done = {
+            let mut c = terminated(0);
+            c.handle = None;
+            c
+        };
+        let waiting = Container::new(1, WaitReason::ContainerCreating);
+        // (containers, n_init, terminating, roles)
+        let table: [(&[Container], usize, bool, &[Role]); 7] = [
+            // The sidecar has not started: it alone runs.
+            (
+                &[sidecar(false, Some(1)), waiting, waiting],
+                2,
+                false,
+                &[Run, Idle, Idle],
+            ),
+            // Started: the next init runs beside it.
+            (
+                &[sidecar(true, Some(1)), waiting, waiting],
+                2,
+                false,
+                &[Run, Run, Idle],
+            ),
+            // Initialised: sidecar and app run.
+            (
+                &[sidecar(true, Some(1)), done, app(Some(3))],
+                2,
+                false,
+                &[Run, Idle, Run],
+            ),
+            // The app finished for good: the sidecars stop, the last first.
+            (
+                &[sidecar(true, Some(1)), sidecar(true, Some(2)), done],
+                2,
+                false,
+                &[Idle, Stop, Run],
+            ),
+            (
+                &[sidecar(true, Some(1)), sidecar(true, None), done],
+                2,
+                false,
+                &[Stop, Stop, Run],
+            ),
+            // The pod ends: the app stops first, then the sidecars.
+            (
+                &[sidecar(true, Some(1)), app(Some(3))],
+                1,
+                true,
+                &[Idle, Stop],
+            ),
+            (&[sidecar(true, Some(1)), app(None)], 1, true, &[Stop, Stop]),
+        ];
+        for (i, (cs, n_init, terminating, want)) in table.into_iter().enumerate() {
+            let got: Vec<Role, 4> = (0..cs.len())
+                .map(|k| role(cs, n_init, k, terminating))
+                .collect();
+            assert_eq!(&got[..], want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn a_sidecar_has_finished_initialising_once_started_and_keeps_it() {
+        let t = timings(false, false, true);
+        let mut c = Container::new(1, WaitReason::ContainerCreating).with_spec(false, true);
+        c.state = State::Creating { since: Instant(0) };
+        c.on_running(Instant(0), &t);
+        assert!(!c.init_done, "its startup probe has not passed");
+        let g = Duration::from_secs(30);
+        c.on_probe_result(ProbeKind::Startup, true, &t, Instant(1), Always, g);
+        assert!(c.init_done);
+        c.on_exit(1, false, Instant(2), Always, false, &S);
+        c.state = State::Creating { since: Instant(3) };
+        c.on_running(Instant(3), &t);
+        assert!(!c.started && c.init_done, "a restart does not undo it");
     }
 
     #[test]

@@ -244,6 +244,14 @@ pub enum Event {
     },
     /// A container left by an earlier agent matched no manifest and was removed.
     OrphanRemoved,
+    /// A container's `postStart` hook failed: it is killed, and restarts by policy with
+    /// reason `PostStartHookError` (SPEC 4.7).
+    PostStartHookFailed {
+        /// The pod.
+        pod: PodId,
+        /// Container index.
+        container: u8,
+    },
 }
 
 /// Pod phase (SPEC 5.1).

@@ -14,6 +14,7 @@ pub mod probe;
 pub mod render;
 pub mod runtime;
 pub mod timefmt;
+pub mod tls;
 pub mod wire;
 
 /// The node name keel uses by default: the host name, trimmed and lower-cased (SPEC 2.4).

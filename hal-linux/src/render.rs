@@ -295,6 +295,11 @@ fn container(pod: &Pod, c: &Container) -> Value {
         "terminationMessagePolicy",
         c.termination_message_policy.map(|p| json!(p.as_str())),
     );
+    put(
+        &mut m,
+        "restartPolicy",
+        c.restart_policy.map(|p| json!(p.as_str())),
+    );
     Value::Object(m)
 }
 

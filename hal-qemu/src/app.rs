@@ -204,7 +204,8 @@ impl App {
         for (k, c) in s.containers().iter().enumerate() {
             let state = match c.state {
                 State::Waiting { reason, error, .. } => ContainerState::Waiting { reason, error },
-                State::Creating { .. } => ContainerState::Creating,
+                // Not Running until its postStart hook succeeded.
+                State::Creating { .. } | State::PostStart { .. } => ContainerState::Creating,
                 State::Running { started_at } => ContainerState::Running {
                     started_at_ms: started_at.0,
                 },
@@ -350,6 +351,11 @@ fn log_event(e: &Event, rec: &Reconciler<'_>, rt: &TaskRuntime) {
             pn(pod),
             cn(pod, container),
             probe
+        ),
+        Event::PostStartHookFailed { pod, container } => defmt::warn!(
+            "event: pod {=str} container {=str} postStart hook failed",
+            pn(pod),
+            cn(pod, container)
         ),
         Event::ContainerSpecChanged { pod, container } => defmt::info!(
             "event: pod {=str} container {=str} spec changed: restarting",

@@ -370,3 +370,150 @@ fn a_hanging_exec_probe_is_killed_at_its_timeout() {
     let log = n.agent_log();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// A directory of the test's own, mounted into containers as `/out` (hostPath), and the
+/// pod-spec text declaring it.
+fn out_dir(n: &Node) -> (std::path::PathBuf, String) {
+    let dir = n.dir.join("out");
+    std::fs::create_dir_all(&dir).unwrap();
+    let vol = format!(
+        "  volumes:\n  - name: out\n    hostPath:\n      path: {}\n",
+        dir.display()
+    );
+    (dir, vol)
+}
+
+const OUT_MOUNT: &str = "    volumeMounts:\n    - name: out\n      mountPath: /out\n";
+
+/// The lines of a file the containers append to.
+fn lines_of(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_sidecar_starts_first_keeps_running_and_stops_after_the_app() {
+    let mut n = Node::new("sidecar");
+    let (out, vol) = out_dir(&n);
+    n.start();
+    // Each container logs its start and its SIGTERM; the sidecar's first run exits after
+    // a second, to be restarted although the pod's policy is Never.
+    let side = "trap 'echo side-term >> /out/order; exit 0' TERM; echo side-start >> /out/order; if [ ! -f /out/crashed ]; then touch /out/crashed; sleep 1; exit 1; fi; while true; do sleep 0.2; done";
+    let app = "trap 'echo app-term >> /out/order; exit 0' TERM; echo app-start >> /out/order; while true; do sleep 0.2; done";
+    let spec = format!(
+        "  restartPolicy: Never\n{vol}  initContainers:\n  - name: proxy\n    image: busybox\n    restartPolicy: Always\n    command: [\"sh\", \"-c\", {side:?}]\n{OUT_MOUNT}    readinessProbe:\n      exec:\n        command: [\"true\"]\n      periodSeconds: 1\n  containers:\n  - name: app\n    image: busybox\n    command: [\"sh\", \"-c\", {app:?}]\n{OUT_MOUNT}"
+    );
+    n.write("sidecar.yaml", &pod_yaml("sidecar", &spec));
+    n.wait_running("sidecar", "app");
+    n.wait(
+        "the sidecar restarted and running",
+        Duration::from_secs(30),
+        |n| {
+            n.restarts("sidecar", "proxy") == Some(1)
+                && n.state("sidecar", "proxy")
+                    .is_some_and(|s| s.0 == "running")
+        },
+    );
+    let order = lines_of(&out.join("order"));
+    assert_eq!(order[..2], ["side-start", "app-start"], "{order:?}");
+    // Kept running beside the app, reported as Kubernetes reports a sidecar.
+    n.wait("the sidecar ready", Duration::from_secs(15), |n| {
+        ready(n, "sidecar", "proxy")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let side_status = n.container("sidecar", "proxy").unwrap();
+    assert_eq!(side_status["started"], true, "{side_status}");
+    assert_eq!(n.restarts("sidecar", "proxy"), Some(1));
+    assert_eq!(n.restarts("sidecar", "app"), Some(0));
+    let pod = n.pod("sidecar").unwrap();
+    assert_eq!(pod["status"]["phase"], "Running");
+    assert!(pod["status"]["initContainerStatuses"].is_array(), "{pod}");
+    // Deleted: the app gets its SIGTERM first, the sidecar only after the app is gone.
+    n.remove("sidecar.yaml");
+    n.wait("the pod gone", Duration::from_secs(30), |n| {
+        n.pod("sidecar").is_none()
+    });
+    let order = lines_of(&out.join("order"));
+    let tail: Vec<&str> = order
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(tail, ["app-term", "side-term"], "{order:?}");
+}
+
+#[test]
+fn a_startup_probe_holds_back_the_liveness_probe_until_it_passes() {
+    let mut n = Node::new("startup");
+    let (out, vol) = out_dir(&n);
+    n.start();
+    // Up after 3 s; a liveness probe run before that would fail and restart it at once.
+    let script = "(sleep 3; touch /tmp/up) & exec sleep 1000";
+    let spec = format!(
+        "{vol}  containers:\n  - name: slow\n    image: busybox\n    command: [\"sh\", \"-c\", {script:?}]\n{OUT_MOUNT}    startupProbe:\n      exec:\n        command: [\"test\", \"-f\", \"/tmp/up\"]\n      periodSeconds: 1\n      failureThreshold: 30\n    livenessProbe:\n      exec:\n        command: [\"sh\", \"-c\", \"echo live >> /out/live; test -f /tmp/up\"]\n      periodSeconds: 1\n      failureThreshold: 1\n"
+    );
+    n.write("startup.yaml", &pod_yaml("startup", &spec));
+    n.wait_running("startup", "slow");
+    let st = n.container("startup", "slow").unwrap();
+    assert_eq!(st["started"], false, "{st}");
+    n.wait("the startup probe passed", Duration::from_secs(20), |n| {
+        n.container("startup", "slow")
+            .is_some_and(|c| c["started"] == true)
+    });
+    n.wait("liveness probes running", Duration::from_secs(10), |_| {
+        lines_of(&out.join("live")).len() >= 3
+    });
+    assert_eq!(n.restarts("startup", "slow"), Some(0), "{}", n.agent_log());
+}
+
+#[test]
+fn a_failing_post_start_hook_kills_the_container_with_post_start_hook_error() {
+    let mut n = Node::new("poststart");
+    let (out, vol) = out_dir(&n);
+    n.start();
+    // The hook fails the first time only; each run of it is logged.
+    let hook = "echo hook >> /out/hooks; if [ -f /out/failed ]; then exit 0; fi; touch /out/failed; exit 1";
+    let spec = format!(
+        "{vol}  containers:\n  - name: app\n    image: busybox\n    command: [\"sleep\", \"1000\"]\n{OUT_MOUNT}    lifecycle:\n      postStart:\n        exec:\n          command: [\"sh\", \"-c\", {hook:?}]\n"
+    );
+    n.write("poststart.yaml", &pod_yaml("poststart", &spec));
+    n.wait(
+        "restarted after the hook failed",
+        Duration::from_secs(30),
+        |n| {
+            n.restarts("poststart", "app") == Some(1)
+                && n.state("poststart", "app")
+                    .is_some_and(|s| s.0 == "running")
+        },
+    );
+    assert_eq!(lines_of(&out.join("hooks")).len(), 2);
+    let log = n.agent_log();
+    assert!(log.contains("postStart hook failed: killing it"), "{log}");
+    let last = &n.container("poststart", "app").unwrap()["lastState"]["terminated"];
+    assert!(last.is_object(), "the killed run is the last state");
+}
+
+#[test]
+fn pre_stop_runs_before_sigterm_on_a_liveness_kill() {
+    let mut n = Node::new("prestop");
+    let (out, vol) = out_dir(&n);
+    n.start();
+    // Sick after 2 s; SIGTERM is logged, and so is the preStop hook.
+    let script = "trap 'echo term >> /out/events; exit 0' TERM; (sleep 2; touch /tmp/sick) & while true; do sleep 0.2; done";
+    let spec = format!(
+        "{vol}  containers:\n  - name: app\n    image: busybox\n    command: [\"sh\", \"-c\", {script:?}]\n{OUT_MOUNT}    livenessProbe:\n      exec:\n        command: [\"sh\", \"-c\", \"test ! -f /tmp/sick\"]\n      periodSeconds: 1\n      failureThreshold: 1\n    lifecycle:\n      preStop:\n        exec:\n          command: [\"sh\", \"-c\", \"echo prestop >> /out/events\"]\n"
+    );
+    n.write("prestop.yaml", &pod_yaml("prestop", &spec));
+    n.wait(
+        "a restart after the liveness kill",
+        Duration::from_secs(30),
+        |n| n.restarts("prestop", "app").unwrap_or(0) >= 1,
+    );
+    let events = lines_of(&out.join("events"));
+    assert_eq!(events[..2], ["prestop", "term"], "{events:?}");
+}

@@ -386,3 +386,174 @@ sim_test! {
         assert!(w.rt.sandboxes.is_empty(), "{} sandboxes left", w.rt.sandboxes.len());
     }
 }
+
+sim_test! {
+    fn slow_liveness_probes_run_on_the_ticker_not_a_period_after_each_timeout() {
+        // Period 10 s, each probe hangs 15 s (its timeout) and fails; threshold 3. The
+        // kubelet's ticker declares it dead at 45 s; a period after each finish gave 75 s.
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        let hung = ActionScript { result: ActionResult::Failure, takes: Duration::from_secs(15) };
+        w.rt.script_action("live", &[hung; 3]);
+        w.write("p.yaml", P::empty("p").container(C::new("app", "img").liveness("live", 10, 3).timeout(0, 15)).yaml());
+        w.run_for(60);
+        let probes: Vec<u64> = w.rt.actions.iter().filter(|a| a.2 == "live").map(|a| a.0 .0 / 1000).take(3).collect();
+        assert_eq!(probes, vec![0, 15, 30]);
+        assert_eq!(w.rt.signals[0], (at(45), "app".to_string(), Signal::Stop));
+        assert_eq!(w.rt.start_times("app"), vec![0, 45_000]);
+    }
+}
+
+sim_test! {
+    fn liveness_kill_takes_the_probes_grace_period_over_the_pods() {
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        w.rt.plan("stubborn", Plan { ignore_stop: true, ..Plan::FOREVER });
+        w.rt.script_n("live", 1, ActionResult::Failure);
+        let c = C::new("app", "stubborn").liveness("live", 5, 1).probe_grace(0, 4);
+        w.write("p.yaml", P::empty("p").container(c).grace(60).yaml());
+        w.run_for(20);
+        let sigs: Vec<(u64, Signal)> = w.rt.signals.iter().map(|(t, _, s)| (t.0, *s)).collect();
+        assert_eq!(sigs, vec![(0, Signal::Stop), (4_000, Signal::Kill)]);
+    }
+}
+
+sim_test! {
+    fn prestop_runs_before_a_liveness_kill_too() {
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        w.rt.plan("stubborn", Plan { ignore_stop: true, ..Plan::FOREVER });
+        w.rt.script_n("live", 1, ActionResult::Failure);
+        w.rt.script_action("drain", &[ActionScript { result: ActionResult::Success, takes: Duration::from_secs(3) }]);
+        let c = C::new("app", "stubborn").liveness("live", 5, 1).pre_stop("drain");
+        w.write("p.yaml", P::empty("p").container(c).grace(10).yaml());
+        w.run_for(12);
+        let hooks: Vec<(u64, String)> = w.rt.actions.iter().filter(|a| a.2 == "drain").map(|a| (a.0 .0, a.2.clone())).collect();
+        assert_eq!(hooks, vec![(0, "drain".to_string())]);
+        let sigs: Vec<(u64, Signal)> = w.rt.signals.iter().map(|(t, _, s)| (t.0, *s)).collect();
+        assert_eq!(sigs, vec![(3_000, Signal::Stop), (10_000, Signal::Kill)]);
+        assert_eq!(w.rt.start_times("app"), vec![0, 10_000]);
+    }
+}
+
+sim_test! {
+    fn post_start_runs_after_the_start_and_holds_running_until_it_succeeds() {
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        w.rt.script_action("hook", &[ActionScript { result: ActionResult::Success, takes: Duration::from_secs(3) }]);
+        w.write("p.yaml", P::empty("p").container(C::new("app", "img").post_start("hook")).yaml());
+        w.run_for(1);
+        assert!(matches!(state(&mut w, "p", 0), State::PostStart { .. }), "{:?}", state(&mut w, "p", 0));
+        assert!(!w.pod("p").unwrap().1.containers()[0].ready);
+        assert_eq!(phase(&mut w, "p"), Phase::Pending);
+        w.run_for(3);
+        assert!(matches!(state(&mut w, "p", 0), State::Running { started_at } if started_at.0 == 0));
+        assert!(w.pod("p").unwrap().1.containers()[0].ready);
+        assert_eq!(w.rt.actions, vec![(at(0), "app".to_string(), "hook".to_string())]);
+    }
+}
+
+sim_test! {
+    fn a_failed_post_start_kills_the_container_which_restarts_by_policy() {
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        w.rt.script_n("hook", 1, ActionResult::Failure);
+        w.write("p.yaml", P::empty("p").container(C::new("app", "img").post_start("hook")).yaml());
+        w.run_for(1);
+        assert_eq!(w.events_where(|e| matches!(e, Event::PostStartHookFailed { .. })).len(), 1);
+        assert_eq!(w.rt.signals[0], (at(0), "app".to_string(), Signal::Stop));
+        // Restarted at once (first restart), the hook run again and passing this time.
+        assert_eq!(w.rt.start_times("app"), vec![0, 0]);
+        w.run_for(5);
+        assert!(matches!(state(&mut w, "p", 0), State::Running { .. }));
+        let c = w.pod("p").unwrap().1.containers()[0];
+        assert_eq!(c.restart_count, 1);
+        // Under Never it stays terminated.
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        w.rt.script_n("hook", 1, ActionResult::Failure);
+        w.write("p.yaml", P::empty("p").policy("Never").container(C::new("app", "img").post_start("hook")).yaml());
+        w.run_for(10);
+        assert_eq!(w.rt.start_times("app"), vec![0]);
+        assert_eq!(phase(&mut w, "p"), Phase::Failed);
+    }
+}
+
+sim_test! {
+    fn a_failed_post_start_waits_with_post_start_hook_error_in_backoff() {
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        w.rt.script_n("hook", 2, ActionResult::Failure);
+        w.write("p.yaml", P::empty("p").container(C::new("app", "img").post_start("hook")).yaml());
+        w.run_for(1);
+        assert!(
+            matches!(state(&mut w, "p", 0), State::Waiting { reason: WaitReason::PostStartHookError, .. }),
+            "{:?}",
+            state(&mut w, "p", 0)
+        );
+        assert_eq!(w.rt.start_times("app"), vec![0, 0]);
+        w.run_for(15);
+        assert_eq!(w.rt.start_times("app"), vec![0, 0, 10_000]);
+    }
+}
+
+sim_test! {
+    fn a_sidecar_starts_in_order_keeps_running_and_stops_after_the_app() {
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        w.rt.plan("once", Plan::exits(2, 0));
+        w.rt.script_n("boot", 1, ActionResult::Failure);
+        let side = C::new("proxy", "img").sidecar().startup("boot", 2, 5);
+        let p = P::empty("p").init(side).init(C::new("setup", "once")).container(C::new("app", "img"));
+        w.write("p.yaml", p.yaml());
+        w.run_for(1);
+        // The next init container waits for the sidecar's startup probe (failing at 0).
+        assert_eq!(w.rt.start_times("setup"), Vec::<u64>::new());
+        w.run_for(5);
+        assert_eq!(w.rt.start_times("setup"), vec![2_000]);
+        assert_eq!(w.rt.start_times("app"), vec![4_000]);
+        assert_eq!(phase(&mut w, "p"), Phase::Running);
+        // The sidecar crashes: restarted (pod policy Always or not), the app untouched.
+        w.rt.exit("p", "proxy", 0, false);
+        w.run_for(2);
+        assert_eq!(w.rt.start_times("proxy").len(), 2);
+        assert_eq!(w.rt.start_times("app"), vec![4_000]);
+        assert_eq!(w.rt.start_times("setup"), vec![2_000], "init containers do not rerun");
+        // Deleting the pod stops the app first, the sidecar only once the app is gone.
+        w.run_for(10);
+        let t0 = w.now.0;
+        w.delete("p.yaml");
+        w.run_for(30);
+        let order: Vec<(u64, String, Signal)> = w.rt.signals.iter().map(|(t, n, s)| (t.0 - t0, n.clone(), *s)).collect();
+        assert_eq!(order, vec![(0, "app".to_string(), Signal::Stop), (0, "proxy".to_string(), Signal::Stop)]);
+        let i_app = w.rt.log.iter().rposition(|l| l.contains("remove") && l.contains("app")).unwrap();
+        let i_proxy = w.rt.log.iter().rposition(|l| l.contains("remove") && l.contains("proxy")).unwrap();
+        assert!(i_app < i_proxy, "{:#?}", w.rt.log);
+        assert!(w.rt.containers.is_empty());
+    }
+}
+
+sim_test! {
+    fn sidecars_stop_last_first_once_the_app_completes_under_never() {
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        w.rt.plan("job", Plan::exits(5, 0));
+        let p = P::empty("p")
+            .policy("Never")
+            .init(C::new("a", "img").sidecar())
+            .init(C::new("b", "img").sidecar())
+            .container(C::new("app", "job"));
+        w.write("p.yaml", p.yaml());
+        w.run_for(4);
+        assert_eq!(phase(&mut w, "p"), Phase::Running);
+        // A sidecar restarts even under Never.
+        w.rt.exit("p", "a", 1, false);
+        w.run_for(1);
+        assert_eq!(w.rt.start_times("a").len(), 2);
+        w.run_for(10);
+        let sigs: Vec<String> = w.rt.signals.iter().map(|(_, n, _)| n.clone()).collect();
+        assert_eq!(sigs, vec!["b".to_string(), "a".to_string()]);
+        assert_eq!(phase(&mut w, "p"), Phase::Succeeded);
+        assert_eq!(w.rt.live_count(), 0);
+    }
+}

@@ -181,6 +181,11 @@ pub enum Invalid {
     Uid,
     /// A text too long for its field.
     TooLong,
+    /// A container-level `restartPolicy` on an app container (only init containers may
+    /// have one).
+    RestartPolicyNotInit,
+    /// `lifecycle` on an init container that is not a sidecar.
+    InitContainerLifecycle,
 }
 
 impl Invalid {
@@ -212,6 +217,8 @@ impl Invalid {
             ApiVersion => "must be v1",
             Uid => "must be a non-empty identifier of at most 64 printable characters",
             TooLong => "is too long",
+            RestartPolicyNotInit => "may not be set for non-init containers",
+            InitContainerLifecycle => "may not be set for init containers without restartPolicy=Always",
         }
     }
 }

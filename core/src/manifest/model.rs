@@ -233,6 +233,14 @@ kube_enum! {
         Never = "Never",
     }
 
+    /// A container's `restartPolicy`: only `Always`, and only on init containers, where it
+    /// makes the container a sidecar (SPEC 4.7; Kubernetes' `ContainerRestartPolicy`).
+    #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+    ContainerRestartPolicy {
+        /// Restarted on any exit, kept running beside the app containers.
+        Always = "Always",
+    }
+
     /// `dnsPolicy`.
     #[allow(missing_docs)]
     DnsPolicy {
@@ -608,6 +616,8 @@ pub struct Container {
     pub termination_message_path: Option<Str>,
     /// `terminationMessagePolicy` (default File).
     pub termination_message_policy: Option<TerminationMessagePolicy>,
+    /// `restartPolicy` (init containers only: `Always` makes a sidecar).
+    pub restart_policy: Option<ContainerRestartPolicy>,
 }
 
 /// `tolerations` entry.
@@ -1005,7 +1015,8 @@ wire_struct! {
     Container {
         name, image, image_pull_policy, command, args, working_dir, env, ports, resources,
         volume_mounts, liveness_probe, readiness_probe, startup_probe, lifecycle,
-        security_context, stdin, tty, termination_message_path, termination_message_policy
+        security_context, stdin, tty, termination_message_path, termination_message_policy,
+        restart_policy
     } Container::default();
     Toleration { key, operator, value, effect, toleration_seconds } Toleration::default();
     HostAlias { ip, hostnames } HostAlias::default();

@@ -730,6 +730,8 @@ object! {
         TerminationMessagePath: Kind::Str => termination_message_path = str,
         TerminationMessagePolicy: Kind::Enum(TerminationMessagePolicy::NAMES)
             => termination_message_policy = pick(TerminationMessagePolicy::ALL),
+        RestartPolicy: Kind::Enum(ContainerRestartPolicy::NAMES)
+            => restart_policy = pick(ContainerRestartPolicy::ALL),
     }
     // The larger arms are out-of-line functions: their temporaries stay out of this
     // frame, which is on the stack while any of the container's lists is read.

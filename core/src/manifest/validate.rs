@@ -316,9 +316,21 @@ fn container(
         (&c.readiness_probe, F::ReadinessProbe, false),
         (&c.startup_probe, F::StartupProbe, true),
     ];
+    // A sidecar (an init container with `restartPolicy: Always`) may have probes and
+    // hooks; other init containers may not, and app containers have no restartPolicy.
+    let sidecar = init && c.restart_policy == Some(ContainerRestartPolicy::Always);
+    if !init && c.restart_policy.is_some() {
+        err(
+            inv(Invalid::RestartPolicyNotInit),
+            p.field(F::RestartPolicy),
+        );
+    }
+    if init && !sidecar && (c.lifecycle.pre_stop.is_some() || c.lifecycle.post_start.is_some()) {
+        err(inv(Invalid::InitContainerLifecycle), p.field(F::Lifecycle));
+    }
     for (probe, f, liveness_like) in probes {
         if let Some(probe) = probe {
-            if init {
+            if init && !sidecar {
                 // Init containers may not have probes (API server rule).
                 err(inv(Invalid::UnknownValue), p.field(f));
             } else {

@@ -65,12 +65,15 @@ fn take(
     }
     c.on_adopted(handle, restart_count, now);
     // Containers of earlier inits that completed are not reported by the runtime once
-    // removed; an adopted app container implies its init containers succeeded.
-    if k >= s.n_init as usize {
-        for init in s.containers[..s.n_init as usize].iter_mut() {
-            if init.handle.is_none() {
-                init.on_assumed_completed(now);
-            }
+    // removed; an adopted container implies that the init containers before it succeeded
+    // and the sidecars before it started (one not found is started again, as after a
+    // crash).
+    let before = k.min(s.n_init as usize);
+    for init in s.containers[..before].iter_mut() {
+        if init.sidecar {
+            init.init_done = true;
+        } else if init.handle.is_none() {
+            init.on_assumed_completed(now);
         }
     }
     let id = s.id(si);

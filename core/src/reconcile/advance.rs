@@ -9,7 +9,7 @@
 
 use super::slots::{Life, Sandbox};
 use super::{Inner, Scratch};
-use crate::machine::{init_gate, probe_spec, InitGate, State, StopStep, WaitReason};
+use crate::machine::{probe_spec, role, Role, State, StopStep, WaitReason, POST_START_TIMEOUT};
 use crate::manifest::model::Pod;
 use crate::platform::{PlatformError, PodRef, RunState, Runtime, Signal};
 use crate::status::{Event, ProbeKind};
@@ -90,12 +90,9 @@ impl Inner<'_> {
         pod: &Pod,
         rt: &mut R,
     ) {
+        // App and plain init containers first, then the sidecars, last first (SPEC 4.7).
         for k in 0..self.slots[i].containers.len() {
-            let c = &mut self.slots[i].containers[k];
-            c.stop_for_pod(kill_at);
-            if c.handle.is_some() {
-                self.step_stop(i, k, now, pod, rt);
-            }
+            self.stop_for_good(i, k, now, kill_at, pod, rt);
         }
         // Done when no container has a handle left.
         let s = &mut self.slots[i];
@@ -130,23 +127,53 @@ impl Inner<'_> {
                 }
             },
         }
-        // Init containers one at a time, in order (SPEC 4.3), then the app containers.
+        // Init containers one at a time, in order (SPEC 4.3), sidecars kept running beside
+        // what follows them (SPEC 4.7), then the app containers.
         let n_init = s.n_init as usize;
-        let range = match init_gate(&s.containers, n_init) {
-            InitGate::Failed => return,
-            InitGate::Turn(k) => k..k + 1,
-            InitGate::Done => n_init..s.containers.len(),
-        };
-        for k in range {
-            let c = &self.slots[i].containers[k];
-            match c.state {
-                State::Waiting { .. } if c.start_at().is_some_and(|at| at <= now) => {
-                    self.start(i, k, now, pod, rt)
+        for k in 0..self.slots[i].containers.len() {
+            let s = &self.slots[i];
+            let c = &s.containers[k];
+            match role(&s.containers, n_init, k, false) {
+                Role::Idle => {}
+                Role::Stop => {
+                    let kill_at = now + s.grace(self.settings.min_grace);
+                    self.stop_for_good(i, k, now, kill_at, pod, rt);
                 }
-                State::Stopping { .. } => self.step_stop(i, k, now, pod, rt),
-                State::Running { .. } if k >= n_init => self.run_probes(i, k, now, pod, rt),
-                _ => {}
+                Role::Run => match c.state {
+                    State::Waiting { .. } if c.start_at().is_some_and(|at| at <= now) => {
+                        self.start(i, k, now, pod, rt)
+                    }
+                    State::Stopping { .. } => self.step_stop(i, k, now, pod, rt),
+                    State::PostStart { hook: None, .. } => self.run_post_start(i, k, now, pod, rt),
+                    State::Running { .. } if k >= n_init || c.sidecar => {
+                        self.run_probes(i, k, now, pod, rt)
+                    }
+                    _ => {}
+                },
             }
+        }
+    }
+
+    /// Container `k` stops for good (SIGKILL at `kill_at` at the latest): a running one
+    /// begins stopping, one waiting to restart stays waiting.
+    fn stop_for_good<R: Runtime>(
+        &mut self,
+        i: usize,
+        k: usize,
+        now: Instant,
+        kill_at: Instant,
+        pod: &Pod,
+        rt: &mut R,
+    ) {
+        let s = &mut self.slots[i];
+        let terminating = s.terminating().is_some();
+        if role(&s.containers, s.n_init as usize, k, terminating) != Role::Stop {
+            return;
+        }
+        let c = &mut s.containers[k];
+        c.stop_for_pod(kill_at);
+        if c.handle.is_some() {
+            self.step_stop(i, k, now, pod, rt);
         }
     }
 
@@ -184,6 +211,30 @@ impl Inner<'_> {
                     kind,
                 });
             }
+        }
+    }
+
+    /// Starts container `k`'s `postStart` hook; one that cannot start has failed.
+    fn run_post_start<R: Runtime>(
+        &mut self,
+        i: usize,
+        k: usize,
+        now: Instant,
+        pod: &Pod,
+        rt: &mut R,
+    ) {
+        let s = &mut self.slots[i];
+        let c = &s.containers[k];
+        let Some(h) = c.handle else { return };
+        let hook = pod
+            .all_containers()
+            .nth(k)
+            .and_then(|(_, c)| c.lifecycle.post_start.as_ref());
+        let started =
+            hook.map(|a| rt.start_action(h, PodRef { uid: &s.uid, pod }, k, a, POST_START_TIMEOUT));
+        match started {
+            Some(Ok(t)) => s.containers[k].on_post_start_started(t),
+            _ => self.post_start_done(i, k, false, now),
         }
     }
 

@@ -26,10 +26,11 @@ pub(super) fn apply_state(
     settings: &Settings,
     out: &mut Outbox,
 ) {
-    let init = k < s.n_init as usize;
-    let policy = s.policy;
     let timings = s.probes.get(k).copied().unwrap_or(Probes([None; 3]));
     let c = &mut s.containers[k];
+    // A sidecar restarts as an app container under `Always` (SPEC 4.7).
+    let init = k < s.n_init as usize && !c.sidecar;
+    let policy = c.restart_policy(s.policy);
     let (code, oom) = match st {
         RunState::Creating => return,
         RunState::Running => {
@@ -133,6 +134,22 @@ impl Inner<'_> {
         }
     }
 
+    /// Container `k`'s `postStart` hook finished (`ok`); a failure is reported, and the
+    /// container is killed with the pod's grace period.
+    pub(super) fn post_start_done(&mut self, si: usize, k: usize, ok: bool, now: Instant) {
+        let s = &mut self.slots[si];
+        let id = s.id(si);
+        let timings = s.probes.get(k).copied().unwrap_or(Probes([None; 3]));
+        let grace = s.grace(self.settings.min_grace);
+        let policy = s.policy;
+        if s.containers[k].on_post_start_done(ok, now, &timings, policy, grace) {
+            self.emit(Event::PostStartHookFailed {
+                pod: id,
+                container: k as u8,
+            });
+        }
+    }
+
     /// A runtime call about pod `id` failed; the runtime logs the details.
     pub(super) fn platform_error(&mut self, id: PodId) {
         self.emit(Event::PlatformError {
@@ -160,6 +177,12 @@ impl Inner<'_> {
                 }
             }
         }
+        if let State::PostStart { hook: Some(t), .. } = self.slots[si].containers[k].state {
+            match rt.action_result(t) {
+                ActionResult::Pending => {}
+                r => self.post_start_done(si, k, r == ActionResult::Success, now),
+            }
+        }
         for kind in ProbeKind::ALL {
             let Some(t) = self.slots[si].containers[k].probes[kind].ticket else {
                 continue;
@@ -170,7 +193,12 @@ impl Inner<'_> {
             }
             let s = &mut self.slots[si];
             let timings = s.probes.get(k).copied().unwrap_or(Probes([None; 3]));
-            let (policy, grace) = (s.policy, s.grace(self.settings.min_grace));
+            let pod_grace = s.grace(self.settings.min_grace);
+            // A liveness or startup kill takes the probe's own grace period if it sets one.
+            let grace = timings[kind].map_or(pod_grace, |t| {
+                t.kill_grace(pod_grace, self.settings.min_grace)
+            });
+            let policy = s.containers[k].restart_policy(s.policy);
             let ok = r == ActionResult::Success;
             let c = &mut s.containers[k];
             if let Some(probe) = c.on_probe_result(kind, ok, &timings, now, policy, grace) {

@@ -10,8 +10,10 @@
 use super::{Inner, MAX_UID};
 use crate::config::{Limit, MAX_POD_CONTAINERS, SPEC_BYTES};
 use crate::hash;
-use crate::machine::{init_gate, Container, InitGate, ProbeTiming, Probes, State, WaitReason};
-use crate::manifest::model::{Pod, RestartPolicy, VolumeSource};
+use crate::machine::{role, Container, ProbeTiming, Probes, Role, State, WaitReason};
+use crate::manifest::model::{
+    Container as ContainerSpec, ContainerRestartPolicy, Pod, RestartPolicy, VolumeSource,
+};
 use crate::manifest::{defaults, Digest, Error};
 use crate::status::{Event, Phase, PodId, StopReason};
 use crate::time::{Duration, Instant};
@@ -150,37 +152,44 @@ impl PodSlot {
             Some(at) => at,
             None => c.deadline(),
         };
+        // A container to stop for good: now if stopping it changes its state, else its
+        // own deadline while it has a handle.
+        let stop = |c: &Container, kill_at: Instant| {
+            let mut stopped = *c;
+            stopped.stop_for_pod(kill_at);
+            if stopped != *c {
+                Instant::ZERO
+            } else if c.handle.is_some() {
+                c.deadline()
+            } else {
+                Instant::NEVER
+            }
+        };
+        let n_init = self.n_init as usize;
+        let cs = &self.containers;
         match self.life {
             Life::Terminating { kill_at, .. } => {
-                if self.containers.iter().all(|c| c.handle.is_none()) {
+                if cs.iter().all(|c| c.handle.is_none()) {
                     return Instant::ZERO;
                 }
-                let mut at = Instant::NEVER;
-                for c in self.containers.iter() {
-                    let mut stopped = *c;
-                    stopped.stop_for_pod(kill_at);
-                    at = at.min(if stopped != *c {
-                        Instant::ZERO
-                    } else if c.handle.is_some() {
-                        c.deadline()
-                    } else {
-                        Instant::NEVER
-                    });
-                }
-                at
+                (0..cs.len())
+                    .filter(|&k| role(cs, n_init, k, true) == Role::Stop)
+                    .map(|k| stop(&cs[k], kill_at))
+                    .min()
+                    .unwrap_or(Instant::NEVER)
             }
             Life::Active => match self.sandbox {
                 Sandbox::None => Instant::ZERO,
                 Sandbox::Retry(at) => at,
-                Sandbox::Ready => match init_gate(&self.containers, self.n_init as usize) {
-                    InitGate::Failed => Instant::NEVER,
-                    InitGate::Turn(k) => start(&self.containers[k]),
-                    InitGate::Done => self.containers[self.n_init as usize..]
-                        .iter()
-                        .map(start)
-                        .min()
-                        .unwrap_or(Instant::NEVER),
-                },
+                Sandbox::Ready => (0..cs.len())
+                    .map(|k| match role(cs, n_init, k, false) {
+                        Role::Idle => Instant::NEVER,
+                        Role::Run => start(&cs[k]),
+                        // The kill time does not change whether stopping changes the state.
+                        Role::Stop => stop(&cs[k], Instant::NEVER),
+                    })
+                    .min()
+                    .unwrap_or(Instant::NEVER),
             },
         }
     }
@@ -212,13 +221,14 @@ impl PodSlot {
         self.grace = grace_of(pod);
         self.created_at = now;
         self.pod_key = pod_key(pod);
-        for (k, (_, c)) in pod.all_containers().enumerate() {
+        for (k, (init, c)) in pod.all_containers().enumerate() {
             let reason = if k >= self.n_init as usize && self.n_init > 0 {
                 WaitReason::PodInitializing
             } else {
                 WaitReason::ContainerCreating
             };
-            let fresh = Container::new(container_digest(pod, k), reason);
+            let fresh = Container::new(container_digest(pod, k), reason)
+                .with_spec(c.lifecycle.post_start.is_some(), init && is_sidecar(c));
             // Cannot fail: `n` was checked against both capacities above.
             if self.containers.push(fresh).is_err()
                 || self.probes.push(ProbeTiming::of_container(c)).is_err()
@@ -276,6 +286,8 @@ impl Inner<'_> {
             // Same count as the slot's, checked above.
             s.probes[k] = ProbeTiming::of_container(spec);
             let d = container_digest(pod, k);
+            // Whether a sidecar is one is part of the pod key: only the hook may change.
+            s.containers[k].post_start = spec.lifecycle.post_start.is_some();
             if s.containers[k].on_spec_changed(d, now, now + grace) {
                 self.out.emit(Event::ContainerSpecChanged {
                     pod: id,
@@ -303,6 +315,13 @@ impl Inner<'_> {
 pub fn phase(cs: &[Container], n_init: usize) -> Phase {
     let (init, app) = cs.split_at(n_init.min(cs.len()));
     for c in init {
+        if c.sidecar {
+            // Pending until it has started; then its state does not decide the phase.
+            if c.init_done {
+                continue;
+            }
+            return Phase::Pending;
+        }
         match c.state {
             State::Terminated(t) if t.code == 0 => {}
             State::Terminated(_) => return Phase::Failed,
@@ -330,6 +349,11 @@ pub fn phase(cs: &[Container], n_init: usize) -> Phase {
         return Phase::Running;
     }
     Phase::Pending
+}
+
+/// Whether an init container is a sidecar: `restartPolicy: Always` (SPEC 4.7).
+pub(super) fn is_sidecar(c: &ContainerSpec) -> bool {
+    c.restart_policy == Some(ContainerRestartPolicy::Always)
 }
 
 /// Hash of namespace/name: one instance per full name (SPEC 3.6, 3.7).
@@ -400,7 +424,11 @@ fn pod_key(pod: &Pod) -> u64 {
         }
     }
     for (init, c) in pod.all_containers() {
-        text(if init { b"init" } else { b"app" });
+        text(match (init, is_sidecar(c)) {
+            (true, true) => b"sidecar",
+            (true, false) => b"init",
+            (false, _) => b"app",
+        });
         text(pod.s(c.name).as_bytes());
     }
     h.update([

@@ -390,6 +390,16 @@ impl<R: AgentRuntime> Agent<'_, R> {
                     &format!("container {c}: {probe:?} probe failed"),
                 )
             }
+            Event::PostStartHookFailed { pod, container } => {
+                let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
+                line(
+                    Warn,
+                    &n,
+                    &c,
+                    "PostStartHookError",
+                    &format!("container {c}: postStart hook failed: killing it"),
+                )
+            }
             Event::ContainerSpecChanged { pod, container } => {
                 let (n, c) = (self.pod_name(pod), self.container_name(pod, container));
                 line(

@@ -53,7 +53,8 @@ fn terminated(t: &Termination, clock: Clock) -> KubeState {
 pub fn kube_state(s: &State, clock: Clock) -> KubeState {
     match *s {
         State::Waiting { reason, .. } => KubeState::Waiting(reason.as_str()),
-        State::Creating { .. } => KubeState::Waiting("ContainerCreating"),
+        // Not Running until its postStart hook succeeded (SPEC 4.7).
+        State::Creating { .. } | State::PostStart { .. } => KubeState::Waiting("ContainerCreating"),
         State::Running { started_at } | State::Stopping { started_at, .. } => {
             KubeState::Running(clock.unix_ms(started_at))
         }
@@ -135,13 +136,17 @@ fn condition(kind: &str, ok: bool) -> Value {
 pub fn status_json(p: &PodInfo, clock: Clock) -> Value {
     let (init, app): (Vec<&ContainerInfo>, Vec<&ContainerInfo>) =
         p.containers.iter().partition(|c| c.init);
+    // A sidecar counts as initialised once started, and its readiness counts for the pod's
+    // (the kubelet's rules for restartable init containers).
     let initialized = init.iter().all(|c| {
-        matches!(
-            c.status.state,
-            State::Terminated(Termination { code: 0, .. })
-        )
+        (c.status.sidecar && c.status.init_done)
+            || matches!(
+                c.status.state,
+                State::Terminated(Termination { code: 0, .. })
+            )
     });
-    let ready = !app.is_empty() && app.iter().all(|c| c.status.ready);
+    let sidecars = init.iter().filter(|c| c.status.sidecar);
+    let ready = !app.is_empty() && app.iter().chain(sidecars).all(|c| c.status.ready);
     let mut m = Map::new();
     m.insert("phase".into(), json!(p.phase.as_str()));
     m.insert(
@@ -256,9 +261,18 @@ pub fn summary(p: &PodInfo, clock: Clock, now_ms: u64) -> Summary {
         }
     };
     let mut initializing = false;
+    // Sidecars count among the containers (kubectl's restartable init containers): their
+    // restarts and readiness stay in the summary after initialisation.
+    let n_sidecars = init.iter().filter(|c| c.status.sidecar).count();
+    let mut sidecar_ready = 0;
     for (i, c) in init.iter().enumerate() {
         note_restart(c, &mut restarts);
-        match kube_state(&c.status.state, clock) {
+        let state = kube_state(&c.status.state, clock);
+        if c.status.sidecar && c.status.started && matches!(state, KubeState::Running(_)) {
+            sidecar_ready += usize::from(c.status.ready);
+            continue;
+        }
+        match state {
             KubeState::Terminated { code: 0, .. } => continue,
             KubeState::Terminated { reason: r, .. } => reason = format!("Init:{r}"),
             KubeState::Waiting(r) if r != "PodInitializing" && r != "ContainerCreating" => {
@@ -269,10 +283,17 @@ pub fn summary(p: &PodInfo, clock: Clock, now_ms: u64) -> Summary {
         initializing = true;
         break;
     }
-    let mut ready = 0;
+    let mut ready = sidecar_ready;
     if !initializing {
         restarts = 0;
         last_restart = None;
+        for c in init.iter().filter(|c| c.status.sidecar) {
+            restarts += c.status.restart_count as u64;
+            if let Some(l) = c.status.last {
+                let at = clock.unix_ms(l.finished_at);
+                last_restart = Some(last_restart.map_or(at, |x: u64| x.max(at)));
+            }
+        }
         let mut has_running = false;
         for c in app.iter().rev() {
             restarts += c.status.restart_count as u64;
@@ -292,14 +313,14 @@ pub fn summary(p: &PodInfo, clock: Clock, now_ms: u64) -> Summary {
             }
         }
         if reason == "Completed" && has_running {
-            reason = if ready == app.len() {
+            reason = if ready == app.len() + n_sidecars {
                 "Running".into()
             } else {
                 "NotReady".into()
             };
         }
     } else {
-        ready = app.iter().filter(|c| c.status.ready).count();
+        ready += app.iter().filter(|c| c.status.ready).count();
     }
     if p.terminating.is_some() {
         reason = "Terminating".into();
@@ -309,7 +330,7 @@ pub fn summary(p: &PodInfo, clock: Clock, now_ms: u64) -> Summary {
         _ => restarts.to_string(),
     };
     Summary {
-        ready: format!("{ready}/{}", app.len()),
+        ready: format!("{ready}/{}", app.len() + n_sidecars),
         status: reason,
         restarts,
     }
@@ -693,6 +714,47 @@ mod tests {
 
     fn status(p: &PodInfo) -> String {
         summary(p, CLOCK, 10_000).status
+    }
+
+    #[test]
+    fn sidecars_count_as_containers_and_as_initialised_once_started() {
+        let side = |ready: bool, started: bool| {
+            let mut s = c("proxy", true, RUN, ready);
+            s.status.sidecar = true;
+            s.status.started = started;
+            s.status.init_done = started;
+            s.status.restart_count = 2;
+            s
+        };
+        // Not started yet: the pod initialises.
+        let p = pod(
+            Phase::Pending,
+            vec![
+                side(false, false),
+                c("a", false, wait(WaitReason::PodInitializing), false),
+            ],
+        );
+        assert_eq!(status(&p), "Init:0/1");
+        assert_eq!(summary(&p, CLOCK, 10_000).ready, "0/2");
+        // Started and ready beside a ready app: 2/2, its restarts counted.
+        let p = pod(
+            Phase::Running,
+            vec![side(true, true), c("a", false, RUN, true)],
+        );
+        let s = summary(&p, CLOCK, 10_000);
+        assert_eq!((s.status.as_str(), s.ready.as_str()), ("Running", "2/2"));
+        assert_eq!(s.restarts, "2");
+        let st = status_json(&p, CLOCK);
+        assert_eq!(st["conditions"][0]["status"], "True", "Initialized");
+        assert_eq!(st["conditions"][1]["status"], "True", "Ready");
+        assert_eq!(st["initContainerStatuses"][0]["started"], true);
+        // A sidecar that is not ready keeps the pod not ready.
+        let p = pod(
+            Phase::Running,
+            vec![side(false, true), c("a", false, RUN, true)],
+        );
+        assert_eq!(status_json(&p, CLOCK)["conditions"][1]["status"], "False");
+        assert_eq!(summary(&p, CLOCK, 10_000).ready, "1/2");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub fn state_text(c: &ContainerInfo) -> String {
     match c.status.state {
         State::Waiting { reason, .. } => format!("Waiting ({})", reason.as_str()),
         State::Creating { .. } => "Creating".into(),
+        State::PostStart { .. } => "PostStart".into(),
         State::Running { .. } => "Running".into(),
         State::Stopping { .. } => "Stopping".into(),
         State::Terminated(t) => format!("Exited ({}) {}", t.code, t.reason.as_str()),
@@ -24,7 +25,10 @@ pub fn state_text(c: &ContainerInfo) -> String {
 pub fn is_live(c: &ContainerInfo) -> bool {
     matches!(
         c.status.state,
-        State::Creating { .. } | State::Running { .. } | State::Stopping { .. }
+        State::Creating { .. }
+            | State::PostStart { .. }
+            | State::Running { .. }
+            | State::Stopping { .. }
     )
 }
 
@@ -32,9 +36,9 @@ pub fn is_live(c: &ContainerInfo) -> bool {
 fn since(c: &ContainerInfo, pod: &PodInfo, clock: Clock) -> u64 {
     match c.status.state {
         State::Creating { since } => clock.unix_ms(since),
-        State::Running { started_at } | State::Stopping { started_at, .. } => {
-            clock.unix_ms(started_at)
-        }
+        State::Running { started_at }
+        | State::PostStart { started_at, .. }
+        | State::Stopping { started_at, .. } => clock.unix_ms(started_at),
         State::Terminated(t) => clock.unix_ms(t.finished_at),
         State::Waiting { .. } => c
             .status

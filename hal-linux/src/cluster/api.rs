@@ -96,7 +96,7 @@ impl Api {
     /// A client for the server and credentials of `kc`.
     pub fn new(kc: &Kubeconfig) -> Api {
         let agent = ureq::AgentBuilder::new()
-            .tls_connector(Arc::new(crate::image::registry::Rustls {
+            .tls_connector(Arc::new(crate::tls::Connector {
                 config: kc.tls.clone(),
                 server_name: kc.tls_server_name.clone(),
             }))

@@ -213,7 +213,7 @@ fn from_raw(raw: Raw, base: &Path) -> Result<Kubeconfig, String> {
             }
         }
         None => {
-            let n = crate::image::registry::add_system_roots(&mut roots);
+            let n = crate::tls::add_system_roots(&mut roots);
             if n == 0 {
                 return Err(format!("cluster {:?}: no certificate-authority and no system CA bundle to trust the server with", ctx.cluster));
             }
@@ -221,9 +221,7 @@ fn from_raw(raw: Raw, base: &Path) -> Result<Kubeconfig, String> {
     }
     let cert = data_or_file(base, "client-certificate", &user.cert_data, &user.cert_file)?;
     let key = data_or_file(base, "client-key", &user.key_data, &user.key_file)?;
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
         .with_root_certificates(roots);

@@ -49,78 +49,11 @@ impl Outcome {
     }
 }
 
-/// Accepts any server certificate (the kubelet's `InsecureSkipVerify`), but still checks
-/// that the server holds the key of the certificate it sent.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The TLS client configuration of probes, made once.
+/// The TLS client configuration of probes (no verification), made once.
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
     static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
         std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            // ring, as the registry client's TLS; post-quantum key exchange (why the
-            // constructor is deprecated) is not needed to read a health status.
-            #[allow(deprecated)]
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .map(|b| {
-                    Arc::new(
-                        b.dangerous()
-                            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-                            .with_no_client_auth(),
-                    )
-                })
-                .map_err(|e| format!("TLS configuration: {e}"))
-        })
-        .clone()
+    CONFIG.get_or_init(crate::tls::insecure).clone()
 }
 
 /// The probe's first URL: `scheme://host:port` joined with `path` as Go's `url.Parse`
@@ -151,7 +84,7 @@ fn run(p: &HttpGet, timeout: Duration) -> Result<Outcome, String> {
         .max_idle_connections(0)
         .user_agent(super::USER_AGENT);
     if p.https {
-        builder = builder.tls_config(tls_config()?);
+        builder = builder.tls_connector(Arc::new(crate::tls::Connector::new(tls_config()?)));
     }
     let agent = builder.build();
     let first = first_url(p)?;

@@ -13,6 +13,8 @@ pub struct Probe {
     failure: i64,
     success: i64,
     delay: i64,
+    grace: Option<i64>,
+    timeout: Option<i64>,
 }
 
 /// A container.
@@ -23,6 +25,8 @@ pub struct C {
     args: Vec<String>,
     probes: [Option<Probe>; 3],
     pre_stop: Option<String>,
+    post_start: Option<String>,
+    sidecar: bool,
 }
 
 impl C {
@@ -34,6 +38,8 @@ impl C {
             args: Vec::new(),
             probes: [None, None, None],
             pre_stop: None,
+            post_start: None,
+            sidecar: false,
         }
     }
     /// With `args`.
@@ -48,6 +54,8 @@ impl C {
             failure,
             success: 1,
             delay: 0,
+            grace: None,
+            timeout: None,
         });
         self
     }
@@ -71,9 +79,33 @@ impl C {
         }
         self
     }
+    /// `timeoutSeconds` of the probe with index `i`.
+    pub fn timeout(mut self, i: usize, secs: i64) -> Self {
+        if let Some(p) = self.probes[i].as_mut() {
+            p.timeout = Some(secs);
+        }
+        self
+    }
+    /// The probe-level `terminationGracePeriodSeconds` of the probe with index `i`.
+    pub fn probe_grace(mut self, i: usize, secs: i64) -> Self {
+        if let Some(p) = self.probes[i].as_mut() {
+            p.grace = Some(secs);
+        }
+        self
+    }
     /// A preStop exec hook `[word]`.
     pub fn pre_stop(mut self, word: &str) -> Self {
         self.pre_stop = Some(word.into());
+        self
+    }
+    /// A postStart exec hook `[word]`.
+    pub fn post_start(mut self, word: &str) -> Self {
+        self.post_start = Some(word.into());
+        self
+    }
+    /// `restartPolicy: Always` on the container: a sidecar when it is an init container.
+    pub fn sidecar(mut self) -> Self {
+        self.sidecar = true;
         self
     }
 }
@@ -193,13 +225,24 @@ impl P {
                         p.word, p.period, p.failure, p.success, p.delay
                     )
                     .unwrap();
+                    if let Some(t) = p.timeout {
+                        writeln!(s, "      timeoutSeconds: {t}").unwrap();
+                    }
+                    if let Some(g) = p.grace {
+                        writeln!(s, "      terminationGracePeriodSeconds: {g}").unwrap();
+                    }
                 }
-                if let Some(w) = &c.pre_stop {
-                    writeln!(
-                        s,
-                        "    lifecycle:\n      preStop:\n        exec:\n          command: [\"{w}\"]"
-                    )
-                    .unwrap();
+                if c.sidecar {
+                    s.push_str("    restartPolicy: Always\n");
+                }
+                if c.pre_stop.is_some() || c.post_start.is_some() {
+                    s.push_str("    lifecycle:\n");
+                }
+                for (k, w) in [("preStop", &c.pre_stop), ("postStart", &c.post_start)] {
+                    if let Some(w) = w {
+                        writeln!(s, "      {k}:\n        exec:\n          command: [\"{w}\"]")
+                            .unwrap();
+                    }
                 }
             }
         }

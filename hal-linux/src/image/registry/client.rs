@@ -24,13 +24,6 @@ const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Redirects followed (registries redirect blobs to object storage once).
 const MAX_REDIRECTS: u32 = 5;
-/// Where Debian, Ubuntu, Alpine, Fedora/RHEL and others keep the CA bundle.
-const CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-    "/etc/ssl/ca-bundle.pem",
-];
 /// Bytes of an error response body kept for the message.
 const MAX_ERROR_BODY: u64 = 4096;
 
@@ -82,10 +75,7 @@ impl Client {
     ) -> Result<Client> {
         let tls = tls_config(extra_ca)?;
         let agent = ureq::AgentBuilder::new()
-            .tls_connector(Arc::new(Rustls {
-                config: tls,
-                server_name: None,
-            }))
+            .tls_connector(Arc::new(crate::tls::Connector::new(tls)))
             .timeout_connect(CONNECT_TIMEOUT)
             .timeout_read(READ_TIMEOUT)
             .redirects(MAX_REDIRECTS)
@@ -372,125 +362,13 @@ pub(crate) fn parse_challenge(h: &str) -> (String, Vec<(String, String)>) {
     (scheme.to_string(), params)
 }
 
-/// ureq's TLS hook over rustls (what ureq's own `tls` feature does, without its bundled
-/// roots). The API client ([`crate::cluster`]) uses it too, with `server_name` set when a
-/// kubeconfig's `tls-server-name` names the certificate's host.
-pub(crate) struct Rustls {
-    pub(crate) config: Arc<rustls::ClientConfig>,
-    pub(crate) server_name: Option<String>,
-}
-
-struct TlsStream(rustls::StreamOwned<rustls::ClientConnection, Box<dyn ureq::ReadWrite>>);
-
-impl std::fmt::Debug for TlsStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TlsStream")
-    }
-}
-
-impl Read for TlsStream {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self.0.read(buf) {
-            // A peer closing without close_notify ends the body as EOF, as ureq does.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => Ok(0),
-            r => r,
-        }
-    }
-}
-
-impl std::io::Write for TlsStream {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl ureq::ReadWrite for TlsStream {
-    fn socket(&self) -> Option<&std::net::TcpStream> {
-        self.0.get_ref().socket()
-    }
-}
-
-impl ureq::TlsConnector for Rustls {
-    fn connect(
-        &self,
-        dns_name: &str,
-        mut io: Box<dyn ureq::ReadWrite>,
-    ) -> std::result::Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
-        let name = self
-            .server_name
-            .as_deref()
-            .unwrap_or_else(|| dns_name.trim_start_matches('[').trim_end_matches(']'));
-        let sni = rustls_pki_types::ServerName::try_from(name)
-            .map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{name}: {e}"))
-            })?
-            .to_owned();
-        let mut conn = rustls::ClientConnection::new(self.config.clone(), sni)
-            .map_err(|e| std::io::Error::other(format!("TLS: {e}")))?;
-        conn.complete_io(&mut io)?;
-        Ok(Box::new(TlsStream(rustls::StreamOwned::new(conn, io))))
-    }
-}
-
-/// Adds the system CA bundle (`SSL_CERT_FILE` first when set) to `roots`; returns how
-/// many certificates it added (0 when no bundle is found).
-pub(crate) fn add_system_roots(roots: &mut rustls::RootCertStore) -> usize {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::CertificateDer;
-    let env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
-    let bundle = env
-        .into_iter()
-        .chain(CA_BUNDLES.iter().map(std::path::PathBuf::from))
-        .find(|p| p.is_file());
-    match bundle.and_then(|b| CertificateDer::pem_file_iter(&b).ok()) {
-        Some(certs) => roots.add_parsable_certificates(certs.flatten()).0,
-        None => 0,
-    }
-}
-
 /// rustls settings: the system CA bundle (`SSL_CERT_FILE` first when set) plus `extra`.
 fn tls_config(extra: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    add_system_roots(&mut roots);
-    if let Some(p) = extra {
-        let certs: Vec<_> = CertificateDer::pem_file_iter(p)
-            .map_err(|e| ImageError::Invalid {
-                what: p.display().to_string(),
-                reason: format!("CA file: {e}"),
-            })?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| ImageError::Invalid {
-                what: p.display().to_string(),
-                reason: format!("CA file: {e}"),
-            })?;
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            return Err(ImageError::Invalid {
-                what: p.display().to_string(),
-                reason: "CA file holds no usable certificate".into(),
-            });
-        }
-    }
-    // ring, not aws-lc-rs: it builds with musl-gcc alone and is the smaller of the two
-    // in the static binary. Its provider is deprecated only for lacking post-quantum key
-    // exchange, which registries do not require.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ImageError::Invalid {
-            what: "TLS".into(),
-            reason: e.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(cfg))
+    // The reason names the CA file when it is the file that is wrong.
+    crate::tls::verifying(extra).map_err(|reason| ImageError::Invalid {
+        what: "registry TLS settings".into(),
+        reason,
+    })
 }
 
 #[cfg(test)]

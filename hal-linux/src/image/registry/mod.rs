@@ -35,7 +35,6 @@ use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest as _, Sha256};
 
 use self::client::Client;
-pub(crate) use self::client::{add_system_roots, Rustls};
 pub use self::config::{Credentials, Endpoint, RegistryConfig};
 pub use self::puller::{PullState, Puller};
 use super::digest;
