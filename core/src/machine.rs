@@ -910,6 +910,25 @@ impl Container {
         self.state = State::Creating { since: now };
     }
 
+    /// The adopted container's run started at `at` (before the agent restart): its start
+    /// time and back-off clock are those of that start, not of the adoption.
+    pub fn on_adopted_start(&mut self, at: Instant) {
+        if let State::Creating { since } = &mut self.state {
+            *since = at;
+        }
+        if self.backoff.step > 0 {
+            self.backoff.last_at = at;
+        }
+    }
+
+    /// The adopted container is running: Running since its start (its `postStart` hook,
+    /// if any, ran then and is not run again), its probes scheduled from that start.
+    pub fn on_adopted_running(&mut self, timings: &Probes<Option<ProbeTiming>>) {
+        if let State::Creating { since } = self.state {
+            self.begin_running(since, timings);
+        }
+    }
+
     /// An init container not found after an agent restart while an app container was: it
     /// completed (the runtime no longer reports removed containers).
     pub fn on_assumed_completed(&mut self, now: Instant) {
@@ -1865,6 +1884,28 @@ mod tests {
         let mut c = Container::new(1, WaitReason::ContainerCreating);
         c.on_adopted(Handle(9), 0, Instant(100));
         assert_eq!(c.backoff.step, 0);
+    }
+
+    #[test]
+    fn adopted_container_keeps_its_start_and_backoff_clock_and_skips_post_start() {
+        let mut c = Container::new(1, WaitReason::ContainerCreating).with_spec(true, false);
+        c.on_adopted(Handle(9), 2, Instant(900_000));
+        c.on_adopted_start(Instant(100));
+        assert_eq!(c.backoff.last_at, Instant(100));
+        c.on_adopted_running(&timings(true, false, false));
+        assert_eq!(
+            c.state,
+            State::Running {
+                started_at: Instant(100)
+            },
+            "running since its start, its postStart hook not run again"
+        );
+        // Exited while the agent was away: the run it had started at its start.
+        let mut c = Container::new(1, WaitReason::ContainerCreating);
+        c.on_adopted(Handle(9), 0, Instant(900_000));
+        c.on_adopted_start(Instant(100));
+        c.on_exit(1, false, Instant(900_000), Always, false, &S);
+        assert_eq!(c.last.map(|t| t.started_at), Some(Instant(100)));
     }
 
     #[test]

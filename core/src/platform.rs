@@ -6,7 +6,7 @@
 //! [`PlatformErrorKind`] it can store in status and events; the platform logs the details.
 
 use crate::manifest::model::{Action, Pod};
-use crate::time::Duration;
+use crate::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 /// What kind of failure a platform call had; decides the container's Waiting reason.
@@ -152,6 +152,9 @@ pub enum Existing<'a> {
     Sandbox {
         /// Pod UID label.
         pod_uid: &'a str,
+        /// When the sandbox was created, on the core's clock (the epoch of the `now` the
+        /// reconciler is polled with), if the runtime knows: the pod's creation time.
+        created_at: Option<Instant>,
     },
     /// A container.
     Container {
@@ -167,6 +170,9 @@ pub enum Existing<'a> {
         digest: u64,
         /// Its state now.
         state: RunState,
+        /// When its current run (or, once exited, its last run) started, on the core's
+        /// clock, if the runtime knows.
+        started_at: Option<Instant>,
     },
 }
 
@@ -174,7 +180,7 @@ impl Existing<'_> {
     /// The pod UID it belongs to.
     pub fn pod_uid(&self) -> &str {
         match self {
-            Existing::Sandbox { pod_uid } | Existing::Container { pod_uid, .. } => pod_uid,
+            Existing::Sandbox { pod_uid, .. } | Existing::Container { pod_uid, .. } => pod_uid,
         }
     }
 }
@@ -226,6 +232,11 @@ impl Existing<'_> {
 /// - `adopt` MUST report every sandbox and every container not removed, each once, with
 ///   its labels and its state now. A runtime on which nothing survives a restart (the
 ///   firmware's task table) reports nothing.
+/// - `adopt` MUST report the time a sandbox was created and a container's run started
+///   when it can know them, on the core's clock: the epoch of the `now` the core is polled
+///   with, which MUST therefore outlive the agent process (Linux: the time since boot). A
+///   container's start is then kept across an agent restart (its `startedAt`, the pod's
+///   age, the back-off clock).
 ///
 /// Actions
 /// - `start_action` on a handle the runtime does not know MUST return an error of kind

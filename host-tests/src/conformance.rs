@@ -16,7 +16,7 @@ use keel_core::platform::{
     Signal, Ticket,
 };
 use keel_core::reconcile::Scratch;
-use keel_core::time::Duration;
+use keel_core::time::{Duration, Instant};
 use std::collections::BTreeSet;
 
 /// What a test container does.
@@ -41,6 +41,8 @@ pub trait Harness {
     fn container(&self, name: &str, p: Program) -> String;
     /// Lets `ms` milliseconds pass for the runtime.
     fn pass(&mut self, ms: u64);
+    /// Now on the runtime's clock: the epoch of the `now` the core would poll with.
+    fn now(&self) -> Instant;
     /// How long (ms, in the harness's time) a start, exit or stop may take at most.
     fn patience_ms(&self) -> u64;
     /// Replaces the runtime by a fresh instance over the same state, as after an agent
@@ -333,7 +335,7 @@ pub fn adopt_reports_sandbox_and_labels<H: Harness>(h: &mut H) {
     }
     let (mut sandboxes, mut containers) = (Vec::new(), Vec::new());
     h.rt().adopt(&mut |e| match e {
-        Existing::Sandbox { pod_uid } => sandboxes.push(pod_uid.to_string()),
+        Existing::Sandbox { pod_uid, .. } => sandboxes.push(pod_uid.to_string()),
         Existing::Container {
             handle,
             pod_uid,
@@ -341,6 +343,7 @@ pub fn adopt_reports_sandbox_and_labels<H: Harness>(h: &mut H) {
             restart_count,
             digest,
             state,
+            ..
         } => containers.push((
             handle,
             pod_uid.to_string(),
@@ -365,6 +368,66 @@ pub fn adopt_reports_sandbox_and_labels<H: Harness>(h: &mut H) {
     clean(h, &pod, &[handle]);
 }
 
+/// After a restart, `adopt` reports when the container's run started and when the sandbox
+/// was created, on the core's clock: before the restart, not at it.
+pub fn adopt_reports_start_times<H: Harness>(h: &mut H) {
+    let pod = TestPod::new("conf-times", &[h.container("c", Program::Forever)]);
+    let before = h.now();
+    h.rt().create_sandbox(pod.as_ref()).expect("create_sandbox");
+    let x = h
+        .rt()
+        .start_container(pod.as_ref(), 0, 0, 7)
+        .expect("start_container");
+    let mut changed = BTreeSet::new();
+    wait(h, "the container to run", &mut changed, |rt| {
+        rt.state(x) == RunState::Running
+    });
+    let running = h.now();
+    // Time passes before the restart, so that a time taken at adoption shows.
+    h.pass(1_500);
+    if !h.restart() {
+        clean(h, &pod, &[x]);
+        return;
+    }
+    let restarted = h.now();
+    let uid = pod.uid().to_string();
+    let (mut created, mut started, mut handles) = (Vec::new(), Vec::new(), Vec::new());
+    h.rt().adopt(&mut |e| match e {
+        Existing::Sandbox {
+            pod_uid,
+            created_at,
+        } if pod_uid == uid => created.push(created_at),
+        Existing::Container {
+            pod_uid,
+            started_at,
+            handle,
+            ..
+        } if pod_uid == uid => {
+            started.push(started_at);
+            handles.push(handle);
+        }
+        _ => {}
+    });
+    // Clock ticks of 10 ms (Linux /proc times) may put a time just before `before`.
+    let slack = Duration::from_millis(20);
+    let in_window = |t: Option<Instant>| {
+        t.is_some_and(|t| t + slack >= before && t <= running && t < restarted - slack)
+    };
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert!(
+        in_window(started[0]),
+        "container start {:?} not in {before:?}..={running:?} (restart at {restarted:?})",
+        started[0]
+    );
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(
+        in_window(created[0]),
+        "sandbox creation {:?} not in {before:?}..={running:?} (restart at {restarted:?})",
+        created[0]
+    );
+    clean(h, &pod, &handles);
+}
+
 /// Every check, in order.
 pub fn check_all<H: Harness>(h: &mut H) {
     unknown_handles_are_gone_not_found_and_removable(h);
@@ -376,4 +439,5 @@ pub fn check_all<H: Harness>(h: &mut H) {
     live_containers_have_distinct_handles(h);
     sandboxes_are_named_by_uid_and_idempotent(h);
     adopt_reports_sandbox_and_labels(h);
+    adopt_reports_start_times(h);
 }

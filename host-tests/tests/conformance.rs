@@ -34,6 +34,9 @@ impl Harness for SimHarness {
         self.now = Instant(self.now.0 + ms);
         self.rt.set_now(self.now);
     }
+    fn now(&self) -> Instant {
+        self.now
+    }
     fn patience_ms(&self) -> u64 {
         60_000
     }
@@ -84,6 +87,9 @@ impl Harness for TaskHarness {
     fn pass(&mut self, ms: u64) {
         self.now += ms;
         self.rt.tick(self.now, &mut |_| {});
+    }
+    fn now(&self) -> Instant {
+        Instant(self.now)
     }
     fn patience_ms(&self) -> u64 {
         10_000
@@ -158,6 +164,9 @@ mod linux {
         }
         fn pass(&mut self, ms: u64) {
             std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        fn now(&self) -> Instant {
+            keel_linux::agent::clock::now()
         }
         fn patience_ms(&self) -> u64 {
             30_000

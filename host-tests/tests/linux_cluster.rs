@@ -115,3 +115,61 @@ fn static_pods_never_wait_for_the_api_server_and_their_mirrors_converge_after() 
         .collect();
     assert!(refused.is_empty(), "refused requests: {refused:?}");
 }
+
+#[test]
+fn the_kubeadm_drop_in_line_starts_keel_which_registers_once_kubelet_conf_appears() {
+    let mut n = Node::new("kubeadm");
+    let api = ApiServer::start(&n.dir.join("api"));
+    let kc = api.node_kubeconfig(NODE, true);
+    // kubeadm's config.yaml, with this node's manifest directory.
+    let example =
+        keel_host_tests::linux::workspace_root().join("examples/kubeadm/kubelet-config.yaml");
+    let config = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("/etc/kubernetes/manifests", n.manifests.to_str().unwrap());
+    let etc = n.dir.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("config.yaml"), config).unwrap();
+    let kubelet_conf = etc.join("kubelet.conf");
+    let s = |p: &std::path::Path| p.display().to_string();
+    // The drop-in's line (KUBELET_KUBECONFIG_ARGS, KUBELET_CONFIG_ARGS, kubeadm-flags.env),
+    // then the test node's own paths (a flag wins over the file).
+    let mut args: Vec<String> = vec![
+        "agent".into(),
+        format!(
+            "--bootstrap-kubeconfig={}",
+            s(&etc.join("bootstrap-kubelet.conf"))
+        ),
+        format!("--kubeconfig={}", s(&kubelet_conf)),
+        format!("--config={}", s(&etc.join("config.yaml"))),
+        "--container-runtime-endpoint=unix:///var/run/containerd/containerd.sock".into(),
+        "--pod-infra-container-image=registry.k8s.io/pause:3.10".into(),
+    ];
+    let own = n.agent_args();
+    let skip = own.iter().position(|a| a == "--pod-manifest-path").unwrap();
+    args.extend(
+        own.iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 0 && *i != skip && *i != skip + 1)
+            .map(|(_, a)| a.clone()),
+    );
+    n.start_raw(&args);
+    n.write("etcd.yaml", &pod("etcd", "exec sleep 1000"));
+    // No kubelet.conf yet (kubeadm writes it before it starts the kubelet; here it comes
+    // late): the pod runs, and keel says why it does not register.
+    n.wait_running("etcd", "main");
+    n.wait("the bootstrap message", T, |n| {
+        n.agent_log()
+            .contains("does not do the kubelet's TLS bootstrap")
+    });
+    assert!(api.get(&format!("nodes/{NODE}")).is_none());
+    std::fs::copy(&kc, &kubelet_conf).unwrap();
+    let uid = n.uid("etcd").unwrap();
+    n.wait("registered and mirrored", T, |_| {
+        api.get(&format!("nodes/{NODE}")).is_some()
+            && mirror(&api, "etcd").is_some_and(|m| {
+                m["metadata"]["annotations"]["kubernetes.io/config.mirror"] == uid.as_str()
+                    && m["status"]["containerStatuses"][0]["ready"] == true
+            })
+    });
+}

@@ -517,3 +517,51 @@ fn pre_stop_runs_before_sigterm_on_a_liveness_kill() {
     let events = lines_of(&out.join("events"));
     assert_eq!(events[..2], ["prestop", "term"], "{events:?}");
 }
+
+/// Seconds since the Unix epoch of an RFC 3339 time in whole seconds (`…T10:00:00Z`), as
+/// `keel pods -o json` writes them.
+fn unix_secs(t: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| t[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
+}
+
+#[test]
+fn an_adopted_container_keeps_its_start_time_across_an_agent_kill() {
+    let mut n = Node::new("adopttime");
+    n.start();
+    let spec =
+        "  containers:\n  - name: app\n    image: busybox\n    command: [\"sleep\", \"1000\"]\n";
+    n.write("adopttime.yaml", &pod_yaml("adopttime", spec));
+    n.wait_running("adopttime", "app");
+    let started = |n: &Node| {
+        n.container("adopttime", "app")
+            .and_then(|c| c["state"]["running"]["startedAt"].as_str().map(unix_secs))
+    };
+    let created = |n: &Node| {
+        n.pod("adopttime")
+            .and_then(|p| p["metadata"]["creationTimestamp"].as_str().map(unix_secs))
+    };
+    let (s0, c0) = (started(&n).unwrap(), created(&n).unwrap());
+    // Some seconds later the agent is killed and started again: it adopts the container.
+    std::thread::sleep(Duration::from_secs(4));
+    n.signal_agent(nix::sys::signal::Signal::SIGKILL);
+    n.start();
+    n.wait("the container adopted", Duration::from_secs(30), |n| {
+        started(n).is_some()
+    });
+    let (s1, c1) = (started(&n).unwrap(), created(&n).unwrap());
+    assert!((s1 - s0).abs() <= 1, "startedAt {s0} before, {s1} after");
+    assert!(
+        (c1 - c0).abs() <= 1,
+        "creationTimestamp {c0} before, {c1} after"
+    );
+    assert_eq!(n.restarts("adopttime", "app"), Some(0));
+}

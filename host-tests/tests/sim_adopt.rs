@@ -270,3 +270,35 @@ sim_test! {
         assert_eq!(w2.rt.sandboxes.len(), n, "no sandbox removed under a container");
     }
 }
+
+sim_test! {
+    fn adoption_keeps_start_times_age_and_the_backoff_clock() {
+        restart_agent(
+            |w| {
+                w.write("p.yaml", P::empty("p").container(C::new("app", "img").post_start("hook")).yaml());
+                w.run_for(5);
+                w.rt.exit("p", "app", 1, false);
+                w.run_for(1);
+                // Restarted (restart count 1) at 5 s; it then runs 20 minutes.
+                w.run_for(1_200);
+                assert_eq!(w.rt.start_times("app"), vec![0, 5_000]);
+            },
+            |_, _| {},
+            |w| {
+                w.run_for(1);
+                let s = w.pod("p").unwrap().1;
+                assert_eq!(s.created_at().0, 0, "the pod's age counts from its sandbox");
+                let c = s.containers()[0];
+                assert_eq!(c.state, State::Running { started_at: Instant(5_000) }, "not the adoption time");
+                assert_eq!(c.restart_count, 1);
+                assert_eq!(c.backoff.last_at, Instant(5_000));
+                let hooks = w.rt.actions.iter().filter(|a| a.2 == "hook").count();
+                assert_eq!(hooks, 2, "postStart is not run again on adoption");
+                // It ran 20 minutes since its last restart: its next restart is immediate.
+                w.rt.exit("p", "app", 1, false);
+                w.run_for(1);
+                assert_eq!(w.rt.starts.len(), 3, "{}", w.rt.log.join("\n"));
+            },
+        );
+    }
+}

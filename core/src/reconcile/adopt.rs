@@ -14,7 +14,7 @@ use super::observe::apply_state;
 use super::slots::{Life, PodSlot, Sandbox};
 use super::{Inner, Orphan, Outbox, Scratch, MAX_UID};
 use crate::config::Limit;
-use crate::machine::Settings;
+use crate::machine::{Probes, Settings};
 use crate::platform::{Existing, RunState, Runtime, Signal};
 use crate::status::Event;
 use crate::time::Instant;
@@ -43,10 +43,18 @@ fn take(
         restart_count,
         digest,
         state,
+        started_at,
         ..
     } = ex
     else {
         s.sandbox = Sandbox::Ready;
+        if let Existing::Sandbox {
+            created_at: Some(at),
+            ..
+        } = *ex
+        {
+            s.adopt_created_at(at);
+        }
         return true;
     };
     if !s.decode_into(&mut scratch.pod) {
@@ -64,6 +72,9 @@ fn take(
         return false;
     }
     c.on_adopted(handle, restart_count, now);
+    if let Some(at) = started_at {
+        c.on_adopted_start(at.min(now));
+    }
     // Containers of earlier inits that completed are not reported by the runtime once
     // removed; an adopted container implies that the init containers before it succeeded
     // and the sidecars before it started (one not found is started again, as after a
@@ -81,7 +92,13 @@ fn take(
         pod: id,
         container: k as u8,
     });
-    apply_state(s, id, k, state, now, settings, out);
+    if state == RunState::Running {
+        // Running since its start: its postStart hook ran then, and is not run again.
+        let timings = s.probes.get(k).copied().unwrap_or(Probes([None; 3]));
+        s.containers[k].on_adopted_running(&timings);
+    } else {
+        apply_state(s, id, k, state, now, settings, out);
+    }
     true
 }
 
@@ -107,7 +124,7 @@ impl Inner<'_> {
                         killed: false,
                     })
                     .is_ok(),
-                Existing::Sandbox { pod_uid } => String::<MAX_UID>::try_from(pod_uid)
+                Existing::Sandbox { pod_uid, .. } => String::<MAX_UID>::try_from(pod_uid)
                     .ok()
                     .is_some_and(|u| orphan_sandboxes.push(u).is_ok()),
             };

@@ -130,6 +130,11 @@ impl PodSlot {
     pub fn digest(&self) -> Digest {
         self.digest
     }
+    /// The pod was created at `at` by an earlier agent (its sandbox's creation time): its
+    /// age counts from then.
+    pub(super) fn adopt_created_at(&mut self, at: Instant) {
+        self.created_at = self.created_at.min(at);
+    }
     /// Its id.
     pub(super) fn id(&self, slot: usize) -> PodId {
         PodId {

@@ -106,6 +106,9 @@ pub struct LinuxRuntime {
     finishing: Vec<std::thread::JoinHandle<()>>,
     /// `<root-dir>/seccomp`, where `Localhost` seccomp profiles are.
     seccomp_dir: PathBuf,
+    /// The Unix time (ms) of the core clock's epoch (see [`super::clock`]), to report
+    /// adopted containers' start times as instants.
+    boot_unix_ms: u64,
 }
 
 impl std::fmt::Debug for LinuxRuntime {
@@ -144,6 +147,21 @@ pub(crate) fn total_memory() -> u64 {
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
+}
+
+/// When process `pid` started, on the agent's clock (time since boot, see
+/// [`super::clock`]): field 22 of `/proc/<pid>/stat`, in clock ticks since boot. A pod's
+/// sandbox was created when its pause process started.
+fn process_start(pid: i32) -> Option<keel_core::time::Instant> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count from the ')' that closes it.
+    let rest = stat.rsplit_once(')')?.1;
+    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&h| h > 0)? as u64;
+    Some(keel_core::time::Instant(ticks.saturating_mul(1000) / hz))
 }
 
 /// The core's view of a container runc reports.
@@ -189,7 +207,14 @@ impl LinuxRuntime {
             notices: Vec::new(),
             finishing: Vec::new(),
             seccomp_dir,
+            boot_unix_ms: super::clock::boot_unix_ms(),
         }
+    }
+
+    /// Sets the Unix time (ms) of the agent clock's epoch, so that the times `adopt`
+    /// reports are instants of the agent's own clock to the millisecond.
+    pub fn set_boot_unix_ms(&mut self, boot_unix_ms: u64) {
+        self.boot_unix_ms = boot_unix_ms;
     }
 
     /// The image store.
@@ -718,14 +743,21 @@ impl Runtime for LinuxRuntime {
                 continue;
             }
             let hn = sb.spec.host_network;
+            let created_at = process_start(sb.pid);
             self.worker(&uid, hn, Some(sb));
-            f(Existing::Sandbox { pod_uid: &uid });
+            f(Existing::Sandbox {
+                pod_uid: &uid,
+                created_at,
+            });
         }
         for uid in listing.networks {
             // A network set up by an agent that stopped before starting the pause
             // container: reused by the pod's next start, or torn down with its removal.
             self.worker(&uid, false, None);
-            f(Existing::Sandbox { pod_uid: &uid });
+            f(Existing::Sandbox {
+                pod_uid: &uid,
+                created_at: None,
+            });
         }
         for ch in listing.containers {
             let uid = ch.record.pod_uid.clone();
@@ -733,7 +765,19 @@ impl Runtime for LinuxRuntime {
                 continue;
             }
             let h = self.alloc();
-            let state = run_state(self.runc.state(&ch));
+            let st = self.runc.state(&ch);
+            // The start of its run: runc's state while it runs, else the shim's record.
+            let started_ns = match &st {
+                Ok(ContainerState::Running {
+                    started_at_unix_nanos,
+                    ..
+                }) => Some(*started_at_unix_nanos),
+                _ => self.runc.shim_record(&ch).map(|r| r.started_at_unix_nanos),
+            };
+            let started_at = started_ns
+                .filter(|ns| *ns > 0)
+                .map(|ns| super::clock::instant_of_unix_nanos(ns, self.boot_unix_ms));
+            let state = run_state(st);
             let digest = ch.record.digest();
             self.containers.insert(
                 h,
@@ -766,6 +810,7 @@ impl Runtime for LinuxRuntime {
                 restart_count: rc,
                 digest,
                 state,
+                started_at,
             });
         }
     }

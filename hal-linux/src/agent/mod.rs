@@ -8,6 +8,7 @@
 //! (SPEC 4.6); a restarted agent adopts them.
 
 pub mod adapter;
+pub mod clock;
 pub mod config;
 pub mod healthz;
 mod probes;
@@ -31,7 +32,6 @@ use keel_core::status::{Event, FileState, IgnoreReason, PodId, StopReason};
 use source::{DirSource, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub mod log;
 use self::log::Line;
@@ -124,7 +124,6 @@ struct Agent<'s, R> {
     rec: Reconciler<'s>,
     rt: R,
     scratch_pod: Box<Pod>,
-    started: Instant,
     boot_unix_ms: u64,
     node: String,
     /// Containers seen stopping, with their kill deadline (see `track_stops`).
@@ -137,7 +136,7 @@ struct Agent<'s, R> {
 
 impl<R: AgentRuntime> Agent<'_, R> {
     fn now(&self) -> keel_core::time::Instant {
-        keel_core::time::Instant(self.started.elapsed().as_millis() as u64)
+        clock::now()
     }
 
     fn pod_name(&mut self, id: PodId) -> String {
@@ -764,7 +763,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         ImageStore::open(&cfg.root_dir).map_err(|e| StartError(format!("image store: {e}")))?;
     let images_dir = images.layout_dir().to_path_buf();
     let wake = Arc::new(tokio::sync::Notify::new());
-    let rt = LinuxRuntime::new(runc, images, wake.clone());
+    let mut rt = LinuxRuntime::new(runc, images, wake.clone());
     let node = keel_core::manifest::defaults::node_name(
         &cfg.hostname_override
             .clone()
@@ -784,16 +783,13 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         ..Settings::DEFAULT
     };
     let rec = Reconciler::new(&mut slots, &mut files, &mut scratch, &node, settings);
-    let started = Instant::now();
-    let boot_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    // Instants count from boot (see `clock`): adopted containers keep their start times.
+    let boot_unix_ms = clock::boot_unix_ms();
+    rt.set_boot_unix_ms(boot_unix_ms);
     let mut agent = Agent {
         rec,
         rt,
         scratch_pod: Box::default(),
-        started,
         boot_unix_ms,
         node: node.clone(),
         stopping: Default::default(),

@@ -215,7 +215,6 @@ impl Storage {
                 ..FakeRuntime::default()
             },
             scratch_pod: Box::default(),
-            started: std::time::Instant::now(),
             boot_unix_ms: 1_000,
             node: "node1".into(),
             stopping: Default::default(),
@@ -382,4 +381,57 @@ fn a_drain_terminates_the_pod_and_logs_it() {
     // The fake exits a container on its first signal; the core then removes it.
     let app = agent.rt.containers.get(&1).map(|c| c.1);
     assert_ne!(app, Some(RunState::Running), "the container was stopped");
+}
+
+#[test]
+fn with_a_kubeconfig_pods_carry_their_mirror_state_and_the_mirror_is_the_kubelets() {
+    let mut st = Storage::new();
+    let mut agent = st.agent();
+    let states: crate::cluster::mirror::States = Default::default();
+    agent.mirrors = Some(states.clone());
+    let mut src = web();
+    poll(&mut agent, &mut src);
+    let Response::Pods(pods) = agent.answer(&Request::Pods) else {
+        panic!("not a pod list");
+    };
+    assert_eq!(pods[0].mirror.as_deref(), Some("waiting: not synced yet"));
+    states
+        .lock()
+        .unwrap()
+        .insert("default/web-node1".into(), "synced (uid u1)".into());
+    let Response::Pods(pods) = agent.answer(&Request::Pods) else {
+        panic!("not a pod list");
+    };
+    let p = &pods[0];
+    assert_eq!(p.mirror.as_deref(), Some("synced (uid u1)"));
+    // The mirror is built from what the agent really renders, not a hand-written pod.
+    let m = crate::cluster::mirror::mirror_object(p, "node1", "node-uid");
+    let meta = &m["metadata"];
+    assert_eq!(meta["name"], "web-node1");
+    assert_eq!(meta["namespace"], "default");
+    assert_eq!(
+        meta["annotations"]["kubernetes.io/config.mirror"],
+        "uid-web"
+    );
+    assert_eq!(meta["annotations"]["kubernetes.io/config.hash"], "uid-web");
+    assert_eq!(meta["annotations"]["kubernetes.io/config.source"], "file");
+    assert_eq!(meta["ownerReferences"][0]["uid"], "node-uid");
+    assert_eq!(meta["ownerReferences"][0]["controller"], true);
+    assert_eq!(m["spec"]["nodeName"], "node1");
+    assert_eq!(m["spec"]["containers"][1]["image"], "missing:1");
+    assert_eq!(m["spec"]["restartPolicy"], "Always");
+    let s = crate::cluster::mirror::mirror_status(
+        p,
+        crate::wire::Clock {
+            boot_unix_ms: 1_000,
+        },
+        "10.1.2.3",
+    );
+    assert_eq!(s["hostIP"], "10.1.2.3");
+    assert!(s["podIP"].is_null(), "not a host-network pod: {s}");
+    assert_eq!(s["containerStatuses"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        s["containerStatuses"][1]["state"]["waiting"]["message"],
+        "image missing:1 is not present on this node"
+    );
 }

@@ -203,6 +203,14 @@ struct Runner {
 }
 
 impl Runner {
+    /// After a 401 the credentials are read again (a rotated certificate or token) at the
+    /// next connect.
+    fn forget_credentials_on_401(&mut self, e: &api::ApiError) {
+        if e.code() == Some(401) {
+            self.api = None;
+        }
+    }
+
     fn connect(&mut self, now: Instant) {
         if self.api.is_some() || !self.connect.ready(now) {
             return;
@@ -279,6 +287,7 @@ impl Runner {
                     // Deleted through the API: registered again at the next try.
                     self.node_uid.clear();
                 }
+                self.forget_credentials_on_401(&e);
                 log_change(
                     &mut self.last_node_error,
                     Level::Error,
@@ -311,6 +320,7 @@ impl Runner {
                 }
             }
             Err(e) => {
+                self.forget_credentials_on_401(&e);
                 log_change(
                     &mut self.last_lease_error,
                     Level::Error,
@@ -334,6 +344,7 @@ impl Runner {
                 }
             }
             Err(e) => {
+                self.forget_credentials_on_401(&e);
                 log_change(
                     &mut self.last_mirror_error,
                     Level::Warn,

@@ -888,7 +888,8 @@ impl RuncRuntime {
         }
     }
 
-    fn shim_record(&self, c: &ContainerHandle) -> Option<ShimRecord> {
+    /// The shim's record of container `c` (its start time and PIDs), once it has started.
+    pub fn shim_record(&self, c: &ContainerHandle) -> Option<ShimRecord> {
         read_json(&shim::shim_record_path(&c.bundle)).ok()
     }
 

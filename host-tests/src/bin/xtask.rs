@@ -614,7 +614,7 @@ fn main() -> ExitCode {
             }
             None => return usage(),
         },
-        Some("bench") => ["parse", "reconcile", "linux", "pull"]
+        Some("bench") => ["parse", "reconcile", "linux", "pull", "cluster"]
             .iter()
             .filter(|b| root().join(format!("host-tests/benches/{b}.rs")).exists())
             .map(|b| {

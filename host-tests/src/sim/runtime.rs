@@ -127,6 +127,8 @@ pub struct FakeRuntime {
     pub containers: BTreeMap<u32, FakeContainer>,
     /// Sandboxes by pod UID.
     pub sandboxes: BTreeSet<String>,
+    /// When each sandbox was created (reported by `adopt`).
+    pub sandbox_created: BTreeMap<String, Instant>,
     next_handle: u32,
     next_ticket: u32,
     changed: BTreeSet<u32>,
@@ -303,7 +305,9 @@ impl Runtime for FakeRuntime {
             pod.pod.s(pod.pod.name),
             short(pod.uid)
         ));
-        self.sandboxes.insert(pod.uid.into());
+        if self.sandboxes.insert(pod.uid.into()) {
+            self.sandbox_created.insert(pod.uid.into(), self.now);
+        }
         Ok(())
     }
 
@@ -318,6 +322,7 @@ impl Runtime for FakeRuntime {
         );
         // Removal is idempotent: a UID without a sandbox is fine.
         self.sandboxes.remove(uid);
+        self.sandbox_created.remove(uid);
         Ok(())
     }
 
@@ -511,7 +516,10 @@ impl Runtime for FakeRuntime {
             self.containers.len()
         ));
         for uid in &self.sandboxes {
-            f(Existing::Sandbox { pod_uid: uid });
+            f(Existing::Sandbox {
+                pod_uid: uid,
+                created_at: self.sandbox_created.get(uid).copied(),
+            });
         }
         for (h, c) in &self.containers {
             f(Existing::Container {
@@ -521,6 +529,7 @@ impl Runtime for FakeRuntime {
                 restart_count: c.restart_count,
                 digest: c.digest,
                 state: c.state,
+                started_at: Some(c.started_at),
             });
         }
     }
