@@ -30,6 +30,29 @@ pub enum Request {
         /// Name or UID.
         pod: String,
     },
+    /// Where to run a command in a running container (`keel exec`).
+    Exec {
+        /// The pod, as [`find_pod`] takes it.
+        pod: String,
+        /// The container; `None` for the first app container.
+        container: Option<String>,
+    },
+}
+
+/// A running container to run a command in, as the agent names it: the OCI runtime
+/// binary and its state directory, and the container's runtime id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecTarget {
+    /// The runtime binary (runc).
+    pub runtime: String,
+    /// Its state directory (`runc --root`).
+    pub root: String,
+    /// The container's runtime id.
+    pub id: String,
+    /// The container's name.
+    pub container: String,
+    /// The pod's app containers, when the container was chosen by default.
+    pub defaulted_from: Vec<String>,
 }
 
 /// The agent's answer.
@@ -52,6 +75,8 @@ pub enum Response {
     Manifests(Vec<ManifestInfo>),
     /// One pod, if found.
     Pod(Option<PodInfo>),
+    /// Answer to [`Request::Exec`].
+    Exec(ExecTarget),
     /// The request failed.
     Error(String),
 }

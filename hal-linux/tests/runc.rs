@@ -109,6 +109,7 @@ impl Env {
         let mut cfg = RuncConfig::new(&root, runc_path(), keel);
         cfg.pod_logs_dir = root.join("logs");
         cfg.cgroup_parent = cgroup_parent();
+        cfg.container_logs_dir = Some(root.join("containers"));
         let rt = RuncRuntime::new(cfg).unwrap();
         Env { root, rt }
     }

@@ -9,7 +9,7 @@
 //! is utime+stime over it (lease renewals, node status and mirror syncs included).
 
 use keel_host_tests::apiserver::ApiServer;
-use keel_host_tests::linux::{keel_bin, pod, release_keel, Node, NODE};
+use keel_host_tests::linux::{cpu_ticks, keel_bin, pod, release_keel, status_kib, Node, NODE};
 use std::time::Duration;
 
 fn env_num(k: &str, d: u64) -> u64 {
@@ -17,23 +17,6 @@ fn env_num(k: &str, d: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(d)
-}
-
-fn proc_kib(pid: u32, file: &str, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
 }
 
 /// Starts a node with `pods` sleeping pods (and `extra` agent flags); waits for them.
@@ -98,8 +81,8 @@ fn main() {
     for ((what, pid), c0) in pids.iter().zip(before) {
         println!(
             "agent {what:13} {pods} pods: VmRSS {} KiB, Private_Dirty {} KiB, idle CPU {:.2} s over {} s",
-            proc_kib(*pid, "status", "VmRSS:"),
-            proc_kib(*pid, "smaps_rollup", "Private_Dirty:"),
+            status_kib(*pid, "status", "VmRSS:"),
+            status_kib(*pid, "smaps_rollup", "Private_Dirty:"),
             (cpu_ticks(*pid) - c0) as f64 / tick,
             idle.as_secs()
         );

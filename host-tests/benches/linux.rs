@@ -32,7 +32,7 @@
 //! - idle CPU: utime+stime of the agent (and all its shims) over the idle window, with 20
 //!   pods running.
 
-use keel_host_tests::linux::{keel_bin, release_keel, Node, NODE};
+use keel_host_tests::linux::{cpu_ticks, keel_bin, release_keel, status_kib, Node, NODE};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -315,26 +315,6 @@ fn pods_dir_empty(n: &Node) -> bool {
         r.flatten()
             .all(|e| e.file_name().to_string_lossy().starts_with('.'))
     })
-}
-
-fn status_kib(pid: u32, file: &str, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some((_, rest)) = s.rsplit_once(')') else {
-        return 0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields after ')': state is index 0, utime 11, stime 12.
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
 fn shim_pids(n: &Node) -> Vec<u32> {

@@ -254,6 +254,8 @@ impl Node {
             // of healthz passes a port of its own after these).
             "--healthz-port".into(),
             "0".into(),
+            "--container-logs-dir".into(),
+            self.dir.join("containers").display().to_string(),
         ]
     }
 
@@ -661,4 +663,27 @@ pub fn pod(name: &str, script: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sh\", \"-c\", {script:?}]\n"
     )
+}
+
+/// A `kB` figure of /proc/PID/FILE (`status`, `smaps_rollup`) on the line starting with
+/// `key` (`VmRSS:`), 0 when absent.
+pub fn status_kib(pid: u32, file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of a process, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, rest)) = s.rsplit_once(')') else {
+        return 0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields after ')': state is index 0, utime 11, stime 12.
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }

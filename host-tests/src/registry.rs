@@ -123,39 +123,41 @@ impl Registry {
         let cfg_path = dir.path().join("config.yml");
         std::fs::write(&cfg_path, cfg).expect("write registry config");
         let log = dir.path().join("registry.log");
-        let log_file = std::fs::File::create(&log).expect("registry log");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log fd"))
-            .stderr(log_file)
-            .spawn()
-            .expect("start docker-registry");
-        let r = Registry {
-            child,
+        let mut r = Registry {
+            child: serve(&cfg_path, &log),
             addr,
             storage,
             log,
             _dir: dir,
         };
+        r.wait_listening();
+        r
+    }
+
+    fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&r.addr).is_err() {
+        while std::net::TcpStream::connect(&self.addr).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "registry did not listen on {}: {}",
-                r.addr,
-                std::fs::read_to_string(&r.log).unwrap_or_default()
+                self.addr,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        r
     }
 
     /// Stops the server (the registry is "down" from then on).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts a stopped server again: same address, same storage, same images.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = serve(&self._dir.path().join("config.yml"), &self.log);
+        self.wait_listening();
     }
 
     /// The file holding blob `digest` in the registry's storage.
@@ -167,6 +169,23 @@ impl Registry {
             .join(hex)
             .join("data")
     }
+}
+
+/// Runs `docker-registry serve CONFIG`, its output appended to `log`.
+fn serve(config: &Path, log: &Path) -> Child {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("registry log");
+    Command::new("docker-registry")
+        .arg("serve")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log fd"))
+        .stderr(log_file)
+        .spawn()
+        .expect("start docker-registry")
 }
 
 impl Drop for Registry {

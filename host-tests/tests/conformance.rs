@@ -142,6 +142,7 @@ mod linux {
         let mut cfg = RuncConfig::new(&node.root, runc(), keel_bin());
         cfg.pod_logs_dir = node.logs.clone();
         cfg.cgroup_parent = node.cgroup_parent();
+        cfg.container_logs_dir = Some(node.dir.join("containers"));
         let runc = RuncRuntime::new(cfg).expect("runc runtime");
         let images = ImageStore::open(&node.root).expect("image store");
         LinuxRuntime::new(runc, images, Arc::new(tokio::sync::Notify::new()))

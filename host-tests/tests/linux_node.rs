@@ -119,3 +119,96 @@ fn the_systemd_unit_verifies_with_killmode_process_and_delegate() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `keel exec ARGS` against `n`'s agent with `input` on standard input: (code, stdout,
+/// stderr).
+fn exec(n: &Node, args: &[&str], input: &str) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(keel_bin());
+    cmd.arg("exec")
+        .args(["--socket", n.socket.to_str().unwrap()])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn keel_exec_runs_a_command_in_the_container_and_returns_its_exit_code() {
+    let mut n = Node::new("exec");
+    n.start();
+    n.write(
+        "x.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: app\n    image: busybox\n    command: [\"sh\", \"-c\", \"echo inside > /tmp/mark; exec sleep 1000\"]\n    env:\n    - {name: WHO, value: app-env}\n  - name: side\n    image: busybox\n    command: [\"sleep\", \"1000\"]\n",
+    );
+    n.wait_running("x", "app");
+    n.wait_running("x", "side");
+    // In the container: its files, its environment; the exit code comes back.
+    let (code, out, err) = exec(
+        &n,
+        &["x", "--", "sh", "-c", "cat /tmp/mark; echo $WHO; exit 7"],
+        "",
+    );
+    assert_eq!(code, 7, "{out}{err}");
+    assert_eq!(out, "inside\napp-env\n");
+    assert!(
+        err.contains("Defaulted container \"app\" out of: app, side"),
+        "{err}"
+    );
+    // -c picks the container; -i passes standard input.
+    let (code, out, err) = exec(
+        &n,
+        &[
+            "-i",
+            "x",
+            "-c",
+            "side",
+            "--",
+            "sh",
+            "-c",
+            "test ! -e /tmp/mark && cat",
+        ],
+        "from stdin\n",
+    );
+    assert_eq!((code, out.as_str()), (0, "from stdin\n"), "{err}");
+    // Without -i the command gets no input.
+    let (code, out, _) = exec(&n, &["x", "--", "cat"], "ignored\n");
+    assert_eq!((code, out.as_str()), (0, ""));
+    // -t gives it a terminal when standard input is one (script(1) makes one here) ...
+    let line = format!(
+        "{} exec --socket {} -i -t x -- tty",
+        keel_bin().display(),
+        n.socket.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script(1), from bsdutils");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("/dev/pts/"), "{text}");
+    // ... and says it cannot otherwise, running the command without one.
+    let (code, out, err) = exec(&n, &["-i", "-t", "x", "--", "tty"], "");
+    assert!(err.contains("Unable to use a TTY"), "{err}");
+    assert_eq!((code, out.trim()), (1, "not a tty"), "{err}");
+    // Errors name what is wrong.
+    let (code, _, err) = exec(&n, &["x", "-c", "nope", "--", "true"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("container \"nope\" is not in pod"), "{err}");
+    let (code, _, err) = exec(&n, &["absent", "--", "true"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("not found"), "{err}");
+}

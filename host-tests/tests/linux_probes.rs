@@ -565,3 +565,96 @@ fn an_adopted_container_keeps_its_start_time_across_an_agent_kill() {
     );
     assert_eq!(n.restarts("adopttime", "app"), Some(0));
 }
+
+/// kubeadm's kube-apiserver manifest (examples/kubeadm) as written, but for what a test
+/// node cannot have: busybox in place of the image and command (a process that stops on
+/// SIGTERM), the probes' host 10.0.0.10 on loopback with `probe-port` this test's HTTPS
+/// server, and the hostPath volumes under `dir`. Everything else (startup, readiness and
+/// liveness probes with kubeadm's timings, priority class, seccomp, hostNetwork) stays.
+fn kubeadm_apiserver(port: u16, dir: &std::path::Path) -> String {
+    let path =
+        keel_host_tests::linux::workspace_root().join("examples/kubeadm/kube-apiserver.yaml");
+    let mut v: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let c = &mut v["spec"]["containers"][0];
+    c["image"] = "busybox".into();
+    c["command"] =
+        serde_yaml::from_str(r#"["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]"#)
+            .unwrap();
+    c["ports"][0]["containerPort"] = u64::from(port).into();
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        assert_eq!(c[probe]["httpGet"]["scheme"], "HTTPS");
+        assert_eq!(c[probe]["httpGet"]["port"], "probe-port");
+        c[probe]["httpGet"]["host"] = "127.0.0.1".into();
+    }
+    let volumes = v["spec"]["volumes"].as_sequence_mut().unwrap();
+    for (i, vol) in volumes.iter_mut().enumerate() {
+        let p = dir.join(format!("hostpath-{i}"));
+        vol["hostPath"]["path"] = p.display().to_string().into();
+    }
+    serde_yaml::to_string(&v).unwrap()
+}
+
+#[test]
+fn the_kubeadm_apiserver_manifest_restarts_a_server_that_hangs() {
+    // The case measured on a real kube-apiserver stopped with SIGSTOP: it still accepts
+    // connections but never answers. kubeadm's liveness probe (period 10 s, timeout 15 s,
+    // failureThreshold 8) must restart it.
+    let mut n = Node::new("kubeadm-hung");
+    let cfg = tls_server_config(&n.dir);
+    let hung = Arc::new(AtomicBool::new(false));
+    let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    let hits = Arc::new(AtomicU64::new(0));
+    let (h, held2, hits2) = (hung.clone(), held.clone(), hits.clone());
+    let (port, _stop) = serve(move |s| {
+        if h.load(Ordering::SeqCst) {
+            held2.lock().unwrap().push(s);
+        } else {
+            answer_tls(&cfg, s, 200, &hits2);
+        }
+    });
+    n.start();
+    n.write("kube-apiserver.yaml", &kubeadm_apiserver(port, &n.dir));
+    let pod = "kube-apiserver";
+    let full = |n: &Node| {
+        n.pods()["items"].as_array().and_then(|items| {
+            items
+                .iter()
+                .find(|p| p["metadata"]["name"] == format!("{pod}-e2e").as_str())
+                .cloned()
+        })
+    };
+    let ready = |n: &Node| {
+        full(n)
+            .is_some_and(|p| p["status"]["containerStatuses"][0]["ready"].as_bool() == Some(true))
+    };
+    // The startup probe waits 10 s, then passes; readiness follows.
+    n.wait("the apiserver ready", Duration::from_secs(90), |n| ready(n));
+    assert!(hits.load(Ordering::SeqCst) >= 2);
+    hung.store(true, Ordering::SeqCst);
+    let hung_at = Instant::now();
+    let restarts = |n: &Node| {
+        full(n)
+            .and_then(|p| p["status"]["containerStatuses"][0]["restartCount"].as_u64())
+            .unwrap_or(0)
+    };
+    n.wait("not ready once hung", Duration::from_secs(60), |n| {
+        !ready(n)
+    });
+    n.wait(
+        "the hung apiserver restarted by its liveness probe",
+        Duration::from_secs(300),
+        |n| restarts(n) >= 1,
+    );
+    let took = hung_at.elapsed();
+    // Eight failures a period apart: not before 70 s (a restart any sooner came from
+    // something else than the liveness probe).
+    assert!(took >= Duration::from_secs(70), "restarted after {took:?}");
+    assert!(
+        n.agent_log().contains("Liveness probe failed"),
+        "{}",
+        n.agent_log()
+    );
+    held.lock().unwrap().clear();
+    eprintln!("kubeadm apiserver restarted {took:?} after it hung");
+}

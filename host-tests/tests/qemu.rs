@@ -524,6 +524,42 @@ fn init_containers_run_first_in_order() {
 }
 
 #[test]
+fn a_sidecar_runs_before_and_beside_the_app_and_stops_after_it_on_the_firmware() {
+    let mut q = boot();
+    // Under Never the app completes; the sidecar is then stopped and the pod succeeds.
+    let spec = "  restartPolicy: Never\n  initContainers:\n  - name: side\n    image: task:forever\n    restartPolicy: Always\n  containers:\n  - name: app\n    image: task:exit\n    args: [\"after=500\"]\n";
+    put_ok(&mut q, "side.yaml", &pod("side", spec));
+    let s = q
+        .wait_status("app running beside the sidecar", WAIT, |s| {
+            s.pod("side").is_some_and(|p| {
+                p.containers
+                    .iter()
+                    .all(|c| matches!(c.state, ContainerState::Running { .. }))
+            })
+        })
+        .unwrap();
+    assert_eq!(s.pod("side").unwrap().phase, Phase::Running);
+    let side_start = q.wait_for_log("container side started", WAIT).unwrap();
+    let app_start = q.wait_for_log("container app started", WAIT).unwrap();
+    assert!(side_start.ms() <= app_start.ms());
+    let s = q
+        .wait_status("the pod succeeded", WAIT, |s| {
+            s.pod("side").is_some_and(|p| p.phase == Phase::Succeeded)
+        })
+        .unwrap();
+    let side = &s.pod("side").unwrap().containers[0];
+    assert!(
+        !matches!(side.state, ContainerState::Running { .. }),
+        "{side:?}"
+    );
+    let app_exit = q
+        .wait_for_log("container app exited 0 (Completed)", WAIT)
+        .unwrap();
+    let side_exit = q.wait_for_log("container side exited", WAIT).unwrap();
+    assert!(app_exit.ms() <= side_exit.ms());
+}
+
+#[test]
 fn liveness_probe_failure_restarts_the_container() {
     let mut q = boot();
     let spec = "  containers:\n  - name: main\n    image: task:forever\n    args: [\"unhealthy-after=300\"]\n    livenessProbe:\n      exec:\n        command: [\"health\"]\n      periodSeconds: 1\n      failureThreshold: 1\n";

@@ -573,13 +573,33 @@ fn agent_runs_the_nginx_static_example_pulled_from_a_docker_io_mirror() {
         "missing.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: missing\nspec:\n  containers:\n  - name: main\n    image: example/missing:1\n",
     );
-    n.start();
+    n.start_with(&["--log-format", "json"]);
     n.wait_running("nginx-static", "nginx");
     n.wait("log", Duration::from_secs(30), |n| {
         n.keel_logs("nginx-static", None)
             .contains("served-by-the-mirror")
     });
     assert_eq!(n.restarts("nginx-static", "nginx"), Some(0));
+    // The container starts when its pull ends, not at the image backoff's first step
+    // (10 s after the start that found the image missing).
+    let log = n.agent_log();
+    let at = |event: &str| {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| {
+                v["event"] == event
+                    && v["pod"]
+                        .as_str()
+                        .is_some_and(|p| p.contains("nginx-static"))
+            })
+            .and_then(|v| v["time"].as_str().map(seconds_of_day))
+            .unwrap_or_else(|| panic!("no {event} line for nginx-static:\n{log}"))
+    };
+    let waited = (at("ContainerStarted") - at("ErrImagePull")).rem_euclid(86_400.0);
+    assert!(
+        waited < 9.0,
+        "started {waited:.1} s after ErrImagePull:\n{log}"
+    );
     let message = |n: &keel_host_tests::linux::Node| {
         n.container("missing", "main")
             .and_then(|c| {
@@ -600,6 +620,17 @@ fn agent_runs_the_nginx_static_example_pulled_from_a_docker_io_mirror() {
     );
     let msg = message(&n);
     assert!(msg.contains("example/missing:1"), "{msg}");
+}
+
+/// Seconds since midnight of an RFC 3339 UTC time (`2026-12-06T08:09:07.136Z`).
+fn seconds_of_day(t: &str) -> f64 {
+    let hms = t
+        .split_once('T')
+        .map(|(_, r)| r.trim_end_matches('Z'))
+        .unwrap_or("");
+    hms.split(':')
+        .map(|x| x.parse::<f64>().unwrap_or(f64::NAN))
+        .fold(0.0, |acc, x| acc * 60.0 + x)
 }
 
 #[test]
@@ -647,4 +678,194 @@ fn never_policy_and_unmirrored_registries_are_not_pulled() {
         .resolve("app:1")
         .unwrap()
         .is_some());
+}
+
+/// A pod of one container running `sleep`, with `imagePullPolicy` when given.
+fn sleeper(name: &str, image: &str, policy: Option<&str>) -> String {
+    let policy = policy
+        .map(|p| format!("    imagePullPolicy: {p}\n"))
+        .unwrap_or_default();
+    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: {image}\n{policy}    command: [sleep, \"1000\"]\n")
+}
+
+/// SPEC 2.3a: with the registry down and both images in the store, the untagged image
+/// (imagePullPolicy Always by default) starts from the store with an event saying so;
+/// the one whose manifest writes `Always` waits in ErrImagePull, then ImagePullBackOff,
+/// and starts once the registry is back.
+#[test]
+fn registry_down_a_defaulted_always_runs_from_the_store_a_written_one_waits_for_it() {
+    let (dir, _) = setup("offline");
+    let mut reg = Registry::start(&Options::default());
+    let layout = dir.path().join("layout");
+    write_layout(&layout, "v1", &[busybox_image()]);
+    for tag in ["latest", "v1"] {
+        push(&layout, "v1", &format!("{}/test/app:{tag}", reg.addr), &[]);
+    }
+    let mut n = keel_host_tests::linux::Node::new("pull-offline");
+    // An air-gapped node whose only endpoint for the registry is the registry itself.
+    std::fs::write(
+        n.root.join("registries.yaml"),
+        format!(
+            "disable_default_endpoint: true\nmirrors:\n  \"{a}\":\n    endpoint: [\"http://{a}\"]\n",
+            a = reg.addr
+        ),
+    )
+    .unwrap();
+    for tag in ["latest", "v1"] {
+        pull_ok(&n.root, &format!("{}/test/app:{tag}", reg.addr), &[]);
+    }
+    reg.stop();
+    n.write(
+        "defaulted.yaml",
+        &sleeper("defaulted", &format!("{}/test/app", reg.addr), None),
+    );
+    n.write(
+        "written.yaml",
+        &sleeper(
+            "written",
+            &format!("{}/test/app:v1", reg.addr),
+            Some("Always"),
+        ),
+    );
+    n.start();
+    let running = |p: &'static str| {
+        move |n: &mut keel_host_tests::linux::Node| {
+            n.state(p, "main").is_some_and(|(k, _)| k == "running")
+        }
+    };
+    n.wait(
+        "defaulted running",
+        Duration::from_secs(60),
+        running("defaulted"),
+    );
+    let log = n.agent_log();
+    let event = log
+        .lines()
+        .find(|l| l.contains("LocalImageFallback") || l.contains("no registry could be reached"))
+        .unwrap_or_else(|| panic!("no fallback event:\n{log}"));
+    assert!(event.contains("defaulted"), "{event}");
+    assert!(event.contains(&reg.addr), "{event}");
+    let waiting = |n: &keel_host_tests::linux::Node, reason: &str| {
+        n.state("written", "main")
+            .is_some_and(|(k, r)| k == "waiting" && r == reason)
+    };
+    n.wait("written ImagePullBackOff", Duration::from_secs(90), |n| {
+        waiting(n, "ImagePullBackOff")
+    });
+    let c = n.container("written", "main").unwrap();
+    let msg = c["state"]["waiting"]["message"].as_str().unwrap_or("");
+    assert!(msg.contains(&reg.addr), "{msg}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("written") && l.contains("LocalImageFallback")),
+        "{log}"
+    );
+    // The registry returns: the written Always pulls and starts at its next retry.
+    reg.restart();
+    n.wait(
+        "written running",
+        Duration::from_secs(150),
+        running("written"),
+    );
+    assert_eq!(n.restarts("defaulted", "main"), Some(0));
+}
+
+/// Image GC under a small threshold (the root dir on a 64 MiB tmpfs, thresholds from the
+/// KubeletConfiguration): unused images go, the one never used longest first, until the
+/// low threshold is reached; the image in use stays, and so does the busybox layer the
+/// removed images shared with it.
+#[test]
+fn image_gc_removes_unused_images_oldest_first_down_to_the_low_threshold() {
+    let (dir, _) = setup("gc");
+    let mirror = Registry::start(&Options::default());
+    const N: usize = 4 << 20;
+    let layout = dir.path().join("layout");
+    for (i, name) in ["a", "b", "c", "keep"].iter().enumerate() {
+        let mut img = busybox_image();
+        img.layers
+            .push(file_layer("data/noise", &noise(N, 21 + 2 * i as u64)));
+        let l = layout.join(name);
+        write_layout(&l, "v1", &[img]);
+        push(&l, "v1", &format!("{}/library/{name}:1", mirror.addr), &[]);
+    }
+    let mut n = keel_host_tests::linux::Node::new("pull-gc");
+    // The node's root dir on a small filesystem of its own (unmounted by Node's drop).
+    nix::mount::mount(
+        Some("tmpfs"),
+        &n.root,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=64m,mode=0755"),
+    )
+    .expect("mount a tmpfs as the root dir");
+    std::fs::write(n.root.join("registries.yaml"), mirror_config(&mirror)).unwrap();
+    // Pulled oldest first: a, b, c (never used), then keep (used by the pod).
+    for name in ["a", "b", "c", "keep"] {
+        pull_ok(&n.root, &format!("{name}:1"), &[]);
+    }
+    let fs = keel_linux::image::gc::FsUsage::of(&n.root).unwrap();
+    let used = fs.capacity - fs.available;
+    // Removing a frees ~2N (its blob and its unpacked layer), removing a and b ~4N: the
+    // low threshold sits between them, so exactly a and b must go.
+    let low = ((used - 3 * N as u64) * 100 / fs.capacity) as u8;
+    let high = low + 3;
+    assert!(fs.percent() >= high, "{fs:?}: {} < {high}", fs.percent());
+    let kc = dir.path().join("kubelet.yaml");
+    std::fs::write(
+        &kc,
+        format!("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nimageGCHighThresholdPercent: {high}\nimageGCLowThresholdPercent: {low}\nimageMinimumGCAge: 0s\n"),
+    )
+    .unwrap();
+    let busybox_layer = {
+        let store = ImageStore::open(&n.root).unwrap();
+        let keep = store.resolve("keep:1").unwrap().unwrap();
+        keep.lower_dirs.last().unwrap().clone()
+    };
+    n.write("keep.yaml", &sleeper("keep", "keep:1", None));
+    n.start_with(&["--config", kc.to_str().unwrap()]);
+    n.wait_running("keep", "main");
+    n.wait("image GC", Duration::from_secs(60), |n| {
+        n.agent_log().contains("longest unused first")
+    });
+    let log = n.agent_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("longest unused first"))
+        .unwrap_or("");
+    // INFO: the low threshold was reached (else a warning says how much is missing).
+    assert!(
+        line.contains(" INFO ") && line.contains("removed 2 "),
+        "{log}"
+    );
+    let store = ImageStore::open(&n.root).unwrap();
+    let present = |r: &str| store.resolve(r).unwrap().is_some();
+    assert!(!present("a:1") && !present("b:1"), "{line}");
+    assert!(present("c:1") && present("keep:1"), "{line}");
+    let at = |r: &str| line.find(r).unwrap_or_else(|| panic!("{r} not in {line}"));
+    assert!(
+        at("docker.io/library/a:1") < at("docker.io/library/b:1"),
+        "oldest first: {line}"
+    );
+    assert!(busybox_layer.is_dir(), "the shared layer went");
+    assert!(
+        keel_linux::image::gc::FsUsage::of(&n.root)
+            .unwrap()
+            .percent()
+            <= low
+    );
+    assert_eq!(n.state("keep", "main").map(|s| s.0), Some("running".into()));
+    // keel image ls: the image in use shows its last use, the others never.
+    let (_, ls, _) = image(&n.root, &["ls"]);
+    let row = |r: &str| {
+        ls.lines()
+            .find(|l| l.starts_with(r))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(row("docker.io/library/keep:1").ends_with(" ago"), "{ls}");
+    assert!(row("docker.io/library/c:1").ends_with("never"), "{ls}");
+    assert!(
+        ls.starts_with("REFERENCE") && ls.contains("LAST USED"),
+        "{ls}"
+    );
 }

@@ -335,6 +335,30 @@ sim_test! {
 }
 
 sim_test! {
+    fn retry_waiting_if_starts_only_the_containers_it_names() {
+        let mut st = Storage::new(8, 64);
+        let mut w = World::fake(&mut st);
+        w.rt.set_missing("late", true);
+        w.write("p.yaml", P::new("p", "late").yaml());
+        w.write("q.yaml", P::new("q", "late").yaml());
+        w.run_for(3);
+        w.rt.set_missing("late", false);
+        let now = w.now;
+        let p_uid = w.pod("p").unwrap().1.uid().to_string();
+        let mut asked = Vec::new();
+        w.rec.retry_waiting_if(now, &mut |uid, i| {
+            asked.push((uid.to_string(), i));
+            uid == p_uid && i == 0
+        });
+        assert_eq!(asked.len(), 2, "every waiting container is offered: {asked:?}");
+        w.run_for(1);
+        assert_eq!(w.rt.start_times("app"), vec![3_000], "only p started at once");
+        w.run_for(10);
+        assert_eq!(w.rt.start_times("app"), vec![3_000, 10_000], "q kept its backoff");
+    }
+}
+
+sim_test! {
     fn oom_kill_is_reported_and_restarted() {
         let mut st = Storage::new(8, 64);
         let mut w = World::fake(&mut st);

@@ -261,7 +261,7 @@ fn hasher_of(pod: &Pod) -> Sha256 {
     let mut h = Sha256::new();
     let mut buf = [0u8; 128];
     let mut len = 0;
-    pod.encode_postcard(&mut |data| {
+    pod.encode_for_digest(&mut |data| {
         if len + data.len() > buf.len() {
             h.update(&buf[..len]);
             len = 0;
@@ -429,6 +429,7 @@ pub fn apply_with_digest(
             } else {
                 PullPolicy::IfNotPresent
             });
+            c.pull_policy_defaulted = true;
         }
         c.termination_message_policy
             .get_or_insert(TerminationMessagePolicy::File);
@@ -509,5 +510,70 @@ mod tests {
             pod.pool.get(pod.name),
             std::format!("{}-node1", &long[..240])
         );
+    }
+    /// SPEC 2.3a needs to know a defaulted `Always` from a written one: defaulting marks
+    /// the policies it fills in; the mark survives the slot's encoding and changes no
+    /// digest (a UID or container digest is the same as before the mark existed).
+    #[test]
+    fn a_defaulted_pull_policy_is_marked_kept_and_left_out_of_digests() {
+        let ctx = Context {
+            node: "node1",
+            path: "/etc/kubernetes/manifests/x.yaml",
+            seen: "",
+        };
+        let prepared = |yaml: &str| {
+            let mut pod = Box::<Pod>::default();
+            let mut scratch = Box::<Pool>::default();
+            let p = crate::manifest::prepare(
+                yaml.as_bytes(),
+                &ctx,
+                &mut pod,
+                &mut scratch,
+                &mut |_| {},
+                &mut |_| {},
+            )
+            .unwrap();
+            (pod, p)
+        };
+        let doc = |policy: &str| {
+            std::format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\nspec:\n  containers:\n  - name: a\n    image: busybox\n{policy}  - name: b\n    image: busybox:1.36\n"
+            )
+        };
+        let (defaulted, _) = prepared(&doc(""));
+        let (written, _) = prepared(&doc("    imagePullPolicy: Always\n"));
+        let c = |p: &Pod, i: usize| p.spec.containers[i].clone();
+        assert_eq!(c(&defaulted, 0).image_pull_policy, Some(PullPolicy::Always));
+        assert!(c(&defaulted, 0).pull_policy_defaulted);
+        assert_eq!(c(&written, 0).image_pull_policy, Some(PullPolicy::Always));
+        assert!(!c(&written, 0).pull_policy_defaulted);
+        assert_eq!(
+            c(&defaulted, 1).image_pull_policy,
+            Some(PullPolicy::IfNotPresent)
+        );
+        assert!(c(&defaulted, 1).pull_policy_defaulted);
+
+        // Kept through the slot's encoding.
+        let mut buf = std::vec![0u8; 4096];
+        let n = defaulted.encode_postcard_into(&mut buf).unwrap();
+        let mut back = Box::<Pod>::default();
+        assert!(back.decode_postcard(&buf[..n]));
+        assert!(back.spec.containers[0].pull_policy_defaulted);
+
+        // Out of digests: the defaulted pod hashes as the same pod without the mark.
+        let input = |p: &Pod| {
+            let mut v = std::vec::Vec::new();
+            p.encode_for_digest(&mut |b| {
+                v.extend_from_slice(b);
+                true
+            });
+            v
+        };
+        let mut unmarked = defaulted.clone();
+        for c in unmarked.spec.containers.iter_mut() {
+            c.pull_policy_defaulted = false;
+        }
+        assert_eq!(input(&defaulted), input(&unmarked));
+        assert_ne!(input(&defaulted).len(), n);
     }
 }

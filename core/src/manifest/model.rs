@@ -618,6 +618,10 @@ pub struct Container {
     pub termination_message_policy: Option<TerminationMessagePolicy>,
     /// `restartPolicy` (init containers only: `Always` makes a sidecar).
     pub restart_policy: Option<ContainerRestartPolicy>,
+    /// Whether defaulting chose `image_pull_policy` (SPEC 2.3) rather than the manifest:
+    /// an offline node treats a defaulted `Always` differently (SPEC 2.3a). Kept in a
+    /// slot's spec; left out of digests, so it changes neither UIDs nor container digests.
+    pub pull_policy_defaulted: bool,
 }
 
 /// `tolerations` entry.
@@ -807,6 +811,9 @@ impl Rd<'_> {
 struct Wr<'o> {
     out: &'o mut dyn FnMut(&[u8]) -> bool,
     ok: bool,
+    /// Writing a digest's input: fields that record how a value came about rather than
+    /// what it is are left out, so adding one never changes a UID or container digest.
+    digest: bool,
 }
 
 impl Wr<'_> {
@@ -963,18 +970,21 @@ impl Wire for Pool {
     }
 }
 
+/// Fields after `|` are stored but left out of digests (see [`Wr::digest`]).
 macro_rules! wire_struct {
-    ($($t:ident { $($f:ident),* } $fresh:expr;)*) => {$(
+    ($($t:ident { $($f:ident),* $(| $($u:ident),*)? } $fresh:expr;)*) => {$(
         impl Wire for $t {
             fn fresh() -> Self {
                 $fresh
             }
             fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
                 $( self.$f.rd(r)?; )*
+                $($( self.$u.rd(r)?; )*)?
                 Some(())
             }
             fn wr(&self, w: &mut Wr<'_>) {
                 $( self.$f.wr(w); )*
+                $($( if !w.digest { self.$u.wr(w); } )*)?
             }
         }
     )*};
@@ -1016,7 +1026,7 @@ wire_struct! {
         name, image, image_pull_policy, command, args, working_dir, env, ports, resources,
         volume_mounts, liveness_probe, readiness_probe, startup_probe, lifecycle,
         security_context, stdin, tty, termination_message_path, termination_message_policy,
-        restart_policy
+        restart_policy | pull_policy_defaulted
     } Container::default();
     Toleration { key, operator, value, effect, toleration_seconds } Toleration::default();
     HostAlias { ip, hostnames } HostAlias::default();
@@ -1277,7 +1287,21 @@ impl Pod {
     /// [`Pod::decode_postcard`] reads them) to `out`, piece by piece, until `out` returns
     /// false; false if it did.
     pub fn encode_postcard(&self, out: &mut dyn FnMut(&[u8]) -> bool) -> bool {
-        let mut w = Wr { out, ok: true };
+        self.encode(out, false)
+    }
+
+    /// What a digest of the pod hashes: [`Pod::encode_postcard`] without the fields
+    /// that only record how a value came about ([`Container::pull_policy_defaulted`]).
+    pub fn encode_for_digest(&self, out: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        self.encode(out, true)
+    }
+
+    fn encode(&self, out: &mut dyn FnMut(&[u8]) -> bool, digest: bool) -> bool {
+        let mut w = Wr {
+            out,
+            ok: true,
+            digest,
+        };
         self.name.wr(&mut w);
         self.namespace.wr(&mut w);
         self.uid.wr(&mut w);
@@ -1304,9 +1328,22 @@ impl Pod {
 }
 
 impl Container {
-    /// Writes this container's postcard encoding to `out`, piece by piece (for digests).
+    /// Writes this container's postcard encoding to `out`, piece by piece.
     pub fn encode_postcard(&self, out: &mut dyn FnMut(&[u8]) -> bool) {
-        self.wr(&mut Wr { out, ok: true });
+        self.wr(&mut Wr {
+            out,
+            ok: true,
+            digest: false,
+        });
+    }
+
+    /// What a container digest hashes: as [`Pod::encode_for_digest`], for one container.
+    pub fn encode_for_digest(&self, out: &mut dyn FnMut(&[u8]) -> bool) {
+        self.wr(&mut Wr {
+            out,
+            ok: true,
+            digest: true,
+        });
     }
 }
 

@@ -213,6 +213,21 @@ impl<'s> Reconciler<'s> {
         }
     }
 
+    /// Retries now the containers waiting on a failed start for which `which(pod_uid,
+    /// container_index)` holds (index as in [`Pod::all_containers`]: init containers
+    /// first): the image one of them waited for has just been pulled, or its pull ended.
+    /// Others keep their backoff.
+    pub fn retry_waiting_if(&mut self, now: Instant, which: &mut dyn FnMut(&str, usize) -> bool) {
+        for s in self.inner.slots.iter_mut().filter(|s| s.used) {
+            let uid = s.uid.as_str();
+            for (i, c) in s.containers.iter_mut().enumerate() {
+                if which(uid, i) {
+                    c.retry_now(now);
+                }
+            }
+        }
+    }
+
     /// When `poll` next needs to run: the minimum over every pending deadline, derived from
     /// the pods' states (never before the last poll).
     pub fn poll_at(&self) -> Instant {

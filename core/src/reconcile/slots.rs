@@ -374,7 +374,7 @@ fn container_digest(pod: &Pod, index: usize) -> u64 {
     };
     // Hash the container's texts as well as its encoding: handles alone point into the pool.
     let mut h = Sha256::new();
-    c.encode_postcard(&mut |b| {
+    c.encode_for_digest(&mut |b| {
         h.update(b);
         true
     });

@@ -10,10 +10,10 @@
 use super::probes::{self, Target};
 use super::spec::{self, PodContext};
 use super::worker::{pod_worker, spawn_waiter, Done, Op, Reply, POD_IP_PENDING};
-use super::{AgentRuntime, Notice};
+use super::{AgentRuntime, Level, LogLine, Notice};
 use crate::cni::PortMapping;
 use crate::image::registry::{PullState, Puller};
-use crate::image::ImageStore;
+use crate::image::{ImageStore, ResolvedImage};
 use crate::runtime::{
     ContainerHandle, ContainerState, ExitReason, RuncRuntime, SandboxHandle, SandboxSpec,
 };
@@ -77,6 +77,8 @@ struct PodWorker {
 /// A container handle of the core.
 struct Ctr {
     pod_uid: String,
+    /// The image it was started from, as the manifest names it (empty when adopted).
+    image: String,
     runc_id: String,
     /// runc's handle, once started (or adopted).
     handle: Option<Arc<ContainerHandle>>,
@@ -109,6 +111,48 @@ pub struct LinuxRuntime {
     /// The Unix time (ms) of the core clock's epoch (see [`super::clock`]), to report
     /// adopted containers' start times as instants.
     boot_unix_ms: u64,
+    /// Containers (pod uid, index) whose start waits for a pull: the reference, and
+    /// whether that pull has ended since (then its outcome decides the next start).
+    pull_waits: HashMap<(String, usize), PullWait>,
+    /// Containers to retry at once, taken by [`AgentRuntime::take_retries`].
+    retries: Vec<(String, usize)>,
+    /// Events about pods for the log, taken by [`AgentRuntime::take_pod_events`].
+    pod_events: Vec<LogLine>,
+    /// A pull ended since the last image collection was asked for.
+    pulled_since_gc: bool,
+    /// An image collection runs (on a thread of its own).
+    collecting: bool,
+}
+
+/// What a container asks of the image store.
+struct Want<'a> {
+    reference: &'a str,
+    policy: PullPolicy,
+    /// The policy was chosen by defaulting (SPEC 2.3a).
+    defaulted: bool,
+    /// No earlier run of this container in this pod (restart count 0).
+    first_start: bool,
+}
+
+/// Why [`LinuxRuntime::image_for`] gives no image to start from as such.
+enum Fallback {
+    /// Start from this local image: no registry could be reached.
+    Local {
+        image: Box<ResolvedImage>,
+        /// The pull's error.
+        why: String,
+        /// The node's settings give no endpoint at all (expected, not a fault).
+        air_gapped: bool,
+    },
+    /// The start fails with this error.
+    No(LinuxError),
+}
+
+/// A container's wait for the pull of its image.
+#[derive(Debug)]
+struct PullWait {
+    reference: String,
+    ended: bool,
 }
 
 impl std::fmt::Debug for LinuxRuntime {
@@ -185,9 +229,15 @@ impl LinuxRuntime {
     pub fn new(runc: RuncRuntime, images: ImageStore, wake: Arc<Notify>) -> Self {
         let (tx, rx) = mpsc::channel();
         let images = Arc::new(images);
-        let pull_wake = wake.clone();
-        let puller = Puller::new(images.clone(), Arc::new(move || pull_wake.notify_one()));
         let seccomp_dir = runc.config().root_dir.join("seccomp");
+        let ended = Reply {
+            tx: tx.clone(),
+            wake: wake.clone(),
+        };
+        let puller = Puller::new(
+            images.clone(),
+            Arc::new(move |r: &str| ended.send(Done::PullEnded(r.to_string()))),
+        );
         LinuxRuntime {
             runc: Arc::new(runc),
             images,
@@ -208,6 +258,46 @@ impl LinuxRuntime {
             finishing: Vec::new(),
             seccomp_dir,
             boot_unix_ms: super::clock::boot_unix_ms(),
+            pull_waits: HashMap::new(),
+            retries: Vec::new(),
+            pod_events: Vec::new(),
+            pulled_since_gc: false,
+            collecting: false,
+        }
+    }
+
+    /// Whether a pull ended since the last call (the image filesystem may have grown).
+    pub fn pulled_since_gc(&mut self) -> bool {
+        std::mem::take(&mut self.pulled_since_gc)
+    }
+
+    /// The images of the containers this runtime started and still knows.
+    pub fn images_in_use(&self) -> impl Iterator<Item = &str> {
+        self.containers.values().map(|c| c.image.as_str())
+    }
+
+    /// Starts an image garbage collection with `policy` on a thread of its own, unless
+    /// one runs; `in_use` are the images no collection may remove. Its outcome comes
+    /// back as an event in the log.
+    pub fn collect_images(&mut self, in_use: Vec<String>, policy: crate::image::GcPolicy) {
+        if self.collecting {
+            return;
+        }
+        let images = self.images.clone();
+        let reply = self.reply.clone();
+        let spawned = std::thread::Builder::new()
+            .name("keel-image-gc".into())
+            .spawn(move || {
+                let r = images
+                    .collect_images(&in_use, &policy, std::time::SystemTime::now())
+                    .map_err(|e| e.to_string());
+                reply.send(Done::ImagesCollected(r));
+            });
+        match spawned {
+            Ok(_) => self.collecting = true,
+            Err(e) => self.notices.push(Notice(format!(
+                "cannot start an image garbage collection thread: {e}"
+            ))),
         }
     }
 
@@ -220,6 +310,122 @@ impl LinuxRuntime {
     /// The image store.
     pub fn images(&self) -> &ImageStore {
         &self.images
+    }
+
+    /// The image a container starts from, by its pull policy, as the kubelet decides:
+    /// `Never` uses the store only; `IfNotPresent` pulls a missing image; `Always` also
+    /// checks the registry before the container's first start (a restart after an exit
+    /// starts from the store and refreshes it in the background for the next one). Pulls
+    /// run off this loop, one per reference: meanwhile the start fails with `ImagePull`
+    /// (the core retries it after the image backoff: `ErrImagePull`, then
+    /// `ImagePullBackOff`), and when the pull ends the container is retried at once and
+    /// acts on its outcome without pulling again. SPEC 2.3a: a *defaulted* `Always` whose
+    /// pull found no registry reachable starts from the local copy
+    /// ([`Fallback::Local`], logged as an event); a written one waits for the registry.
+    fn image_for(
+        &mut self,
+        key: &(String, usize),
+        want: &Want<'_>,
+    ) -> Result<ResolvedImage, Fallback> {
+        let r = want.reference;
+        let fail = |kind, m: String| Fallback::No(err(kind, m));
+        let present = self
+            .images
+            .resolve(r)
+            .map_err(|e| fail(PlatformErrorKind::ImagePull, format!("image {r}: {e}")))?;
+        // The outcome of the pull this container waited for, when that is why it is
+        // retried now (consumed here: the next retry, at its backoff, pulls again).
+        let ended = match self.pull_waits.remove(key) {
+            Some(w) if w.ended && w.reference == r => self.puller.outcome(r),
+            _ => None,
+        };
+        let need_pull = match want.policy {
+            PullPolicy::Never => false,
+            PullPolicy::IfNotPresent => present.is_none(),
+            PullPolicy::Always => present.is_none() || want.first_start,
+        };
+        if !need_pull {
+            return match present {
+                Some(img) => {
+                    if want.policy == PullPolicy::Always {
+                        // Refreshed for the next start.
+                        self.puller.ensure(r);
+                    }
+                    Ok(img)
+                }
+                None => Err(fail(
+                    PlatformErrorKind::ImageNotPresent,
+                    format!("image {r} is not present on this node and imagePullPolicy is Never; pull it with `keel image pull {r}` or import it"),
+                )),
+            };
+        }
+        // An air-gapped node with no endpoint for this registry: nothing to try.
+        let offline = crate::image::Reference::parse(r).map(|p| {
+            crate::image::RegistryConfig::load(self.images.root_dir())
+                .map(|cfg| cfg.offline_reason(p.domain()))
+        });
+        let offline = match offline {
+            Ok(Ok(reason)) => reason,
+            Ok(Err(e)) | Err(e) => {
+                return Err(fail(
+                    PlatformErrorKind::ImagePull,
+                    format!("image {r}: {e}"),
+                ));
+            }
+        };
+        let ended = match (ended, &offline) {
+            // Known without trying: no registry can be reached.
+            (None, Some(reason)) => Some(Err(crate::image::registry::Failure {
+                message: format!("no endpoint to try: {reason}"),
+                unreachable: true,
+            })),
+            (e, _) => e,
+        };
+        let is_present = present.is_some();
+        match (ended, present) {
+            (Some(Ok(())), Some(img)) => return Ok(img),
+            (Some(Err(f)), Some(img)) if want.defaulted && f.unreachable => {
+                return Err(Fallback::Local {
+                    image: Box::new(img),
+                    why: f.message,
+                    air_gapped: offline.is_some(),
+                });
+            }
+            (Some(Err(_)), None) if offline.is_some() => {
+                let reason = offline.unwrap_or_default();
+                return Err(fail(
+                    PlatformErrorKind::ImageNotPresent,
+                    format!("image {r} is not present on this node and cannot be pulled: {reason}; import it with `keel image import`"),
+                ));
+            }
+            (Some(Err(f)), _) => {
+                return Err(fail(
+                    PlatformErrorKind::ImagePull,
+                    format!("pulling image {r} failed: {}", f.message),
+                ));
+            }
+            // Pulled, then gone before this start (removed meanwhile): pull again.
+            (Some(Ok(())), None) | (None, _) => {}
+        }
+        let st = self.puller.ensure(r);
+        self.pull_waits.insert(
+            key.clone(),
+            PullWait {
+                reference: r.to_string(),
+                ended: false,
+            },
+        );
+        let m = match st {
+            PullState {
+                last_error: Some(e),
+                ..
+            } => format!("pulling image {r} again; the last pull failed: {e}"),
+            _ if is_present => format!(
+                "pulling image {r}: imagePullPolicy Always checks the registry before the container's first start"
+            ),
+            _ => format!("pulling image {r}"),
+        };
+        Err(fail(PlatformErrorKind::ImagePull, m))
     }
 
     fn alloc(&mut self) -> u32 {
@@ -321,12 +527,23 @@ impl LinuxRuntime {
             },
         };
         let pod_dir = self.runc.pod_dir(pod.uid);
-        let tmpfs: Vec<PathBuf> = p
+        // Memory-backed emptyDirs: a tmpfs each, its size the volume's sizeLimit.
+        let tmpfs: Vec<(PathBuf, Option<u64>)> = p
             .spec
             .volumes
             .iter()
-            .filter(|v| matches!(v.source, VolumeSource::EmptyDir { memory: true, .. }))
-            .map(|v| spec::empty_dir_path(&pod_dir, p.s(v.name)))
+            .filter_map(|v| match v.source {
+                VolumeSource::EmptyDir {
+                    memory: true,
+                    size_limit,
+                } => Some((
+                    spec::empty_dir_path(&pod_dir, p.s(v.name)),
+                    size_limit
+                        .and_then(|q| q.scaled_ceil(0))
+                        .and_then(|b| u64::try_from(b).ok()),
+                )),
+                _ => None,
+            })
             .collect();
         Op::CreateSandbox(Box::new(spec), tmpfs)
     }
@@ -427,6 +644,21 @@ impl AgentRuntime for LinuxRuntime {
         std::mem::take(&mut self.notices)
     }
 
+    fn take_pod_events(&mut self) -> Vec<LogLine> {
+        std::mem::take(&mut self.pod_events)
+    }
+
+    fn take_retries(&mut self) -> Vec<(String, usize)> {
+        std::mem::take(&mut self.retries)
+    }
+
+    fn exec_runtime(&self) -> Option<(PathBuf, PathBuf)> {
+        Some((
+            self.runc.config().runc_path.clone(),
+            self.runc.runc_root().to_path_buf(),
+        ))
+    }
+
     /// Lets every pod worker finish what it was asked to do (removals above all), for at
     /// most `timeout`. Workers of live pods are told nothing new: their pods keep running.
     fn shutdown(&mut self, timeout: std::time::Duration) {
@@ -449,6 +681,22 @@ impl Runtime for LinuxRuntime {
     type Error = LinuxError;
 
     fn create_sandbox(&mut self, pod: PodRef<'_>) -> Result<(), LinuxError> {
+        let p = pod.pod;
+        for v in &p.spec.volumes {
+            if let VolumeSource::EmptyDir {
+                memory: false,
+                size_limit: Some(q),
+            } = v.source
+            {
+                self.notices.push(Notice(format!(
+                    "pod {}/{}: emptyDir {} sizeLimit {} is not enforced on disk: the kubelet never evicts static pods (they are critical pods), and keel does not either; medium: Memory makes it a tmpfs of that size",
+                    p.opt(p.namespace).unwrap_or("default"),
+                    p.s(p.name),
+                    p.s(v.name),
+                    p.s(q.text)
+                )));
+            }
+        }
         let op = self.sandbox_op(pod);
         let w = self.worker(pod.uid, pod.pod.spec.host_network, None);
         w.sandbox_sent = true;
@@ -458,6 +706,7 @@ impl Runtime for LinuxRuntime {
 
     fn remove_sandbox(&mut self, uid: &str) -> Result<(), LinuxError> {
         self.finishing.retain(|t| !t.is_finished());
+        self.pull_waits.retain(|(u, _), _| u != uid);
         let (tx, thread) = match self.pods.remove(uid) {
             Some(mut w) => (w.tx, w.thread.take()),
             None => {
@@ -492,66 +741,46 @@ impl Runtime for LinuxRuntime {
         };
         let image_ref = p.s(c.image).to_string();
         let key = (pod.uid.to_string(), index);
-        // Pull policies as the kubelet's: Never uses the store only; IfNotPresent pulls a
-        // missing image; Always also refreshes a present one. Pulls run off this loop
-        // (one per reference): the start fails with ImagePull meanwhile and the core
-        // retries it after the image backoff (ErrImagePull, then ImagePullBackOff).
-        let policy = c.image_pull_policy.unwrap_or(PullPolicy::IfNotPresent);
-        let image = match self.images.resolve(&image_ref) {
-            Ok(Some(img)) => {
-                if policy == PullPolicy::Always {
-                    // The local copy starts now (what SPEC 2.3a asks of an offline node);
-                    // the refreshed image serves the next start.
-                    self.puller.ensure(&image_ref);
-                }
-                img
-            }
-            Ok(None) if policy == PullPolicy::Never => {
-                let m = format!(
-                    "image {image_ref} is not present on this node and imagePullPolicy is Never; pull it with `keel image pull {image_ref}` or import it"
+        let want = Want {
+            reference: &image_ref,
+            policy: c.image_pull_policy.unwrap_or(PullPolicy::IfNotPresent),
+            defaulted: c.pull_policy_defaulted,
+            first_start: restart_count == 0,
+        };
+        let image = match self.image_for(&key, &want) {
+            Ok(img) => img,
+            Err(Fallback::Local {
+                image: img,
+                why,
+                air_gapped,
+            }) => {
+                let name = format!(
+                    "{}/{}",
+                    p.opt(p.namespace).unwrap_or("default"),
+                    p.s(p.name)
                 );
-                self.messages.insert(key, m.clone());
-                return Err(err(PlatformErrorKind::ImageNotPresent, m));
+                self.pod_events.push(
+                    LogLine::new(
+                        if air_gapped { Level::Info } else { Level::Warn },
+                        &name,
+                        format!(
+                            "no registry could be reached for {image_ref}, so the container starts from the image already on this node (its imagePullPolicy is Always only by default, for an untagged or :latest image); the pull was: {why}"
+                        ),
+                    )
+                    .about(p.s(c.name), "LocalImageFallback"),
+                );
+                *img
             }
-            Ok(None) => {
-                // An air-gapped node without a mirror for this registry cannot pull it.
-                let offline = crate::image::Reference::parse(&image_ref).map(|r| {
-                    crate::image::RegistryConfig::load(self.images.root_dir())
-                        .map(|cfg| cfg.offline_reason(r.domain()))
-                });
-                match offline {
-                    Ok(Ok(Some(reason))) => {
-                        let m = format!(
-                            "image {image_ref} is not present on this node and cannot be pulled: {reason}; import it with `keel image import`"
-                        );
-                        self.messages.insert(key, m.clone());
-                        return Err(err(PlatformErrorKind::ImageNotPresent, m));
-                    }
-                    Ok(Err(e)) | Err(e) => {
-                        let m = format!("image {image_ref}: {e}");
-                        self.messages.insert(key, m.clone());
-                        return Err(err(PlatformErrorKind::ImagePull, m));
-                    }
-                    Ok(Ok(None)) => {}
-                }
-                let m = match self.puller.ensure(&image_ref) {
-                    PullState {
-                        last_error: Some(e),
-                        ..
-                    } => format!("pulling image {image_ref} again; the last pull failed: {e}"),
-                    PullState {
-                        last_error: None, ..
-                    } => format!("pulling image {image_ref}"),
-                };
-                self.messages.insert(key, m.clone());
-                return Err(err(PlatformErrorKind::ImagePull, m));
-            }
-            Err(e) => {
-                let m = format!("image {image_ref}: {e}");
-                self.messages.insert(key, m.clone());
-                return Err(err(PlatformErrorKind::ImagePull, m));
+            Err(Fallback::No(e)) => {
+                self.messages.insert(key, e.message.clone());
+                return Err(e);
             }
         };
+        if let Err(e) = self.images.mark_used(&image.manifest_digest) {
+            self.notices.push(Notice(format!(
+                "recording the use of image {image_ref} (for image garbage collection): {e}"
+            )));
+        }
         let pod_dir = self.runc.pod_dir(pod.uid);
         let host_network = p.spec.host_network;
         let spec = {
@@ -572,6 +801,7 @@ impl Runtime for LinuxRuntime {
             h,
             Ctr {
                 pod_uid: pod.uid.to_string(),
+                image: image_ref.clone(),
                 runc_id: spec.id.clone(),
                 handle: None,
                 state: RunState::Creating,
@@ -716,6 +946,19 @@ impl Runtime for LinuxRuntime {
                     }
                 }
                 Done::Message(m) => self.notices.push(Notice(m)),
+                Done::ImagesCollected(r) => {
+                    self.collecting = false;
+                    self.pod_events.extend(gc_lines(r));
+                }
+                Done::PullEnded(r) => {
+                    self.pulled_since_gc = true;
+                    for (key, w) in self.pull_waits.iter_mut() {
+                        if w.reference == r && !w.ended {
+                            w.ended = true;
+                            self.retries.push(key.clone());
+                        }
+                    }
+                }
             }
         }
     }
@@ -783,6 +1026,7 @@ impl Runtime for LinuxRuntime {
                 h,
                 Ctr {
                     pod_uid: uid.clone(),
+                    image: String::new(),
                     runc_id: ch.id.clone(),
                     handle: Some(Arc::new(ch.clone())),
                     state,
@@ -812,6 +1056,44 @@ impl Runtime for LinuxRuntime {
                 state,
                 started_at,
             });
+        }
+    }
+}
+
+/// The log lines of an image collection's outcome.
+fn gc_lines(r: Result<Option<crate::image::ImageGcReport>, String>) -> Vec<LogLine> {
+    let mib = |b: u64| b as f64 / 1048576.0;
+    match r {
+        Ok(None) => Vec::new(),
+        Err(e) => vec![LogLine::new(
+            Level::Warn,
+            "",
+            format!("image garbage collection failed: {e}"),
+        )
+        .about("", "ImageGCFailed")],
+        Ok(Some(rep)) => {
+            let names: Vec<String> = rep.removed.iter().map(|i| i.references.join(" ")).collect();
+            let mut m = format!(
+                "image filesystem {}% used: removed {} unused image(s), longest unused first ({}), freeing {:.1} of the {:.1} MiB wanted; now {}% used ({} image(s) in use kept",
+                rep.before.percent(),
+                rep.removed.len(),
+                if names.is_empty() { "none".to_string() } else { names.join(", ") },
+                mib(rep.after.available.saturating_sub(rep.before.available)),
+                mib(rep.wanted),
+                rep.after.percent(),
+                rep.in_use,
+            );
+            if rep.too_young > 0 {
+                m += &format!(", {} kept as younger than the minimum age", rep.too_young);
+            }
+            m.push(')');
+            let freed = rep.after.available >= rep.before.available + rep.wanted;
+            let (level, event) = if freed {
+                (Level::Info, "ImagesRemoved")
+            } else {
+                (Level::Warn, "FreeDiskSpaceFailed")
+            };
+            vec![LogLine::new(level, "", m).about("", event)]
         }
     }
 }

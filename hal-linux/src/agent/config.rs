@@ -62,9 +62,14 @@ pub struct AgentConfig {
     pub print_systemd_unit: bool,
     /// The flags as given (without `--print-systemd-unit`), for the unit's ExecStart.
     pub args: Vec<String>,
+    /// Where the `<pod>_<ns>_<container>-<id>.log` symlinks go (`--container-logs-dir`,
+    /// the kubelet's fixed `/var/log/containers`).
+    pub container_logs_dir: PathBuf,
     /// The API server to register with and mirror pods to (`--kubeconfig`); `None`
     /// without one (standalone).
     pub cluster: Option<crate::cluster::Settings>,
+    /// When unused images are removed (the kubelet's image GC settings).
+    pub image_gc: crate::image::GcPolicy,
 }
 
 impl Default for AgentConfig {
@@ -93,7 +98,9 @@ impl Default for AgentConfig {
             seccomp_default: false,
             print_systemd_unit: false,
             args: Vec::new(),
+            container_logs_dir: PathBuf::from("/var/log/containers"),
             cluster: None,
+            image_gc: crate::image::GcPolicy::default(),
         }
     }
 }
@@ -169,6 +176,9 @@ pub const APPLIED_CONFIG_FIELDS: &[&str] = &[
     "nodeLeaseDurationSeconds",
     "registerNode",
     "registerWithTaints",
+    "imageGCHighThresholdPercent",
+    "imageGCLowThresholdPercent",
+    "imageMinimumGCAge",
 ];
 
 fn apply_kubelet_config(
@@ -281,6 +291,33 @@ fn apply_kubelet_config(
             ))
         })?;
     }
+    for (key, slot) in [
+        (
+            "imageGCHighThresholdPercent",
+            &mut cfg.image_gc.high_percent,
+        ),
+        ("imageGCLowThresholdPercent", &mut cfg.image_gc.low_percent),
+    ] {
+        if let Some(x) = v.get(key) {
+            *slot = x
+                .as_u64()
+                .and_then(|n| u8::try_from(n).ok())
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "--config {}: {key} must be a percentage (0-100)",
+                        path.display()
+                    ))
+                })?;
+        }
+    }
+    if let Some(d) = v.get("imageMinimumGCAge").and_then(|x| x.as_str()) {
+        cfg.image_gc.min_age = parse_duration(d).ok_or_else(|| {
+            ConfigError(format!(
+                "--config {}: imageMinimumGCAge {d:?} is not a duration",
+                path.display()
+            ))
+        })?;
+    }
     if let Some(map) = v.as_mapping() {
         for k in map.keys() {
             let k = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
@@ -294,215 +331,75 @@ fn apply_kubelet_config(
 
 /// Every flag of the kubelet (current ones and those removed in recent releases that
 /// kubelet units still carry), without the leading `--`: keel accepts those it does not
-/// implement with one warning each; any other unknown flag is an error.
-pub const KUBELET_FLAGS: &[&str] = &[
-    "add-dir-header",
-    "address",
-    "allowed-unsafe-sysctls",
-    "alsologtostderr",
-    "anonymous-auth",
-    "application-metrics-count-limit",
-    "authentication-token-webhook",
-    "authentication-token-webhook-cache-ttl",
-    "authorization-mode",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "azure-container-registry-config",
-    "boot-id-file",
-    "bootstrap-checkpoint-path",
-    "bootstrap-kubeconfig",
-    "cadvisor-port",
-    "cert-dir",
-    "cgroup-driver",
-    "cgroup-root",
-    "cgroups-per-qos",
-    "chaos-chance",
-    "client-ca-file",
-    "cloud-config",
-    "cloud-provider",
-    "cluster-dns",
-    "cluster-domain",
-    "cni-bin-dir",
-    "cni-cache-dir",
-    "cni-conf-dir",
-    "config",
-    "config-dir",
-    "container-hints",
-    "container-log-max-files",
-    "container-log-max-size",
-    "container-log-max-workers",
-    "container-log-monitor-interval",
-    "container-runtime",
-    "container-runtime-endpoint",
-    "containerd",
-    "containerd-namespace",
-    "containerized",
-    "contention-profiling",
-    "cpu-cfs-quota",
-    "cpu-cfs-quota-period",
-    "cpu-manager-policy",
-    "cpu-manager-policy-options",
-    "cpu-manager-reconcile-period",
-    "docker",
-    "docker-endpoint",
-    "docker-env-metadata-whitelist",
-    "docker-only",
-    "docker-root",
-    "docker-tls",
-    "docker-tls-ca",
-    "docker-tls-cert",
-    "docker-tls-key",
-    "dynamic-config-dir",
-    "enable-cadvisor-json-endpoints",
-    "enable-controller-attach-detach",
-    "enable-debugging-handlers",
-    "enable-load-reader",
-    "enable-server",
-    "enforce-node-allocatable",
-    "event-burst",
-    "event-qps",
-    "event-storage-age-limit",
-    "event-storage-event-limit",
-    "eviction-hard",
-    "eviction-max-pod-grace-period",
-    "eviction-minimum-reclaim",
-    "eviction-pressure-transition-period",
-    "eviction-soft",
-    "eviction-soft-grace-period",
-    "exit-on-lock-contention",
-    "experimental-allocatable-ignore-eviction",
-    "experimental-allowed-unsafe-sysctls",
-    "experimental-bootstrap-kubeconfig",
-    "experimental-check-node-capabilities-before-mount",
-    "experimental-dockershim-root-directory",
-    "experimental-kernel-memcg-notification",
-    "experimental-mounter-path",
-    "fail-cgroupv1",
-    "fail-swap-on",
-    "feature-gates",
-    "file-check-frequency",
-    "global-housekeeping-interval",
-    "hairpin-mode",
-    "healthz-bind-address",
-    "healthz-port",
-    "help",
-    "hostname-override",
-    "housekeeping-interval",
-    "http-check-frequency",
-    "image-credential-provider-bin-dir",
-    "image-credential-provider-config",
-    "image-gc-high-threshold",
-    "image-gc-low-threshold",
-    "image-pull-progress-deadline",
-    "image-service-endpoint",
-    "iptables-drop-bit",
-    "iptables-masquerade-bit",
-    "keep-terminated-pod-volumes",
-    "kernel-memcg-notification",
-    "kube-api-burst",
-    "kube-api-content-type",
-    "kube-api-qps",
-    "kube-reserved",
-    "kube-reserved-cgroup",
-    "kubeconfig",
-    "kubelet-cgroups",
-    "local-storage-capacity-isolation",
-    "lock-file",
-    "log-backtrace-at",
-    "log-cadvisor-usage",
-    "log-dir",
-    "log-file",
-    "log-file-max-size",
-    "log-flush-frequency",
-    "log-json-info-buffer-size",
-    "log-json-split-stream",
-    "log-text-info-buffer-size",
-    "log-text-split-stream",
-    "logging-format",
-    "logtostderr",
-    "machine-id-file",
-    "make-iptables-util-chains",
-    "manifest-url",
-    "manifest-url-header",
-    "master-service-namespace",
-    "max-open-files",
-    "max-pods",
-    "maximum-dead-containers",
-    "maximum-dead-containers-per-container",
-    "memory-manager-policy",
-    "minimum-container-ttl-duration",
-    "minimum-image-ttl-duration",
-    "network-plugin",
-    "network-plugin-dir",
-    "network-plugin-mtu",
-    "node-ip",
-    "node-labels",
-    "node-status-max-images",
-    "node-status-update-frequency",
-    "non-masquerade-cidr",
-    "one-output",
-    "oom-score-adj",
-    "pod-cidr",
-    "pod-infra-container-image",
-    "pod-manifest-path",
-    "pod-max-pids",
-    "pods-per-core",
-    "port",
-    "protect-kernel-defaults",
-    "provider-id",
-    "qos-reserved",
-    "read-only-port",
-    "really-crash-for-testing",
-    "redirect-container-streaming",
-    "register-node",
-    "register-schedulable",
-    "register-with-taints",
-    "registry-burst",
-    "registry-qps",
-    "reserved-cpus",
-    "reserved-memory",
-    "resolv-conf",
-    "root-dir",
-    "rotate-certificates",
-    "rotate-server-certificates",
-    "runonce",
-    "runtime-cgroups",
-    "runtime-request-timeout",
-    "seccomp-default",
-    "seccomp-profile-root",
-    "serialize-image-pulls",
-    "skip-headers",
-    "skip-log-headers",
-    "stderrthreshold",
-    "storage-driver-buffer-duration",
-    "storage-driver-db",
-    "storage-driver-host",
-    "storage-driver-password",
-    "storage-driver-secure",
-    "storage-driver-table",
-    "storage-driver-user",
-    "streaming-connection-idle-timeout",
-    "sync-frequency",
-    "system-cgroups",
-    "system-reserved",
-    "system-reserved-cgroup",
-    "tls-cert-file",
-    "tls-cipher-suites",
-    "tls-min-version",
-    "tls-private-key-file",
-    "topology-manager-policy",
-    "topology-manager-policy-options",
-    "topology-manager-scope",
-    "v",
-    "version",
-    "vmodule",
-    "volume-plugin-dir",
-    "volume-stats-agg-period",
-];
+/// implement with one warning each; any other unknown flag is an error. One string,
+/// separated by whitespace (see `runtime::seccomp::ALLOWED` for why not a slice).
+pub const KUBELET_FLAGS: &str = "\
+    add-dir-header address allowed-unsafe-sysctls alsologtostderr anonymous-auth \
+    application-metrics-count-limit authentication-token-webhook \
+    authentication-token-webhook-cache-ttl authorization-mode \
+    authorization-webhook-cache-authorized-ttl \
+    authorization-webhook-cache-unauthorized-ttl azure-container-registry-config \
+    boot-id-file bootstrap-checkpoint-path bootstrap-kubeconfig cadvisor-port cert-dir \
+    cgroup-driver cgroup-root cgroups-per-qos chaos-chance client-ca-file cloud-config \
+    cloud-provider cluster-dns cluster-domain cni-bin-dir cni-cache-dir cni-conf-dir \
+    config config-dir container-hints container-log-max-files container-log-max-size \
+    container-log-max-workers container-log-monitor-interval container-runtime \
+    container-runtime-endpoint containerd containerd-namespace containerized \
+    contention-profiling cpu-cfs-quota cpu-cfs-quota-period cpu-manager-policy \
+    cpu-manager-policy-options cpu-manager-reconcile-period docker docker-endpoint \
+    docker-env-metadata-whitelist docker-only docker-root docker-tls docker-tls-ca \
+    docker-tls-cert docker-tls-key dynamic-config-dir enable-cadvisor-json-endpoints \
+    enable-controller-attach-detach enable-debugging-handlers enable-load-reader \
+    enable-server enforce-node-allocatable event-burst event-qps event-storage-age-limit \
+    event-storage-event-limit eviction-hard eviction-max-pod-grace-period \
+    eviction-minimum-reclaim eviction-pressure-transition-period eviction-soft \
+    eviction-soft-grace-period exit-on-lock-contention \
+    experimental-allocatable-ignore-eviction experimental-allowed-unsafe-sysctls \
+    experimental-bootstrap-kubeconfig experimental-check-node-capabilities-before-mount \
+    experimental-dockershim-root-directory experimental-kernel-memcg-notification \
+    experimental-mounter-path fail-cgroupv1 fail-swap-on feature-gates \
+    file-check-frequency global-housekeeping-interval hairpin-mode healthz-bind-address \
+    healthz-port help hostname-override housekeeping-interval http-check-frequency \
+    image-credential-provider-bin-dir image-credential-provider-config \
+    image-gc-high-threshold image-gc-low-threshold image-pull-progress-deadline \
+    image-service-endpoint iptables-drop-bit iptables-masquerade-bit \
+    keep-terminated-pod-volumes kernel-memcg-notification kube-api-burst \
+    kube-api-content-type kube-api-qps kube-reserved kube-reserved-cgroup kubeconfig \
+    kubelet-cgroups local-storage-capacity-isolation lock-file log-backtrace-at \
+    log-cadvisor-usage log-dir log-file log-file-max-size log-flush-frequency \
+    log-json-info-buffer-size log-json-split-stream log-text-info-buffer-size \
+    log-text-split-stream logging-format logtostderr machine-id-file \
+    make-iptables-util-chains manifest-url manifest-url-header master-service-namespace \
+    max-open-files max-pods maximum-dead-containers \
+    maximum-dead-containers-per-container memory-manager-policy \
+    minimum-container-ttl-duration minimum-image-ttl-duration network-plugin \
+    network-plugin-dir network-plugin-mtu node-ip node-labels node-status-max-images \
+    node-status-update-frequency non-masquerade-cidr one-output oom-score-adj pod-cidr \
+    pod-infra-container-image pod-manifest-path pod-max-pids pods-per-core port \
+    protect-kernel-defaults provider-id qos-reserved read-only-port \
+    really-crash-for-testing redirect-container-streaming register-node \
+    register-schedulable register-with-taints registry-burst registry-qps reserved-cpus \
+    reserved-memory resolv-conf root-dir rotate-certificates rotate-server-certificates \
+    runonce runtime-cgroups runtime-request-timeout seccomp-default seccomp-profile-root \
+    serialize-image-pulls skip-headers skip-log-headers stderrthreshold \
+    storage-driver-buffer-duration storage-driver-db storage-driver-host \
+    storage-driver-password storage-driver-secure storage-driver-table \
+    storage-driver-user streaming-connection-idle-timeout sync-frequency system-cgroups \
+    system-reserved system-reserved-cgroup tls-cert-file tls-cipher-suites \
+    tls-min-version tls-private-key-file topology-manager-policy \
+    topology-manager-policy-options topology-manager-scope v version vmodule \
+    volume-plugin-dir volume-stats-agg-period \
+";
+
+/// Whether `name` is a kubelet flag ([`KUBELET_FLAGS`]).
+pub fn is_kubelet_flag(name: &str) -> bool {
+    KUBELET_FLAGS.split_whitespace().any(|f| f == name)
+}
 
 /// keel's own flags besides the kubelet's it implements.
 const KEEL_FLAGS: &[&str] = &[
     "pod-logs-dir",
+    "container-logs-dir",
     "socket",
     "runc",
     "cgroup-parent",
@@ -533,9 +430,10 @@ fn distance(a: &str, b: &str) -> usize {
 fn unknown_flag(name: &str) -> ConfigError {
     let nearest = KEEL_FLAGS
         .iter()
-        .chain(KUBELET_FLAGS)
+        .copied()
+        .chain(KUBELET_FLAGS.split_whitespace())
         .filter(|f| f.len() > 1)
-        .map(|f| (distance(name, f), *f))
+        .map(|f| (distance(name, f), f))
         .min();
     let hint = match nearest {
         Some((d, f)) if d <= 3 => format!(" (did you mean --{f}?)"),
@@ -564,16 +462,25 @@ usage: keel agent [flags]
                                podLogsDir, containerLogMaxSize, containerLogMaxFiles,
                                healthzPort, healthzBindAddress, seccompDefault,
                                nodeStatusUpdateFrequency, nodeLeaseDurationSeconds,
-                               registerNode, registerWithTaints); flags win over it
+                               registerNode, registerWithTaints,
+                               imageGCHighThresholdPercent, imageGCLowThresholdPercent,
+                               imageMinimumGCAge); flags win over it
   --file-check-frequency DUR   full re-list period (default 20s; inotify reacts at once)
   --hostname-override NAME     node name (default: the host name)
   --root-dir DIR               images, pod state, runc state (default /var/lib/keel)
   --pod-logs-dir DIR           container logs (default /var/log/pods)
+  --container-logs-dir DIR     <pod>_<ns>_<container>-<id>.log symlinks to the live logs,
+                               for log shippers (default /var/log/containers)
   --socket PATH                control socket (default /run/keel/keel.sock)
   --container-log-max-size Q   rotate logs at this size (default 10Mi)
   --container-log-max-files N  log files kept per container (default 5)
   --runc PATH                  runc binary (default: found on PATH)
   --max-pods N                 pod capacity (default 110)
+  --image-gc-high-threshold N  remove unused images, used longest ago first, when the disk
+                               holding the root dir is N% full (default 85; 100: never)
+  --image-gc-low-threshold N   ... down to N% (default 80)
+  --minimum-image-ttl-duration DUR  never remove an image pulled or used within DUR
+                               (default 2m)
   --cgroup-parent PATH         absolute cgroup all pods go under (default /keel)
   --cni-conf-dir DIR           CNI networks: the first .conflist/.conf/.json file is used;
                                keel writes its default network there when there is none
@@ -756,10 +663,27 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
                 }
             }
             "node-ip" => node_ip = Some(need(value)?),
+            "image-gc-high-threshold" | "image-gc-low-threshold" => {
+                let v = need(value)?;
+                let n: u8 = v.parse().map_err(|_| {
+                    ConfigError(format!("--{name} {v:?} is not a percentage (0-100)"))
+                })?;
+                if name == "image-gc-high-threshold" {
+                    cfg.image_gc.high_percent = n;
+                } else {
+                    cfg.image_gc.low_percent = n;
+                }
+            }
+            "minimum-image-ttl-duration" => {
+                let v = need(value)?;
+                cfg.image_gc.min_age = parse_duration(&v)
+                    .ok_or_else(|| ConfigError(format!("--{name} {v:?} is not a duration")))?;
+            }
             "allow-insecure-manifests" => cfg.allow_insecure = value.is_none_or(|v| v != "false"),
             "drain-on-exit" => cfg.drain_on_exit = value.is_none_or(|v| v != "false"),
             "seccomp-default" => cfg.seccomp_default = value.is_none_or(|v| v != "false"),
             "print-systemd-unit" => cfg.print_systemd_unit = value.is_none_or(|v| v != "false"),
+            "container-logs-dir" => cfg.container_logs_dir = PathBuf::from(need(value)?),
             "healthz-port" => {
                 let v = need(value)?;
                 cfg.healthz_port = v.parse().map_err(|_| {
@@ -774,7 +698,7 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
                     ConfigError(format!("--healthz-bind-address {v:?} is not an IP address"))
                 })?;
             }
-            other if KUBELET_FLAGS.contains(&other) => cfg.ignored_flags.push(format!("--{other}")),
+            other if is_kubelet_flag(other) => cfg.ignored_flags.push(format!("--{other}")),
             other => return Err(unknown_flag(other)),
         }
     }
@@ -806,6 +730,7 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
     if cfg.file_check_frequency.is_zero() {
         cfg.file_check_frequency = AgentConfig::default().file_check_frequency;
     }
+    cfg.image_gc.check().map_err(ConfigError)?;
     Ok(cfg)
 }
 
@@ -1045,6 +970,49 @@ mod tests {
             .ignored_config_fields
             .iter()
             .any(|x| x == "cgroupDriver"));
+    }
+
+    #[test]
+    fn image_gc_thresholds_from_the_file_and_flags() {
+        let f = std::env::temp_dir().join(format!("keel-kc-gc-{}.yaml", std::process::id()));
+        std::fs::write(
+            &f,
+            "kind: KubeletConfiguration\nimageGCHighThresholdPercent: 70\nimageGCLowThresholdPercent: 50\nimageMinimumGCAge: 30s\n",
+        )
+        .unwrap();
+        let cfg = parse(&args(&["--config", f.to_str().unwrap()])).unwrap();
+        assert_eq!(
+            cfg.image_gc,
+            crate::image::GcPolicy {
+                high_percent: 70,
+                low_percent: 50,
+                min_age: Duration::from_secs(30)
+            }
+        );
+        assert!(
+            cfg.ignored_config_fields.is_empty(),
+            "{:?}",
+            cfg.ignored_config_fields
+        );
+        let cfg = parse(&args(&[
+            "--config",
+            f.to_str().unwrap(),
+            "--image-gc-low-threshold=60",
+        ]))
+        .unwrap();
+        assert_eq!(cfg.image_gc.low_percent, 60);
+        std::fs::remove_file(f).unwrap();
+        assert_eq!(
+            parse(&args(&[])).unwrap().image_gc,
+            crate::image::GcPolicy::default()
+        );
+        for bad in [
+            &["--image-gc-high-threshold", "101"][..],
+            &["--image-gc-low-threshold", "90"],
+            &["--image-gc-high-threshold", "x"],
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

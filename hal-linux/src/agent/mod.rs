@@ -10,6 +10,7 @@
 pub mod adapter;
 pub mod clock;
 pub mod config;
+pub mod fields;
 pub mod healthz;
 mod probes;
 pub mod source;
@@ -53,7 +54,8 @@ pub struct LogLine {
 }
 
 impl LogLine {
-    fn new(level: Level, pod: &str, msg: impl Into<String>) -> Self {
+    /// A line about `pod` (`namespace/name`, or empty).
+    pub fn new(level: Level, pod: &str, msg: impl Into<String>) -> Self {
         LogLine {
             level,
             pod: pod.to_string(),
@@ -64,7 +66,7 @@ impl LogLine {
     }
 
     /// The same line, about `container` and named `event`.
-    fn about(mut self, container: &str, event: &'static str) -> Self {
+    pub fn about(mut self, container: &str, event: &'static str) -> Self {
         self.container = container.to_string();
         self.event = event;
         self
@@ -99,10 +101,32 @@ pub trait AgentRuntime: Runtime {
     fn pod_logs_dir(&self) -> &Path;
     /// Takes what the runtime wants logged since the last call, oldest first.
     fn take_notices(&mut self) -> Vec<Notice>;
+    /// Takes the events about pods the runtime wants logged (a start from the local copy
+    /// of an image no registry could be reached for), oldest first.
+    fn take_pod_events(&mut self) -> Vec<LogLine> {
+        Vec::new()
+    }
+    /// Takes the containers (pod uid, index in [`Pod::all_containers`]) to retry at once:
+    /// the image pull they waited for has ended.
+    fn take_retries(&mut self) -> Vec<(String, usize)> {
+        Vec::new()
+    }
+    /// The OCI runtime binary and its state directory, for `keel exec`; `None` when this
+    /// runtime cannot run commands in containers.
+    fn exec_runtime(&self) -> Option<(PathBuf, PathBuf)> {
+        None
+    }
     /// Lets queued work (removals, signals) finish before the agent exits, for at most
     /// `timeout`; running pods are left running.
     fn shutdown(&mut self, timeout: std::time::Duration);
 }
+
+/// How often the agent checks the image filesystem against the GC thresholds (the
+/// kubelet's image GC period).
+const IMAGE_GC_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
+/// The first check after start: by then the manifests present at start are pods, so
+/// their images count as in use.
+const IMAGE_GC_FIRST: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the agent cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +161,21 @@ struct Agent<'s, R> {
 impl<R: AgentRuntime> Agent<'_, R> {
     fn now(&self) -> keel_core::time::Instant {
         clock::now()
+    }
+
+    /// The image of every container of every pod the agent keeps: what image garbage
+    /// collection must not remove. `None` if a pod's spec could not be read (then
+    /// nothing is collected).
+    fn images_in_use(&mut self) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for s in self.rec.slots().iter().filter(|s| s.is_used()) {
+            if !s.decode_into(&mut self.scratch_pod) {
+                return None;
+            }
+            let p = &self.scratch_pod;
+            out.extend(p.all_containers().map(|(_, c)| p.s(c.image).to_string()));
+        }
+        Some(out)
     }
 
     fn pod_name(&mut self, id: PodId) -> String {
@@ -233,6 +272,31 @@ impl<R: AgentRuntime> Agent<'_, R> {
         // forgotten; those with one are taken out by the exit's line.
         self.stopping.retain(|k, _| still.contains(k));
         lines
+    }
+
+    /// One warning line per field of pod `id` the agent does not apply (SPEC 2.10).
+    fn field_warnings(&mut self, id: PodId) -> Vec<LogLine> {
+        let slot = &self.rec.slots()[id.slot as usize];
+        if !slot.decode_into(&mut self.scratch_pod) {
+            return Vec::new();
+        }
+        let name = format!(
+            "{}/{}",
+            self.scratch_pod
+                .opt(self.scratch_pod.namespace)
+                .unwrap_or("default"),
+            self.scratch_pod.s(self.scratch_pod.name)
+        );
+        fields::report(&self.scratch_pod)
+            .into_iter()
+            .filter_map(|f| {
+                let w = f.warning?;
+                Some(
+                    LogLine::new(Level::Warn, &name, format!("{}: not applied: {w}", f.path))
+                        .about("", "FieldNotApplied"),
+                )
+            })
+            .collect()
     }
 
     /// The log line for event `e`.
@@ -673,7 +737,75 @@ impl<R: AgentRuntime> Agent<'_, R> {
                 });
                 Response::Pod(found)
             }
+            Request::Exec { pod, container } => match self.exec_target(&pod, container) {
+                Ok(t) => Response::Exec(t),
+                Err(m) => Response::Error(m),
+            },
         }
+    }
+
+    /// The running container `keel exec` names: `container` of pod `query`, or its first
+    /// app container.
+    fn exec_target(
+        &mut self,
+        query: &str,
+        container: Option<String>,
+    ) -> Result<wire::ExecTarget, String> {
+        let n = self.rec.slots().len();
+        let all: Vec<PodInfo> = (0..n).filter_map(|i| self.pod_info(i)).collect();
+        let pod = wire::find_pod(&all, query, &self.node)?;
+        let apps: Vec<String> = pod
+            .containers
+            .iter()
+            .filter(|c| !c.init)
+            .map(|c| c.name.clone())
+            .collect();
+        let (c, defaulted_from) = match &container {
+            Some(name) => (
+                pod.containers
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "container {name:?} is not in pod {}; it has {}",
+                            pod.name,
+                            pod.containers
+                                .iter()
+                                .map(|c| c.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })?,
+                Vec::new(),
+            ),
+            None => (
+                pod.containers
+                    .iter()
+                    .find(|c| !c.init)
+                    .ok_or_else(|| format!("pod {} has no app container", pod.name))?,
+                if apps.len() > 1 {
+                    apps.clone()
+                } else {
+                    Vec::new()
+                },
+            ),
+        };
+        let running = matches!(c.status.state, State::Running { .. });
+        let id =
+            c.runtime_id.clone().filter(|_| running).ok_or_else(|| {
+                format!("container {} of pod {} is not running", c.name, pod.name)
+            })?;
+        let (runtime, root) = self
+            .rt
+            .exec_runtime()
+            .ok_or("this agent's runtime cannot run commands in containers")?;
+        Ok(wire::ExecTarget {
+            runtime: runtime.display().to_string(),
+            root: root.display().to_string(),
+            id,
+            container: c.name.clone(),
+            defaulted_from,
+        })
     }
 }
 
@@ -739,6 +871,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     rcfg.cgroup_parent = cfg.cgroup_parent.clone();
     rcfg.cni = Some(cfg.cni.clone());
     rcfg.seccomp_default = cfg.seccomp_default;
+    rcfg.container_logs_dir = Some(cfg.container_logs_dir.clone());
     let runc = RuncRuntime::new(rcfg).map_err(|e| StartError(format!("runtime: {e}")))?;
     if let Some(floor) = runc.oom_score_floor() {
         log(
@@ -798,6 +931,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     };
     let mut src = DirSource::new(&manifest_path, cfg.allow_insecure);
     let drain_on_exit = cfg.drain_on_exit;
+    let image_gc = cfg.image_gc;
     log(
         Level::Info,
         "",
@@ -847,6 +981,9 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         // no agent ran; each gets its line.
         let mut earlier = earlier_pods;
         let mut drain_deadline: Option<std::time::Instant> = None;
+        // Image GC: first once the manifests present at start have become pods, then
+        // every period and after every pull.
+        let mut next_gc = std::time::Instant::now() + IMAGE_GC_FIRST;
         loop {
             heartbeat.beat();
             let now = agent.now();
@@ -854,6 +991,24 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
             agent.rec.poll(now, &mut src, &mut agent.rt);
             for n in agent.rt.take_notices() {
                 log(Level::Warn, "", &n.0);
+            }
+            for l in agent.rt.take_pod_events() {
+                l.print();
+            }
+            let retries = agent.rt.take_retries();
+            if !retries.is_empty() {
+                // Their pull ended: start them now rather than at their next backoff step.
+                let now = agent.now();
+                agent.rec.retry_waiting_if(now, &mut |uid, i| {
+                    retries.iter().any(|(u, j)| u == uid && *j == i)
+                });
+            }
+            if agent.rt.pulled_since_gc() || std::time::Instant::now() >= next_gc {
+                next_gc = std::time::Instant::now() + IMAGE_GC_PERIOD;
+                if let Some(mut in_use) = agent.images_in_use() {
+                    in_use.extend(agent.rt.images_in_use().map(str::to_string));
+                    agent.rt.collect_images(in_use, image_gc);
+                }
             }
             let mut events = Vec::new();
             agent.rec.drain_events(&mut |e| events.push(e));
@@ -864,6 +1019,11 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                     last_source_error = src.last_error().map(str::to_string);
                 }
                 agent.event_line(e).print();
+                if let Event::PodAdded { pod, .. } = e {
+                    for l in agent.field_warnings(pod) {
+                        l.print();
+                    }
+                }
             }
             for l in agent.track_stops() {
                 l.print();
@@ -904,7 +1064,8 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                 continue;
             }
             let at = agent.rec.poll_at();
-            let wait = std::time::Duration::from_millis(at.since(agent.now()).millis().min(60_000));
+            let wait = std::time::Duration::from_millis(at.since(agent.now()).millis().min(60_000))
+                .min(next_gc.saturating_duration_since(std::time::Instant::now()));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = wake.notified() => {}

@@ -35,8 +35,9 @@ pub(super) const POD_IP_PENDING: &str = "\u{1}keel:status.podIP\u{1}";
 
 /// An operation for a pod's worker, on the container handle number the core knows.
 pub(super) enum Op {
-    /// Make the sandbox from this spec, with these memory-backed emptyDir directories.
-    CreateSandbox(Box<SandboxSpec>, Vec<PathBuf>),
+    /// Make the sandbox from this spec, with these memory-backed emptyDir directories
+    /// (and their `sizeLimit` in bytes).
+    CreateSandbox(Box<SandboxSpec>, Vec<(PathBuf, Option<u64>)>),
     /// Start a container (making the sandbox first if needed).
     Start(u32, Box<ContainerSpec>),
     /// Signal a container: its stop signal or SIGKILL.
@@ -66,6 +67,10 @@ pub(super) enum Done {
     SandboxFailed(String, String),
     /// Something for the log.
     Message(String),
+    /// The pull of this image reference ended (pulled or failed).
+    PullEnded(String),
+    /// An image garbage collection ended: what it did (`None`: nothing was needed).
+    ImagesCollected(Result<Option<crate::image::ImageGcReport>, String>),
 }
 
 /// Sends results to the adapter and wakes the agent loop.
@@ -115,17 +120,22 @@ pub(super) fn spawn_waiter(h: u32, ch: ContainerHandle, runc: Arc<RuncRuntime>, 
 }
 
 /// Mounts a tmpfs on each directory (memory-backed emptyDir volumes) that is not a mount
-/// point yet.
-fn mount_tmpfs(dirs: &[PathBuf]) -> Result<(), String> {
-    for dir in dirs {
+/// point yet, of the volume's `sizeLimit` when it has one (the kernel's default, half the
+/// memory, otherwise).
+fn mount_tmpfs(dirs: &[(PathBuf, Option<u64>)]) -> Result<(), String> {
+    for (dir, size) in dirs {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         if !util::is_mount_point(dir) {
+            let opts = match size {
+                Some(b) => format!("mode=0777,size={}", (*b).max(4096)),
+                None => "mode=0777".to_string(),
+            };
             nix::mount::mount(
                 Some("tmpfs"),
                 dir,
                 Some("tmpfs"),
                 nix::mount::MsFlags::empty(),
-                Some("mode=0777"),
+                Some(opts.as_str()),
             )
             .map_err(|e| format!("mount tmpfs {}: {e}", dir.display()))?;
         }
@@ -140,7 +150,7 @@ struct PodWork {
     reply: Reply,
     sandbox: Option<SandboxHandle>,
     sandbox_spec: Option<SandboxSpec>,
-    tmpfs: Vec<PathBuf>,
+    tmpfs: Vec<(PathBuf, Option<u64>)>,
     containers: HashMap<u32, ContainerHandle>,
     /// Starts waiting for the sandbox, in the order asked.
     pending: Vec<(u32, Box<ContainerSpec>)>,
@@ -287,7 +297,7 @@ impl PodWork {
                         self.say(format!("remove {}: {e}", ch.id));
                     }
                 }
-                for dir in self.tmpfs.iter().filter(|d| util::is_mount_point(d)) {
+                for (dir, _) in self.tmpfs.iter().filter(|(d, _)| util::is_mount_point(d)) {
                     if let Err(e) = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH) {
                         self.say(format!("unmount {}: {e}", dir.display()));
                     }

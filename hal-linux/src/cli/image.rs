@@ -20,6 +20,9 @@ DIR/registries.yaml, with credentials from there or from a docker config.json.
 import takes an OCI archive, a docker archive (docker save), an OCI layout directory, or a
 plain rootfs tarball (then --name is required, like docker import); --change sets a
 rootfs image's CMD, ENTRYPOINT, ENV, WORKDIR, USER or STOPSIGNAL (repeatable).
+ls shows each image's size (config and layers as stored) and when a container last
+started from it (an agent records it; images unused longest go first when the agent's
+image garbage collection frees disk space).
 --root-dir defaults to $KEEL_ROOT_DIR, else /var/lib/keel.";
 
 /// The root dir when `--root-dir` is not given: `$KEEL_ROOT_DIR`, else /var/lib/keel.
@@ -116,15 +119,31 @@ pub fn run(args: &[String]) -> i32 {
         }
         Some("ls") => match store.list() {
             Ok(list) => {
-                println!("{:<50} {:<20} {:>10}", "REFERENCE", "IMAGE ID", "SIZE");
-                for i in list {
-                    let id = i.id.trim_start_matches("sha256:");
-                    println!(
-                        "{:<50} {:<20} {:>10}",
-                        i.reference,
-                        &id[..12.min(id.len())],
-                        super::image_pull::human(i.size)
-                    );
+                let now = std::time::SystemTime::now();
+                let header = ["REFERENCE", "IMAGE ID", "SIZE", "LAST USED"];
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|i| {
+                        let id = i.id.trim_start_matches("sha256:");
+                        vec![
+                            i.reference.clone(),
+                            id[..12.min(id.len())].to_string(),
+                            super::image_pull::human(i.size),
+                            // When a container last started from it (the agent records it).
+                            i.last_used.map_or_else(
+                                || "never".to_string(),
+                                |t| {
+                                    let ago = now.duration_since(t).unwrap_or_default();
+                                    format!("{} ago", super::client::human_duration(ago))
+                                },
+                            ),
+                        ]
+                    })
+                    .collect();
+                let width = super::client::widths(&header, &rows);
+                println!("{}", super::client::line(&header, &width));
+                for r in &rows {
+                    println!("{}", super::client::line(r, &width));
                 }
                 0
             }

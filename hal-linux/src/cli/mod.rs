@@ -18,6 +18,7 @@
 //! `inspect` ask a running agent over its control socket ([`crate::control`]), with the
 //! connection, tables and times of [`client`].
 pub mod client;
+pub mod exec;
 pub mod generate;
 pub mod image;
 pub mod image_pull;
@@ -73,6 +74,8 @@ pub enum Command {
     Logs(logs::Args),
     /// One pod as JSON, with the agent's view
     Inspect(inspect::Args),
+    /// Run a command in a running container (like kubectl exec)
+    Exec(exec::Args),
     /// Shell completions: keel completion bash|zsh|fish
     Completion(CompletionArgs),
     /// The per-container shim (started by the agent).
@@ -145,6 +148,13 @@ fn clap_outcome(e: &clap::Error, out: &mut dyn Write, err: &mut dyn Write) -> i3
 /// Parses `argv` (without the program name) and runs the command, writing to `out` and
 /// `err`. Returns the exit code: 0 success, 1 failure, 2 usage error.
 pub fn run_with(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    // The shim and pause processes live as long as their container or pod: they skip
+    // building the whole command line's parser, whose allocations they would keep.
+    match argv.first().map(String::as_str) {
+        Some("shim") => return crate::runtime::shim::main(&argv[1..]) as i32,
+        Some("pause") => return crate::runtime::pause::main() as i32,
+        _ => {}
+    }
     let cli = match Cli::try_parse_from(
         std::iter::once("keel".to_string()).chain(argv.iter().cloned()),
     ) {
@@ -168,6 +178,7 @@ pub fn run_with(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
         Command::Ps(a) => ps::run_args(&a, out, err),
         Command::Logs(a) => logs::run_args(&a, out, err),
         Command::Inspect(a) => inspect::run_args(&a, out, err),
+        Command::Exec(a) => exec::run_args(&a, out, err),
         Command::Completion(a) => {
             let shell = match a.shell {
                 Shell::Bash => clap_complete::Shell::Bash,

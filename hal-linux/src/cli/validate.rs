@@ -3,7 +3,9 @@
 //! This module deals with the command users and CI pipelines run on manifest files. It
 //! decodes and validates each file exactly as the agent would, and prints compiler-style
 //! diagnostics (`file:line:col: error: path: message`) or, with `-o json`, one JSON object
-//! per file. A directory is read with the agent's own rules (its directory source and
+//! per file. Every field the manifest sets is reported as applied by the agent or warned
+//! about (`spec.priority: not applied: …`; the JSON's `fields` lists them all), from
+//! [`crate::agent::fields`]. A directory is read with the agent's own rules (its directory source and
 //! the core's rule for what is a manifest): what would be ignored is shown with the reason,
 //! and a second file defining the same pod is rejected as a duplicate. Exit status: 0 all
 //! accepted, 1 any rejected, 2 usage error.
@@ -91,6 +93,17 @@ pub fn check_file(file: &str, bytes: &[u8], node: &str, seen: &str) -> FileRepor
             ))
     }) || decoded.is_ok();
     let as_written = parsed.then(|| render::pod(&pod));
+    // What the agent does with each field set (SPEC 2.10): applied, or a warning.
+    let fields = if decoded.is_ok() {
+        crate::agent::fields::report(&pod)
+    } else {
+        Vec::new()
+    };
+    for f in &fields {
+        if let Some(w) = &f.warning {
+            warnings.push((Mark::default(), format!("{}: not applied: {w}", f.path)));
+        }
+    }
     let mut defaulted = None;
     if decoded.is_ok() {
         let mut scratch = Box::<Pool>::default();
@@ -132,6 +145,15 @@ pub fn check_file(file: &str, bytes: &[u8], node: &str, seen: &str) -> FileRepor
             "line": m.line, "column": m.column, "message": w,
         })).collect::<Vec<_>>(),
     });
+    if decoded.is_ok() {
+        obj["fields"] = fields
+            .iter()
+            .map(|f| match &f.warning {
+                None => json!({"path": f.path, "status": "applied"}),
+                Some(w) => json!({"path": f.path, "status": "warned", "message": w}),
+            })
+            .collect();
+    }
     if let Some(p) = as_written {
         obj["pod"] = p;
     }

@@ -159,6 +159,15 @@ pub enum ImageError {
         /// The status and the registry's error, or the transport error.
         reason: String,
     },
+    /// A registry could not be reached at all (name resolution, connection, or the
+    /// connection failing before an answer), after the client's retries.
+    #[error("{url}: {reason}")]
+    Unreachable {
+        /// The URL requested.
+        url: String,
+        /// The transport error.
+        reason: String,
+    },
     /// Every endpoint of a registry (mirrors, then the registry) failed.
     #[error("pull {reference}: {}", attempts.join("; then "))]
     PullFailed {
@@ -166,6 +175,8 @@ pub enum ImageError {
         reference: String,
         /// One message per endpoint tried, in order, each naming the endpoint.
         attempts: Vec<String>,
+        /// Whether no endpoint could be reached at all (or there was none to try).
+        unreachable: bool,
     },
     /// The store's own files are inconsistent (a blob or layer is missing).
     #[error("image store {path}: {reason}")]
@@ -178,6 +189,17 @@ pub enum ImageError {
 }
 
 impl ImageError {
+    /// Whether the pull failed because no registry could be reached (rather than a
+    /// registry answering with an error): what lets an offline node fall back to its
+    /// local copy of a defaulted `Always` image (SPEC 2.3a).
+    pub fn unreachable(&self) -> bool {
+        match self {
+            ImageError::Unreachable { .. } => true,
+            ImageError::PullFailed { unreachable, .. } => *unreachable,
+            _ => false,
+        }
+    }
+
     /// Wraps an `io::Error` with the path it concerns.
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> ImageError {
         let path = path.into();

@@ -10,6 +10,8 @@
 //!                                   reference in `org.opencontainers.image.ref.name`
 //! <root>/images/blobs/sha256/<hex>  manifests, configs, layer blobs (as imported)
 //! <root>/images/.lock               flock: exclusive for writers, shared for readers
+//! <root>/images/usage/<hex>         per manifest: mtime = a container's last start from it
+//! <root>/images/ingest/             blobs of pulls in progress (see `registry`)
 //! <root>/layers/<diff_id hex>/      each layer unpacked once, overlay whiteouts in place
 //! ```
 //!
@@ -37,7 +39,8 @@
 //!
 //! A CLI maps `keel image import FILE [--name REF]` to [`ImageStore::import`],
 //! `keel image ls` to [`ImageStore::list`], `keel image rm REF` to
-//! [`ImageStore::remove`]. References are normalised as Docker does
+//! [`ImageStore::remove`]; the agent removes unused images when the disk fills up
+//! ([`ImageStore::collect_images`], module [`gc`]). References are normalised as Docker does
 //! ([`reference::normalize`]): `busybox` is `docker.io/library/busybox:latest`.
 //!
 //! Every blob read from an import is checked against its digest and every layer against
@@ -48,6 +51,7 @@
 pub mod change;
 mod digest;
 pub mod error;
+pub mod gc;
 mod oci;
 pub mod reference;
 pub mod registry;
@@ -63,6 +67,7 @@ use std::path::PathBuf;
 
 pub use change::ImageChanges;
 pub use error::ImageError;
+pub use gc::{GcPolicy, ImageGcReport};
 pub use reference::Reference;
 pub use registry::RegistryConfig;
 pub use store::ImageStore;
@@ -111,6 +116,8 @@ pub struct ImageSummary {
     pub manifest_digest: String,
     /// Bytes of config and layer blobs (layers as stored, so possibly compressed).
     pub size: u64,
+    /// When a container of an agent last started from it (`None`: never).
+    pub last_used: Option<std::time::SystemTime>,
 }
 
 /// What a garbage collection deleted.

@@ -106,7 +106,7 @@ impl ImageStore {
         self.images.join("index.json")
     }
 
-    fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+    pub(super) fn blob_path(&self, digest: &str) -> Result<PathBuf> {
         Ok(self.blobs_dir().join(digest::hex_of(digest)?))
     }
 
@@ -114,7 +114,7 @@ impl ImageStore {
         Ok(self.layers.join(digest::hex_of(diff_id)?))
     }
 
-    fn lock(&self, arg: FlockArg) -> Result<Flock<File>> {
+    pub(super) fn lock(&self, arg: FlockArg) -> Result<Flock<File>> {
         let p = self.images.join(".lock");
         let f = OpenOptions::new()
             .create(true)
@@ -125,13 +125,13 @@ impl ImageStore {
         Flock::lock(f, arg).map_err(|(_, e)| ImageError::io(&p)(e.into()))
     }
 
-    fn read_index(&self) -> Result<Index> {
+    pub(super) fn read_index(&self) -> Result<Index> {
         let p = self.index_path();
         let bytes = fs::read(&p).map_err(ImageError::io(&p))?;
         oci::parse(&bytes, &p.display().to_string())
     }
 
-    fn write_index(&self, index: &Index) -> Result<()> {
+    pub(super) fn write_index(&self, index: &Index) -> Result<()> {
         write_atomic(&self.index_path(), &oci::to_json(index))
     }
 
@@ -658,7 +658,7 @@ impl ImageStore {
     }
 
     /// Finds an index entry by reference or image id.
-    fn find<'a>(
+    pub(super) fn find<'a>(
         &self,
         index: &'a Index,
         reference: &str,
@@ -712,6 +712,7 @@ impl ImageStore {
                 id: manifest.config.digest.clone(),
                 manifest_digest: desc.digest.clone(),
                 size: manifest.config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>(),
+                last_used: self.last_used(&desc.digest),
             });
         }
         out.sort_by(|a, b| a.reference.cmp(&b.reference));
@@ -751,7 +752,7 @@ impl ImageStore {
         self.gc_locked()
     }
 
-    fn gc_locked(&self) -> Result<GcStats> {
+    pub(super) fn gc_locked(&self) -> Result<GcStats> {
         let index = self.read_index()?;
         let mut blobs = HashSet::new();
         let mut layers = HashSet::new();
@@ -768,6 +769,15 @@ impl ImageStore {
             }
         }
         let mut stats = GcStats::default();
+        // Last-use markers of images no longer in the index (see `gc`).
+        let usage = self.images.join("usage");
+        for entry in fs::read_dir(&usage).into_iter().flatten() {
+            let entry = entry.map_err(ImageError::io(&usage))?;
+            if !blobs.contains(&*entry.file_name().to_string_lossy()) {
+                let p = entry.path();
+                fs::remove_file(&p).map_err(ImageError::io(&p))?;
+            }
+        }
         // Temporaries a crashed writer left in the layout directory itself.
         for entry in fs::read_dir(&self.images).map_err(ImageError::io(&self.images))? {
             let entry = entry.map_err(ImageError::io(&self.images))?;

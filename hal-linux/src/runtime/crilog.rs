@@ -10,6 +10,10 @@
 //! is overwritten), `<n>.log` becomes `<n>.log.1`, and a fresh `<n>.log` is started. So
 //! at most `max_files` files exist, `.1` the newest rotated one. Numbered suffixes
 //! rather than the kubelet's timestamps keep the order obvious without parsing.
+//!
+//! Across restarts ([`prune`]): a container's directory holds at most `max_files` files
+//! in all, the oldest (earlier runs first) deleted when a run starts or rotates, as the
+//! kubelet's `containerLogMaxFiles` bounds what a container leaves on disk.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -159,8 +163,51 @@ impl CriLogWriter {
             .truncate(true)
             .open(&self.path)?;
         self.size = 0;
+        if let Some(dir) = self.path.parent() {
+            prune(dir, self.max_files as usize)?;
+        }
         Ok(())
     }
+}
+
+/// Where a log file name stands in a container's history: (run, rotation), `<n>.log`
+/// being `(n, 0)` and `<n>.log.<k>` `(n, k)`; `None` for other names.
+fn log_age(name: &str) -> Option<(u64, u64)> {
+    let (run, rest) = name.split_once(".log")?;
+    let run: u64 = run.parse().ok()?;
+    let k = match rest.strip_prefix('.') {
+        None if rest.is_empty() => 0,
+        Some(k) => k.parse().ok()?,
+        None => return None,
+    };
+    Some((run, k))
+}
+
+/// Deletes the oldest log files of a container's directory `dir` (earlier runs first,
+/// higher rotation numbers first within a run) until at most `keep` are left; other
+/// files are left alone. Returns how many it deleted.
+pub fn prune(dir: &Path, keep: usize) -> io::Result<usize> {
+    let mut files: Vec<((u64, u64), PathBuf)> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .flatten()
+            .filter_map(|e| {
+                let age = log_age(&e.file_name().to_string_lossy())?;
+                Some((age, e.path()))
+            })
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    // Oldest first: lower run, then higher rotation number.
+    files.sort_by(|a, b| a.0 .0.cmp(&b.0 .0).then(b.0 .1.cmp(&a.0 .1)));
+    let extra = files.len().saturating_sub(keep);
+    for (_, p) in files.iter().take(extra) {
+        match fs::remove_file(p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(extra)
 }
 
 #[cfg(test)]
@@ -202,6 +249,33 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!((out[0].0.len(), out[0].1), (MAX_LINE, true));
         assert_eq!((out[1].0.len(), out[1].1), (10, false));
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_files_across_runs() {
+        let dir = std::env::temp_dir().join(format!("keel-prune-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for f in [
+            "0.log",
+            "1.log.2",
+            "1.log.1",
+            "1.log",
+            "2.log",
+            "10.log",
+            "notes.txt",
+        ] {
+            fs::write(dir.join(f), "x").unwrap();
+        }
+        assert_eq!(prune(&dir, 3).unwrap(), 3);
+        let mut left: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["1.log", "10.log", "2.log", "notes.txt"]);
+        assert_eq!(prune(&dir.join("absent"), 1).unwrap(), 0);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

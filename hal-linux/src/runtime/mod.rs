@@ -122,6 +122,10 @@ pub struct RuncConfig {
     /// Containers that set no seccomp profile get `RuntimeDefault` (the kubelet's
     /// `seccompDefault`); else they run unconfined.
     pub seccomp_default: bool,
+    /// Where each container's `<pod>_<namespace>_<container>-<id>.log` symlink to its
+    /// live log file goes, for log shippers (the kubelet's `/var/log/containers`);
+    /// `None` makes none.
+    pub container_logs_dir: Option<PathBuf>,
 }
 
 impl RuncConfig {
@@ -138,6 +142,7 @@ impl RuncConfig {
             log_max_files: crilog::DEFAULT_MAX_FILES,
             cni: None,
             seccomp_default: false,
+            container_logs_dir: Some(PathBuf::from("/var/log/containers")),
         }
     }
 }
@@ -659,6 +664,52 @@ impl RuncRuntime {
             .join(format!("{}.log", spec.restart_count))
     }
 
+    /// The `/var/log/containers` symlink of a container, if this runtime makes them.
+    fn log_symlink(&self, r: &ContainerRecord) -> Option<PathBuf> {
+        self.cfg.container_logs_dir.as_ref().map(|d| {
+            d.join(format!(
+                "{}_{}_{}-{}.log",
+                r.pod_name, r.pod_namespace, r.container_name, r.id
+            ))
+        })
+    }
+
+    /// Points the container's symlink at its live log file (replacing a stale one).
+    fn link_log(&self, r: &ContainerRecord) -> Result<()> {
+        let Some(link) = self.log_symlink(r) else {
+            return Ok(());
+        };
+        if let Some(dir) = link.parent() {
+            fs::create_dir_all(dir).ctx("create dir", dir)?;
+        }
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&r.log_path, &link).ctx("symlink", &link)
+    }
+
+    /// Removes the log directory of every pod `pod_uid` had (`<pod logs dir>/<ns>_<name>_<uid>`):
+    /// a removed pod's logs go with it, as the kubelet removes them.
+    fn remove_pod_logs(&self, pod_uid: &str) -> Result<()> {
+        let dir = &self.cfg.pod_logs_dir;
+        let suffix = format!("_{pod_uid}");
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).ctx("read dir", dir),
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().ends_with(&suffix) {
+                let p = e.path();
+                match fs::remove_dir_all(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).ctx("remove dir", p)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Prepares the rootfs: a layer used directly, or an overlay mounted at
     /// `<bundle>/rootfs`.
     fn prepare_rootfs(&self, bundle: &Path, spec: &ContainerSpec) -> Result<PathBuf> {
@@ -811,6 +862,12 @@ impl RuncRuntime {
             created_at_unix_nanos: util::unix_nanos(SystemTime::now()),
         };
         write_json(&bundle.join("record.json"), &record)?;
+        // At most log_max_files files for this container across its runs, the one this
+        // run starts included.
+        if let Some(dir) = log_path.parent() {
+            let keep = (self.cfg.log_max_files as usize).saturating_sub(1);
+            crilog::prune(dir, keep).ctx("prune logs", dir)?;
+        }
 
         Self::ensure_shm(sandbox)?;
         let rootfs = self.prepare_rootfs(bundle, spec)?;
@@ -855,6 +912,7 @@ impl RuncRuntime {
                 message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             });
         }
+        self.link_log(&record)?;
         Ok(ContainerHandle {
             id: spec.id.clone(),
             bundle: bundle.to_owned(),
@@ -988,7 +1046,8 @@ impl RuncRuntime {
     }
 
     /// Removes a container: kills it if running, waits for its shim, `runc delete
-    /// --force`, unmounts the overlay, removes the bundle and cgroup. Logs are kept.
+    /// --force`, unmounts the overlay, removes the bundle, its log symlink and cgroup.
+    /// Its log files are kept (up to the log file limit) until its pod goes.
     pub fn remove_container(&self, c: &ContainerHandle) -> Result<()> {
         if let Some(shim) = self.shim_record(c) {
             if util::process_alive(shim.shim_pid) {
@@ -997,6 +1056,14 @@ impl RuncRuntime {
                 while util::process_alive(shim.shim_pid) && Instant::now() < until {
                     std::thread::sleep(FAST_POLL);
                 }
+            }
+        }
+        if let Some(link) = self.log_symlink(&c.record) {
+            match fs::remove_file(&link) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).ctx("remove", link)
+                }
+                _ => {}
             }
         }
         self.cleanup_bundle(&c.id, &c.bundle, &c.record.cgroup)
@@ -1020,7 +1087,7 @@ impl RuncRuntime {
     }
 
     /// Removes a pod: every container left in it, the pause container, the pod
-    /// directory and the pod's cgroup.
+    /// directory, its log directory and the pod's cgroup.
     pub fn remove_sandbox(&self, sandbox: &SandboxHandle) -> Result<()> {
         for c in self.list_pod(&sandbox.pod_dir)?.1 {
             self.remove_container(&c)?;
@@ -1029,6 +1096,7 @@ impl RuncRuntime {
         self.teardown_network(&sandbox.pod_dir.join(SANDBOX_DIR))?;
         Self::release_shm(sandbox)?;
         util::remove_cgroup(&sandbox.cgroup).ctx("remove cgroup", &sandbox.cgroup)?;
+        self.remove_pod_logs(&sandbox.spec.pod_uid)?;
         match fs::remove_dir_all(&sandbox.pod_dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(e).ctx("remove dir", &sandbox.pod_dir)
@@ -1050,8 +1118,9 @@ impl RuncRuntime {
     }
 
     /// Removes what is left of pod `pod_uid` whose sandbox was never made: its network
-    /// (if one was set up) and its directory (emptyDir volumes included).
+    /// (if one was set up), its directory (emptyDir volumes included) and its logs.
     pub fn remove_pod_dir(&self, pod_uid: &str) -> Result<()> {
+        self.remove_pod_logs(pod_uid)?;
         let dir = self.pod_dir(pod_uid);
         self.teardown_network(&dir.join(SANDBOX_DIR))?;
         match fs::remove_dir_all(&dir) {

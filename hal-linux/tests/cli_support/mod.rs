@@ -87,6 +87,10 @@ impl FakeAgent {
                             Response::Pod(find_pod(&c.pods, pod, NODE).ok().cloned())
                         }
                         Request::Hello { .. } => Response::Error("unexpected".into()),
+                        // The CLI tests run no containers to exec in.
+                        Request::Exec { .. } => {
+                            Response::Error("the fake agent runs no containers".into())
+                        }
                     }
                 };
                 tokio::select! {

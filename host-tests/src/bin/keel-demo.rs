@@ -92,6 +92,14 @@ fn main() {
     let root = dir.join("root");
     let socket = dir.join("keel.sock");
     let (root_s, sock_s) = (root.display().to_string(), socket.display().to_string());
+    // The demo's busybox is built here: no registry is ever asked for it (an air-gapped
+    // node; the defaulted Always of `image: busybox` then runs the local copy at once).
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("registries.yaml"),
+        "disable_default_endpoint: true\n",
+    )
+    .unwrap();
 
     banner("building a busybox image from /bin/busybox and importing it");
     let archive = dir.join("busybox.tar");

@@ -151,10 +151,7 @@ impl Client {
                         attempt += 1;
                         continue;
                     }
-                    return Err(ImageError::Registry {
-                        url,
-                        reason: t.to_string(),
-                    });
+                    return Err(transport_error(url, &t));
                 }
             }
         }
@@ -243,7 +240,15 @@ impl Client {
             Err(ureq::Error::Status(code, resp)) => {
                 return Err(err(format!("{code} {}", error_body(resp))));
             }
-            Err(ureq::Error::Transport(t)) => return Err(err(t.to_string())),
+            Err(ureq::Error::Transport(t)) => {
+                return Err(match transport_error(realm.to_string(), &t) {
+                    ImageError::Unreachable { url, reason } => ImageError::Unreachable {
+                        url,
+                        reason: format!("token request failed: {reason}"),
+                    },
+                    _ => err(t.to_string()),
+                })
+            }
         };
         let mut body = Vec::new();
         resp.into_reader()
@@ -258,6 +263,21 @@ impl Client {
             .filter(|t| !t.is_empty())
             .map(str::to_string)
             .ok_or_else(|| err("no token in the response".into()))
+    }
+}
+
+/// A transport error as an [`ImageError`]: [`ImageError::Unreachable`] when no answer
+/// came at all (name resolution, connection, a TLS handshake that fails, I/O before a
+/// response: a captive portal is no registry either), else
+/// [`ImageError::Registry`] (a bad URL, a bad response, too many redirects).
+fn transport_error(url: String, t: &ureq::Transport) -> ImageError {
+    use ureq::ErrorKind as K;
+    let reason = t.to_string();
+    match t.kind() {
+        K::Dns | K::ConnectionFailed | K::Io | K::ProxyConnect => {
+            ImageError::Unreachable { url, reason }
+        }
+        _ => ImageError::Registry { url, reason },
     }
 }
 

@@ -36,7 +36,7 @@ use sha2::{Digest as _, Sha256};
 
 use self::client::Client;
 pub use self::config::{Credentials, Endpoint, RegistryConfig};
-pub use self::puller::{PullState, Puller};
+pub use self::puller::{Failure, PullState, Puller};
 use super::digest;
 use super::error::{ImageError, Result};
 use super::oci::{self, ConfigFile, Descriptor, Index, Manifest};
@@ -254,6 +254,7 @@ pub fn pull(
         return Err(ImageError::PullFailed {
             reference: r.to_string(),
             attempts: vec![format!("no endpoint to try: {reason}")],
+            unreachable: true,
         });
     }
     let mut errors: Vec<(String, ImageError)> = Vec::new();
@@ -280,6 +281,7 @@ pub fn pull(
     }
     Err(ImageError::PullFailed {
         reference: r.to_string(),
+        unreachable: errors.iter().all(|(_, e)| e.unreachable()),
         attempts: errors
             .into_iter()
             .map(|(ep, e)| format!("{ep}: {e}"))
