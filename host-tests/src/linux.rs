@@ -103,27 +103,40 @@ pub fn release_keel() -> (PathBuf, String) {
     (path, label.to_string())
 }
 
+/// The OCI runtime the tests drive: `KEEL_TEST_RUNTIME` (a name looked up on `PATH`, or a
+/// path; runc when unset), resolved as the agent resolves `--container-runtime-binary`.
+/// `cargo xtask test` runs the conformance suite and a subset of the end-to-end tests a
+/// second time with `KEEL_TEST_RUNTIME=crun`.
+pub fn test_runtime() -> PathBuf {
+    static RUNTIME: OnceLock<PathBuf> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let wanted = std::env::var_os("KEEL_TEST_RUNTIME").map(PathBuf::from);
+            keel_linux::runtime::find_runc(wanted.as_deref()).unwrap_or_else(|e| {
+                panic!("KEEL_TEST_RUNTIME: {e} (cargo xtask test installs runc and crun)")
+            })
+        })
+        .clone()
+}
+
 /// Checks what the end-to-end tests need, with a clear message instead of a confusing
-/// failure: root, runc, busybox.
+/// failure: root, the OCI runtime ([`test_runtime`]), busybox.
 pub fn require_host() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "end-to-end tests need root (CI runs as root)"
     );
-    for (what, p) in [
-        ("runc", "/usr/sbin/runc"),
-        ("busybox-static", "/bin/busybox"),
-    ] {
-        let found = Path::new(p).exists()
-            || Command::new("sh")
-                .args(["-c", &format!("command -v {what}")])
-                .output()
-                .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "end-to-end tests need {what}: apt-get install {what} (cargo xtask test installs it)"
-        );
-    }
+    test_runtime();
+    let (what, p) = ("busybox-static", "/bin/busybox");
+    let found = Path::new(p).exists()
+        || Command::new("sh")
+            .args(["-c", "command -v busybox"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "end-to-end tests need {what}: apt-get install {what} (cargo xtask test installs it)"
+    );
 }
 
 /// A busybox OCI archive built once per process from the host's /bin/busybox.
@@ -254,6 +267,8 @@ impl Node {
             // of healthz passes a port of its own after these).
             "--healthz-port".into(),
             "0".into(),
+            "--container-runtime-binary".into(),
+            test_runtime().display().to_string(),
             "--container-logs-dir".into(),
             self.dir.join("containers").display().to_string(),
         ]
@@ -447,9 +462,9 @@ impl Node {
         out
     }
 
-    /// runc's containers under this node's root: (id, status).
+    /// The runtime's containers under this node's root: (id, status).
     pub fn runc_list(&self) -> Vec<(String, String)> {
-        let out = Command::new("runc")
+        let out = Command::new(test_runtime())
             .arg("--root")
             .arg(self.root.join("runc"))
             .args(["list", "--format", "json"])
@@ -581,9 +596,9 @@ impl Node {
             .map(|(_, s)| s)
     }
 
-    /// The host pid of a runc container's process (from `runc state`).
+    /// The host pid of a container's process (from the runtime's `state`).
     pub fn runc_pid(&self, id: &str) -> Option<i32> {
-        let out = Command::new("runc")
+        let out = Command::new(test_runtime())
             .arg("--root")
             .arg(self.root.join("runc"))
             .args(["state", id])
@@ -621,7 +636,7 @@ impl Drop for Node {
         self.signal_agent(nix::sys::signal::Signal::SIGTERM);
         let runc_root = self.root.join("runc");
         for (id, _) in self.runc_list() {
-            let _ = Command::new("runc")
+            let _ = Command::new(test_runtime())
                 .arg("--root")
                 .arg(&runc_root)
                 .args(["delete", "--force", &id])

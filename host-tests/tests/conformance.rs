@@ -1,7 +1,8 @@
 //! The runtime conformance suite (`keel_host_tests::conformance`) against each of keel's
 //! three runtimes: the simulator's fake, the firmware's task table compiled for the host
 //! from its own source file (plain Rust over keel-core), and the Linux runtime driving real
-//! runc (as root, with the busybox image of the end-to-end tests).
+//! runc (as root, with the busybox image of the end-to-end tests); with
+//! `KEEL_TEST_RUNTIME=crun` (a step of `cargo xtask test`) the same checks drive crun.
 
 #[path = "../../hal-qemu/src/tasks.rs"]
 #[allow(dead_code)]
@@ -110,36 +111,22 @@ fn firmware_task_runtime_keeps_the_contract() {
 
 mod linux {
     use super::*;
-    use keel_host_tests::linux::{keel_bin, Node};
+    use keel_host_tests::linux::{keel_bin, test_runtime, Node};
     use keel_linux::agent::adapter::LinuxRuntime;
     use keel_linux::agent::AgentRuntime;
     use keel_linux::image::ImageStore;
     use keel_linux::runtime::{RuncConfig, RuncRuntime};
-    use std::path::PathBuf;
     use std::sync::Arc;
 
-    /// The Linux runtime over a test node's root (real runc, real busybox image, real
-    /// time). The node's drop removes whatever a failing check left behind.
+    /// The Linux runtime over a test node's root (real runc, or the OCI runtime
+    /// `KEEL_TEST_RUNTIME` names, real busybox image, real time). The node's drop removes whatever a failing check left behind.
     struct LinuxHarness {
         rt: LinuxRuntime,
         node: Node,
     }
 
-    fn runc() -> PathBuf {
-        [
-            "/usr/sbin/runc",
-            "/usr/bin/runc",
-            "/usr/local/sbin/runc",
-            "/usr/local/bin/runc",
-        ]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("runc installed (cargo xtask test installs it)")
-    }
-
     fn runtime(node: &Node) -> LinuxRuntime {
-        let mut cfg = RuncConfig::new(&node.root, runc(), keel_bin());
+        let mut cfg = RuncConfig::new(&node.root, test_runtime(), keel_bin());
         cfg.pod_logs_dir = node.logs.clone();
         cfg.cgroup_parent = node.cgroup_parent();
         cfg.container_logs_dir = Some(node.dir.join("containers"));

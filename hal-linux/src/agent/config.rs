@@ -32,7 +32,7 @@ pub struct AgentConfig {
     pub log_max_size: u64,
     /// Log files kept.
     pub log_max_files: u32,
-    /// runc binary (found on PATH when unset).
+    /// OCI runtime binary, a path or a name looked up on PATH (`runc` when unset).
     pub runc: Option<PathBuf>,
     /// Read manifests writable by others than root (SPEC 1.10).
     pub allow_insecure: bool,
@@ -402,6 +402,7 @@ const KEEL_FLAGS: &[&str] = &[
     "container-logs-dir",
     "socket",
     "runc",
+    "container-runtime-binary",
     "cgroup-parent",
     "allow-insecure-manifests",
     "drain-on-exit",
@@ -474,7 +475,9 @@ usage: keel agent [flags]
   --socket PATH                control socket (default /run/keel/keel.sock)
   --container-log-max-size Q   rotate logs at this size (default 10Mi)
   --container-log-max-files N  log files kept per container (default 5)
-  --runc PATH                  runc binary (default: found on PATH)
+  --container-runtime-binary PATH|NAME
+                               OCI runtime: runc, crun or youki, a path or a name
+                               looked up on PATH (default runc); --runc is the same flag
   --max-pods N                 pod capacity (default 110)
   --image-gc-high-threshold N  remove unused images, used longest ago first, when the disk
                                holding the root dir is N% full (default 85; 100: never)
@@ -599,7 +602,9 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
             "root-dir" => cfg.root_dir = PathBuf::from(need(value)?),
             "pod-logs-dir" => cfg.pod_logs_dir = PathBuf::from(need(value)?),
             "socket" => cfg.socket = PathBuf::from(need(value)?),
-            "runc" => cfg.runc = Some(PathBuf::from(need(value)?)),
+            "runc" | "container-runtime-binary" => {
+                cfg.runc = Some(PathBuf::from(need(value)?));
+            }
             "container-log-max-size" => {
                 let v = need(value)?;
                 cfg.log_max_size = parse_size(&v).ok_or_else(|| {

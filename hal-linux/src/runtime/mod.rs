@@ -79,25 +79,59 @@ const MAX_ID_LEN: usize = 128;
 /// Name of the directory holding the sandbox bundle and pod files.
 const SANDBOX_DIR: &str = ".sandbox";
 
-/// The runc binary: `explicit` (`--runc`) if given, else the first `runc` on `PATH`.
-/// The error says what to do.
+/// The OCI runtime binary (runc, crun or youki: they take the same command line):
+/// `explicit` (`--container-runtime-binary`, or `--runc`) if given, else `runc`. A value
+/// with a `/` is a path; a bare name (`crun`) is looked up on `PATH`. The error names
+/// what was looked for and what to do.
 pub fn find_runc(explicit: Option<&Path>) -> std::result::Result<PathBuf, String> {
-    if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
+    let wanted = explicit.unwrap_or(Path::new("runc"));
+    if wanted.as_os_str().as_encoded_bytes().contains(&b'/') {
+        return if wanted.is_file() {
+            Ok(wanted.to_path_buf())
         } else {
-            Err(format!("runc not found at {} (--runc)", p.display()))
+            Err(format!(
+                "{} not found at {} (--container-runtime-binary)",
+                wanted
+                    .file_name()
+                    .map_or("runtime binary".into(), |n| n.to_string_lossy()),
+                wanted.display()
+            ))
         };
     }
     let path = std::env::var_os("PATH")
         .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join("runc"))
+    find_on(wanted, &path)
+}
+
+/// `name` in the first directory of the `PATH`-style list `path` that holds it.
+fn find_on(wanted: &Path, path: &OsStr) -> std::result::Result<PathBuf, String> {
+    std::env::split_paths(path)
+        .map(|d| d.join(wanted))
         .find(|p| p.is_file())
         .ok_or_else(|| {
-            "runc not found on PATH: install it (Debian: apt-get install runc) or pass --runc PATH"
-                .into()
+            let name = wanted.display();
+            format!(
+                "container runtime binary {name} not found on PATH: install it (Debian: \
+                 apt-get install {name}) or pass --container-runtime-binary PATH|NAME"
+            )
         })
+}
+
+/// Whether the runtime's complaint means the container is not there: runc says "container
+/// does not exist", crun "error opening file `<root>/<id>/status`: No such file or
+/// directory".
+fn no_such_container(stderr: &str) -> bool {
+    stderr.contains("does not exist")
+        || (stderr.contains("/status`") && stderr.contains("No such file or directory"))
+}
+
+/// Whether the runtime's complaint about a signal means the process has exited already:
+/// runc says "container not running" or "process already finished", crun "kill
+/// container: No such process".
+fn no_such_process(stderr: &str) -> bool {
+    stderr.contains("not running")
+        || stderr.contains("process already finished")
+        || stderr.contains("No such process")
 }
 
 /// Where a [`RuncRuntime`] keeps things and which programs it runs.
@@ -340,7 +374,7 @@ impl RuncRuntime {
                     path: self.runc_root.join(id),
                     source,
                 }),
-            Err(RuntimeError::Runc { stderr, .. }) if stderr.contains("does not exist") => Ok(None),
+            Err(RuntimeError::Runc { stderr, .. }) if no_such_container(&stderr) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -348,7 +382,7 @@ impl RuncRuntime {
     fn runc_delete(&self, id: &str) -> Result<()> {
         match self.runc(&["delete".as_ref(), "--force".as_ref(), id.as_ref()]) {
             Ok(_) => Ok(()),
-            Err(RuntimeError::Runc { stderr, .. }) if stderr.contains("does not exist") => Ok(()),
+            Err(RuntimeError::Runc { stderr, .. }) if no_such_container(&stderr) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -936,9 +970,7 @@ impl RuncRuntime {
         match self.runc(&args) {
             Ok(_) => Ok(()),
             Err(RuntimeError::Runc { stderr, .. })
-                if stderr.contains("not running")
-                    || stderr.contains("does not exist")
-                    || stderr.contains("process already finished") =>
+                if no_such_container(&stderr) || no_such_process(&stderr) =>
             {
                 Ok(())
             }
@@ -1182,5 +1214,47 @@ impl RuncRuntime {
         }
         listing.sandboxes.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(listing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_binary_is_a_path_or_a_name_on_path() {
+        let dir = std::env::temp_dir().join(format!("keel-find-runtime-{}", std::process::id()));
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        fs::write(b.join("crun"), "").unwrap();
+        let path = std::env::join_paths([&a, &b]).unwrap();
+        assert_eq!(find_on(Path::new("crun"), &path), Ok(b.join("crun")));
+        let err = find_on(Path::new("youki"), &path).unwrap_err();
+        assert!(
+            err.contains("youki not found on PATH") && err.contains("apt-get install youki"),
+            "{err}"
+        );
+        // A value with a slash is a path, never looked up.
+        let explicit = b.join("crun");
+        assert_eq!(find_runc(Some(&explicit)), Ok(explicit.clone()));
+        let err = find_runc(Some(&a.join("crun"))).unwrap_err();
+        assert!(err.starts_with("crun not found at "), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn runc_and_crun_complaints_are_understood() {
+        // runc's and crun's own words for a container that is not there.
+        assert!(no_such_container("container does not exist"));
+        assert!(no_such_container(
+            "error opening file `/var/lib/keel/runc/x/status`: No such file or directory"
+        ));
+        assert!(!no_such_container("permission denied"));
+        // ... and for a signal to a process that has exited.
+        assert!(no_such_process("container not running"));
+        assert!(no_such_process("process already finished"));
+        assert!(no_such_process("kill container: No such process"));
+        assert!(!no_such_process("invalid signal"));
     }
 }

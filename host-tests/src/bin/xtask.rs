@@ -33,6 +33,8 @@ const RUST_TARGETS: &[&str] = &["thumbv7m-none-eabi", "x86_64-unknown-linux-musl
 /// Debian packages the end-to-end steps need (checked by the command they provide).
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("runc", "runc"),
+    // The conformance suite and an end-to-end subset run a second time on crun.
+    ("crun", "crun"),
     ("qemu-system-arm", "qemu-system-arm"),
     ("busybox-static", "busybox"),
     ("musl-tools", "musl-gcc"),
@@ -437,6 +439,57 @@ fn test_target_steps() -> Vec<Step> {
     }
 }
 
+/// The end-to-end tests that run a second time on crun: a pod starts and shows its log,
+/// crash-loop restarts, delete, SIGTERM, two containers sharing a sandbox, adoption after
+/// an agent SIGKILL, and an exec probe.
+const CRUN_SUBSET: &[(&str, &[&str])] = &[
+    (
+        "linux_e2e",
+        &[
+            "create_runs_the_container_and_shows_its_log",
+            "crash_loop_backs_off_and_records_the_exit_code",
+            "delete_leaves_nothing_behind",
+            "sigterm_is_honoured",
+            "two_containers_share_localhost",
+            "agent_sigkill_and_restart_adopts_everything",
+        ],
+    ),
+    (
+        "linux_probes",
+        &["a_hanging_exec_probe_is_killed_at_its_timeout"],
+    ),
+];
+
+/// The runtime conformance suite and [`CRUN_SUBSET`] with `KEEL_TEST_RUNTIME=crun`.
+/// crun (1.8, Debian 12's) refuses a hybrid cgroup host whose v2 hierarchy holds
+/// controllers ("cgroups in hybrid mode not supported"); on such a host the steps run in
+/// a private mount namespace with `/sys/fs/cgroup/unified` unmounted, so crun sees plain
+/// cgroup v1 (the host's mounts are untouched). On a cgroup v2 host they run as they are.
+fn crun_steps() -> Vec<Step> {
+    const WRAP: &str = "if [ -n \"$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)\" ]; \
+        then exec unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup/unified && exec \"$@\"' sh \"$@\"; \
+        else exec \"$@\"; fi";
+    let mut runs: Vec<(String, Vec<&str>)> =
+        vec![("conformance".into(), vec!["--test", "conformance", "linux"])];
+    for (target, tests) in CRUN_SUBSET {
+        let mut args = vec!["--test", target, "--"];
+        args.extend(tests.iter());
+        runs.push(((*target).into(), args));
+    }
+    runs.into_iter()
+        .map(|(what, args)| {
+            let mut a = vec!["-c", WRAP, "sh", "cargo", "test", "-p", "keel-host-tests"];
+            a.extend(args);
+            Step::cmd(
+                &format!("test keel-host-tests --test {what} on crun"),
+                "sh",
+                &a,
+            )
+            .env("KEEL_TEST_RUNTIME", "crun")
+        })
+        .collect()
+}
+
 /// Everything CI runs, in order.
 fn test_steps(fuzz_seconds: u64) -> Vec<Step> {
     let mut s = setup_steps();
@@ -519,6 +572,7 @@ fn test_steps(fuzz_seconds: u64) -> Vec<Step> {
         ],
     ));
     s.extend(test_target_steps());
+    s.extend(crun_steps());
     s.push(
         Step::cmd(
             "fuzz targets build",
