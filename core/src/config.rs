@@ -4,8 +4,12 @@
 //! collection has a capacity chosen when the image is built. Running out of one is a typed
 //! error naming the limit ([`Limit`]) and the field, never truncation and never a panic.
 //!
-//! Two sets exist: the Linux set (default) sized for real control-plane manifests (a kubeadm
-//! `kube-apiserver` has ~30 flags and ~8 mounts), and the firmware set (feature `small`)
+//! Two sets exist: the Linux set (default) sized for real control-plane manifests, each
+//! limit at least 4x what the largest of them needs (the corpus in
+//! `host-tests/fixtures/control-plane`, checked by `host-tests/tests/control_plane.rs`;
+//! at most 5 containers and 5 init containers, 43 flags, 29 env entries, 3 ports, 39
+//! mounts, 16 volumes, 14.5 KiB of text, 16.6 KiB encoded), and the firmware set (feature
+//! `small`)
 //! for a Cortex-M3 with 64 KiB of RAM: 8 pod slots of 4 containers each (init containers
 //! counted within) fit in 48 KiB with the reconciler's stack (hal-qemu/README.md, "Size").
 //! Pod slots are not counted here: the caller passes their storage to the reconciler.
@@ -26,25 +30,32 @@ macro_rules! limits {
 }
 
 limits! {
-    /// App containers per pod.
-    MAX_CONTAINERS = 16, 4;
-    /// Init containers per pod.
-    MAX_INIT_CONTAINERS = 8, 2;
+    /// App containers per pod. Why 20: OpenShift's kube-apiserver and etcd pods have 5.
+    MAX_CONTAINERS = 20, 4;
+    /// Init containers per pod. Why 20: kops' etcd-manager copies the etcd versions it
+    /// supports out of their images with init containers (5).
+    MAX_INIT_CONTAINERS = 20, 2;
     /// Containers per pod, init and app together, that a pod slot holds. Firmware: 4, of
     /// which up to 2 may be init containers; a pod with more is refused when it is loaded
     /// (`Capacity(Containers)`), though the decoder takes 4 + 2.
-    MAX_POD_CONTAINERS = 16 + 8, 4;
-    /// Entries in one container's `command`, and separately in its `args`. Why 64: the
-    /// largest kubeadm pod (kube-apiserver) carries about 30 flags.
-    MAX_ARGS = 64, 4;
-    /// `env` entries per container.
-    MAX_ENV = 64, 4;
-    /// `ports` per container.
+    MAX_POD_CONTAINERS = 20 + 20, 4;
+    /// Entries in one container's `command`, and separately in its `args`. Why 192: kops'
+    /// kube-apiserver carries 43 flags.
+    MAX_ARGS = 192, 4;
+    /// `env` entries per container. Why 128: OpenShift's etcd container sets 29.
+    MAX_ENV = 128, 4;
+    /// `ports` per container. Why 16: OpenShift's etcd sets 3 (client, peer, metrics).
     MAX_PORTS = 16, 1;
-    /// `volumeMounts` per container.
-    MAX_MOUNTS = 32, 1;
-    /// `volumes` per pod.
-    MAX_VOLUMES = 32, 1;
+    /// `volumeMounts` per container. Why 200: kops' etcd-manager with image volumes has 39
+    /// (up to 50 as kops adds etcd versions).
+    MAX_MOUNTS = 200, 1;
+    /// `volumes` per pod. Why 200: kops' kube-apiserver has 16.
+    MAX_VOLUMES = 200, 1;
+    /// Resources other than cpu, memory and ephemeral-storage (`hugepages-<size>`,
+    /// extended resources) in one `requests` or `limits`. Firmware has none to give.
+    MAX_RESOURCES = 8, 0;
+    /// Files of all downwardAPI volumes of a pod together. Firmware has no files to fill.
+    MAX_DOWNWARD_ITEMS = 64, 0;
     /// Entries in `metadata.labels`, and separately in `metadata.annotations`.
     MAX_LABELS = 32, 4;
     /// `tolerations` per pod.
@@ -54,13 +65,15 @@ limits! {
     /// Capabilities in one `add` or `drop` list, and exec-probe / exec-hook arguments.
     MAX_SMALL_LIST = 16, 2;
     /// Bytes of text (names, images, arguments, values...) one pod may hold in total. The
-    /// decoded spec keeps every string in one pool of this size.
-    STRING_BYTES = 32 * 1024, 640;
+    /// decoded spec keeps every string in one pool of this size. Why 65 535: the largest
+    /// control-plane pod in the corpus (OpenShift's etcd, with its shell scripts) holds
+    /// 14.5 KiB, and string handles are 16-bit offsets, so this is also the most there can be.
+    STRING_BYTES = 65_535, 640;
     /// Bytes of the compact (postcard) encoding of a validated spec kept in a pod slot. Why
     /// 640 in firmware: it keeps 8 slots within the 48 KiB budget; a 4-container pod with
     /// args and a probe each encodes in ~530 bytes (`cargo run -p keel-host-tests --example sizes --features
     /// keel-core/small`). A larger spec is a `SpecBytes` capacity error for that pod only.
-    SPEC_BYTES = 32 * 1024, 640;
+    SPEC_BYTES = 96 * 1024, 640;
     /// Nesting depth of a manifest document. Deeper input (even in an ignored field) is an
     /// error: the readers keep an explicit stack of this depth instead of recursing, so a
     /// hostile manifest cannot exhaust a firmware stack.
@@ -139,6 +152,10 @@ pub enum Limit {
     Manifests,
     /// Containers and sandboxes of an earlier agent queued for removal at once.
     Orphans,
+    /// [`MAX_RESOURCES`]
+    Resources,
+    /// [`MAX_DOWNWARD_ITEMS`]
+    DownwardItems,
 }
 
 impl Limit {
@@ -152,6 +169,8 @@ impl Limit {
             Limit::Ports => ("MAX_PORTS", MAX_PORTS),
             Limit::Mounts => ("MAX_MOUNTS", MAX_MOUNTS),
             Limit::Volumes => ("MAX_VOLUMES", MAX_VOLUMES),
+            Limit::Resources => ("MAX_RESOURCES", MAX_RESOURCES),
+            Limit::DownwardItems => ("MAX_DOWNWARD_ITEMS", MAX_DOWNWARD_ITEMS),
             Limit::Labels => ("MAX_LABELS", MAX_LABELS),
             Limit::Tolerations => ("MAX_TOLERATIONS", MAX_TOLERATIONS),
             Limit::HostAliases => ("MAX_HOST_ALIASES", MAX_HOST_ALIASES),

@@ -10,6 +10,7 @@ pub mod cni;
 pub mod control;
 pub mod diag;
 pub mod image;
+pub mod podstatus;
 pub mod probe;
 pub mod render;
 pub mod runtime;

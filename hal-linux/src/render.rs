@@ -143,7 +143,43 @@ fn resource_list(pod: &Pod, r: &ResourceList) -> Option<Value> {
         "ephemeral-storage",
         quantity(pod, &r.ephemeral_storage),
     );
+    for e in &r.other {
+        put(&mut m, pod.s(e.name), quantity(pod, &Some(e.quantity)));
+    }
     (!m.is_empty()).then_some(Value::Object(m))
+}
+
+/// A `fieldRef` or `resourceFieldRef`, as an object with that one key.
+fn value_source(pod: &Pod, src: &EnvSource) -> Value {
+    Value::Object(value_source_map(pod, src))
+}
+
+/// [`value_source`]'s object, to add a downwardAPI file's own keys to.
+fn value_source_map(pod: &Pod, src: &EnvSource) -> Map<String, Value> {
+    let one = |k: &str, v: Value| {
+        let mut m = Map::new();
+        m.insert(k.into(), v);
+        m
+    };
+    let path = |p: String| one("fieldRef", json!({ "fieldPath": p }));
+    match src {
+        EnvSource::Field(f) => path(f.as_str().into()),
+        EnvSource::Label(k) => path(format!("metadata.labels['{}']", pod.s(*k))),
+        EnvSource::Annotation(k) => path(format!("metadata.annotations['{}']", pod.s(*k))),
+        EnvSource::Labels => path("metadata.labels".into()),
+        EnvSource::Annotations => path("metadata.annotations".into()),
+        EnvSource::Resource {
+            container,
+            resource,
+            divisor,
+        } => {
+            let mut r = Map::new();
+            put(&mut r, "containerName", container.map(|x| s(pod, x)));
+            r.insert("resource".into(), json!(resource.as_str()));
+            put(&mut r, "divisor", quantity(pod, divisor));
+            one("resourceFieldRef", Value::Object(r))
+        }
+    }
 }
 
 fn container(pod: &Pod, c: &Container) -> Value {
@@ -166,25 +202,8 @@ fn container(pod: &Pod, c: &Container) -> Value {
                 let mut m = Map::new();
                 m.insert("name".into(), s(pod, e.name));
                 put(&mut m, "value", e.value.map(|x| s(pod, x)));
-                match &e.value_from {
-                    Some(EnvSource::Field(f)) => {
-                        m.insert(
-                            "valueFrom".into(),
-                            json!({ "fieldRef": { "fieldPath": f.as_str() } }),
-                        );
-                    }
-                    Some(EnvSource::Resource {
-                        container,
-                        resource,
-                        divisor,
-                    }) => {
-                        let mut r = Map::new();
-                        put(&mut r, "containerName", container.map(|x| s(pod, x)));
-                        r.insert("resource".into(), json!(resource.as_str()));
-                        put(&mut r, "divisor", quantity(pod, divisor));
-                        m.insert("valueFrom".into(), json!({ "resourceFieldRef": r }));
-                    }
-                    None => {}
+                if let Some(src) = &e.value_from {
+                    m.insert("valueFrom".into(), value_source(pod, src));
                 }
                 Value::Object(m)
             })
@@ -347,13 +366,67 @@ pub fn spec(pod: &Pod) -> Value {
                         put(&mut h, "type", kind.map(|k| json!(k.as_str())));
                         m.insert("hostPath".into(), Value::Object(h));
                     }
-                    VolumeSource::EmptyDir { memory, size_limit } => {
+                    VolumeSource::EmptyDir {
+                        memory,
+                        size_limit,
+                        huge_pages,
+                    } => {
                         let mut h = Map::new();
                         if *memory {
                             h.insert("medium".into(), json!("Memory"));
                         }
+                        match huge_pages.map(|x| pod.s(x)) {
+                            Some("") => h.insert("medium".into(), json!("HugePages")),
+                            Some(size) => {
+                                h.insert("medium".into(), json!(format!("HugePages-{size}")))
+                            }
+                            None => None,
+                        };
                         put(&mut h, "sizeLimit", quantity(pod, size_limit));
                         m.insert("emptyDir".into(), Value::Object(h));
+                    }
+                    VolumeSource::DownwardApi {
+                        projected,
+                        default_mode,
+                    } => {
+                        let items: Vec<Value> = sp
+                            .downward_items
+                            .iter()
+                            .filter(|it| {
+                                Some(usize::from(it.volume))
+                                    == sp.volumes.iter().position(|x| x == v)
+                            })
+                            .map(|it| {
+                                let mut f = value_source_map(pod, &it.source);
+                                f.insert("path".into(), s(pod, it.path));
+                                put(&mut f, "mode", it.mode.map(|x| json!(x)));
+                                Value::Object(f)
+                            })
+                            .collect();
+                        let mut d = Map::new();
+                        put(&mut d, "defaultMode", default_mode.map(|x| json!(x)));
+                        if *projected {
+                            let mut src = Vec::new();
+                            if !items.is_empty() {
+                                src.push(json!({ "downwardAPI": { "items": items } }));
+                            }
+                            d.insert("sources".into(), Value::Array(src));
+                            m.insert("projected".into(), Value::Object(d));
+                        } else {
+                            if !items.is_empty() {
+                                d.insert("items".into(), Value::Array(items));
+                            }
+                            m.insert("downwardAPI".into(), Value::Object(d));
+                        }
+                    }
+                    VolumeSource::Image {
+                        reference,
+                        pull_policy,
+                    } => {
+                        let mut h = Map::new();
+                        h.insert("reference".into(), s(pod, *reference));
+                        put(&mut h, "pullPolicy", pull_policy.map(|p| json!(p.as_str())));
+                        m.insert("image".into(), Value::Object(h));
                     }
                 }
                 Value::Object(m)

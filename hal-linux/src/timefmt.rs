@@ -23,6 +23,13 @@ pub fn rfc3339_ms(unix_ms: u64) -> String {
     format!("{}Z", &nano[..23])
 }
 
+/// RFC 3339 in whole seconds (`2024-05-01T10:00:00Z`), as the Kubernetes API writes
+/// times, so `jq 'fromdate'` works on them.
+pub fn rfc3339(unix_ms: u64) -> String {
+    let nano = rfc3339_nano(std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms));
+    format!("{}Z", &nano[..19])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

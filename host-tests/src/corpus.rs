@@ -10,6 +10,7 @@
 
 use keel_core::manifest::{Error, ErrorKind};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The repository root (the workspace holding host-tests).
 pub fn repo_root() -> PathBuf {
@@ -17,6 +18,28 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("host-tests has a parent")
         .to_path_buf()
+}
+
+/// The `keel` binary, built once per test process into `target/keel-cli-test` (a separate
+/// target directory: the outer `cargo test` may hold the main one's lock).
+pub fn keel_cli() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = repo_root();
+            let target = root.join("target/keel-cli-test");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let st = Command::new(cargo)
+                .args(["build", "-q", "-p", "keel-linux", "--bin", "keel"])
+                .arg("--target-dir")
+                .arg(&target)
+                .current_dir(&root)
+                .status()
+                .expect("run cargo build");
+            assert!(st.success(), "cargo build -p keel-linux failed");
+            target.join("debug/keel")
+        })
+        .clone()
 }
 
 /// `host-tests/fixtures/<sub>`.

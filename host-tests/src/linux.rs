@@ -540,12 +540,10 @@ impl Node {
         }
         let parent = self.cgroup_parent();
         let mut out = Vec::new();
-        let root = Path::new("/sys/fs/cgroup");
-        let mut tops = vec![root.join(parent.trim_start_matches('/'))];
-        for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
-            tops.push(e.path().join(parent.trim_start_matches('/')));
-        }
-        for t in tops {
+        // Every mounted hierarchy (not every directory under /sys/fs/cgroup: on a hybrid
+        // host the crun steps hide the v2 mount, and what crun writes in the directory
+        // under it is no cgroup).
+        for t in keel_linux::runtime::util::cgroup_dirs(&parent) {
             if t.is_dir() {
                 walk(&t, &mut out);
             }

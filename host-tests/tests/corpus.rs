@@ -292,31 +292,7 @@ fn good_fixtures_agree_with_the_reference_parsers() {
 // `keel validate`, the built binary.
 
 fn keel() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            // A separate target directory: the outer `cargo test` may hold the main one's lock.
-            let root = keel_host_tests::corpus::repo_root();
-            let target = root.join("target/keel-cli-test");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let st = Command::new(cargo)
-                .args([
-                    "build",
-                    "-q",
-                    "-p",
-                    "keel-linux",
-                    "--bin",
-                    "keel",
-                    "--target-dir",
-                ])
-                .arg(&target)
-                .current_dir(&root)
-                .status()
-                .expect("run cargo build");
-            assert!(st.success(), "cargo build -p keel-linux failed");
-            target.join("debug/keel")
-        })
-        .clone()
+    keel_host_tests::corpus::keel_cli()
 }
 
 fn run(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {

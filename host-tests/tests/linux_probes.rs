@@ -56,25 +56,30 @@ fn serve(f: impl Fn(TcpStream) + Send + Sync + 'static) -> (u16, Stop) {
 
 /// A self-signed certificate and key (PEM), made with the openssl command.
 fn self_signed(dir: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
-    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
-    let st = std::process::Command::new("openssl")
-        .args([
+    keel_host_tests::registry::openssl(
+        dir,
+        &[
             "req",
             "-x509",
             "-newkey",
             "ec",
             "-pkeyopt",
             "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=probe.test", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("the openssl command (Debian: apt-get install openssl)");
-    assert!(st.success());
-    (std::fs::read(crt).unwrap(), std::fs::read(key).unwrap())
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=probe.test",
+            "-keyout",
+            "tls.key",
+            "-out",
+            "tls.crt",
+        ],
+    );
+    (
+        std::fs::read(dir.join("tls.crt")).unwrap(),
+        std::fs::read(dir.join("tls.key")).unwrap(),
+    )
 }
 
 fn tls_server_config(dir: &std::path::Path) -> Arc<rustls::ServerConfig> {

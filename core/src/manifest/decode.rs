@@ -500,6 +500,16 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
         }
     }
 
+    /// [`Decoder::string`] and where its value is.
+    pub(crate) fn string_at(
+        &mut self,
+        pool: &mut Pool,
+        path: FieldPath,
+    ) -> Result<(Option<Str>, Mark)> {
+        let s = self.string(pool, path)?;
+        Ok((s, self.last_mark))
+    }
+
     /// A required-if-present string: `null` gives the empty string.
     pub(crate) fn str_or_empty(&mut self, pool: &mut Pool, path: FieldPath) -> Result<Str> {
         Ok(self.string(pool, path)?.unwrap_or(Str::EMPTY))
@@ -715,6 +725,14 @@ impl<'a, 'w, R: Events<'a>> Decoder<'a, 'w, R> {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(not(feature = "small"))]
+impl<'a, R: Events<'a>> Decoder<'a, '_, R> {
+    /// The full text of a key into the pool (a resource name, say).
+    pub(crate) fn key_text(&self, pool: &mut Pool, key: &Key<'_>, path: FieldPath) -> Result<Str> {
+        key_text(pool, key, path)
     }
 }
 

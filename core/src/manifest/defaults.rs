@@ -74,8 +74,21 @@ fn walk(
         f(&mut v.name);
         match &mut v.source {
             VolumeSource::HostPath { path, .. } => f(path),
-            VolumeSource::EmptyDir { size_limit, .. } => q(size_limit, f),
+            VolumeSource::EmptyDir {
+                size_limit,
+                huge_pages,
+                ..
+            } => {
+                q(size_limit, f);
+                o(huge_pages, f);
+            }
+            VolumeSource::DownwardApi { .. } => {}
+            VolumeSource::Image { reference, .. } => f(reference),
         }
+    }
+    for it in s.downward_items.iter_mut() {
+        f(&mut it.path);
+        env_source(&mut it.source, f);
     }
     o(&mut s.hostname, f);
     for a in s.host_aliases.iter_mut() {
@@ -134,6 +147,18 @@ fn action(a: &mut Action, f: &mut dyn FnMut(&mut Str)) {
         Action::Sleep { .. } => {}
     }
 }
+fn env_source(s: &mut EnvSource, f: &mut dyn FnMut(&mut Str)) {
+    match s {
+        EnvSource::Label(k) | EnvSource::Annotation(k) => f(k),
+        EnvSource::Resource {
+            container, divisor, ..
+        } => {
+            o(container, f);
+            q(divisor, f);
+        }
+        _ => {}
+    }
+}
 fn seccomp(s: &mut Option<Seccomp>, f: &mut dyn FnMut(&mut Str)) {
     if let Some(s) = s {
         o(&mut s.localhost_profile, f)
@@ -152,12 +177,8 @@ pub fn container_strs(c: &mut Container, f: &mut dyn FnMut(&mut Str)) {
     for e in c.env.iter_mut() {
         f(&mut e.name);
         o(&mut e.value, f);
-        if let Some(EnvSource::Resource {
-            container, divisor, ..
-        }) = &mut e.value_from
-        {
-            o(container, f);
-            q(divisor, f);
+        if let Some(src) = &mut e.value_from {
+            env_source(src, f);
         }
     }
     for p in c.ports.iter_mut() {
@@ -168,6 +189,10 @@ pub fn container_strs(c: &mut Container, f: &mut dyn FnMut(&mut Str)) {
         q(&mut r.cpu, f);
         q(&mut r.memory, f);
         q(&mut r.ephemeral_storage, f);
+        for e in r.other.iter_mut() {
+            f(&mut e.name);
+            f(&mut e.quantity.text);
+        }
     }
     for m in c.volume_mounts.iter_mut() {
         f(&mut m.name);
@@ -204,10 +229,15 @@ pub fn container_strs(c: &mut Container, f: &mut dyn FnMut(&mut Str)) {
 /// their keys unique (duplicates are rejected when decoding), so the result is the one any
 /// sort gives; this keeps core's generic sort (~2.4 KiB) out of the firmware.
 fn sort_by_key_text(kvs: &mut [KeyValue], pool: &Pool) {
-    for i in 1..kvs.len() {
+    insertion_sort(kvs, |a, b| pool.get(a.key) > pool.get(b.key));
+}
+
+/// Sorts `v` so that no element is `after` its successor.
+fn insertion_sort<T>(v: &mut [T], after: impl Fn(&T, &T) -> bool) {
+    for i in 1..v.len() {
         let mut j = i;
-        while j > 0 && pool.get(kvs[j - 1].key) > pool.get(kvs[j].key) {
-            kvs.swap(j - 1, j);
+        while j > 0 && after(&v[j - 1], &v[j]) {
+            v.swap(j - 1, j);
             j -= 1;
         }
     }
@@ -220,6 +250,12 @@ pub fn canonicalize(pod: &mut Pod, scratch: &mut Pool) -> Result<(), Error> {
         let pool = &pod.pool;
         sort_by_key_text(&mut pod.labels, pool);
         sort_by_key_text(&mut pod.annotations, pool);
+        let s = &mut pod.spec;
+        for c in s.init_containers.iter_mut().chain(s.containers.iter_mut()) {
+            for r in [&mut c.resources.requests, &mut c.resources.limits] {
+                insertion_sort(&mut r.other, |a, b| pool.get(a.name) > pool.get(b.name));
+            }
+        }
     }
     scratch.clear();
     // Copy every string into `scratch` in model order, then copy the result back: two
@@ -344,6 +380,63 @@ fn set_annotation(pod: &mut Pod, key: &str, value: &str) -> Result<(), Error> {
         .map_err(|_| cap(Limit::Labels))
 }
 
+/// SetDefaults_Pod: a limit without a request is also the request.
+#[cfg(not(feature = "small"))]
+fn requests_from_limits(r: &mut Resources, pool: &Pool) -> Result<(), Error> {
+    for (req, lim) in [
+        (&mut r.requests.cpu, r.limits.cpu),
+        (&mut r.requests.memory, r.limits.memory),
+        (
+            &mut r.requests.ephemeral_storage,
+            r.limits.ephemeral_storage,
+        ),
+    ] {
+        if req.is_none() {
+            *req = lim;
+        }
+    }
+    for e in r.limits.other.iter() {
+        let name = pool.get(e.name);
+        if !r.requests.other.iter().any(|q| pool.get(q.name) == name) {
+            // A limit the requests have no room for is a capacity error, never dropped.
+            r.requests
+                .other
+                .push(*e)
+                .map_err(|_| cap(Limit::Resources))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "small"))]
+/// The kubelet's `applyDefaults` (pkg/kubelet/config/common.go) gives every static pod a
+/// toleration `{operator: Exists, effect: NoExecute}` (`AddOrUpdateTolerationInPod`: not
+/// added again when the pod has one with the same key, operator, value and effect; such a
+/// one loses its `tolerationSeconds`), so node problems never evict it.
+fn static_pod_toleration(pod: &mut Pod) -> Result<(), Error> {
+    let is = |pod: &Pod, s: Option<Str>, want: &str| pod.opt(s).unwrap_or("") == want;
+    let same = pod.spec.tolerations.iter().position(|t| {
+        is(pod, t.key, "")
+            && is(pod, t.operator, "Exists")
+            && is(pod, t.value, "")
+            && is(pod, t.effect, "NoExecute")
+    });
+    if let Some(i) = same {
+        pod.spec.tolerations[i].toleration_seconds = None;
+        return Ok(());
+    }
+    let mut add = |s: &str| pod.pool.add(s).map_err(|_| cap(Limit::StringBytes));
+    let t = Toleration {
+        operator: Some(add("Exists")?),
+        effect: Some(add("NoExecute")?),
+        ..Toleration::default()
+    };
+    pod.spec
+        .tolerations
+        .push(t)
+        .map_err(|_| cap(Limit::Tolerations))
+}
+
 fn image_is_latest(image: &str) -> bool {
     let without_digest = image.split('@').next().unwrap_or(image);
     let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
@@ -411,6 +504,13 @@ pub fn apply_with_digest(
         );
     }
     pod.spec.node_name = Some(pod.pool.add(&node).map_err(|_| cap(Limit::StringBytes))?);
+    // Strings the defaults below may need, added once (the pool cannot lend and grow at
+    // once inside the loops).
+    let slash = pod.pool.add("/").map_err(|_| cap(Limit::StringBytes))?;
+    // Firmware (`small`) leaves out the defaults only the Linux agent shows or uses (the
+    // toleration, requests from limits): its flash budget.
+    #[cfg(not(feature = "small"))]
+    static_pod_toleration(pod)?;
     let s = &mut pod.spec;
     s.restart_policy.get_or_insert(RestartPolicy::Always);
     s.termination_grace_period_seconds.get_or_insert(30);
@@ -433,9 +533,14 @@ pub fn apply_with_digest(
         }
         c.termination_message_policy
             .get_or_insert(TerminationMessagePolicy::File);
+        // SetDefaults_Pod (pkg/apis/core/v1/defaults.go): a limit without a request is
+        // also the request.
+        #[cfg(not(feature = "small"))]
+        requests_from_limits(&mut c.resources, pool)?;
         for p in c.ports.iter_mut() {
             p.protocol.get_or_insert(Protocol::TCP);
-            if host_network && p.host_port.is_none() {
+            // SetDefaults_Pod: with hostNetwork, an unset or zero hostPort is the port.
+            if host_network && p.host_port.unwrap_or(0) == 0 {
                 p.host_port = Some(p.container_port);
             }
         }
@@ -447,14 +552,38 @@ pub fn apply_with_digest(
         .into_iter()
         .flatten()
         {
-            pr.initial_delay_seconds.get_or_insert(0);
-            pr.timeout_seconds.get_or_insert(1);
-            pr.period_seconds.get_or_insert(10);
-            pr.success_threshold.get_or_insert(1);
-            pr.failure_threshold.get_or_insert(3);
-            if let Action::HttpGet { path, scheme, .. } = &mut pr.action {
+            // SetDefaults_Probe: unset or zero means the default (validation refused
+            // negative values).
+            for (v, d) in [
+                (&mut pr.initial_delay_seconds, 0),
+                (&mut pr.timeout_seconds, 1),
+                (&mut pr.period_seconds, 10),
+                (&mut pr.success_threshold, 1),
+                (&mut pr.failure_threshold, 3),
+            ] {
+                if v.unwrap_or(0) == 0 {
+                    *v = Some(d);
+                }
+            }
+        }
+        // SetDefaults_HTTPGetAction, for probes and hooks alike: path `/`, scheme HTTP.
+        let hooks = [&mut c.lifecycle.post_start, &mut c.lifecycle.pre_stop];
+        let probes = [
+            &mut c.liveness_probe,
+            &mut c.readiness_probe,
+            &mut c.startup_probe,
+        ];
+        let actions = probes
+            .into_iter()
+            .flatten()
+            .map(|p| &mut p.action)
+            .chain(hooks.into_iter().flatten());
+        for a in actions {
+            if let Action::HttpGet { path, scheme, .. } = a {
                 scheme.get_or_insert(Scheme::HTTP);
-                let _ = path;
+                if path.is_none_or(|p| p.is_empty()) {
+                    *path = Some(slash);
+                }
             }
         }
     }

@@ -112,6 +112,7 @@ pub enum ApiRef {
     PersistentVolumeClaim,
     ProjectedVolume,
     CsiVolume,
+    ResourceClaim,
 }
 
 impl ApiRef {
@@ -124,6 +125,7 @@ impl ApiRef {
             ApiRef::PersistentVolumeClaim => "PersistentVolumeClaims",
             ApiRef::ProjectedVolume => "projected volumes (service account tokens)",
             ApiRef::CsiVolume => "CSI volumes",
+            ApiRef::ResourceClaim => "ResourceClaims",
         }
     }
 }
@@ -181,6 +183,62 @@ pub enum Invalid {
     Uid,
     /// A text too long for its field.
     TooLong,
+    /// Not an IANA service name (port names).
+    PortName,
+    /// A port that `hostNetwork` requires to equal its `hostPort`.
+    HostNetworkPort,
+    /// `valueFrom` beside a non-empty `value`.
+    ValueAndValueFrom,
+    /// `valueFrom` (or a downwardAPI item) with no source or more than one.
+    EnvSourceCount,
+    /// A `resourceFieldRef` divisor Kubernetes does not accept.
+    Divisor,
+    /// A request over its limit.
+    RequestOverLimit,
+    /// An extended resource or hugepages request that differs from its limit.
+    RequestNotLimit,
+    /// Hugepages without a cpu or memory limit.
+    HugePagesAlone,
+    /// A hugepages amount that is not a whole number of pages.
+    HugePagesMultiple,
+    /// A resource name that is not a container resource.
+    ResourceName,
+    /// A count that must be whole (extended resources).
+    NotInteger,
+    /// A path with a `..` element.
+    Backsteps,
+    /// A volume with more than one source.
+    VolumeTypes,
+    /// Bidirectional propagation in a container that is not privileged.
+    Bidirectional,
+    /// Probes on an init container that is not a sidecar.
+    InitContainerField,
+    /// `terminationGracePeriodSeconds` on a readiness probe.
+    ReadinessGrace,
+    /// A sleep outside 0 and the pod's grace period.
+    SleepRange,
+    /// Not an HTTP header name.
+    HeaderName,
+    /// Not an IP address.
+    IpAddress,
+    /// A user or group id outside 0–2147483647.
+    IdRange,
+    /// `allowPrivilegeEscalation: false` with `privileged` or CAP_SYS_ADMIN.
+    Escalation,
+    /// `localhostProfile` without type Localhost.
+    LocalhostProfile,
+    /// A seccomp profile annotation value that is not valid.
+    SeccompAnnotation,
+    /// An AppArmor annotation that is not valid or names no container.
+    AppArmorAnnotation,
+    /// A toleration whose operator does not fit its key or value.
+    TolerationOperator,
+    /// `tolerationSeconds` with an effect other than NoExecute.
+    TolerationEffect,
+    /// A file mode outside 0–0777.
+    FileMode,
+    /// A priority class name or other reference that is not a DNS-1123 subdomain.
+    NotSubdomain,
     /// A container-level `restartPolicy` on an app container (only init containers may
     /// have one).
     RestartPolicyNotInit,
@@ -217,6 +275,34 @@ impl Invalid {
             ApiVersion => "must be v1",
             Uid => "must be a non-empty identifier of at most 64 printable characters",
             TooLong => "is too long",
+            PortName => "must be an IANA service name: at most 15 lower-case letters, digits and '-', with a letter, no '--', not starting or ending with '-'",
+            HostNetworkPort => "must match `hostPort` when `hostNetwork` is true",
+            ValueAndValueFrom => "may not be specified when `value` is not empty",
+            EnvSourceCount => "must specify exactly one source (fieldRef or resourceFieldRef)",
+            Divisor => "is not a supported divisor (cpu: 1m or 1; memory and storage: 1, 1k to 1E or 1Ki to 1Ei)",
+            RequestOverLimit => "must be less than or equal to the limit",
+            RequestNotLimit => "must equal the limit (hugepages and extended resources cannot be overcommitted)",
+            HugePagesAlone => "hugepages require a cpu or memory limit",
+            HugePagesMultiple => "must be a whole number of pages of the hugepages size",
+            ResourceName => "must be cpu, memory, ephemeral-storage, hugepages-<size> or a domain-qualified extended resource (example.com/device)",
+            NotInteger => "must be a whole number",
+            Backsteps => "must not contain '..'",
+            VolumeTypes => "may not specify more than 1 volume type",
+            Bidirectional => "Bidirectional mount propagation is available only to privileged containers",
+            InitContainerField => "may not be set for init containers without restartPolicy=Always",
+            ReadinessGrace => "must not be set for readiness probes",
+            SleepRange => "must be between 0 and the pod's terminationGracePeriodSeconds",
+            HeaderName => "must be an HTTP header name (letters, digits and '-')",
+            IpAddress => "must be a valid IPv4 or IPv6 address",
+            IdRange => "must be between 0 and 2147483647",
+            Escalation => "cannot set allowPrivilegeEscalation to false with privileged or CAP_SYS_ADMIN",
+            LocalhostProfile => "can only be set when type is Localhost (and is required then)",
+            SeccompAnnotation => "must be runtime/default, docker/default, unconfined or localhost/<relative path>",
+            AppArmorAnnotation => "must be runtime/default, unconfined or localhost/<profile>, for a container of this pod",
+            TolerationOperator => "must be Exists with an empty key, and with Exists the value must be empty",
+            TolerationEffect => "must be NoExecute when tolerationSeconds is set",
+            FileMode => "must be a file mode between 0 and 0777",
+            NotSubdomain => "must be a DNS-1123 subdomain",
             RestartPolicyNotInit => "may not be set for non-init containers",
             InitContainerLifecycle => "may not be set for init containers without restartPolicy=Always",
         }

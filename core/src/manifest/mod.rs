@@ -158,6 +158,9 @@ pub fn locate(text: &str, path: &FieldPath) -> Mark {
     let mut segs = path.segs().iter();
     let mut want = segs.next();
     let mut last = Mark::default();
+    // Under `requests` or `limits`, entry `i` is the i-th resource keel keeps apart from
+    // cpu, memory and ephemeral-storage (`ResourceList::other`).
+    let mut resources = false;
     // Walk: at each level, find the wanted key or index, skipping siblings.
     let Ok((mut ev, mut mark)) = r.next_event() else {
         return last;
@@ -172,12 +175,20 @@ pub fn locate(text: &str, path: &FieldPath) -> Mark {
                         return last;
                     };
                     let Event::Scalar(k) = k else { return last };
+                    // (Firmware keeps no other resources: no entries to find there.)
+                    let known = cfg!(not(feature = "small"))
+                        && resources
+                        && ["cpu", "memory", "ephemeral-storage"]
+                            .iter()
+                            .any(|n| scalar::text_eq(&k, n));
                     let hit = match seg {
                         Seg::Field(f) => scalar::text_eq(&k, f.name()),
-                        Seg::Entry(i) => entry == *i,
+                        Seg::Entry(i) => entry == *i && !known,
                         Seg::Index(_) => false,
                     };
-                    entry = entry.saturating_add(1);
+                    if !known {
+                        entry = entry.saturating_add(1);
+                    }
                     if hit {
                         last = km;
                         break true;
@@ -216,6 +227,7 @@ pub fn locate(text: &str, path: &FieldPath) -> Mark {
             }
             Err(_) => return last,
         }
+        resources = matches!(seg, Seg::Field(path::F::Requests | path::F::Limits));
         want = segs.next();
     }
 }

@@ -30,6 +30,30 @@ impl Str {
     pub const fn is_empty(self) -> bool {
         self.len == 0
     }
+    /// The text after its first `n` bytes (empty if shorter).
+    pub const fn suffix(self, n: usize) -> Str {
+        let n = if n > self.len as usize {
+            self.len
+        } else {
+            n as u16
+        };
+        Str {
+            off: self.off + n,
+            len: self.len - n,
+        }
+    }
+    /// Its first `n` bytes (all of it if shorter).
+    pub const fn prefix(self, n: usize) -> Str {
+        let n = if n > self.len as usize {
+            self.len
+        } else {
+            n as u16
+        };
+        Str {
+            off: self.off,
+            len: n,
+        }
+    }
 }
 
 /// The per-pod string pool: all text of one pod, back to back. Serialised as one byte
@@ -345,11 +369,19 @@ pub struct KeyValue {
     pub value: Str,
 }
 
-/// Where an env value comes from.
+/// Where an env value (or a downwardAPI volume file) comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EnvSource {
     /// `valueFrom.fieldRef`.
     Field(FieldRef),
+    /// `fieldRef` to `metadata.labels['<key>']`.
+    Label(Str),
+    /// `fieldRef` to `metadata.annotations['<key>']`.
+    Annotation(Str),
+    /// `fieldRef` to `metadata.labels` (downwardAPI volumes only: every label).
+    Labels,
+    /// `fieldRef` to `metadata.annotations` (downwardAPI volumes only).
+    Annotations,
     /// `valueFrom.resourceFieldRef`.
     Resource {
         /// `containerName` (defaults to this container).
@@ -387,8 +419,18 @@ pub struct ContainerPort {
     pub host_ip: Option<Str>,
 }
 
-/// `requests` or `limits`.
+/// A resource other than cpu, memory and ephemeral-storage: `hugepages-<size>` or an
+/// extended resource (`example.com/device`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceEntry {
+    /// The resource name as written.
+    pub name: Str,
+    /// The amount.
+    pub quantity: Quantity,
+}
+
+/// `requests` or `limits`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceList {
     /// `cpu`.
     pub cpu: Option<Quantity>,
@@ -396,10 +438,28 @@ pub struct ResourceList {
     pub memory: Option<Quantity>,
     /// `ephemeral-storage`.
     pub ephemeral_storage: Option<Quantity>,
+    /// Every other resource, in the order written.
+    pub other: Vec<ResourceEntry, MAX_RESOURCES>,
+}
+
+impl ResourceList {
+    /// The amount of `name` (`cpu`, `hugepages-2Mi`, `example.com/gpu`...), if listed.
+    pub fn get(&self, pool: &Pool, name: &str) -> Option<Quantity> {
+        match name {
+            "cpu" => self.cpu,
+            "memory" => self.memory,
+            "ephemeral-storage" => self.ephemeral_storage,
+            _ => self
+                .other
+                .iter()
+                .find(|e| pool.get(e.name) == name)
+                .map(|e| e.quantity),
+        }
+    }
 }
 
 /// `resources`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     /// `requests`.
     pub requests: ResourceList,
@@ -422,7 +482,7 @@ pub struct VolumeMount {
     pub propagation: Option<MountPropagation>,
 }
 
-/// A volume's source: the two kinds a static pod can use.
+/// A volume's source: the kinds a static pod can use (none references an API object).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VolumeSource {
     /// `hostPath`.
@@ -432,13 +492,43 @@ pub enum VolumeSource {
         /// `type`.
         kind: Option<HostPathType>,
     },
-    /// `emptyDir`.
+    /// `emptyDir` (also a volume that names no source: the API's default).
     EmptyDir {
         /// `medium: Memory` (tmpfs) when true.
         memory: bool,
         /// `sizeLimit`.
         size_limit: Option<Quantity>,
+        /// `medium: HugePages` (`Some("")`) or `HugePages-<size>` (`Some("<size>")`).
+        huge_pages: Option<Str>,
     },
+    /// `downwardAPI`, or a `projected` volume whose sources are all `downwardAPI`: files
+    /// from the pod's own fields; its items are [`PodSpec::downward_items`] naming it.
+    DownwardApi {
+        /// Written as `projected`.
+        projected: bool,
+        /// `defaultMode`.
+        default_mode: Option<i64>,
+    },
+    /// `image` (KEP-4639): an image's filesystem, mounted read-only.
+    Image {
+        /// `reference`.
+        reference: Str,
+        /// `pullPolicy`.
+        pull_policy: Option<PullPolicy>,
+    },
+}
+
+/// One file of a downwardAPI volume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownwardItem {
+    /// Index of its volume in [`PodSpec::volumes`].
+    pub volume: u16,
+    /// `path` (relative to the volume).
+    pub path: Str,
+    /// `fieldRef` or `resourceFieldRef`.
+    pub source: EnvSource,
+    /// `mode`.
+    pub mode: Option<i64>,
 }
 
 /// One `volumes` entry.
@@ -683,6 +773,8 @@ pub struct PodSpec {
     pub tolerations: Vec<Toleration, MAX_TOLERATIONS>,
     /// `nodeName` (set by defaulting to the node keel runs on).
     pub node_name: Option<Str>,
+    /// The files of every downwardAPI volume, in the order written.
+    pub downward_items: Vec<DownwardItem, MAX_DOWNWARD_ITEMS>,
 }
 
 impl PodSpec {
@@ -710,6 +802,7 @@ impl PodSpec {
         self.security_context.seccomp = None;
         self.tolerations.clear();
         self.node_name = None;
+        self.downward_items.clear();
     }
 }
 
@@ -882,6 +975,19 @@ impl Wire for i64 {
     }
 }
 
+impl Wire for u16 {
+    fn fresh() -> Self {
+        0
+    }
+    fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
+        *self = r.u16()?;
+        Some(())
+    }
+    fn wr(&self, w: &mut Wr<'_>) {
+        w.varint(u64::from(*self));
+    }
+}
+
 impl Wire for i8 {
     fn fresh() -> Self {
         0
@@ -997,7 +1103,11 @@ wire_struct! {
     ContainerPort { name, container_port, host_port, protocol, host_ip } ContainerPort {
         name: None, container_port: 0, host_port: None, protocol: None, host_ip: None,
     };
-    ResourceList { cpu, memory, ephemeral_storage } ResourceList::default();
+    ResourceEntry { name, quantity } ResourceEntry::default();
+    ResourceList { cpu, memory, ephemeral_storage, other } ResourceList::default();
+    DownwardItem { volume, path, source, mode } DownwardItem {
+        volume: 0, path: Str::EMPTY, source: EnvSource::fresh(), mode: None,
+    };
     Resources { requests, limits } Resources::default();
     VolumeMount { name, mount_path, sub_path, read_only, propagation } VolumeMount::default();
     Volume { name, source } Volume { name: Str::EMPTY, source: VolumeSource::fresh() };
@@ -1033,7 +1143,7 @@ wire_struct! {
     PodSpec {
         init_containers, containers, volumes, restart_policy, termination_grace_period_seconds,
         host_network, host_pid, host_ipc, dns_policy, hostname, host_aliases,
-        priority_class_name, priority, security_context, tolerations, node_name
+        priority_class_name, priority, security_context, tolerations, node_name, downward_items
     } PodSpec::default();
 }
 
@@ -1042,27 +1152,38 @@ impl Wire for EnvSource {
         EnvSource::Field(FieldRef::MetadataName)
     }
     fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
-        match r.tag()? {
+        *self = match r.tag()? {
             0 => {
                 let mut f = FieldRef::fresh();
                 f.rd(r)?;
-                *self = EnvSource::Field(f);
+                EnvSource::Field(f)
             }
-            1 => {
+            t @ (1 | 2) => {
+                let mut k = Str::EMPTY;
+                k.rd(r)?;
+                if t == 1 {
+                    EnvSource::Label(k)
+                } else {
+                    EnvSource::Annotation(k)
+                }
+            }
+            3 => EnvSource::Labels,
+            4 => EnvSource::Annotations,
+            5 => {
                 let mut container = None;
                 let mut resource = ResourceName::fresh();
                 let mut divisor = None;
                 container.rd(r)?;
                 resource.rd(r)?;
                 divisor.rd(r)?;
-                *self = EnvSource::Resource {
+                EnvSource::Resource {
                     container,
                     resource,
                     divisor,
-                };
+                }
             }
             _ => return None,
-        }
+        };
         Some(())
     }
     fn wr(&self, w: &mut Wr<'_>) {
@@ -1071,12 +1192,22 @@ impl Wire for EnvSource {
                 w.byte(0);
                 f.wr(w);
             }
+            EnvSource::Label(k) => {
+                w.byte(1);
+                k.wr(w);
+            }
+            EnvSource::Annotation(k) => {
+                w.byte(2);
+                k.wr(w);
+            }
+            EnvSource::Labels => w.byte(3),
+            EnvSource::Annotations => w.byte(4),
             EnvSource::Resource {
                 container,
                 resource,
                 divisor,
             } => {
-                w.byte(1);
+                w.byte(5);
                 container.wr(w);
                 resource.wr(w);
                 divisor.wr(w);
@@ -1090,24 +1221,48 @@ impl Wire for VolumeSource {
         VolumeSource::EmptyDir {
             memory: false,
             size_limit: None,
+            huge_pages: None,
         }
     }
     fn rd(&mut self, r: &mut Rd<'_>) -> Option<()> {
-        match r.tag()? {
+        *self = match r.tag()? {
             0 => {
                 let (mut path, mut kind) = (Str::EMPTY, None);
                 path.rd(r)?;
                 kind.rd(r)?;
-                *self = VolumeSource::HostPath { path, kind };
+                VolumeSource::HostPath { path, kind }
             }
             1 => {
-                let (mut memory, mut size_limit) = (false, None);
+                let (mut memory, mut size_limit, mut huge_pages) = (false, None, None);
                 memory.rd(r)?;
                 size_limit.rd(r)?;
-                *self = VolumeSource::EmptyDir { memory, size_limit };
+                huge_pages.rd(r)?;
+                VolumeSource::EmptyDir {
+                    memory,
+                    size_limit,
+                    huge_pages,
+                }
+            }
+            2 => {
+                let (mut projected, mut default_mode) = (false, None);
+                projected.rd(r)?;
+                default_mode.rd(r)?;
+                VolumeSource::DownwardApi {
+                    projected,
+                    default_mode,
+                }
+            }
+            3 => {
+                let (mut reference, mut pull_policy) = (Str::EMPTY, None);
+                reference.rd(r)?;
+                pull_policy.rd(r)?;
+                VolumeSource::Image {
+                    reference,
+                    pull_policy,
+                }
             }
             _ => return None,
-        }
+        };
         Some(())
     }
     fn wr(&self, w: &mut Wr<'_>) {
@@ -1117,10 +1272,31 @@ impl Wire for VolumeSource {
                 path.wr(w);
                 kind.wr(w);
             }
-            VolumeSource::EmptyDir { memory, size_limit } => {
+            VolumeSource::EmptyDir {
+                memory,
+                size_limit,
+                huge_pages,
+            } => {
                 w.byte(1);
                 memory.wr(w);
                 size_limit.wr(w);
+                huge_pages.wr(w);
+            }
+            VolumeSource::DownwardApi {
+                projected,
+                default_mode,
+            } => {
+                w.byte(2);
+                projected.wr(w);
+                default_mode.wr(w);
+            }
+            VolumeSource::Image {
+                reference,
+                pull_policy,
+            } => {
+                w.byte(3);
+                reference.wr(w);
+                pull_policy.wr(w);
             }
         }
     }

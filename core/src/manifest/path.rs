@@ -66,7 +66,10 @@ fields! {
     Secret = "secret", ConfigMap = "configMap",
     PersistentVolumeClaim = "persistentVolumeClaim", Projected = "projected", Csi = "csi",
     SecretKeyRef = "secretKeyRef", ConfigMapKeyRef = "configMapKeyRef", EnvFrom = "envFrom",
-    NodeName = "nodeName",
+    NodeName = "nodeName", ImagePullSecrets = "imagePullSecrets",
+    ResourceClaims = "resourceClaims", Claims = "claims", DownwardAPI = "downwardAPI",
+    Items = "items", DefaultMode = "defaultMode", Mode = "mode", Sources = "sources",
+    Reference = "reference", PullPolicy = "pullPolicy",
 }
 
 /// One step of a path.
@@ -141,8 +144,12 @@ impl FieldPath {
 impl core::fmt::Display for FieldPath {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut first = true;
+        let mut map = false;
         for s in self.segs() {
             match s {
+                // `resources.limits[cpu]`: the keys of a resource list are data, as in
+                // Kubernetes' own paths.
+                Seg::Field(x) if map => write!(f, "[{}]", x.name())?,
                 Seg::Field(x) => {
                     if !first {
                         f.write_str(".")?;
@@ -152,6 +159,7 @@ impl core::fmt::Display for FieldPath {
                 Seg::Index(i) => write!(f, "[{i}]")?,
                 Seg::Entry(i) => write!(f, "{{{i}}}")?,
             }
+            map = matches!(s, Seg::Field(F::Requests | F::Limits));
             first = false;
         }
         if first {

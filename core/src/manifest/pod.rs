@@ -13,8 +13,10 @@ use super::decode::{Decoder, Key};
 use super::error::{ApiRef, Error, ErrorKind, Invalid};
 use super::event::{Events, Mark};
 use super::model::*;
+#[cfg(not(feature = "small"))]
+use super::path::Seg;
 use super::path::{FieldPath, F};
-use crate::config::{Limit, MAX_LABELS, MAX_SMALL_LIST};
+use crate::config::{Limit, MAX_DOWNWARD_ITEMS, MAX_LABELS, MAX_SMALL_LIST};
 use heapless::Vec;
 
 type Result<T> = core::result::Result<T, Error>;
@@ -138,7 +140,13 @@ trait Object<'a, R: Events<'a>> {
         Ok(())
     }
     /// A key not in the table, in the object at `path`: true if taken.
-    fn other(&mut self, _d: &mut D<'a, '_, R>, _key: &Key<'a>, _path: FieldPath) -> Result<bool> {
+    fn other(
+        &mut self,
+        _d: &mut D<'a, '_, R>,
+        _pool: &mut Pool,
+        _key: &Key<'a>,
+        _path: FieldPath,
+    ) -> Result<bool> {
         Ok(false)
     }
 }
@@ -154,7 +162,7 @@ macro_rules! object {
             $(,)?
         }
         $( nested($s:ident, $nf:ident, $d:ident, $pool:ident, $path:ident, $key:ident) $nbody:block )?
-        $( other($os:ident, $od:ident, $okey:ident, $opath:ident) $obody:block )?
+        $( other($os:ident, $od:ident, $opool:ident, $okey:ident, $opath:ident) $obody:block )?
     ) => {
         impl<'a, R: Events<'a>> Object<'a, R> for $t {
             fn fields(&self) -> &'static [(F, Kind)] {
@@ -184,6 +192,7 @@ macro_rules! object {
                 fn other(
                     &mut self,
                     $od: &mut D<'a, '_, R>,
+                    $opool: &mut Pool,
                     $okey: &Key<'a>,
                     $opath: FieldPath,
                 ) -> Result<bool> {
@@ -209,7 +218,7 @@ fn object<'a, R: Events<'a>>(
         let name = key.name();
         match fields.iter().find(|(f, _)| f.name() == name) {
             Some(&(f, kind)) => field(d, pool, p, key, f, kind, obj),
-            None => obj.other(d, key, p),
+            None => obj.other(d, pool, key, p),
         }
     })
 }
@@ -276,7 +285,7 @@ object! {
         Ok(())
     }
     // The first pass reads nothing else, and warns about nothing.
-    other(_s, d, _key, path) {
+    other(_s, d, _pool, _key, path) {
         d.skip(path)?;
         Ok(true)
     }
@@ -323,7 +332,7 @@ object! {
             _ => s.kv.nested(f, d, pool, path, key),
         }
     }
-    other(_s, d, key, path) {
+    other(_s, d, _pool, key, path) {
         skip_ignored(d, key, path)
     }
 }
@@ -373,7 +382,13 @@ impl<'a, R: Events<'a>> Object<'a, R> for Metadata<'_> {
         };
         d.string_map(pool, path, out)
     }
-    fn other(&mut self, d: &mut D<'a, '_, R>, key: &Key<'a>, path: FieldPath) -> Result<bool> {
+    fn other(
+        &mut self,
+        d: &mut D<'a, '_, R>,
+        _pool: &mut Pool,
+        key: &Key<'a>,
+        path: FieldPath,
+    ) -> Result<bool> {
         skip_ignored(d, key, path)
     }
 }
@@ -432,6 +447,8 @@ object! {
         Tolerations: Kind::Nested,
         ServiceAccountName: Kind::Nested,
         ServiceAccount: Kind::Nested,
+        ImagePullSecrets: Kind::Nested,
+        ResourceClaims: Kind::Nested,
     }
     nested(s, f, d, pool, path, key) {
         match f {
@@ -443,12 +460,15 @@ object! {
                 &mut s.init_containers,
                 Limit::InitContainers,
             ),
-            F::Volumes => d.seq(path, |d, _, p, mark| {
-                let v = volume(d, pool, p, mark)?;
+            F::Volumes => d.seq(path, |d, i, p, mark| {
+                let v = volume(d, pool, p, mark, i, &mut s.downward_items)?;
                 s.volumes
                     .push(v)
                     .map_err(|_| Error::capacity(Limit::Volumes, p, mark))
             }),
+            // Pull secrets are Secrets; claims are ResourceClaims (HasAPIObjectReference).
+            F::ImagePullSecrets => api_ref_unless_empty_list(d, key, path, ApiRef::Secret),
+            F::ResourceClaims => api_ref_unless_empty_list(d, key, path, ApiRef::ResourceClaim),
             F::HostAliases => {
                 let list = &mut s.host_aliases;
                 objects(d, pool, path, list, Limit::HostAliases, HostAlias::default)
@@ -462,7 +482,7 @@ object! {
             _ => api_ref_unless_empty(d, pool, key, path),
         }
     }
-    other(_s, d, key, path) {
+    other(_s, d, _pool, key, path) {
         if key.name() != "automountServiceAccountToken" {
             return Ok(false);
         }
@@ -501,6 +521,16 @@ fn objects<'a, R: Events<'a>, T: Object<'a, R>, const N: usize>(
         object(d, pool, p, &mut item)?;
         list.push(item).map_err(|_| Error::capacity(limit, p, mark))
     })
+}
+
+/// An empty (or null) list is harmless; an item references API object `r`.
+fn api_ref_unless_empty_list<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    key: &Key<'a>,
+    path: FieldPath,
+    r: ApiRef,
+) -> Result<()> {
+    d.seq(path, |d, _, _, _| d.api_ref(r, key, path).map(drop))
 }
 
 /// `serviceAccountName: ""` (or null) is harmless; any other value references an API object.
@@ -606,77 +636,351 @@ fn seccomp<'a, R: Events<'a>>(
 
 // ---- volumes ----------------------------------------------------------------------------------
 
-/// One `volumes` entry: a name and exactly the sources keel supports.
-struct VolumeObject {
+/// One `volumes` entry: a name and exactly one of the sources keel supports. A volume that
+/// names no source is an emptyDir (`SetDefaults_Volume`); one whose only source is one keel
+/// does not know (nfs, iscsi...) is refused, as keel cannot mount it.
+struct VolumeObject<'i> {
     name: Str,
     source: Option<VolumeSource>,
+    /// A key keel does not know was written (warned about).
+    unknown: bool,
+    /// This volume's index, and where its downwardAPI files go.
+    index: usize,
+    items: &'i mut Vec<DownwardItem, MAX_DOWNWARD_ITEMS>,
 }
 
+#[cfg(not(feature = "small"))]
 object! {
-    VolumeObject {
+    VolumeObject<'_> {
+        Name: Kind::Str => name = text,
+        HostPath: Kind::Nested,
+        EmptyDir: Kind::Nested,
+        DownwardAPI: Kind::Nested,
+        Projected: Kind::Nested,
+        Image: Kind::Nested,
+        Secret: Kind::Api(ApiRef::Secret),
+        ConfigMap: Kind::Api(ApiRef::ConfigMap),
+        PersistentVolumeClaim: Kind::Api(ApiRef::PersistentVolumeClaim),
+        Csi: Kind::Api(ApiRef::CsiVolume),
+    }
+    nested(s, f, d, pool, path, key) {
+        // validateVolumeSource: "may not specify more than 1 volume type".
+        if s.source.is_some() {
+            return Err(Error::new(
+                ErrorKind::Invalid(Invalid::VolumeTypes),
+                path,
+                key.mark,
+            ));
+        }
+        let mut src = SourceObject {
+            of: f,
+            path: Str::EMPTY,
+            kind: None,
+            medium: None,
+            size_limit: None,
+            default_mode: None,
+            pull_policy: None,
+            index: s.index,
+            items: &mut *s.items,
+        };
+        object(d, pool, path, &mut src)?;
+        s.source = Some(match f {
+            F::EmptyDir => {
+                let medium = src.medium.map(|m| pool.get(m));
+                let huge = medium.and_then(|m| m.strip_prefix("HugePages"));
+                // `HugePages-2Mi`: the size is the medium's text after the dash.
+                let huge_pages = match (huge, src.medium) {
+                    (Some(""), _) => Some(Str::EMPTY),
+                    (Some(size), Some(m)) if size.len() > 1 && size.starts_with('-') => {
+                        Some(m.suffix("HugePages-".len()))
+                    }
+                    (Some(_), _) => return Err(unknown_medium(path, key.mark)),
+                    (None, _) => None,
+                };
+                let memory = medium == Some("Memory");
+                if huge_pages.is_none() && !matches!(medium, None | Some("" | "Memory")) {
+                    return Err(unknown_medium(path, key.mark));
+                }
+                VolumeSource::EmptyDir {
+                    memory,
+                    size_limit: src.size_limit,
+                    huge_pages,
+                }
+            }
+            F::HostPath => VolumeSource::HostPath {
+                path: src.path,
+                kind: src.kind,
+            },
+            F::Image => VolumeSource::Image {
+                reference: src.path,
+                pull_policy: src.pull_policy,
+            },
+            _ => VolumeSource::DownwardApi {
+                projected: f == F::Projected,
+                default_mode: src.default_mode,
+            },
+        });
+        Ok(())
+    }
+    other(s, _d, _pool, _key, _path) {
+        s.unknown = true;
+        Ok(false)
+    }
+}
+
+// Firmware (`small`): hostPath and emptyDir only; its tasks cannot use the others, which are
+// unknown fields there (a volume with only those is refused as unsupported).
+#[cfg(feature = "small")]
+object! {
+    VolumeObject<'_> {
         Name: Kind::Str => name = text,
         HostPath: Kind::Nested,
         EmptyDir: Kind::Nested,
         Secret: Kind::Api(ApiRef::Secret),
         ConfigMap: Kind::Api(ApiRef::ConfigMap),
         PersistentVolumeClaim: Kind::Api(ApiRef::PersistentVolumeClaim),
-        Projected: Kind::Api(ApiRef::ProjectedVolume),
         Csi: Kind::Api(ApiRef::CsiVolume),
     }
-    nested(s, f, d, pool, path, _key) {
+    nested(s, f, d, pool, path, key) {
+        // validateVolumeSource: "may not specify more than 1 volume type".
+        if s.source.is_some() {
+            return Err(Error::new(
+                ErrorKind::Invalid(Invalid::VolumeTypes),
+                path,
+                key.mark,
+            ));
+        }
         let mut src = SourceObject {
-            emptydir: f == F::EmptyDir,
+            of: f,
             path: Str::EMPTY,
             kind: None,
-            memory: false,
+            medium: None,
             size_limit: None,
+            default_mode: None,
+            pull_policy: None,
+            index: s.index,
+            items: &mut *s.items,
         };
         object(d, pool, path, &mut src)?;
-        s.source = Some(if src.emptydir {
-            VolumeSource::EmptyDir {
-                memory: src.memory,
-                size_limit: src.size_limit,
+        s.source = Some(match f {
+            F::EmptyDir => {
+                let medium = src.medium.map(|m| pool.get(m));
+                let huge = medium.and_then(|m| m.strip_prefix("HugePages"));
+                // `HugePages-2Mi`: the size is the medium's text after the dash.
+                let huge_pages = match (huge, src.medium) {
+                    (Some(""), _) => Some(Str::EMPTY),
+                    (Some(size), Some(m)) if size.len() > 1 && size.starts_with('-') => {
+                        Some(m.suffix("HugePages-".len()))
+                    }
+                    (Some(_), _) => return Err(unknown_medium(path, key.mark)),
+                    (None, _) => None,
+                };
+                let memory = medium == Some("Memory");
+                if huge_pages.is_none() && !matches!(medium, None | Some("" | "Memory")) {
+                    return Err(unknown_medium(path, key.mark));
+                }
+                VolumeSource::EmptyDir {
+                    memory,
+                    size_limit: src.size_limit,
+                    huge_pages,
+                }
             }
-        } else {
-            VolumeSource::HostPath {
+            _ => VolumeSource::HostPath {
                 path: src.path,
                 kind: src.kind,
-            }
+            },
         });
         Ok(())
     }
+    other(s, _d, _pool, _key, _path) {
+        s.unknown = true;
+        Ok(false)
+    }
 }
 
-/// `hostPath` or `emptyDir`.
-struct SourceObject {
-    emptydir: bool,
+fn unknown_medium(path: FieldPath, mark: Mark) -> Error {
+    Error::new(
+        ErrorKind::Invalid(Invalid::UnknownValue),
+        path.field(F::Medium),
+        mark,
+    )
+}
+
+/// The fields of a volume source `of`: hostPath, emptyDir, image, downwardAPI or projected.
+struct SourceObject<'i> {
+    of: F,
+    /// hostPath `path`, image `reference`.
     path: Str,
     kind: Option<HostPathType>,
-    memory: bool,
+    medium: Option<Str>,
     size_limit: Option<Quantity>,
+    default_mode: Option<i64>,
+    pull_policy: Option<PullPolicy>,
+    #[cfg_attr(feature = "small", allow(dead_code))]
+    index: usize,
+    #[cfg_attr(feature = "small", allow(dead_code))]
+    items: &'i mut Vec<DownwardItem, MAX_DOWNWARD_ITEMS>,
 }
 
-impl<'a, R: Events<'a>> Object<'a, R> for SourceObject {
+impl<'a, R: Events<'a>> Object<'a, R> for SourceObject<'_> {
     fn fields(&self) -> &'static [(F, Kind)] {
-        if self.emptydir {
-            &[
-                (F::Medium, Kind::Enum(&["", "Memory"])),
-                (F::SizeLimit, Kind::Quantity),
-            ]
-        } else {
-            &[
+        match self.of {
+            F::EmptyDir => &[(F::Medium, Kind::Str), (F::SizeLimit, Kind::Quantity)],
+            F::HostPath => &[
                 (F::Path, Kind::Str),
                 (F::Type, Kind::Enum(HostPathType::NAMES)),
-            ]
+            ],
+            F::Image => &[
+                (F::Reference, Kind::Str),
+                (F::PullPolicy, Kind::Enum(PullPolicy::NAMES)),
+            ],
+            F::DownwardAPI => &[(F::Items, Kind::Nested), (F::DefaultMode, Kind::Int)],
+            _ => &[(F::Sources, Kind::Nested), (F::DefaultMode, Kind::Int)],
         }
     }
     fn set(&mut self, f: F, v: Value) {
         match f {
-            F::Path => self.path = v.text(),
+            F::Path | F::Reference => self.path = v.text(),
             F::Type => self.kind = v.pick(HostPathType::ALL),
-            F::Medium => self.memory = v.index() == Some(1),
-            _ => self.size_limit = v.quantity(),
+            F::Medium => self.medium = v.str(),
+            F::SizeLimit => self.size_limit = v.quantity(),
+            F::PullPolicy => self.pull_policy = v.pick(PullPolicy::ALL),
+            _ => self.default_mode = v.int(),
         }
+    }
+    #[cfg(not(feature = "small"))]
+    fn nested(
+        &mut self,
+        f: F,
+        d: &mut D<'a, '_, R>,
+        pool: &mut Pool,
+        path: FieldPath,
+        _key: &Key<'a>,
+    ) -> Result<()> {
+        if f == F::Items {
+            return downward_items(d, pool, path, self.index, self.items);
+        }
+        // projected `sources`: downwardAPI ones are files; the others reference API objects.
+        d.seq(path, |d, _, p, _| {
+            object(
+                d,
+                pool,
+                p,
+                &mut ProjectionObject {
+                    index: self.index,
+                    items: &mut *self.items,
+                },
+            )
+        })
+    }
+}
+
+#[cfg(not(feature = "small"))]
+/// One `projected.sources` entry.
+struct ProjectionObject<'i> {
+    index: usize,
+    items: &'i mut Vec<DownwardItem, MAX_DOWNWARD_ITEMS>,
+}
+
+#[cfg(not(feature = "small"))]
+object! {
+    ProjectionObject<'_> {
+        DownwardAPI: Kind::Nested,
+        Secret: Kind::Api(ApiRef::Secret),
+        ConfigMap: Kind::Api(ApiRef::ConfigMap),
+    }
+    nested(s, _f, d, pool, path, _key) {
+        let mut inner = ProjectionItems {
+            index: s.index,
+            items: &mut *s.items,
+        };
+        object(d, pool, path, &mut inner)
+    }
+    other(_s, d, _pool, key, path) {
+        // Service account tokens, trust bundles and pod certificates come from the API.
+        match key.name() {
+            "serviceAccountToken" | "clusterTrustBundle" | "podCertificate" => {
+                d.api_ref(ApiRef::ProjectedVolume, key, path)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[cfg(not(feature = "small"))]
+/// A projected `downwardAPI`: only its `items`.
+struct ProjectionItems<'i> {
+    index: usize,
+    items: &'i mut Vec<DownwardItem, MAX_DOWNWARD_ITEMS>,
+}
+
+#[cfg(not(feature = "small"))]
+object! {
+    ProjectionItems<'_> { Items: Kind::Nested }
+    nested(s, _f, d, pool, path, _key) {
+        downward_items(d, pool, path, s.index, s.items)
+    }
+}
+
+#[cfg(not(feature = "small"))]
+/// The `items` of a downwardAPI volume `index`, appended to `out`.
+fn downward_items<'a, R: Events<'a>>(
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    index: usize,
+    out: &mut Vec<DownwardItem, MAX_DOWNWARD_ITEMS>,
+) -> Result<()> {
+    d.seq(path, |d, _, p, mark| {
+        let mut item = DownwardItemObject {
+            path: Str::EMPTY,
+            mode: None,
+            source: None,
+            count: 0,
+        };
+        object(d, pool, p, &mut item)?;
+        // validateDownwardAPIVolumeFile: exactly one of fieldRef and resourceFieldRef.
+        let source = match (item.source, item.count) {
+            (Some(source), 1) => source,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Invalid(Invalid::EnvSourceCount),
+                    p,
+                    mark,
+                ))
+            }
+        };
+        let volume = u16::try_from(index).map_err(|_| Error::capacity(Limit::Volumes, p, mark))?;
+        out.push(DownwardItem {
+            volume,
+            path: item.path,
+            source,
+            mode: item.mode,
+        })
+        .map_err(|_| Error::capacity(Limit::DownwardItems, p, mark))
+    })
+}
+
+#[cfg(not(feature = "small"))]
+/// One downwardAPI file.
+struct DownwardItemObject {
+    path: Str,
+    mode: Option<i64>,
+    source: Option<EnvSource>,
+    count: u8,
+}
+
+#[cfg(not(feature = "small"))]
+object! {
+    DownwardItemObject {
+        Path: Kind::Str => path = text,
+        Mode: Kind::Int => mode = int,
+        FieldRef: Kind::Nested,
+        ResourceFieldRef: Kind::Nested,
+    }
+    nested(s, f, d, pool, path, key) {
+        s.count += 1;
+        value_source(f, d, pool, path, key, true, &mut s.source)
     }
 }
 
@@ -685,23 +989,36 @@ fn volume<'a, R: Events<'a>>(
     pool: &mut Pool,
     path: FieldPath,
     mark: Mark,
+    index: usize,
+    items: &mut Vec<DownwardItem, MAX_DOWNWARD_ITEMS>,
 ) -> Result<Volume> {
     let mut v = VolumeObject {
         name: Str::EMPTY,
         source: None,
+        unknown: false,
+        index,
+        items,
     };
     object(d, pool, path, &mut v)?;
-    match v.source {
-        Some(source) => Ok(Volume {
-            name: v.name,
-            source,
-        }),
-        None => Err(Error::new(
-            ErrorKind::Invalid(Invalid::UnsupportedVolume),
-            path,
-            mark,
-        )),
-    }
+    let source = match v.source {
+        Some(source) => source,
+        None if !v.unknown => VolumeSource::EmptyDir {
+            memory: false,
+            size_limit: None,
+            huge_pages: None,
+        },
+        None => {
+            return Err(Error::new(
+                ErrorKind::Invalid(Invalid::UnsupportedVolume),
+                path,
+                mark,
+            ))
+        }
+    };
+    Ok(Volume {
+        name: v.name,
+        source,
+    })
 }
 
 // ---- containers -------------------------------------------------------------------------------
@@ -767,7 +1084,7 @@ struct EnvFromObject;
 
 object! {
     EnvFromObject {}
-    other(_s, d, key, path) {
+    other(_s, d, _pool, key, path) {
         match key.name() {
             "configMapRef" => d.api_ref(ApiRef::ConfigMap, key, path),
             "secretRef" => d.api_ref(ApiRef::Secret, key, path),
@@ -782,13 +1099,29 @@ object! {
         Value: Kind::Str => value = str,
         ValueFrom: Kind::Nested,
     }
-    nested(s, _f, d, pool, path, _key) {
-        object(d, pool, path, &mut ValueFrom(&mut s.value_from))
+    nested(s, _f, d, pool, path, key) {
+        let mut v = ValueFrom {
+            out: &mut s.value_from,
+            count: 0,
+        };
+        object(d, pool, path, &mut v)?;
+        // validateEnvVarValueFrom: exactly one source.
+        if v.count != 1 {
+            return Err(Error::new(
+                ErrorKind::Invalid(Invalid::EnvSourceCount),
+                path,
+                key.mark,
+            ));
+        }
+        Ok(())
     }
 }
 
 /// An env `valueFrom`: the references a static pod can resolve itself, or API objects.
-struct ValueFrom<'e>(&'e mut Option<EnvSource>);
+struct ValueFrom<'e> {
+    out: &'e mut Option<EnvSource>,
+    count: u8,
+}
 
 object! {
     ValueFrom<'_> {
@@ -798,56 +1131,122 @@ object! {
         ConfigMapKeyRef: Kind::Api(ApiRef::ConfigMap),
     }
     nested(s, f, d, pool, path, key) {
-        if f == F::FieldRef {
-            object(d, pool, path, &mut FieldRefObject(&mut *s.0))?;
-            if s.0.is_none() {
-                return Err(required(path.field(F::FieldPath), key.mark));
-            }
-            return Ok(());
-        }
-        let mut r = ResourceRefObject {
-            container: None,
-            resource: None,
-            divisor: None,
+        s.count += 1;
+        value_source(f, d, pool, path, key, false, s.out)
+    }
+}
+
+/// A `fieldRef` or `resourceFieldRef` (field `f`) at `path`, for an env var or (`volume`)
+/// a downwardAPI file, into `out`.
+#[inline(never)]
+fn value_source<'a, R: Events<'a>>(
+    f: F,
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    path: FieldPath,
+    key: &Key<'a>,
+    volume: bool,
+    out: &mut Option<EnvSource>,
+) -> Result<()> {
+    if f == F::FieldRef {
+        let mut r = FieldRefObject {
+            path: None,
+            mark: key.mark,
+            version: None,
         };
         object(d, pool, path, &mut r)?;
-        match r.resource {
-            Some(resource) => {
-                *s.0 = Some(EnvSource::Resource {
-                    container: r.container,
-                    resource,
-                    divisor: r.divisor,
-                });
-                Ok(())
+        // validateObjectFieldSelector: apiVersion v1 (the default), a supported fieldPath.
+        if let Some((v, m)) = r.version {
+            if pool.get(v) != "v1" {
+                let p = path.field(F::ApiVersion);
+                return Err(Error::new(ErrorKind::Invalid(Invalid::ApiVersion), p, m));
             }
-            None => Err(required(path.field(F::Resource), key.mark)),
+        }
+        let fp = path.field(F::FieldPath);
+        let Some(text) = r.path else {
+            return Err(required(fp, key.mark));
+        };
+        *out = Some(field_ref(pool, text, volume).ok_or(Error::new(
+            ErrorKind::Invalid(Invalid::FieldRefPath),
+            fp,
+            r.mark,
+        ))?);
+        return Ok(());
+    }
+    let mut r = ResourceRefObject {
+        container: None,
+        resource: None,
+        divisor: None,
+    };
+    object(d, pool, path, &mut r)?;
+    match r.resource {
+        Some(resource) => {
+            *out = Some(EnvSource::Resource {
+                container: r.container,
+                resource,
+                divisor: r.divisor,
+            });
+            Ok(())
+        }
+        None => Err(required(path.field(F::Resource), key.mark)),
+    }
+}
+
+/// What a `fieldPath` names (`validFieldPathExpressionsEnv` and, for volumes, the
+/// narrower `validVolumeDownwardAPIFieldPathExpressions`; both take
+/// `metadata.labels['<key>']` and `metadata.annotations['<key>']` with a valid key).
+fn field_ref(pool: &Pool, text: Str, volume: bool) -> Option<EnvSource> {
+    let t = pool.get(text);
+    #[cfg(not(feature = "small"))]
+    let subscript = |prefix: &str| {
+        let key = t
+            .strip_prefix(prefix)?
+            .strip_prefix("['")?
+            .strip_suffix("']")?;
+        Some(text.suffix(t.len() - key.len() - 2).prefix(key.len()))
+    };
+    // One label or annotation (firmware tasks have no use for them: not in `small`).
+    #[cfg(not(feature = "small"))]
+    if let Some(k) = subscript("metadata.labels") {
+        return super::validate::is_qualified_name(pool.get(k)).then_some(EnvSource::Label(k));
+    }
+    #[cfg(not(feature = "small"))]
+    if let Some(k) = subscript("metadata.annotations") {
+        let ok = super::validate::is_annotation_key(pool.get(k));
+        return ok.then_some(EnvSource::Annotation(k));
+    }
+    match (t, volume) {
+        ("metadata.labels", true) => Some(EnvSource::Labels),
+        ("metadata.annotations", true) => Some(EnvSource::Annotations),
+        _ => {
+            let f = FieldRef::parse(t)?;
+            let in_volume = matches!(
+                f,
+                FieldRef::MetadataName | FieldRef::MetadataNamespace | FieldRef::MetadataUid
+            );
+            (!volume || in_volume).then_some(EnvSource::Field(f))
         }
     }
 }
 
-/// `fieldRef`: a `fieldPath` keel can fill in.
-struct FieldRefObject<'e>(&'e mut Option<EnvSource>);
+/// `fieldRef`: its `fieldPath` (and where), and `apiVersion`.
+struct FieldRefObject {
+    path: Option<Str>,
+    mark: Mark,
+    version: Option<(Str, Mark)>,
+}
 
 object! {
-    FieldRefObject<'_> { FieldPath: Kind::Nested }
-    nested(s, _f, d, _pool, path, _key) {
-        let f = d.one_of(path, FieldRef::NAMES).map_err(|mut err| {
-            if matches!(err.kind, ErrorKind::Invalid(Invalid::UnknownValue)) {
-                err.kind = ErrorKind::Invalid(Invalid::FieldRefPath);
-            }
-            err
-        })?;
-        if let Some(f) = f.and_then(|i| FieldRef::ALL.get(i)) {
-            *s.0 = Some(EnvSource::Field(*f));
+    FieldRefObject { FieldPath: Kind::Nested, ApiVersion: Kind::Nested }
+    nested(s, f, d, pool, path, _key) {
+        let (v, mark) = d.string_at(pool, path)?;
+        if f == F::FieldPath {
+            s.path = v;
+            s.mark = mark;
+        } else {
+            s.version = v.map(|v| (v, mark));
         }
         Ok(())
-    }
-    other(_s, d, key, path) {
-        if key.name() != "apiVersion" {
-            return Ok(false);
-        }
-        d.skip(path)?;
-        Ok(true)
     }
 }
 
@@ -877,17 +1276,46 @@ object! {
 }
 
 object! {
-    Resources { Requests: Kind::Nested, Limits: Kind::Nested }
-    nested(s, f, d, pool, path, _key) {
-        let list = if f == F::Requests {
-            &mut s.requests
-        } else {
-            &mut s.limits
+    Resources {
+        Requests: Kind::Nested,
+        Limits: Kind::Nested,
+        Claims: Kind::Nested,
+    }
+    nested(s, f, d, pool, path, key) {
+        let list = match f {
+            F::Requests => &mut s.requests,
+            F::Limits => &mut s.limits,
+            _ => return api_ref_unless_empty_list(d, key, path, ApiRef::ResourceClaim),
         };
         object(d, pool, path, list)
     }
 }
 
+#[cfg(not(feature = "small"))]
+object! {
+    ResourceList {
+        Cpu: Kind::Quantity => cpu = quantity,
+        Memory: Kind::Quantity => memory = quantity,
+        EphemeralStorage: Kind::Quantity => ephemeral_storage = quantity,
+    }
+    // Any other resource (hugepages, extended resources) is kept with its name; validation
+    // judges the name as the API server does.
+    other(s, d, pool, key, path) {
+        let p = path.push(Seg::Entry(s.other.len() as u16));
+        let name = d.key_text(pool, key, p)?;
+        let quantity = d
+            .quantity(pool, p)?
+            .ok_or(Error::new(ErrorKind::Required, p, key.mark))?;
+        s.other
+            .push(ResourceEntry { name, quantity })
+            .map_err(|_| Error::capacity(Limit::Resources, p, key.mark))?;
+        Ok(true)
+    }
+}
+
+// Firmware (`small`) has no hugepages or extended resources to give (MAX_RESOURCES 0):
+// other resource names are unknown fields there.
+#[cfg(feature = "small")]
 object! {
     ResourceList {
         Cpu: Kind::Quantity => cpu = quantity,

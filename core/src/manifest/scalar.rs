@@ -156,7 +156,7 @@ pub(crate) fn yaml_escape(after: &[u8]) -> Result<(char, usize), SyntaxErrorKind
         Some(b'e') => '\x1b',
         Some(b' ') => ' ',
         Some(b'"') => '"',
-        Some(b'/') => '/',
+        // No `\/`: YAML 1.2 added it, go-yaml v2 (the kubelet's parser) refuses it.
         Some(b'\\') => '\\',
         Some(b'N') => '\u{85}',
         Some(b'_') => '\u{a0}',

@@ -1502,9 +1502,11 @@ mod tests {
 
     #[test]
     fn double_quoted_escapes_decode() {
-        let input = r#"a: "\0\a\b\t\n\v\f\r\e\ \"\/\\\N\_\L\P\x41\u00e9\U0001F600""#;
-        let want = "\0\x07\x08\t\n\x0b\x0c\r\x1b \"/\\\u{85}\u{a0}\u{2028}\u{2029}Aé😀";
+        let input = r#"a: "\0\a\b\t\n\v\f\r\e\ \"\\\N\_\L\P\x41\u00e9\U0001F600""#;
+        let want = "\0\x07\x08\t\n\x0b\x0c\r\x1b \"\\\u{85}\u{a0}\u{2028}\u{2029}Aé😀";
         assert_eq!(ev(input), format!("{{ \"a\" {want:?} }}"));
+        // YAML 1.2's `\/` is not an escape for go-yaml v2, the kubelet's parser (issue 11).
+        assert_eq!(error(r#"a: "x\/y""#).0, SyntaxErrorKind::InvalidEscape);
     }
 
     #[test]

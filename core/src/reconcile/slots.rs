@@ -421,12 +421,63 @@ fn pod_key(pod: &Pod) -> u64 {
                 text(pod.s(path).as_bytes());
                 text(&[kind.map_or(0xff, |k| k as u8)]);
             }
-            VolumeSource::EmptyDir { memory, .. } => text(if memory {
-                b"emptyDir:Memory"
-            } else {
-                b"emptyDir"
-            }),
+            VolumeSource::EmptyDir {
+                memory, huge_pages, ..
+            } => {
+                text(if memory {
+                    b"emptyDir:Memory"
+                } else {
+                    b"emptyDir"
+                });
+                text(pod.opt(huge_pages).unwrap_or("-").as_bytes());
+            }
+            #[cfg(feature = "small")]
+            VolumeSource::DownwardApi { .. } | VolumeSource::Image { .. } => {}
+            #[cfg(not(feature = "small"))]
+            VolumeSource::DownwardApi { default_mode, .. } => {
+                text(b"downwardAPI");
+                text(&default_mode.unwrap_or(-1).to_le_bytes());
+            }
+            #[cfg(not(feature = "small"))]
+            VolumeSource::Image {
+                reference,
+                pull_policy,
+            } => {
+                text(b"image");
+                text(pod.s(reference).as_bytes());
+                text(&[pull_policy.map_or(0xff, |k| k as u8)]);
+            }
         }
+    }
+    // The files of downwardAPI volumes: their paths and what each holds (firmware has none).
+    #[cfg(not(feature = "small"))]
+    for it in sp.downward_items.iter() {
+        text(&it.volume.to_le_bytes());
+        text(pod.s(it.path).as_bytes());
+        use crate::manifest::model::EnvSource;
+        match it.source {
+            EnvSource::Field(f) => text(&[0, f as u8]),
+            EnvSource::Label(k) => {
+                text(&[1]);
+                text(pod.s(k).as_bytes());
+            }
+            EnvSource::Annotation(k) => {
+                text(&[2]);
+                text(pod.s(k).as_bytes());
+            }
+            EnvSource::Labels => text(&[3]),
+            EnvSource::Annotations => text(&[4]),
+            EnvSource::Resource {
+                container,
+                resource,
+                divisor,
+            } => {
+                text(&[5, resource as u8]);
+                text(pod.opt(container).unwrap_or("").as_bytes());
+                text(divisor.map_or(&b""[..], |d| pod.s(d.text).as_bytes()));
+            }
+        }
+        text(&it.mode.unwrap_or(-1).to_le_bytes());
     }
     for (init, c) in pod.all_containers() {
         text(match (init, is_sidecar(c)) {

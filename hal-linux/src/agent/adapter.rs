@@ -536,6 +536,7 @@ impl LinuxRuntime {
                 VolumeSource::EmptyDir {
                     memory: true,
                     size_limit,
+                    ..
                 } => Some((
                     spec::empty_dir_path(&pod_dir, p.s(v.name)),
                     size_limit
@@ -686,6 +687,7 @@ impl Runtime for LinuxRuntime {
             if let VolumeSource::EmptyDir {
                 memory: false,
                 size_limit: Some(q),
+                ..
             } = v.source
             {
                 self.notices.push(Notice(format!(

@@ -77,6 +77,8 @@ const NO_STDIN: &str =
     "keel attaches no standard input or terminal to containers (use keel exec -it)";
 const NO_TERMINATION_MESSAGE: &str =
     "keel does not read termination messages (the default /dev/termination-log with policy File is what it assumes): a terminated container's message stays empty";
+const NOT_PROVIDED: &str =
+    "accepted as the kubelet accepts it, but keel cannot provide it (no device plugins, hugepages pool or image volumes): the container waits in CreateContainerConfigError";
 const NO_TOLERATIONS: &str =
     "tolerations have no effect on a static pod: it is not scheduled and keel evicts nothing";
 
@@ -106,6 +108,24 @@ pub const VERDICTS: &[(&str, &str, Verdict)] = &[
         "sizeLimit",
         Depends(empty_dir_size),
     ),
+    (
+        "spec.volumes.source.EmptyDir.huge_pages",
+        "medium",
+        Warned("HugePages media are not backed by hugetlbfs: the volume is a plain directory"),
+    ),
+    ("spec.volumes.source.DownwardApi", "downwardAPI", Node),
+    (
+        "spec.volumes.source.DownwardApi.projected",
+        "projected",
+        Applied,
+    ),
+    (
+        "spec.volumes.source.DownwardApi.default_mode",
+        "defaultMode",
+        Applied,
+    ),
+    ("spec.volumes.source.Image", "image", Warned(NOT_PROVIDED)),
+    ("spec.downward_items", "items", Applied),
     ("spec.restart_policy", "restartPolicy", Applied),
     (
         "spec.termination_grace_period_seconds",
@@ -161,6 +181,8 @@ pub const VERDICTS: &[(&str, &str, Verdict)] = &[
     ("C.name", "name", Applied),
     ("C.image", "image", Applied),
     ("C.image_pull_policy", "imagePullPolicy", Applied),
+    // Whether imagePullPolicy was written or defaulted (SPEC 2.3a offline rule).
+    ("C.pull_policy_defaulted", "imagePullPolicy", Internal),
     ("C.restart_policy", "restartPolicy", Applied),
     ("C.command", "command", Applied),
     ("C.args", "args", Applied),
@@ -170,6 +192,8 @@ pub const VERDICTS: &[(&str, &str, Verdict)] = &[
     ("C.env.value", "value", Applied),
     ("C.env.value_from", "valueFrom", Node),
     ("C.env.value_from.Field", "fieldRef", Applied),
+    ("C.env.value_from.Label", "fieldRef", Applied),
+    ("C.env.value_from.Annotation", "fieldRef", Applied),
     ("C.env.value_from.Resource", "resourceFieldRef", Node),
     (
         "C.env.value_from.Resource.container",
@@ -203,6 +227,12 @@ pub const VERDICTS: &[(&str, &str, Verdict)] = &[
     ),
     ("C.resources.limits", "limits", Node),
     ("C.resources.limits.cpu", "cpu", Applied),
+    ("C.resources.limits.other", "limits", Warned(NOT_PROVIDED)),
+    (
+        "C.resources.requests.other",
+        "requests",
+        Warned(NOT_PROVIDED),
+    ),
     ("C.resources.limits.memory", "memory", Applied),
     (
         "C.resources.limits.ephemeral_storage",

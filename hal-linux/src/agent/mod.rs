@@ -1151,7 +1151,8 @@ fn begin_drain<R: AgentRuntime>(
         .iter()
         .filter(|s| s.is_used())
         .map(|s| {
-            let mut p = Pod::default();
+            // Boxed: a pod is hundreds of KiB (keel-core's Linux capacities).
+            let mut p = Box::<Pod>::default();
             if s.decode_into(&mut p) {
                 p.spec.termination_grace_period_seconds.unwrap_or(30).max(2) as u64
             } else {

@@ -40,6 +40,13 @@ pub enum SpecError {
     /// The container has no command at all.
     #[error("no command: the pod gives none and the image has no ENTRYPOINT or CMD")]
     NoCommand,
+    /// A resource keel has nothing to allocate from: extended resources (no device plugins)
+    /// and hugepages (not reserved by keel). The container waits with this reason.
+    #[error("resource {0:?} is not allocatable on this keel node (no device plugin or hugepages pool); the container cannot start")]
+    NotAllocatable(String),
+    /// A volume kind this node cannot provide yet.
+    #[error("volume {0:?}: image volumes are not supported by this keel yet (the container cannot start)")]
+    ImageVolume(String),
     /// Creating a directory failed.
     #[error("{path}: {source}")]
     Io {
@@ -328,6 +335,88 @@ fn quantity_div(
         .to_string()
 }
 
+/// The text of a `fieldRef` or `resourceFieldRef` for container `c` (env values and
+/// downwardAPI files alike). All labels or annotations are `key="value"` lines, sorted,
+/// as the kubelet writes them.
+pub fn source_value(ctx: &PodContext<'_>, c: &Container, src: &EnvSource) -> String {
+    let pod = ctx.pod;
+    match src {
+        EnvSource::Field(f) => match f {
+            FieldRef::MetadataName => pod.s(pod.name).to_string(),
+            FieldRef::MetadataNamespace => pod.opt(pod.namespace).unwrap_or("default").to_string(),
+            FieldRef::MetadataUid => ctx.uid.to_string(),
+            FieldRef::SpecNodeName => pod.opt(pod.spec.node_name).unwrap_or("").to_string(),
+            FieldRef::SpecServiceAccountName => String::new(),
+            FieldRef::StatusPodIP | FieldRef::StatusPodIPs => ctx.pod_ip.to_string(),
+            FieldRef::StatusHostIP | FieldRef::StatusHostIPs => ctx.host_ip.to_string(),
+        },
+        EnvSource::Resource {
+            container,
+            resource,
+            divisor,
+        } => {
+            let target = container
+                .and_then(|n| {
+                    pod.all_containers()
+                        .find(|(_, x)| x.name == n || pod.s(x.name) == pod.s(n))
+                })
+                .map(|(_, x)| x)
+                .unwrap_or(c);
+            let r = &target.resources;
+            match resource {
+                ResourceName::LimitsCpu => {
+                    quantity_div(r.limits.cpu.as_ref(), divisor.as_ref(), ctx.node_cpus, true)
+                }
+                ResourceName::RequestsCpu => {
+                    quantity_div(r.requests.cpu.as_ref(), divisor.as_ref(), 0, true)
+                }
+                ResourceName::LimitsMemory => quantity_div(
+                    r.limits.memory.as_ref(),
+                    divisor.as_ref(),
+                    ctx.node_memory,
+                    false,
+                ),
+                ResourceName::RequestsMemory => {
+                    quantity_div(r.requests.memory.as_ref(), divisor.as_ref(), 0, false)
+                }
+                ResourceName::LimitsEphemeralStorage => quantity_div(
+                    r.limits.ephemeral_storage.as_ref(),
+                    divisor.as_ref(),
+                    0,
+                    false,
+                ),
+                ResourceName::RequestsEphemeralStorage => quantity_div(
+                    r.requests.ephemeral_storage.as_ref(),
+                    divisor.as_ref(),
+                    0,
+                    false,
+                ),
+            }
+        }
+        EnvSource::Label(k) => meta_value(pod, &pod.labels, *k),
+        EnvSource::Annotation(k) => meta_value(pod, &pod.annotations, *k),
+        EnvSource::Labels => meta_lines(pod, &pod.labels),
+        EnvSource::Annotations => meta_lines(pod, &pod.annotations),
+    }
+}
+
+fn meta_value(pod: &Pod, kvs: &[KeyValue], key: Str) -> String {
+    let key = pod.s(key);
+    kvs.iter()
+        .find(|kv| pod.s(kv.key) == key)
+        .map(|kv| pod.s(kv.value).to_string())
+        .unwrap_or_default()
+}
+
+fn meta_lines(pod: &Pod, kvs: &[KeyValue]) -> String {
+    let mut lines: Vec<String> = kvs
+        .iter()
+        .map(|kv| format!("{}={:?}", pod.s(kv.key), pod.s(kv.value)))
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
 /// The container's environment: image env, then the pod's (in order, later wins), with
 /// field and resource references resolved and `$(VAR)` expanded against earlier entries.
 pub fn env(ctx: &PodContext<'_>, c: &Container, image: &ImageConfig) -> Vec<(String, String)> {
@@ -343,60 +432,7 @@ pub fn env(ctx: &PodContext<'_>, c: &Container, image: &ImageConfig) -> Vec<(Str
     for e in &c.env {
         let name = pod.s(e.name).to_string();
         let value = match &e.value_from {
-            Some(EnvSource::Field(f)) => match f {
-                FieldRef::MetadataName => pod.s(pod.name).to_string(),
-                FieldRef::MetadataNamespace => {
-                    pod.opt(pod.namespace).unwrap_or("default").to_string()
-                }
-                FieldRef::MetadataUid => ctx.uid.to_string(),
-                FieldRef::SpecNodeName => pod.opt(pod.spec.node_name).unwrap_or("").to_string(),
-                FieldRef::SpecServiceAccountName => String::new(),
-                FieldRef::StatusPodIP | FieldRef::StatusPodIPs => ctx.pod_ip.to_string(),
-                FieldRef::StatusHostIP | FieldRef::StatusHostIPs => ctx.host_ip.to_string(),
-            },
-            Some(EnvSource::Resource {
-                container,
-                resource,
-                divisor,
-            }) => {
-                let target = container
-                    .and_then(|n| {
-                        pod.all_containers()
-                            .find(|(_, x)| x.name == n || pod.s(x.name) == pod.s(n))
-                    })
-                    .map(|(_, x)| x)
-                    .unwrap_or(c);
-                let r = &target.resources;
-                match resource {
-                    ResourceName::LimitsCpu => {
-                        quantity_div(r.limits.cpu.as_ref(), divisor.as_ref(), ctx.node_cpus, true)
-                    }
-                    ResourceName::RequestsCpu => {
-                        quantity_div(r.requests.cpu.as_ref(), divisor.as_ref(), 0, true)
-                    }
-                    ResourceName::LimitsMemory => quantity_div(
-                        r.limits.memory.as_ref(),
-                        divisor.as_ref(),
-                        ctx.node_memory,
-                        false,
-                    ),
-                    ResourceName::RequestsMemory => {
-                        quantity_div(r.requests.memory.as_ref(), divisor.as_ref(), 0, false)
-                    }
-                    ResourceName::LimitsEphemeralStorage => quantity_div(
-                        r.limits.ephemeral_storage.as_ref(),
-                        divisor.as_ref(),
-                        0,
-                        false,
-                    ),
-                    ResourceName::RequestsEphemeralStorage => quantity_div(
-                        r.requests.ephemeral_storage.as_ref(),
-                        divisor.as_ref(),
-                        0,
-                        false,
-                    ),
-                }
-            }
+            Some(src) => source_value(ctx, c, src),
             None => expand(pod.opt(e.value).unwrap_or(""), &out),
         };
         out.retain(|(k, _)| *k != name);
@@ -518,12 +554,19 @@ pub fn mounts(ctx: &PodContext<'_>, c: &Container) -> Result<Vec<MountSpec>, Spe
         let Some(v) = pod.spec.volumes.iter().find(|v| pod.s(v.name) == vname) else {
             continue;
         };
+        let mut read_only = m.read_only;
         let base = match v.source {
             VolumeSource::HostPath { path, kind } => {
                 let p = PathBuf::from(pod.s(path));
                 check_host_path(&p, kind.unwrap_or(HostPathType::Unset))?;
                 p
             }
+            VolumeSource::DownwardApi { default_mode, .. } => {
+                read_only = true;
+                let index = pod.spec.volumes.iter().position(|x| x == v).unwrap_or(0);
+                downward_api_dir(ctx, c, vname, index, default_mode)?
+            }
+            VolumeSource::Image { .. } => return Err(SpecError::ImageVolume(vname.to_string())),
             VolumeSource::EmptyDir { .. } => {
                 let p = empty_dir_path(ctx.pod_dir, vname);
                 std::fs::create_dir_all(&p).map_err(|source| SpecError::Io {
@@ -540,11 +583,48 @@ pub fn mounts(ctx: &PodContext<'_>, c: &Container) -> Result<Vec<MountSpec>, Spe
         out.push(MountSpec {
             source,
             destination: PathBuf::from(pod.s(m.mount_path)),
-            read_only: m.read_only,
+            read_only,
             kind: MountKind::Bind,
         });
     }
     Ok(out)
+}
+
+/// Fills the directory of downwardAPI volume `name` (number `index` in the pod) with its
+/// files, as of now, and returns it. Modes: the item's, else the volume's `defaultMode`,
+/// else 0644.
+fn downward_api_dir(
+    ctx: &PodContext<'_>,
+    c: &Container,
+    name: &str,
+    index: usize,
+    default_mode: Option<i64>,
+) -> Result<PathBuf, SpecError> {
+    use std::os::unix::fs::PermissionsExt;
+    let pod = ctx.pod;
+    let dir = empty_dir_path(ctx.pod_dir, name);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SpecError::Io { path, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let items = pod.spec.downward_items.iter();
+    for it in items.filter(|it| usize::from(it.volume) == index) {
+        // Validation made the path relative, without '..'; checked again before writing.
+        let rel = Path::new(pod.s(it.path));
+        if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(SpecError::SubPath(pod.s(it.path).to_string()));
+        }
+        let file = dir.join(rel);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::write(&file, source_value(ctx, c, &it.source)).map_err(io(&file))?;
+        let mode = it.mode.or(default_mode).unwrap_or(0o644) as u32 & 0o777;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
+            .map_err(io(&file))?;
+    }
+    Ok(dir)
 }
 
 /// Resolves a user (`"1000"`, `"1000:1000"`, `"name"`, `"name:group"`) against the
@@ -606,6 +686,9 @@ pub fn build(
     let Some((_, c)) = pod.all_containers().nth(index) else {
         return Err(SpecError::NoCommand);
     };
+    if let Some(e) = c.resources.limits.other.first() {
+        return Err(SpecError::NotAllocatable(pod.s(e.name).to_string()));
+    }
     let env = env(ctx, c, &image.config);
     let argv = argv(c, pod, &image.config, &env);
     if argv.is_empty() {
@@ -723,8 +806,8 @@ mod tests {
         }
     }
 
-    fn pod_with(command: &[&str], args: &[&str]) -> Pod {
-        let mut pod = Pod::default();
+    fn pod_with(command: &[&str], args: &[&str]) -> Box<Pod> {
+        let mut pod = Box::<Pod>::default();
         let mut c = Container::default();
         for s in command {
             c.command.push(pod.pool.add(s).unwrap()).unwrap();

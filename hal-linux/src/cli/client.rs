@@ -36,13 +36,7 @@ pub fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// RFC 3339 in whole seconds (`2024-05-01T10:00:00Z`), as the Kubernetes API writes
-/// times, so `jq 'fromdate'` works on them.
-pub fn rfc3339(unix_ms: u64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(unix_ms);
-    let nano = crate::timefmt::rfc3339_nano(t);
-    format!("{}Z", &nano[..19])
-}
+pub use crate::timefmt::rfc3339;
 
 /// A duration as kubectl writes ages (`HumanDuration`): `42s`, `3m2s`, `15m`, `4h12m`,
 /// `30h`, `3d4h`, `40d`, `2y10d`.

@@ -109,7 +109,7 @@ pub fn mirror_object(p: &PodInfo, node: &str, node_uid: &str) -> Value {
 /// a host-network pod, `podIP` (the node's address).
 /// Every key keel manages is present, null when unknown, so a merge patch also clears it.
 pub fn mirror_status(p: &PodInfo, clock: Clock, host_ip: &str) -> Value {
-    let mut st = crate::cli::pods::status_json(p, clock);
+    let mut st = crate::podstatus::status_json(p, clock);
     let host_network = serde_json::from_str::<Value>(&p.pod_json)
         .ok()
         .is_some_and(|v| v["spec"]["hostNetwork"] == json!(true));

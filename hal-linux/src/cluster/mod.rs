@@ -257,7 +257,7 @@ impl Runner {
         if !self.node_backoff.ready(now) || self.status_due.is_some_and(|t| now < t) {
             return;
         }
-        let stamp = crate::cli::client::rfc3339(unix_ms_now());
+        let stamp = crate::timefmt::rfc3339(unix_ms_now());
         let r = if self.node_uid.is_empty() {
             node::register(api, &self.machine, &self.settings, &stamp).and_then(|uid| {
                 log(

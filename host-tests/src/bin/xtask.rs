@@ -464,10 +464,12 @@ const CRUN_SUBSET: &[(&str, &[&str])] = &[
 /// crun (1.8, Debian 12's) refuses a hybrid cgroup host whose v2 hierarchy holds
 /// controllers ("cgroups in hybrid mode not supported"); on such a host the steps run in
 /// a private mount namespace with `/sys/fs/cgroup/unified` unmounted, so crun sees plain
-/// cgroup v1 (the host's mounts are untouched). On a cgroup v2 host they run as they are.
+/// cgroup v1 (the host's mounts are untouched), and a throwaway tmpfs in its place (crun
+/// still writes its `0::` path there, which would otherwise land in the host's
+/// /sys/fs/cgroup tmpfs under the hidden mount point). On a cgroup v2 host they run as they are.
 fn crun_steps() -> Vec<Step> {
     const WRAP: &str = "if [ -n \"$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)\" ]; \
-        then exec unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup/unified && exec \"$@\"' sh \"$@\"; \
+        then exec unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup/unified && mount -t tmpfs keel-crun /sys/fs/cgroup/unified && exec \"$@\"' sh \"$@\"; \
         else exec \"$@\"; fi";
     let mut runs: Vec<(String, Vec<&str>)> =
         vec![("conformance".into(), vec!["--test", "conformance", "linux"])];
