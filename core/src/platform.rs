@@ -215,7 +215,12 @@ impl Existing<'_> {
 /// - `remove_container` of a container that still runs MUST end it as `Kill` would and
 ///   remove it (the core does so only when a kill did not end it). Removal is idempotent:
 ///   on a handle the runtime does not know it MUST succeed. After it returns, `state` of
-///   the handle MUST be `Gone` and `adopt` MUST NOT report the container again.
+///   the handle MUST be `Gone` and `adopt` MUST NOT report the container again, with one
+///   exception: a runtime whose containers outlive the agent MAY keep the exit of a
+///   container that had exited when it was removed, and report it (`Exited`, with its
+///   labels) from `adopt` until a newer container of the same pod and name has started or
+///   the sandbox is removed. That is how a restarted agent knows that a pod's init
+///   containers completed and what restart count an app container in back-off had.
 ///
 /// Sandboxes
 /// - A sandbox is named by its pod UID alone, never by a handle.

@@ -374,11 +374,95 @@ pub async fn serve(
     info: ServerInfo,
     calls: mpsc::Sender<Call>,
 ) {
+    serve_as(listener, info, calls, Access::default()).await
+}
+
+/// Who may talk to the agent over its socket, checked on every connection with the
+/// peer's kernel credentials (SO_PEERCRED), whatever the socket file's mode says: root,
+/// the agent's own user, and members of `group` when one is given (`--socket-group`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    /// A group whose members are admitted besides root.
+    pub group: Option<u32>,
+}
+
+impl Access {
+    /// Whether a peer with `uid`, primary `gid` and supplementary `groups` is admitted.
+    pub fn admits(&self, uid: u32, gid: u32, groups: &[u32]) -> bool {
+        uid == 0
+            || uid == nix::unistd::geteuid().as_raw()
+            || self.group.is_some_and(|g| gid == g || groups.contains(&g))
+    }
+
+    /// Why `uid` is refused, for the answer the refused client gets.
+    fn refusal(&self, uid: u32) -> String {
+        match self.group {
+            Some(g) => format!(
+                "permission denied: uid {uid} is neither root nor in group {g} (--socket-group)"
+            ),
+            None => format!(
+                "permission denied: uid {uid} is not root; the agent can admit a group with --socket-group"
+            ),
+        }
+    }
+}
+
+/// The supplementary groups of process `pid` (from /proc; empty when unknown).
+fn groups_of(pid: Option<i32>) -> Vec<u32> {
+    let Some(pid) = pid else { return Vec::new() };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// [`serve`] admitting the peers `access` allows; anyone else gets an error answer and
+/// the connection is closed before a request is read.
+pub async fn serve_as(
+    listener: tokio::net::UnixListener,
+    info: ServerInfo,
+    calls: mpsc::Sender<Call>,
+    access: Access,
+) {
     let info = std::sync::Arc::new(info);
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(connection(stream, info.clone(), calls.clone()));
+            Ok((mut stream, _)) => {
+                let admitted = stream.peer_cred().ok().map(|c| {
+                    let groups = if access.group.is_some() {
+                        groups_of(c.pid())
+                    } else {
+                        Vec::new()
+                    };
+                    (c.uid(), access.admits(c.uid(), c.gid(), &groups))
+                });
+                match admitted {
+                    Some((_, true)) => {
+                        tokio::spawn(connection(stream, info.clone(), calls.clone()));
+                    }
+                    refused => {
+                        let why = match refused {
+                            Some((uid, _)) => access.refusal(uid),
+                            None => "permission denied: the peer's credentials are unknown".into(),
+                        };
+                        tokio::spawn(async move {
+                            // Take the client's Hello first (a few bytes, never decoded),
+                            // so it reads the refusal instead of a broken pipe.
+                            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                                let mut hello = [0u8; 256];
+                                let _ = stream.read(&mut hello).await;
+                                write_frame_async(&mut stream, &Response::Error(why)).await
+                            })
+                            .await;
+                        });
+                    }
+                }
             }
             Err(e) => {
                 // EMFILE and the like pass; back off briefly rather than spin.

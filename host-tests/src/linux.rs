@@ -622,6 +622,18 @@ impl Node {
         );
     }
 
+    /// Asserts that `keel pods` answers within `limit`, however busy the agent is.
+    pub fn answers_within(&self, limit: Duration) {
+        let t = Instant::now();
+        let (code, _, err) = self.cli(&["pods", "-o", "name"]);
+        assert_eq!(code, 0, "keel pods: {err}");
+        assert!(
+            t.elapsed() < limit,
+            "keel pods took {:?} (limit {limit:?})",
+            t.elapsed()
+        );
+    }
+
     /// The agent's pid, if it runs.
     pub fn agent_pid(&self) -> Option<u32> {
         self.agent.as_ref().map(Child::id)

@@ -126,3 +126,41 @@ fn keel_validate_json_reports_every_field_as_applied_or_warned() {
         "applied"
     );
 }
+
+/// The kubelet's `{operator: Exists, effect: NoExecute}` toleration, which defaulting gives
+/// every static pod, is not a field the manifest set: no warning for it. A toleration the
+/// manifest writes is warned (it has no effect on a static pod).
+#[test]
+fn only_tolerations_the_manifest_writes_are_warned() {
+    let dir = std::env::temp_dir().join(format!("keel-tolerations-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plain = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: t\nspec:\n  containers:\n  - name: c\n    image: busybox\n";
+    let with = format!("{plain}  tolerations:\n  - key: dedicated\n    operator: Exists\n");
+    let warned = |body: &str, file: &str| {
+        let path = dir.join(file);
+        std::fs::write(&path, body).unwrap();
+        let out = std::process::Command::new(keel_host_tests::linux::keel_bin())
+            .args(["validate", "-o", "json", "--node", "n1"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+        assert_eq!(v["accepted"], true, "{v}");
+        v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|w| w["message"].as_str())
+            .any(|m| m.starts_with("spec.tolerations"))
+    };
+    assert!(
+        !warned(plain, "plain.yaml"),
+        "the defaulted toleration is warned"
+    );
+    assert!(
+        warned(&with, "with.yaml"),
+        "a written toleration is not warned"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -292,3 +292,28 @@ sim_test! {
         assert_eq!(added(&w).len(), 2, "nothing is taken while draining");
     }
 }
+
+sim_test! {
+    fn a_table_full_of_ignored_files_still_takes_a_manifest_and_says_so_once() {
+        // 16 file entries; 40 backup files fill them on the first listing.
+        let mut st = Storage::new(8, 16);
+        let mut w = World::fake(&mut st);
+        for i in 0..40 {
+            w.src.write(&format!("junk-{i:02}.bak"), "x");
+        }
+        w.run_for(1);
+        // A manifest written later takes the place of an ignored entry.
+        w.write("late.yaml", P::new("late", "img:1").yaml());
+        w.run_for(1);
+        assert_eq!(added(&w).len(), 1, "{:#?}", w.trace);
+        // Many re-lists of the same crowded directory: the capacity is reported when the
+        // number left out changes (the first listing, the manifest pushing one more out),
+        // never again while the directory stays as it is.
+        w.run_for(200);
+        let full = w.events_where(|e| matches!(e, Event::CapacityFull { .. }));
+        assert_eq!(full.len(), 2, "{full:?}");
+        assert!(full.iter().all(|(t, _)| *t < at(30)), "{full:?}");
+        assert!(w.rec.counters().files_untracked > 24);
+        assert!(w.pod("late").is_some());
+    }
+}

@@ -83,20 +83,32 @@ pub fn ignore_reason(name: &str, kind: EntryKind) -> Option<IgnoreReason> {
 }
 
 /// Takes one listed entry into the table at the sorted position; `None` when the table is
-/// full or the name too long (counted by the caller).
+/// full or the name too long (counted by the caller). When the table is full and the entry
+/// is a manifest (`candidate`), an ignored entry gives up its place: a directory flooded
+/// with other files (backups, 10 000 junk files) never keeps a manifest out.
 fn track(
     files: &mut [FileEntry],
     nfiles: &mut usize,
     next_id: &mut u32,
     name: &str,
+    candidate: bool,
 ) -> Option<usize> {
-    let i = match files[..*nfiles].binary_search_by(|f| f.name.as_str().cmp(name)) {
+    let mut i = match files[..*nfiles].binary_search_by(|f| f.name.as_str().cmp(name)) {
         Ok(i) => return Some(i),
         Err(i) => i,
     };
     let name = String::try_from(name).ok()?;
     if *nfiles >= files.len() {
-        return None;
+        let victim = files[..*nfiles]
+            .iter()
+            .position(|f| candidate && matches!(f.state, FileState::Ignored(_)))?;
+        for k in victim..*nfiles - 1 {
+            files.swap(k, k + 1);
+        }
+        *nfiles -= 1;
+        if victim < i {
+            i -= 1;
+        }
     }
     // Open a gap at `i` (as `rotate_right(1)`; swaps keep core's generic rotation out of
     // the firmware).
@@ -180,15 +192,23 @@ impl Inner<'_> {
             let nfiles = &mut self.nfiles;
             let next_id = &mut self.next_file_id;
             let pending = &mut self.apply_pending;
-            src.list(
-                &mut |e: Entry<'_>| match track(files, nfiles, next_id, e.name) {
-                    Some(i) => *pending |= observe_entry(&mut files[i], &e),
-                    None => untracked += 1,
-                },
-            )
+            src.list(&mut |e: Entry<'_>| match track(
+                files,
+                nfiles,
+                next_id,
+                e.name,
+                ignore_reason(e.name, e.kind).is_none(),
+            ) {
+                Some(i) => *pending |= observe_entry(&mut files[i], &e),
+                None => untracked += 1,
+            })
         };
         self.counters.files_untracked = self.counters.files_untracked.saturating_add(untracked);
-        if untracked > 0 {
+        // Said when the number of entries left out changes, not at every re-list of the
+        // same crowded directory (no error storm); the counter keeps the total.
+        let changed = untracked != self.untracked_last;
+        self.untracked_last = untracked;
+        if untracked > 0 && changed {
             self.emit(Event::CapacityFull {
                 limit: Limit::Manifests,
             });

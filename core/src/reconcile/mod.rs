@@ -123,6 +123,8 @@ struct Inner<'s> {
     orphans: Vec<Orphan, MAX_ORPHANS>,
     orphan_sandboxes: Vec<String<MAX_UID>, MAX_ORPHANS>,
     counters: Counters,
+    /// Entries the last re-list could not track (see `rescan`).
+    untracked_last: u32,
     last_poll: Instant,
 }
 
@@ -168,6 +170,7 @@ impl<'s> Reconciler<'s> {
                 orphans: Vec::new(),
                 orphan_sandboxes: Vec::new(),
                 counters: Counters::default(),
+                untracked_last: 0,
                 last_poll: Instant::ZERO,
             },
             scratch,

@@ -1004,13 +1004,46 @@ impl Runtime for LinuxRuntime {
                 created_at: None,
             });
         }
-        for ch in listing.containers {
+        // Newest first within each pod and container name: an exit record kept by
+        // `retire_container` whose successor started is superseded and goes now (the
+        // agent was killed before `forget_exited`); anything else older is reported too,
+        // and the core stops it as an orphan.
+        let mut containers: Vec<_> = listing
+            .containers
+            .into_iter()
+            .filter(|ch| !dead.contains(&ch.record.pod_uid))
+            .map(|ch| {
+                let st = self.runc.state(&ch);
+                (ch, st)
+            })
+            .collect();
+        containers.sort_by(|(a, _), (b, _)| {
+            (&a.record.pod_uid, &a.record.container_name)
+                .cmp(&(&b.record.pod_uid, &b.record.container_name))
+                .then(
+                    b.record
+                        .created_at_unix_nanos
+                        .cmp(&a.record.created_at_unix_nanos),
+                )
+        });
+        let mut newest: Option<(String, String)> = None;
+        for (ch, st) in containers {
             let uid = ch.record.pod_uid.clone();
-            if dead.contains(&uid) {
+            let key = (uid.clone(), ch.record.container_name.clone());
+            let superseded = newest.as_ref() == Some(&key);
+            newest = Some(key);
+            // As `run_state` reads them: anything but a running container has exited.
+            let exited = !matches!(st, Ok(ContainerState::Running { .. }));
+            if superseded && exited {
+                if let Err(e) = self.runc.remove_container(&ch) {
+                    self.notices.push(Notice(format!(
+                        "removing the superseded exited container {}: {e}",
+                        ch.id
+                    )));
+                }
                 continue;
             }
             let h = self.alloc();
-            let st = self.runc.state(&ch);
             // The start of its run: runc's state while it runs, else the shim's record.
             let started_ns = match &st {
                 Ok(ContainerState::Running {

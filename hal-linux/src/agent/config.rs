@@ -44,6 +44,12 @@ pub struct AgentConfig {
     pub cni: crate::cni::CniConfig,
     /// On SIGTERM/SIGINT, terminate every pod gracefully before exiting.
     pub drain_on_exit: bool,
+    /// How long the log directory of a pod that is gone is kept.
+    pub pod_log_retention: Duration,
+    /// Longest a runc call may take (`--runtime-request-timeout`).
+    pub runtime_request_timeout: Duration,
+    /// A group admitted to the control socket besides root (`--socket-group`).
+    pub socket_group: Option<u32>,
     /// Kubelet flags accepted but not implemented (warned about).
     pub ignored_flags: Vec<String>,
     /// How log lines are written (`--log-format`, or the kubelet's `--logging-format`).
@@ -90,6 +96,9 @@ impl Default for AgentConfig {
             cgroup_parent: "/keel".into(),
             cni: crate::cni::CniConfig::default(),
             drain_on_exit: false,
+            pod_log_retention: Duration::from_secs(60),
+            runtime_request_timeout: crate::runtime::DEFAULT_REQUEST_TIMEOUT,
+            socket_group: None,
             ignored_flags: Vec::new(),
             log_format: super::log::Format::Text,
             ignored_config_fields: Vec::new(),
@@ -380,7 +389,7 @@ pub const KUBELET_FLAGS: &str = "\
     really-crash-for-testing redirect-container-streaming register-node \
     register-schedulable register-with-taints registry-burst registry-qps reserved-cpus \
     reserved-memory resolv-conf root-dir rotate-certificates rotate-server-certificates \
-    runonce runtime-cgroups runtime-request-timeout seccomp-default seccomp-profile-root \
+    runonce runtime-cgroups seccomp-default seccomp-profile-root \
     serialize-image-pulls skip-headers skip-log-headers stderrthreshold \
     storage-driver-buffer-duration storage-driver-db storage-driver-host \
     storage-driver-password storage-driver-secure storage-driver-table \
@@ -399,6 +408,9 @@ pub fn is_kubelet_flag(name: &str) -> bool {
 /// keel's own flags besides the kubelet's it implements.
 const KEEL_FLAGS: &[&str] = &[
     "pod-logs-dir",
+    "pod-log-retention",
+    "runtime-request-timeout",
+    "socket-group",
     "container-logs-dir",
     "socket",
     "runc",
@@ -475,6 +487,13 @@ usage: keel agent [flags]
   --socket PATH                control socket (default /run/keel/keel.sock)
   --container-log-max-size Q   rotate logs at this size (default 10Mi)
   --container-log-max-files N  log files kept per container (default 5)
+  --pod-log-retention DUR      how long the logs of a pod that is gone are kept
+                               (default 60s)
+  --socket-group GROUP         a group (name or gid) whose members may use the control
+                               socket besides root (default: root only)
+  --runtime-request-timeout DUR
+                               longest a runtime call may take; a stuck one is killed and
+                               retried with back-off (default 2m)
   --container-runtime-binary PATH|NAME
                                OCI runtime: runc, crun or youki, a path or a name
                                looked up on PATH (default runc); --runc is the same flag
@@ -617,6 +636,14 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
                     ConfigError(format!("--container-log-max-files {v:?} is not a number"))
                 })?;
             }
+            "pod-log-retention" => {
+                let v = need(value)?;
+                cfg.pod_log_retention = parse_duration(&v).ok_or_else(|| {
+                    ConfigError(format!(
+                        "--pod-log-retention {v:?} is not a duration (like 60s)"
+                    ))
+                })?;
+            }
             "cgroup-parent" => {
                 let v = need(value)?;
                 if !v.starts_with('/') {
@@ -688,6 +715,30 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
             "drain-on-exit" => cfg.drain_on_exit = value.is_none_or(|v| v != "false"),
             "seccomp-default" => cfg.seccomp_default = value.is_none_or(|v| v != "false"),
             "print-systemd-unit" => cfg.print_systemd_unit = value.is_none_or(|v| v != "false"),
+            "socket-group" => {
+                let v = need(value)?;
+                let gid = match v.parse::<u32>() {
+                    Ok(n) => Some(n),
+                    Err(_) => nix::unistd::Group::from_name(&v)
+                        .ok()
+                        .flatten()
+                        .map(|g| g.gid.as_raw()),
+                };
+                cfg.socket_group = Some(gid.ok_or_else(|| {
+                    ConfigError(format!(
+                        "--socket-group {v:?} is neither a group of this host nor a number"
+                    ))
+                })?);
+            }
+            "runtime-request-timeout" => {
+                let v = need(value)?;
+                cfg.runtime_request_timeout =
+                    parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
+                        ConfigError(format!(
+                            "--runtime-request-timeout {v:?} is not a positive duration (like 2m)"
+                        ))
+                    })?;
+            }
             "container-logs-dir" => cfg.container_logs_dir = PathBuf::from(need(value)?),
             "healthz-port" => {
                 let v = need(value)?;

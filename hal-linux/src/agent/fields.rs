@@ -73,6 +73,22 @@ fn dns_policy(parent: &Value, _: &Pod) -> Option<&'static str> {
     )
 }
 
+/// Warned when the pod has a toleration besides the `{operator: Exists, effect: NoExecute}`
+/// one the kubelet's defaults give every static pod (that one is keel's own default too,
+/// so it alone says nothing about the manifest).
+fn tolerations(parent: &Value, pod: &Pod) -> Option<&'static str> {
+    let list = parent["tolerations"].as_array()?;
+    let is = |t: &Value, field: &str, want: &str| text(&t[field], pod).unwrap_or("") == want;
+    list.iter()
+        .any(|t| {
+            !(is(t, "key", "")
+                && is(t, "operator", "Exists")
+                && is(t, "value", "")
+                && is(t, "effect", "NoExecute"))
+        })
+        .then_some(NO_TOLERATIONS)
+}
+
 const NO_STDIN: &str =
     "keel attaches no standard input or terminal to containers (use keel exec -it)";
 const NO_TERMINATION_MESSAGE: &str =
@@ -175,7 +191,7 @@ pub const VERDICTS: &[(&str, &str, Verdict)] = &[
         "localhostProfile",
         Applied,
     ),
-    ("spec.tolerations", "tolerations", Warned(NO_TOLERATIONS)),
+    ("spec.tolerations", "tolerations", Depends(tolerations)),
     ("spec.node_name", "nodeName", Applied),
     // Containers (app and init alike).
     ("C.name", "name", Applied),

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod fields;
 pub mod healthz;
+pub mod logs_gc;
 mod probes;
 pub mod source;
 pub mod spec;
@@ -159,6 +160,32 @@ struct Agent<'s, R> {
 }
 
 impl<R: AgentRuntime> Agent<'_, R> {
+    /// Removes the log directories of pods that are gone (see [`logs_gc`]): a pod is live
+    /// while it has a slot or a directory under `pods_dir` (its removal is unfinished).
+    fn collect_logs(&mut self, retention: std::time::Duration, pods_dir: &Path) {
+        let slots = self.rec.slots();
+        let live = |uid: &str| {
+            slots.iter().any(|s| s.is_used() && s.uid() == uid) || pods_dir.join(uid).exists()
+        };
+        let (removed, failed) = logs_gc::collect(
+            self.rt.pod_logs_dir(),
+            &self.node,
+            &live,
+            retention,
+            std::time::SystemTime::now(),
+        );
+        for p in removed {
+            log(
+                Level::Info,
+                "",
+                &format!("removed the logs of a pod that is gone: {}", p.display()),
+            );
+        }
+        for m in failed {
+            log(Level::Warn, "", &m);
+        }
+    }
+
     fn now(&self) -> keel_core::time::Instant {
         clock::now()
     }
@@ -868,6 +895,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     rcfg.pod_logs_dir = cfg.pod_logs_dir.clone();
     rcfg.log_max_size = cfg.log_max_size;
     rcfg.log_max_files = cfg.log_max_files;
+    rcfg.request_timeout = cfg.runtime_request_timeout;
     rcfg.cgroup_parent = cfg.cgroup_parent.clone();
     rcfg.cni = Some(cfg.cni.clone());
     rcfg.seccomp_default = cfg.seccomp_default;
@@ -931,6 +959,8 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     };
     let mut src = DirSource::new(&manifest_path, cfg.allow_insecure);
     let drain_on_exit = cfg.drain_on_exit;
+    let pod_log_retention = cfg.pod_log_retention;
+    let pods_dir = cfg.root_dir.join("pods");
     let image_gc = cfg.image_gc;
     log(
         Level::Info,
@@ -948,8 +978,17 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         .build()
         .map_err(|e| StartError(format!("tokio: {e}")))?;
     let socket = cfg.socket.clone();
+    let socket_group = cfg.socket_group;
     tokio_rt.block_on(async move {
         let listener = crate::control::bind(&socket).map_err(|e| StartError(e.to_string()))?;
+        if let Some(gid) = socket_group {
+            // The group may connect (mode 0660); every connection's credentials are still
+            // checked (control::Access).
+            nix::unistd::chown(&socket, None, Some(nix::unistd::Gid::from_raw(gid)))
+                .map_err(|e| StartError(format!("socket {}: chown to group {gid}: {e}", socket.display())))?;
+            std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o660))
+                .map_err(|e| StartError(format!("socket {}: {e}", socket.display())))?;
+        }
         let (call_tx, mut calls) = tokio::sync::mpsc::channel::<crate::control::Call>(16);
         let info = crate::control::ServerInfo {
             agent: env!("CARGO_PKG_VERSION").to_string(),
@@ -959,7 +998,12 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         if let (Some(settings), Some(states)) = (cfg.cluster.clone(), agent.mirrors.clone()) {
             start_cluster(settings, &cfg, &agent.node, wire::Clock { boot_unix_ms: agent.boot_unix_ms }, call_tx.clone(), states)?;
         }
-        tokio::spawn(crate::control::serve(listener, info, call_tx));
+        tokio::spawn(crate::control::serve_as(
+            listener,
+            info,
+            call_tx,
+            crate::control::Access { group: socket_group },
+        ));
         let heartbeat = healthz::Heartbeat::new();
         if cfg.healthz_port != 0 {
             let addr = std::net::SocketAddr::new(cfg.healthz_bind_address, cfg.healthz_port);
@@ -981,6 +1025,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         // no agent ran; each gets its line.
         let mut earlier = earlier_pods;
         let mut drain_deadline: Option<std::time::Instant> = None;
+        let mut logs_gc_at = std::time::Instant::now() + logs_gc::PERIOD;
         // Image GC: first once the manifests present at start have become pods, then
         // every period and after every pull.
         let mut next_gc = std::time::Instant::now() + IMAGE_GC_FIRST;
@@ -1059,12 +1104,17 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
                     break;
                 }
             }
+            if std::time::Instant::now() >= logs_gc_at {
+                logs_gc_at = std::time::Instant::now() + logs_gc::PERIOD;
+                agent.collect_logs(pod_log_retention, &pods_dir);
+            }
             if watcher.get_mut().0.ensure() {
                 agent.rec.notify_changed();
                 continue;
             }
             let at = agent.rec.poll_at();
             let wait = std::time::Duration::from_millis(at.since(agent.now()).millis().min(60_000))
+                .min(logs_gc_at.saturating_duration_since(std::time::Instant::now()))
                 .min(next_gc.saturating_duration_since(std::time::Instant::now()));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}

@@ -15,7 +15,7 @@
 use keel_core::platform::{Entry, EntryKind, ManifestSource, PlatformError, PlatformErrorKind};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -93,7 +93,8 @@ impl DirSource {
 
     fn classify(&self, p: &Path) -> Option<(EntryKind, u64)> {
         let lmeta = std::fs::symlink_metadata(p).ok()?;
-        let meta = if lmeta.file_type().is_symlink() {
+        let link = lmeta.file_type().is_symlink();
+        let meta = if link {
             match std::fs::metadata(p) {
                 Ok(m) => m,
                 Err(_) => return Some((EntryKind::DanglingLink, 0)),
@@ -104,7 +105,9 @@ impl DirSource {
         let ft = meta.file_type();
         let kind = if ft.is_dir() {
             EntryKind::Directory
-        } else if !ft.is_file() {
+        } else if !ft.is_file() || link && on_pseudo_filesystem(p) {
+            // Only a symlink can lead into /proc or /sys: such a "file" is not a manifest
+            // and may block or never end when read (/proc/kmsg).
             EntryKind::Special
         } else if !self.allow_insecure && nix::unistd::geteuid().is_root() && insecure(&meta) {
             EntryKind::Insecure
@@ -195,10 +198,10 @@ impl ManifestSource for DirSource {
         let (mut buf, meta) = read_file(&p)?;
         if age(&meta) < SETTLE && !parses(&buf) {
             // Probably caught half-written (`cp`, `cat > x.yaml`, an editor saving in
-            // place): wait until the file has been left alone for SETTLE and read it again,
-            // so the core judges what the writer meant, not an empty or cut-off copy.
-            settle(&p, meta);
-            buf = read_file(&p)?.0;
+            // place): read it again until a copy parses or the file has been left alone
+            // for SETTLE, so the core judges what the writer meant, not an empty or
+            // cut-off copy.
+            buf = settled_read(&p, meta)?;
         }
         f(&buf);
         Ok(())
@@ -219,13 +222,70 @@ fn read_file(p: &Path) -> Result<(Vec<u8>, std::fs::Metadata), SourceError> {
         kind: PlatformErrorKind::Io,
         message: format!("{}: {e}", p.display()),
     };
-    let file = std::fs::File::open(p).map_err(io)?;
+    // Never a blocking open or read: a FIFO or device swapped in after the listing opens
+    // without waiting for a writer (O_NONBLOCK) and is refused, as is a file of a kernel
+    // pseudo-filesystem (a symlink to /proc/kmsg reads forever).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(p)
+        .map_err(io)?;
     let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(SourceError {
+            kind: PlatformErrorKind::Io,
+            message: format!("{}: not a regular file", p.display()),
+        });
+    }
+    if let Some(fs) = pseudo_filesystem(&file) {
+        return Err(SourceError {
+            kind: PlatformErrorKind::Io,
+            message: format!(
+                "{}: a file of {fs}, not a manifest (symlink into a kernel filesystem)",
+                p.display()
+            ),
+        });
+    }
     let mut buf = Vec::new();
     file.take(keel_core::config::MAX_MANIFEST_BYTES as u64 + 1)
         .read_to_end(&mut buf)
         .map_err(io)?;
     Ok((buf, meta))
+}
+
+/// Whether the file `p` leads to is on a kernel pseudo-filesystem (see
+/// [`pseudo_filesystem`]).
+fn on_pseudo_filesystem(p: &Path) -> bool {
+    // statfs, not open: opening could block (a FIFO swapped in since the stat).
+    nix::sys::statfs::statfs(p)
+        .ok()
+        .and_then(|st| pseudo_filesystem_name(st.filesystem_type()))
+        .is_some()
+}
+
+/// The name of the kernel pseudo-filesystem `file` is on (procfs, sysfs and the like,
+/// whose "regular files" may block or never end), if it is on one.
+fn pseudo_filesystem(file: &std::fs::File) -> Option<&'static str> {
+    pseudo_filesystem_name(nix::sys::statfs::fstatfs(file).ok()?.filesystem_type())
+}
+
+fn pseudo_filesystem_name(t: nix::sys::statfs::FsType) -> Option<&'static str> {
+    use nix::sys::statfs::{
+        CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, DEBUGFS_MAGIC, PROC_SUPER_MAGIC, SECURITYFS_MAGIC,
+        SYSFS_MAGIC, TRACEFS_MAGIC,
+    };
+    [
+        (PROC_SUPER_MAGIC, "procfs"),
+        (SYSFS_MAGIC, "sysfs"),
+        (DEBUGFS_MAGIC, "debugfs"),
+        (TRACEFS_MAGIC, "tracefs"),
+        (SECURITYFS_MAGIC, "securityfs"),
+        (CGROUP_SUPER_MAGIC, "cgroupfs"),
+        (CGROUP2_SUPER_MAGIC, "cgroup2"),
+    ]
+    .into_iter()
+    .find(|(m, _)| *m == t)
+    .map(|(_, name)| name)
 }
 
 /// Time since the file's content last changed; a modification time in the future (set by
@@ -244,21 +304,28 @@ fn parses(bytes: &[u8]) -> bool {
     keel_core::manifest::check(bytes, "", &mut pod, &mut |_| {}, &mut |_| {}).is_ok()
 }
 
-/// Waits until `p` has not been modified for [`SETTLE`] (or [`SETTLE_MAX`] has passed, or
-/// it can no longer be looked at), starting from its metadata `meta`.
-fn settle(p: &Path, mut meta: std::fs::Metadata) {
+/// How often [`settled_read`] looks at a file that is still being written.
+const SETTLE_POLL: Duration = Duration::from_millis(20);
+
+/// The bytes of `p` once a copy parses, or once it has not been modified for [`SETTLE`]
+/// (or [`SETTLE_MAX`] has passed: a file rewritten without pause is then taken as it is),
+/// starting from its metadata `meta`. A file rewritten in place over and over (truncate,
+/// write) is read every [`SETTLE_POLL`], so one complete copy among the truncated ones is
+/// enough; a single unlucky read after a fixed wait could catch it empty again.
+fn settled_read(p: &Path, mut meta: std::fs::Metadata) -> Result<Vec<u8>, SourceError> {
     let start = Instant::now();
     loop {
         let left = SETTLE.saturating_sub(age(&meta));
         let budget = SETTLE_MAX.saturating_sub(start.elapsed());
         if left.is_zero() || budget.is_zero() {
-            return;
+            return Ok(read_file(p)?.0);
         }
-        std::thread::sleep(left.min(budget));
-        match std::fs::metadata(p) {
-            Ok(m) => meta = m,
-            Err(_) => return,
+        std::thread::sleep(left.min(budget).min(SETTLE_POLL));
+        let (bytes, m) = read_file(p)?;
+        if parses(&bytes) {
+            return Ok(bytes);
         }
+        meta = m;
     }
 }
 

@@ -234,6 +234,15 @@ impl PodWork {
         }
         match runc.start_container(sb, &spec) {
             Ok(ch) => {
+                // The exit record of the container this one replaces is no longer
+                // needed (see `RuncRuntime::retire_container`).
+                let pod_dir = runc.pod_dir(&self.uid);
+                if let Err(e) = runc.forget_exited(&pod_dir, &spec.container_name, &ch.id) {
+                    self.say(format!(
+                        "removing the exited containers before {}: {e}",
+                        ch.id
+                    ));
+                }
                 self.reply.send(Done::Started(h, Box::new(ch.clone())));
                 spawn_waiter(h, ch.clone(), runc, self.reply.clone());
                 self.containers.insert(h, ch);
@@ -284,7 +293,7 @@ impl PodWork {
                 // A start still waiting for the sandbox has nothing to remove.
                 if !self.drop_pending(h) {
                     if let Some(ch) = self.containers.remove(&h) {
-                        if let Err(e) = self.runc.remove_container(&ch) {
+                        if let Err(e) = self.runc.retire_container(&ch) {
                             self.say(format!("remove {}: {e}", ch.id));
                         }
                     }

@@ -52,6 +52,14 @@ pub enum RuntimeError {
         #[source]
         source: io::Error,
     },
+    /// A program (runc, the shim) did not finish in time and was killed.
+    #[error("{path} did not finish within {waited:?} and was killed (--runtime-request-timeout)")]
+    Stuck {
+        /// The program.
+        path: PathBuf,
+        /// How long it was given.
+        waited: Duration,
+    },
     /// runc ran and failed.
     #[error("runc {args} failed ({status}): {stderr}")]
     Runc {
@@ -93,6 +101,24 @@ pub enum RuntimeError {
         /// How long the runtime waited after SIGKILL.
         waited: Duration,
     },
+}
+
+impl RuntimeError {
+    /// The error of running `path` for at most `waited`: [`RuntimeError::Stuck`] for a
+    /// timeout, else [`RuntimeError::Spawn`].
+    pub(crate) fn run(path: &std::path::Path, waited: Duration, source: io::Error) -> Self {
+        if source.kind() == io::ErrorKind::TimedOut {
+            RuntimeError::Stuck {
+                path: path.into(),
+                waited,
+            }
+        } else {
+            RuntimeError::Spawn {
+                path: path.into(),
+                source,
+            }
+        }
+    }
 }
 
 /// Shorthand for results of this module.

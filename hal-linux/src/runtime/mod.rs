@@ -76,6 +76,8 @@ const POLL: Duration = Duration::from_millis(50);
 const FAST_POLL: Duration = Duration::from_millis(5);
 /// Longest id accepted (runc ids become path and cgroup names).
 const MAX_ID_LEN: usize = 128;
+/// Default of [`RuncConfig::request_timeout`] (the kubelet's `--runtime-request-timeout`).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Name of the directory holding the sandbox bundle and pod files.
 const SANDBOX_DIR: &str = ".sandbox";
 
@@ -156,6 +158,10 @@ pub struct RuncConfig {
     /// Containers that set no seccomp profile get `RuntimeDefault` (the kubelet's
     /// `seccompDefault`); else they run unconfined.
     pub seccomp_default: bool,
+    /// Longest a runc call (and a shim's start) may take; a stuck one is killed and the
+    /// call fails, so the core retries it with back-off (the kubelet's
+    /// `--runtime-request-timeout`, default 2 min).
+    pub request_timeout: Duration,
     /// Where each container's `<pod>_<namespace>_<container>-<id>.log` symlink to its
     /// live log file goes, for log shippers (the kubelet's `/var/log/containers`);
     /// `None` makes none.
@@ -176,6 +182,7 @@ impl RuncConfig {
             log_max_files: crilog::DEFAULT_MAX_FILES,
             cni: None,
             seccomp_default: false,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             container_logs_dir: Some(PathBuf::from("/var/log/containers")),
         }
     }
@@ -341,16 +348,11 @@ impl RuncRuntime {
     }
 
     fn runc(&self, args: &[&OsStr]) -> Result<std::process::Output> {
-        let out = Command::new(&self.cfg.runc_path)
-            .arg("--root")
-            .arg(&self.runc_root)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| RuntimeError::Spawn {
-                path: self.cfg.runc_path.clone(),
-                source,
-            })?;
+        let mut cmd = Command::new(&self.cfg.runc_path);
+        cmd.arg("--root").arg(&self.runc_root).args(args);
+        let out = util::output_within(&mut cmd, self.cfg.request_timeout).map_err(|source| {
+            RuntimeError::run(&self.cfg.runc_path, self.cfg.request_timeout, source)
+        })?;
         if out.status.success() {
             Ok(out)
         } else {
@@ -459,11 +461,20 @@ impl RuncRuntime {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err_file)
-            .status()
-            .map_err(|source| RuntimeError::Spawn {
-                path: self.cfg.runc_path.clone(),
-                source,
-            })?;
+            .spawn()
+            .and_then(|mut child| util::wait_within(&mut child, self.cfg.request_timeout));
+        let status = match status {
+            Ok(st) => st,
+            Err(source) => {
+                // A sandbox half made by a stuck runc goes; the core retries the pod.
+                let _ = self.runc_delete(&id);
+                return Err(RuntimeError::run(
+                    &self.cfg.runc_path,
+                    self.cfg.request_timeout,
+                    source,
+                ));
+            }
+        };
         if !status.success() {
             let _ = self.runc_delete(&id);
             return Err(RuntimeError::Runc {
@@ -929,17 +940,13 @@ impl RuncRuntime {
         };
         // The shim forks and its parent exits once the container has started, so this
         // waits for the start only; stdout is unused, stderr carries a failure message.
-        let out = Command::new(&self.cfg.keel_path)
-            .arg("shim")
-            .args(args.to_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|source| RuntimeError::Spawn {
-                path: self.cfg.keel_path.clone(),
-                source,
-            })?;
+        // The shim's own runc call is bounded by the same timeout (a stuck `runc run`
+        // fails the start, and the core retries it after its back-off).
+        let mut cmd = Command::new(&self.cfg.keel_path);
+        cmd.arg("shim").args(args.to_args());
+        let out = util::output_within(&mut cmd, self.cfg.request_timeout).map_err(|source| {
+            RuntimeError::run(&self.cfg.keel_path, self.cfg.request_timeout, source)
+        })?;
         if !out.status.success() {
             return Err(RuntimeError::Shim {
                 id: spec.id.clone(),
@@ -1005,6 +1012,14 @@ impl RuncRuntime {
                 Ok(ContainerState::Running {
                     pid: shim.pid,
                     started_at_unix_nanos: shim.started_at_unix_nanos,
+                })
+            }
+            // Started, and its shim has not written its record yet (an agent killed while
+            // the shim was starting it): running, not lost.
+            (None, Some(st)) if st.status == "running" || st.status == "paused" => {
+                Ok(ContainerState::Running {
+                    pid: st.pid,
+                    started_at_unix_nanos: c.record.created_at_unix_nanos,
                 })
             }
             (None, Some(st)) if st.status == "created" => Ok(ContainerState::Created),
@@ -1101,7 +1116,66 @@ impl RuncRuntime {
         self.cleanup_bundle(&c.id, &c.bundle, &c.record.cgroup)
     }
 
-    fn cleanup_bundle(&self, id: &str, bundle: &Path, cgroup: &str) -> Result<()> {
+    /// Removes a container, keeping the record of its exit if it has exited: runc's
+    /// container, the overlay mount, the cgroup and every file of the bundle go, but
+    /// `record.json` and `exit.json` stay, so [`list`](Self::list) still reports the
+    /// container, exited, after an agent restart. That is how a restarted agent knows that
+    /// a pod's init containers completed, and which restart count and exit an app
+    /// container waiting out its back-off had, when no container of the pod runs (issue
+    /// 10: pods ran their init containers again after an agent restart). The record goes
+    /// when a newer container of the same name starts in the pod
+    /// ([`forget_exited`](Self::forget_exited)) or with the pod. A container still running
+    /// is removed entirely, as by [`remove_container`](Self::remove_container).
+    pub fn retire_container(&self, c: &ContainerHandle) -> Result<()> {
+        let exit_file = c.bundle.join("exit.json");
+        if !exit_file.exists() {
+            return self.remove_container(c);
+        }
+        self.release_bundle(&c.id, &c.bundle, &c.record.cgroup)?;
+        let entries = match fs::read_dir(&c.bundle) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).ctx("read dir", &c.bundle),
+        };
+        for entry in entries {
+            let entry = entry.ctx("read dir", &c.bundle)?;
+            let name = entry.file_name();
+            if name == "record.json" || name == "exit.json" {
+                continue;
+            }
+            let path = entry.path();
+            let r = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match r {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).ctx("remove", path)
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the exit records ([`retire_container`](Self::retire_container)) of the
+    /// containers named `container_name` in pod directory `pod_dir` other than `keep`:
+    /// called once a newer container of that name has started.
+    pub fn forget_exited(&self, pod_dir: &Path, container_name: &str, keep: &str) -> Result<()> {
+        for c in self.list_pod(pod_dir)?.1 {
+            if c.id != keep
+                && c.record.container_name == container_name
+                && c.bundle.join("exit.json").exists()
+            {
+                self.cleanup_bundle(&c.id, &c.bundle, &c.record.cgroup)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes runc's container, unmounts the overlay and removes the cgroup.
+    fn release_bundle(&self, id: &str, bundle: &Path, cgroup: &str) -> Result<()> {
         self.runc_delete(id)?;
         let rootfs = bundle.join("rootfs");
         if util::is_mount_point(&rootfs) {
@@ -1111,7 +1185,11 @@ impl RuncRuntime {
                 source,
             })?;
         }
-        util::remove_cgroup(cgroup).ctx("remove cgroup", cgroup)?;
+        util::remove_cgroup(cgroup).ctx("remove cgroup", cgroup)
+    }
+
+    fn cleanup_bundle(&self, id: &str, bundle: &Path, cgroup: &str) -> Result<()> {
+        self.release_bundle(id, bundle, cgroup)?;
         match fs::remove_dir_all(bundle) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove dir", bundle),
             _ => Ok(()),

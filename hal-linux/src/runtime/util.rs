@@ -264,6 +264,76 @@ pub fn descendants(pid: i32) -> Vec<i32> {
     found
 }
 
+/// Runs `cmd` to completion with its stdout and stderr captured, as
+/// [`Command::output`](std::process::Command::output) does, but for at most `timeout`: a
+/// program still running then (a stuck runc) is killed and reaped, and the error is
+/// [`io::ErrorKind::TimedOut`]. stdin is /dev/null.
+pub fn output_within(
+    cmd: &mut std::process::Command,
+    timeout: std::time::Duration,
+) -> io::Result<std::process::Output> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Readers on threads of their own, so a chatty program never fills a pipe and stalls.
+    let read = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = read(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = read(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let status = wait_within(&mut child, timeout)?;
+    Ok(std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+/// Waits for `child` for at most `timeout`; a child still running then is killed and
+/// reaped, and the error is [`io::ErrorKind::TimedOut`].
+pub fn wait_within(
+    child: &mut std::process::Child,
+    timeout: std::time::Duration,
+) -> io::Result<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(st);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("still running after {timeout:?}; killed"),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +389,21 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn output_within_kills_a_stuck_program_and_returns_a_quick_ones_output() {
+        let mut quick = std::process::Command::new("sh");
+        quick.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let o = output_within(&mut quick, std::time::Duration::from_secs(10)).unwrap();
+        assert_eq!(o.status.code(), Some(3));
+        assert_eq!(o.stdout, b"out\n");
+        assert_eq!(o.stderr, b"err\n");
+        let mut stuck = std::process::Command::new("sleep");
+        stuck.arg("100");
+        let t = std::time::Instant::now();
+        let e = output_within(&mut stuck, std::time::Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
     }
 }

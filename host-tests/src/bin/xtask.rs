@@ -7,6 +7,10 @@
 //!   run of every target. `--fuzz-seconds N` sets the smoke time (default 10).
 //! - `fuzz --seconds N`: every fuzz target for N seconds, seeded from the fixture corpus.
 //! - `bench`: the benchmarks (parser, reconciler, Linux agent as root).
+//! - `soak [--minutes N]`: the soak (`host-tests/tests/linux_soak.rs`, as root): 50 pods
+//!   churning for N minutes (default 10), the agent's and node's resources sampled every
+//!   10 s into `target/soak-samples.tsv` with a summary beside it, checked flat after the
+//!   warm-up. `cargo xtask test` runs the same test for 150 s.
 //! - `demo [--seconds N]`: keel's main job on this machine: installs runc and
 //!   busybox-static if missing, builds keel, builds and imports a busybox image, and runs
 //!   `keel agent` on a demo directory with its log on the terminal.
@@ -589,7 +593,7 @@ fn test_steps(fuzz_seconds: u64) -> Vec<Step> {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask test [--fuzz-seconds N] | fuzz [--seconds N] | bench | demo [--seconds N] | dist | qemu [--seconds N]\n       (any of them with --list prints its steps and runs nothing)"
+        "usage: cargo xtask test [--fuzz-seconds N] | fuzz [--seconds N] | bench | soak [--minutes N] | demo [--seconds N] | dist | qemu [--seconds N]\n       (any of them with --list prints its steps and runs nothing)"
     );
     ExitCode::from(2)
 }
@@ -681,6 +685,23 @@ fn main() -> ExitCode {
                 )
             })
             .collect(),
+        Some("soak") => match seconds_arg(rest, "--minutes", 10) {
+            Some(m) => vec![Step::cmd(
+                &format!("soak ({m} min, 50 pods churning)"),
+                "cargo",
+                &[
+                    "test",
+                    "-p",
+                    "keel-host-tests",
+                    "--test",
+                    "linux_soak",
+                    "--",
+                    "--nocapture",
+                ],
+            )
+            .env("KEEL_SOAK_SECONDS", &(m * 60).to_string())],
+            None => return usage(),
+        },
         Some("dist") => dist_steps(),
         Some("demo") => match seconds_arg(rest, "--seconds", 60) {
             Some(n) => {
