@@ -10,7 +10,10 @@ use keel_host_tests::bench::{load1, Section};
 use keel_host_tests::linux::release_keel;
 
 fn main() {
-    let sec = Section::new("Footprint", "cargo bench -p keel-host-tests --bench footprint");
+    let sec = Section::new(
+        "Footprint",
+        "cargo bench -p keel-host-tests --bench footprint",
+    );
     let since = load1();
     let (bin, label) = release_keel();
     let size = std::fs::metadata(&bin)

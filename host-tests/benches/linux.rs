@@ -6,8 +6,10 @@
 //! bench once per runtime). The runtime is `KEEL_TEST_RUNTIME` (runc when unset): keel's
 //! `--container-runtime-binary`, the by-hand script's and podman's `--runtime` are all that
 //! one. The keel binary is the stripped static musl release build (or `KEEL_BIN`).
-//! Settings: `KEEL_BENCH_RUNS` (default 10), `KEEL_BENCH_PODMAN_RUNS` (default 5),
-//! `KEEL_BENCH_IDLE_SECS` (default 30), `KEEL_BENCH_PODS` (default 100). Figures are
+//! Settings: `KEEL_BENCH_RUNS` (default 10), `KEEL_BENCH_PODMAN_RUNS` (default 3; 0 leaves
+//! podman out), `KEEL_BENCH_IDLE_SECS` (default 30), `KEEL_BENCH_PODS` (default 100),
+//! `KEEL_BENCH_PODMAN_PODS` (default 20: podman takes about a second per pod to start and
+//! to remove here, so its N-at-once run is smaller to keep the whole bench within minutes). Figures are
 //! recorded through [`keel_host_tests::bench`].
 //!
 //! Definitions (every time is wall-clock in this process, polling files every 0.5 ms):
@@ -34,7 +36,7 @@
 //!   runtime's `state`); until the restarted container writes its marker (first restart).
 //! - *N pods at once*: N manifests renamed in as fast as possible; from the first rename to
 //!   the last marker. By hand: one script looping over the N pause + container pairs.
-//!   podman: one `podman kube play` of a file holding the N pods.
+//!   podman: one `podman kube play` of a file holding `KEEL_BENCH_PODMAN_PODS` pods.
 //! - RSS: `VmRSS` of /proc/PID/status (and `Private_Dirty` of smaps_rollup, what the
 //!   process costs beyond shared pages); agent with 10 pods on a fresh agent and with 110
 //!   (the kubelet's default `--max-pods`); shims averaged.
@@ -251,7 +253,9 @@ impl Bare {
         let log = self.dir.join(format!("pod{i}.log"));
         let t0 = Instant::now();
         sh(&up, &log);
-        wait_for("by-hand marker", Duration::from_secs(30), || marker.exists());
+        wait_for("by-hand marker", Duration::from_secs(30), || {
+            marker.exists()
+        });
         let up = t0.elapsed();
         let t1 = Instant::now();
         sh(&self.removal(i), &log);
@@ -380,7 +384,8 @@ impl Podman {
     }
 
     fn manifest(&self, name: &str, script: &str) -> String {
-        manifest(name, &self.marks, script).replace("image: busybox", &format!("image: {}", self.image))
+        manifest(name, &self.marks, script)
+            .replace("image: busybox", &format!("image: {}", self.image))
     }
 
     /// One pod: (write-to-running, delete-to-gone).
@@ -424,12 +429,18 @@ impl Podman {
         });
         let out = self
             .cmd()
-            .args(["inspect", "--format", "{{.State.Pid}}", &format!("{name}-main")])
+            .args([
+                "inspect",
+                "--format",
+                "{{.State.Pid}}",
+                &format!("{name}-main"),
+            ])
             .output()
             .unwrap();
-        let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or_else(|_| {
-            panic!("podman inspect: {}", String::from_utf8_lossy(&out.stderr))
-        });
+        let pid: i32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("podman inspect: {}", String::from_utf8_lossy(&out.stderr)));
         let t0 = Instant::now();
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -633,7 +644,8 @@ fn main() {
         return;
     }
     let runs = env_num("KEEL_BENCH_RUNS", 10).max(1) as usize;
-    let podman_runs = env_num("KEEL_BENCH_PODMAN_RUNS", 5) as usize;
+    let podman_runs = env_num("KEEL_BENCH_PODMAN_RUNS", 3) as usize;
+    let podman_many = env_num("KEEL_BENCH_PODMAN_PODS", 20) as usize;
     let idle_secs = env_num("KEEL_BENCH_IDLE_SECS", 30);
     let many = env_num("KEEL_BENCH_PODS", 100) as usize;
     let bin = match std::env::var_os("KEEL_BIN") {
@@ -759,15 +771,10 @@ fn main() {
         .zip(&host_up)
         .map(|(k, h)| ms(*k) - ms(*h))
         .collect();
-    sec.figure(
-        "network cost: CNI pod − hostNetwork pod",
-        "ms",
-        cost,
-        since,
-    )
-    .note("target: the plugins' own ADD median")
-    .at_most(median(&plugins_ms))
-    .record();
+    sec.figure("network cost: CNI pod − hostNetwork pod", "ms", cost, since)
+        .note("target: the plugins' own ADD median")
+        .at_most(median(&plugins_ms))
+        .record();
     fig("delete to gone, keel", &keel_gone).record();
     fig(&format!("delete to gone, {rt} by hand"), &bare_gone).record();
     if !pod_gone.is_empty() {
@@ -812,9 +819,14 @@ fn main() {
             runtime_dirs_empty(&n) && pods_dir_empty(&n)
         });
     }
-    fig("crash to restarted (first restart), keel", &crash)
-        .at_most(50.0)
-        .record();
+    sec.figure(
+        "crash to restarted (first restart), keel",
+        "ms",
+        ms_all(&crash),
+        since,
+    )
+    .at_most(50.0)
+    .record();
     if let Some(p) = &podman {
         let since = load1();
         let v: Vec<Duration> = (0..podman_runs).map(|i| p.crash(i)).collect();
@@ -867,14 +879,20 @@ fn main() {
     let a = (cpu_ticks(agent) - a0) as f64 / tick;
     let s = (shims.iter().map(|p| cpu_ticks(*p)).sum::<u64>() - s0) as f64 / tick;
     sec.figure(
-        &format!("idle CPU of the agent, {} pods, over {secs:.0} s", many + 10),
+        &format!(
+            "idle CPU of the agent, {} pods, over {secs:.0} s",
+            many + 10
+        ),
         "%",
         vec![100.0 * a / secs],
         since,
     )
     .record();
     sec.figure(
-        &format!("idle CPU of all {} shims together, over {secs:.0} s", shims.len()),
+        &format!(
+            "idle CPU of all {} shims together, over {secs:.0} s",
+            shims.len()
+        ),
         "%",
         vec![100.0 * s / secs],
         since,
@@ -912,9 +930,9 @@ fn main() {
     .record();
     if let Some(p) = &podman {
         let since = load1();
-        let took = p.many(many);
+        let took = p.many(podman_many);
         sec.figure(
-            &format!("{many} pods at once to all running, podman kube play (one file)"),
+            &format!("{podman_many} pods at once to all running, podman kube play (one file)"),
             "ms",
             vec![ms(took)],
             since,

@@ -418,16 +418,43 @@ fn main() {
     .record();
     // The kubelet's own path, measured outside the project (issue 16): quoted, so the
     // per-manifest figures above have their reference beside them.
-    const KUBELET: &str = "quoted: Kubernetes v1.36 code on this machine, measured outside the project (issue 16)";
+    const KUBELET: &str =
+        "quoted: Kubernetes v1.36 code on this machine, measured outside the project (issue 16)";
     for (what, v, unit) in [
-        ("kubelet: YAML to defaulted pod, busybox static pod", 43.0, "µs"),
-        ("kubelet: YAML to defaulted pod, busybox static pod, allocations", 343.0, "allocs"),
-        ("kubelet: YAML to defaulted pod, kube-apiserver manifest", 49.0, "µs"),
-        ("kubelet: YAML to defaulted pod, kube-apiserver manifest, allocations", 406.0, "allocs"),
-        ("kubelet: with file read, validation and conversion, busybox", 91.0, "µs"),
-        ("kubelet: with file read, validation and conversion, kube-apiserver", 113.0, "µs"),
+        (
+            "kubelet: YAML to defaulted pod, busybox static pod",
+            43.0,
+            "µs",
+        ),
+        (
+            "kubelet: YAML to defaulted pod, busybox static pod, allocations",
+            343.0,
+            "allocs",
+        ),
+        (
+            "kubelet: YAML to defaulted pod, kube-apiserver manifest",
+            49.0,
+            "µs",
+        ),
+        (
+            "kubelet: YAML to defaulted pod, kube-apiserver manifest, allocations",
+            406.0,
+            "allocs",
+        ),
+        (
+            "kubelet: with file read, validation and conversion, busybox",
+            91.0,
+            "µs",
+        ),
+        (
+            "kubelet: with file read, validation and conversion, kube-apiserver",
+            113.0,
+            "µs",
+        ),
     ] {
-        sec.figure(what, unit, vec![v], 0.0).quoted(KUBELET).record();
+        sec.figure(what, unit, vec![v], 0.0)
+            .quoted(KUBELET)
+            .record();
     }
     if need <= base.max(floor) {
         println!(

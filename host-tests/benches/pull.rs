@@ -78,10 +78,12 @@ fn agent_pull(reg: &Registry, reference: &str) -> Option<(u64, u64)> {
     let before = status_kib(agent, "status", "VmRSS:");
     n.write(
         "pulled.yaml",
-        &linux::pod("pulled", "exec sleep 100000").replace("image: busybox", &format!("image: {reference}")),
+        &linux::pod("pulled", "exec sleep 100000")
+            .replace("image: busybox", &format!("image: {reference}")),
     );
     n.wait("the pulled pod running", Duration::from_secs(300), |n| {
-        n.state("pulled", "main").is_some_and(|(k, _)| k == "running")
+        n.state("pulled", "main")
+            .is_some_and(|(k, _)| k == "running")
     });
     Some((before, status_kib(agent, "status", "VmHWM:")))
 }
@@ -95,10 +97,7 @@ fn main() {
         None => release_keel().0,
     };
     std::env::set_var("KEEL_BIN", &keel);
-    let sec = Section::new(
-        "Image pull",
-        "cargo bench -p keel-host-tests --bench pull",
-    );
+    let sec = Section::new("Image pull", "cargo bench -p keel-host-tests --bench pull");
 
     let dir = TempDir::new("bench");
     let reg = Registry::start(&Options::default());
@@ -137,17 +136,34 @@ fn main() {
         let _ = std::fs::remove_dir_all(Path::new(&dest));
     }
     let image = format!("busybox + 2 × {mib} MiB incompressible layers, registry:2 on 127.0.0.1");
-    sec.figure("keel image pull (fetch, verify, unpack)", "ms", ms_all(&kt), since)
-        .note(&image)
+    sec.figure(
+        "keel image pull (fetch, verify, unpack)",
+        "ms",
+        ms_all(&kt),
+        since,
+    )
+    .note(&image)
+    .record();
+    sec.figure(
+        "skopeo copy docker:// dir: (fetch, verify)",
+        "ms",
+        ms_all(&st),
+        since,
+    )
+    .record();
+    sec.figure("keel image pull, peak RSS", "KiB", kr, since)
         .record();
-    sec.figure("skopeo copy docker:// dir: (fetch, verify)", "ms", ms_all(&st), since)
+    sec.figure("skopeo copy, peak RSS", "KiB", sr, since)
         .record();
-    sec.figure("keel image pull, peak RSS", "KiB", kr, since).record();
-    sec.figure("skopeo copy, peak RSS", "KiB", sr, since).record();
     let since = load1();
     if let Some((before, peak)) = agent_pull(&reg, &reference) {
-        sec.figure("agent VmRSS before the pull", "KiB", vec![before as f64], since)
-            .record();
+        sec.figure(
+            "agent VmRSS before the pull",
+            "KiB",
+            vec![before as f64],
+            since,
+        )
+        .record();
         sec.figure(
             "agent peak RSS (VmHWM) once the pulled pod runs",
             "KiB",

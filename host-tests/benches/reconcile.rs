@@ -8,8 +8,8 @@
 use keel_core::machine::Settings;
 use keel_core::reconcile::{FileEntry, PodSlot, Reconciler, Scratch};
 use keel_core::time::{Duration, Instant};
-use keel_host_tests::sim::{big_stack, FakeRuntime, FakeSource, Sim, P};
 use keel_host_tests::bench::{load1, Section};
+use keel_host_tests::sim::{big_stack, FakeRuntime, FakeSource, Sim, P};
 use std::hint::black_box;
 
 fn per_call(iters: u32, mut f: impl FnMut()) -> std::time::Duration {
@@ -66,13 +66,14 @@ fn bench(n: usize, sec: &Section) {
     )
     .note("mean of 20 000 calls")
     .record();
-    let f = sec.figure(
-        &format!("full re-scan with no change, {n} manifests"),
-        "µs",
-        vec![rescan.as_secs_f64() * 1e6],
-        since,
-    )
-    .note("mean of 2 000 calls");
+    let f = sec
+        .figure(
+            &format!("full re-scan with no change, {n} manifests"),
+            "µs",
+            vec![rescan.as_secs_f64() * 1e6],
+            since,
+        )
+        .note("mean of 2 000 calls");
     if n == 1000 {
         f.at_most(1000.0).record();
     } else {
@@ -94,7 +95,10 @@ fn main() {
             size_of::<Scratch>(),
             size_of::<FileEntry>()
         );
-        let sec = Section::new("Reconciler", "cargo bench -p keel-host-tests --bench reconcile");
+        let sec = Section::new(
+            "Reconciler",
+            "cargo bench -p keel-host-tests --bench reconcile",
+        );
         for n in [10, 100, 1000] {
             bench(n, &sec);
         }

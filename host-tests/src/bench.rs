@@ -140,7 +140,10 @@ impl Figure {
     }
 
     fn max(&self) -> f64 {
-        self.samples.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        self.samples
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
     }
 
     /// Whether the target holds (None without a target), and by how much it is missed,
@@ -510,7 +513,10 @@ mod tests {
     fn splice_replaces_only_the_generated_part() {
         let doc = format!("# T\n\nbefore\n\n{BEGIN}\nold\n{END}\n\nafter\n");
         let out = splice(&doc, &format!("{BEGIN}\nnew\n{END}")).unwrap();
-        assert_eq!(out, format!("# T\n\nbefore\n\n{BEGIN}\nnew\n{END}\n\nafter\n"));
+        assert_eq!(
+            out,
+            format!("# T\n\nbefore\n\n{BEGIN}\nnew\n{END}\n\nafter\n")
+        );
         assert!(splice("no markers", "x").is_err());
         assert!(splice(&format!("{END}\n{BEGIN}\n"), "x").is_err());
     }

@@ -773,8 +773,16 @@ pub fn size_and_peak_stack() -> Result<(ImageSize, u32, u32)> {
         "  containers:\n  - name: blink\n    image: task:forever\n",
     );
     let never = "  restartPolicy: Never\n";
-    put(&mut q, "a.yaml", &task_pod("a", "task:crash", &["after=50"], ""))?;
-    put(&mut q, "b.yaml", &task_pod("b", "task:exit", &["code=1"], never))?;
+    put(
+        &mut q,
+        "a.yaml",
+        &task_pod("a", "task:crash", &["after=50"], ""),
+    )?;
+    put(
+        &mut q,
+        "b.yaml",
+        &task_pod("b", "task:exit", &["code=1"], never),
+    )?;
     let spec = "  initContainers:\n  - name: setup\n    image: task:exit\n  containers:\n  - name: main\n    image: task:forever\n    args: [\"unhealthy-after=200\"]\n    livenessProbe:\n      exec:\n        command: [\"health\"]\n      periodSeconds: 1\n      failureThreshold: 1\n";
     put(&mut q, "c.yaml", &pod("c", spec))?;
     put(&mut q, "d.yaml", &blink)?;

@@ -492,7 +492,15 @@ fn crun_steps() -> Vec<Step> {
     }
     runs.into_iter()
         .map(|(what, args)| {
-            let mut a = vec!["-c", CRUN_WRAP, "sh", "cargo", "test", "-p", "keel-host-tests"];
+            let mut a = vec![
+                "-c",
+                CRUN_WRAP,
+                "sh",
+                "cargo",
+                "test",
+                "-p",
+                "keel-host-tests",
+            ];
             a.extend(args);
             Step::cmd(
                 &format!("test keel-host-tests --test {what} on crun"),
@@ -678,11 +686,19 @@ fn bench_steps() -> Vec<Step> {
             );
         }
         s.push(
-            Step::cmd("apt-get install podman", "apt-get", &["install", "-y", "podman"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
+            Step::cmd(
+                "apt-get install podman",
+                "apt-get",
+                &["install", "-y", "podman"],
+            )
+            .env("DEBIAN_FRONTEND", "noninteractive"),
         );
     }
-    s.extend(dist_steps().into_iter().filter(|s| s.name.starts_with("build static")));
+    s.extend(
+        dist_steps()
+            .into_iter()
+            .filter(|s| s.name.starts_with("build static")),
+    );
     s.push(Step::cmd(
         "build the benches",
         "cargo",
@@ -699,9 +715,13 @@ fn bench_steps() -> Vec<Step> {
     let out = figures_file().display().to_string();
     let bin = dist_binary().display().to_string();
     let bench = |name: &str, b: &str| {
-        Step::cmd(name, "cargo", &["bench", "-p", "keel-host-tests", "--bench", b])
-            .env(keel_host_tests::bench::OUT_ENV, &out)
-            .env("KEEL_BIN", &bin)
+        Step::cmd(
+            name,
+            "cargo",
+            &["bench", "-p", "keel-host-tests", "--bench", b],
+        )
+        .env(keel_host_tests::bench::OUT_ENV, &out)
+        .env("KEEL_BIN", &bin)
     };
     s.push(bench("parse benchmark", "parse"));
     s.push(bench("reconcile benchmark", "reconcile"));
@@ -781,7 +801,11 @@ fn write_benchmarks(failed: &[String], started: (Instant, f64, String)) -> Resul
         commit: format!(
             "{}{}",
             first_line("git", &["rev-parse", "--short", "HEAD"]),
-            if dirty { " with uncommitted changes" } else { "" }
+            if dirty {
+                " with uncommitted changes"
+            } else {
+                ""
+            }
         ),
         command: "cargo xtask bench".into(),
         machine,
@@ -793,11 +817,7 @@ fn write_benchmarks(failed: &[String], started: (Instant, f64, String)) -> Resul
     let doc = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
     let new = bench::splice(&doc, &bench::render(&figs, &run))?;
     std::fs::write(&path, new).map_err(|e| e.to_string())?;
-    eprintln!(
-        "xtask: wrote {} ({} figures)",
-        path.display(),
-        figs.len()
-    );
+    eprintln!("xtask: wrote {} ({} figures)", path.display(), figs.len());
     Ok(())
 }
 
