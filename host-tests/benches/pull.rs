@@ -64,14 +64,7 @@ fn agent_pull(reg: &Registry, reference: &str) -> Option<(u64, u64)> {
         return None;
     }
     let mut n = Node::new("bench-pull");
-    std::fs::write(
-        n.root.join("registries.yaml"),
-        format!(
-            "disable_default_endpoint: true\nmirrors:\n  \"{a}\":\n    endpoint: [\"http://{a}\"]\n",
-            a = reg.addr
-        ),
-    )
-    .unwrap();
+    std::fs::write(n.root.join("registries.yaml"), reg.self_mirror_config()).unwrap();
     n.start();
     std::thread::sleep(Duration::from_secs(1));
     let agent = n.agent_pid().unwrap();
