@@ -772,6 +772,15 @@ fn utc_now() -> String {
     first_line("date", &["-u", "+%Y-%m-%d %H:%M"])
 }
 
+/// The `KEEL_BENCH_*` settings this run was given (the benches' defaults otherwise), sorted.
+fn bench_settings() -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("KEEL_BENCH_") && k != keel_host_tests::bench::OUT_ENV)
+        .collect();
+    v.sort();
+    v
+}
+
 /// Regenerates the generated part of docs/benchmarks.md from the run's figures.
 fn write_benchmarks(failed: &[String], started: (Instant, f64, String)) -> Result<(), String> {
     use keel_host_tests::bench;
@@ -807,7 +816,11 @@ fn write_benchmarks(failed: &[String], started: (Instant, f64, String)) -> Resul
                 ""
             }
         ),
-        command: "cargo xtask bench".into(),
+        command: bench_settings()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v} "))
+            .chain(["cargo xtask bench".to_string()])
+            .collect(),
         machine,
         load: [started.1, bench::load1()],
         seconds: started.0.elapsed().as_secs_f64(),
