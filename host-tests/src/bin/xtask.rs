@@ -694,11 +694,16 @@ fn bench_steps() -> Vec<Step> {
             .env("DEBIAN_FRONTEND", "noninteractive"),
         );
     }
-    s.extend(
-        dist_steps()
-            .into_iter()
-            .filter(|s| s.name.starts_with("build static")),
-    );
+    // A given KEEL_BIN is what the Linux benches drive (and the footprint measures, with
+    // no size target); else the static binary `dist` builds.
+    let given = std::env::var("KEEL_BIN").ok();
+    if given.is_none() {
+        s.extend(
+            dist_steps()
+                .into_iter()
+                .filter(|s| s.name.starts_with("build static")),
+        );
+    }
     s.push(Step::cmd(
         "build the benches",
         "cargo",
@@ -713,7 +718,9 @@ fn bench_steps() -> Vec<Step> {
         }
     }));
     let out = figures_file().display().to_string();
-    let bin = dist_binary().display().to_string();
+    let bin = given
+        .clone()
+        .unwrap_or_else(|| dist_binary().display().to_string());
     let bench = |name: &str, b: &str| {
         Step::cmd(
             name,
@@ -725,7 +732,16 @@ fn bench_steps() -> Vec<Step> {
     };
     s.push(bench("parse benchmark", "parse"));
     s.push(bench("reconcile benchmark", "reconcile"));
-    s.push(bench("footprint benchmark (binary, firmware)", "footprint"));
+    let mut footprint = Step::cmd(
+        "footprint benchmark (binary, firmware)",
+        "cargo",
+        &["bench", "-p", "keel-host-tests", "--bench", "footprint"],
+    )
+    .env(keel_host_tests::bench::OUT_ENV, &out);
+    if let Some(b) = &given {
+        footprint = footprint.env("KEEL_BIN", b);
+    }
+    s.push(footprint);
     s.push(bench("Linux agent benchmark on runc", "linux").env("KEEL_TEST_RUNTIME", "runc"));
     s.push(
         Step::cmd(
