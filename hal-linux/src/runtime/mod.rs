@@ -1083,6 +1083,51 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_shim_is_refused_naming_where_it_was_looked_for() {
+        let dir = std::env::temp_dir().join(format!("keel-no-shim-{}", std::process::id()));
+        let cfg = RuncConfig::new(&dir.join("root"), "runc".into(), dir.join("bin/keel"));
+        assert_eq!(cfg.shim_path, dir.join("bin").join(SHIM_BINARY));
+        let err = RuncRuntime::new(cfg).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("{}/bin/keel-shim is missing", dir.display()))
+                && err.contains("same directory as keel"),
+            "{err}"
+        );
+        assert!(!dir.exists(), "nothing is created before the check");
+    }
+
+    #[test]
+    fn the_records_the_shim_writes_read_back_through_serde() {
+        let started = ShimRecord {
+            shim_pid: 7,
+            pid: 8,
+            started_at_unix_nanos: 1_700_000_000_000_000_001,
+        };
+        assert_eq!(
+            serde_json::from_str::<ShimRecord>(&started.to_json()).unwrap(),
+            started
+        );
+        for (signal, reason) in [
+            (None, ExitReason::Completed),
+            (Some(9), ExitReason::Error),
+            (Some(9), ExitReason::OomKilled),
+            (None, ExitReason::Unknown),
+        ] {
+            let exit = ExitRecord {
+                exit_code: 137,
+                signal,
+                reason,
+                finished_at_unix_nanos: 5,
+                finished_at: util::rfc3339_nanos(5),
+            };
+            assert_eq!(
+                serde_json::from_str::<ExitRecord>(&exit.to_json()).unwrap(),
+                exit
+            );
+        }
+    }
+
+    #[test]
     fn runc_and_crun_complaints_are_understood() {
         // runc's and crun's own words for a container that is not there.
         assert!(no_such_container("container does not exist"));
