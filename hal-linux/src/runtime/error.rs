@@ -29,6 +29,9 @@ pub enum RuntimeError {
         #[source]
         source: io::Error,
     },
+    /// Setting up or tearing down the pod's network failed (CNI plugin's message).
+    #[error("{0}")]
+    Network(String),
     /// A system call through nix failed (mount, umount, kill).
     #[error("{op} {path}: {source}")]
     Sys {

@@ -10,11 +10,22 @@
 //! ```text
 //! <root>/runc/                         runc --root (runc's own state)
 //! <root>/pods/<pod uid>/.sandbox/      pause bundle: config.json, rootfs/, sandbox.json,
-//!                                      hosts, resolv.conf (bind-mounted into containers)
+//!                                      hosts, resolv.conf, hostname (bind-mounted into
+//!                                      containers); with a CNI network also netns (the
+//!                                      pinned network namespace) and network.json (the
+//!                                      network used, the attachment, the ADD result)
 //! <root>/pods/<pod uid>/<container id>/ bundle: config.json, record.json, rootfs/
 //!                                      (+ upper/, work/ for overlay), init.pid,
 //!                                      shim.json (started), exit.json (exited)
 //! ```
+//!
+//! Networking: without `hostNetwork` and with a CNI configuration ([`RuncConfig::cni`]),
+//! the sandbox's network namespace is made and pinned first, the network record is
+//! written, the plugins' ADD runs, and only then does pause start, joining that
+//! namespace. A record whose ADD finished is reused by the next creation of the same pod
+//! (after CHECK), so an agent killed between ADD and the pause start never adds twice;
+//! removal runs DEL from the record, then releases the namespace. Without a CNI
+//! configuration runc makes the namespace (loopback only).
 //!
 //! Cgroups: absolute `cgroupsPath` `<cgroup parent>/pod<uid>/<runc id>`; the pause
 //! container's runc id is `keel-sandbox-<pod uid>`, a prefix reserved for it.
@@ -44,7 +55,10 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+
+use crate::cni::{self, Attachment, CniConfig, NetworkList};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
@@ -148,6 +162,8 @@ pub struct RuncConfig {
     pub log_max_size: u64,
     /// Log files kept per container, the live one included.
     pub log_max_files: u32,
+    /// Where pods not on the host network get their network (`None`: loopback only).
+    pub cni: Option<CniConfig>,
     /// Containers that set no seccomp profile get `RuntimeDefault` (the kubelet's
     /// `seccompDefault`); else they run unconfined.
     pub seccomp_default: bool,
@@ -174,6 +190,7 @@ impl RuncConfig {
             cgroup_parent: "/keel".into(),
             log_max_size: crilog::DEFAULT_MAX_SIZE,
             log_max_files: crilog::DEFAULT_MAX_FILES,
+            cni: None,
             seccomp_default: false,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             container_logs_dir: Some(PathBuf::from("/var/log/containers")),
@@ -189,6 +206,68 @@ pub struct RuncRuntime {
     pods_dir: PathBuf,
     cap_bounding: u64,
     oom_floor: Option<i32>,
+    /// Held while a pod's host ports are checked against the other pods' and its
+    /// network record written, so two pods never both take one port.
+    net_lock: Arc<Mutex<()>>,
+}
+
+/// What a pod's network was set up with, kept beside its sandbox (`network.json`) so
+/// CHECK and DEL use what ADD used.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetworkRecord {
+    /// The network configuration used.
+    pub network: NetworkList,
+    /// The attachment (container id, namespace, args, port mappings).
+    pub attachment: Attachment,
+    /// The ADD result; `None` while ADD has not finished.
+    pub result: Option<serde_json::Value>,
+}
+
+/// Name of the pinned network namespace file in the sandbox directory.
+const NETNS_FILE: &str = "netns";
+/// Name of the network record in the sandbox directory.
+const NETWORK_RECORD: &str = "network.json";
+/// systemd-resolved's stub listener: a pod cannot reach it in its own namespace.
+const RESOLVED_STUB: &str = "nameserver 127.0.0.53";
+/// systemd-resolved's file naming the upstream servers (the kubelet's `resolvConf`
+/// advice for such hosts).
+const RESOLVED_UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
+
+/// The host's resolver configuration, as a pod gets it: `/etc/resolv.conf`, or the
+/// upstream file when that is systemd-resolved's stub.
+pub fn host_resolv_conf() -> String {
+    let etc = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if etc.lines().any(|l| l.trim() == RESOLVED_STUB) {
+        if let Ok(up) = fs::read_to_string(RESOLVED_UPSTREAM) {
+            return up;
+        }
+    }
+    etc
+}
+
+/// The pod's `/etc/hosts`, as the kubelet writes it: localhost, the pod IP with the
+/// hostname, and the `hostAliases`. With the host's network: the host's file plus the
+/// aliases.
+pub fn hosts_file(spec: &SandboxSpec, pod_ip: Option<&str>) -> String {
+    let mut out = if spec.host_network {
+        fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        let mut h = String::from(
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+        );
+        h += &format!("{}\t{}\n", pod_ip.unwrap_or("127.0.1.1"), spec.hostname);
+        h
+    };
+    if !spec.host_aliases.is_empty() {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out += "\n# Entries added by HostAliases.\n";
+        for (ip, names) in &spec.host_aliases {
+            out += &format!("{ip}\t{}\n", names.join("\t"));
+        }
+    }
+    out
 }
 
 /// Status of `runc state`.
@@ -250,6 +329,7 @@ impl RuncRuntime {
             runc_root,
             pods_dir,
             cap_bounding: oci::host_cap_bounding(),
+            net_lock: Arc::new(Mutex::new(())),
             oom_floor: oci::oom_score_floor(),
         })
     }
@@ -333,31 +413,41 @@ impl RuncRuntime {
         let rootfs = sb_dir.join("rootfs");
         fs::create_dir_all(&rootfs).ctx("create dir", &rootfs)?;
 
-        let hosts = if spec.host_network {
-            fs::read_to_string("/etc/hosts").unwrap_or_default()
-        } else {
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-                spec.hostname
-            )
+        let id = format!("{SANDBOX_ID_PREFIX}{}", spec.pod_uid);
+        let (netns, pod_ips) = match &self.cfg.cni {
+            Some(cni) if !spec.host_network => {
+                let (ns, ips) = self.setup_network(cni, spec, &sb_dir, &id)?;
+                (Some(ns), ips)
+            }
+            _ => (None, Vec::new()),
         };
+        let hosts = hosts_file(spec, pod_ips.first().map(String::as_str));
         let hosts_path = sb_dir.join("hosts");
         util::write_atomic(&hosts_path, hosts.as_bytes()).ctx("write", &hosts_path)?;
         let resolv = match &spec.resolv_conf {
             Some(r) => r.clone(),
-            None => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            None => host_resolv_conf(),
         };
         let resolv_path = sb_dir.join("resolv.conf");
         util::write_atomic(&resolv_path, resolv.as_bytes()).ctx("write", &resolv_path)?;
+        let hostname = if spec.host_network {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            spec.hostname.clone()
+        };
+        let hostname_path = sb_dir.join("hostname");
+        util::write_atomic(&hostname_path, format!("{hostname}\n").as_bytes())
+            .ctx("write", &hostname_path)?;
 
-        let id = format!("{SANDBOX_ID_PREFIX}{}", spec.pod_uid);
         let cgroup = self.pod_cgroup(&spec.pod_uid);
         let mut annotations = spec.labels.clone();
         annotations.insert(LABEL_POD_NAME.into(), spec.pod_name.clone());
         annotations.insert(LABEL_POD_NAMESPACE.into(), spec.pod_namespace.clone());
         annotations.insert(LABEL_POD_UID.into(), spec.pod_uid.clone());
         let dynamic = oci::is_dynamic_elf(&self.cfg.keel_path).ctx("read", &self.cfg.keel_path)?;
-        let config = oci::sandbox_config(
+        let mut config = oci::sandbox_config(
             spec,
             &rootfs,
             &self.cfg.keel_path,
@@ -366,6 +456,9 @@ impl RuncRuntime {
             &annotations,
             self.oom_floor,
         );
+        if let Some(ns) = &netns {
+            oci::join_network(&mut config, ns);
+        }
         write_json(&sb_dir.join("config.json"), &config)?;
         let pid_file = sb_dir.join("init.pid");
         // Detached runc hands its stdio to pause, which would keep a pipe open forever:
@@ -423,10 +516,144 @@ impl RuncRuntime {
             pid,
             pod_dir,
             cgroup,
+            netns,
+            pod_ips,
         };
         write_json(&sb_dir.join("sandbox.json"), &handle)?;
         Self::ensure_shm(&handle)?;
         Ok(handle)
+    }
+
+    /// Sets up the network of the sandbox in `sb_dir` (pod `spec`, runc id `id`): reuses
+    /// a finished ADD that CHECK accepts, else tears down what is left and runs ADD in a
+    /// freshly pinned namespace. Returns the namespace path and the pod's IPs.
+    fn setup_network(
+        &self,
+        cni: &CniConfig,
+        spec: &SandboxSpec,
+        sb_dir: &Path,
+        id: &str,
+    ) -> Result<(PathBuf, Vec<String>)> {
+        let netns = sb_dir.join(NETNS_FILE);
+        let rec_path = sb_dir.join(NETWORK_RECORD);
+        if rec_path.exists() {
+            let rec: NetworkRecord = read_json(&rec_path)?;
+            if let Some(result) = &rec.result {
+                let same_ports = rec.attachment.port_mappings == spec.port_mappings;
+                if same_ports
+                    && util::is_mount_point(&netns)
+                    && cni.check(&rec.network, &rec.attachment, result).is_ok()
+                {
+                    return Ok((netns, cni::result_ips(result)));
+                }
+            }
+            self.teardown_network(sb_dir)?;
+        }
+        let network = cni.load().map_err(|e| RuntimeError::Network(e.0))?;
+        let mut rec = {
+            // One pod at a time checks its host ports and records them.
+            let _held = self.net_lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.check_host_ports(spec)?;
+            pause::create_netns(&netns).map_err(RuntimeError::Network)?;
+            let rec = NetworkRecord {
+                network,
+                attachment: Attachment {
+                    container_id: id.to_string(),
+                    netns: netns.clone(),
+                    ifname: cni::IFNAME.into(),
+                    args: vec![
+                        ("IgnoreUnknown".into(), "1".into()),
+                        ("K8S_POD_NAMESPACE".into(), spec.pod_namespace.clone()),
+                        ("K8S_POD_NAME".into(), spec.pod_name.clone()),
+                        ("K8S_POD_INFRA_CONTAINER_ID".into(), id.to_string()),
+                        ("K8S_POD_UID".into(), spec.pod_uid.clone()),
+                    ],
+                    port_mappings: spec.port_mappings.clone(),
+                },
+                result: None,
+            };
+            // Written before ADD: an agent killed during ADD leaves what DEL needs.
+            write_json(&rec_path, &rec)?;
+            rec
+        };
+        let mut partial = None;
+        match cni.add(&rec.network, &rec.attachment, &mut partial) {
+            Ok(result) => {
+                let ips = cni::result_ips(&result);
+                rec.result = Some(result);
+                write_json(&rec_path, &rec)?;
+                Ok((netns, ips))
+            }
+            Err(e) => {
+                // Undo what the plugins before the failing one did, with their result;
+                // the ADD error is the one that matters.
+                rec.result = partial;
+                let undone =
+                    write_json(&rec_path, &rec).and_then(|()| self.teardown_network(sb_dir));
+                Err(RuntimeError::Network(match undone {
+                    Ok(()) => e.0,
+                    Err(u) => format!("{}; cleaning up: {u}", e.0),
+                }))
+            }
+        }
+    }
+
+    /// Runs CNI CHECK on an adopted sandbox's network.
+    pub fn check_network(&self, sandbox: &SandboxHandle) -> Result<()> {
+        let rec_path = sandbox.pod_dir.join(SANDBOX_DIR).join(NETWORK_RECORD);
+        let rec: NetworkRecord = read_json(&rec_path)?;
+        let Some(result) = &rec.result else {
+            return Err(RuntimeError::Network(format!(
+                "{}: ADD never finished",
+                rec_path.display()
+            )));
+        };
+        let cni = self.cfg.cni.clone().unwrap_or_default();
+        cni.check(&rec.network, &rec.attachment, result)
+            .map_err(|e| RuntimeError::Network(e.0))
+    }
+
+    /// Refuses `spec`'s host ports that another pod's network already maps.
+    fn check_host_ports(&self, spec: &SandboxSpec) -> Result<()> {
+        if spec.port_mappings.is_empty() {
+            return Ok(());
+        }
+        let entries = fs::read_dir(&self.pods_dir).ctx("read dir", &self.pods_dir)?;
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy() == spec.pod_uid {
+                continue;
+            }
+            let rec_path = entry.path().join(SANDBOX_DIR).join(NETWORK_RECORD);
+            let Ok(rec) = read_json::<NetworkRecord>(&rec_path) else {
+                continue;
+            };
+            for mine in &spec.port_mappings {
+                let taken = rec.attachment.port_mappings.iter().any(|p| {
+                    p.host_port == mine.host_port
+                        && p.protocol == mine.protocol
+                        && (p.host_ip.is_empty()
+                            || mine.host_ip.is_empty()
+                            || p.host_ip == mine.host_ip)
+                });
+                if taken {
+                    let arg = |k: &str| {
+                        rec.attachment
+                            .args
+                            .iter()
+                            .find(|(n, _)| n == k)
+                            .map_or("?", |(_, v)| v.as_str())
+                    };
+                    return Err(RuntimeError::Network(format!(
+                        "hostPort {}/{} is already taken by pod {}/{}",
+                        mine.host_port,
+                        mine.protocol.to_ascii_uppercase(),
+                        arg("K8S_POD_NAMESPACE"),
+                        arg("K8S_POD_NAME")
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Mounts the pod's `/dev/shm` tmpfs ([`SandboxHandle::shm_path`]) unless it is
@@ -453,6 +680,25 @@ impl RuncRuntime {
             })?;
         }
         Ok(())
+    }
+
+    /// Tears down the network recorded in `sb_dir`: DEL with the recorded configuration
+    /// and result, then the namespace pin and the record. A failed DEL keeps both, so a
+    /// later removal (or the next agent's orphan cleanup) tries again.
+    fn teardown_network(&self, sb_dir: &Path) -> Result<()> {
+        let rec_path = sb_dir.join(NETWORK_RECORD);
+        let netns = sb_dir.join(NETNS_FILE);
+        if rec_path.exists() {
+            let rec: NetworkRecord = read_json(&rec_path)?;
+            let cni = self.cfg.cni.clone().unwrap_or_default();
+            cni.del(&rec.network, &rec.attachment, rec.result.as_ref())
+                .map_err(|e| RuntimeError::Network(e.0))?;
+        }
+        pause::remove_netns(&netns).map_err(RuntimeError::Network)?;
+        match fs::remove_file(&rec_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove", rec_path),
+            _ => Ok(()),
+        }
     }
 
     /// Unmounts the pod's `/dev/shm` tmpfs if it is mounted.
@@ -972,6 +1218,7 @@ impl RuncRuntime {
             self.remove_container(&c)?;
         }
         self.runc_delete(&sandbox.id)?;
+        self.teardown_network(&sandbox.pod_dir.join(SANDBOX_DIR))?;
         Self::release_shm(sandbox)?;
         util::remove_cgroup(&sandbox.cgroup).ctx("remove cgroup", &sandbox.cgroup)?;
         self.remove_pod_logs(&sandbox.spec.pod_uid)?;
@@ -995,11 +1242,12 @@ impl RuncRuntime {
         }
     }
 
-    /// Removes what is left of pod `pod_uid` whose sandbox was never made: its
-    /// directory (emptyDir volumes included) and its logs.
+    /// Removes what is left of pod `pod_uid` whose sandbox was never made: its network
+    /// (if one was set up), its directory (emptyDir volumes included) and its logs.
     pub fn remove_pod_dir(&self, pod_uid: &str) -> Result<()> {
         self.remove_pod_logs(pod_uid)?;
         let dir = self.pod_dir(pod_uid);
+        self.teardown_network(&dir.join(SANDBOX_DIR))?;
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove dir", dir),
             _ => Ok(()),
@@ -1048,6 +1296,12 @@ impl RuncRuntime {
                 continue;
             }
             let (sb, cs) = self.list_pod(&entry.path())?;
+            let network = entry.path().join(SANDBOX_DIR).join(NETWORK_RECORD);
+            if sb.is_none() && network.exists() {
+                listing
+                    .networks
+                    .push(entry.file_name().to_string_lossy().into_owned());
+            }
             listing.sandboxes.extend(sb);
             listing.containers.extend(cs);
         }

@@ -342,6 +342,17 @@ pub fn sandbox_config(
     config
 }
 
+/// Makes the pause container of `config` join the network namespace pinned at `netns`
+/// (a pod on a CNI network) instead of making one.
+pub fn join_network(config: &mut Value, netns: &Path) {
+    let namespaces = config["linux"]["namespaces"].as_array_mut();
+    for ns in namespaces.into_iter().flatten() {
+        if ns["type"] == "network" {
+            ns["path"] = json!(netns);
+        }
+    }
+}
+
 /// Whether the ELF file at `path` asks for a program interpreter (is dynamically
 /// linked). Reads the 64-bit little-endian header and program headers only.
 pub fn is_dynamic_elf(path: &Path) -> std::io::Result<bool> {
@@ -433,6 +444,11 @@ pub fn container_config(
         "/etc/resolv.conf",
         true,
     ));
+    // A sandbox made before keel wrote /etc/hostname (adopted) has none to mount.
+    let hostname = sandbox.pod_dir.join(".sandbox/hostname");
+    if hostname.exists() {
+        mounts.push(bind(&hostname, "/etc/hostname", true));
+    }
     for m in &spec.mounts {
         let dest = m.destination.to_string_lossy();
         mounts.push(match m.kind {
@@ -513,6 +529,33 @@ mod tests {
         let caps = capabilities(&spec, u64::MAX);
         assert!(!caps.contains(&"CAP_CHOWN".to_string()));
         assert_eq!(caps.len(), DEFAULT_CAPS.len() - 1);
+    }
+
+    #[test]
+    fn a_cni_pod_s_pause_joins_its_pinned_network_namespace() {
+        let spec = SandboxSpec {
+            hostname: "h".into(),
+            ..Default::default()
+        };
+        let mut c = sandbox_config(
+            &spec,
+            Path::new("/r"),
+            Path::new("/k"),
+            false,
+            "/keel/p",
+            &BTreeMap::new(),
+            None,
+        );
+        join_network(&mut c, Path::new("/p/.sandbox/netns"));
+        let ns = c["linux"]["namespaces"].as_array().unwrap();
+        let net: Vec<&Value> = ns.iter().filter(|n| n["type"] == "network").collect();
+        assert_eq!(
+            net,
+            [&json!({"type": "network", "path": "/p/.sandbox/netns"})]
+        );
+        assert!(ns
+            .iter()
+            .any(|n| n["type"] == "uts" && n.get("path").is_none()));
     }
 
     #[test]

@@ -41,10 +41,17 @@ pub struct SandboxSpec {
     pub host_pid: bool,
     /// Use the host's IPC namespace.
     pub host_ipc: bool,
-    /// Content for the pod's `/etc/resolv.conf`; `None` copies the host's.
+    /// Content for the pod's `/etc/resolv.conf`; `None` copies the host's (its upstream
+    /// file when the host's is systemd-resolved's stub).
     pub resolv_conf: Option<String>,
     /// Labels, stored with the sandbox.
     pub labels: BTreeMap<String, String>,
+    /// `hostAliases`: an address and its names, each a line of the pod's `/etc/hosts`.
+    #[serde(default)]
+    pub host_aliases: Vec<(String, Vec<String>)>,
+    /// `hostPort`s of the pod's containers, mapped by the network's portmap plugin.
+    #[serde(default)]
+    pub port_mappings: Vec<crate::cni::PortMapping>,
 }
 
 /// A running pod sandbox (its infra `keel pause` container).
@@ -58,6 +65,12 @@ pub struct SandboxHandle {
     pub pid: i32,
     /// `<root>/pods/<pod uid>`.
     pub pod_dir: PathBuf,
+    /// The pinned network namespace given to CNI (`None`: one runc made, or the host's).
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// The pod's IPs from its CNI result, IPv4 first.
+    #[serde(default)]
+    pub pod_ips: Vec<String>,
     /// The pod's absolute cgroup path (`<parent>/pod<uid>`).
     pub cgroup: String,
 }
@@ -65,6 +78,9 @@ pub struct SandboxHandle {
 impl SandboxHandle {
     /// Path of the pause process's namespace `kind` (`net`, `ipc`, `uts`, `pid`).
     pub fn ns_path(&self, kind: &str) -> PathBuf {
+        if let (Some(netns), "net") = (&self.netns, kind) {
+            return netns.clone();
+        }
         PathBuf::from(format!("/proc/{}/ns/{kind}", self.pid))
     }
 
@@ -293,6 +309,9 @@ pub struct Listing {
     pub sandboxes: Vec<SandboxHandle>,
     /// Containers with their records.
     pub containers: Vec<ContainerHandle>,
+    /// UIDs of pods with a network record but no sandbox record: their network was set
+    /// up (or being set up) when an agent stopped before starting the pause container.
+    pub networks: Vec<String>,
 }
 
 #[cfg(test)]

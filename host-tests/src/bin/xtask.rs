@@ -48,6 +48,11 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("skopeo", "skopeo"),
     ("apache2-utils", "htpasswd"),
     ("openssl", "openssl"),
+    // Pod networking (linux_network, and every end-to-end pod off the host network): the
+    // CNI plugins where Debian installs them, iptables for them and the tests, ip.
+    ("containernetworking-plugins", "/usr/lib/cni/bridge"),
+    ("iptables", "iptables-save"),
+    ("iproute2", "ip"),
     // The node tests check keel's systemd unit with systemd-analyze verify.
     ("systemd", "systemd-analyze"),
 ];
@@ -153,7 +158,11 @@ fn have(program: &str, args: &[&str]) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Whether `cmd` is a program on PATH, or (an absolute path) a file that exists.
 fn on_path(cmd: &str) -> bool {
+    if cmd.starts_with('/') {
+        return Path::new(cmd).is_file();
+    }
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
 }
