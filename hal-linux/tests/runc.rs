@@ -473,12 +473,14 @@ fn overlay_rootfs_is_writable_and_leaves_the_layer_untouched() {
             destination: "/data".into(),
             read_only: false,
             kind: MountKind::Bind,
+            layers: Vec::new(),
         },
         MountSpec {
             source: PathBuf::new(),
             destination: "/t".into(),
             read_only: false,
             kind: MountKind::Tmpfs,
+            layers: Vec::new(),
         },
     ];
     let c = env.rt.start_container(&sb, &s).unwrap();

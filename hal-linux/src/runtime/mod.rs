@@ -277,6 +277,29 @@ struct RuncState {
     pid: i32,
 }
 
+/// Layers an overlay's `lowerdir=` can list: at least one, each absolute and free of the
+/// option syntax's `:` and `,`.
+fn check_layers(layers: &[PathBuf]) -> Result<()> {
+    if layers.is_empty() {
+        return Err(RuntimeError::Invalid {
+            what: "lower_dirs",
+            value: String::new(),
+            reason: "at least one layer is needed",
+        });
+    }
+    for l in layers {
+        let s = l.to_string_lossy();
+        if s.contains([':', ',']) || !l.is_absolute() {
+            return Err(RuntimeError::Invalid {
+                what: "lower dir",
+                value: s.into_owned(),
+                reason: "must be absolute and free of ':' and ','",
+            });
+        }
+    }
+    Ok(())
+}
+
 fn check_id(what: &'static str, id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= MAX_ID_LEN
@@ -773,24 +796,14 @@ impl RuncRuntime {
     /// Prepares the rootfs: a layer used directly, or an overlay mounted at
     /// `<bundle>/rootfs`.
     fn prepare_rootfs(&self, bundle: &Path, spec: &ContainerSpec) -> Result<PathBuf> {
+        // The image volumes' layers too: an overlay's options list them alike.
+        for m in spec.mounts.iter().filter(|m| m.kind == MountKind::Layers) {
+            check_layers(&m.layers)?;
+        }
         match spec.lower_dirs.as_slice() {
-            [] => Err(RuntimeError::Invalid {
-                what: "lower_dirs",
-                value: String::new(),
-                reason: "at least one layer is needed",
-            }),
             [only] if spec.read_only_rootfs => Ok(only.clone()),
             layers => {
-                for l in layers {
-                    let s = l.to_string_lossy();
-                    if s.contains([':', ',']) || !l.is_absolute() {
-                        return Err(RuntimeError::Invalid {
-                            what: "lower dir",
-                            value: s.into_owned(),
-                            reason: "must be absolute and free of ':' and ','",
-                        });
-                    }
-                }
+                check_layers(layers)?;
                 let rootfs = bundle.join("rootfs");
                 let upper = bundle.join("upper");
                 let work = bundle.join("work");

@@ -108,6 +108,9 @@ pub enum MountKind {
     Bind,
     /// A fresh tmpfs (`source` is ignored).
     Tmpfs,
+    /// An image's filesystem, read-only: its unpacked [`MountSpec::layers`] (`source` is
+    /// ignored), one bound as is or several as an overlay without an upper layer.
+    Layers,
 }
 
 /// A mount into a container.
@@ -119,8 +122,11 @@ pub struct MountSpec {
     pub destination: PathBuf,
     /// Mount read-only.
     pub read_only: bool,
-    /// Bind or tmpfs.
+    /// Bind, tmpfs or image layers.
     pub kind: MountKind,
+    /// For [`MountKind::Layers`]: the unpacked layer directories, top layer first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<PathBuf>,
 }
 
 /// Resource limits of a container (Kubernetes `resources.limits`/`requests`).
