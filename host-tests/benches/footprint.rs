@@ -1,4 +1,5 @@
-//! Footprint: the static musl `keel` binary's size (budget 4 MiB) and the firmware's
+//! Footprint: the static musl `keel` binary's size (budget 4 MiB), the `keel-shim` beside
+//! it, and the firmware's
 //! flash, static RAM and peak stack (`keel_host_tests::qemu::size_and_peak_stack`, the
 //! workload of the qemu test that checks the same budget).
 //!
@@ -36,6 +37,13 @@ fn main() {
         f.at_most(4.0 * 1024.0 * 1024.0).record();
     } else {
         f.record();
+    }
+    // The per-container shim the agent runs from beside its own binary.
+    let shim = bin.with_file_name("keel-shim");
+    if let Ok(m) = std::fs::metadata(&shim) {
+        sec.figure("keel-shim binary", "B", vec![m.len() as f64], since)
+            .note(&shim.display().to_string())
+            .record();
     }
 
     let since = load1();
