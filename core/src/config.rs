@@ -62,6 +62,12 @@ limits! {
     MAX_TOLERATIONS = 16, 1;
     /// `hostAliases` per pod, and hostnames per alias.
     MAX_HOST_ALIASES = 8, 1;
+    /// `dnsConfig.nameservers`: Kubernetes allows 3 (the resolver's MAXNS).
+    MAX_DNS_NAMESERVERS = 3, 1;
+    /// `dnsConfig.searches`: Kubernetes allows 32.
+    MAX_DNS_SEARCHES = 32, 1;
+    /// `dnsConfig.options`.
+    MAX_DNS_OPTIONS = 16, 1;
     /// Capabilities in one `add` or `drop` list, and exec-probe / exec-hook arguments.
     MAX_SMALL_LIST = 16, 2;
     /// Bytes of text (names, images, arguments, values...) one pod may hold in total. The
@@ -134,6 +140,12 @@ pub enum Limit {
     Tolerations,
     /// [`MAX_HOST_ALIASES`]
     HostAliases,
+    /// [`MAX_DNS_NAMESERVERS`]
+    DnsNameservers,
+    /// [`MAX_DNS_SEARCHES`]
+    DnsSearches,
+    /// [`MAX_DNS_OPTIONS`]
+    DnsOptions,
     /// [`MAX_SMALL_LIST`]
     SmallList,
     /// [`STRING_BYTES`]
@@ -174,6 +186,9 @@ impl Limit {
             Limit::Labels => ("MAX_LABELS", MAX_LABELS),
             Limit::Tolerations => ("MAX_TOLERATIONS", MAX_TOLERATIONS),
             Limit::HostAliases => ("MAX_HOST_ALIASES", MAX_HOST_ALIASES),
+            Limit::DnsNameservers => ("MAX_DNS_NAMESERVERS", MAX_DNS_NAMESERVERS),
+            Limit::DnsSearches => ("MAX_DNS_SEARCHES", MAX_DNS_SEARCHES),
+            Limit::DnsOptions => ("MAX_DNS_OPTIONS", MAX_DNS_OPTIONS),
             Limit::SmallList => ("MAX_SMALL_LIST", MAX_SMALL_LIST),
             Limit::StringBytes => ("STRING_BYTES", STRING_BYTES),
             Limit::SpecBytes => ("SPEC_BYTES", SPEC_BYTES),

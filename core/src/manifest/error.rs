@@ -244,6 +244,8 @@ pub enum Invalid {
     RestartPolicyNotInit,
     /// `lifecycle` on an init container that is not a sidecar.
     InitContainerLifecycle,
+    /// Not an IPv4 or IPv6 address.
+    IpAddress,
 }
 
 impl Invalid {
@@ -305,6 +307,7 @@ impl Invalid {
             NotSubdomain => "must be a DNS-1123 subdomain",
             RestartPolicyNotInit => "may not be set for non-init containers",
             InitContainerLifecycle => "may not be set for init containers without restartPolicy=Always",
+            IpAddress => "must be a valid IP address",
         }
     }
 }

@@ -69,7 +69,8 @@ fields! {
     NodeName = "nodeName", ImagePullSecrets = "imagePullSecrets",
     ResourceClaims = "resourceClaims", Claims = "claims", DownwardAPI = "downwardAPI",
     Items = "items", DefaultMode = "defaultMode", Mode = "mode", Sources = "sources",
-    Reference = "reference", PullPolicy = "pullPolicy",
+    Reference = "reference", PullPolicy = "pullPolicy", DnsConfig = "dnsConfig", Nameservers = "nameservers",
+    Searches = "searches", Options = "options",
 }
 
 /// One step of a path.

@@ -438,6 +438,7 @@ object! {
         HostPID: Kind::Bool => host_pid = flag,
         HostIPC: Kind::Bool => host_ipc = flag,
         DnsPolicy: Kind::Enum(DnsPolicy::NAMES) => dns_policy = pick(DnsPolicy::ALL),
+        DnsConfig: Kind::Nested,
         Hostname: Kind::Str => hostname = str,
         NodeName: Kind::Str => node_name = str,
         PriorityClassName: Kind::Str => priority_class_name = str,
@@ -474,6 +475,10 @@ object! {
                 objects(d, pool, path, list, Limit::HostAliases, HostAlias::default)
             }
             F::SecurityContext => object(d, pool, path, &mut s.security_context),
+            F::DnsConfig => {
+                let c = s.dns_config.get_or_insert_with(PodDnsConfig::default);
+                object(d, pool, path, c)
+            }
             F::Tolerations => {
                 let list = &mut s.tolerations;
                 objects(d, pool, path, list, Limit::Tolerations, Toleration::default)
@@ -547,6 +552,21 @@ fn api_ref_unless_empty<'a, R: Events<'a>>(
         Some(s) if !s.is_empty() => d.api_ref(ApiRef::ServiceAccount, key, path).map(drop),
         _ => Ok(()),
     }
+}
+
+object! {
+    PodDnsConfig { Nameservers: Kind::Nested, Searches: Kind::Nested, Options: Kind::Nested }
+    nested(s, f, d, pool, path, _key) {
+        match f {
+            F::Nameservers => d.strings(pool, path, &mut s.nameservers, Limit::DnsNameservers),
+            F::Searches => d.strings(pool, path, &mut s.searches, Limit::DnsSearches),
+            _ => objects(d, pool, path, &mut s.options, Limit::DnsOptions, DnsOption::default),
+        }
+    }
+}
+
+object! {
+    DnsOption { Name: Kind::Str => name = text, Value: Kind::Str => value = str }
 }
 
 object! {

@@ -241,6 +241,7 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
             err(ErrorKind::Required, p.field(F::Ip));
         }
     }
+    dns_config(pod, spec, &mut err);
     // validateVolumes: names are DNS labels, unique; hostPath paths absolute (keel) without
     // '..'; emptyDir sizes not negative; downwardAPI files relative, modes in range.
     for (i, v) in s.volumes.iter().enumerate() {
@@ -919,6 +920,58 @@ fn container(
         }
     }
 }
+
+/// Kubernetes' `validatePodDNSConfig`: `dnsPolicy: None` needs a `dnsConfig` with at
+/// least one nameserver; nameservers are IP addresses (at most 3, a capacity); searches
+/// DNS-1123 subdomains (a trailing '.' allowed; at most 32, a capacity) of at most 2048
+/// characters together with their separating spaces; every option has a name.
+fn dns_config(pod: &Pod, spec: FieldPath, err: &mut impl FnMut(ErrorKind, FieldPath)) {
+    let s = &pod.spec;
+    let at = spec.field(F::DnsConfig);
+    let none = s.dns_policy == Some(DnsPolicy::None);
+    let Some(c) = &s.dns_config else {
+        if none {
+            err(ErrorKind::Required, at);
+        }
+        return;
+    };
+    if none && c.nameservers.is_empty() {
+        err(ErrorKind::Required, at.field(F::Nameservers));
+    }
+    for (i, n) in c.nameservers.iter().enumerate() {
+        if pod.s(*n).parse::<core::net::IpAddr>().is_err() {
+            err(
+                ErrorKind::Invalid(Invalid::IpAddress),
+                at.field(F::Nameservers).index(i),
+            );
+        }
+    }
+    let chars = c.searches.iter().map(|d| pod.s(*d).len()).sum::<usize>()
+        + c.searches.len().saturating_sub(1);
+    if chars > MAX_DNS_SEARCH_LIST_CHARS {
+        err(ErrorKind::Invalid(Invalid::TooLong), at.field(F::Searches));
+    }
+    for (i, d) in c.searches.iter().enumerate() {
+        let d = pod.s(*d);
+        if !is_dns_subdomain(d.strip_suffix('.').unwrap_or(d)) {
+            err(
+                ErrorKind::Invalid(Invalid::DnsSubdomain),
+                at.field(F::Searches).index(i),
+            );
+        }
+    }
+    for (i, o) in c.options.iter().enumerate() {
+        if o.name.is_empty() {
+            err(
+                ErrorKind::Required,
+                at.field(F::Options).index(i).field(F::Name),
+            );
+        }
+    }
+}
+
+/// Kubernetes' `MaxDNSSearchListChars`: the search list's length, spaces included.
+const MAX_DNS_SEARCH_LIST_CHARS: usize = 2048;
 
 #[cfg(test)]
 mod tests {

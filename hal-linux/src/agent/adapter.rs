@@ -578,14 +578,61 @@ impl LinuxRuntime {
     }
 }
 
-/// The pod's `/etc/resolv.conf` by `dnsPolicy`, as the kubelet writes it without a
-/// cluster DNS: `Default`, `ClusterFirst` and `ClusterFirstWithHostNet` get the host's
-/// (`None` here: the runtime reads it), `None` gets an empty file.
+/// The pod's `/etc/resolv.conf` by `dnsPolicy` and `dnsConfig`, as the kubelet writes it
+/// without a cluster DNS: `Default`, `ClusterFirst` and `ClusterFirstWithHostNet` start
+/// from the host's (`None` here without a `dnsConfig`: the runtime copies it), `None`
+/// from nothing; a `dnsConfig`'s nameservers and searches are appended (duplicates
+/// dropped) and its options override the host's of the same name.
 fn resolv_conf(p: &keel_core::manifest::model::Pod) -> Option<String> {
-    match p.spec.dns_policy {
-        Some(DnsPolicy::None) => Some(String::new()),
-        _ => None,
+    let none = p.spec.dns_policy == Some(DnsPolicy::None);
+    let Some(c) = &p.spec.dns_config else {
+        return none.then(String::new);
+    };
+    let base = if none {
+        String::new()
+    } else {
+        crate::runtime::host_resolv_conf()
+    };
+    let (mut servers, mut searches, mut options) = (Vec::new(), Vec::new(), Vec::new());
+    for line in base.lines() {
+        let mut w = line.split_whitespace();
+        match w.next() {
+            Some("nameserver") => servers.extend(w.next().map(str::to_string)),
+            Some("search") | Some("domain") => searches = w.map(str::to_string).collect(),
+            Some("options") => options.extend(w.map(str::to_string)),
+            _ => {}
+        }
     }
+    let add = |list: &mut Vec<String>, v: &str| {
+        if !list.iter().any(|x| x == v) {
+            list.push(v.to_string());
+        }
+    };
+    for n in c.nameservers.iter() {
+        add(&mut servers, p.s(*n));
+    }
+    for s in c.searches.iter() {
+        add(&mut searches, p.s(*s));
+    }
+    for o in c.options.iter() {
+        let name = p.s(o.name);
+        options.retain(|x| x.split(':').next() != Some(name));
+        options.push(match p.opt(o.value) {
+            Some(v) => format!("{name}:{v}"),
+            None => name.to_string(),
+        });
+    }
+    let mut out = String::new();
+    for s in &servers {
+        out += &format!("nameserver {s}\n");
+    }
+    if !searches.is_empty() {
+        out += &format!("search {}\n", searches.join(" "));
+    }
+    if !options.is_empty() {
+        out += &format!("options {}\n", options.join(" "));
+    }
+    Some(out)
 }
 
 /// The `hostPort`s of every container, for the portmap plugin.
