@@ -176,6 +176,10 @@ const NARROWER: &[(&str, &str)] = &[
         "volume-projected-token.yaml",
         "keel points at the source; the kubelet's API check at its field",
     ),
+    (
+        "dns-config-too-many-nameservers.yaml",
+        "keel names the entry past MAX_DNS_NAMESERVERS (Kubernetes' MaxDNSNameservers, 3); the kubelet the list",
+    ),
 ];
 
 /// Keel's path in Kubernetes' spelling: a data entry `{i}` (a map key keel names by

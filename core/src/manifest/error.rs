@@ -221,6 +221,11 @@ pub enum Invalid {
     HeaderName,
     /// Not an IP address.
     IpAddress,
+    /// A `dnsConfig.searches` entry that is neither `.` nor a DNS-1123 subdomain
+    /// (underscores allowed).
+    DnsSearch,
+    /// `dnsConfig.searches` longer than 2048 characters with its separating spaces.
+    SearchListTooLong,
     /// A user or group id outside 0–2147483647.
     IdRange,
     /// `allowPrivilegeEscalation: false` with `privileged` or CAP_SYS_ADMIN.
@@ -244,8 +249,6 @@ pub enum Invalid {
     RestartPolicyNotInit,
     /// `lifecycle` on an init container that is not a sidecar.
     InitContainerLifecycle,
-    /// Not an IPv4 or IPv6 address.
-    IpAddress,
 }
 
 impl Invalid {
@@ -296,6 +299,8 @@ impl Invalid {
             SleepRange => "must be between 0 and the pod's terminationGracePeriodSeconds",
             HeaderName => "must be an HTTP header name (letters, digits and '-')",
             IpAddress => "must be a valid IPv4 or IPv6 address",
+            DnsSearch => "must be '.' or a DNS-1123 subdomain (lower-case letters, digits, '-', '_' and '.'; a trailing '.' allowed)",
+            SearchListTooLong => "must not have more than 2048 characters (including spaces) in the search list",
             IdRange => "must be between 0 and 2147483647",
             Escalation => "cannot set allowPrivilegeEscalation to false with privileged or CAP_SYS_ADMIN",
             LocalhostProfile => "can only be set when type is Localhost (and is required then)",
@@ -307,7 +312,6 @@ impl Invalid {
             NotSubdomain => "must be a DNS-1123 subdomain",
             RestartPolicyNotInit => "may not be set for non-init containers",
             InitContainerLifecycle => "may not be set for init containers without restartPolicy=Always",
-            IpAddress => "must be a valid IP address",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! when the core asks what [`changed`](Runtime::changed). Everything it knows of runc
 //! goes through [`crate::runtime`].
 
+use super::dns;
 use super::probes::{self, Target};
 use super::spec::{self, PodContext};
 use super::worker::{pod_worker, spawn_waiter, Done, Op, Reply, POD_IP_PENDING};
@@ -17,7 +18,7 @@ use crate::image::{ImageStore, ResolvedImage};
 use crate::runtime::{
     ContainerHandle, ContainerState, ExitReason, RuncRuntime, SandboxHandle, SandboxSpec,
 };
-use keel_core::manifest::model::{Action, DnsPolicy, Protocol, PullPolicy, VolumeSource};
+use keel_core::manifest::model::{Action, Protocol, PullPolicy, VolumeSource};
 use keel_core::platform::{
     ActionResult, Existing, Handle, PlatformError, PlatformErrorKind, PodRef, RunState, Runtime,
     Signal, Ticket,
@@ -493,9 +494,19 @@ impl LinuxRuntime {
         self.pods.get_mut(uid).expect("inserted above")
     }
 
-    /// The worker's order to make pod `pod`'s sandbox.
-    fn sandbox_op(&self, pod: PodRef<'_>) -> Op {
+    /// The worker's order to make pod `pod`'s sandbox. What the resolver limits leave
+    /// out of its `/etc/resolv.conf` is logged, as the kubelet's `DNSConfigForming`
+    /// event says it.
+    fn sandbox_op(&mut self, pod: PodRef<'_>) -> Op {
         let p = pod.pod;
+        let (resolv, omitted) = dns::pod_resolv_conf(p, &crate::runtime::host_resolv_conf());
+        for w in omitted {
+            self.notices.push(Notice(format!(
+                "pod {}/{}: /etc/resolv.conf: {w}",
+                p.opt(p.namespace).unwrap_or("default"),
+                p.s(p.name),
+            )));
+        }
         let name = p.s(p.name).to_string();
         let hostname = p
             .opt(p.spec.hostname)
@@ -509,7 +520,7 @@ impl LinuxRuntime {
             host_network: p.spec.host_network,
             host_pid: p.spec.host_pid,
             host_ipc: p.spec.host_ipc,
-            resolv_conf: resolv_conf(p),
+            resolv_conf: resolv.render(),
             labels: Default::default(),
             host_aliases: p
                 .spec
@@ -576,63 +587,6 @@ impl LinuxRuntime {
             seccomp_default: self.runc.config().seccomp_default,
         }
     }
-}
-
-/// The pod's `/etc/resolv.conf` by `dnsPolicy` and `dnsConfig`, as the kubelet writes it
-/// without a cluster DNS: `Default`, `ClusterFirst` and `ClusterFirstWithHostNet` start
-/// from the host's (`None` here without a `dnsConfig`: the runtime copies it), `None`
-/// from nothing; a `dnsConfig`'s nameservers and searches are appended (duplicates
-/// dropped) and its options override the host's of the same name.
-fn resolv_conf(p: &keel_core::manifest::model::Pod) -> Option<String> {
-    let none = p.spec.dns_policy == Some(DnsPolicy::None);
-    let Some(c) = &p.spec.dns_config else {
-        return none.then(String::new);
-    };
-    let base = if none {
-        String::new()
-    } else {
-        crate::runtime::host_resolv_conf()
-    };
-    let (mut servers, mut searches, mut options) = (Vec::new(), Vec::new(), Vec::new());
-    for line in base.lines() {
-        let mut w = line.split_whitespace();
-        match w.next() {
-            Some("nameserver") => servers.extend(w.next().map(str::to_string)),
-            Some("search") | Some("domain") => searches = w.map(str::to_string).collect(),
-            Some("options") => options.extend(w.map(str::to_string)),
-            _ => {}
-        }
-    }
-    let add = |list: &mut Vec<String>, v: &str| {
-        if !list.iter().any(|x| x == v) {
-            list.push(v.to_string());
-        }
-    };
-    for n in c.nameservers.iter() {
-        add(&mut servers, p.s(*n));
-    }
-    for s in c.searches.iter() {
-        add(&mut searches, p.s(*s));
-    }
-    for o in c.options.iter() {
-        let name = p.s(o.name);
-        options.retain(|x| x.split(':').next() != Some(name));
-        options.push(match p.opt(o.value) {
-            Some(v) => format!("{name}:{v}"),
-            None => name.to_string(),
-        });
-    }
-    let mut out = String::new();
-    for s in &servers {
-        out += &format!("nameserver {s}\n");
-    }
-    if !searches.is_empty() {
-        out += &format!("search {}\n", searches.join(" "));
-    }
-    if !options.is_empty() {
-        out += &format!("options {}\n", options.join(" "));
-    }
-    Some(out)
 }
 
 /// The `hostPort`s of every container, for the portmap plugin.
@@ -856,8 +810,8 @@ impl Runtime for LinuxRuntime {
                 state: RunState::Creating,
             },
         );
-        let make =
-            (!self.pods.get(pod.uid).is_some_and(|w| w.sandbox_sent)).then(|| self.sandbox_op(pod));
+        let sent = self.pods.get(pod.uid).is_some_and(|w| w.sandbox_sent);
+        let make = (!sent).then(|| self.sandbox_op(pod));
         let w = self.worker(pod.uid, host_network, None);
         if let Some(op) = make {
             w.sandbox_sent = true;
