@@ -62,12 +62,16 @@ limits! {
     MAX_TOLERATIONS = 16, 1;
     /// `hostAliases` per pod, and hostnames per alias.
     MAX_HOST_ALIASES = 8, 1;
-    /// `dnsConfig.nameservers`: Kubernetes allows 3 (the resolver's MAXNS).
-    MAX_DNS_NAMESERVERS = 3, 1;
-    /// `dnsConfig.searches`: Kubernetes allows 32.
-    MAX_DNS_SEARCHES = 32, 1;
-    /// `dnsConfig.options`.
-    MAX_DNS_OPTIONS = 16, 1;
+    /// `dnsConfig.nameservers`: Kubernetes allows 3 (`MaxDNSNameservers`, the resolver's
+    /// MAXNS). Firmware: none: its tasks resolve no names, and decoding `dnsConfig` did
+    /// not fit the flash budget (6.5 KiB), so the firmware refuses it
+    /// (`Invalid::NotInFirmware`).
+    MAX_DNS_NAMESERVERS = 3, 0;
+    /// `dnsConfig.searches`: Kubernetes allows 32 (`MaxDNSSearchPaths`). Firmware: none.
+    MAX_DNS_SEARCHES = 32, 0;
+    /// `dnsConfig.options`: Kubernetes sets no bound; 16 is four times the resolver's
+    /// options in common use (ndots, timeout, attempts, edns0). Firmware: none.
+    MAX_DNS_OPTIONS = 16, 0;
     /// Capabilities in one `add` or `drop` list, and exec-probe / exec-hook arguments.
     MAX_SMALL_LIST = 16, 2;
     /// Bytes of text (names, images, arguments, values...) one pod may hold in total. The

@@ -475,10 +475,18 @@ object! {
                 objects(d, pool, path, list, Limit::HostAliases, HostAlias::default)
             }
             F::SecurityContext => object(d, pool, path, &mut s.security_context),
+            #[cfg(not(feature = "small"))]
             F::DnsConfig => {
                 let c = s.dns_config.get_or_insert_with(PodDnsConfig::default);
                 object(d, pool, path, c)
             }
+            // Firmware (`small`): refused, not skipped (MAX_DNS_* are 0 there).
+            #[cfg(feature = "small")]
+            F::DnsConfig => Err(Error::new(
+                ErrorKind::Invalid(Invalid::NotInFirmware),
+                path,
+                key.mark,
+            )),
             F::Tolerations => {
                 let list = &mut s.tolerations;
                 objects(d, pool, path, list, Limit::Tolerations, Toleration::default)
@@ -554,6 +562,7 @@ fn api_ref_unless_empty<'a, R: Events<'a>>(
     }
 }
 
+#[cfg(not(feature = "small"))]
 object! {
     PodDnsConfig { Nameservers: Kind::Nested, Searches: Kind::Nested, Options: Kind::Nested }
     nested(s, f, d, pool, path, _key) {
@@ -565,6 +574,7 @@ object! {
     }
 }
 
+#[cfg(not(feature = "small"))]
 object! {
     DnsOption { Name: Kind::Str => name = text, Value: Kind::Str => value = str }
 }

@@ -933,12 +933,26 @@ fn dns_config(pod: &Pod, spec: FieldPath, err: &mut impl FnMut(ErrorKind, FieldP
     let s = &pod.spec;
     let at = spec.field(F::DnsConfig);
     let none = s.dns_policy == Some(DnsPolicy::None);
-    let Some(c) = &s.dns_config else {
-        if none {
-            err(ErrorKind::Required, at);
-        }
-        return;
-    };
+    match &s.dns_config {
+        None if none => err(ErrorKind::Required, at),
+        None => {}
+        // Firmware (`small`) never decodes a dnsConfig: the decoder refuses it.
+        #[cfg(not(feature = "small"))]
+        Some(c) => dns_config_values(pod, c, at, none, err),
+        #[cfg(feature = "small")]
+        Some(_) => {}
+    }
+}
+
+/// The values of a `dnsConfig` (see [`dns_config`]).
+#[cfg(not(feature = "small"))]
+fn dns_config_values(
+    pod: &Pod,
+    c: &PodDnsConfig,
+    at: FieldPath,
+    none: bool,
+    err: &mut impl FnMut(ErrorKind, FieldPath),
+) {
     if none && c.nameservers.is_empty() {
         err(ErrorKind::Required, at.field(F::Nameservers));
         return;
@@ -975,11 +989,13 @@ fn dns_config(pod: &Pod, spec: FieldPath, err: &mut impl FnMut(ErrorKind, FieldP
 }
 
 /// Kubernetes' `MaxDNSSearchListChars`: the search list's length, spaces included.
+#[cfg(not(feature = "small"))]
 const MAX_DNS_SEARCH_LIST_CHARS: usize = 2048;
 
 /// A `dnsConfig.searches` entry as relaxed DNS search validation takes it: `.` alone, or
 /// (one trailing '.' removed) a DNS-1123 subdomain whose labels may also hold '_'
 /// (`IsDNS1123SubdomainWithUnderscore`).
+#[cfg(not(feature = "small"))]
 pub fn is_dns_search(d: &str) -> bool {
     if d == "." {
         return true;
