@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,6 +20,7 @@ use nix::fcntl::{Flock, FlockArg};
 use super::change::ImageChanges;
 use super::digest::{self, HashingReader};
 use super::error::{ImageError, Result};
+use super::limits::LayerLimits;
 use super::oci::{self, ConfigFile, Descriptor, DockerSaveEntry, Index, Manifest};
 use super::reference::{self, Reference};
 use super::source::{Source, TarIndex};
@@ -51,6 +53,7 @@ impl Drop for TmpFile {
 pub struct ImageStore {
     images: PathBuf,
     layers: PathBuf,
+    limits: LayerLimits,
 }
 
 /// The kinds of input `import` recognises.
@@ -68,9 +71,22 @@ impl ImageStore {
         let store = ImageStore {
             images: root_dir.join("images"),
             layers: root_dir.join("layers"),
+            limits: LayerLimits::default(),
         };
         for d in [store.blobs_dir(), store.layers.clone()] {
             fs::create_dir_all(&d).map_err(ImageError::io(&d))?;
+        }
+        // Layers keep their set-uid and set-gid files (a container needs its `su`), so
+        // no one but root may reach them from the host: a set-uid root shell in a pulled
+        // layer must not be a way up for a host user (containerd's snapshots are 0700
+        // for the same reason).
+        let mode = fs::metadata(&store.layers)
+            .map_err(ImageError::io(&store.layers))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&store.layers, fs::Permissions::from_mode(0o700))
+                .map_err(ImageError::io(&store.layers))?;
         }
         let _lock = store.lock(FlockArg::LockExclusive)?;
         let layout = store.images.join("oci-layout");
@@ -81,6 +97,13 @@ impl ImageStore {
             write_atomic(&store.index_path(), &oci::to_json(&Index::default()))?;
         }
         Ok(store)
+    }
+
+    /// The same store with other bounds on what one layer may unpack to (the default is
+    /// [`LayerLimits::default`]).
+    pub fn with_layer_limits(mut self, limits: LayerLimits) -> ImageStore {
+        self.limits = limits;
+        self
     }
 
     /// The root dir the store lives under (where `registries.yaml` is read from).
@@ -518,14 +541,15 @@ impl ImageStore {
         }
         let tmp = self.layers.join(tmp_name("layer"));
         fs::create_dir(&tmp).map_err(ImageError::io(&tmp))?;
-        let result = unpack::unpack_layer(blob, &tmp).and_then(|actual| match expected {
-            Some(e) if *e != actual => Err(ImageError::DiffIdMismatch {
-                layer: name.to_string(),
-                expected: e.clone(),
-                actual,
-            }),
-            _ => Ok(actual),
-        });
+        let result =
+            unpack::unpack_layer(blob, &tmp, &self.limits).and_then(|actual| match expected {
+                Some(e) if *e != actual => Err(ImageError::DiffIdMismatch {
+                    layer: name.to_string(),
+                    expected: e.clone(),
+                    actual,
+                }),
+                _ => Ok(actual),
+            });
         let done = result.and_then(|diff_id| {
             let dest = self.layer_path(&diff_id)?;
             if dest.is_dir() {
