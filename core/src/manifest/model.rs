@@ -1164,11 +1164,25 @@ wire_struct! {
     } Container::default();
     Toleration { key, operator, value, effect, toleration_seconds } Toleration::default();
     HostAlias { ip, hostnames } HostAlias::default();
+}
+
+#[cfg(not(feature = "small"))]
+wire_struct! {
     DnsOption { name, value } DnsOption::default();
     PodDnsConfig { nameservers, searches, options } PodDnsConfig::default();
     PodSpec {
         init_containers, containers, volumes, restart_policy, termination_grace_period_seconds,
         host_network, host_pid, host_ipc, dns_policy, dns_config, hostname, host_aliases,
+        priority_class_name, priority, security_context, tolerations, node_name, downward_items
+    } PodSpec::default();
+}
+
+// Firmware (`small`): a dnsConfig is never decoded (refused), so none is encoded.
+#[cfg(feature = "small")]
+wire_struct! {
+    PodSpec {
+        init_containers, containers, volumes, restart_policy, termination_grace_period_seconds,
+        host_network, host_pid, host_ipc, dns_policy, hostname, host_aliases,
         priority_class_name, priority, security_context, tolerations, node_name, downward_items
     } PodSpec::default();
 }
