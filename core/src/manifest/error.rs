@@ -159,7 +159,8 @@ pub enum Invalid {
     UndeclaredVolume,
     /// A volume with no source keel supports (hostPath, emptyDir).
     UnsupportedVolume,
-    /// A field the firmware build (`small`) does not decode (`dnsConfig`).
+    /// `dnsConfig`, which the firmware build (`small`) does not decode; also `dnsPolicy:
+    /// None` there, which needs one.
     NotInFirmware,
     /// A probe or hook with no action, or with more than one.
     ActionCount,
@@ -270,7 +271,7 @@ impl Invalid {
             Duplicate => "is a duplicate of an earlier entry",
             UndeclaredVolume => "names a volume that is not declared in spec.volumes",
             UnsupportedVolume => "has no volume source keel supports (hostPath or emptyDir)",
-            NotInFirmware => "is not supported by keel's firmware build (its tasks have no resolver)",
+            NotInFirmware => "dnsConfig is not supported by keel's firmware build (its tasks have no resolver)",
             ActionCount => "must specify exactly one action (exec, httpGet, tcpSocket, grpc or sleep)",
             Quantity => "is not a valid quantity (like 500m, 1.5, 128Mi, 1e3)",
             RelativePath => "must be an absolute path",

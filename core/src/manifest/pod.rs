@@ -438,7 +438,6 @@ object! {
         HostPID: Kind::Bool => host_pid = flag,
         HostIPC: Kind::Bool => host_ipc = flag,
         DnsPolicy: Kind::Enum(DnsPolicy::NAMES) => dns_policy = pick(DnsPolicy::ALL),
-        DnsConfig: Kind::Nested,
         Hostname: Kind::Str => hostname = str,
         NodeName: Kind::Str => node_name = str,
         PriorityClassName: Kind::Str => priority_class_name = str,
@@ -475,18 +474,6 @@ object! {
                 objects(d, pool, path, list, Limit::HostAliases, HostAlias::default)
             }
             F::SecurityContext => object(d, pool, path, &mut s.security_context),
-            #[cfg(not(feature = "small"))]
-            F::DnsConfig => {
-                let c = s.dns_config.get_or_insert_with(PodDnsConfig::default);
-                object(d, pool, path, c)
-            }
-            // Firmware (`small`): refused, not skipped (MAX_DNS_* are 0 there).
-            #[cfg(feature = "small")]
-            F::DnsConfig => Err(Error::new(
-                ErrorKind::Invalid(Invalid::NotInFirmware),
-                path,
-                key.mark,
-            )),
             F::Tolerations => {
                 let list = &mut s.tolerations;
                 objects(d, pool, path, list, Limit::Tolerations, Toleration::default)
@@ -495,13 +482,43 @@ object! {
             _ => api_ref_unless_empty(d, pool, key, path),
         }
     }
-    other(_s, d, _pool, key, path) {
-        if key.name() != "automountServiceAccountToken" {
-            return Ok(false);
+    other(s, d, pool, key, path) {
+        match key.name() {
+            "automountServiceAccountToken" => d.skip(path).map(|()| true),
+            "dnsConfig" => dns_config(s, d, pool, key, path).map(|()| true),
+            _ => Ok(false),
         }
-        d.skip(path)?;
-        Ok(true)
     }
+}
+
+/// `dnsConfig` (read through `other`: its field names are not in the firmware's set).
+#[cfg(not(feature = "small"))]
+fn dns_config<'a, R: Events<'a>>(
+    s: &mut PodSpec,
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    _key: &Key<'a>,
+    path: FieldPath,
+) -> Result<()> {
+    let c = s.dns_config.get_or_insert_with(PodDnsConfig::default);
+    object(d, pool, path.field(F::DnsConfig), c)
+}
+
+/// Firmware (`small`): a `dnsConfig` is refused at its key, not skipped (MAX_DNS_* are 0
+/// there: its tasks resolve no names).
+#[cfg(feature = "small")]
+fn dns_config<'a, R: Events<'a>>(
+    _s: &mut PodSpec,
+    _d: &mut D<'a, '_, R>,
+    _pool: &mut Pool,
+    key: &Key<'a>,
+    path: FieldPath,
+) -> Result<()> {
+    Err(Error::new(
+        ErrorKind::Invalid(Invalid::NotInFirmware),
+        path,
+        key.mark,
+    ))
 }
 
 /// `containers` or `initContainers`, each decoded in place (no container-sized temporary).

@@ -931,16 +931,20 @@ fn container(
 /// every option has a name (the error names the option, as Kubernetes does).
 fn dns_config(pod: &Pod, spec: FieldPath, err: &mut impl FnMut(ErrorKind, FieldPath)) {
     let s = &pod.spec;
-    let at = spec.field(F::DnsConfig);
     let none = s.dns_policy == Some(DnsPolicy::None);
+    #[cfg(not(feature = "small"))]
     match &s.dns_config {
-        None if none => err(ErrorKind::Required, at),
+        None if none => err(ErrorKind::Required, spec.field(F::DnsConfig)),
         None => {}
-        // Firmware (`small`) never decodes a dnsConfig: the decoder refuses it.
-        #[cfg(not(feature = "small"))]
-        Some(c) => dns_config_values(pod, c, at, none, err),
-        #[cfg(feature = "small")]
-        Some(_) => {}
+        Some(c) => dns_config_values(pod, c, spec.field(F::DnsConfig), none, err),
+    }
+    // Firmware (`small`) refuses a dnsConfig when decoding, so None cannot have one.
+    #[cfg(feature = "small")]
+    if none {
+        err(
+            ErrorKind::Invalid(Invalid::NotInFirmware),
+            spec.field(F::DnsPolicy),
+        );
     }
 }
 
