@@ -716,6 +716,7 @@ pub fn cpu_ticks(pid: u32) -> u64 {
 /// A test's own CNI network: a bridge, a /24 and a host-local data dir (under the node's
 /// directory), with the plugins keel's default network has, so what a test counts on it
 /// (veths, addresses, iptables rules) is its own even when other tests run beside it.
+#[derive(Debug)]
 pub struct TestNet {
     /// The network's name (also host-local's directory under `data_dir`).
     pub name: String,
