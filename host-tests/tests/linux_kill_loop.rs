@@ -67,7 +67,7 @@ struct Want {
 /// The host port of pod `name` (`k<i>`): every third pod has one, for portmap's rules.
 fn host_port(name: &str) -> Option<u16> {
     let i: u16 = name.strip_prefix('k')?.parse().ok()?;
-    (i % 3 == 0).then_some(23000 + i)
+    i.is_multiple_of(3).then_some(23000 + i)
 }
 
 /// The manifest of pod `name` at `want`: an init container and one or two app containers,

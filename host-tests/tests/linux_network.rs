@@ -8,8 +8,7 @@
 use keel_host_tests::linux::{keel, Node, TestNet as Net, NODE};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(60);
@@ -471,8 +470,7 @@ fn dns_config_makes_the_resolv_conf_a_container_sees() {
     let host = keel_linux::runtime::host_resolv_conf();
     let words = |key: &str| -> Vec<String> {
         host.lines()
-            .filter(|l| l.split_whitespace().next() == Some(key))
-            .last()
+            .rfind(|l| l.split_whitespace().next() == Some(key))
             .map(|l| l.split_whitespace().skip(1).map(str::to_string).collect())
             .unwrap_or_default()
     };
