@@ -60,6 +60,7 @@ mod source;
 mod store;
 pub mod testutil;
 mod unpack;
+mod verify;
 
 #[cfg(test)]
 mod tests;
@@ -120,6 +121,10 @@ pub struct ImageSummary {
     pub size: u64,
     /// When a container of an agent last started from it (`None`: never).
     pub last_used: Option<std::time::SystemTime>,
+    /// Why the image cannot be used as stored (a damaged or missing blob, named by its
+    /// digest); `None` when its manifest and config check out and its layer blobs are
+    /// there. `id` and `size` are empty when the manifest itself is damaged.
+    pub damage: Option<String>,
 }
 
 /// What a garbage collection deleted.

@@ -925,3 +925,129 @@ fn unpacked_layers_are_out_of_reach_of_host_users() {
         .mode();
     assert_eq!(mode & 0o777, 0o700);
 }
+
+/// Flips one byte in the middle of `p`, in place (same size).
+fn flip_a_byte(p: &Path) {
+    let mut b = fs::read(p).unwrap();
+    let i = b.len() / 2;
+    b[i] ^= 0x55;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(p)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &b))
+        .unwrap();
+}
+
+fn corrupt_naming(r: Result<impl std::fmt::Debug, ImageError>, digest: &str) {
+    match r {
+        Err(e @ ImageError::Corrupt { .. }) => {
+            let m = e.to_string();
+            assert!(
+                m.contains(digest) && m.contains("does not match its digest"),
+                "{m}"
+            );
+        }
+        other => panic!("expected a damaged blob {digest}, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_damaged_layer_blob_is_found_by_digest_and_repaired_by_a_reimport() {
+    let t = TempDir::new("damaged-layer");
+    let archive = t.path().join("busybox.tar");
+    testutil::build_busybox_oci_archive(&archive, "busybox:1.36").unwrap();
+    let root = t.path().join("root");
+    let store = ImageStore::open(&root).unwrap();
+    store.import(&archive, None).unwrap();
+    check_busybox_image(&store, "busybox:1.36");
+    assert!(store.verify("busybox:1.36").unwrap().is_empty());
+    let index = store.read_index().unwrap();
+    let (_, _, manifest) = store.find(&index, "busybox:1.36").unwrap().unwrap();
+    let layer = manifest.layers[0].digest.clone();
+    flip_a_byte(&store.blob_path(&layer).unwrap());
+
+    // A fresh handle, as a new agent or CLI has (the same handle re-hashes once the
+    // file's ctime moves, which the kernel's coarse clock may hold for a few ms).
+    let store = ImageStore::open(&root).unwrap();
+    corrupt_naming(store.resolve("busybox:1.36"), &layer);
+    let problems = store.verify("busybox:1.36").unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    corrupt_naming(Err::<(), _>(problems.into_iter().next().unwrap()), &layer);
+    // A garbage collection keeps it (still referenced) and the store stays usable.
+    store.gc().unwrap();
+    assert_eq!(store.list().unwrap().len(), 1);
+
+    // Importing the image again replaces the damaged copy.
+    store.import(&archive, None).unwrap();
+    check_busybox_image(&store, "busybox:1.36");
+    assert!(store.verify("busybox:1.36").unwrap().is_empty());
+}
+
+#[test]
+fn the_same_handle_sees_a_blob_damaged_after_it_checked_it() {
+    let t = TempDir::new("damaged-later");
+    let archive = t.path().join("busybox.tar");
+    testutil::build_busybox_oci_archive(&archive, "busybox:1.36").unwrap();
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    store.import(&archive, None).unwrap();
+    check_busybox_image(&store, "busybox:1.36");
+    let index = store.read_index().unwrap();
+    let (_, _, manifest) = store.find(&index, "busybox:1.36").unwrap().unwrap();
+    let layer = manifest.layers[0].digest.clone();
+    // Past the kernel's timestamp granularity (a jiffy), so the write moves the ctime.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    flip_a_byte(&store.blob_path(&layer).unwrap());
+    corrupt_naming(store.resolve("busybox:1.36"), &layer);
+}
+
+#[test]
+fn damaged_manifests_and_configs_are_listed_and_collect_nothing() {
+    let t = TempDir::new("damaged-config");
+    let archive = t.path().join("busybox.tar");
+    testutil::build_busybox_oci_archive(&archive, "busybox:1.36").unwrap();
+    let root = t.path().join("root");
+    let store = ImageStore::open(&root).unwrap();
+    store.import(&archive, None).unwrap();
+    store.import(&archive, Some("other")).unwrap();
+    let index = store.read_index().unwrap();
+    let (_, desc, manifest) = store.find(&index, "busybox:1.36").unwrap().unwrap();
+    let config = manifest.config.digest.clone();
+    let manifest_digest = desc.digest.clone();
+    let blobs = || {
+        fs::read_dir(root.join("images/blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    let before = blobs();
+
+    flip_a_byte(&store.blob_path(&config).unwrap());
+    corrupt_naming(store.resolve("busybox:1.36"), &config);
+    let list = store.list().unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(list
+        .iter()
+        .all(|i| i.damage.as_deref().is_some_and(|d| d.contains(&config))));
+    // What a damaged config uses is unknown: nothing is deleted.
+    store.remove("other").unwrap();
+    assert_eq!(blobs(), before);
+    assert_eq!(fs::read_dir(store.layers_dir()).unwrap().count(), 1);
+
+    flip_a_byte(&store.blob_path(&manifest_digest).unwrap());
+    let list = store.list().unwrap();
+    assert!(list[0]
+        .damage
+        .as_deref()
+        .unwrap()
+        .contains(&manifest_digest));
+    corrupt_naming(store.resolve("busybox:1.36"), &manifest_digest);
+    let problems = store.verify("busybox:1.36").unwrap();
+    corrupt_naming(
+        Err::<(), _>(problems.into_iter().next().unwrap()),
+        &manifest_digest,
+    );
+
+    store.import(&archive, None).unwrap();
+    check_busybox_image(&store, "busybox:1.36");
+    assert!(store.verify("busybox:1.36").unwrap().is_empty());
+    assert!(store.list().unwrap().iter().all(|i| i.damage.is_none()));
+}
