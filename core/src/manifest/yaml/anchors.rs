@@ -453,6 +453,20 @@ mod tests {
         }
     }
 
+    /// A redefined anchor followed by a new one: serde_yaml 0.9 gives the new one's node to
+    /// the alias (it numbers a redefinition like the next new anchor); go-yaml, as keel,
+    /// the latest definition before the alias.
+    #[test]
+    fn an_alias_takes_the_latest_definition_before_it() {
+        let got = events(&mut YamlReader::new(
+            "a: &x 1\nb: &x 2\nc: &y 3\nd: *x\ne: *y\n",
+        ));
+        assert_eq!(
+            got.unwrap(),
+            r#"{ "a" "1" "b" "2" "c" "3" "d" "2" "e" "3" }"#
+        );
+    }
+
     #[test]
     fn an_alias_repeats_the_anchored_events_with_their_positions() {
         let mut r = YamlReader::new("a: &x [1, 2]\nb: *x\n");
