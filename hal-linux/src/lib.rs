@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod cli;
 pub mod cluster;
+pub mod cni;
 pub mod control;
 pub mod diag;
 pub mod image;

@@ -159,6 +159,13 @@ pub fn status_json(p: &PodInfo, clock: Clock) -> Value {
             )),
         );
     }
+    if let Some(ip) = p.pod_ips.first() {
+        m.insert("podIP".into(), json!(ip));
+        m.insert(
+            "podIPs".into(),
+            Value::Array(p.pod_ips.iter().map(|ip| json!({ "ip": ip })).collect()),
+        );
+    }
     m.insert(
         "startTime".into(),
         json!(crate::timefmt::rfc3339(p.created_unix_ms)),

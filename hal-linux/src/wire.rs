@@ -121,6 +121,8 @@ pub struct PodInfo {
     pub terminating: Option<String>,
     /// The defaulted pod as Kubernetes JSON (`metadata` and `spec`).
     pub pod_json: String,
+    /// `status.podIPs` (IPv4 first; empty until the pod's network is up).
+    pub pod_ips: Vec<String>,
     /// When keel took the pod, Unix milliseconds.
     pub created_unix_ms: u64,
     /// Where its mirror pod in the API server stands (`synced (uid …)`, `error: …`);

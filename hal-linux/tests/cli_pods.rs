@@ -4,7 +4,7 @@ mod cli_support;
 
 use cli_support::*;
 use keel_linux::cli::{inspect, pods, ps};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
     let line = table
@@ -50,7 +50,7 @@ fn table_shows_kubectl_columns_and_statuses() {
 }
 
 #[test]
-fn wide_adds_node_uid_file_and_notes() {
+fn wide_adds_ip_node_uid_file_and_notes() {
     let dir = TempDir::new("pods-wide");
     let t = Times::new();
     let agent = FakeAgent::start(dir.path(), sample(&t, dir.path()), t.clock);
@@ -59,13 +59,19 @@ fn wide_adds_node_uid_file_and_notes() {
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "NODE", "UID", "FILE", "NOTE"]
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "UID", "FILE", "NOTE"]
     );
     let web = row(&out, "web-node1");
-    assert_eq!(web[5], NODE);
-    assert_eq!(web[7], "/etc/kubernetes/manifests/web.yaml");
-    assert!(row(&out, "multi-node1")[8].starts_with("newer manifest rejected: m.yaml:3:7"));
-    assert_eq!(row(&out, "old-node1")[8], "terminating: file deleted");
+    assert_eq!(web[5], "10.88.0.3");
+    assert_eq!(web[6], NODE);
+    assert_eq!(web[8], "/etc/kubernetes/manifests/web.yaml");
+    assert_eq!(
+        row(&out, "init-node1")[5],
+        "<none>",
+        "no IP before the network is up"
+    );
+    assert!(row(&out, "multi-node1")[9].starts_with("newer manifest rejected: m.yaml:3:7"));
+    assert_eq!(row(&out, "old-node1")[9], "terminating: file deleted");
 }
 
 #[test]
@@ -103,6 +109,12 @@ fn json_is_a_kubernetes_pod_list() {
             .find(|p| p["metadata"]["name"] == format!("{name}-node1"))
             .unwrap()
     };
+    assert_eq!(item("web")["status"]["podIP"], "10.88.0.3");
+    assert_eq!(
+        item("web")["status"]["podIPs"],
+        json!([{ "ip": "10.88.0.3" }])
+    );
+    assert!(item("init")["status"].get("podIP").is_none());
     let phases: Vec<&str> = ["web", "crash", "init", "done", "missing", "multi", "old"]
         .iter()
         .map(|n| item(n)["status"]["phase"].as_str().unwrap())

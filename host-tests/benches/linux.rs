@@ -14,6 +14,11 @@
 //!   of the container bundle joining its network/IPC/UTS namespaces, to the same marker.
 //!   Both bundles use the same busybox rootfs (bare: a plain directory; keel: its image store's overlay), the same
 //!   marker bind mount and absolute cgroup paths.
+//! - *write to running* is also measured for a `hostNetwork: true` pod (keel without a CNI
+//!   network) and for the pod on the bench's CNI network (bridge with ipMasq, host-local,
+//!   portmap, firewall, tuning: keel's default plugin set, on a bridge and /24 of its
+//!   own); beside them, the plugins' own exec time: ADD then DEL of the same conflist run
+//!   through `keel_linux::cni` on a namespace made by `ip netns add`.
 //! - *delete to gone*: from `unlink` of the manifest to the pod's runc state directories
 //!   and pod directory being gone (container and pause deleted, mounts and cgroups
 //!   removed). The container exits at once on SIGTERM (`trap 'exit 0' TERM`). Bare runc:
@@ -264,6 +269,43 @@ fn manifest(name: &str, marks: &Path, script: &str) -> String {
     )
 }
 
+/// The bench's CNI network: keel's default plugin set on a bridge, /24 and host-local
+/// data dir of its own.
+fn bench_conflist(n: &Node) -> String {
+    format!(
+        r#"{{"cniVersion":"1.0.0","name":"keel-bench","plugins":[
+  {{"type":"bridge","bridge":"kb-bench0","isGateway":true,"ipMasq":true,"hairpinMode":true,
+    "ipam":{{"type":"host-local","dataDir":"{}","ranges":[[{{"subnet":"10.251.90.0/24"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}}}},
+  {{"type":"portmap","capabilities":{{"portMappings":true}}}},
+  {{"type":"firewall"}},
+  {{"type":"tuning"}}]}}"#,
+        n.dir.join("ipam").display()
+    )
+}
+
+/// The plugins' own time: ADD of `conflist` on a fresh namespace (timed), then DEL.
+fn plugins_add_del(conflist: &str, i: usize) -> Duration {
+    use keel_linux::cni::{Attachment, CniConfig, NetworkList};
+    let ns = format!("keel-bench-{}-{i}", std::process::id());
+    let ok = Command::new("ip").args(["netns", "add", &ns]).status();
+    assert!(ok.is_ok_and(|s| s.success()), "ip netns add {ns}");
+    let net = NetworkList::parse(Path::new("bench.conflist"), conflist.as_bytes()).unwrap();
+    let att = Attachment {
+        container_id: ns.clone(),
+        netns: PathBuf::from(format!("/run/netns/{ns}")),
+        ifname: "eth0".into(),
+        args: vec![("IgnoreUnknown".into(), "1".into())],
+        port_mappings: Vec::new(),
+    };
+    let cni = CniConfig::default();
+    let t0 = Instant::now();
+    let result = cni.add(&net, &att, &mut None).expect("plugins ADD");
+    let took = t0.elapsed();
+    cni.del(&net, &att, Some(&result)).expect("plugins DEL");
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    took
+}
+
 fn runc_dirs_empty(n: &Node) -> bool {
     std::fs::read_dir(n.root.join("runc")).map_or(true, |mut r| r.next().is_none())
 }
@@ -284,7 +326,7 @@ fn shim_pids(n: &Node) -> Vec<u32> {
         };
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(" shim ") && cmd.contains(&dir) {
+        if cmd.contains("keel-shim ") && cmd.contains(&dir) {
             v.push(pid);
         }
     }
@@ -313,11 +355,17 @@ fn main() {
     // Bare runc and keel, interleaved run by run so both see the same machine state.
     let bare = Bare::new();
     let mut n = Node::new("bench");
+    let conflist = bench_conflist(&n);
+    for f in std::fs::read_dir(&n.cni_conf).unwrap().flatten() {
+        std::fs::remove_file(f.path()).unwrap();
+    }
+    std::fs::write(n.cni_conf.join("10-bench.conflist"), &conflist).unwrap();
     n.start();
     let marks = n.dir.join("marks");
     std::fs::create_dir_all(&marks).unwrap();
     let (mut bare_up, mut bare_gone, mut keel_up, mut keel_gone) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut hostnet_up, mut plugins) = (Vec::new(), Vec::new());
     // One warm-up of each (page cache, first overlay mount).
     for i in 0..=runs {
         let (u, g) = bare.pod(i);
@@ -340,11 +388,35 @@ fn main() {
             runc_dirs_empty(&n) && pods_dir_empty(&n)
         });
         let kg = t1.elapsed();
+        // The same pod on the host's network: no CNI at all.
+        let name = format!("h{i}");
+        let marker = marks.join(&name);
+        let m = manifest(
+            &name,
+            &marks,
+            &format!("trap 'exit 0' TERM; touch /h/{name}; sleep 100000 & wait"),
+        )
+        .replacen("spec:\n", "spec:\n  hostNetwork: true\n", 1);
+        let tmp = n.manifests.join(format!(".{name}.yaml"));
+        std::fs::write(&tmp, m).unwrap();
+        let t0 = Instant::now();
+        std::fs::rename(&tmp, n.manifests.join(format!("{name}.yaml"))).unwrap();
+        wait_for("keel hostNetwork marker", Duration::from_secs(20), || {
+            marker.exists()
+        });
+        let hu = t0.elapsed();
+        std::fs::remove_file(n.manifests.join(format!("{name}.yaml"))).unwrap();
+        wait_for("keel pod gone", Duration::from_secs(20), || {
+            runc_dirs_empty(&n) && pods_dir_empty(&n)
+        });
+        let pl = plugins_add_del(&conflist, i);
         if i > 0 {
             bare_up.push(u);
             bare_gone.push(g);
             keel_up.push(ku);
             keel_gone.push(kg);
+            hostnet_up.push(hu);
+            plugins.push(pl);
         }
     }
     let (bu, bg, ku, kg) = (
@@ -353,11 +425,22 @@ fn main() {
         Stats(keel_up),
         Stats(keel_gone),
     );
+    let (hu, pl) = (Stats(hostnet_up), Stats(plugins));
     println!("write to running   keel      {}", ku.show());
     println!("                   bare runc {}", bu.show());
     println!(
         "                   ratio {:.2}x (target <= 1.3x)",
         ms(ku.median()) / ms(bu.median())
+    );
+    println!(
+        "                   keel, hostNetwork (no CNI) {}",
+        hu.show()
+    );
+    println!("                   CNI plugins alone, ADD {}", pl.show());
+    println!(
+        "                   network cost {:.1} ms (CNI pod - hostNetwork pod, medians) vs plugins' ADD {:.1} ms",
+        ms(ku.median()) - ms(hu.median()),
+        ms(pl.median())
     );
     println!("delete to gone     keel      {}", kg.show());
     println!("                   bare runc {}", bg.show());
@@ -521,4 +604,8 @@ fn main() {
     );
 
     println!("node {NODE}: done");
+    drop(n);
+    let _ = Command::new("ip")
+        .args(["link", "del", "kb-bench0"])
+        .status();
 }

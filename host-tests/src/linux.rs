@@ -17,6 +17,20 @@ use std::time::{Duration, Instant};
 /// The node name every test agent uses (`--hostname-override`).
 pub const NODE: &str = "e2e";
 
+/// The network every end-to-end node uses unless its test writes another: one bridge and
+/// subnet shared by all test agents (host-local's allocations are locked, so concurrent
+/// agents never share an address), apart from keel's default `keel0` network, with only
+/// the bridge and IPAM plugins, so the tests that are not about networking stay fast.
+pub const E2E_CONFLIST: &str = r#"{
+  "cniVersion": "1.0.0",
+  "name": "keel-e2e",
+  "plugins": [
+    { "type": "bridge", "bridge": "keel-e2e0", "isGateway": true,
+      "ipam": { "type": "host-local", "dataDir": "/run/keel-e2e/ipam",
+                "ranges": [[{ "subnet": "10.250.0.0/16" }]] } }
+  ]
+}"#;
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,7 +39,8 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The `keel` binary (built once per test process).
+/// The `keel` binary (built once per test process, with the `keel-shim` the agent runs
+/// from the same directory). `KEEL_BIN` names another build, its shim beside it.
 pub fn keel_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -33,7 +48,7 @@ pub fn keel_bin() -> PathBuf {
             return PathBuf::from(p);
         }
         let st = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "keel-linux", "--bin", "keel"])
+            .args(BUILD_KEEL)
             .current_dir(workspace_root())
             .status()
             .expect("cargo build of keel");
@@ -46,8 +61,23 @@ pub fn keel_bin() -> PathBuf {
     .clone()
 }
 
-/// Builds the release binary (static musl when possible) and returns (path, label); the
-/// benchmarks measure it.
+/// `cargo build` arguments for the two shipped binaries: `keel` and the `keel-shim` the
+/// agent runs beside it.
+const BUILD_KEEL: &[&str] = &[
+    "build",
+    "-q",
+    "-p",
+    "keel-linux",
+    "--bin",
+    "keel",
+    "-p",
+    "keel-shim",
+    "--bin",
+    "keel-shim",
+];
+
+/// Builds the release binaries (static musl when possible; `keel-shim` beside `keel`) and
+/// returns (path of keel, label); the benchmarks measure them.
 pub fn release_keel() -> (PathBuf, String) {
     let root = workspace_root();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
@@ -72,15 +102,8 @@ pub fn release_keel() -> (PathBuf, String) {
         )
     };
     let st = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "keel-linux",
-            "--bin",
-            "keel",
-        ])
+        .args(BUILD_KEEL)
+        .arg("--release")
         .args(&args)
         .current_dir(&root)
         .status()
@@ -170,6 +193,9 @@ pub struct Node {
     pub logs: PathBuf,
     /// Control socket.
     pub socket: PathBuf,
+    /// CNI configuration directory (`--cni-conf-dir`), holding [`E2E_CONFLIST`] unless a
+    /// test writes its own network there.
+    pub cni_conf: PathBuf,
     agent: Option<Child>,
     agent_log: PathBuf,
 }
@@ -188,10 +214,13 @@ impl Node {
             root: dir.join("root"),
             logs: dir.join("logs"),
             socket: dir.join("keel.sock"),
+            cni_conf: dir.join("cni"),
             agent_log: dir.join("agent.log"),
             agent: None,
             dir,
         };
+        std::fs::create_dir_all(&node.cni_conf).unwrap();
+        std::fs::write(node.cni_conf.join("10-e2e.conflist"), E2E_CONFLIST).unwrap();
         for d in [&node.dir, &node.manifests] {
             std::fs::create_dir_all(d).unwrap();
             std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
@@ -241,6 +270,8 @@ impl Node {
             "--cgroup-parent".into(),
             self.cgroup_parent(),
             "--drain-on-exit".into(),
+            "--cni-conf-dir".into(),
+            self.cni_conf.display().to_string(),
             // Test agents run side by side: none takes the default healthz port (a test
             // of healthz passes a port of its own after these).
             "--healthz-port".into(),

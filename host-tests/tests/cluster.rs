@@ -91,6 +91,7 @@ fn pod(name: &str, uid: &str, containers: Vec<ContainerInfo>) -> PodInfo {
         rejection: None,
         terminating: None,
         pod_json: pod_json.to_string(),
+        pod_ips: Vec::new(),
         created_unix_ms: 1_700_000_000_000,
         mirror: None,
     }

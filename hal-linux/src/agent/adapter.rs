@@ -9,14 +9,16 @@
 
 use super::probes::{self, Target};
 use super::spec::{self, PodContext};
-use super::worker::{pod_worker, spawn_waiter, Done, Op, Reply};
+use super::worker::{pod_worker, spawn_waiter, Done, Op, Reply, POD_IP_PENDING};
 use super::{AgentRuntime, Level, LogLine, Notice};
+use crate::cni::PortMapping;
 use crate::image::registry::{PullState, Puller};
 use crate::image::{ImageStore, ResolvedImage};
 use crate::runtime::{
     ContainerHandle, ContainerState, ExitReason, RuncRuntime, SandboxHandle, SandboxSpec,
 };
-use keel_core::manifest::model::{Action, PullPolicy, VolumeSource};
+use keel_core::manifest::defaults;
+use keel_core::manifest::model::{Action, DnsPolicy, Protocol, PullPolicy, VolumeSource};
 use keel_core::platform::{
     ActionResult, Existing, Handle, PlatformError, PlatformErrorKind, PodRef, RunState, Runtime,
     Signal, Ticket,
@@ -64,6 +66,13 @@ struct PodWorker {
     /// The network namespace probes connect from, once the sandbox is up.
     netns: Option<PathBuf>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The worker has been told how to make the sandbox (an adopted pod whose sandbox
+    /// is gone gets it with its first start).
+    sandbox_sent: bool,
+    /// The pod's IPs, once its network is up.
+    ips: Vec<String>,
+    /// Why the sandbox could not be made, until it is.
+    sandbox_error: Option<String>,
 }
 
 /// A container handle of the core.
@@ -327,8 +336,18 @@ impl LinuxRuntime {
             .map_err(|e| fail(PlatformErrorKind::ImagePull, format!("image {r}: {e}")))?;
         // The outcome of the pull this container waited for, when that is why it is
         // retried now (consumed here: the next retry, at its backoff, pulls again).
-        let ended = match self.pull_waits.remove(key) {
-            Some(w) if w.ended && w.reference == r => self.puller.outcome(r),
+        // A container waits for its images one at a time (its own, then its image
+        // volumes'): a wait for another reference is left for that image's turn.
+        let ended = match self.pull_waits.get(key) {
+            Some(w) if w.reference == r => {
+                let ended = w.ended;
+                self.pull_waits.remove(key);
+                if ended {
+                    self.puller.outcome(r)
+                } else {
+                    None
+                }
+            }
             _ => None,
         };
         let need_pull = match want.policy {
@@ -420,6 +439,67 @@ impl LinuxRuntime {
         Err(fail(PlatformErrorKind::ImagePull, m))
     }
 
+    /// [`Self::image_for`] for container `index` of `pod`: the image to use (a local
+    /// fallback logged as an event), or the start's error, kept as the container's message.
+    /// `volume` names the image volume the image is for (`None`: the container's own).
+    fn image_or_wait(
+        &mut self,
+        pod: PodRef<'_>,
+        index: usize,
+        key: &(String, usize),
+        want: &Want<'_>,
+        volume: Option<&str>,
+    ) -> Result<ResolvedImage, LinuxError> {
+        let p = pod.pod;
+        let r = want.reference;
+        let image = match self.image_for(key, want) {
+            Ok(img) => img,
+            Err(Fallback::Local {
+                image: img,
+                why,
+                air_gapped,
+            }) => {
+                let name = format!(
+                    "{}/{}",
+                    p.opt(p.namespace).unwrap_or("default"),
+                    p.s(p.name)
+                );
+                let container = p
+                    .all_containers()
+                    .nth(index)
+                    .map_or("", |(_, c)| p.s(c.name));
+                let (what, field) = match volume {
+                    Some(v) => (format!("image volume {v:?} is mounted"), "pullPolicy"),
+                    None => ("the container starts".to_string(), "imagePullPolicy"),
+                };
+                self.pod_events.push(
+                    LogLine::new(
+                        if air_gapped { Level::Info } else { Level::Warn },
+                        &name,
+                        format!(
+                            "no registry could be reached for {r}, so {what} from the image already on this node (its {field} is Always only by default, for an untagged or :latest image); the pull was: {why}"
+                        ),
+                    )
+                    .about(container, "LocalImageFallback"),
+                );
+                *img
+            }
+            Err(Fallback::No(mut e)) => {
+                if let Some(v) = volume {
+                    e.message = format!("image volume {v:?}: {}", e.message);
+                }
+                self.messages.insert(key.clone(), e.message.clone());
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.images.mark_used(&image.manifest_digest) {
+            self.notices.push(Notice(format!(
+                "recording the use of image {r} (for image garbage collection): {e}"
+            )));
+        }
+        Ok(image)
+    }
+
     fn alloc(&mut self) -> u32 {
         let h = self.next;
         self.next = self.next.wrapping_add(1).max(1);
@@ -457,12 +537,17 @@ impl LinuxRuntime {
         uid: &str,
         host_network: bool,
         sandbox: Option<SandboxHandle>,
-    ) -> &PodWorker {
+    ) -> &mut PodWorker {
         if !self.pods.contains_key(uid) {
             let netns = sandbox
                 .as_ref()
                 .filter(|_| !host_network)
                 .map(|s| s.ns_path("net"));
+            let ips = sandbox
+                .as_ref()
+                .map(|s| s.pod_ips.clone())
+                .unwrap_or_default();
+            let sandbox_sent = sandbox.is_some();
             let (tx, thread) = self.spawn_worker(uid, sandbox);
             self.pods.insert(
                 uid.to_string(),
@@ -471,10 +556,69 @@ impl LinuxRuntime {
                     host_network,
                     netns,
                     thread,
+                    sandbox_sent,
+                    ips,
+                    sandbox_error: None,
                 },
             );
         }
-        &self.pods[uid]
+        self.pods.get_mut(uid).expect("inserted above")
+    }
+
+    /// The worker's order to make pod `pod`'s sandbox.
+    fn sandbox_op(&self, pod: PodRef<'_>) -> Op {
+        let p = pod.pod;
+        let name = p.s(p.name).to_string();
+        let hostname = p
+            .opt(p.spec.hostname)
+            .map(str::to_string)
+            .unwrap_or_else(|| name.chars().take(63).collect());
+        let spec = SandboxSpec {
+            pod_uid: pod.uid.to_string(),
+            pod_name: name,
+            pod_namespace: p.opt(p.namespace).unwrap_or("default").to_string(),
+            hostname,
+            host_network: p.spec.host_network,
+            host_pid: p.spec.host_pid,
+            host_ipc: p.spec.host_ipc,
+            resolv_conf: resolv_conf(p),
+            labels: Default::default(),
+            host_aliases: p
+                .spec
+                .host_aliases
+                .iter()
+                .map(|a| {
+                    let names = a.hostnames.iter().map(|h| p.s(*h).to_string()).collect();
+                    (p.s(a.ip).to_string(), names)
+                })
+                .collect(),
+            port_mappings: if p.spec.host_network {
+                Vec::new()
+            } else {
+                port_mappings(p)
+            },
+        };
+        let pod_dir = self.runc.pod_dir(pod.uid);
+        // Memory-backed emptyDirs: a tmpfs each, its size the volume's sizeLimit.
+        let tmpfs: Vec<(PathBuf, Option<u64>)> = p
+            .spec
+            .volumes
+            .iter()
+            .filter_map(|v| match v.source {
+                VolumeSource::EmptyDir {
+                    memory: true,
+                    size_limit,
+                    ..
+                } => Some((
+                    spec::empty_dir_path(&pod_dir, p.s(v.name)),
+                    size_limit
+                        .and_then(|q| q.scaled_ceil(0))
+                        .and_then(|b| u64::try_from(b).ok()),
+                )),
+                _ => None,
+            })
+            .collect();
+        Op::CreateSandbox(Box::new(spec), tmpfs)
     }
 
     fn ctx<'a>(
@@ -483,6 +627,7 @@ impl LinuxRuntime {
         uid: &'a str,
         pod_dir: &'a Path,
         host_network: bool,
+        image_volumes: &'a [(String, Vec<PathBuf>)],
     ) -> PodContext<'a> {
         PodContext {
             pod,
@@ -491,22 +636,75 @@ impl LinuxRuntime {
             pod_ip: if host_network {
                 &self.host_ip
             } else {
-                "127.0.0.1"
+                // Known once the network is up; until then the worker fills it in.
+                self.pods
+                    .get(uid)
+                    .and_then(|w| w.ips.first())
+                    .map_or(POD_IP_PENDING, String::as_str)
             },
             host_ip: &self.host_ip,
             node_cpus: self.cpus,
             node_memory: self.memory,
             seccomp_dir: &self.seccomp_dir,
             seccomp_default: self.runc.config().seccomp_default,
+            image_volumes,
         }
     }
 }
 
+/// The pod's `/etc/resolv.conf` by `dnsPolicy`, as the kubelet writes it without a
+/// cluster DNS: `Default`, `ClusterFirst` and `ClusterFirstWithHostNet` get the host's
+/// (`None` here: the runtime reads it), `None` gets an empty file.
+fn resolv_conf(p: &keel_core::manifest::model::Pod) -> Option<String> {
+    match p.spec.dns_policy {
+        Some(DnsPolicy::None) => Some(String::new()),
+        _ => None,
+    }
+}
+
+/// The `hostPort`s of every container, for the portmap plugin.
+fn port_mappings(p: &keel_core::manifest::model::Pod) -> Vec<PortMapping> {
+    let mut out = Vec::new();
+    for (_, c) in p.all_containers() {
+        for port in c.ports.iter() {
+            let Some(host_port) = port.host_port.filter(|&h| h > 0) else {
+                continue;
+            };
+            out.push(PortMapping {
+                host_port: u16::try_from(host_port).unwrap_or(0),
+                container_port: u16::try_from(port.container_port).unwrap_or(0),
+                protocol: port
+                    .protocol
+                    .unwrap_or(Protocol::TCP)
+                    .as_str()
+                    .to_ascii_lowercase(),
+                host_ip: p.opt(port.host_ip).unwrap_or("").to_string(),
+            });
+        }
+    }
+    out
+}
+
 impl AgentRuntime for LinuxRuntime {
     fn start_message(&self, pod_uid: &str, index: usize) -> Option<&str> {
+        if let Some(m) = self
+            .pods
+            .get(pod_uid)
+            .and_then(|w| w.sandbox_error.as_deref())
+        {
+            return Some(m);
+        }
         self.messages
             .get(&(pod_uid.to_string(), index))
             .map(String::as_str)
+    }
+
+    fn pod_ips(&self, pod_uid: &str) -> Vec<String> {
+        match self.pods.get(pod_uid) {
+            Some(w) if w.host_network => vec![self.host_ip.clone()],
+            Some(w) => w.ips.clone(),
+            None => Vec::new(),
+        }
     }
 
     fn runtime_id(&self, h: Handle) -> Option<&str> {
@@ -559,42 +757,6 @@ impl Runtime for LinuxRuntime {
 
     fn create_sandbox(&mut self, pod: PodRef<'_>) -> Result<(), LinuxError> {
         let p = pod.pod;
-        let name = p.s(p.name).to_string();
-        let hostname = p
-            .opt(p.spec.hostname)
-            .map(str::to_string)
-            .unwrap_or_else(|| name.chars().take(63).collect());
-        let spec = SandboxSpec {
-            pod_uid: pod.uid.to_string(),
-            pod_name: name,
-            pod_namespace: p.opt(p.namespace).unwrap_or("default").to_string(),
-            hostname,
-            host_network: p.spec.host_network,
-            host_pid: p.spec.host_pid,
-            host_ipc: p.spec.host_ipc,
-            resolv_conf: None,
-            labels: Default::default(),
-        };
-        let pod_dir = self.runc.pod_dir(pod.uid);
-        // Memory-backed emptyDirs: a tmpfs each, its size the volume's sizeLimit.
-        let tmpfs: Vec<(PathBuf, Option<u64>)> = p
-            .spec
-            .volumes
-            .iter()
-            .filter_map(|v| match v.source {
-                VolumeSource::EmptyDir {
-                    memory: true,
-                    size_limit,
-                    ..
-                } => Some((
-                    spec::empty_dir_path(&pod_dir, p.s(v.name)),
-                    size_limit
-                        .and_then(|q| q.scaled_ceil(0))
-                        .and_then(|b| u64::try_from(b).ok()),
-                )),
-                _ => None,
-            })
-            .collect();
         for v in &p.spec.volumes {
             if let VolumeSource::EmptyDir {
                 memory: false,
@@ -604,15 +766,17 @@ impl Runtime for LinuxRuntime {
             {
                 self.notices.push(Notice(format!(
                     "pod {}/{}: emptyDir {} sizeLimit {} is not enforced on disk: the kubelet never evicts static pods (they are critical pods), and keel does not either; medium: Memory makes it a tmpfs of that size",
-                    spec.pod_namespace,
-                    spec.pod_name,
+                    p.opt(p.namespace).unwrap_or("default"),
+                    p.s(p.name),
                     p.s(v.name),
                     p.s(q.text)
                 )));
             }
         }
-        let w = self.worker(pod.uid, p.spec.host_network, None);
-        w.tx.send(Op::CreateSandbox(spec, tmpfs))
+        let op = self.sandbox_op(pod);
+        let w = self.worker(pod.uid, pod.pod.spec.host_network, None);
+        w.sandbox_sent = true;
+        w.tx.send(op)
             .map_err(|_| err(PlatformErrorKind::Create, "pod worker is gone"))
     }
 
@@ -659,44 +823,46 @@ impl Runtime for LinuxRuntime {
             defaulted: c.pull_policy_defaulted,
             first_start: restart_count == 0,
         };
-        let image = match self.image_for(&key, &want) {
-            Ok(img) => img,
-            Err(Fallback::Local {
-                image: img,
-                why,
-                air_gapped,
-            }) => {
-                let name = format!(
-                    "{}/{}",
-                    p.opt(p.namespace).unwrap_or("default"),
-                    p.s(p.name)
-                );
-                self.pod_events.push(
-                    LogLine::new(
-                        if air_gapped { Level::Info } else { Level::Warn },
-                        &name,
-                        format!(
-                            "no registry could be reached for {image_ref}, so the container starts from the image already on this node (its imagePullPolicy is Always only by default, for an untagged or :latest image); the pull was: {why}"
-                        ),
-                    )
-                    .about(p.s(c.name), "LocalImageFallback"),
-                );
-                *img
+        let image = self.image_or_wait(pod, index, &key, &want, None)?;
+        // Image volumes (KEP-4639) the container mounts: pulled through the same path as
+        // the container's image, by the volume's pullPolicy (defaulted as the API does:
+        // Always for `latest`, else IfNotPresent); the start waits for each in turn.
+        let mut image_volumes: Vec<(String, Vec<PathBuf>)> = Vec::new();
+        for m in c.volume_mounts.iter() {
+            let vname = p.s(m.name);
+            let Some(VolumeSource::Image {
+                reference,
+                pull_policy,
+            }) = p
+                .spec
+                .volumes
+                .iter()
+                .find(|v| p.s(v.name) == vname)
+                .map(|v| v.source)
+            else {
+                continue;
+            };
+            if image_volumes.iter().any(|(n, _)| n == vname) {
+                continue;
             }
-            Err(Fallback::No(e)) => {
-                self.messages.insert(key, e.message.clone());
-                return Err(e);
-            }
-        };
-        if let Err(e) = self.images.mark_used(&image.manifest_digest) {
-            self.notices.push(Notice(format!(
-                "recording the use of image {image_ref} (for image garbage collection): {e}"
-            )));
+            let r = p.s(reference);
+            let want = Want {
+                reference: r,
+                policy: pull_policy.unwrap_or(if defaults::image_is_latest(r) {
+                    PullPolicy::Always
+                } else {
+                    PullPolicy::IfNotPresent
+                }),
+                defaulted: pull_policy.is_none(),
+                first_start: restart_count == 0,
+            };
+            let img = self.image_or_wait(pod, index, &key, &want, Some(vname))?;
+            image_volumes.push((vname.to_string(), img.lower_dirs));
         }
         let pod_dir = self.runc.pod_dir(pod.uid);
         let host_network = p.spec.host_network;
         let spec = {
-            let ctx = self.ctx(p, pod.uid, &pod_dir, host_network);
+            let ctx = self.ctx(p, pod.uid, &pod_dir, host_network, &image_volumes);
             spec::build(&ctx, index, restart_count, digest, &image)
         };
         let spec = match spec {
@@ -719,7 +885,14 @@ impl Runtime for LinuxRuntime {
                 state: RunState::Creating,
             },
         );
+        let make =
+            (!self.pods.get(pod.uid).is_some_and(|w| w.sandbox_sent)).then(|| self.sandbox_op(pod));
         let w = self.worker(pod.uid, host_network, None);
+        if let Some(op) = make {
+            w.sandbox_sent = true;
+            w.tx.send(op)
+                .map_err(|_| err(PlatformErrorKind::Create, "pod worker is gone"))?;
+        }
         w.tx.send(Op::Start(h, Box::new(spec)))
             .map_err(|_| err(PlatformErrorKind::Create, "pod worker is gone"))?;
         Ok(Handle(h))
@@ -835,11 +1008,19 @@ impl Runtime for LinuxRuntime {
                     }
                     f(Handle(h));
                 }
-                Done::SandboxReady(uid, netns) => {
+                Done::SandboxReady(uid, netns, ips) => {
                     if let Some(w) = self.pods.get_mut(&uid) {
                         if !w.host_network {
                             w.netns = netns;
                         }
+                        w.ips = ips;
+                        w.sandbox_error = None;
+                    }
+                }
+                Done::SandboxFailed(uid, m) => {
+                    self.notices.push(Notice(m.clone()));
+                    if let Some(w) = self.pods.get_mut(&uid) {
+                        w.sandbox_error = Some(m);
                     }
                 }
                 Done::Message(m) => self.notices.push(Notice(m)),
@@ -888,6 +1069,15 @@ impl Runtime for LinuxRuntime {
             f(Existing::Sandbox {
                 pod_uid: &uid,
                 created_at,
+            });
+        }
+        for uid in listing.networks {
+            // A network set up by an agent that stopped before starting the pause
+            // container: reused by the pod's next start, or torn down with its removal.
+            self.worker(&uid, false, None);
+            f(Existing::Sandbox {
+                pod_uid: &uid,
+                created_at: None,
             });
         }
         // Newest first within each pod and container name: an exit record kept by

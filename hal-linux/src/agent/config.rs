@@ -40,6 +40,8 @@ pub struct AgentConfig {
     pub max_pods: usize,
     /// Absolute cgroup parent.
     pub cgroup_parent: String,
+    /// CNI configuration and plugin directories (`--cni-conf-dir`, `--cni-bin-dir`).
+    pub cni: crate::cni::CniConfig,
     /// On SIGTERM/SIGINT, terminate every pod gracefully before exiting.
     pub drain_on_exit: bool,
     /// How long the log directory of a pod that is gone is kept.
@@ -92,6 +94,7 @@ impl Default for AgentConfig {
             allow_insecure: false,
             max_pods: 110,
             cgroup_parent: "/keel".into(),
+            cni: crate::cni::CniConfig::default(),
             drain_on_exit: false,
             pod_log_retention: Duration::from_secs(60),
             runtime_request_timeout: crate::runtime::DEFAULT_REQUEST_TIMEOUT,
@@ -501,6 +504,11 @@ usage: keel agent [flags]
   --minimum-image-ttl-duration DUR  never remove an image pulled or used within DUR
                                (default 2m)
   --cgroup-parent PATH         absolute cgroup all pods go under (default /keel)
+  --cni-conf-dir DIR           CNI networks: the first .conflist/.conf/.json file is used;
+                               keel writes its default network there when there is none
+                               (default /etc/cni/net.d)
+  --cni-bin-dir DIRS           CNI plugin directories, ':'-separated, searched in order
+                               (default /opt/cni/bin:/usr/lib/cni)
   --allow-insecure-manifests   read manifests writable by users other than root
   --kubeconfig FILE            register the node and mirror every static pod in this
                                API server (SPEC 7); waited for if it does not exist yet
@@ -644,6 +652,15 @@ pub fn parse(args: &[String]) -> Result<AgentConfig, ConfigError> {
                     )));
                 }
                 cfg.cgroup_parent = v;
+            }
+            "cni-conf-dir" => cfg.cni.conf_dir = PathBuf::from(need(value)?),
+            "cni-bin-dir" => {
+                // The kubelet's and containerd's flag takes a ':'-separated list.
+                let v = need(value)?;
+                cfg.cni.bin_dirs = std::env::split_paths(&v).collect();
+                if cfg.cni.bin_dirs.is_empty() {
+                    return Err(ConfigError("--cni-bin-dir needs a directory".into()));
+                }
             }
             "max-pods" => {
                 let v = need(value)?;

@@ -93,6 +93,9 @@ pub struct Notice(pub String);
 pub trait AgentRuntime: Runtime {
     /// Why the last start of container `index` of pod `pod_uid` failed, if it did.
     fn start_message(&self, pod_uid: &str, index: usize) -> Option<&str>;
+    /// The pod's IPs (IPv4 first), once its network is up; the node's with the host's
+    /// network.
+    fn pod_ips(&self, pod_uid: &str) -> Vec<String>;
     /// The runtime's id of a container (its runc id).
     fn runtime_id(&self, h: Handle) -> Option<&str>;
     /// The pod logs directory (`<dir>/<namespace>_<name>_<uid>/<container>/`).
@@ -657,7 +660,7 @@ impl<R: AgentRuntime> Agent<'_, R> {
                     .display()
                     .to_string(),
                 message: match st.state {
-                    State::Waiting { error: Some(_), .. } => {
+                    State::Waiting { error: Some(_), .. } | State::Creating { .. } => {
                         self.rt.start_message(&uid, k).map(str::to_string)
                     }
                     _ => None,
@@ -670,7 +673,9 @@ impl<R: AgentRuntime> Agent<'_, R> {
             .iter()
             .find(|f| matches!(f.state(), FileState::Pod(x) | FileState::Rejected { kept: Some(x), .. } | FileState::Unreadable { kept: Some(x), .. } if x.slot as usize == slot_index))
             .map(|f| f.name().to_string());
+        let pod_ips = self.rt.pod_ips(&uid);
         Some(PodInfo {
+            pod_ips,
             name,
             namespace: ns,
             uid,
@@ -859,11 +864,11 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
         ..Line::new(
             Level::Info,
             &format!(
-                "settings: manifests {:?}, file check frequency {:?}, root dir {}, pod logs dir {}, socket {}, log rotation {} bytes x {} files, max pods {}, cgroup parent {}, drain on exit {}, verbosity {}",
+                "settings: manifests {:?}, file check frequency {:?}, root dir {}, pod logs dir {}, socket {}, log rotation {} bytes x {} files, max pods {}, cgroup parent {}, cni conf dir {}, cni bin dirs {:?}, drain on exit {}, verbosity {}",
                 cfg.manifest_path, cfg.file_check_frequency, cfg.root_dir.display(),
                 cfg.pod_logs_dir.display(), cfg.socket.display(), cfg.log_max_size,
-                cfg.log_max_files, cfg.max_pods, cfg.cgroup_parent, cfg.drain_on_exit,
-                cfg.verbosity
+                cfg.log_max_files, cfg.max_pods, cfg.cgroup_parent, cfg.cni.conf_dir.display(),
+                cfg.cni.bin_dirs, cfg.drain_on_exit, cfg.verbosity
             ),
         )
     });
@@ -892,6 +897,7 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     rcfg.log_max_files = cfg.log_max_files;
     rcfg.request_timeout = cfg.runtime_request_timeout;
     rcfg.cgroup_parent = cfg.cgroup_parent.clone();
+    rcfg.cni = Some(cfg.cni.clone());
     rcfg.seccomp_default = cfg.seccomp_default;
     rcfg.container_logs_dir = Some(cfg.container_logs_dir.clone());
     let runc = RuncRuntime::new(rcfg).map_err(|e| StartError(format!("runtime: {e}")))?;

@@ -153,6 +153,10 @@ impl AgentRuntime for FakeRuntime {
             .map(String::as_str)
     }
 
+    fn pod_ips(&self, _pod_uid: &str) -> Vec<String> {
+        vec!["10.88.0.7".into()]
+    }
+
     fn runtime_id(&self, h: Handle) -> Option<&str> {
         self.containers.get(&h.0).map(|c| c.0.as_str())
     }

@@ -1,9 +1,15 @@
 //! The threads behind [`LinuxRuntime`](super::adapter::LinuxRuntime): one worker per
 //! pod performing its operations in order (create the sandbox, start containers, signal,
-//! remove, remove the sandbox), so a slow `runc` never stalls the agent loop and
-//! operations on one pod never race; one waiter per started container that sleeps until
-//! its exit. Results go back to the adapter as [`Done`] over one channel, and a
+//! remove, remove the sandbox), so a slow `runc` or CNI plugin never stalls the agent loop
+//! and operations on one pod never race; one waiter per started container that sleeps
+//! until its exit. Results go back to the adapter as [`Done`] over one channel, and a
 //! [`Notify`] wakes the agent loop to poll.
+//!
+//! A sandbox that cannot be made (a CNI plugin missing, IPAM exhausted, a bad conflist,
+//! a taken hostPort) holds its pod's container starts: they stay `Creating` (the status
+//! says `ContainerCreating` with the error) while the worker retries the sandbox with
+//! backoff, 10 s doubling to 300 s as the kubelet's, then starts them. Containers waiting
+//! so long never ran, so a stop or removal simply drops them.
 
 use crate::runtime::{
     util, ContainerHandle, ContainerSpec, ExitReason, RuncRuntime, SandboxHandle, SandboxSpec,
@@ -13,16 +19,25 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Stack of a waiter thread: it only blocks in poll and reads two small files.
 const WAITER_STACK: usize = 64 * 1024;
+/// First retry of a sandbox that could not be made, doubled each time.
+const SANDBOX_RETRY_INITIAL: Duration = Duration::from_secs(10);
+/// Longest wait between sandbox retries.
+const SANDBOX_RETRY_MAX: Duration = Duration::from_secs(300);
+/// Stands in for the pod IP in a container spec built before the pod's network was up
+/// (`fieldRef: status.podIP`, and `$(VAR)` expansions of it); the worker puts the IP in
+/// once the sandbox is made. Control characters cannot come from a manifest's strings.
+pub(super) const POD_IP_PENDING: &str = "\u{1}keel:status.podIP\u{1}";
 
 /// An operation for a pod's worker, on the container handle number the core knows.
 pub(super) enum Op {
     /// Make the sandbox from this spec, with these memory-backed emptyDir directories
     /// (and their `sizeLimit` in bytes).
-    CreateSandbox(SandboxSpec, Vec<(PathBuf, Option<u64>)>),
+    CreateSandbox(Box<SandboxSpec>, Vec<(PathBuf, Option<u64>)>),
     /// Start a container (making the sandbox first if needed).
     Start(u32, Box<ContainerSpec>),
     /// Signal a container: its stop signal or SIGKILL.
@@ -46,8 +61,10 @@ pub(super) enum Done {
     /// An action (probe, hook) finished: ticket, container, success.
     Action(u32, u32, bool),
     /// The sandbox of pod `uid` is up; the network namespace probes enter (`None` with
-    /// the host's network).
-    SandboxReady(String, Option<PathBuf>),
+    /// the host's network), and the pod's IPs from its network.
+    SandboxReady(String, Option<PathBuf>, Vec<String>),
+    /// The sandbox of pod `uid` could not be made (why); its starts wait for a retry.
+    SandboxFailed(String, String),
     /// Something for the log.
     Message(String),
     /// The pull of this image reference ended (pulled or failed).
@@ -135,6 +152,11 @@ struct PodWork {
     sandbox_spec: Option<SandboxSpec>,
     tmpfs: Vec<(PathBuf, Option<u64>)>,
     containers: HashMap<u32, ContainerHandle>,
+    /// Starts waiting for the sandbox, in the order asked.
+    pending: Vec<(u32, Box<ContainerSpec>)>,
+    /// When the sandbox is retried after a failure, and the wait after that.
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
 }
 
 impl PodWork {
@@ -142,63 +164,122 @@ impl PodWork {
         self.reply.send(Done::Message(m));
     }
 
-    /// Makes the sandbox if there is none yet.
-    fn ensure_sandbox(&mut self) -> Result<&SandboxHandle, String> {
+    /// Makes the sandbox if there is none yet; a failure is reported and its retry
+    /// scheduled with backoff. While a retry is due later, nothing is tried.
+    fn ensure_sandbox(&mut self) -> Option<&SandboxHandle> {
         if self.sandbox.is_none() {
-            let Some(spec) = &self.sandbox_spec else {
-                return Err("no sandbox spec".into());
-            };
-            mount_tmpfs(&self.tmpfs)?;
-            let h = self
-                .runc
-                .create_sandbox(spec)
-                .map_err(|e| format!("creating the sandbox of pod {}: {e}", spec.pod_uid))?;
-            let netns = (!spec.host_network).then(|| h.ns_path("net"));
-            self.reply
-                .send(Done::SandboxReady(spec.pod_uid.clone(), netns));
-            self.sandbox = Some(h);
+            let spec = self.sandbox_spec.as_ref()?;
+            if self.retry_at.is_some_and(|at| Instant::now() < at) {
+                return None;
+            }
+            let made = mount_tmpfs(&self.tmpfs).and_then(|()| {
+                self.runc
+                    .create_sandbox(spec)
+                    .map_err(|e| format!("creating the sandbox of pod {}: {e}", spec.pod_uid))
+            });
+            match made {
+                Ok(h) => {
+                    let netns = (!spec.host_network).then(|| h.ns_path("net"));
+                    self.reply.send(Done::SandboxReady(
+                        spec.pod_uid.clone(),
+                        netns,
+                        h.pod_ips.clone(),
+                    ));
+                    self.retry_at = None;
+                    self.retry_delay = SANDBOX_RETRY_INITIAL;
+                    self.sandbox = Some(h);
+                }
+                Err(m) => {
+                    let delay = self.retry_delay;
+                    self.retry_delay = (delay * 2).min(SANDBOX_RETRY_MAX);
+                    self.retry_at = Some(Instant::now() + delay);
+                    self.reply.send(Done::SandboxFailed(
+                        spec.pod_uid.clone(),
+                        format!("{m} (retrying in {}s)", delay.as_secs()),
+                    ));
+                    return None;
+                }
+            }
         }
-        self.sandbox.as_ref().ok_or_else(|| "no sandbox".into())
+        self.sandbox.as_ref()
+    }
+
+    /// Makes the sandbox if it is due, then starts every container waiting for it.
+    fn run_pending(&mut self) {
+        if self.ensure_sandbox().is_none() {
+            return;
+        }
+        for (h, spec) in std::mem::take(&mut self.pending) {
+            self.start(h, spec);
+        }
+    }
+
+    /// Starts container `h` in the (made) sandbox.
+    fn start(&mut self, h: u32, mut spec: Box<ContainerSpec>) {
+        let runc = self.runc.clone();
+        let Some(sb) = self.sandbox.as_ref() else {
+            self.pending.push((h, spec));
+            return;
+        };
+        let ip = sb.pod_ips.first().cloned().unwrap_or_default();
+        for v in spec
+            .env
+            .iter_mut()
+            .map(|(_, v)| v)
+            .chain(spec.argv.iter_mut())
+        {
+            if v.contains(POD_IP_PENDING) {
+                *v = v.replace(POD_IP_PENDING, &ip);
+            }
+        }
+        match runc.start_container(sb, &spec) {
+            Ok(ch) => {
+                // The exit record of the container this one replaces is no longer
+                // needed (see `RuncRuntime::retire_container`).
+                let pod_dir = runc.pod_dir(&self.uid);
+                if let Err(e) = runc.forget_exited(&pod_dir, &spec.container_name, &ch.id) {
+                    self.say(format!(
+                        "removing the exited containers before {}: {e}",
+                        ch.id
+                    ));
+                }
+                self.reply.send(Done::Started(h, Box::new(ch.clone())));
+                spawn_waiter(h, ch.clone(), runc, self.reply.clone());
+                self.containers.insert(h, ch);
+            }
+            Err(e) => self.reply.send(Done::StartFailed(h, e.to_string())),
+        }
+    }
+
+    /// Drops start `h` if it still waits for the sandbox; true if it did.
+    fn drop_pending(&mut self, h: u32) -> bool {
+        let before = self.pending.len();
+        self.pending.retain(|(p, _)| *p != h);
+        self.pending.len() != before
     }
 
     /// Performs `op`; false once the pod is removed and the worker should end.
     fn perform(&mut self, op: Op) -> bool {
         match op {
             Op::CreateSandbox(spec, tmpfs) => {
-                self.sandbox_spec = Some(spec);
-                self.tmpfs = tmpfs;
-                if let Err(m) = self.ensure_sandbox() {
-                    self.say(m);
+                if self.sandbox_spec.is_none() {
+                    self.sandbox_spec = Some(*spec);
+                    self.tmpfs = tmpfs;
                 }
+                self.run_pending();
             }
             Op::Adopt(h, ch) => {
                 self.containers.insert(h, *ch);
             }
             Op::Start(h, spec) => {
-                let runc = self.runc.clone();
-                let r = self
-                    .ensure_sandbox()
-                    .and_then(|sb| runc.start_container(sb, &spec).map_err(|e| e.to_string()));
-                match r {
-                    Ok(ch) => {
-                        // The exit record of the container this one replaces is no
-                        // longer needed (see `RuncRuntime::retire_container`).
-                        let pod_dir = runc.pod_dir(&self.uid);
-                        if let Err(e) = runc.forget_exited(&pod_dir, &spec.container_name, &ch.id) {
-                            self.say(format!(
-                                "removing the exited containers before {}: {e}",
-                                ch.id
-                            ));
-                        }
-                        self.reply.send(Done::Started(h, Box::new(ch.clone())));
-                        spawn_waiter(h, ch.clone(), runc, self.reply.clone());
-                        self.containers.insert(h, ch);
-                    }
-                    Err(m) => self.reply.send(Done::StartFailed(h, m)),
-                }
+                self.pending.push((h, spec));
+                self.run_pending();
             }
             Op::Signal(h, s) => {
-                if let Some(ch) = self.containers.get(&h) {
+                if self.drop_pending(h) {
+                    // It never ran: it ends here, as a start that did not happen.
+                    self.reply.send(Done::Exited(h, 128, false));
+                } else if let Some(ch) = self.containers.get(&h) {
                     let r = match s {
                         Signal::Stop => self.runc.stop(ch),
                         Signal::Kill => self.runc.kill(ch),
@@ -209,13 +290,17 @@ impl PodWork {
                 }
             }
             Op::Remove(h) => {
-                if let Some(ch) = self.containers.remove(&h) {
-                    if let Err(e) = self.runc.retire_container(&ch) {
-                        self.say(format!("remove {}: {e}", ch.id));
+                // A start still waiting for the sandbox has nothing to remove.
+                if !self.drop_pending(h) {
+                    if let Some(ch) = self.containers.remove(&h) {
+                        if let Err(e) = self.runc.retire_container(&ch) {
+                            self.say(format!("remove {}: {e}", ch.id));
+                        }
                     }
                 }
             }
             Op::RemoveSandbox => {
+                self.pending.clear();
                 for (_, ch) in std::mem::take(&mut self.containers) {
                     if let Err(e) = self.runc.remove_container(&ch) {
                         self.say(format!("remove {}: {e}", ch.id));
@@ -249,6 +334,14 @@ pub(super) fn pod_worker(
     reply: Reply,
     sandbox: Option<SandboxHandle>,
 ) {
+    if let Some(sb) = sandbox.as_ref().filter(|sb| sb.netns.is_some()) {
+        // Adopted: the network the pod had must still be there (CNI CHECK).
+        if let Err(e) = runc.check_network(sb) {
+            reply.send(Done::Message(format!(
+                "pod {uid}: its network no longer checks out: {e}"
+            )));
+        }
+    }
     let mut work = PodWork {
         uid,
         runc,
@@ -257,10 +350,31 @@ pub(super) fn pod_worker(
         sandbox_spec: None,
         tmpfs: Vec::new(),
         containers: HashMap::new(),
+        pending: Vec::new(),
+        retry_at: None,
+        retry_delay: SANDBOX_RETRY_INITIAL,
     };
-    while let Ok(op) = rx.recv() {
-        if !work.perform(op) {
-            return;
+    loop {
+        let op = match work.retry_at {
+            Some(at) if !work.pending.is_empty() => {
+                match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(op) => Some(op),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            _ => match rx.recv() {
+                Ok(op) => Some(op),
+                Err(_) => return,
+            },
+        };
+        match op {
+            Some(op) => {
+                if !work.perform(op) {
+                    return;
+                }
+            }
+            None => work.run_pending(),
         }
     }
 }

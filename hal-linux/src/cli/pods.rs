@@ -182,6 +182,10 @@ pub fn rows(
                     (None, None) => "<none>".into(),
                 };
                 row.extend([
+                    p.pod_ips
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "<none>".into()),
                     node.to_string(),
                     p.uid.clone(),
                     p.file.clone().unwrap_or_else(|| "<none>".into()),
@@ -207,8 +211,8 @@ pub fn table(pods: &[PodInfo], clock: Clock, node: &str, now_ms: u64, wide: bool
 pub enum Output {
     /// The table (no `-o`).
     Table,
-    /// The table with NODE, UID, FILE, NOTE, and MIRROR (the mirror pod's sync state) when
-    /// the agent has a kubeconfig.
+    /// The table with IP, NODE, UID, FILE, NOTE, and MIRROR (the mirror pod's sync state)
+    /// when the agent has a kubeconfig.
     Wide,
     /// A `PodList` (or one `Pod` when one NAME is given) as JSON.
     Json,
@@ -309,7 +313,7 @@ fn render_object(output: &Output, v: &Value) -> String {
 fn header(wide: bool, pods: &[PodInfo]) -> Vec<&'static str> {
     let mut h = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
     if wide {
-        h.extend(["NODE", "UID", "FILE", "NOTE"]);
+        h.extend(["IP", "NODE", "UID", "FILE", "NOTE"]);
         if pods.iter().any(|p| p.mirror.is_some()) {
             h.push("MIRROR");
         }
@@ -502,6 +506,7 @@ mod tests {
             rejection: None,
             terminating: None,
             pod_json: String::new(),
+            pod_ips: vec!["10.88.0.5".into()],
             created_unix_ms: 0,
             mirror: None,
         }

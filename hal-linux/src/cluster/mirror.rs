@@ -105,7 +105,8 @@ pub fn mirror_object(p: &PodInfo, node: &str, node_uid: &str) -> Value {
 }
 
 /// The mirror's `status` for static pod `p`: keel's pod status (as `keel pods -o json`
-/// shows it) plus `hostIP` and, for a host-network pod, `podIP` (the node's address).
+/// shows it, `podIP`/`podIPs` from the pod's CNI network included) plus `hostIP` and, for
+/// a host-network pod, `podIP` (the node's address).
 /// Every key keel manages is present, null when unknown, so a merge patch also clears it.
 pub fn mirror_status(p: &PodInfo, clock: Clock, host_ip: &str) -> Value {
     let mut st = crate::podstatus::status_json(p, clock);
@@ -117,7 +118,7 @@ pub fn mirror_status(p: &PodInfo, clock: Clock, host_ip: &str) -> Value {
     if host_network {
         st["podIP"] = json!(host_ip);
         st["podIPs"] = json!([{ "ip": host_ip }]);
-    } else {
+    } else if p.pod_ips.is_empty() {
         st["podIP"] = Value::Null;
         st["podIPs"] = Value::Null;
     }

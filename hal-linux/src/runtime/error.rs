@@ -29,6 +29,9 @@ pub enum RuntimeError {
         #[source]
         source: io::Error,
     },
+    /// Setting up or tearing down the pod's network failed (CNI plugin's message).
+    #[error("{0}")]
+    Network(String),
     /// A system call through nix failed (mount, umount, kill).
     #[error("{op} {path}: {source}")]
     Sys {
@@ -66,6 +69,15 @@ pub enum RuntimeError {
         status: String,
         /// What it wrote to stderr.
         stderr: String,
+    },
+    /// The shim binary is not where the runtime looks for it.
+    #[error(
+        "the container shim {path} is missing: install keel-shim in the same directory as keel \
+         (`cargo xtask dist` builds both)"
+    )]
+    ShimMissing {
+        /// Where it was looked for.
+        path: PathBuf,
     },
     /// The shim reported that it could not create or start the container.
     #[error("shim for container {id}: {message}")]

@@ -10,11 +10,22 @@
 //! ```text
 //! <root>/runc/                         runc --root (runc's own state)
 //! <root>/pods/<pod uid>/.sandbox/      pause bundle: config.json, rootfs/, sandbox.json,
-//!                                      hosts, resolv.conf (bind-mounted into containers)
+//!                                      hosts, resolv.conf, hostname (bind-mounted into
+//!                                      containers); with a CNI network also netns (the
+//!                                      pinned network namespace) and network.json (the
+//!                                      network used, the attachment, the ADD result)
 //! <root>/pods/<pod uid>/<container id>/ bundle: config.json, record.json, rootfs/
 //!                                      (+ upper/, work/ for overlay), init.pid,
 //!                                      shim.json (started), exit.json (exited)
 //! ```
+//!
+//! Networking: without `hostNetwork` and with a CNI configuration ([`RuncConfig::cni`]),
+//! the sandbox's network namespace is made and pinned first, the network record is
+//! written, the plugins' ADD runs, and only then does pause start, joining that
+//! namespace. A record whose ADD finished is reused by the next creation of the same pod
+//! (after CHECK), so an agent killed between ADD and the pause start never adds twice;
+//! removal runs DEL from the record, then releases the namespace. Without a CNI
+//! configuration runc makes the namespace (loopback only).
 //!
 //! Cgroups: absolute `cgroupsPath` `<cgroup parent>/pod<uid>/<runc id>`; the pause
 //! container's runc id is `keel-sandbox-<pod uid>`, a prefix reserved for it.
@@ -26,22 +37,28 @@
 //! [`RuncRuntime::wait_for_exit`], which sleeps until the container exits); an async
 //! caller runs them on a blocking thread.
 
-pub mod crilog;
 mod error;
 mod exec;
 pub mod oci;
 pub mod pause;
 pub mod seccomp;
-pub mod shim;
 mod types;
 pub mod util;
+
+/// The per-container shim is a binary of its own (`keel-shim`, crate `keel_shim`), so
+/// each container costs a few hundred KiB rather than a re-executed `keel`.
+pub use keel_shim as shim;
+pub use keel_shim::crilog;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+
+use crate::cni::{self, Attachment, CniConfig, NetworkList};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
@@ -49,6 +66,9 @@ pub use error::{Result, RuntimeError};
 pub use types::*;
 
 use error::IoContext;
+
+/// The shim binary's file name; the agent runs the one in its own directory.
+pub const SHIM_BINARY: &str = "keel-shim";
 
 /// Prefix of the runc id of a pod's infra container.
 pub const SANDBOX_ID_PREFIX: &str = "keel-sandbox-";
@@ -129,8 +149,11 @@ pub struct RuncConfig {
     pub root_dir: PathBuf,
     /// The runc binary.
     pub runc_path: PathBuf,
-    /// The keel binary, run as `keel shim` and, bind-mounted, as `keel pause`.
+    /// The keel binary, bind-mounted into each sandbox and run there as `keel pause`.
     pub keel_path: PathBuf,
+    /// The shim binary run for each container ([`SHIM_BINARY`] beside `keel_path` by
+    /// default).
+    pub shim_path: PathBuf,
     /// Pod logs directory (SPEC 5.3 default `/var/log/pods`).
     pub pod_logs_dir: PathBuf,
     /// Absolute cgroup path all pods go under, e.g. `/keel`.
@@ -139,6 +162,8 @@ pub struct RuncConfig {
     pub log_max_size: u64,
     /// Log files kept per container, the live one included.
     pub log_max_files: u32,
+    /// Where pods not on the host network get their network (`None`: loopback only).
+    pub cni: Option<CniConfig>,
     /// Containers that set no seccomp profile get `RuntimeDefault` (the kubelet's
     /// `seccompDefault`); else they run unconfined.
     pub seccomp_default: bool,
@@ -154,16 +179,18 @@ pub struct RuncConfig {
 
 impl RuncConfig {
     /// A config with the SPEC defaults: logs in `/var/log/pods`, cgroups under `/keel`,
-    /// 10 MiB × 5 log files.
+    /// 10 MiB × 5 log files, the shim beside the keel binary.
     pub fn new(root_dir: &Path, runc_path: PathBuf, keel_path: PathBuf) -> Self {
         Self {
             root_dir: root_dir.to_owned(),
             runc_path,
+            shim_path: keel_path.with_file_name(SHIM_BINARY),
             keel_path,
             pod_logs_dir: PathBuf::from("/var/log/pods"),
             cgroup_parent: "/keel".into(),
             log_max_size: crilog::DEFAULT_MAX_SIZE,
             log_max_files: crilog::DEFAULT_MAX_FILES,
+            cni: None,
             seccomp_default: false,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             container_logs_dir: Some(PathBuf::from("/var/log/containers")),
@@ -179,6 +206,68 @@ pub struct RuncRuntime {
     pods_dir: PathBuf,
     cap_bounding: u64,
     oom_floor: Option<i32>,
+    /// Held while a pod's host ports are checked against the other pods' and its
+    /// network record written, so two pods never both take one port.
+    net_lock: Arc<Mutex<()>>,
+}
+
+/// What a pod's network was set up with, kept beside its sandbox (`network.json`) so
+/// CHECK and DEL use what ADD used.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetworkRecord {
+    /// The network configuration used.
+    pub network: NetworkList,
+    /// The attachment (container id, namespace, args, port mappings).
+    pub attachment: Attachment,
+    /// The ADD result; `None` while ADD has not finished.
+    pub result: Option<serde_json::Value>,
+}
+
+/// Name of the pinned network namespace file in the sandbox directory.
+const NETNS_FILE: &str = "netns";
+/// Name of the network record in the sandbox directory.
+const NETWORK_RECORD: &str = "network.json";
+/// systemd-resolved's stub listener: a pod cannot reach it in its own namespace.
+const RESOLVED_STUB: &str = "nameserver 127.0.0.53";
+/// systemd-resolved's file naming the upstream servers (the kubelet's `resolvConf`
+/// advice for such hosts).
+const RESOLVED_UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
+
+/// The host's resolver configuration, as a pod gets it: `/etc/resolv.conf`, or the
+/// upstream file when that is systemd-resolved's stub.
+pub fn host_resolv_conf() -> String {
+    let etc = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if etc.lines().any(|l| l.trim() == RESOLVED_STUB) {
+        if let Ok(up) = fs::read_to_string(RESOLVED_UPSTREAM) {
+            return up;
+        }
+    }
+    etc
+}
+
+/// The pod's `/etc/hosts`, as the kubelet writes it: localhost, the pod IP with the
+/// hostname, and the `hostAliases`. With the host's network: the host's file plus the
+/// aliases.
+pub fn hosts_file(spec: &SandboxSpec, pod_ip: Option<&str>) -> String {
+    let mut out = if spec.host_network {
+        fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        let mut h = String::from(
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+        );
+        h += &format!("{}\t{}\n", pod_ip.unwrap_or("127.0.1.1"), spec.hostname);
+        h
+    };
+    if !spec.host_aliases.is_empty() {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out += "\n# Entries added by HostAliases.\n";
+        for (ip, names) in &spec.host_aliases {
+            out += &format!("{ip}\t{}\n", names.join("\t"));
+        }
+    }
+    out
 }
 
 /// Status of `runc state`.
@@ -186,6 +275,29 @@ pub struct RuncRuntime {
 struct RuncState {
     status: String,
     pid: i32,
+}
+
+/// Layers an overlay's `lowerdir=` can list: at least one, each absolute and free of the
+/// option syntax's `:` and `,`.
+fn check_layers(layers: &[PathBuf]) -> Result<()> {
+    if layers.is_empty() {
+        return Err(RuntimeError::Invalid {
+            what: "lower_dirs",
+            value: String::new(),
+            reason: "at least one layer is needed",
+        });
+    }
+    for l in layers {
+        let s = l.to_string_lossy();
+        if s.contains([':', ',']) || !l.is_absolute() {
+            return Err(RuntimeError::Invalid {
+                what: "lower dir",
+                value: s.into_owned(),
+                reason: "must be absolute and free of ':' and ','",
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_id(what: &'static str, id: &str) -> Result<()> {
@@ -225,6 +337,11 @@ fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
 impl RuncRuntime {
     /// A runtime keeping its state under `cfg.root_dir`; creates the directories.
     pub fn new(cfg: RuncConfig) -> Result<Self> {
+        if !cfg.shim_path.is_file() {
+            return Err(RuntimeError::ShimMissing {
+                path: cfg.shim_path.clone(),
+            });
+        }
         let runc_root = cfg.root_dir.join("runc");
         let pods_dir = cfg.root_dir.join("pods");
         for d in [&runc_root, &pods_dir] {
@@ -235,6 +352,7 @@ impl RuncRuntime {
             runc_root,
             pods_dir,
             cap_bounding: oci::host_cap_bounding(),
+            net_lock: Arc::new(Mutex::new(())),
             oom_floor: oci::oom_score_floor(),
         })
     }
@@ -318,31 +436,41 @@ impl RuncRuntime {
         let rootfs = sb_dir.join("rootfs");
         fs::create_dir_all(&rootfs).ctx("create dir", &rootfs)?;
 
-        let hosts = if spec.host_network {
-            fs::read_to_string("/etc/hosts").unwrap_or_default()
-        } else {
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-                spec.hostname
-            )
+        let id = format!("{SANDBOX_ID_PREFIX}{}", spec.pod_uid);
+        let (netns, pod_ips) = match &self.cfg.cni {
+            Some(cni) if !spec.host_network => {
+                let (ns, ips) = self.setup_network(cni, spec, &sb_dir, &id)?;
+                (Some(ns), ips)
+            }
+            _ => (None, Vec::new()),
         };
+        let hosts = hosts_file(spec, pod_ips.first().map(String::as_str));
         let hosts_path = sb_dir.join("hosts");
         util::write_atomic(&hosts_path, hosts.as_bytes()).ctx("write", &hosts_path)?;
         let resolv = match &spec.resolv_conf {
             Some(r) => r.clone(),
-            None => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            None => host_resolv_conf(),
         };
         let resolv_path = sb_dir.join("resolv.conf");
         util::write_atomic(&resolv_path, resolv.as_bytes()).ctx("write", &resolv_path)?;
+        let hostname = if spec.host_network {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            spec.hostname.clone()
+        };
+        let hostname_path = sb_dir.join("hostname");
+        util::write_atomic(&hostname_path, format!("{hostname}\n").as_bytes())
+            .ctx("write", &hostname_path)?;
 
-        let id = format!("{SANDBOX_ID_PREFIX}{}", spec.pod_uid);
         let cgroup = self.pod_cgroup(&spec.pod_uid);
         let mut annotations = spec.labels.clone();
         annotations.insert(LABEL_POD_NAME.into(), spec.pod_name.clone());
         annotations.insert(LABEL_POD_NAMESPACE.into(), spec.pod_namespace.clone());
         annotations.insert(LABEL_POD_UID.into(), spec.pod_uid.clone());
         let dynamic = oci::is_dynamic_elf(&self.cfg.keel_path).ctx("read", &self.cfg.keel_path)?;
-        let config = oci::sandbox_config(
+        let mut config = oci::sandbox_config(
             spec,
             &rootfs,
             &self.cfg.keel_path,
@@ -351,6 +479,9 @@ impl RuncRuntime {
             &annotations,
             self.oom_floor,
         );
+        if let Some(ns) = &netns {
+            oci::join_network(&mut config, ns);
+        }
         write_json(&sb_dir.join("config.json"), &config)?;
         let pid_file = sb_dir.join("init.pid");
         // Detached runc hands its stdio to pause, which would keep a pipe open forever:
@@ -408,10 +539,144 @@ impl RuncRuntime {
             pid,
             pod_dir,
             cgroup,
+            netns,
+            pod_ips,
         };
         write_json(&sb_dir.join("sandbox.json"), &handle)?;
         Self::ensure_shm(&handle)?;
         Ok(handle)
+    }
+
+    /// Sets up the network of the sandbox in `sb_dir` (pod `spec`, runc id `id`): reuses
+    /// a finished ADD that CHECK accepts, else tears down what is left and runs ADD in a
+    /// freshly pinned namespace. Returns the namespace path and the pod's IPs.
+    fn setup_network(
+        &self,
+        cni: &CniConfig,
+        spec: &SandboxSpec,
+        sb_dir: &Path,
+        id: &str,
+    ) -> Result<(PathBuf, Vec<String>)> {
+        let netns = sb_dir.join(NETNS_FILE);
+        let rec_path = sb_dir.join(NETWORK_RECORD);
+        if rec_path.exists() {
+            let rec: NetworkRecord = read_json(&rec_path)?;
+            if let Some(result) = &rec.result {
+                let same_ports = rec.attachment.port_mappings == spec.port_mappings;
+                if same_ports
+                    && util::is_mount_point(&netns)
+                    && cni.check(&rec.network, &rec.attachment, result).is_ok()
+                {
+                    return Ok((netns, cni::result_ips(result)));
+                }
+            }
+            self.teardown_network(sb_dir)?;
+        }
+        let network = cni.load().map_err(|e| RuntimeError::Network(e.0))?;
+        let mut rec = {
+            // One pod at a time checks its host ports and records them.
+            let _held = self.net_lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.check_host_ports(spec)?;
+            pause::create_netns(&netns).map_err(RuntimeError::Network)?;
+            let rec = NetworkRecord {
+                network,
+                attachment: Attachment {
+                    container_id: id.to_string(),
+                    netns: netns.clone(),
+                    ifname: cni::IFNAME.into(),
+                    args: vec![
+                        ("IgnoreUnknown".into(), "1".into()),
+                        ("K8S_POD_NAMESPACE".into(), spec.pod_namespace.clone()),
+                        ("K8S_POD_NAME".into(), spec.pod_name.clone()),
+                        ("K8S_POD_INFRA_CONTAINER_ID".into(), id.to_string()),
+                        ("K8S_POD_UID".into(), spec.pod_uid.clone()),
+                    ],
+                    port_mappings: spec.port_mappings.clone(),
+                },
+                result: None,
+            };
+            // Written before ADD: an agent killed during ADD leaves what DEL needs.
+            write_json(&rec_path, &rec)?;
+            rec
+        };
+        let mut partial = None;
+        match cni.add(&rec.network, &rec.attachment, &mut partial) {
+            Ok(result) => {
+                let ips = cni::result_ips(&result);
+                rec.result = Some(result);
+                write_json(&rec_path, &rec)?;
+                Ok((netns, ips))
+            }
+            Err(e) => {
+                // Undo what the plugins before the failing one did, with their result;
+                // the ADD error is the one that matters.
+                rec.result = partial;
+                let undone =
+                    write_json(&rec_path, &rec).and_then(|()| self.teardown_network(sb_dir));
+                Err(RuntimeError::Network(match undone {
+                    Ok(()) => e.0,
+                    Err(u) => format!("{}; cleaning up: {u}", e.0),
+                }))
+            }
+        }
+    }
+
+    /// Runs CNI CHECK on an adopted sandbox's network.
+    pub fn check_network(&self, sandbox: &SandboxHandle) -> Result<()> {
+        let rec_path = sandbox.pod_dir.join(SANDBOX_DIR).join(NETWORK_RECORD);
+        let rec: NetworkRecord = read_json(&rec_path)?;
+        let Some(result) = &rec.result else {
+            return Err(RuntimeError::Network(format!(
+                "{}: ADD never finished",
+                rec_path.display()
+            )));
+        };
+        let cni = self.cfg.cni.clone().unwrap_or_default();
+        cni.check(&rec.network, &rec.attachment, result)
+            .map_err(|e| RuntimeError::Network(e.0))
+    }
+
+    /// Refuses `spec`'s host ports that another pod's network already maps.
+    fn check_host_ports(&self, spec: &SandboxSpec) -> Result<()> {
+        if spec.port_mappings.is_empty() {
+            return Ok(());
+        }
+        let entries = fs::read_dir(&self.pods_dir).ctx("read dir", &self.pods_dir)?;
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy() == spec.pod_uid {
+                continue;
+            }
+            let rec_path = entry.path().join(SANDBOX_DIR).join(NETWORK_RECORD);
+            let Ok(rec) = read_json::<NetworkRecord>(&rec_path) else {
+                continue;
+            };
+            for mine in &spec.port_mappings {
+                let taken = rec.attachment.port_mappings.iter().any(|p| {
+                    p.host_port == mine.host_port
+                        && p.protocol == mine.protocol
+                        && (p.host_ip.is_empty()
+                            || mine.host_ip.is_empty()
+                            || p.host_ip == mine.host_ip)
+                });
+                if taken {
+                    let arg = |k: &str| {
+                        rec.attachment
+                            .args
+                            .iter()
+                            .find(|(n, _)| n == k)
+                            .map_or("?", |(_, v)| v.as_str())
+                    };
+                    return Err(RuntimeError::Network(format!(
+                        "hostPort {}/{} is already taken by pod {}/{}",
+                        mine.host_port,
+                        mine.protocol.to_ascii_uppercase(),
+                        arg("K8S_POD_NAMESPACE"),
+                        arg("K8S_POD_NAME")
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Mounts the pod's `/dev/shm` tmpfs ([`SandboxHandle::shm_path`]) unless it is
@@ -438,6 +703,25 @@ impl RuncRuntime {
             })?;
         }
         Ok(())
+    }
+
+    /// Tears down the network recorded in `sb_dir`: DEL with the recorded configuration
+    /// and result, then the namespace pin and the record. A failed DEL keeps both, so a
+    /// later removal (or the next agent's orphan cleanup) tries again.
+    fn teardown_network(&self, sb_dir: &Path) -> Result<()> {
+        let rec_path = sb_dir.join(NETWORK_RECORD);
+        let netns = sb_dir.join(NETNS_FILE);
+        if rec_path.exists() {
+            let rec: NetworkRecord = read_json(&rec_path)?;
+            let cni = self.cfg.cni.clone().unwrap_or_default();
+            cni.del(&rec.network, &rec.attachment, rec.result.as_ref())
+                .map_err(|e| RuntimeError::Network(e.0))?;
+        }
+        pause::remove_netns(&netns).map_err(RuntimeError::Network)?;
+        match fs::remove_file(&rec_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove", rec_path),
+            _ => Ok(()),
+        }
     }
 
     /// Unmounts the pod's `/dev/shm` tmpfs if it is mounted.
@@ -512,24 +796,14 @@ impl RuncRuntime {
     /// Prepares the rootfs: a layer used directly, or an overlay mounted at
     /// `<bundle>/rootfs`.
     fn prepare_rootfs(&self, bundle: &Path, spec: &ContainerSpec) -> Result<PathBuf> {
+        // The image volumes' layers too: an overlay's options list them alike.
+        for m in spec.mounts.iter().filter(|m| m.kind == MountKind::Layers) {
+            check_layers(&m.layers)?;
+        }
         match spec.lower_dirs.as_slice() {
-            [] => Err(RuntimeError::Invalid {
-                what: "lower_dirs",
-                value: String::new(),
-                reason: "at least one layer is needed",
-            }),
             [only] if spec.read_only_rootfs => Ok(only.clone()),
             layers => {
-                for l in layers {
-                    let s = l.to_string_lossy();
-                    if s.contains([':', ',']) || !l.is_absolute() {
-                        return Err(RuntimeError::Invalid {
-                            what: "lower dir",
-                            value: s.into_owned(),
-                            reason: "must be absolute and free of ':' and ','",
-                        });
-                    }
-                }
+                check_layers(layers)?;
                 let rootfs = bundle.join("rootfs");
                 let upper = bundle.join("upper");
                 let work = bundle.join("work");
@@ -696,10 +970,10 @@ impl RuncRuntime {
         // waits for the start only; stdout is unused, stderr carries a failure message.
         // The shim's own runc call is bounded by the same timeout (a stuck `runc run`
         // fails the start, and the core retries it after its back-off).
-        let mut cmd = Command::new(&self.cfg.keel_path);
-        cmd.arg("shim").args(args.to_args());
+        let mut cmd = Command::new(&self.cfg.shim_path);
+        cmd.args(args.to_args());
         let out = util::output_within(&mut cmd, self.cfg.request_timeout).map_err(|source| {
-            RuntimeError::run(&self.cfg.keel_path, self.cfg.request_timeout, source)
+            RuntimeError::run(&self.cfg.shim_path, self.cfg.request_timeout, source)
         })?;
         if !out.status.success() {
             return Err(RuntimeError::Shim {
@@ -957,6 +1231,7 @@ impl RuncRuntime {
             self.remove_container(&c)?;
         }
         self.runc_delete(&sandbox.id)?;
+        self.teardown_network(&sandbox.pod_dir.join(SANDBOX_DIR))?;
         Self::release_shm(sandbox)?;
         util::remove_cgroup(&sandbox.cgroup).ctx("remove cgroup", &sandbox.cgroup)?;
         self.remove_pod_logs(&sandbox.spec.pod_uid)?;
@@ -980,11 +1255,12 @@ impl RuncRuntime {
         }
     }
 
-    /// Removes what is left of pod `pod_uid` whose sandbox was never made: its
-    /// directory (emptyDir volumes included) and its logs.
+    /// Removes what is left of pod `pod_uid` whose sandbox was never made: its network
+    /// (if one was set up), its directory (emptyDir volumes included) and its logs.
     pub fn remove_pod_dir(&self, pod_uid: &str) -> Result<()> {
         self.remove_pod_logs(pod_uid)?;
         let dir = self.pod_dir(pod_uid);
+        self.teardown_network(&dir.join(SANDBOX_DIR))?;
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove dir", dir),
             _ => Ok(()),
@@ -1033,6 +1309,12 @@ impl RuncRuntime {
                 continue;
             }
             let (sb, cs) = self.list_pod(&entry.path())?;
+            let network = entry.path().join(SANDBOX_DIR).join(NETWORK_RECORD);
+            if sb.is_none() && network.exists() {
+                listing
+                    .networks
+                    .push(entry.file_name().to_string_lossy().into_owned());
+            }
             listing.sandboxes.extend(sb);
             listing.containers.extend(cs);
         }
@@ -1065,6 +1347,51 @@ mod tests {
         let err = find_runc(Some(&a.join("crun"))).unwrap_err();
         assert!(err.starts_with("crun not found at "), "{err}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_shim_is_refused_naming_where_it_was_looked_for() {
+        let dir = std::env::temp_dir().join(format!("keel-no-shim-{}", std::process::id()));
+        let cfg = RuncConfig::new(&dir.join("root"), "runc".into(), dir.join("bin/keel"));
+        assert_eq!(cfg.shim_path, dir.join("bin").join(SHIM_BINARY));
+        let err = RuncRuntime::new(cfg).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("{}/bin/keel-shim is missing", dir.display()))
+                && err.contains("same directory as keel"),
+            "{err}"
+        );
+        assert!(!dir.exists(), "nothing is created before the check");
+    }
+
+    #[test]
+    fn the_records_the_shim_writes_read_back_through_serde() {
+        let started = ShimRecord {
+            shim_pid: 7,
+            pid: 8,
+            started_at_unix_nanos: 1_700_000_000_000_000_001,
+        };
+        assert_eq!(
+            serde_json::from_str::<ShimRecord>(&started.to_json()).unwrap(),
+            started
+        );
+        for (signal, reason) in [
+            (None, ExitReason::Completed),
+            (Some(9), ExitReason::Error),
+            (Some(9), ExitReason::OomKilled),
+            (None, ExitReason::Unknown),
+        ] {
+            let exit = ExitRecord {
+                exit_code: 137,
+                signal,
+                reason,
+                finished_at_unix_nanos: 5,
+                finished_at: util::rfc3339_nanos(5),
+            };
+            assert_eq!(
+                serde_json::from_str::<ExitRecord>(&exit.to_json()).unwrap(),
+                exit
+            );
+        }
     }
 
     #[test]

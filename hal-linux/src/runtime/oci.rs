@@ -4,7 +4,7 @@
 //! set, and runc validates the rest.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -214,6 +214,24 @@ fn bind(source: &Path, destination: &str, read_only: bool) -> Value {
     json!({"destination": destination, "type": "bind", "source": source, "options": opts})
 }
 
+/// An image's layers (top first) mounted read-only at `destination`: a single layer is
+/// bound as is; several are an overlay with no upper layer (which the kernel mounts
+/// read-only), so whiteouts and opaque directories hide what they hide in the image.
+/// The runtime checked the layers ([`super::RuncRuntime::start_container`]).
+fn layers_mount(layers: &[PathBuf], destination: &str) -> Value {
+    match layers {
+        [only] => bind(only, destination, true),
+        layers => {
+            let lower: Vec<String> = layers
+                .iter()
+                .map(|l| l.to_string_lossy().into_owned())
+                .collect();
+            let opts = [format!("lowerdir={}", lower.join(":")), "ro".to_string()];
+            json!({"destination": destination, "type": "overlay", "source": "overlay", "options": opts})
+        }
+    }
+}
+
 /// Host library directories bound read-only into the pause rootfs when the keel binary
 /// is dynamically linked (development builds); the static musl release needs none.
 const HOST_LIB_DIRS: &[&str] = &["/lib", "/lib64", "/usr/lib", "/usr/lib64"];
@@ -342,6 +360,17 @@ pub fn sandbox_config(
     config
 }
 
+/// Makes the pause container of `config` join the network namespace pinned at `netns`
+/// (a pod on a CNI network) instead of making one.
+pub fn join_network(config: &mut Value, netns: &Path) {
+    let namespaces = config["linux"]["namespaces"].as_array_mut();
+    for ns in namespaces.into_iter().flatten() {
+        if ns["type"] == "network" {
+            ns["path"] = json!(netns);
+        }
+    }
+}
+
 /// Whether the ELF file at `path` asks for a program interpreter (is dynamically
 /// linked). Reads the 64-bit little-endian header and program headers only.
 pub fn is_dynamic_elf(path: &Path) -> std::io::Result<bool> {
@@ -433,6 +462,11 @@ pub fn container_config(
         "/etc/resolv.conf",
         true,
     ));
+    // A sandbox made before keel wrote /etc/hostname (adopted) has none to mount.
+    let hostname = sandbox.pod_dir.join(".sandbox/hostname");
+    if hostname.exists() {
+        mounts.push(bind(&hostname, "/etc/hostname", true));
+    }
     for m in &spec.mounts {
         let dest = m.destination.to_string_lossy();
         mounts.push(match m.kind {
@@ -444,6 +478,7 @@ pub fn container_config(
                 }
                 json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": opts})
             }
+            MountKind::Layers => layers_mount(&m.layers, &dest),
         });
     }
     let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -513,6 +548,33 @@ mod tests {
         let caps = capabilities(&spec, u64::MAX);
         assert!(!caps.contains(&"CAP_CHOWN".to_string()));
         assert_eq!(caps.len(), DEFAULT_CAPS.len() - 1);
+    }
+
+    #[test]
+    fn a_cni_pod_s_pause_joins_its_pinned_network_namespace() {
+        let spec = SandboxSpec {
+            hostname: "h".into(),
+            ..Default::default()
+        };
+        let mut c = sandbox_config(
+            &spec,
+            Path::new("/r"),
+            Path::new("/k"),
+            false,
+            "/keel/p",
+            &BTreeMap::new(),
+            None,
+        );
+        join_network(&mut c, Path::new("/p/.sandbox/netns"));
+        let ns = c["linux"]["namespaces"].as_array().unwrap();
+        let net: Vec<&Value> = ns.iter().filter(|n| n["type"] == "network").collect();
+        assert_eq!(
+            net,
+            [&json!({"type": "network", "path": "/p/.sandbox/netns"})]
+        );
+        assert!(ns
+            .iter()
+            .any(|n| n["type"] == "uts" && n.get("path").is_none()));
     }
 
     #[test]

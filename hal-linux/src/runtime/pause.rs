@@ -4,10 +4,17 @@
 //!
 //! runc itself brings `lo` up in a new network namespace; pause tries `SIOCSIFFLAGS` as
 //! well and ignores failure, since it runs without `CAP_NET_ADMIN`.
+//!
+//! A pod on a CNI network gets its network namespace before the pause container exists
+//! ([`create_netns`]): a namespace pinned by a bind mount on a file in the sandbox
+//! directory, which CNI plugins configure and pause then joins by path. The pin outlives
+//! pause, so the plugins' DEL always finds the namespace it set up (never one a reused
+//! PID points at), and [`remove_netns`] releases it after DEL.
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use std::path::Path;
 
 extern "C" fn noop(_: libc::c_int) {}
 
@@ -42,6 +49,61 @@ fn reap() {
         if status == WaitStatus::StillAlive {
             break;
         }
+    }
+}
+
+/// Creates a network namespace pinned at `path` (a new empty file is bind-mounted over
+/// with the namespace) and brings its `lo` up. A namespace already pinned there is kept.
+pub fn create_netns(path: &Path) -> Result<(), String> {
+    if super::util::is_mount_point(path) {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("create {}: {e}", path.display()))?;
+    let target = path.to_path_buf();
+    // unshare(CLONE_NEWNET) moves only the calling thread: a thread of its own does it,
+    // pins its namespace, and ends.
+    let pinned = std::thread::Builder::new()
+        .name("netns".into())
+        .spawn(move || -> Result<(), String> {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("unshare network namespace: {e}"))?;
+            let own = format!("/proc/self/task/{}/ns/net", nix::unistd::gettid());
+            nix::mount::mount(
+                Some(own.as_str()),
+                &target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| format!("bind-mount network namespace on {}: {e}", target.display()))?;
+            loopback_up();
+            Ok(())
+        })
+        .map_err(|e| format!("network namespace thread: {e}"))?
+        .join()
+        .map_err(|_| "network namespace thread panicked".to_string())?;
+    if pinned.is_err() {
+        std::fs::remove_file(path).ok();
+    }
+    pinned
+}
+
+/// Releases the namespace pinned at `path` and removes the file; nothing there is fine.
+pub fn remove_netns(path: &Path) -> Result<(), String> {
+    if super::util::is_mount_point(path) {
+        nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| format!("unmount {}: {e}", path.display()))?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("remove {}: {e}", path.display()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -41,10 +41,17 @@ pub struct SandboxSpec {
     pub host_pid: bool,
     /// Use the host's IPC namespace.
     pub host_ipc: bool,
-    /// Content for the pod's `/etc/resolv.conf`; `None` copies the host's.
+    /// Content for the pod's `/etc/resolv.conf`; `None` copies the host's (its upstream
+    /// file when the host's is systemd-resolved's stub).
     pub resolv_conf: Option<String>,
     /// Labels, stored with the sandbox.
     pub labels: BTreeMap<String, String>,
+    /// `hostAliases`: an address and its names, each a line of the pod's `/etc/hosts`.
+    #[serde(default)]
+    pub host_aliases: Vec<(String, Vec<String>)>,
+    /// `hostPort`s of the pod's containers, mapped by the network's portmap plugin.
+    #[serde(default)]
+    pub port_mappings: Vec<crate::cni::PortMapping>,
 }
 
 /// A running pod sandbox (its infra `keel pause` container).
@@ -58,6 +65,12 @@ pub struct SandboxHandle {
     pub pid: i32,
     /// `<root>/pods/<pod uid>`.
     pub pod_dir: PathBuf,
+    /// The pinned network namespace given to CNI (`None`: one runc made, or the host's).
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// The pod's IPs from its CNI result, IPv4 first.
+    #[serde(default)]
+    pub pod_ips: Vec<String>,
     /// The pod's absolute cgroup path (`<parent>/pod<uid>`).
     pub cgroup: String,
 }
@@ -65,6 +78,9 @@ pub struct SandboxHandle {
 impl SandboxHandle {
     /// Path of the pause process's namespace `kind` (`net`, `ipc`, `uts`, `pid`).
     pub fn ns_path(&self, kind: &str) -> PathBuf {
+        if let (Some(netns), "net") = (&self.netns, kind) {
+            return netns.clone();
+        }
         PathBuf::from(format!("/proc/{}/ns/{kind}", self.pid))
     }
 
@@ -92,6 +108,9 @@ pub enum MountKind {
     Bind,
     /// A fresh tmpfs (`source` is ignored).
     Tmpfs,
+    /// An image's filesystem, read-only: its unpacked [`MountSpec::layers`] (`source` is
+    /// ignored), one bound as is or several as an overlay without an upper layer.
+    Layers,
 }
 
 /// A mount into a container.
@@ -103,8 +122,11 @@ pub struct MountSpec {
     pub destination: PathBuf,
     /// Mount read-only.
     pub read_only: bool,
-    /// Bind or tmpfs.
+    /// Bind, tmpfs or image layers.
     pub kind: MountKind,
+    /// For [`MountKind::Layers`]: the unpacked layer directories, top layer first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<PathBuf>,
 }
 
 /// Resource limits of a container (Kubernetes `resources.limits`/`requests`).
@@ -257,44 +279,7 @@ pub struct ContainerHandle {
     pub record: ContainerRecord,
 }
 
-/// Written by the shim once the container has started (`shim.json` in the bundle).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShimRecord {
-    /// The shim's PID.
-    pub shim_pid: i32,
-    /// The container init's host PID.
-    pub pid: i32,
-    /// When `runc start` returned (Unix ns).
-    pub started_at_unix_nanos: u64,
-}
-
-/// Why a container exited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ExitReason {
-    /// Exit code 0.
-    Completed,
-    /// Non-zero exit code or a signal.
-    Error,
-    /// Killed by the kernel's OOM killer (cgroup counted an `oom_kill`).
-    OomKilled,
-    /// The shim vanished without writing an exit record.
-    Unknown,
-}
-
-/// The shim's exit file (`exit.json` in the bundle), written atomically.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExitRecord {
-    /// Exit code; `128 + signal` when killed by a signal.
-    pub exit_code: i32,
-    /// The signal that killed it, if any.
-    pub signal: Option<i32>,
-    /// Reason.
-    pub reason: ExitReason,
-    /// When the shim saw the exit (Unix ns).
-    pub finished_at_unix_nanos: u64,
-    /// The same time, RFC 3339 (for people reading the file).
-    pub finished_at: String,
-}
+pub use keel_shim::record::{ExitReason, ExitRecord, ShimRecord};
 
 /// What a container is doing now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -330,6 +315,9 @@ pub struct Listing {
     pub sandboxes: Vec<SandboxHandle>,
     /// Containers with their records.
     pub containers: Vec<ContainerHandle>,
+    /// UIDs of pods with a network record but no sandbox record: their network was set
+    /// up (or being set up) when an agent stopped before starting the pause container.
+    pub networks: Vec<String>,
 }
 
 #[cfg(test)]

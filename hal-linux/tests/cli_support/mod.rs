@@ -246,6 +246,11 @@ pub fn pod(t: &Times, name: &str, phase: Phase, containers: Vec<ContainerInfo>) 
         rejection: None,
         terminating: None,
         pod_json: pod_json(&manifest),
+        pod_ips: if phase == Phase::Running {
+            vec![format!("10.88.0.{}", name.len())]
+        } else {
+            Vec::new()
+        },
         created_unix_ms: t.unix_ago(300),
         mirror: None,
     }

@@ -1,0 +1,519 @@
+//! End-to-end tests of pod networking (issue 14): the real `keel` agent, real runc, the
+//! real CNI plugins of Debian's containernetworking-plugins (/usr/lib/cni), real network
+//! namespaces. Each test brings its own conf dir, bridge, subnet and host-local data dir
+//! (keel's default network excepted, which is `keel0` by definition), so tests running
+//! side by side never share an address; nothing leaves the machine (the bridge gateway,
+//! loopback and the node's own address only).
+
+use keel_host_tests::linux::{keel, Node, NODE};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(60);
+const PLUGINS: &str = "/usr/lib/cni";
+
+fn require_plugins() {
+    assert!(
+        Path::new(PLUGINS).join("bridge").exists(),
+        "network tests need the CNI plugins: apt-get install containernetworking-plugins (cargo xtask test installs it)"
+    );
+}
+
+/// A test's own network: a bridge, a /24 and a host-local data dir, with the plugins
+/// keel's default network has.
+struct Net {
+    name: String,
+    bridge: String,
+    subnet: String,
+    data_dir: PathBuf,
+}
+
+impl Net {
+    fn new(n: &Node, tag: &str, third_octet: u8) -> Net {
+        Net {
+            name: format!("kt-{tag}"),
+            bridge: format!("kt-{tag}0"),
+            subnet: format!("10.251.{third_octet}.0/24"),
+            data_dir: n.dir.join("ipam"),
+        }
+    }
+
+    fn prefix(&self) -> String {
+        self.subnet.rsplit_once('.').unwrap().0.to_string() + "."
+    }
+
+    fn conflist(&self, plugins_extra: &str) -> String {
+        format!(
+            r#"{{"cniVersion":"1.0.0","name":"{}","plugins":[
+  {{"type":"bridge","bridge":"{}","isGateway":true,"ipMasq":true,"hairpinMode":true,
+    "ipam":{{"type":"host-local","dataDir":"{}","ranges":[[{{"subnet":"{}"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}}}},
+  {{"type":"portmap","capabilities":{{"portMappings":true}}}},
+  {{"type":"firewall"}},
+  {{"type":"tuning"}}{plugins_extra}]}}"#,
+            self.name,
+            self.bridge,
+            self.data_dir.display(),
+            self.subnet
+        )
+    }
+
+    /// Replaces the node's network with this one.
+    fn install(&self, n: &Node) {
+        for f in std::fs::read_dir(&n.cni_conf).unwrap().flatten() {
+            std::fs::remove_file(f.path()).unwrap();
+        }
+        std::fs::write(n.cni_conf.join("50-test.conflist"), self.conflist("")).unwrap();
+    }
+
+    /// veth ends attached to the bridge.
+    fn veths(&self) -> usize {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "master", &self.bridge])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
+    /// host-local's allocation files (not its lock and last-reserved bookkeeping).
+    fn allocations(&self) -> Vec<String> {
+        std::fs::read_dir(self.data_dir.join(&self.name))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|f| f != "lock" && !f.starts_with("last_reserved_ip"))
+            .collect()
+    }
+
+    /// iptables rules naming this network's subnet or its pods' sandboxes.
+    fn rules(&self) -> Vec<String> {
+        let out = Command::new("iptables-save").output().unwrap();
+        let pfx = self.prefix();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| {
+                l.starts_with("-A")
+                    && (l.contains(&pfx) || l.contains(&format!("name: \"{}\"", self.name)))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
+
+fn pod_ip(n: &Node, pod: &str) -> Option<String> {
+    n.pod(pod)
+        .and_then(|p| p["status"]["podIP"].as_str().map(str::to_string))
+}
+
+fn node_ip() -> String {
+    nix::ifaddrs::getifaddrs()
+        .unwrap()
+        .filter_map(|a| a.address.and_then(|s| s.as_sockaddr_in().map(|s| s.ip())))
+        .find(|ip| !ip.is_loopback())
+        .expect("a non-loopback IPv4 address")
+        .to_string()
+}
+
+/// An HTTP GET of `/` from this process; the body, or None.
+fn http_get(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+fn manifest(name: &str, body: &str) -> String {
+    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 2\n{body}")
+}
+
+/// A busybox web server pod serving `text` on `port` (and, with `host_port`, on the node).
+fn web(name: &str, text: &str, port: u16, host_port: Option<u16>) -> String {
+    let hp = host_port.map_or(String::new(), |h| format!("      hostPort: {h}\n"));
+    manifest(
+        name,
+        &format!(
+            "  hostAliases:\n  - ip: 10.9.9.9\n    hostnames: [alias-one, alias-two]\n  containers:\n  - name: main\n    image: busybox\n    command: [sh, -c, 'mkdir -p /www && echo {text} > /www/index.html && cat /etc/hosts /etc/resolv.conf /etc/hostname && echo POD_IP=$POD_IP && exec httpd -f -p {port} -h /www']\n    ports:\n    - containerPort: {port}\n{hp}    env:\n    - name: POD_IP\n      valueFrom:\n        fieldRef:\n          fieldPath: status.podIP\n"
+        ),
+    )
+}
+
+/// A pod that fetches `/` from `addr` (IP:port) every 0.3 s and logs what it got (busybox
+/// nc: its static wget looks the service up through NSS and crashes).
+fn client(name: &str, addr: &str) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    manifest(
+        name,
+        &format!("  containers:\n  - name: main\n    image: busybox\n    command: [sh, -c, 'while true; do printf \"GET / HTTP/1.0\\r\\n\\r\\n\" | nc -w 2 {host} {port}; echo; sleep 0.3; done']\n"),
+    )
+}
+
+#[test]
+fn default_network_pods_reach_each_other_the_gateway_and_host_ports() {
+    require_plugins();
+    let mut n = Node::new("net-default");
+    // An empty conf dir: keel writes its default network there.
+    for f in std::fs::read_dir(&n.cni_conf).unwrap().flatten() {
+        std::fs::remove_file(f.path()).unwrap();
+    }
+    n.start();
+    let port = 18000 + (std::process::id() % 1000) as u16;
+    n.write("web.yaml", &web("web", "hello-from-web", 80, Some(port)));
+    n.wait_running("web", "main");
+    let conf = std::fs::read_to_string(n.cni_conf.join("10-keel.conflist"))
+        .expect("keel wrote its default network");
+    for needle in [
+        "\"keel0\"",
+        "host-local",
+        "\"ipMasq\": true",
+        "portmap",
+        "firewall",
+        "tuning",
+    ] {
+        assert!(
+            conf.contains(needle),
+            "default network lacks {needle}: {conf}"
+        );
+    }
+    let ip = pod_ip(&n, "web").expect("web has a pod IP");
+    let subnet = conf
+        .split("\"subnet\": \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let net_prefix = subnet.split('.').take(2).collect::<Vec<_>>().join(".") + ".";
+    assert!(ip.starts_with(&net_prefix), "pod IP {ip} in {subnet}");
+
+    // keel pods -o wide shows it.
+    let sock = n.socket.display().to_string();
+    let (_, wide, _) = keel(&["pods", "-o", "wide", "--socket", &sock]);
+    assert!(wide.lines().next().unwrap().contains(" IP "), "{wide}");
+    assert!(wide.contains(&ip), "{wide}");
+
+    // /etc/hosts, /etc/resolv.conf, /etc/hostname and fieldRef status.podIP.
+    n.wait("web's files in its log", T, |n| {
+        n.logs_of("web", "main").contains("POD_IP=")
+    });
+    let log = n.logs_of("web", "main");
+    assert!(log.contains(&format!("POD_IP={ip}")), "{log}");
+    assert!(log.contains("127.0.0.1\tlocalhost"), "{log}");
+    assert!(log.contains(&format!("{ip}\tweb-{NODE}")), "{log}");
+    assert!(log.contains("10.9.9.9\talias-one\talias-two"), "{log}");
+    let host_resolv = keel_linux::runtime::host_resolv_conf();
+    if let Some(first) = host_resolv.lines().find(|l| l.starts_with("nameserver")) {
+        assert!(log.contains(first), "host's resolver in the pod: {log}");
+    }
+
+    // The pod serves on its IP, the node's port on 127.0.0.1 and the node IP.
+    n.wait("web on its pod IP", T, |_| {
+        http_get(&format!("{ip}:80")).is_some_and(|b| b.contains("hello-from-web"))
+    });
+    for host in ["127.0.0.1".to_string(), node_ip()] {
+        n.wait(&format!("hostPort on {host}"), T, |_| {
+            http_get(&format!("{host}:{port}")).is_some_and(|b| b.contains("hello-from-web"))
+        });
+    }
+
+    // A server on the bridge gateway, reached from a pod (egress through the bridge).
+    let gw = format!("{net_prefix}0.1");
+    let listener = TcpListener::bind(format!("{gw}:0")).expect("listen on the bridge gateway");
+    let gw_addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let mut s = s;
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nhello-gw\r\n");
+        }
+    });
+    n.write("a.yaml", &client("a", &format!("{ip}:80")));
+    n.write("b.yaml", &client("b", &gw_addr.to_string()));
+    n.wait_running("a", "main");
+    n.wait_running("b", "main");
+    n.wait("pod a reaches web by pod IP", T, |n| {
+        n.logs_of("a", "main").contains("hello-from-web")
+    });
+    n.wait("pod b reaches the gateway", T, |n| {
+        n.logs_of("b", "main").contains("hello-gw")
+    });
+
+    // A second pod asking for the same hostPort waits with a clear error.
+    n.write("web2.yaml", &web("web2", "second", 80, Some(port)));
+    n.wait("taken hostPort reported", T, |n| {
+        n.container("web2", "main").is_some_and(|c| {
+            c["state"]["waiting"]["reason"] == "ContainerCreating"
+                && c["state"]["waiting"]["message"].as_str().is_some_and(|m| {
+                    m.contains(&format!(
+                        "hostPort {port}/TCP is already taken by pod default/web-{NODE}"
+                    ))
+                })
+        })
+    });
+    for f in ["web.yaml", "web2.yaml", "a.yaml", "b.yaml"] {
+        n.remove(f);
+    }
+    n.wait("pods gone", T, |n| {
+        n.pods()["items"].as_array().is_some_and(|a| a.is_empty())
+    });
+    n.wait("hostPort released", T, |_| {
+        http_get(&format!("127.0.0.1:{port}")).is_none()
+    });
+}
+
+#[test]
+fn a_conflist_of_the_operator_is_used_instead_of_the_default() {
+    require_plugins();
+    let mut n = Node::new("net-own");
+    let net = Net::new(&n, "own", 71);
+    net.install(&n);
+    n.start();
+    n.write("p.yaml", &web("p", "own", 8080, None));
+    n.wait_running("p", "main");
+    let ip = pod_ip(&n, "p").unwrap();
+    assert!(ip.starts_with(&net.prefix()), "{ip} in {}", net.subnet);
+    assert!(
+        !n.cni_conf.join("10-keel.conflist").exists(),
+        "no default written"
+    );
+    n.wait("served on the pod IP", T, |_| {
+        http_get(&format!("{ip}:8080")).is_some_and(|b| b.contains("own"))
+    });
+    assert_eq!(net.veths(), 1);
+    assert_eq!(net.allocations(), vec![ip.clone()]);
+    n.remove("p.yaml");
+    n.wait("pod gone", T, |n| n.pod("p").is_none());
+    // The pod's worker finishes its removal (DEL) after the pod left the status.
+    n.wait("no veth and no allocation", T, |_| {
+        net.veths() == 0 && net.allocations().is_empty()
+    });
+    // bridge removes its NAT rules after releasing the address.
+    n.wait("no rule", T, |_| net.rules().is_empty());
+}
+
+#[test]
+fn a_missing_plugin_keeps_the_pod_creating_with_the_plugins_name() {
+    require_plugins();
+    let mut n = Node::new("net-missing");
+    let net = Net::new(&n, "miss", 72);
+    std::fs::write(
+        n.cni_conf.join("10-e2e.conflist"),
+        net.conflist(r#", {"type":"keel-no-such-plugin"}"#),
+    )
+    .unwrap();
+    n.start();
+    n.write("p.yaml", &client("p", "127.0.0.1:80"));
+    n.wait("ContainerCreating with the plugin's error", T, |n| {
+        n.container("p", "main").is_some_and(|c| {
+            c["state"]["waiting"]["reason"] == "ContainerCreating"
+                && c["state"]["waiting"]["message"].as_str().is_some_and(|m| {
+                    m.contains("failed to find plugin \"keel-no-such-plugin\"")
+                        && m.contains("retrying in")
+                })
+        })
+    });
+    assert_eq!(n.restarts("p", "main"), Some(0));
+    // What the plugins before it set up was undone.
+    assert_eq!(net.veths(), 0);
+    assert!(net.allocations().is_empty(), "{:?}", net.allocations());
+    n.remove("p.yaml");
+    n.wait("pod gone", T, |n| n.pod("p").is_none());
+    n.wait("no rule", T, |_| net.rules().is_empty());
+}
+
+#[test]
+fn a_hundred_pods_created_and_deleted_leave_no_veth_address_or_rule() {
+    require_plugins();
+    let mut n = Node::new("net-hundred");
+    let net = Net::new(&n, "many", 73);
+    net.install(&n);
+    n.start();
+    let start = Instant::now();
+    for batch in 0..4 {
+        for i in 0..25 {
+            let name = format!("p{}", batch * 25 + i);
+            n.write(
+                &format!("{name}.yaml"),
+                &manifest(&name, &format!("  containers:\n  - name: main\n    image: busybox\n    command: [sleep, '1000']\n    ports:\n    - containerPort: 80\n      hostPort: {}\n", 21000 + batch * 25 + i)),
+            );
+        }
+        n.wait("a batch running", Duration::from_secs(120), |n| {
+            (0..25).all(|i| {
+                n.state(&format!("p{}", batch * 25 + i), "main")
+                    .is_some_and(|(k, _)| k == "running")
+            })
+        });
+        assert_eq!(net.veths(), 25);
+        for i in 0..25 {
+            n.remove(&format!("p{}.yaml", batch * 25 + i));
+        }
+        n.wait("the batch gone", Duration::from_secs(120), |n| {
+            n.pods()["items"].as_array().is_some_and(|a| a.is_empty())
+        });
+    }
+    n.wait("no veth and no allocation", T, |_| {
+        net.veths() == 0 && net.allocations().is_empty()
+    });
+    // bridge removes its NAT rules after releasing the address.
+    n.wait("no rule", T, |_| net.rules().is_empty());
+    // The last worker releases its pin right after its DEL.
+    n.wait("no netns pin left", T, |n| {
+        !n.mounts().iter().any(|m| m.ends_with("/netns"))
+    });
+    eprintln!(
+        "100 pods with hostPorts created and deleted in {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn an_agent_killed_between_add_and_start_adds_once_and_leaks_nothing() {
+    require_plugins();
+    let mut n = Node::new("net-kill");
+    let net = Net::new(&n, "kill", 74);
+    // The bridge plugin is wrapped to log every call; runc is wrapped to hold the first
+    // pause start until its agent is gone (then it gives up without starting anything).
+    let bin = n.dir.join("cni-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = n.dir.join("calls.log");
+    let marker = n.dir.join("held");
+    let script = |path: &Path, body: String| {
+        std::fs::write(path, body).unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    };
+    script(
+        &bin.join("bridge"),
+        format!(
+            "#!/bin/sh\necho \"$CNI_COMMAND $CNI_CONTAINERID\" >> {}\nexec {PLUGINS}/bridge\n",
+            calls.display()
+        ),
+    );
+    let runc = n.dir.join("runc-held");
+    script(
+        &runc,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *\"run --detach\"*keel-sandbox-*)\n  if [ ! -e {m} ]; then touch {m}; while kill -0 $PPID 2>/dev/null; do sleep 0.1; done; exit 1; fi;;\nesac\nexec runc \"$@\"\n",
+            m = marker.display()
+        ),
+    );
+    net.install(&n);
+    let bins = format!("{}:{PLUGINS}", bin.display());
+    let runc_s = runc.display().to_string();
+    n.start_with(&["--cni-bin-dir", &bins, "--runc", &runc_s]);
+    n.write("p.yaml", &web("p", "once", 8080, None));
+    n.wait("pause start held after ADD", T, |_| marker.exists());
+    n.signal_agent(nix::sys::signal::Signal::SIGKILL);
+    let adds = || {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("ADD "))
+            .count()
+    };
+    assert_eq!(adds(), 1);
+    n.start_with(&["--cni-bin-dir", &bins, "--runc", &runc_s]);
+    n.wait_running("p", "main");
+    let ip = pod_ip(&n, "p").unwrap();
+    n.wait("served after the restart", T, |_| {
+        http_get(&format!("{ip}:8080")).is_some_and(|b| b.contains("once"))
+    });
+    assert_eq!(
+        adds(),
+        1,
+        "ADD ran again:\n{}",
+        std::fs::read_to_string(&calls).unwrap()
+    );
+    assert_eq!(net.allocations(), vec![ip.clone()]);
+
+    // Removed while the agent is down: the next agent runs DEL.
+    n.signal_agent(nix::sys::signal::Signal::SIGKILL);
+    n.remove("p.yaml");
+    n.start_with(&["--cni-bin-dir", &bins, "--runc", &runc_s]);
+    n.wait("DEL by the next agent", T, |_| {
+        std::fs::read_to_string(&calls).is_ok_and(|c| c.contains("DEL "))
+    });
+    n.wait("nothing left", T, |_| {
+        net.veths() == 0 && net.allocations().is_empty()
+    });
+    // bridge removes its NAT rules after releasing the address.
+    n.wait("no rule", T, |_| net.rules().is_empty());
+    // The last worker releases its pin right after its DEL.
+    n.wait("no netns pin left", T, |n| {
+        !n.mounts().iter().any(|m| m.ends_with("/netns"))
+    });
+}
+
+#[test]
+fn the_nginx_static_example_serves_on_its_pod_ip_and_host_port_8080() {
+    require_plugins();
+    let mut n = Node::new("net-nginx");
+    let net = Net::new(&n, "nginx", 75);
+    net.install(&n);
+    // A tiny stand-in for nginx:1.25: busybox httpd on port 80.
+    let rootfs = n.dir.join("rootfs.tar");
+    keel_linux::image::testutil::build_rootfs_tarball(&rootfs, false).unwrap();
+    let root = n.root.display().to_string();
+    let (code, out, err) = keel(&[
+        "image",
+        "import",
+        "--root-dir",
+        &root,
+        "--name",
+        "nginx:1.25",
+        "--change",
+        r#"CMD ["sh","-c","mkdir -p /www && echo nginx-static > /www/index.html && exec httpd -f -p 80 -h /www"]"#,
+        &rootfs.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let example =
+        std::fs::read_to_string(keel_host_tests::corpus::examples_dir().join("nginx-static.yaml"))
+            .unwrap();
+    n.start();
+    n.write("nginx-static.yaml", &example);
+    n.wait_running("nginx-static", "nginx");
+    let pod = |n: &Node| {
+        n.pods()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["metadata"]["name"] == format!("nginx-static-{NODE}"))
+            .cloned()
+    };
+    let ip = pod(&n).unwrap()["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    n.wait("nginx on its pod IP", T, |_| {
+        http_get(&format!("{ip}:80")).is_some_and(|b| b.contains("nginx-static"))
+    });
+    let with_port = example.replace(
+        "    - containerPort: 80\n",
+        "    - containerPort: 80\n      hostPort: 8080\n",
+    );
+    assert_ne!(with_port, example);
+    n.write("nginx-static.yaml", &with_port);
+    n.wait("nginx on the node's port 8080", T, |n| {
+        pod(n).is_some_and(|p| p["spec"]["containers"][0]["ports"][0]["hostPort"] == 8080)
+            && http_get(&format!("{}:8080", node_ip())).is_some_and(|b| b.contains("nginx-static"))
+    });
+    n.wait("and on 127.0.0.1:8080", T, |_| {
+        http_get("127.0.0.1:8080").is_some_and(|b| b.contains("nginx-static"))
+    });
+    n.remove("nginx-static.yaml");
+    n.wait("pod gone", T, |n| pod(n).is_none());
+    n.wait("no veth", T, |_| net.veths() == 0);
+}
