@@ -13,7 +13,7 @@ use keel_core::mgmt::{
 };
 use keel_core::platform::PlatformErrorKind;
 use keel_core::status::{FileState, Phase};
-use keel_host_tests::qemu::{elf_path, ImageSize, Qemu, Snapshot, FIRMWARE, READY};
+use keel_host_tests::qemu::{pod, task_pod, Qemu, Snapshot, FIRMWARE, READY};
 
 const MANIFEST: &[u8] = b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: blink\nspec:\n  containers:\n  - name: blink\n    image: task:forever\n";
 
@@ -24,23 +24,6 @@ const WAIT: Duration = Duration::from_secs(4);
 
 fn boot() -> Qemu {
     Qemu::boot().expect("boot firmware")
-}
-
-/// A pod manifest: `spec` is YAML indented by two spaces (the body of `spec:`).
-fn pod(name: &str, spec: &str) -> Vec<u8> {
-    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{spec}").into_bytes()
-}
-
-/// A one-container pod running `image` with `args`.
-fn task_pod(name: &str, image: &str, args: &[&str], extra: &str) -> Vec<u8> {
-    let args: Vec<String> = args.iter().map(|a| format!("\"{a}\"")).collect();
-    pod(
-        name,
-        &format!(
-            "{extra}  containers:\n  - name: main\n    image: {image}\n    args: [{}]\n",
-            args.join(", ")
-        ),
-    )
 }
 
 fn put_ok(q: &mut Qemu, name: &str, bytes: &[u8]) {
@@ -655,37 +638,11 @@ fn events_are_reported_over_the_protocol() {
 }
 
 /// Runs several scenarios' worth of work in one firmware, then reads the stack high-water
-/// mark and the image size: the figures in hal-qemu/README.md.
+/// mark and the image size: the figures in hal-qemu/README.md (`cargo xtask bench` records
+/// the same through `keel_host_tests::qemu::size_and_peak_stack`).
 #[test]
 fn firmware_size_and_peak_stack() {
-    keel_host_tests::qemu::build_firmware().unwrap();
-    let elf = std::fs::read(elf_path(FIRMWARE)).unwrap();
-    let size = ImageSize::of_elf(&elf).unwrap();
-    let mut q = boot();
-    let never = "  restartPolicy: Never\n";
-    put_ok(
-        &mut q,
-        "a.yaml",
-        &task_pod("a", "task:crash", &["after=50"], ""),
-    );
-    put_ok(
-        &mut q,
-        "b.yaml",
-        &task_pod("b", "task:exit", &["code=1"], never),
-    );
-    let spec = "  initContainers:\n  - name: setup\n    image: task:exit\n  containers:\n  - name: main\n    image: task:forever\n    args: [\"unhealthy-after=200\"]\n    livenessProbe:\n      exec:\n        command: [\"health\"]\n      periodSeconds: 1\n      failureThreshold: 1\n";
-    put_ok(&mut q, "c.yaml", &pod("c", spec));
-    put_ok(&mut q, "d.yaml", MANIFEST);
-    put_ok(&mut q, "e.yaml", MANIFEST);
-    put_ok(&mut q, "bad.yaml", b"kind: Pod\nspec: [");
-    q.wait_for_log("Liveness probe failed", Duration::from_secs(3))
-        .unwrap();
-    put_ok(&mut q, "d.yaml", &task_pod("d", "task:forever", &["x"], ""));
-    q.delete("a.yaml").unwrap();
-    q.wait_status("a gone", WAIT, |s| s.pod("a").is_none())
-        .unwrap();
-    let _ = q.snapshot().unwrap();
-    let (used, total) = q.stack().unwrap();
+    let (size, used, total) = keel_host_tests::qemu::size_and_peak_stack().unwrap();
     eprintln!("{FIRMWARE}: {size}");
     eprintln!(
         "peak stack {used} of {total} B; static RAM + peak stack {} B",
