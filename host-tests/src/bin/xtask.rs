@@ -36,7 +36,14 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// Fuzz targets in `fuzz/`.
-const FUZZ_TARGETS: &[&str] = &["yaml", "json", "manifest", "differential", "reconcile"];
+const FUZZ_TARGETS: &[&str] = &[
+    "yaml",
+    "json",
+    "manifest",
+    "differential",
+    "reconcile",
+    "uart",
+];
 /// Rust targets the build needs.
 const RUST_TARGETS: &[&str] = &["thumbv7m-none-eabi", "x86_64-unknown-linux-musl"];
 /// Debian packages the end-to-end steps need (checked by the command they provide).
