@@ -95,6 +95,16 @@ fn walk(
         f(&mut a.ip);
         a.hostnames.iter_mut().for_each(&mut *f);
     }
+    // Firmware (`small`) refuses dnsConfig: there is never one.
+    #[cfg(not(feature = "small"))]
+    if let Some(c) = &mut s.dns_config {
+        c.nameservers.iter_mut().for_each(&mut *f);
+        c.searches.iter_mut().for_each(&mut *f);
+        for opt in c.options.iter_mut() {
+            f(&mut opt.name);
+            o(&mut opt.value, f);
+        }
+    }
     o(&mut s.priority_class_name, f);
     seccomp(&mut s.security_context.seccomp, f);
     for t in s.tolerations.iter_mut() {
