@@ -1094,7 +1094,7 @@ impl Runtime for LinuxRuntime {
                 (ch, st)
             })
             .collect();
-        containers.sort_by(|(a, _), (b, _)| {
+        crate::sort_by(&mut containers, |(a, _), (b, _)| {
             (&a.record.pod_uid, &a.record.container_name)
                 .cmp(&(&b.record.pod_uid, &b.record.container_name))
                 .then(

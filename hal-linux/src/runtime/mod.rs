@@ -1303,7 +1303,7 @@ impl RuncRuntime {
                 record,
             });
         }
-        containers.sort_by(|a, b| a.id.cmp(&b.id));
+        crate::sort_by(&mut containers, |a, b| a.id.cmp(&b.id));
         Ok((sandbox, containers))
     }
 
@@ -1327,7 +1327,7 @@ impl RuncRuntime {
             listing.sandboxes.extend(sb);
             listing.containers.extend(cs);
         }
-        listing.sandboxes.sort_by(|a, b| a.id.cmp(&b.id));
+        crate::sort_by(&mut listing.sandboxes, |a, b| a.id.cmp(&b.id));
         Ok(listing)
     }
 }

@@ -257,7 +257,7 @@ pub fn host_devices(dir: &Path) -> Vec<Value> {
         return out;
     };
     let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
+    crate::sort_by_key(&mut entries, |e| e.file_name());
     for e in entries {
         let path = e.path();
         let name = e.file_name();
