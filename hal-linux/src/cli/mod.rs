@@ -152,7 +152,7 @@ pub fn run_with(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
     // building the whole command line's parser, whose allocations they would keep.
     match argv.first().map(String::as_str) {
         Some("shim") => return crate::runtime::shim::main(&argv[1..]) as i32,
-        Some("pause") => return crate::runtime::pause::main() as i32,
+        Some("pause") => return crate::runtime::pause::main(&argv[1..]) as i32,
         _ => {}
     }
     let cli = match Cli::try_parse_from(
@@ -196,7 +196,7 @@ pub fn run_with(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
             }
         }
         Command::Shim(raw) => crate::runtime::shim::main(&raw.args) as i32,
-        Command::Pause(_) => crate::runtime::pause::main() as i32,
+        Command::Pause(raw) => crate::runtime::pause::main(&raw.args) as i32,
     }
 }
 
