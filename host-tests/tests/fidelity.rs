@@ -329,6 +329,50 @@ fn the_pod_is_defaulted_as_the_kubelet_defaults_it() {
     );
 }
 
+/// resource.Quantity's canonical form (k8s.io/apimachinery/pkg/api/resource), on
+/// `kubelet-parity-quantities.yaml`: the defaulted pod prints quantities as the API does.
+#[test]
+fn quantities_are_printed_as_the_api_prints_them() {
+    let pod = prepared("kubelet-parity-quantities.yaml");
+    let s = |q: Option<Quantity>| q.map(|q| pod.s(q.text).to_string());
+    let c = &pod.spec.containers[0];
+    let (req, lim) = (&c.resources.requests, &c.resources.limits);
+    assert_eq!(s(req.cpu).as_deref(), Some("500m"));
+    assert_eq!(s(req.memory).as_deref(), Some("1Gi"));
+    // An exponent stays an exponent.
+    assert_eq!(s(req.ephemeral_storage).as_deref(), Some("1e3"));
+    assert_eq!(s(lim.cpu).as_deref(), Some("1"));
+    assert_eq!(s(lim.memory).as_deref(), Some("1536Mi"));
+    // Canonical already: kept.
+    assert_eq!(s(lim.ephemeral_storage).as_deref(), Some("100M"));
+    assert_eq!(
+        s(lim.get(&pod.pool, "hugepages-2Mi")).as_deref(),
+        Some("4Mi")
+    );
+    // Defaulted requests from limits are printed alike.
+    assert_eq!(
+        s(req.get(&pod.pool, "hugepages-2Mi")).as_deref(),
+        Some("4Mi")
+    );
+    match &c.env[0].value_from {
+        Some(EnvSource::Resource { divisor, .. }) => {
+            assert_eq!(s(*divisor).as_deref(), Some("1Mi"))
+        }
+        e => panic!("{e:?}"),
+    }
+    match &pod.spec.volumes[0].source {
+        VolumeSource::EmptyDir { size_limit, .. } => {
+            assert_eq!(s(*size_limit).as_deref(), Some("512Mi"))
+        }
+        v => panic!("{v:?}"),
+    }
+    // The values are unchanged: 1536 MiB.
+    assert_eq!(
+        lim.memory.map(|q| (q.mantissa, q.exp10)),
+        Some((1_610_612_736, 0))
+    );
+}
+
 /// The toleration is not added twice, and one with the same key, operator, value and
 /// effect loses its tolerationSeconds (AddOrUpdateTolerationInPod).
 #[test]

@@ -337,3 +337,51 @@ fn control_socket_admits_root_and_the_socket_group_only() {
     let (code, err) = pods_as(&n, 1234, 4321);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn a_damaged_image_blob_is_named_and_the_pod_waits_until_a_reimport_repairs_it() {
+    let mut n = Node::new("damaged-image");
+    // The layer blob: the largest file of the layout.
+    let blobs = n.root.join("images/blobs/sha256");
+    let layer = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let digest = format!("sha256:{}", layer.file_name().unwrap().to_string_lossy());
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&layer, &bytes).unwrap();
+
+    let root = n.root.display().to_string();
+    let (code, _, err) = keel_host_tests::linux::keel(&["image", "verify", "--root-dir", &root]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&digest) && err.contains("does not match its digest"),
+        "{err}"
+    );
+
+    n.start();
+    n.write("damaged.yaml", &pod("damaged", "exec sleep 100000"));
+    n.wait("the pod waiting on the damaged layer, named", T, |n| {
+        n.container("damaged", "main").is_some_and(|c| {
+            let w = &c["state"]["waiting"];
+            w["message"].as_str().is_some_and(|m| m.contains(&digest))
+        })
+    });
+    // Not started from it: still waiting.
+    assert_eq!(
+        n.state("damaged", "main").map(|(k, _)| k),
+        Some("waiting".to_string())
+    );
+
+    // Importing the image again repairs the store; the pod starts at its next retry.
+    n.import(&keel_host_tests::linux::busybox_archive(), None);
+    let (code, out, err) = keel_host_tests::linux::keel(&["image", "verify", "--root-dir", &root]);
+    assert_eq!(code, 0, "{out}{err}");
+    n.wait("damaged running after the re-import", T, |n| {
+        n.state("damaged", "main")
+            .is_some_and(|(k, _)| k == "running")
+    });
+}

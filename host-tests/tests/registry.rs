@@ -117,6 +117,25 @@ fn pull_by_tag_then_by_digest_and_present_layers_are_skipped() {
     assert!(out.contains("already present"), "{out}");
     assert!(out.contains("0 layer(s) fetched"), "{out}");
 
+    // A layer blob damaged on disk: named by `verify`, fetched again by the next pull.
+    let blobs = root.join("images/blobs/sha256");
+    let layer = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&layer, &bytes).unwrap();
+    let (code, _, err) = image(&root, &["verify", &name]);
+    let hex = layer.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(code == 1 && err.contains(&hex), "{err}");
+    let again = pull_ok(&root, &name, &[]);
+    assert!(again.contains("1 layer(s) fetched"), "{again}");
+    let (code, out2, err) = image(&root, &["verify", &name]);
+    assert_eq!(code, 0, "{out2}{err}");
+
     // By digest, into a fresh root via KEEL_ROOT_DIR.
     let digest = pulled_digest(&out);
     let by_digest = format!("{}/test/busybox@{digest}", reg.addr);

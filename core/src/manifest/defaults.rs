@@ -437,6 +437,83 @@ fn static_pod_toleration(pod: &mut Pod) -> Result<(), Error> {
         .map_err(|_| cap(Limit::Tolerations))
 }
 
+/// Calls `f` on every quantity of the pod: resources, `resourceFieldRef` divisors
+/// (env and downwardAPI items) and `emptyDir.sizeLimit`.
+#[cfg(not(feature = "small"))]
+fn for_each_quantity(s: &mut PodSpec, f: &mut dyn FnMut(&mut Quantity)) {
+    fn divisor(src: &mut EnvSource) -> Option<&mut Quantity> {
+        match src {
+            EnvSource::Resource {
+                divisor: Some(d), ..
+            } => Some(d),
+            _ => None,
+        }
+    }
+    for c in s.init_containers.iter_mut().chain(s.containers.iter_mut()) {
+        for r in [&mut c.resources.requests, &mut c.resources.limits] {
+            for q in [&mut r.cpu, &mut r.memory, &mut r.ephemeral_storage]
+                .into_iter()
+                .flatten()
+            {
+                f(q);
+            }
+            for e in r.other.iter_mut() {
+                f(&mut e.quantity);
+            }
+        }
+        for e in c.env.iter_mut() {
+            if let Some(d) = e.value_from.as_mut().and_then(divisor) {
+                f(d);
+            }
+        }
+    }
+    for it in s.downward_items.iter_mut() {
+        if let Some(d) = divisor(&mut it.source) {
+            f(d);
+        }
+    }
+    for v in s.volumes.iter_mut() {
+        if let VolumeSource::EmptyDir {
+            size_limit: Some(q),
+            ..
+        } = &mut v.source
+        {
+            f(q);
+        }
+    }
+}
+
+/// Every quantity as Kubernetes prints it once parsed ([`quantity::canonical`]:
+/// `1000m` → `1`, `1024Mi` → `1Gi`), its value with it (rounded up to a nano, binary
+/// amounts capped at 2^63-1, as `ParseQuantity` does). Text already canonical keeps its
+/// handle; a new text is added to the pool.
+///
+/// [`quantity::canonical`]: super::quantity::canonical
+#[cfg(not(feature = "small"))]
+fn canonical_quantities(pod: &mut Pod) -> Result<(), Error> {
+    use super::quantity::{canonical, parse};
+    let Pod { spec, pool, .. } = pod;
+    let mut full = false;
+    for_each_quantity(spec, &mut |q| {
+        let Some(text) = canonical(pool.get(q.text)) else {
+            return;
+        };
+        if let Some((mantissa, exp10)) = parse(&text) {
+            (q.mantissa, q.exp10) = (mantissa, exp10);
+        }
+        if text != pool.get(q.text) {
+            match pool.add(&text) {
+                Ok(t) => q.text = t,
+                Err(_) => full = true,
+            }
+        }
+    });
+    if full {
+        return Err(cap(Limit::StringBytes));
+    }
+    Ok(())
+}
+
 fn image_is_latest(image: &str) -> bool {
     let without_digest = image.split('@').next().unwrap_or(image);
     let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
@@ -511,6 +588,8 @@ pub fn apply_with_digest(
     // toleration, requests from limits): its flash budget.
     #[cfg(not(feature = "small"))]
     static_pod_toleration(pod)?;
+    #[cfg(not(feature = "small"))]
+    canonical_quantities(pod)?;
     let s = &mut pod.spec;
     s.restart_policy.get_or_insert(RestartPolicy::Always);
     s.termination_grace_period_seconds.get_or_insert(30);

@@ -3,6 +3,7 @@
 //! This module deals with parsing `resource.Quantity` text exactly: `500m`, `1.5`, `128Mi`,
 //! `1e3`, `2Gi`, `.5`, `+1k`. The value is returned as `mantissa × 10^exp10` with binary
 //! suffixes multiplied out, so nothing is rounded (cgroup limits need exact bytes).
+//! [`canonical`] (Linux builds) prints a quantity as Kubernetes does once it has parsed it.
 
 /// Parses a quantity; `None` if malformed or beyond ±9.2e18 units after scaling.
 ///
@@ -50,7 +51,8 @@ pub fn parse(s: &str) -> Option<(i64, i8)> {
     }
     let suffix = b.get(i..)?;
     let (bin_pow, dec_exp): (u32, i32) = match suffix {
-        [b'e' | b'E', rest @ ..] => (0, exponent(rest)?),
+        // `E` alone is exa (10^18); `E3` and `e3` are exponents.
+        [b'e' | b'E', rest @ ..] if !rest.is_empty() => (0, exponent(rest)?),
         _ => scale(suffix)?,
     };
     all.checked_shl(bin_pow)
@@ -136,6 +138,177 @@ fn divmod5(x: u128) -> (u128, u32) {
     (q, r)
 }
 
+/// How a quantity is written, chosen by its suffix (`resource.Format`).
+#[cfg(not(feature = "small"))]
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// No suffix or `n u m k M G T P E`.
+    DecimalSi,
+    /// `Ki Mi Gi Ti Pi Ei`.
+    BinarySi,
+    /// `e<n>` / `E<n>`.
+    DecimalExponent,
+}
+
+/// A canonical quantity's text (at most a sign, 21 digits and `e-128`).
+#[cfg(not(feature = "small"))]
+pub type Canonical = heapless::String<32>;
+
+/// The quantity as Kubernetes prints it after parsing it (`resource.Quantity`'s
+/// `ParseQuantity`, then `String`): `1000m` → `1`, `0.5` → `500m`, `1024Mi` → `1Gi`,
+/// `1.5Gi` → `1536Mi`, `0.1n` → `1n`; `None` if `text` is not a quantity [`parse`] takes.
+///
+/// The rules of `k8s.io/apimachinery/pkg/api/resource`: text already in canonical form
+/// (the fast path's checks in `ParseQuantity`) is kept as written, `+` and `E3` included;
+/// otherwise the value, rounded up (away from zero) to a nano and, for binary suffixes,
+/// capped at 2^63-1, is printed in the family of the suffix as written: the largest
+/// multiple-of-three exponent (decimal SI suffix, or `e<n>` beyond `E`), or the largest
+/// power of 1024 (a binary value that is not a whole number of at least 1024 is printed
+/// as decimal SI). Zero is `0`.
+#[cfg(not(feature = "small"))]
+pub fn canonical(text: &str) -> Option<Canonical> {
+    let (m, e) = parse(text)?;
+    let b = text.as_bytes();
+    let (neg, body) = match b {
+        [b'-', r @ ..] => (true, r),
+        [b'+', r @ ..] => (false, r),
+        r => (false, r),
+    };
+    let digits = |s: &[u8]| s.iter().take_while(|c| c.is_ascii_digit()).count();
+    let (int, rest) = body.split_at(digits(body));
+    let (frac, suffix) = match rest {
+        [b'.', r @ ..] => r.split_at(digits(r)),
+        r => (&r[..0], r),
+    };
+    let (format, dec_exp, bin_pow) = match suffix {
+        [b'e' | b'E', r @ ..] if !r.is_empty() => (Format::DecimalExponent, exponent(r)?, 0),
+        _ => {
+            let (bin, dec) = scale(suffix)?;
+            let f = if bin > 0 {
+                Format::BinarySi
+            } else {
+                Format::DecimalSi
+            };
+            (f, dec, bin)
+        }
+    };
+    let mut out = Canonical::new();
+    if m == 0 {
+        out.push('0').ok()?;
+        return Some(out);
+    }
+    if kept_as_written(int, frac, format, dec_exp, bin_pow) {
+        out.push_str(text).ok()?;
+        return Some(out);
+    }
+    let (mut mag, mut e) = (u128::from(m.unsigned_abs()), i32::from(e));
+    // Rounded up to a nano (a request for a little gets some).
+    if e < -9 {
+        let shift = (-9 - e) as u32;
+        mag = if shift >= 20 {
+            1
+        } else {
+            mag.div_ceil(10u128.pow(shift))
+        };
+        e = -9;
+    }
+    while mag.is_multiple_of(10) {
+        mag /= 10;
+        e += 1;
+    }
+    let mut format = format;
+    if format == Format::BinarySi {
+        // Capped at 2^63-1 (`maxAllowed`).
+        let max = i64::MAX as u128;
+        if e > 19 || (e >= 0 && mag * 10u128.pow(e as u32) > max) {
+            (mag, e) = (max, 0);
+        }
+        // Fractions and values below 1024 are shown in decimal (no rounding, no `0Ki`).
+        if e < 0 || mag * 10u128.pow(e as u32) < 1024 {
+            format = Format::DecimalSi;
+        }
+    }
+    if neg {
+        out.push('-').ok()?;
+    }
+    let suffix: &str = match format {
+        Format::BinarySi => {
+            let mut v = mag * 10u128.pow(e as u32);
+            let mut k = 0;
+            while v.is_multiple_of(1024) {
+                v /= 1024;
+                k += 1;
+            }
+            (mag, e) = (v, 0);
+            ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][k]
+        }
+        _ => {
+            let r = e.rem_euclid(3);
+            mag *= 10u128.pow(r as u32);
+            e -= r;
+            let si = ["n", "u", "m", "", "k", "M", "G", "T", "P", "E"];
+            match usize::try_from((e + 9) / 3).ok().and_then(|i| si.get(i)) {
+                Some(s) if format == Format::DecimalSi => s,
+                _ => "",
+            }
+        }
+    };
+    push_u128(&mut out, mag)?;
+    out.push_str(suffix).ok()?;
+    if format != Format::BinarySi && suffix.is_empty() && e != 0 {
+        // `e<n>`: the exponent format, and decimal SI beyond `E`.
+        use core::fmt::Write as _;
+        write!(out, "e{e}").ok()?;
+    }
+    Some(out)
+}
+
+/// Whether `ParseQuantity` keeps the text as written: its fast path (at most 18 digits,
+/// or a binary suffix with room to spare), and digits that are already canonical (decimal:
+/// an exponent that is a multiple of three, no leading zero, no `000` at the end; binary:
+/// a whole number not divisible by 8).
+#[cfg(not(feature = "small"))]
+fn kept_as_written(int: &[u8], frac: &[u8], format: Format, dec_exp: i32, bin_pow: u32) -> bool {
+    let start = int.iter().position(|&c| c != b'0').unwrap_or(int.len());
+    let num = &int[start..];
+    let num: &[u8] = if num.is_empty() { b"0" } else { num };
+    let value = |s: &[u8]| s.iter().fold(0i64, |v, &c| v * 10 + i64::from(c - b'0'));
+    if format == Format::BinarySi {
+        let precision = 14 - num.len() as i64 - i64::from(bin_pow) * 3 / 10;
+        if !frac.is_empty() || precision < 0 {
+            return false;
+        }
+        let v = value(num);
+        return v.checked_mul(1 << bin_pow).is_some() && v & 7 != 0;
+    }
+    if num.len() + frac.len() > 18 {
+        return false;
+    }
+    let scale = i64::from(dec_exp) - frac.len() as i64;
+    let mut last3 = [b'0'; 3];
+    for (i, &c) in num.iter().chain(frac).rev().take(3).enumerate() {
+        last3[2 - i] = c;
+    }
+    let shifted_len = num.len() + frac.len();
+    scale >= -9 && scale % 3 == 0 && !(shifted_len >= 3 && last3 == *b"000") && num[0] != b'0'
+}
+
+/// Appends `v` in decimal.
+#[cfg(not(feature = "small"))]
+fn push_u128(out: &mut Canonical, mut v: u128) -> Option<()> {
+    let mut buf = [0u8; 40];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(core::str::from_utf8(&buf[i..]).ok()?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse;
@@ -164,11 +337,129 @@ mod tests {
             ("1.2.3", None),
             ("1 Gi", None),
             ("1e", None),
+            // Exa, not an exponent (apimachinery's TestQuantityParse: `1E`, `12E`).
+            ("1E", Some((1, 18))),
+            ("12E", Some((12, 18))),
+            ("1.01E", Some((101, 16))),
             ("1e+-3", None),
             ("99999999999Ei", None),
         ];
         for (text, want) in table {
             assert_eq!(parse(text), *want, "{text}");
+        }
+    }
+
+    /// Cases from apimachinery's `quantity_test.go` (`TestQuantityParseEmit`,
+    /// `TestQuantityString`: an expected string is kept as written and its alternate
+    /// printed as it; `TestQuantityParse`'s rounding cases), and keel's own.
+    #[cfg(not(feature = "small"))]
+    #[test]
+    fn canonical_as_kubernetes_prints_it() {
+        use super::canonical;
+        let table: &[(&str, &str)] = &[
+            // TestQuantityParseEmit.
+            ("1Ki", "1Ki"),
+            ("1Mi", "1Mi"),
+            ("1Gi", "1Gi"),
+            ("1024Mi", "1Gi"),
+            ("1000M", "1G"),
+            (".001Ki", "1024m"),
+            (".000001Ki", "1024u"),
+            (".000000001Ki", "1024n"),
+            (".000000000001Ki", "2n"),
+            // TestQuantityString: alternates.
+            ("307200Ki", "300Mi"),
+            ("1025024Mi", "1001Gi"),
+            ("1024Gi", "1Ti"),
+            ("5000m", "5"),
+            ("0.5", "500m"),
+            ("0.001T", "1G"),
+            ("1000u", "1m"),
+            ("1.08", "1080m"),
+            ("1080000000n", "1080m"),
+            ("1000E", "1e21"),
+            ("5000E", "5e21"),
+            ("1000000E", "1e24"),
+            (".001e12", "1e9"),
+            ("0.001e0", "1e-3"),
+            ("1000e-12", "1e-9"),
+            ("00", "0"),
+            // TestQuantityString: canonical text is kept.
+            ("6Ki", "6Ki"),
+            ("1G", "1G"),
+            ("80m", "80m"),
+            ("300M", "300M"),
+            ("1T", "1T"),
+            ("1E", "1E"),
+            ("1e21", "1e21"),
+            ("1234567M", "1234567M"),
+            ("1234567m", "1234567m"),
+            ("3k", "3k"),
+            ("1025", "1025"),
+            ("0", "0"),
+            ("1e9", "1e9"),
+            ("80e-3", "80e-3"),
+            ("300e6", "300e6"),
+            ("1n", "1n"),
+            ("1080n", "1080n"),
+            ("80u", "80u"),
+            // TestQuantityParse: rounded up to a nano, binary fractions, exa.
+            ("3.001n", "4n"),
+            ("1.1E-9", "2e-9"),
+            ("0.0000000001", "1n"),
+            ("0.5e-9", "1e-9"),
+            ("0.9n", "1n"),
+            ("0.00000012345", "124n"),
+            ("12E", "12E"),
+            // The fast path keeps a fraction whose digits land on a suffix.
+            ("100.035k", "100.035k"),
+            ("10.035M", "10.035M"),
+            ("10.0350M", "10035k"),
+            ("0.5Mi", "512Ki"),
+            ("100.035Ki", "102435840m"),
+            ("0.05Gi", "53687091200m"),
+            ("1.G", "1.G"),
+            (".001", "1m"),
+            // keel's own: the examples of the issue, signs, the binary cap.
+            ("1000m", "1"),
+            ("1e3", "1e3"),
+            ("1.5Gi", "1536Mi"),
+            ("8Ki", "8Ki"),
+            ("1024Ki", "1Mi"),
+            ("512", "512"),
+            ("1536", "1536"),
+            ("0.5Ki", "512"),
+            ("+1", "+1"),
+            ("+1000m", "1"),
+            ("-0", "0"),
+            ("0m", "0"),
+            ("0Ki", "0"),
+            ("10000000Ti", "9223372036854775807"),
+            ("-10000000Ti", "-9223372036854775807"),
+            ("0.1e-127", "1e-9"),
+            ("1e127", "10e126"),
+        ];
+        extern crate std;
+        for (text, want) in table {
+            assert_eq!(canonical(text).as_deref(), Some(*want), "{text}");
+            // The printed text means the value (the binary cap and nano rounding aside).
+            let exact = parse(text).is_some_and(|(_, e)| e >= -9) && !text.ends_with("Ti");
+            if exact {
+                assert_eq!(parse(want), parse(text), "{text} → {want}");
+            }
+        }
+        // Negated, as TestQuantityParseEmit does.
+        for (text, want) in &table[..9] {
+            let neg = std::format!("-{text}");
+            let got = canonical(&neg);
+            assert_eq!(
+                got.as_deref(),
+                Some(std::format!("-{want}").as_str()),
+                "{neg}"
+            );
+        }
+        for bad in ["", "1x", "9Ei", "1e"] {
+            assert_eq!(canonical(bad), None, "{bad}");
         }
     }
 
@@ -210,7 +501,7 @@ mod tests {
         }
         let suffix = b.get(i..)?;
         let (bin_pow, dec_exp): (u32, i32) = match suffix {
-            [b'e' | b'E', rest @ ..] => {
+            [b'e' | b'E', rest @ ..] if !rest.is_empty() => {
                 let t = core::str::from_utf8(rest).ok()?;
                 let valid = !t.is_empty()
                     && t.trim_start_matches(['+', '-'])
@@ -288,7 +579,7 @@ mod tests {
         }
         let suffixes = [
             "", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
-            "e3", "e-7", "E+2", "e", "x",
+            "e3", "e-7", "E+2", "e", "E", "x",
         ];
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {

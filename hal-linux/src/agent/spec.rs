@@ -513,30 +513,42 @@ fn check_host_path(path: &Path, kind: HostPathType) -> Result<(), SpecError> {
 }
 
 /// Joins a subPath onto a volume path, refusing escapes (`..`, absolute, symlinks out).
+///
+/// Missing directories are created one component at a time, each only after the path
+/// so far has been resolved and found inside the volume: a symlink a container left in
+/// its volume (`out -> /etc`) can never make keel create `out/new` on the host.
 fn join_sub_path(base: &Path, sub: &str) -> Result<PathBuf, SpecError> {
     let rel = Path::new(sub);
     if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(SpecError::SubPath(sub.to_string()));
     }
-    let target = base.join(rel);
-    if !target.exists() {
-        std::fs::create_dir_all(&target).map_err(|source| SpecError::Io {
-            path: target.clone(),
-            source,
-        })?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SpecError::Io { path, source }
+    };
+    let base_canon = base.canonicalize().map_err(io(base))?;
+    let mut cur = base_canon.clone();
+    for c in rel.components() {
+        let Component::Normal(name) = c else { continue };
+        let next = cur.join(name);
+        match std::fs::symlink_metadata(&next) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // `cur` has no symlink in it, and mkdir never follows its last component.
+                match std::fs::create_dir(&next) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io(&next)(e)),
+                }
+            }
+            Err(e) => return Err(io(&next)(e)),
+            Ok(_) => {}
+        }
+        cur = next.canonicalize().map_err(io(&next))?;
+        if !cur.starts_with(&base_canon) {
+            return Err(SpecError::SubPath(sub.to_string()));
+        }
     }
-    let canon = target.canonicalize().map_err(|source| SpecError::Io {
-        path: target.clone(),
-        source,
-    })?;
-    let base_canon = base.canonicalize().map_err(|source| SpecError::Io {
-        path: base.to_owned(),
-        source,
-    })?;
-    if !canon.starts_with(&base_canon) {
-        return Err(SpecError::SubPath(sub.to_string()));
-    }
-    Ok(canon)
+    Ok(cur)
 }
 
 /// The emptyDir directory of a volume.
@@ -986,6 +998,25 @@ mod tests {
         std::os::unix::fs::symlink("/etc", dir.join("out")).unwrap();
         assert!(join_sub_path(&dir, "out").is_err());
         assert!(join_sub_path(&dir, "a/b").unwrap().ends_with("a/b"));
+        // A symlink out, then a directory to create through it: refused, nothing made.
+        let outside = dir.join("outside");
+        let vol = dir.join("vol");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::create_dir_all(&vol).unwrap();
+        std::os::unix::fs::symlink(&outside, vol.join("out")).unwrap();
+        for sub in ["out/new", "out/new/deeper", "./out/new"] {
+            assert!(
+                matches!(join_sub_path(&vol, sub), Err(SpecError::SubPath(_))),
+                "{sub}"
+            );
+            assert!(!outside.join("new").exists(), "{sub} created outside");
+        }
+        // A symlink that stays inside the volume is followed, as Kubernetes allows.
+        std::fs::create_dir_all(vol.join("real")).unwrap();
+        std::os::unix::fs::symlink("real", vol.join("alias")).unwrap();
+        let got = join_sub_path(&vol, "alias/x").unwrap();
+        assert_eq!(got, vol.canonicalize().unwrap().join("real/x"));
+        assert!(got.is_dir());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -13,6 +13,7 @@ pub const USAGE: &str = "\
 usage: keel image pull [--root-dir DIR] [--platform OS/ARCH[/VARIANT]] REF
        keel image import [--root-dir DIR] [--name REF] [--change 'CMD [\"sh\"]']... FILE|DIR
        keel image ls [--root-dir DIR]
+       keel image verify [--root-dir DIR] [REF...]
        keel image rm [--root-dir DIR] REF...
 
 pull fetches REF (by tag or @sha256: digest) from its registry, or from the mirrors in
@@ -22,7 +23,10 @@ plain rootfs tarball (then --name is required, like docker import); --change set
 rootfs image's CMD, ENTRYPOINT, ENV, WORKDIR, USER or STOPSIGNAL (repeatable).
 ls shows each image's size (config and layers as stored) and when a container last
 started from it (an agent records it; images unused longest go first when the agent's
-image garbage collection frees disk space).
+image garbage collection frees disk space), and names on stderr any image whose stored
+manifest or config no longer matches its digest or whose layer blob is gone (exit 1).
+verify hashes every blob of REF (default: every image) against its digest and checks its
+layers are unpacked; a pull or import of the image repairs what it reports.
 --root-dir defaults to $KEEL_ROOT_DIR, else /var/lib/keel.";
 
 /// The root dir when `--root-dir` is not given: `$KEEL_ROOT_DIR`, else /var/lib/keel.
@@ -145,13 +149,50 @@ pub fn run(args: &[String]) -> i32 {
                 for r in &rows {
                     println!("{}", super::client::line(r, &width));
                 }
-                0
+                let mut code = 0;
+                for i in &list {
+                    if let Some(d) = &i.damage {
+                        eprintln!("keel image ls: {}: {d}", i.reference);
+                        code = 1;
+                    }
+                }
+                code
             }
             Err(e) => {
                 eprintln!("keel image ls: {e}");
                 1
             }
         },
+        Some("verify") => {
+            let refs = if rest.is_empty() {
+                match store.list() {
+                    Ok(l) => l.into_iter().map(|i| i.reference).collect(),
+                    Err(e) => {
+                        eprintln!("keel image verify: {e}");
+                        return 1;
+                    }
+                }
+            } else {
+                rest.clone()
+            };
+            let mut code = 0;
+            for r in &refs {
+                match store.verify(r) {
+                    Ok(problems) if problems.is_empty() => println!("{r}: ok"),
+                    Ok(problems) => {
+                        for p in problems {
+                            eprintln!("keel image verify: {r}: {p}");
+                        }
+                        code = 1;
+                    }
+                    Err(e) => {
+                        eprintln!("keel image verify: {r}: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            code
+        }
         Some("rm") => {
             if rest.is_empty() {
                 eprintln!("keel image rm: name at least one image\n{USAGE}");

@@ -134,6 +134,17 @@ pub enum ImageError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A layer unpacks to more than a bound of [`super::LayerLimits`] allows (a tar
+    /// bomb, or a layer larger than this node accepts).
+    #[error("layer {layer}: more than {max} {what} (a bound of the image store's layer limits)")]
+    LayerLimit {
+        /// The layer being unpacked.
+        layer: PathBuf,
+        /// The bound exceeded, e.g. "entries".
+        what: &'static str,
+        /// Its value.
+        max: u64,
+    },
     /// A layer entry could not be created.
     #[error("layer {layer}: entry {entry:?}: {source}")]
     Unpack {

@@ -52,6 +52,7 @@ pub mod change;
 mod digest;
 pub mod error;
 pub mod gc;
+mod limits;
 mod oci;
 pub mod reference;
 pub mod registry;
@@ -59,6 +60,7 @@ mod source;
 mod store;
 pub mod testutil;
 mod unpack;
+mod verify;
 
 #[cfg(test)]
 mod tests;
@@ -68,6 +70,7 @@ use std::path::PathBuf;
 pub use change::ImageChanges;
 pub use error::ImageError;
 pub use gc::{GcPolicy, ImageGcReport};
+pub use limits::{LayerLimits, LimitKind};
 pub use reference::Reference;
 pub use registry::RegistryConfig;
 pub use store::ImageStore;
@@ -118,6 +121,10 @@ pub struct ImageSummary {
     pub size: u64,
     /// When a container of an agent last started from it (`None`: never).
     pub last_used: Option<std::time::SystemTime>,
+    /// Why the image cannot be used as stored (a damaged or missing blob, named by its
+    /// digest); `None` when its manifest and config check out and its layer blobs are
+    /// there. `id` and `size` are empty when the manifest itself is damaged.
+    pub damage: Option<String>,
 }
 
 /// What a garbage collection deleted.

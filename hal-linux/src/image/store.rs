@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,10 +20,12 @@ use nix::fcntl::{Flock, FlockArg};
 use super::change::ImageChanges;
 use super::digest::{self, HashingReader};
 use super::error::{ImageError, Result};
+use super::limits::LayerLimits;
 use super::oci::{self, ConfigFile, Descriptor, DockerSaveEntry, Index, Manifest};
 use super::reference::{self, Reference};
 use super::source::{Source, TarIndex};
 use super::unpack::{self, Compression};
+use super::verify::{self, Verified};
 use super::{GcStats, ImageConfig, ImageSummary, Removed, ResolvedImage};
 
 /// Prefix of temporary files and directories; garbage collection removes leftovers.
@@ -51,6 +54,8 @@ impl Drop for TmpFile {
 pub struct ImageStore {
     images: PathBuf,
     layers: PathBuf,
+    limits: LayerLimits,
+    verified: Verified,
 }
 
 /// The kinds of input `import` recognises.
@@ -68,9 +73,23 @@ impl ImageStore {
         let store = ImageStore {
             images: root_dir.join("images"),
             layers: root_dir.join("layers"),
+            limits: LayerLimits::default(),
+            verified: Verified::default(),
         };
         for d in [store.blobs_dir(), store.layers.clone()] {
             fs::create_dir_all(&d).map_err(ImageError::io(&d))?;
+        }
+        // Layers keep their set-uid and set-gid files (a container needs its `su`), so
+        // no one but root may reach them from the host: a set-uid root shell in a pulled
+        // layer must not be a way up for a host user (containerd's snapshots are 0700
+        // for the same reason).
+        let mode = fs::metadata(&store.layers)
+            .map_err(ImageError::io(&store.layers))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&store.layers, fs::Permissions::from_mode(0o700))
+                .map_err(ImageError::io(&store.layers))?;
         }
         let _lock = store.lock(FlockArg::LockExclusive)?;
         let layout = store.images.join("oci-layout");
@@ -81,6 +100,18 @@ impl ImageStore {
             write_atomic(&store.index_path(), &oci::to_json(&Index::default()))?;
         }
         Ok(store)
+    }
+
+    /// The same store with other bounds on what one layer may unpack to (the default is
+    /// [`LayerLimits::default`]).
+    pub fn with_layer_limits(mut self, limits: LayerLimits) -> ImageStore {
+        self.limits = limits;
+        self
+    }
+
+    /// The blobs this handle found intact (see [`super::verify`]).
+    pub(super) fn verified(&self) -> &Verified {
+        &self.verified
     }
 
     /// The root dir the store lives under (where `registries.yaml` is read from).
@@ -135,15 +166,18 @@ impl ImageStore {
         write_atomic(&self.index_path(), &oci::to_json(index))
     }
 
-    fn read_blob_json<T: serde::de::DeserializeOwned>(&self, digest: &str) -> Result<T> {
+    /// Reads and parses the JSON blob `digest` (a manifest or config), checking it
+    /// against its digest first: a damaged or missing one is [`ImageError::Corrupt`].
+    pub(super) fn read_blob_json<T: serde::de::DeserializeOwned>(&self, digest: &str) -> Result<T> {
         let p = self.blob_path(digest)?;
         let bytes = fs::read(&p).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => ImageError::Corrupt {
-                path: p.clone(),
-                reason: format!("blob {digest} is missing"),
-            },
+            io::ErrorKind::NotFound => verify::missing(&p, digest),
             _ => ImageError::io(&p)(e),
         })?;
+        let actual = digest::of_bytes(&bytes);
+        if actual != digest {
+            return Err(verify::damaged(&p, digest, &actual));
+        }
         oci::parse(&bytes, digest)
     }
 
@@ -468,7 +502,8 @@ impl ImageStore {
     fn put_bytes(&self, bytes: &[u8]) -> Result<Descriptor> {
         let digest = digest::of_bytes(bytes);
         let p = self.blob_path(&digest)?;
-        if !p.exists() {
+        // Missing or damaged: (re)written.
+        if fs::read(&p).ok().as_deref() != Some(bytes) {
             write_atomic(&p, bytes)?;
         }
         Ok(Descriptor {
@@ -489,9 +524,9 @@ impl ImageStore {
         expected: Option<&Descriptor>,
     ) -> Result<PathBuf> {
         if let Some(d) = expected {
-            let p = self.blob_path(&d.digest)?;
-            if p.exists() {
-                return Ok(p);
+            // A damaged copy is replaced by this one (verified below).
+            if self.blob_intact(&d.digest)? {
+                return self.blob_path(&d.digest);
             }
         }
         let tmp = TmpFile(self.blobs_dir().join(tmp_name("blob")));
@@ -518,14 +553,15 @@ impl ImageStore {
         }
         let tmp = self.layers.join(tmp_name("layer"));
         fs::create_dir(&tmp).map_err(ImageError::io(&tmp))?;
-        let result = unpack::unpack_layer(blob, &tmp).and_then(|actual| match expected {
-            Some(e) if *e != actual => Err(ImageError::DiffIdMismatch {
-                layer: name.to_string(),
-                expected: e.clone(),
-                actual,
-            }),
-            _ => Ok(actual),
-        });
+        let result =
+            unpack::unpack_layer(blob, &tmp, &self.limits).and_then(|actual| match expected {
+                Some(e) if *e != actual => Err(ImageError::DiffIdMismatch {
+                    layer: name.to_string(),
+                    expected: e.clone(),
+                    actual,
+                }),
+                _ => Ok(actual),
+            });
         let done = result.and_then(|diff_id| {
             let dest = self.layer_path(&diff_id)?;
             if dest.is_dir() {
@@ -549,9 +585,9 @@ impl ImageStore {
         Ok(d)
     }
 
-    /// Whether the layout holds blob `digest`.
+    /// Whether the layout holds blob `digest`, intact (a damaged copy is fetched again).
     pub(crate) fn has_blob(&self, digest: &str) -> Result<bool> {
-        Ok(self.blob_path(digest)?.is_file())
+        self.blob_intact(digest)
     }
 
     /// Blob `digest` from the layout, if there (for small documents: configs).
@@ -584,7 +620,8 @@ impl ImageStore {
             let ingest = self.ingest_dir()?;
             for (desc, diff_id) in layers {
                 let blob = self.blob_path(&desc.digest)?;
-                if !blob.is_file() {
+                // Missing or damaged: the staged copy (verified by the pull) replaces it.
+                if !self.blob_intact(&desc.digest)? {
                     let staged = ingest.join(digest::hex_of(&desc.digest)?);
                     fs::rename(&staged, &blob).map_err(|e| match e.kind() {
                         io::ErrorKind::NotFound => ImageError::Corrupt {
@@ -629,6 +666,10 @@ impl ImageStore {
             return Ok(None);
         };
         let config: ConfigFile = self.read_blob_json(&manifest.config.digest)?;
+        // A container never starts from a layer whose blob is damaged or gone.
+        if let Some(e) = self.check_layers(&manifest)? {
+            return Err(e);
+        }
         let mut lower_dirs = Vec::new();
         for diff_id in config.rootfs.diff_ids.iter().rev() {
             let p = self.layer_path(diff_id)?;
@@ -697,7 +738,10 @@ impl ImageStore {
     }
 
     /// Lists the images in the store, one per reference, sorted by reference. `size` is
-    /// the sum of the config and (possibly compressed) layer blob sizes.
+    /// the sum of the config and (possibly compressed) layer blob sizes. Manifests and
+    /// configs are checked against their digests and layer blobs for presence (a full
+    /// check hashes them: [`ImageStore::verify`]); an image with a damaged or missing
+    /// one is listed with `damage` set.
     pub fn list(&self) -> Result<Vec<ImageSummary>> {
         let _lock = self.lock(FlockArg::LockShared)?;
         let index = self.read_index()?;
@@ -706,14 +750,33 @@ impl ImageStore {
             let Some(name) = desc.annotations.get(oci::ANN_REF_NAME) else {
                 continue;
             };
-            let manifest: Manifest = self.read_blob_json(&desc.digest)?;
-            out.push(ImageSummary {
+            let mut summary = ImageSummary {
                 reference: name.clone(),
-                id: manifest.config.digest.clone(),
+                id: String::new(),
                 manifest_digest: desc.digest.clone(),
-                size: manifest.config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>(),
+                size: 0,
                 last_used: self.last_used(&desc.digest),
-            });
+                damage: None,
+            };
+            match self.read_blob_json::<Manifest>(&desc.digest) {
+                Ok(manifest) => {
+                    summary.id = manifest.config.digest.clone();
+                    summary.size =
+                        manifest.config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>();
+                    let config = self.read_blob_json::<ConfigFile>(&manifest.config.digest);
+                    summary.damage = match config {
+                        Err(e @ ImageError::Corrupt { .. }) => Some(e.to_string()),
+                        Err(e) => return Err(e),
+                        Ok(_) => manifest.layers.iter().find_map(|l| {
+                            let p = self.blob_path(&l.digest).ok()?;
+                            (!p.is_file()).then(|| verify::missing(&p, &l.digest).to_string())
+                        }),
+                    };
+                }
+                Err(e @ ImageError::Corrupt { .. }) => summary.damage = Some(e.to_string()),
+                Err(e) => return Err(e),
+            }
+            out.push(summary);
         }
         out.sort_by(|a, b| a.reference.cmp(&b.reference));
         Ok(out)
@@ -756,14 +819,29 @@ impl ImageStore {
         let index = self.read_index()?;
         let mut blobs = HashSet::new();
         let mut layers = HashSet::new();
+        // A damaged manifest or config hides what its image uses: then no blob or layer
+        // is deleted until a pull or import has repaired it.
+        let mut blind = false;
         for desc in &index.manifests {
             blobs.insert(digest::hex_of(&desc.digest)?.to_string());
-            let manifest: Manifest = self.read_blob_json(&desc.digest)?;
+            let manifest: Manifest = match self.read_blob_json(&desc.digest) {
+                Err(ImageError::Corrupt { .. }) => {
+                    blind = true;
+                    continue;
+                }
+                other => other?,
+            };
             blobs.insert(digest::hex_of(&manifest.config.digest)?.to_string());
             for l in &manifest.layers {
                 blobs.insert(digest::hex_of(&l.digest)?.to_string());
             }
-            let config: ConfigFile = self.read_blob_json(&manifest.config.digest)?;
+            let config: ConfigFile = match self.read_blob_json(&manifest.config.digest) {
+                Err(ImageError::Corrupt { .. }) => {
+                    blind = true;
+                    continue;
+                }
+                other => other?,
+            };
             for d in &config.rootfs.diff_ids {
                 layers.insert(digest::hex_of(d)?.to_string());
             }
@@ -793,7 +871,7 @@ impl ImageStore {
             for entry in fs::read_dir(&dir).map_err(ImageError::io(&dir))? {
                 let entry = entry.map_err(ImageError::io(&dir))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if live.contains(&name) {
+                if live.contains(&name) || (blind && !name.starts_with(TMP_PREFIX)) {
                     continue;
                 }
                 let p = entry.path();

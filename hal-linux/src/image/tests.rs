@@ -66,7 +66,12 @@ fn tar_of(entries: &[(tar::Header, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn unpack(bytes: &[u8], dest: &Path) -> Result<(), ImageError> {
-    unpack_tar(&mut &bytes[..], dest, Path::new("test-layer"))
+    unpack_tar(
+        &mut &bytes[..],
+        dest,
+        Path::new("test-layer"),
+        &super::LayerLimits::default(),
+    )
 }
 
 fn get_xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
@@ -684,4 +689,365 @@ fn concurrent_writers_serialise_on_the_lock() {
     let store = ImageStore::open(&root).unwrap();
     assert_eq!(store.list().unwrap().len(), 4);
     assert_eq!(fs::read_dir(store.layers_dir()).unwrap().count(), 1);
+}
+
+/// Writes `v` as a NUL-terminated octal number filling `field`, as tar headers do.
+fn octal(field: &mut [u8], v: u64) {
+    let s = format!("{v:0w$o}\0", w = field.len() - 1);
+    field.copy_from_slice(s.as_bytes());
+}
+
+fn small_limits() -> super::LayerLimits {
+    super::LayerLimits {
+        max_bytes: 1 << 20,
+        max_entries: 100,
+        max_header_bytes: 64 << 10,
+    }
+}
+
+fn unpack_within(bytes: &[u8], dest: &Path) -> Result<(), ImageError> {
+    unpack_tar(
+        &mut &bytes[..],
+        dest,
+        Path::new("bomb-layer"),
+        &small_limits(),
+    )
+}
+
+fn assert_limit(r: Result<(), ImageError>, what: &str) {
+    match r {
+        Err(e @ ImageError::LayerLimit { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("bomb-layer") && msg.contains(what), "{msg}");
+        }
+        other => panic!("expected the {what} bound, got {other:?}"),
+    }
+}
+
+/// A reader that counts what it hands out.
+struct Counted<R>(R, u64);
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_layer_over_the_byte_bound_is_a_named_error() {
+    let t = TempDir::new("bomb-bytes");
+    // Two files under the bound each, over it together.
+    let half = vec![0u8; 600 << 10];
+    let tar = tar_of(&[
+        raw(E::Regular, b"a", b"", 0o644, &half),
+        raw(E::Regular, b"b", b"", 0o644, &half),
+    ]);
+    assert_limit(
+        unpack_within(&tar, t.path()),
+        "1048576 bytes of file content",
+    );
+    // Right at the bound is fine.
+    let t = TempDir::new("bomb-bytes-ok");
+    let tar = tar_of(&[raw(E::Regular, b"a", b"", 0o644, &vec![7u8; 1 << 20])]);
+    unpack_within(&tar, t.path()).unwrap();
+    assert_eq!(fs::metadata(t.path().join("a")).unwrap().len(), 1 << 20);
+}
+
+#[test]
+fn sparse_holes_count_against_the_byte_bound() {
+    // One 512-byte block in the tar, declared as a file of 4 GiB: a hole, then the block.
+    let t = TempDir::new("bomb-sparse");
+    let mut h = gnu_header(512);
+    h.set_entry_type(E::GNUSparse);
+    let gnu = h.as_gnu_mut().unwrap();
+    gnu.name[..4].copy_from_slice(b"huge");
+    octal(&mut gnu.realsize, (1 << 32) + 512);
+    octal(&mut gnu.sparse[0].offset, 1 << 32);
+    octal(&mut gnu.sparse[0].numbytes, 512);
+    h.set_cksum();
+    let mut tar = h.as_bytes().to_vec();
+    tar.extend([1u8; 512]);
+    tar.extend([0u8; 1024]);
+    assert_limit(unpack_within(&tar, t.path()), "bytes of file content");
+    assert!(fs::metadata(t.path().join("huge")).unwrap().len() <= (1 << 20) + 1);
+}
+
+#[test]
+fn a_layer_over_the_entry_bound_is_a_named_error() {
+    let t = TempDir::new("bomb-entries");
+    let entries: Vec<_> = (0..101)
+        .map(|i| raw(E::Regular, format!("f{i}").as_bytes(), b"", 0o644, b""))
+        .collect();
+    assert_limit(unpack_within(&tar_of(&entries), t.path()), "100 entries");
+    let t = TempDir::new("bomb-entries-ok");
+    unpack_within(&tar_of(&entries[..100]), t.path()).unwrap();
+}
+
+/// A blank GNU header with the fields every entry needs (mode, owner, mtime).
+fn gnu_header(size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_600_000_000);
+    h.set_size(size);
+    h
+}
+
+/// A header entry of `kind` declaring `size` bytes, its data never sent in full.
+fn header_entry(kind: E, size: u64) -> Vec<u8> {
+    let mut h = gnu_header(size);
+    h.set_entry_type(kind);
+    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_cksum();
+    h.as_bytes().to_vec()
+}
+
+#[test]
+fn huge_long_name_and_pax_headers_fail_before_being_read() {
+    for kind in [E::GNULongName, E::GNULongLink, E::XHeader] {
+        let t = TempDir::new("bomb-header");
+        // 8 GiB declared, followed by an endless stream: without the guard the parser
+        // would try to read it all into memory.
+        let head = header_entry(kind, (8 << 30) - 1);
+        let mut r = Counted(std::io::Read::chain(&head[..], std::io::repeat(b'a')), 0);
+        let result = unpack_tar(&mut r, t.path(), Path::new("bomb-layer"), &small_limits());
+        assert_limit(result, "65536 bytes in one long-name or pax header entry");
+        assert!(r.1 < 1 << 20, "{kind:?}: read {} bytes", r.1);
+    }
+}
+
+#[test]
+fn the_header_guard_follows_long_names_pax_sizes_and_sparse_blocks() {
+    // Long names (GNU `L` entries) under the bound unpack as usual.
+    let t = TempDir::new("guard-long");
+    let long = format!("{}/file", "d".repeat(150));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = gnu_header(3);
+    b.append_data(&mut h, &long, &b"abc"[..]).unwrap();
+    b.append_pax_extensions([("size", &b"5"[..])]).unwrap();
+    // The header says 0 bytes, the pax record 5: the parser reads 5.
+    let mut h = gnu_header(0);
+    h.as_gnu_mut().unwrap().name[..5].copy_from_slice(b"paxed");
+    h.set_cksum();
+    let mut bytes = b.into_inner().unwrap();
+    // Without the builder's end-of-archive blocks.
+    bytes.truncate(bytes.len() - 1024);
+    bytes.extend(h.as_bytes());
+    let mut data = b"12345".to_vec();
+    data.resize(512, 0);
+    bytes.extend(&data);
+    // A sparse file whose chunk list continues in an extension block.
+    let mut h = gnu_header(512);
+    h.set_entry_type(E::GNUSparse);
+    let gnu = h.as_gnu_mut().unwrap();
+    gnu.name[..6].copy_from_slice(b"sparse");
+    octal(&mut gnu.realsize, 1024);
+    gnu.isextended[0] = 1;
+    h.set_cksum();
+    bytes.extend(h.as_bytes());
+    let mut ext = tar::GnuExtSparseHeader::new();
+    octal(&mut ext.sparse[0].offset, 512);
+    octal(&mut ext.sparse[0].numbytes, 512);
+    bytes.extend(ext.as_bytes());
+    bytes.extend([9u8; 512]);
+    let mut tail = tar::Builder::new(Vec::new());
+    let mut h = gnu_header(1);
+    tail.append_data(&mut h, "last", &b"z"[..]).unwrap();
+    let tail = tail.into_inner().unwrap();
+    bytes.extend(&tail);
+    unpack_within(&bytes, t.path()).unwrap();
+    assert_eq!(fs::read(t.path().join(&long)).unwrap(), b"abc");
+    assert_eq!(fs::read(t.path().join("paxed")).unwrap(), b"12345");
+    let sparse = fs::read(t.path().join("sparse")).unwrap();
+    assert_eq!((sparse.len(), sparse[0], sparse[1023]), (1024, 0, 9));
+    assert_eq!(fs::read(t.path().join("last")).unwrap(), b"z");
+
+    // The guard is in step after all of them: a huge long name that comes next is caught
+    // as such, not as garbage (had it lost its place, it would have let it through).
+    let t = TempDir::new("guard-step");
+    let end = bytes.len() - tail.len();
+    let mut bad = bytes[..end].to_vec();
+    bad.extend(header_entry(E::GNULongName, 1 << 30));
+    let mut r = std::io::Read::chain(&bad[..], std::io::repeat(b'a'));
+    let result = unpack_tar(&mut r, t.path(), Path::new("bomb-layer"), &small_limits());
+    assert_limit(result, "long-name or pax header");
+}
+
+#[test]
+fn an_import_over_the_store_layer_limits_fails_and_leaves_nothing() {
+    let t = TempDir::new("bomb-import");
+    let tarball = t.path().join("rootfs.tar.gz");
+    testutil::build_rootfs_tarball(&tarball, true).unwrap();
+    let store = ImageStore::open(&t.path().join("root"))
+        .unwrap()
+        .with_layer_limits(super::LayerLimits {
+            max_entries: 3,
+            ..Default::default()
+        });
+    match store.import(&tarball, Some("bomb")) {
+        Err(e @ ImageError::LayerLimit { .. }) => {
+            assert!(e.to_string().contains("more than 3 entries"), "{e}")
+        }
+        other => panic!("expected the entry bound, got {other:?}"),
+    }
+    assert!(store.list().unwrap().is_empty());
+    assert_eq!(fs::read_dir(store.layers_dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn writing_over_a_hard_link_never_writes_through_it() {
+    let t = TempDir::new("hardlink-write");
+    let tar = tar_of(&[
+        raw(E::Regular, b"orig", b"", 0o644, b"original"),
+        raw(E::Link, b"alias", b"orig", 0o644, b""),
+        raw(E::Regular, b"alias", b"", 0o644, b"replaced"),
+    ]);
+    unpack(&tar, t.path()).unwrap();
+    assert_eq!(fs::read(t.path().join("orig")).unwrap(), b"original");
+    assert_eq!(fs::read(t.path().join("alias")).unwrap(), b"replaced");
+    assert_eq!(fs::metadata(t.path().join("orig")).unwrap().nlink(), 1);
+}
+
+#[test]
+fn unpacked_layers_are_out_of_reach_of_host_users() {
+    // Set-uid files are kept (a container needs its `su`): the directory above them is
+    // what keeps host users from running them.
+    let t = TempDir::new("layers-mode");
+    fs::create_dir_all(t.path().join("layers")).unwrap();
+    fs::set_permissions(t.path().join("layers"), fs::Permissions::from_mode(0o755)).unwrap();
+    let store = ImageStore::open(t.path()).unwrap();
+    let mode = fs::metadata(store.layers_dir())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+/// Flips one byte in the middle of `p`, in place (same size).
+fn flip_a_byte(p: &Path) {
+    let mut b = fs::read(p).unwrap();
+    let i = b.len() / 2;
+    b[i] ^= 0x55;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(p)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &b))
+        .unwrap();
+}
+
+fn corrupt_naming(r: Result<impl std::fmt::Debug, ImageError>, digest: &str) {
+    match r {
+        Err(e @ ImageError::Corrupt { .. }) => {
+            let m = e.to_string();
+            assert!(
+                m.contains(digest) && m.contains("does not match its digest"),
+                "{m}"
+            );
+        }
+        other => panic!("expected a damaged blob {digest}, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_damaged_layer_blob_is_found_by_digest_and_repaired_by_a_reimport() {
+    let t = TempDir::new("damaged-layer");
+    let archive = t.path().join("busybox.tar");
+    testutil::build_busybox_oci_archive(&archive, "busybox:1.36").unwrap();
+    let root = t.path().join("root");
+    let store = ImageStore::open(&root).unwrap();
+    store.import(&archive, None).unwrap();
+    check_busybox_image(&store, "busybox:1.36");
+    assert!(store.verify("busybox:1.36").unwrap().is_empty());
+    let index = store.read_index().unwrap();
+    let (_, _, manifest) = store.find(&index, "busybox:1.36").unwrap().unwrap();
+    let layer = manifest.layers[0].digest.clone();
+    flip_a_byte(&store.blob_path(&layer).unwrap());
+
+    // A fresh handle, as a new agent or CLI has (the same handle re-hashes once the
+    // file's ctime moves, which the kernel's coarse clock may hold for a few ms).
+    let store = ImageStore::open(&root).unwrap();
+    corrupt_naming(store.resolve("busybox:1.36"), &layer);
+    let problems = store.verify("busybox:1.36").unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    corrupt_naming(Err::<(), _>(problems.into_iter().next().unwrap()), &layer);
+    // A garbage collection keeps it (still referenced) and the store stays usable.
+    store.gc().unwrap();
+    assert_eq!(store.list().unwrap().len(), 1);
+
+    // Importing the image again replaces the damaged copy.
+    store.import(&archive, None).unwrap();
+    check_busybox_image(&store, "busybox:1.36");
+    assert!(store.verify("busybox:1.36").unwrap().is_empty());
+}
+
+#[test]
+fn the_same_handle_sees_a_blob_damaged_after_it_checked_it() {
+    let t = TempDir::new("damaged-later");
+    let archive = t.path().join("busybox.tar");
+    testutil::build_busybox_oci_archive(&archive, "busybox:1.36").unwrap();
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    store.import(&archive, None).unwrap();
+    check_busybox_image(&store, "busybox:1.36");
+    let index = store.read_index().unwrap();
+    let (_, _, manifest) = store.find(&index, "busybox:1.36").unwrap().unwrap();
+    let layer = manifest.layers[0].digest.clone();
+    // Past the kernel's timestamp granularity (a jiffy), so the write moves the ctime.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    flip_a_byte(&store.blob_path(&layer).unwrap());
+    corrupt_naming(store.resolve("busybox:1.36"), &layer);
+}
+
+#[test]
+fn damaged_manifests_and_configs_are_listed_and_collect_nothing() {
+    let t = TempDir::new("damaged-config");
+    let archive = t.path().join("busybox.tar");
+    testutil::build_busybox_oci_archive(&archive, "busybox:1.36").unwrap();
+    let root = t.path().join("root");
+    let store = ImageStore::open(&root).unwrap();
+    store.import(&archive, None).unwrap();
+    store.import(&archive, Some("other")).unwrap();
+    let index = store.read_index().unwrap();
+    let (_, desc, manifest) = store.find(&index, "busybox:1.36").unwrap().unwrap();
+    let config = manifest.config.digest.clone();
+    let manifest_digest = desc.digest.clone();
+    let blobs = || {
+        fs::read_dir(root.join("images/blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    let before = blobs();
+
+    flip_a_byte(&store.blob_path(&config).unwrap());
+    corrupt_naming(store.resolve("busybox:1.36"), &config);
+    let list = store.list().unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(list
+        .iter()
+        .all(|i| i.damage.as_deref().is_some_and(|d| d.contains(&config))));
+    // What a damaged config uses is unknown: nothing is deleted.
+    store.remove("other").unwrap();
+    assert_eq!(blobs(), before);
+    assert_eq!(fs::read_dir(store.layers_dir()).unwrap().count(), 1);
+
+    flip_a_byte(&store.blob_path(&manifest_digest).unwrap());
+    let list = store.list().unwrap();
+    assert!(list[0]
+        .damage
+        .as_deref()
+        .unwrap()
+        .contains(&manifest_digest));
+    corrupt_naming(store.resolve("busybox:1.36"), &manifest_digest);
+    let problems = store.verify("busybox:1.36").unwrap();
+    corrupt_naming(
+        Err::<(), _>(problems.into_iter().next().unwrap()),
+        &manifest_digest,
+    );
+
+    store.import(&archive, None).unwrap();
+    check_busybox_image(&store, "busybox:1.36");
+    assert!(store.verify("busybox:1.36").unwrap().is_empty());
+    assert!(store.list().unwrap().iter().all(|i| i.damage.is_none()));
 }

@@ -30,6 +30,7 @@ use nix::unistd::{self, Gid, Uid, UnlinkatFlags};
 
 use super::digest::HashingReader;
 use super::error::{ImageError, Result};
+use super::limits::{Exceeded, HeaderGuard, LayerLimits, LimitKind};
 
 /// Prefix of an AUFS/OCI whiteout file name.
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -161,18 +162,23 @@ impl<R: BufRead> Read for ZstdFrames<R> {
     }
 }
 
-/// Unpacks the layer blob at `blob` into the existing, empty directory `dest` and
-/// returns the digest of the uncompressed tar (the layer's `diff_id`).
-pub(crate) fn unpack_layer(blob: &Path, dest: &Path) -> Result<String> {
+/// Unpacks the layer blob at `blob` into the existing, empty directory `dest` within
+/// `limits` and returns the digest of the uncompressed tar (the layer's `diff_id`).
+pub(crate) fn unpack_layer(blob: &Path, dest: &Path, limits: &LayerLimits) -> Result<String> {
     let mut reader = HashingReader::new(open_decompressed(blob)?);
-    unpack_tar(&mut reader, dest, blob)?;
+    unpack_tar(&mut reader, dest, blob, limits)?;
     let (diff_id, _) = reader.finish().map_err(ImageError::io(blob))?;
     Ok(diff_id)
 }
 
-/// Unpacks the uncompressed tar stream `r` into the existing directory `dest`; `layer`
-/// names the source in errors.
-pub(crate) fn unpack_tar(r: &mut dyn Read, dest: &Path, layer: &Path) -> Result<()> {
+/// Unpacks the uncompressed tar stream `r` into the existing directory `dest` within
+/// `limits`; `layer` names the source in errors.
+pub(crate) fn unpack_tar(
+    r: &mut dyn Read,
+    dest: &Path,
+    layer: &Path,
+    limits: &LayerLimits,
+) -> Result<()> {
     let root: OwnedFd = nix::fcntl::open(
         dest,
         OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -185,11 +191,14 @@ pub(crate) fn unpack_tar(r: &mut dyn Read, dest: &Path, layer: &Path) -> Result<
         layer,
         is_root: unistd::geteuid().is_root(),
         dirs: Vec::new(),
+        limits: *limits,
+        entries: 0,
+        bytes: 0,
     };
-    let mut archive = tar::Archive::new(r);
+    let mut archive = tar::Archive::new(HeaderGuard::new(r, limits.max_header_bytes));
     let entries = archive.entries().map_err(ImageError::io(layer))?;
     for entry in entries {
-        let mut entry = entry.map_err(ImageError::io(layer))?;
+        let mut entry = entry.map_err(|e| u.read_failed(e))?;
         u.entry(&mut entry)?;
     }
     u.finish_dirs()
@@ -212,6 +221,11 @@ struct Unpacker<'a> {
     is_root: bool,
     /// Directories seen, with their metadata, applied after all entries.
     dirs: Vec<(Vec<Vec<u8>>, Meta, String)>,
+    limits: LayerLimits,
+    /// Entries seen so far.
+    entries: u64,
+    /// Bytes of file content written so far.
+    bytes: u64,
 }
 
 /// Splits a tar path into components, dropping `.` and empty ones; rejects `..` and
@@ -236,6 +250,22 @@ fn errno_io(e: Errno) -> io::Error {
 }
 
 impl Unpacker<'_> {
+    fn exceeded(&self, e: Exceeded) -> ImageError {
+        ImageError::LayerLimit {
+            layer: self.layer.to_path_buf(),
+            what: e.kind.as_str(),
+            max: e.max,
+        }
+    }
+
+    /// Maps an error reading the tar stream: a bound the header guard hit, or I/O.
+    fn read_failed(&self, e: io::Error) -> ImageError {
+        match Exceeded::of(&e) {
+            Some(x) => self.exceeded(x),
+            None => ImageError::io(self.layer)(e),
+        }
+    }
+
     fn unsafe_path(&self, entry: &str, reason: &'static str) -> ImageError {
         ImageError::UnsafePath {
             layer: self.layer.to_path_buf(),
@@ -323,6 +353,13 @@ impl Unpacker<'_> {
         let raw_path = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_path).into_owned();
         let kind = entry.header().entry_type();
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(self.exceeded(Exceeded {
+                kind: LimitKind::Entries,
+                max: self.limits.max_entries,
+            }));
+        }
         if matches!(
             kind,
             tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
@@ -395,7 +432,21 @@ impl Unpacker<'_> {
                 )
                 .map_err(fail)?;
                 let mut file = File::from(fd);
-                io::copy(entry, &mut file).map_err(self.failed(&shown))?;
+                // One byte past what is left tells a layer over the bound (sparse holes
+                // are read as zeros, so they count too).
+                let left = self.limits.max_bytes.saturating_sub(self.bytes);
+                let written = io::copy(&mut entry.take(left.saturating_add(1)), &mut file)
+                    .map_err(|e| match Exceeded::of(&e) {
+                        Some(x) => self.exceeded(x),
+                        None => self.failed(&shown)(e),
+                    })?;
+                if written > left {
+                    return Err(self.exceeded(Exceeded {
+                        kind: LimitKind::Bytes,
+                        max: self.limits.max_bytes,
+                    }));
+                }
+                self.bytes += written;
                 self.apply_fd(file.as_fd(), &meta, &shown)?;
             }
             tar::EntryType::Symlink => {
