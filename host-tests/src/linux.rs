@@ -504,6 +504,37 @@ impl Node {
             .collect()
     }
 
+    /// The pause processes of this node's sandboxes (`keel pause --sandbox --pod
+    /// <root>/pods/<uid>`, not zombies): (pod uid, PID) pairs, in PID order.
+    pub fn pause_processes(&self) -> Vec<(String, i32)> {
+        let prefix = format!(
+            " pause --sandbox --pod {}/",
+            self.root.join("pods").display()
+        );
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            if let Some((_, rest)) = cmd.split_once(&prefix) {
+                if !zombie {
+                    let uid = rest.split(' ').next().unwrap_or_default().to_string();
+                    out.push((uid, pid));
+                }
+            }
+        }
+        out.sort_by_key(|(_, pid)| *pid);
+        out
+    }
+
     /// Processes whose command line mentions this node's directory (shims, pause).
     pub fn processes(&self) -> Vec<String> {
         let dir = self.dir.display().to_string();

@@ -20,7 +20,7 @@ fn real_runc() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A runc wrapper in `dir`: `run` (container and sandbox starts) hangs while
+/// A runc wrapper in `dir`: `run` (container starts, under their shims) hangs while
 /// `dir/runc-hang` exists and fails while `dir/runc-fail` exists; anything else goes to
 /// the real runc.
 fn runc_wrapper(dir: &Path) -> PathBuf {
