@@ -511,26 +511,13 @@ impl Node {
             " pause --sandbox --pod {}/",
             self.root.join("pods").display()
         );
-        let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-                continue;
-            };
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-            if let Some((_, rest)) = cmd.split_once(&prefix) {
-                if !zombie {
-                    let uid = rest.split(' ').next().unwrap_or_default().to_string();
-                    out.push((uid, pid));
-                }
-            }
-        }
+        let mut out: Vec<(String, i32)> = live_processes()
+            .into_iter()
+            .filter_map(|(pid, cmd)| {
+                let (_, rest) = cmd.split_once(&prefix)?;
+                Some((rest.split(' ').next().unwrap_or_default().to_string(), pid))
+            })
+            .collect();
         out.sort_by_key(|(_, pid)| *pid);
         out
     }
@@ -538,21 +525,11 @@ impl Node {
     /// Processes whose command line mentions this node's directory (shims, pause).
     pub fn processes(&self) -> Vec<String> {
         let dir = self.dir.display().to_string();
-        let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-                continue;
-            };
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-            if cmd.contains(&dir) && !zombie && !cmd.contains(" agent ") {
-                out.push(cmd);
-            }
-        }
-        out
+        live_processes()
+            .into_iter()
+            .map(|(_, cmd)| cmd)
+            .filter(|cmd| cmd.contains(&dir) && !cmd.contains(" agent "))
+            .collect()
     }
 }
 
@@ -749,6 +726,28 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     // Fields after ')': state is index 0, utime 11, stime 12.
     f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Every process of the host that is not a zombie: its PID and command line (arguments
+/// joined by spaces).
+fn live_processes() -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+        if !zombie {
+            out.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
+        }
+    }
+    out
 }
 
 /// A pod manifest whose one busybox container runs `script` with the host directory
