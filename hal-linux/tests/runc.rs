@@ -87,6 +87,49 @@ fn rootfs() -> &'static Path {
     })
 }
 
+/// The workspace's target directory.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// Builds the `keel-shim` binary (another package, so cargo does not build it for these
+/// tests) and returns its path: the debug build, or with `release_static` the static
+/// musl release build `cargo xtask dist` ships.
+fn build_shim(release_static: bool) -> PathBuf {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "-q", "-p", "keel-shim", "--bin", "keel-shim"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    let path = if release_static {
+        cmd.args(["--release", "--target", "x86_64-unknown-linux-musl"]);
+        target_dir().join("x86_64-unknown-linux-musl/release/keel-shim")
+    } else {
+        target_dir().join("debug/keel-shim")
+    };
+    let st = cmd.status().expect("run cargo build of keel-shim");
+    assert!(
+        st.success(),
+        "building keel-shim failed{}",
+        if release_static {
+            " (the static build needs the x86_64-unknown-linux-musl target and musl-tools;              cargo xtask test installs them)"
+        } else {
+            ""
+        }
+    );
+    path
+}
+
+/// The shim the tests run: beside `KEEL_TEST_BIN` when that is set, else the debug build.
+fn shim_bin() -> PathBuf {
+    static SHIM: OnceLock<PathBuf> = OnceLock::new();
+    SHIM.get_or_init(|| match std::env::var_os("KEEL_TEST_BIN") {
+        Some(keel) => PathBuf::from(keel).with_file_name("keel-shim"),
+        None => build_shim(false),
+    })
+    .clone()
+}
+
 /// A runtime in its own temp root; removes the root when dropped.
 struct Env {
     root: PathBuf,
@@ -102,11 +145,16 @@ impl Env {
     }
 
     fn at(root: PathBuf) -> Self {
+        Self::at_with_shim(root, shim_bin())
+    }
+
+    fn at_with_shim(root: PathBuf, shim: PathBuf) -> Self {
         // KEEL_TEST_BIN runs the shim and pause from another build (e.g. release).
         let keel = std::env::var_os("KEEL_TEST_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_keel")));
         let mut cfg = RuncConfig::new(&root, runc_path(), keel);
+        cfg.shim_path = shim;
         cfg.pod_logs_dir = root.join("logs");
         cfg.cgroup_parent = cgroup_parent();
         cfg.container_logs_dir = Some(root.join("containers"));
@@ -349,6 +397,64 @@ fn shim_outlives_the_process_that_started_it() {
     assert!(log_text(c).contains(" stdout F done\n"));
 }
 
+/// A `kB` or count field of /proc/PID/status (`VmRSS:`, `voluntary_ctxt_switches:`).
+fn status_field(pid: i32, key: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+/// The shim as shipped (static musl release build): at most 512 KiB resident (VmRSS,
+/// shared pages included) while it copies a container's output, no wake-up at all while
+/// the container is quiet, and still the log and the exit record.
+#[test]
+fn the_shipped_shim_stays_under_512_kib_resident_and_never_wakes_while_idle() {
+    check_host();
+    let root = PathBuf::from(format!("/tmp/keel-it-{}-shim-rss", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    let env = Env::at_with_shim(root, build_shim(true));
+    let sb = env.sandbox("shim-rss", false);
+    let c = env.start(&sb, "c-shim-rss", "echo up; sleep 600");
+    wait_until(
+        "the container's first line",
+        Duration::from_secs(15),
+        || log_text(&c).contains(" stdout F up\n"),
+    );
+    let shim = shim_record(&c).shim_pid;
+    let rss = status_field(shim, "VmRSS:");
+    eprintln!(
+        "shim VmRSS {rss} KiB (RssAnon {} KiB, RssFile {} KiB)",
+        status_field(shim, "RssAnon:"),
+        status_field(shim, "RssFile:")
+    );
+    assert!(
+        rss <= 512,
+        "the shim's VmRSS is {rss} KiB (target 512 KiB):\n{}",
+        fs::read_to_string(format!("/proc/{shim}/smaps_rollup")).unwrap_or_default()
+    );
+    let switches = |pid| {
+        status_field(pid, "voluntary_ctxt_switches:")
+            + status_field(pid, "nonvoluntary_ctxt_switches:")
+    };
+    let before = switches(shim);
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(
+        switches(shim),
+        before,
+        "the shim woke up while its container was quiet"
+    );
+    env.rt.signal(&c, Signal::SIGKILL).unwrap();
+    let exit = exited(&env, &c);
+    assert_eq!((exit.exit_code, exit.signal), (137, Some(9)));
+    assert!(
+        !util::process_alive(shim),
+        "the shim outlived its container"
+    );
+}
+
 #[test]
 fn overlay_rootfs_is_writable_and_leaves_the_layer_untouched() {
     let env = Env::new("overlay");
@@ -367,12 +473,14 @@ fn overlay_rootfs_is_writable_and_leaves_the_layer_untouched() {
             destination: "/data".into(),
             read_only: false,
             kind: MountKind::Bind,
+            layers: Vec::new(),
         },
         MountSpec {
             source: PathBuf::new(),
             destination: "/t".into(),
             read_only: false,
             kind: MountKind::Tmpfs,
+            layers: Vec::new(),
         },
     ];
     let c = env.rt.start_container(&sb, &s).unwrap();
@@ -456,15 +564,6 @@ fn remove_leaves_no_runc_container_mount_cgroup_or_shim() {
     assert!(!sb.pod_dir.exists());
 }
 
-fn vm_rss_kib(pid: i32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn shim_rss_is_small() {
     let env = Env::new("rss");
@@ -473,7 +572,7 @@ fn shim_rss_is_small() {
     wait_until("some output", Duration::from_secs(10), || {
         log_text(&c).contains("tick")
     });
-    let rss = vm_rss_kib(shim_record(&c).shim_pid);
+    let rss = status_field(shim_record(&c).shim_pid, "VmRSS:");
     let pid = shim_record(&c).shim_pid;
     eprintln!("shim VmRSS: {rss} KiB");
     if std::env::var_os("KEEL_TEST_SMAPS").is_some() {

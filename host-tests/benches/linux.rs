@@ -326,7 +326,7 @@ fn shim_pids(n: &Node) -> Vec<u32> {
         };
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(" shim ") && cmd.contains(&dir) {
+        if cmd.contains("keel-shim ") && cmd.contains(&dir) {
             v.push(pid);
         }
     }

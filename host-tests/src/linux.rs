@@ -39,7 +39,8 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The `keel` binary (built once per test process).
+/// The `keel` binary (built once per test process, with the `keel-shim` the agent runs
+/// from the same directory). `KEEL_BIN` names another build, its shim beside it.
 pub fn keel_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -47,7 +48,7 @@ pub fn keel_bin() -> PathBuf {
             return PathBuf::from(p);
         }
         let st = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "keel-linux", "--bin", "keel"])
+            .args(BUILD_KEEL)
             .current_dir(workspace_root())
             .status()
             .expect("cargo build of keel");
@@ -60,8 +61,23 @@ pub fn keel_bin() -> PathBuf {
     .clone()
 }
 
-/// Builds the release binary (static musl when possible) and returns (path, label); the
-/// benchmarks measure it.
+/// `cargo build` arguments for the two shipped binaries: `keel` and the `keel-shim` the
+/// agent runs beside it.
+const BUILD_KEEL: &[&str] = &[
+    "build",
+    "-q",
+    "-p",
+    "keel-linux",
+    "--bin",
+    "keel",
+    "-p",
+    "keel-shim",
+    "--bin",
+    "keel-shim",
+];
+
+/// Builds the release binaries (static musl when possible; `keel-shim` beside `keel`) and
+/// returns (path of keel, label); the benchmarks measure them.
 pub fn release_keel() -> (PathBuf, String) {
     let root = workspace_root();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
@@ -86,15 +102,8 @@ pub fn release_keel() -> (PathBuf, String) {
         )
     };
     let st = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--release",
-            "-p",
-            "keel-linux",
-            "--bin",
-            "keel",
-        ])
+        .args(BUILD_KEEL)
+        .arg("--release")
         .args(&args)
         .current_dir(&root)
         .status()

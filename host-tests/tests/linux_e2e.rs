@@ -952,3 +952,105 @@ fn examples_run_and_absent_images_are_reported() {
         ids
     );
 }
+
+/// An OCI layout at `dir` of one image whose layers (bottom first) hold `files`.
+fn data_image(dir: &std::path::Path, layers: &[&[(&str, &str)]]) {
+    use keel_host_tests::registry::{host_arch, write_layout, ImageSpec};
+    let layers = layers
+        .iter()
+        .map(|files| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (path, data) in *files {
+                keel_linux::image::testutil::append_file(&mut b, path, 0o644, data.as_bytes())
+                    .unwrap();
+            }
+            b.into_inner().unwrap()
+        })
+        .collect();
+    let spec = ImageSpec {
+        arch: host_arch().into(),
+        layers,
+        config: serde_json::json!({}),
+    };
+    write_layout(dir, "v1", &[spec]);
+}
+
+/// Image volumes (KEP-4639): an image from keel's store mounted read-only where the
+/// container mounts the volume, its layers merged as in the image (the top layer's file
+/// wins); a volume whose image is missing makes the container wait, naming the volume.
+#[test]
+fn image_volumes_are_mounted_read_only_from_the_store() {
+    let mut n = Node::new("imgvol");
+    let one = n.dir.join("image-one");
+    let two = n.dir.join("image-two");
+    data_image(&one, &[&[("hello.txt", "hello from image one\n")]]);
+    data_image(
+        &two,
+        &[
+            &[("a.txt", "bottom a\n"), ("b.txt", "bottom b\n")],
+            &[("b.txt", "top b\n")],
+        ],
+    );
+    n.import(&one, Some("example.com/data-one:v1"));
+    n.import(&two, Some("example.com/data-two:v1"));
+    n.start();
+    let script = "cat /one/hello.txt /two/a.txt /two/b.txt; \
+        if touch /one/x 2>/dev/null || touch /two/x 2>/dev/null; then echo WRITABLE; else echo READ-ONLY; fi; \
+        exec sleep 1000";
+    let mounts = "    volumeMounts:\n    - name: one\n      mountPath: /one\n    - name: two\n      mountPath: /two\n";
+    let volumes = "  volumes:\n  - name: one\n    image:\n      reference: example.com/data-one:v1\n      pullPolicy: Never\n  - name: two\n    image:\n      reference: example.com/data-two:v1\n";
+    n.write(
+        "imgvol.yaml",
+        &pod_yaml(
+            "imgvol",
+            &format!("  containers:\n{}{volumes}", ctr("main", script, mounts)),
+        ),
+    );
+    n.wait_running("imgvol", "main");
+    n.wait("the image files in the log", T, |n| {
+        n.keel_logs("imgvol", None).contains("READ-ONLY")
+    });
+    let log = n.keel_logs("imgvol", None);
+    for line in ["hello from image one", "bottom a", "top b", "READ-ONLY"] {
+        assert!(log.contains(line), "{line:?} missing from:\n{log}");
+    }
+    assert!(
+        !log.contains("bottom b") && !log.contains("WRITABLE"),
+        "{log}"
+    );
+    // `keel validate` no longer warns that the volume cannot be provided.
+    let file = n.manifests.join("imgvol.yaml");
+    let (_, out, err) = keel(&["validate", file.to_str().unwrap()]);
+    let said = format!("{out}{err}");
+    assert!(
+        !said.contains("spec.volumes") && !said.contains("cannot provide"),
+        "{said}"
+    );
+
+    // A missing image (none on the node, no registry to pull from): the container waits
+    // and says which volume.
+    let missing =
+        "  volumes:\n  - name: data\n    image:\n      reference: example.com/missing:v1\n";
+    let mounts = "    volumeMounts:\n    - name: data\n      mountPath: /data\n";
+    n.write(
+        "imgmiss.yaml",
+        &pod_yaml(
+            "imgmiss",
+            &format!(
+                "  containers:\n{}{missing}",
+                ctr("main", "exec sleep 1000", mounts)
+            ),
+        ),
+    );
+    n.wait("imgmiss waiting", T, |n| {
+        n.state("imgmiss", "main")
+            .is_some_and(|(k, r)| k == "waiting" && r.starts_with("ErrImage"))
+    });
+    let c = n.container("imgmiss", "main").unwrap();
+    let msg = c["state"]["waiting"]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("image volume \"data\"") && msg.contains("example.com/missing:v1"),
+        "{msg}"
+    );
+    assert_eq!(n.phase("imgmiss").as_deref(), Some("Pending"));
+}

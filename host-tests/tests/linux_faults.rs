@@ -91,7 +91,7 @@ fn shim_pid(id: &str) -> Option<i32> {
             continue;
         };
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(" shim ") && cmd.contains(&format!("--id {id} ")) {
+        if cmd.contains("keel-shim ") && cmd.contains(&format!("--id {id} ")) {
             return e.file_name().to_str()?.parse().ok();
         }
     }

@@ -117,7 +117,7 @@ fn sample(n: &Node, t0: Instant) -> Sample {
         shims: n
             .processes()
             .iter()
-            .filter(|p| p.contains(" shim "))
+            .filter(|p| p.contains("keel-shim "))
             .count() as u64,
         log_bytes: dir_bytes(&n.logs),
     }

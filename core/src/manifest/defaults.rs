@@ -514,7 +514,9 @@ fn canonical_quantities(pod: &mut Pod) -> Result<(), Error> {
     Ok(())
 }
 
-fn image_is_latest(image: &str) -> bool {
+/// Whether `image` names the `latest` tag, written or implied (no tag, no digest): its
+/// pull policy defaults to `Always` (containers and image volumes alike).
+pub fn image_is_latest(image: &str) -> bool {
     let without_digest = image.split('@').next().unwrap_or(image);
     let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
     match last.rsplit_once(':') {

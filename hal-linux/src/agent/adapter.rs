@@ -17,6 +17,7 @@ use crate::image::{ImageStore, ResolvedImage};
 use crate::runtime::{
     ContainerHandle, ContainerState, ExitReason, RuncRuntime, SandboxHandle, SandboxSpec,
 };
+use keel_core::manifest::defaults;
 use keel_core::manifest::model::{Action, DnsPolicy, Protocol, PullPolicy, VolumeSource};
 use keel_core::platform::{
     ActionResult, Existing, Handle, PlatformError, PlatformErrorKind, PodRef, RunState, Runtime,
@@ -335,8 +336,18 @@ impl LinuxRuntime {
             .map_err(|e| fail(PlatformErrorKind::ImagePull, format!("image {r}: {e}")))?;
         // The outcome of the pull this container waited for, when that is why it is
         // retried now (consumed here: the next retry, at its backoff, pulls again).
-        let ended = match self.pull_waits.remove(key) {
-            Some(w) if w.ended && w.reference == r => self.puller.outcome(r),
+        // A container waits for its images one at a time (its own, then its image
+        // volumes'): a wait for another reference is left for that image's turn.
+        let ended = match self.pull_waits.get(key) {
+            Some(w) if w.reference == r => {
+                let ended = w.ended;
+                self.pull_waits.remove(key);
+                if ended {
+                    self.puller.outcome(r)
+                } else {
+                    None
+                }
+            }
             _ => None,
         };
         let need_pull = match want.policy {
@@ -426,6 +437,67 @@ impl LinuxRuntime {
             _ => format!("pulling image {r}"),
         };
         Err(fail(PlatformErrorKind::ImagePull, m))
+    }
+
+    /// [`Self::image_for`] for container `index` of `pod`: the image to use (a local
+    /// fallback logged as an event), or the start's error, kept as the container's message.
+    /// `volume` names the image volume the image is for (`None`: the container's own).
+    fn image_or_wait(
+        &mut self,
+        pod: PodRef<'_>,
+        index: usize,
+        key: &(String, usize),
+        want: &Want<'_>,
+        volume: Option<&str>,
+    ) -> Result<ResolvedImage, LinuxError> {
+        let p = pod.pod;
+        let r = want.reference;
+        let image = match self.image_for(key, want) {
+            Ok(img) => img,
+            Err(Fallback::Local {
+                image: img,
+                why,
+                air_gapped,
+            }) => {
+                let name = format!(
+                    "{}/{}",
+                    p.opt(p.namespace).unwrap_or("default"),
+                    p.s(p.name)
+                );
+                let container = p
+                    .all_containers()
+                    .nth(index)
+                    .map_or("", |(_, c)| p.s(c.name));
+                let (what, field) = match volume {
+                    Some(v) => (format!("image volume {v:?} is mounted"), "pullPolicy"),
+                    None => ("the container starts".to_string(), "imagePullPolicy"),
+                };
+                self.pod_events.push(
+                    LogLine::new(
+                        if air_gapped { Level::Info } else { Level::Warn },
+                        &name,
+                        format!(
+                            "no registry could be reached for {r}, so {what} from the image already on this node (its {field} is Always only by default, for an untagged or :latest image); the pull was: {why}"
+                        ),
+                    )
+                    .about(container, "LocalImageFallback"),
+                );
+                *img
+            }
+            Err(Fallback::No(mut e)) => {
+                if let Some(v) = volume {
+                    e.message = format!("image volume {v:?}: {}", e.message);
+                }
+                self.messages.insert(key.clone(), e.message.clone());
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.images.mark_used(&image.manifest_digest) {
+            self.notices.push(Notice(format!(
+                "recording the use of image {r} (for image garbage collection): {e}"
+            )));
+        }
+        Ok(image)
     }
 
     fn alloc(&mut self) -> u32 {
@@ -555,6 +627,7 @@ impl LinuxRuntime {
         uid: &'a str,
         pod_dir: &'a Path,
         host_network: bool,
+        image_volumes: &'a [(String, Vec<PathBuf>)],
     ) -> PodContext<'a> {
         PodContext {
             pod,
@@ -574,6 +647,7 @@ impl LinuxRuntime {
             node_memory: self.memory,
             seccomp_dir: &self.seccomp_dir,
             seccomp_default: self.runc.config().seccomp_default,
+            image_volumes,
         }
     }
 }
@@ -749,44 +823,46 @@ impl Runtime for LinuxRuntime {
             defaulted: c.pull_policy_defaulted,
             first_start: restart_count == 0,
         };
-        let image = match self.image_for(&key, &want) {
-            Ok(img) => img,
-            Err(Fallback::Local {
-                image: img,
-                why,
-                air_gapped,
-            }) => {
-                let name = format!(
-                    "{}/{}",
-                    p.opt(p.namespace).unwrap_or("default"),
-                    p.s(p.name)
-                );
-                self.pod_events.push(
-                    LogLine::new(
-                        if air_gapped { Level::Info } else { Level::Warn },
-                        &name,
-                        format!(
-                            "no registry could be reached for {image_ref}, so the container starts from the image already on this node (its imagePullPolicy is Always only by default, for an untagged or :latest image); the pull was: {why}"
-                        ),
-                    )
-                    .about(p.s(c.name), "LocalImageFallback"),
-                );
-                *img
+        let image = self.image_or_wait(pod, index, &key, &want, None)?;
+        // Image volumes (KEP-4639) the container mounts: pulled through the same path as
+        // the container's image, by the volume's pullPolicy (defaulted as the API does:
+        // Always for `latest`, else IfNotPresent); the start waits for each in turn.
+        let mut image_volumes: Vec<(String, Vec<PathBuf>)> = Vec::new();
+        for m in c.volume_mounts.iter() {
+            let vname = p.s(m.name);
+            let Some(VolumeSource::Image {
+                reference,
+                pull_policy,
+            }) = p
+                .spec
+                .volumes
+                .iter()
+                .find(|v| p.s(v.name) == vname)
+                .map(|v| v.source)
+            else {
+                continue;
+            };
+            if image_volumes.iter().any(|(n, _)| n == vname) {
+                continue;
             }
-            Err(Fallback::No(e)) => {
-                self.messages.insert(key, e.message.clone());
-                return Err(e);
-            }
-        };
-        if let Err(e) = self.images.mark_used(&image.manifest_digest) {
-            self.notices.push(Notice(format!(
-                "recording the use of image {image_ref} (for image garbage collection): {e}"
-            )));
+            let r = p.s(reference);
+            let want = Want {
+                reference: r,
+                policy: pull_policy.unwrap_or(if defaults::image_is_latest(r) {
+                    PullPolicy::Always
+                } else {
+                    PullPolicy::IfNotPresent
+                }),
+                defaulted: pull_policy.is_none(),
+                first_start: restart_count == 0,
+            };
+            let img = self.image_or_wait(pod, index, &key, &want, Some(vname))?;
+            image_volumes.push((vname.to_string(), img.lower_dirs));
         }
         let pod_dir = self.runc.pod_dir(pod.uid);
         let host_network = p.spec.host_network;
         let spec = {
-            let ctx = self.ctx(p, pod.uid, &pod_dir, host_network);
+            let ctx = self.ctx(p, pod.uid, &pod_dir, host_network, &image_volumes);
             spec::build(&ctx, index, restart_count, digest, &image)
         };
         let spec = match spec {

@@ -94,7 +94,7 @@ const NO_STDIN: &str =
 const NO_TERMINATION_MESSAGE: &str =
     "keel does not read termination messages (the default /dev/termination-log with policy File is what it assumes): a terminated container's message stays empty";
 const NOT_PROVIDED: &str =
-    "accepted as the kubelet accepts it, but keel cannot provide it (no device plugins, hugepages pool or image volumes): the container waits in CreateContainerConfigError";
+    "accepted as the kubelet accepts it, but keel cannot provide it (no device plugins or hugepages pool): the container waits in CreateContainerConfigError";
 const NO_TOLERATIONS: &str =
     "tolerations have no effect on a static pod: it is not scheduled and keel evicts nothing";
 
@@ -140,7 +140,9 @@ pub const VERDICTS: &[(&str, &str, Verdict)] = &[
         "defaultMode",
         Applied,
     ),
-    ("spec.volumes.source.Image", "image", Warned(NOT_PROVIDED)),
+    // Mounted read-only from keel's image store, pulled by its pullPolicy (subPath into
+    // one is refused at start, with a message).
+    ("spec.volumes.source.Image", "image", Applied),
     ("spec.downward_items", "items", Applied),
     ("spec.restart_policy", "restartPolicy", Applied),
     (

@@ -44,9 +44,12 @@ pub enum SpecError {
     /// and hugepages (not reserved by keel). The container waits with this reason.
     #[error("resource {0:?} is not allocatable on this keel node (no device plugin or hugepages pool); the container cannot start")]
     NotAllocatable(String),
-    /// A volume kind this node cannot provide yet.
-    #[error("volume {0:?}: image volumes are not supported by this keel yet (the container cannot start)")]
+    /// An image volume whose image was not resolved before the spec was built.
+    #[error("image volume {0:?}: its image is not ready (the container cannot start)")]
     ImageVolume(String),
+    /// A `subPath` into an image volume (keel mounts the whole image only).
+    #[error("volume {0:?}: subPath into an image volume is not supported by keel; mount the whole volume (the container cannot start)")]
+    ImageVolumeSubPath(String),
     /// Creating a directory failed.
     #[error("{path}: {source}")]
     Io {
@@ -79,6 +82,9 @@ pub struct PodContext<'a> {
     /// The profile of containers that set none (`seccompDefault: true` in the
     /// KubeletConfiguration gives `RuntimeDefault`; else `Unconfined`).
     pub seccomp_default: bool,
+    /// The image volumes the container mounts, resolved: each volume's name and its
+    /// image's unpacked layers, top layer first.
+    pub image_volumes: &'a [(String, Vec<PathBuf>)],
 }
 
 /// The seccomp profile of container `c`, as Kubernetes resolves it: the container's
@@ -567,6 +573,26 @@ pub fn mounts(ctx: &PodContext<'_>, c: &Container) -> Result<Vec<MountSpec>, Spe
             continue;
         };
         let mut read_only = m.read_only;
+        if let VolumeSource::Image { .. } = v.source {
+            // An image's filesystem, read-only whatever the mount says (as the kubelet).
+            if pod.opt(m.sub_path).is_some_and(|sp| !sp.is_empty()) {
+                return Err(SpecError::ImageVolumeSubPath(vname.to_string()));
+            }
+            let layers = ctx
+                .image_volumes
+                .iter()
+                .find(|(n, _)| n == vname)
+                .map(|(_, l)| l.clone())
+                .ok_or_else(|| SpecError::ImageVolume(vname.to_string()))?;
+            out.push(MountSpec {
+                source: PathBuf::new(),
+                destination: PathBuf::from(pod.s(m.mount_path)),
+                read_only: true,
+                kind: MountKind::Layers,
+                layers,
+            });
+            continue;
+        }
         let base = match v.source {
             VolumeSource::HostPath { path, kind } => {
                 let p = PathBuf::from(pod.s(path));
@@ -597,6 +623,7 @@ pub fn mounts(ctx: &PodContext<'_>, c: &Container) -> Result<Vec<MountSpec>, Spe
             destination: PathBuf::from(pod.s(m.mount_path)),
             read_only,
             kind: MountKind::Bind,
+            layers: Vec::new(),
         });
     }
     Ok(out)
@@ -954,6 +981,7 @@ mod tests {
                 node_memory: 1,
                 seccomp_dir: &dir,
                 seccomp_default: default,
+                image_volumes: &[],
             };
             seccomp(&ctx, &pod.spec.containers[0])
         };

@@ -11,8 +11,8 @@
 //! Two commands keep their own argument handling, deliberately: `keel agent` takes the
 //! whole ExecStart line of a kubelet unit, kubelet flags keel does not know included (one
 //! warning each), which a strict parser would refuse, so its words go to
-//! [`crate::agent::config::parse`] untouched; and the hidden `shim` and `pause`, which the
-//! runtime starts itself.
+//! [`crate::agent::config::parse`] untouched; and the hidden `pause`, which the runtime
+//! starts itself. (The per-container shim is a binary of its own, `keel-shim`.)
 //!
 //! `validate` and `generate` work offline; `pods`, `manifests`, `ps`, `logs` and
 //! `inspect` ask a running agent over its control socket ([`crate::control`]), with the
@@ -78,9 +78,6 @@ pub enum Command {
     Exec(exec::Args),
     /// Shell completions: keel completion bash|zsh|fish
     Completion(CompletionArgs),
-    /// The per-container shim (started by the agent).
-    #[command(hide = true)]
-    Shim(Raw),
     /// The pod infra process (started by the agent).
     #[command(hide = true)]
     Pause(Raw),
@@ -148,12 +145,10 @@ fn clap_outcome(e: &clap::Error, out: &mut dyn Write, err: &mut dyn Write) -> i3
 /// Parses `argv` (without the program name) and runs the command, writing to `out` and
 /// `err`. Returns the exit code: 0 success, 1 failure, 2 usage error.
 pub fn run_with(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    // The shim and pause processes live as long as their container or pod: they skip
-    // building the whole command line's parser, whose allocations they would keep.
-    match argv.first().map(String::as_str) {
-        Some("shim") => return crate::runtime::shim::main(&argv[1..]) as i32,
-        Some("pause") => return crate::runtime::pause::main(&argv[1..]) as i32,
-        _ => {}
+    // The pause process lives as long as its pod: it skips building the whole command
+    // line's parser, whose allocations it would keep.
+    if argv.first().map(String::as_str) == Some("pause") {
+        return crate::runtime::pause::main(&argv[1..]) as i32;
     }
     let cli = match Cli::try_parse_from(
         std::iter::once("keel".to_string()).chain(argv.iter().cloned()),
@@ -195,7 +190,6 @@ pub fn run_with(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
                 }
             }
         }
-        Command::Shim(raw) => crate::runtime::shim::main(&raw.args) as i32,
         Command::Pause(raw) => crate::runtime::pause::main(&raw.args) as i32,
     }
 }

@@ -70,6 +70,15 @@ pub enum RuntimeError {
         /// What it wrote to stderr.
         stderr: String,
     },
+    /// The shim binary is not where the runtime looks for it.
+    #[error(
+        "the container shim {path} is missing: install keel-shim in the same directory as keel \
+         (`cargo xtask dist` builds both)"
+    )]
+    ShimMissing {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
     /// The shim reported that it could not create or start the container.
     #[error("shim for container {id}: {message}")]
     Shim {

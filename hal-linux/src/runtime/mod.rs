@@ -44,15 +44,18 @@
 //! [`RuncRuntime::wait_for_exit`], which sleeps until the container exits); an async
 //! caller runs them on a blocking thread.
 
-pub mod crilog;
 mod error;
 mod exec;
 pub mod oci;
 pub mod pause;
 pub mod seccomp;
-pub mod shim;
 mod types;
 pub mod util;
+
+/// The per-container shim is a binary of its own (`keel-shim`, crate `keel_shim`), so
+/// each container costs a few hundred KiB rather than a re-executed `keel`.
+pub use keel_shim as shim;
+pub use keel_shim::crilog;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -70,6 +73,9 @@ pub use error::{Result, RuntimeError};
 pub use types::*;
 
 use error::IoContext;
+
+/// The shim binary's file name; the agent runs the one in its own directory.
+pub const SHIM_BINARY: &str = "keel-shim";
 
 /// Prefix of the runc id of a pod's infra container.
 pub const SANDBOX_ID_PREFIX: &str = "keel-sandbox-";
@@ -150,8 +156,11 @@ pub struct RuncConfig {
     pub root_dir: PathBuf,
     /// The runc binary.
     pub runc_path: PathBuf,
-    /// The keel binary, run as `keel shim` and `keel pause`.
+    /// The keel binary, run as `keel pause` for each sandbox.
     pub keel_path: PathBuf,
+    /// The shim binary run for each container ([`SHIM_BINARY`] beside `keel_path` by
+    /// default).
+    pub shim_path: PathBuf,
     /// Pod logs directory (SPEC 5.3 default `/var/log/pods`).
     pub pod_logs_dir: PathBuf,
     /// Absolute cgroup path all pods go under, e.g. `/keel`.
@@ -177,11 +186,12 @@ pub struct RuncConfig {
 
 impl RuncConfig {
     /// A config with the SPEC defaults: logs in `/var/log/pods`, cgroups under `/keel`,
-    /// 10 MiB × 5 log files.
+    /// 10 MiB × 5 log files, the shim beside the keel binary.
     pub fn new(root_dir: &Path, runc_path: PathBuf, keel_path: PathBuf) -> Self {
         Self {
             root_dir: root_dir.to_owned(),
             runc_path,
+            shim_path: keel_path.with_file_name(SHIM_BINARY),
             keel_path,
             pod_logs_dir: PathBuf::from("/var/log/pods"),
             cgroup_parent: "/keel".into(),
@@ -274,6 +284,29 @@ struct RuncState {
     pid: i32,
 }
 
+/// Layers an overlay's `lowerdir=` can list: at least one, each absolute and free of the
+/// option syntax's `:` and `,`.
+fn check_layers(layers: &[PathBuf]) -> Result<()> {
+    if layers.is_empty() {
+        return Err(RuntimeError::Invalid {
+            what: "lower_dirs",
+            value: String::new(),
+            reason: "at least one layer is needed",
+        });
+    }
+    for l in layers {
+        let s = l.to_string_lossy();
+        if s.contains([':', ',']) || !l.is_absolute() {
+            return Err(RuntimeError::Invalid {
+                what: "lower dir",
+                value: s.into_owned(),
+                reason: "must be absolute and free of ':' and ','",
+            });
+        }
+    }
+    Ok(())
+}
+
 fn check_id(what: &'static str, id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= MAX_ID_LEN
@@ -322,6 +355,11 @@ fn write_json_durable<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
 impl RuncRuntime {
     /// A runtime keeping its state under `cfg.root_dir`; creates the directories.
     pub fn new(cfg: RuncConfig) -> Result<Self> {
+        if !cfg.shim_path.is_file() {
+            return Err(RuntimeError::ShimMissing {
+                path: cfg.shim_path.clone(),
+            });
+        }
         let runc_root = cfg.root_dir.join("runc");
         let pods_dir = cfg.root_dir.join("pods");
         for d in [&runc_root, &pods_dir] {
@@ -792,24 +830,14 @@ impl RuncRuntime {
     /// Prepares the rootfs: a layer used directly, or an overlay mounted at
     /// `<bundle>/rootfs`.
     fn prepare_rootfs(&self, bundle: &Path, spec: &ContainerSpec) -> Result<PathBuf> {
+        // The image volumes' layers too: an overlay's options list them alike.
+        for m in spec.mounts.iter().filter(|m| m.kind == MountKind::Layers) {
+            check_layers(&m.layers)?;
+        }
         match spec.lower_dirs.as_slice() {
-            [] => Err(RuntimeError::Invalid {
-                what: "lower_dirs",
-                value: String::new(),
-                reason: "at least one layer is needed",
-            }),
             [only] if spec.read_only_rootfs => Ok(only.clone()),
             layers => {
-                for l in layers {
-                    let s = l.to_string_lossy();
-                    if s.contains([':', ',']) || !l.is_absolute() {
-                        return Err(RuntimeError::Invalid {
-                            what: "lower dir",
-                            value: s.into_owned(),
-                            reason: "must be absolute and free of ':' and ','",
-                        });
-                    }
-                }
+                check_layers(layers)?;
                 let rootfs = bundle.join("rootfs");
                 let upper = bundle.join("upper");
                 let work = bundle.join("work");
@@ -976,10 +1004,10 @@ impl RuncRuntime {
         // waits for the start only; stdout is unused, stderr carries a failure message.
         // The shim's own runc call is bounded by the same timeout (a stuck `runc run`
         // fails the start, and the core retries it after its back-off).
-        let mut cmd = Command::new(&self.cfg.keel_path);
-        cmd.arg("shim").args(args.to_args());
+        let mut cmd = Command::new(&self.cfg.shim_path);
+        cmd.args(args.to_args());
         let out = util::output_within(&mut cmd, self.cfg.request_timeout).map_err(|source| {
-            RuntimeError::run(&self.cfg.keel_path, self.cfg.request_timeout, source)
+            RuntimeError::run(&self.cfg.shim_path, self.cfg.request_timeout, source)
         })?;
         if !out.status.success() {
             return Err(RuntimeError::Shim {
@@ -1356,6 +1384,51 @@ mod tests {
         let err = find_runc(Some(&a.join("crun"))).unwrap_err();
         assert!(err.starts_with("crun not found at "), "{err}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_shim_is_refused_naming_where_it_was_looked_for() {
+        let dir = std::env::temp_dir().join(format!("keel-no-shim-{}", std::process::id()));
+        let cfg = RuncConfig::new(&dir.join("root"), "runc".into(), dir.join("bin/keel"));
+        assert_eq!(cfg.shim_path, dir.join("bin").join(SHIM_BINARY));
+        let err = RuncRuntime::new(cfg).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("{}/bin/keel-shim is missing", dir.display()))
+                && err.contains("same directory as keel"),
+            "{err}"
+        );
+        assert!(!dir.exists(), "nothing is created before the check");
+    }
+
+    #[test]
+    fn the_records_the_shim_writes_read_back_through_serde() {
+        let started = ShimRecord {
+            shim_pid: 7,
+            pid: 8,
+            started_at_unix_nanos: 1_700_000_000_000_000_001,
+        };
+        assert_eq!(
+            serde_json::from_str::<ShimRecord>(&started.to_json()).unwrap(),
+            started
+        );
+        for (signal, reason) in [
+            (None, ExitReason::Completed),
+            (Some(9), ExitReason::Error),
+            (Some(9), ExitReason::OomKilled),
+            (None, ExitReason::Unknown),
+        ] {
+            let exit = ExitRecord {
+                exit_code: 137,
+                signal,
+                reason,
+                finished_at_unix_nanos: 5,
+                finished_at: util::rfc3339_nanos(5),
+            };
+            assert_eq!(
+                serde_json::from_str::<ExitRecord>(&exit.to_json()).unwrap(),
+                exit
+            );
+        }
     }
 
     #[test]

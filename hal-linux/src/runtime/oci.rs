@@ -5,7 +5,7 @@
 //! set, and runc validates the rest.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -215,6 +215,24 @@ fn bind(source: &Path, destination: &str, read_only: bool) -> Value {
     json!({"destination": destination, "type": "bind", "source": source, "options": opts})
 }
 
+/// An image's layers (top first) mounted read-only at `destination`: a single layer is
+/// bound as is; several are an overlay with no upper layer (which the kernel mounts
+/// read-only), so whiteouts and opaque directories hide what they hide in the image.
+/// The runtime checked the layers ([`super::RuncRuntime::start_container`]).
+fn layers_mount(layers: &[PathBuf], destination: &str) -> Value {
+    match layers {
+        [only] => bind(only, destination, true),
+        layers => {
+            let lower: Vec<String> = layers
+                .iter()
+                .map(|l| l.to_string_lossy().into_owned())
+                .collect();
+            let opts = [format!("lowerdir={}", lower.join(":")), "ro".to_string()];
+            json!({"destination": destination, "type": "overlay", "source": "overlay", "options": opts})
+        }
+    }
+}
+
 /// The OOM score adjustment of a pod's pause process (the kubelet's `PodInfraOOMAdj`):
 /// below every container's, so the pod's namespaces outlive its processes.
 pub const SANDBOX_OOM_SCORE_ADJ: i32 = -998;
@@ -356,6 +374,7 @@ pub fn container_config(
                 }
                 json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": opts})
             }
+            MountKind::Layers => layers_mount(&m.layers, &dest),
         });
     }
     let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -123,6 +123,9 @@ pub enum MountKind {
     Bind,
     /// A fresh tmpfs (`source` is ignored).
     Tmpfs,
+    /// An image's filesystem, read-only: its unpacked [`MountSpec::layers`] (`source` is
+    /// ignored), one bound as is or several as an overlay without an upper layer.
+    Layers,
 }
 
 /// A mount into a container.
@@ -134,8 +137,11 @@ pub struct MountSpec {
     pub destination: PathBuf,
     /// Mount read-only.
     pub read_only: bool,
-    /// Bind or tmpfs.
+    /// Bind, tmpfs or image layers.
     pub kind: MountKind,
+    /// For [`MountKind::Layers`]: the unpacked layer directories, top layer first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<PathBuf>,
 }
 
 /// Resource limits of a container (Kubernetes `resources.limits`/`requests`).
@@ -288,44 +294,7 @@ pub struct ContainerHandle {
     pub record: ContainerRecord,
 }
 
-/// Written by the shim once the container has started (`shim.json` in the bundle).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShimRecord {
-    /// The shim's PID.
-    pub shim_pid: i32,
-    /// The container init's host PID.
-    pub pid: i32,
-    /// When `runc start` returned (Unix ns).
-    pub started_at_unix_nanos: u64,
-}
-
-/// Why a container exited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ExitReason {
-    /// Exit code 0.
-    Completed,
-    /// Non-zero exit code or a signal.
-    Error,
-    /// Killed by the kernel's OOM killer (cgroup counted an `oom_kill`).
-    OomKilled,
-    /// The shim vanished without writing an exit record.
-    Unknown,
-}
-
-/// The shim's exit file (`exit.json` in the bundle), written atomically.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExitRecord {
-    /// Exit code; `128 + signal` when killed by a signal.
-    pub exit_code: i32,
-    /// The signal that killed it, if any.
-    pub signal: Option<i32>,
-    /// Reason.
-    pub reason: ExitReason,
-    /// When the shim saw the exit (Unix ns).
-    pub finished_at_unix_nanos: u64,
-    /// The same time, RFC 3339 (for people reading the file).
-    pub finished_at: String,
-}
+pub use keel_shim::record::{ExitReason, ExitRecord, ShimRecord};
 
 /// What a container is doing now.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,48 +1,16 @@
-//! Small host helpers the runtime and the shim share: RFC 3339 timestamps without a
-//! date crate, atomic file writes, mount and cgroup discovery from `/proc`, and process
-//! liveness. Everything here is blocking std + libc, so the shim can use it.
+//! Small host helpers of the runtime: mount discovery from `/proc`, cgroup removal,
+//! process trees, pidfd waits and bounded child runs. The helpers the shim needs too
+//! (timestamps, atomic writes, cgroup discovery, pidfds, liveness) live in the shim's
+//! crate ([`keel_shim::sys`]) and are re-exported here.
+
+pub use keel_shim::sys::{
+    cgroup_dirs, cgroup_roots, pidfd_open, process_alive, rfc3339_nanos, unescape_octal,
+    unix_nanos, write_atomic,
+};
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Nanoseconds since the Unix epoch of `t` (0 before the epoch).
-pub fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
-/// Formats Unix nanoseconds as RFC 3339 with nanoseconds in UTC,
-/// e.g. `2024-03-01T12:00:00.000000001Z` (the CRI log and Kubernetes format).
-pub fn rfc3339_nanos(nanos: u64) -> String {
-    let secs = nanos / 1_000_000_000;
-    let frac = nanos % 1_000_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day): Howard Hinnant's `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
 
 /// Writes `data` to `path` in place of what was there, atomically for readers and for a
 /// writer killed half-way (a temporary file beside it, then rename), but not durably: no
@@ -55,20 +23,6 @@ pub fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     fs::write(&tmp, data)?;
-    fs::rename(&tmp, path)
-}
-
-/// Writes `data` to `path` atomically and durably: a temporary file beside it, fsync,
-/// rename.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
     fs::rename(&tmp, path)
 }
 
@@ -87,53 +41,6 @@ pub fn is_mount_point(path: &Path) -> bool {
     mount_points()
         .map(|m| m.iter().any(|p| p == path))
         .unwrap_or(false)
-}
-
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Directories of the cgroup hierarchies mounted on this host: the cgroup v2 mount, or
-/// every cgroup v1 mount (one per controller set, including named ones like
-/// `name=systemd`). runc creates an absolute `cgroupsPath` under each of them.
-pub fn cgroup_roots() -> Vec<PathBuf> {
-    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    let mut roots = Vec::new();
-    for line in text.lines() {
-        // Optional fields end at " - "; the fs type follows.
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fstype = right.split(' ').next().unwrap_or("");
-        if fstype == "cgroup" || fstype == "cgroup2" {
-            if let Some(p) = left.split(' ').nth(4) {
-                roots.push(PathBuf::from(unescape_octal(p)));
-            }
-        }
-    }
-    roots
-}
-
-/// The directories of the absolute cgroup path `rel` (like `/keel/podX/c1`) in every
-/// hierarchy, existing or not.
-pub fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
-    let rel = rel.trim_start_matches('/');
-    cgroup_roots().into_iter().map(|r| r.join(rel)).collect()
 }
 
 /// Creates the cgroup `rel` (and its parents) in every hierarchy, as runc does for a
@@ -205,22 +112,6 @@ fn remove_cgroup_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Whether process `pid` exists and is not a zombie. Orphaned shims are reparented to
-/// init, and an init that does not reap leaves them as zombies: those count as gone.
-pub fn process_alive(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state is the first field after the parenthesised command name.
-    match stat.rsplit_once(')') {
-        Some((_, rest)) => !matches!(rest.trim_start().chars().next(), Some('Z' | 'X')),
-        None => false,
-    }
-}
-
 /// The command line of process `pid`, arguments joined by spaces (empty if gone).
 pub fn cmdline(pid: i32) -> String {
     fs::read(format!("/proc/{pid}/cmdline"))
@@ -231,19 +122,6 @@ pub fn cmdline(pid: i32) -> String {
                 .join(" ")
         })
         .unwrap_or_default()
-}
-
-/// A pidfd for `pid`: readable once the process exits (shared by the shim, which waits on
-/// its container's init, and the agent, which waits on shims). `None` on kernels without
-/// pidfd_open, or when the process is already gone.
-pub fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel just returned this fd; nothing else owns it.
-    Some(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
 }
 
 /// Waits until the process behind pidfd `fd` exits, or `timeout` passes (`None`: no
@@ -398,20 +276,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_formats_epoch_and_leap_day() {
-        assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00.000000000Z");
-        // 2024-02-29T23:59:59.5Z
-        let t = 1_709_251_199u64 * 1_000_000_000 + 500_000_000;
-        assert_eq!(rfc3339_nanos(t), "2024-02-29T23:59:59.500000000Z");
-    }
-
-    #[test]
-    fn mountinfo_escapes_are_decoded() {
-        assert_eq!(unescape_octal(r"/a\040b"), "/a b");
-        assert_eq!(unescape_octal("/plain"), "/plain");
-    }
-
-    #[test]
     fn descendants_finds_grandchildren_and_pidfd_waits_with_a_timeout() {
         let mut sh = std::process::Command::new("sh")
             .args(["-c", "sleep 30 & wait"])
@@ -440,15 +304,13 @@ mod tests {
     }
 
     #[test]
-    fn atomic_write_replaces_content() {
+    fn replace_file_replaces_content_and_leaves_no_temporary() {
         let dir = std::env::temp_dir().join(format!("keel-util-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let p = dir.join("f.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
+        replace_file(&p, b"one").unwrap();
+        replace_file(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        replace_file(&p, b"three").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"three");
         assert!(!dir.join("f.json.tmp").exists());
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -14,7 +14,8 @@
 //! - `demo [--seconds N]`: keel's main job on this machine: installs runc and
 //!   busybox-static if missing, builds keel, builds and imports a busybox image, and runs
 //!   `keel agent` on a demo directory with its log on the terminal.
-//! - `dist`: the release artefact, a stripped static `x86_64-unknown-linux-musl` binary.
+//! - `dist`: the release artefacts, stripped static `x86_64-unknown-linux-musl` binaries:
+//!   `keel` and `keel-shim` (the per-container shim, installed in the same directory).
 //! - `qemu [--seconds N]`: boots the firmware in QEMU, pushes demo manifests over the
 //!   UART and prints the decoded log.
 //!
@@ -610,7 +611,7 @@ fn setup_for_tools() -> Vec<Step> {
 fn dist_steps() -> Vec<Step> {
     let mut s = setup_for_tools();
     s.push(Step::cmd(
-        "build static keel (x86_64-unknown-linux-musl, release, stripped)",
+        "build static keel and keel-shim (x86_64-unknown-linux-musl, release, stripped)",
         "cargo",
         &[
             "build",
@@ -619,28 +620,39 @@ fn dist_steps() -> Vec<Step> {
             "keel-linux",
             "--bin",
             "keel",
+            "-p",
+            "keel-shim",
+            "--bin",
+            "keel-shim",
             "--target",
             "x86_64-unknown-linux-musl",
         ],
     ));
-    s.push(Step::check("report the artefact", |root| {
-        let p = root.join("target/x86_64-unknown-linux-musl/release/keel");
-        let meta = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let file = Command::new("file")
-            .arg(&p)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        eprintln!(
-            "{}: {} bytes ({:.2} MiB) {}",
-            p.display(),
-            meta.len(),
-            meta.len() as f64 / 1048576.0,
-            file.trim()
-        );
-        if meta.len() > 4 * 1024 * 1024 {
-            return Err("larger than the 4 MiB target".into());
+    s.push(Step::check("report the artefacts", |root| {
+        let dir = root.join("target/x86_64-unknown-linux-musl/release");
+        for name in ["keel", "keel-shim"] {
+            let p = dir.join(name);
+            let meta = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let file = Command::new("file")
+                .arg(&p)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            eprintln!(
+                "{}: {} bytes ({:.2} MiB) {}",
+                p.display(),
+                meta.len(),
+                meta.len() as f64 / 1048576.0,
+                file.trim()
+            );
+            if name == "keel" && meta.len() > 4 * 1024 * 1024 {
+                return Err("keel is larger than the 4 MiB target".into());
+            }
         }
+        eprintln!(
+            "install both in one directory (e.g. /usr/local/bin): the agent runs the keel-shim \
+             beside its own binary for every container"
+        );
         Ok(())
     }));
     s
@@ -723,10 +735,14 @@ fn main() -> ExitCode {
                         "keel-linux",
                         "-p",
                         "keel-host-tests",
+                        "-p",
+                        "keel-shim",
                         "--bin",
                         "keel",
                         "--bin",
                         "keel-demo",
+                        "--bin",
+                        "keel-shim",
                     ],
                 ));
                 let secs = n.to_string();

@@ -1,6 +1,7 @@
-//! `keel shim`: the per-container process that owns a container's stdio and exit status.
+//! The shim's work: the per-container process that owns a container's stdio and exit
+//! status.
 //!
-//! The runtime starts `keel shim --bundle B --id ID --root R --runc RUNC --log L
+//! The runtime starts `keel-shim --bundle B --id ID --root R --runc RUNC --log L
 //! --exit-file E --cgroup C [--log-max-size N] [--log-max-files N]`. That process forks;
 //! the child calls `setsid`, points its own stdio at `/dev/null`, makes itself a child
 //! subreaper, and runs `runc run --detach` with two pipes as the container's stdout and
@@ -14,8 +15,9 @@
 //! exit it checks the cgroup's `oom_kill` counter and writes the [`ExitRecord`]
 //! atomically to the exit file, then exits itself.
 //!
-//! Deliberately plain blocking std + nix: no async runtime, one 32 KiB buffer, so the
-//! shim stays small (its RSS is measured by the integration tests).
+//! Deliberately plain blocking std + nix: no async runtime, no serialisation library,
+//! one 32 KiB buffer, so the shim stays small (its resident memory is asserted by
+//! host-tests/tests/linux_shim.rs).
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -31,9 +33,9 @@ use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, setsid, ForkResult, Pid};
 
-use super::crilog::{CriLogWriter, LineSplitter, Stream, DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
-use super::types::{ExitReason, ExitRecord, ShimRecord};
-use super::util;
+use crate::crilog::{CriLogWriter, LineSplitter, Stream, DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
+use crate::record::{ExitReason, ExitRecord, ShimRecord};
+use crate::sys as util;
 
 /// How long the shim keeps draining the pipes after the container's init has exited
 /// (processes left in a host-PID container may hold them open).
@@ -65,7 +67,7 @@ pub struct ShimArgs {
 }
 
 impl ShimArgs {
-    /// The arguments after `keel shim`.
+    /// The shim's arguments (after the program name).
     pub fn to_args(&self) -> Vec<OsString> {
         let mut v: Vec<OsString> = Vec::new();
         let mut kv = |k: &str, val: OsString| {
@@ -84,7 +86,7 @@ impl ShimArgs {
         v
     }
 
-    /// Parses the arguments after `keel shim`.
+    /// Parses the shim's arguments (after the program name).
     pub fn parse(args: &[String]) -> Result<Self, String> {
         let mut a = ShimArgs {
             bundle: PathBuf::new(),
@@ -135,26 +137,26 @@ pub fn shim_record_path(bundle: &Path) -> PathBuf {
     bundle.join("shim.json")
 }
 
-/// Entry point of `keel shim`; returns the exit code of the (short-lived) parent.
+/// Entry point of `keel-shim`; returns the exit code of the (short-lived) parent.
 pub fn main(args: &[String]) -> u8 {
     let args = match ShimArgs::parse(args) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("keel shim: {e}");
+            eprintln!("keel-shim: {e}");
             return 2;
         }
     };
     let (status_r, status_w) = match pipe2(OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("keel shim: pipe: {e}");
+            eprintln!("keel-shim: pipe: {e}");
             return 1;
         }
     };
     // SAFETY: the process is single-threaded here (main has only parsed arguments).
     match unsafe { fork() } {
         Err(e) => {
-            eprintln!("keel shim: fork: {e}");
+            eprintln!("keel-shim: fork: {e}");
             1
         }
         Ok(ForkResult::Parent { .. }) => {
@@ -226,7 +228,7 @@ fn run(a: &ShimArgs, mut status: File) -> i32 {
         started_at_unix_nanos: util::unix_nanos(SystemTime::now()),
     };
     let rec_path = shim_record_path(&a.bundle);
-    if let Err(e) = util::write_atomic(&rec_path, &serde_json::to_vec(&rec).unwrap_or_default()) {
+    if let Err(e) = util::write_atomic(&rec_path, rec.to_json().as_bytes()) {
         let _ = write!(status, "write {}: {e}", rec_path.display());
         let _ = runc(a, &["kill", &a.id, "KILL"]);
         return 1;
@@ -236,10 +238,7 @@ fn run(a: &ShimArgs, mut status: File) -> i32 {
 
     let wait = pump(pid, [out_r, err_r], &mut log);
     let exit = exit_record(wait, &a.cgroup);
-    let _ = util::write_atomic(
-        &a.exit_file,
-        &serde_json::to_vec_pretty(&exit).unwrap_or_default(),
-    );
+    let _ = util::write_atomic(&a.exit_file, exit.to_json().as_bytes());
     0
 }
 
