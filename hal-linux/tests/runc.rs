@@ -850,11 +850,17 @@ fn runc_made_sandbox(env: &Env, uid: &str) -> SandboxHandle {
         .arg("--pid-file")
         .arg(sb_dir.join("init.pid"))
         .arg(&id)
+        // runc hands its stdio to pause (chowning it to 65535): a file of its own.
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(sb_dir.join("runc.err")).unwrap())
         .status()
         .unwrap();
-    assert!(st.success(), "runc run of the old-style sandbox");
+    assert!(
+        st.success(),
+        "runc run of the old-style sandbox: {}",
+        fs::read_to_string(sb_dir.join("runc.err")).unwrap_or_default()
+    );
     let pid: i32 = fs::read_to_string(sb_dir.join("init.pid"))
         .unwrap()
         .trim()

@@ -297,7 +297,7 @@ impl Node {
     }
 
     /// Starts the agent from the binary `bin` (a copy of [`keel_bin`], say, which the
-    /// agent then also runs as `keel shim` and `keel pause`) with exactly these
+    /// agent then also runs as `keel pause`; `keel-shim` must be beside it) with exactly these
     /// arguments, waiting until its control socket accepts connections.
     pub fn start_bin(&mut self, bin: &Path, args: &[String]) {
         let log = std::fs::OpenOptions::new()

@@ -407,12 +407,14 @@ fn an_agent_killed_between_add_and_start_adds_once_and_leaks_nothing() {
     );
     net.install(&n);
     let bins = format!("{}:{PLUGINS}", bin.display());
-    // The agent runs `keel shim` and `keel pause` from the path it was started from: a
-    // copy of keel, replaced by the wrapper once the agent runs.
+    // The agent runs `keel pause` from the path it was started from (and the shim from
+    // beside it): a copy of keel, replaced by the wrapper once the agent runs.
     let real = n.dir.join("keel-real");
     let keel_copy = n.dir.join("keel");
     std::fs::copy(keel_bin(), &real).unwrap();
     std::fs::copy(keel_bin(), &keel_copy).unwrap();
+    let shim = keel_linux::runtime::SHIM_BINARY;
+    std::fs::copy(keel_bin().with_file_name(shim), n.dir.join(shim)).unwrap();
     let mut args = n.agent_args();
     args.extend(["--cni-bin-dir".to_string(), bins.clone()]);
     n.start_bin(&keel_copy, &args);
