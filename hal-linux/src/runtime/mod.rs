@@ -232,6 +232,9 @@ pub struct NetworkRecord {
 
 /// Name of the pinned network namespace file in the sandbox directory.
 const NETNS_FILE: &str = "netns";
+/// Name of the file in the sandbox directory where `keel pause --sandbox` records the
+/// pause process it started (`<pid> <start ticks>`).
+const PAUSE_RECORD: &str = "pause";
 /// Name of the network record in the sandbox directory.
 const NETWORK_RECORD: &str = "network.json";
 /// systemd-resolved's stub listener: a pod cannot reach it in its own namespace.
@@ -491,10 +494,14 @@ impl RuncRuntime {
             new_net: !spec.host_network,
             new_ipc: !spec.host_ipc,
             hostname: (!spec.host_network).then(|| spec.hostname.clone()),
+            record: Some(sb_dir.join(PAUSE_RECORD)),
             oom_score_adj: self.oom_floor.map_or(oci::SANDBOX_OOM_SCORE_ADJ, |f| {
                 oci::SANDBOX_OOM_SCORE_ADJ.max(f)
             }),
         };
+        // A pause an earlier attempt started but never recorded (its agent killed in
+        // between) goes first: one pause per pod.
+        Self::kill_unrecorded_pause(&sb_dir)?;
         let started = match pause::start(&self.cfg.keel_path, &args, self.cfg.request_timeout) {
             Ok(s) => s,
             Err(message) => {
@@ -527,6 +534,32 @@ impl RuncRuntime {
             return Err(e);
         }
         Ok(handle)
+    }
+
+    /// Kills the pause process the setup process recorded in `sb_dir` (`pause` file) if it
+    /// still runs: one started by an attempt whose agent died before `sandbox.json`.
+    fn kill_unrecorded_pause(sb_dir: &Path) -> Result<()> {
+        let Some(p) = pause::recorded(&sb_dir.join(PAUSE_RECORD)) else {
+            return Ok(());
+        };
+        match nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        ) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(source) => {
+                return Err(RuntimeError::Sys {
+                    op: "kill unrecorded pause process",
+                    path: sb_dir.into(),
+                    source,
+                })
+            }
+        }
+        let until = Instant::now() + KILL_WAIT;
+        while pause::is_running(p.pid, p.start_ticks) && Instant::now() < until {
+            std::thread::sleep(FAST_POLL);
+        }
+        Ok(())
     }
 
     /// Ends the pause process of `sandbox` and waits until it is gone: SIGKILL (it holds
@@ -1294,6 +1327,7 @@ impl RuncRuntime {
     pub fn remove_pod_dir(&self, pod_uid: &str) -> Result<()> {
         self.remove_pod_logs(pod_uid)?;
         let dir = self.pod_dir(pod_uid);
+        Self::kill_unrecorded_pause(&dir.join(SANDBOX_DIR))?;
         self.teardown_network(&dir.join(SANDBOX_DIR))?;
         // A sandbox released after its pause died leaves the pod's cgroup.
         let cgroup = self.pod_cgroup(pod_uid);

@@ -57,6 +57,9 @@ pub struct PauseArgs {
     pub hostname: Option<String>,
     /// The OOM score adjustment (inherited by nothing: containers set their own).
     pub oom_score_adj: i32,
+    /// Where the setup process writes `<pid> <start ticks>` of the pause process before it
+    /// exits, so a pause whose agent died before recording it is still found.
+    pub record: Option<PathBuf>,
 }
 
 impl PauseArgs {
@@ -78,6 +81,9 @@ impl PauseArgs {
             kv("--hostname", h.clone().into());
         }
         kv("--oom-score-adj", self.oom_score_adj.to_string().into());
+        if let Some(r) = &self.record {
+            kv("--record", r.clone().into());
+        }
         if self.new_net {
             v.push("--new-net".into());
         }
@@ -95,9 +101,11 @@ impl PauseArgs {
             match k.as_str() {
                 "--new-net" => a.new_net = true,
                 "--new-ipc" => a.new_ipc = true,
-                "--pod" | "--cgroup-procs" | "--netns" | "--hostname" | "--oom-score-adj" => {
+                "--pod" | "--cgroup-procs" | "--netns" | "--hostname" | "--oom-score-adj"
+                | "--record" => {
                     let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
                     match k.as_str() {
+                        "--record" => a.record = Some(v.into()),
                         "--pod" => a.pod_dir = v.into(),
                         "--cgroup-procs" => a.cgroup_procs.push(v.into()),
                         "--netns" => a.netns = Some(v.into()),
@@ -174,6 +182,18 @@ pub fn start_ticks(pid: i32) -> Option<u64> {
     // Fields after the parenthesised command name start at field 3 (state).
     let (_, rest) = stat.rsplit_once(')')?;
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The pause process named by a `--record` file, if it is still running.
+pub fn recorded(record: &Path) -> Option<Started> {
+    let text = std::fs::read_to_string(record).ok()?;
+    let mut w = text.split_whitespace();
+    let pid: i32 = w.next()?.parse().ok()?;
+    let ticks: u64 = w.next()?.parse().ok()?;
+    is_running(pid, ticks).then_some(Started {
+        pid,
+        start_ticks: ticks,
+    })
 }
 
 /// Whether `pid` is still the pause process started at `start_ticks` (alive, not a
@@ -258,6 +278,10 @@ fn setup(a: &PauseArgs) -> Result<(), String> {
             // (its parent is this process, which has not exited).
             let ticks = start_ticks(child.as_raw())
                 .ok_or_else(|| format!("pause process {child} vanished at once"))?;
+            if let Some(r) = &a.record {
+                std::fs::write(r, format!("{child} {ticks}\n"))
+                    .map_err(|e| format!("write {}: {e}", r.display()))?;
+            }
             println!("{child} {ticks}");
             Ok(())
         }
@@ -435,6 +459,7 @@ mod tests {
             new_ipc: true,
             hostname: Some("h".into()),
             oom_score_adj: -998,
+            record: Some("/p/.sandbox/pause".into()),
         };
         assert_eq!(round_trip(&a), a);
         let args: Vec<OsString> = a.to_args();
