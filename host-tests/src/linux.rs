@@ -676,6 +676,13 @@ impl Drop for Node {
                 .args(["delete", "--force", &id])
                 .output();
         }
+        // Pause processes are keel's own (no runc container to delete).
+        for (_, pid) in self.pause_processes() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let mut mounts = self.mounts();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {
