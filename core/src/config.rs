@@ -62,6 +62,16 @@ limits! {
     MAX_TOLERATIONS = 16, 1;
     /// `hostAliases` per pod, and hostnames per alias.
     MAX_HOST_ALIASES = 8, 1;
+    /// `dnsConfig.nameservers`: Kubernetes allows 3 (`MaxDNSNameservers`, the resolver's
+    /// MAXNS). Firmware: none: its tasks resolve no names, and decoding `dnsConfig` did
+    /// not fit the flash budget (6.5 KiB), so the firmware refuses it
+    /// (`Invalid::NotInFirmware`).
+    MAX_DNS_NAMESERVERS = 3, 0;
+    /// `dnsConfig.searches`: Kubernetes allows 32 (`MaxDNSSearchPaths`). Firmware: none.
+    MAX_DNS_SEARCHES = 32, 0;
+    /// `dnsConfig.options`: Kubernetes sets no bound; 16 is four times the resolver's
+    /// options in common use (ndots, timeout, attempts, edns0). Firmware: none.
+    MAX_DNS_OPTIONS = 16, 0;
     /// Capabilities in one `add` or `drop` list, and exec-probe / exec-hook arguments.
     MAX_SMALL_LIST = 16, 2;
     /// Bytes of text (names, images, arguments, values...) one pod may hold in total. The
@@ -82,6 +92,16 @@ limits! {
     MAX_OPEN_KEYS = 512, 64;
     /// Manifest file size (SPEC 1.8; the kubelet's is 10 MiB).
     MAX_MANIFEST_BYTES = 1024 * 1024, 2048;
+    /// YAML anchors (`&name`) remembered per document, redefinitions included. Why 16:
+    /// manifests that use anchors name a few shared blocks (an env list, a mount set);
+    /// firmware refuses anchors and aliases.
+    MAX_ANCHORS = 16, 0;
+    /// Bytes of YAML that alias expansion may read again, per document: each `*name` costs
+    /// the length of the node it names. Why 1 MiB (the manifest size limit): a document
+    /// that expands past twice the largest file keel reads is an "alias bomb" (nine nested
+    /// levels of ten aliases would expand a 200-byte file to a billion nodes), refused
+    /// before it is expanded.
+    MAX_ALIAS_BYTES = 1024 * 1024, 0;
     /// Segments of an error's field path (`spec.containers[1].image` has 4); deeper paths
     /// keep their first segments and are marked truncated.
     PATH_SEGS = 8, 8;
@@ -134,6 +154,12 @@ pub enum Limit {
     Tolerations,
     /// [`MAX_HOST_ALIASES`]
     HostAliases,
+    /// [`MAX_DNS_NAMESERVERS`]
+    DnsNameservers,
+    /// [`MAX_DNS_SEARCHES`]
+    DnsSearches,
+    /// [`MAX_DNS_OPTIONS`]
+    DnsOptions,
     /// [`MAX_SMALL_LIST`]
     SmallList,
     /// [`STRING_BYTES`]
@@ -174,6 +200,9 @@ impl Limit {
             Limit::Labels => ("MAX_LABELS", MAX_LABELS),
             Limit::Tolerations => ("MAX_TOLERATIONS", MAX_TOLERATIONS),
             Limit::HostAliases => ("MAX_HOST_ALIASES", MAX_HOST_ALIASES),
+            Limit::DnsNameservers => ("MAX_DNS_NAMESERVERS", MAX_DNS_NAMESERVERS),
+            Limit::DnsSearches => ("MAX_DNS_SEARCHES", MAX_DNS_SEARCHES),
+            Limit::DnsOptions => ("MAX_DNS_OPTIONS", MAX_DNS_OPTIONS),
             Limit::SmallList => ("MAX_SMALL_LIST", MAX_SMALL_LIST),
             Limit::StringBytes => ("STRING_BYTES", STRING_BYTES),
             Limit::SpecBytes => ("SPEC_BYTES", SPEC_BYTES),

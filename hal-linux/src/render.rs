@@ -449,6 +449,25 @@ pub fn spec(pod: &Pod) -> Value {
         "dnsPolicy",
         sp.dns_policy.map(|p| json!(p.as_str())),
     );
+    if let Some(c) = &sp.dns_config {
+        let mut d = Map::new();
+        put(&mut d, "nameservers", strs(pod, &c.nameservers));
+        put(&mut d, "searches", strs(pod, &c.searches));
+        if !c.options.is_empty() {
+            let o = c
+                .options
+                .iter()
+                .map(|o| {
+                    let mut m = Map::new();
+                    m.insert("name".into(), s(pod, o.name));
+                    put(&mut m, "value", o.value.map(|v| s(pod, v)));
+                    Value::Object(m)
+                })
+                .collect();
+            d.insert("options".into(), Value::Array(o));
+        }
+        spec.insert("dnsConfig".into(), Value::Object(d));
+    }
     put(&mut spec, "nodeName", sp.node_name.map(|x| s(pod, x)));
     for (k, v) in [
         ("hostNetwork", sp.host_network),

@@ -300,13 +300,20 @@ impl Node {
     /// agent then also runs as `keel pause`; `keel-shim` must be beside it) with exactly these
     /// arguments, waiting until its control socket accepts connections.
     pub fn start_bin(&mut self, bin: &Path, args: &[String]) {
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        self.start_command(cmd);
+    }
+
+    /// Starts the agent as `cmd` (a `keel agent ...` command line, perhaps wrapped),
+    /// waiting until its control socket accepts connections.
+    pub fn start_command(&mut self, mut cmd: Command) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.agent_log)
             .unwrap();
-        let child = Command::new(bin)
-            .args(args)
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -851,5 +858,165 @@ pub fn pods_at_once(
     BulkStart {
         all_running,
         all_gone,
+    }
+}
+
+/// A test's own CNI network: a bridge, a /24 and a host-local data dir (under the node's
+/// directory), with the plugins keel's default network has, so what a test counts on it
+/// (veths, addresses, iptables rules) is its own even when other tests run beside it.
+#[derive(Debug)]
+pub struct TestNet {
+    /// The network's name (also host-local's directory under `data_dir`).
+    pub name: String,
+    /// The bridge (at most 15 characters).
+    pub bridge: String,
+    /// The subnet, `10.251.<n>.0/24`.
+    pub subnet: String,
+    /// host-local's `dataDir`.
+    pub data_dir: PathBuf,
+}
+
+impl TestNet {
+    /// The network `kt-<tag>` on bridge `kt-<tag>0` and subnet `10.251.<third_octet>.0/24`;
+    /// each test picks a tag and octet no other test uses.
+    pub fn new(n: &Node, tag: &str, third_octet: u8) -> TestNet {
+        TestNet {
+            name: format!("kt-{tag}"),
+            bridge: format!("kt-{tag}0"),
+            subnet: format!("10.251.{third_octet}.0/24"),
+            data_dir: n.dir.join("ipam"),
+        }
+    }
+
+    /// The subnet's first three octets and a dot.
+    pub fn prefix(&self) -> String {
+        self.subnet.rsplit_once('.').unwrap().0.to_string() + "."
+    }
+
+    /// The conflist, with `plugins_extra` (`, {...}`) appended to the plugin list.
+    pub fn conflist(&self, plugins_extra: &str) -> String {
+        format!(
+            r#"{{"cniVersion":"1.0.0","name":"{}","plugins":[
+  {{"type":"bridge","bridge":"{}","isGateway":true,"ipMasq":true,"hairpinMode":true,
+    "ipam":{{"type":"host-local","dataDir":"{}","ranges":[[{{"subnet":"{}"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}}}},
+  {{"type":"portmap","capabilities":{{"portMappings":true}}}},
+  {{"type":"firewall"}},
+  {{"type":"tuning"}}{plugins_extra}]}}"#,
+            self.name,
+            self.bridge,
+            self.data_dir.display(),
+            self.subnet
+        )
+    }
+
+    /// Replaces the node's network with this one.
+    pub fn install(&self, n: &Node) {
+        for f in std::fs::read_dir(&n.cni_conf).unwrap().flatten() {
+            std::fs::remove_file(f.path()).unwrap();
+        }
+        std::fs::write(n.cni_conf.join("50-test.conflist"), self.conflist("")).unwrap();
+    }
+
+    /// veth ends attached to the bridge.
+    pub fn veths(&self) -> usize {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "master", &self.bridge])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
+    /// host-local's allocation files (not its lock and last-reserved bookkeeping).
+    pub fn allocations(&self) -> Vec<String> {
+        self.owners().into_iter().map(|(ip, _)| ip).collect()
+    }
+
+    /// host-local's allocations with the container each is for (the file's first line:
+    /// keel's `keel-sandbox-<pod uid>`).
+    pub fn owners(&self) -> Vec<(String, String)> {
+        std::fs::read_dir(self.data_dir.join(&self.name))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|f| f != "lock" && !f.starts_with("last_reserved_ip"))
+            .map(|f| {
+                let text = std::fs::read_to_string(self.data_dir.join(&self.name).join(&f))
+                    .unwrap_or_default();
+                let id = text.lines().next().unwrap_or("").trim().to_string();
+                (f, id)
+            })
+            .collect()
+    }
+
+    /// iptables rules naming this network's subnet or its pods' sandboxes.
+    pub fn rules(&self) -> Vec<String> {
+        let out = Command::new("iptables-save").output().unwrap();
+        let pfx = self.prefix();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| {
+                l.starts_with("-A")
+                    && (l.contains(&pfx) || l.contains(&format!("name: \"{}\"", self.name)))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// What this network holds for pods other than `uids` (pod UIDs) whose addresses are
+    /// `ips`: a veth beyond one per pod, an address allocated to another container, an
+    /// iptables rule naming another sandbox or another pod address (the subnet's own
+    /// address and its gateway aside).
+    pub fn leftovers(&self, uids: &[&str], ips: &[&str]) -> Vec<String> {
+        let mut bad = Vec::new();
+        let veths = self.veths();
+        if veths > uids.len() {
+            bad.push(format!(
+                "{veths} veths on {} for {} pods",
+                self.bridge,
+                uids.len()
+            ));
+        }
+        let known_id = |id: &str| {
+            id.strip_prefix("keel-sandbox-")
+                .is_some_and(|u| uids.contains(&u))
+        };
+        for (ip, id) in self.owners() {
+            if !known_id(&id) {
+                bad.push(format!("address {ip} still allocated to {id:?}"));
+            }
+        }
+        let pfx = self.prefix();
+        for rule in self.rules() {
+            let ids = rule
+                .match_indices("keel-sandbox-")
+                .map(|(i, _)| {
+                    rule[i..]
+                        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                        .next()
+                        .unwrap_or("")
+                })
+                .filter(|id| !known_id(id));
+            let addrs = rule
+                .match_indices(pfx.as_str())
+                .map(|(i, _)| {
+                    let rest = &rule[i + pfx.len()..];
+                    let host = rest.split(|c: char| !c.is_ascii_digit()).next().unwrap();
+                    format!("{pfx}{host}")
+                })
+                .filter(|a| !a.ends_with(".0") && !a.ends_with(".1") && !ips.contains(&a.as_str()));
+            if ids.count() + addrs.count() > 0 {
+                bad.push(format!("iptables rule of a gone pod: {rule}"));
+            }
+        }
+        bad
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
     }
 }

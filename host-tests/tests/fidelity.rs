@@ -46,10 +46,11 @@ const DELIBERATE: &[(&str, &str, &str)] = &[
         "the kubelet keeps the last of two keys",
     ),
     (
-        "anchor.yaml",
+        "merge-key.yaml",
         "2.2",
-        "anchors are not expanded yet (go-yaml expands them)",
+        "go-yaml v2 merges the mapping a `<<` key names",
     ),
+    ("too-many-anchors.yaml", "2.7", "over MAX_ANCHORS"),
     ("too-many-containers.yaml", "2.7", "over MAX_CONTAINERS"),
     ("too-many-args.yaml", "2.7", "over MAX_ARGS"),
     ("too-many-env.yaml", "2.7", "over MAX_ENV"),
@@ -175,6 +176,10 @@ const NARROWER: &[(&str, &str)] = &[
     (
         "volume-projected-token.yaml",
         "keel points at the source; the kubelet's API check at its field",
+    ),
+    (
+        "dns-config-too-many-nameservers.yaml",
+        "keel names the entry past MAX_DNS_NAMESERVERS (Kubernetes' MaxDNSNameservers, 3); the kubelet the list",
     ),
 ];
 

@@ -5,11 +5,10 @@
 //! side by side never share an address; nothing leaves the machine (the bridge gateway,
 //! loopback and the node's own address only).
 
-use keel_host_tests::linux::{keel, keel_bin, Node, NODE};
+use keel_host_tests::linux::{keel, keel_bin, Node, TestNet as Net, NODE};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(60);
@@ -20,95 +19,6 @@ fn require_plugins() {
         Path::new(PLUGINS).join("bridge").exists(),
         "network tests need the CNI plugins: apt-get install containernetworking-plugins (cargo xtask test installs it)"
     );
-}
-
-/// A test's own network: a bridge, a /24 and a host-local data dir, with the plugins
-/// keel's default network has.
-struct Net {
-    name: String,
-    bridge: String,
-    subnet: String,
-    data_dir: PathBuf,
-}
-
-impl Net {
-    fn new(n: &Node, tag: &str, third_octet: u8) -> Net {
-        Net {
-            name: format!("kt-{tag}"),
-            bridge: format!("kt-{tag}0"),
-            subnet: format!("10.251.{third_octet}.0/24"),
-            data_dir: n.dir.join("ipam"),
-        }
-    }
-
-    fn prefix(&self) -> String {
-        self.subnet.rsplit_once('.').unwrap().0.to_string() + "."
-    }
-
-    fn conflist(&self, plugins_extra: &str) -> String {
-        format!(
-            r#"{{"cniVersion":"1.0.0","name":"{}","plugins":[
-  {{"type":"bridge","bridge":"{}","isGateway":true,"ipMasq":true,"hairpinMode":true,
-    "ipam":{{"type":"host-local","dataDir":"{}","ranges":[[{{"subnet":"{}"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}}}},
-  {{"type":"portmap","capabilities":{{"portMappings":true}}}},
-  {{"type":"firewall"}},
-  {{"type":"tuning"}}{plugins_extra}]}}"#,
-            self.name,
-            self.bridge,
-            self.data_dir.display(),
-            self.subnet
-        )
-    }
-
-    /// Replaces the node's network with this one.
-    fn install(&self, n: &Node) {
-        for f in std::fs::read_dir(&n.cni_conf).unwrap().flatten() {
-            std::fs::remove_file(f.path()).unwrap();
-        }
-        std::fs::write(n.cni_conf.join("50-test.conflist"), self.conflist("")).unwrap();
-    }
-
-    /// veth ends attached to the bridge.
-    fn veths(&self) -> usize {
-        let out = Command::new("ip")
-            .args(["-o", "link", "show", "master", &self.bridge])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().count()
-    }
-
-    /// host-local's allocation files (not its lock and last-reserved bookkeeping).
-    fn allocations(&self) -> Vec<String> {
-        std::fs::read_dir(self.data_dir.join(&self.name))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|f| f != "lock" && !f.starts_with("last_reserved_ip"))
-            .collect()
-    }
-
-    /// iptables rules naming this network's subnet or its pods' sandboxes.
-    fn rules(&self) -> Vec<String> {
-        let out = Command::new("iptables-save").output().unwrap();
-        let pfx = self.prefix();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| {
-                l.starts_with("-A")
-                    && (l.contains(&pfx) || l.contains(&format!("name: \"{}\"", self.name)))
-            })
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .output();
-    }
 }
 
 fn pod_ip(n: &Node, pod: &str) -> Option<String> {

@@ -121,6 +121,19 @@ fn keel_validate_json_reports_every_field_as_applied_or_warned() {
     assert_eq!(status("spec.volumes[1].emptyDir.sizeLimit"), "applied");
     assert_eq!(status("spec.volumes[2].emptyDir.sizeLimit"), "warned");
     assert_eq!(status("spec.containers[0].stdin"), "warned");
+    // Networking the CNI work applies: names, DNS, host ports.
+    for path in [
+        "spec.dnsPolicy",
+        "spec.dnsConfig.nameservers",
+        "spec.dnsConfig.searches",
+        "spec.dnsConfig.options[0].name",
+        "spec.dnsConfig.options[0].value",
+        "spec.hostAliases",
+        "spec.containers[0].ports[0].hostPort",
+        "spec.containers[0].ports[0].hostIP",
+    ] {
+        assert_eq!(status(path), "applied", "{path}");
+    }
     assert_eq!(
         status("spec.containers[0].livenessProbe.exec.command"),
         "applied"

@@ -159,6 +159,9 @@ pub enum Invalid {
     UndeclaredVolume,
     /// A volume with no source keel supports (hostPath, emptyDir).
     UnsupportedVolume,
+    /// `dnsConfig`, which the firmware build (`small`) does not decode; also `dnsPolicy:
+    /// None` there, which needs one.
+    NotInFirmware,
     /// A probe or hook with no action, or with more than one.
     ActionCount,
     /// A malformed quantity.
@@ -221,6 +224,11 @@ pub enum Invalid {
     HeaderName,
     /// Not an IP address.
     IpAddress,
+    /// A `dnsConfig.searches` entry that is neither `.` nor a DNS-1123 subdomain
+    /// (underscores allowed).
+    DnsSearch,
+    /// `dnsConfig.searches` longer than 2048 characters with its separating spaces.
+    SearchListTooLong,
     /// A user or group id outside 0–2147483647.
     IdRange,
     /// `allowPrivilegeEscalation: false` with `privileged` or CAP_SYS_ADMIN.
@@ -263,6 +271,7 @@ impl Invalid {
             Duplicate => "is a duplicate of an earlier entry",
             UndeclaredVolume => "names a volume that is not declared in spec.volumes",
             UnsupportedVolume => "has no volume source keel supports (hostPath or emptyDir)",
+            NotInFirmware => "dnsConfig is not supported by keel's firmware build (its tasks have no resolver)",
             ActionCount => "must specify exactly one action (exec, httpGet, tcpSocket, grpc or sleep)",
             Quantity => "is not a valid quantity (like 500m, 1.5, 128Mi, 1e3)",
             RelativePath => "must be an absolute path",
@@ -294,6 +303,8 @@ impl Invalid {
             SleepRange => "must be between 0 and the pod's terminationGracePeriodSeconds",
             HeaderName => "must be an HTTP header name (letters, digits and '-')",
             IpAddress => "must be a valid IPv4 or IPv6 address",
+            DnsSearch => "must be '.' or a DNS-1123 subdomain (lower-case letters, digits, '-', '_' and '.'; a trailing '.' allowed)",
+            SearchListTooLong => "must not have more than 2048 characters (including spaces) in the search list",
             IdRange => "must be between 0 and 2147483647",
             Escalation => "cannot set allowPrivilegeEscalation to false with privileged or CAP_SYS_ADMIN",
             LocalhostProfile => "can only be set when type is Localhost (and is required then)",

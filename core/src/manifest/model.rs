@@ -738,6 +738,27 @@ pub struct HostAlias {
     pub hostnames: Vec<Str, MAX_HOST_ALIASES>,
 }
 
+/// `dnsConfig.options` entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsOption {
+    /// `name` (required).
+    pub name: Str,
+    /// `value`.
+    pub value: Option<Str>,
+}
+
+/// `dnsConfig`: resolver settings merged into (or, with `dnsPolicy: None`, making up) the
+/// pod's `/etc/resolv.conf`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodDnsConfig {
+    /// `nameservers` (IP addresses).
+    pub nameservers: Vec<Str, MAX_DNS_NAMESERVERS>,
+    /// `searches` (domains).
+    pub searches: Vec<Str, MAX_DNS_SEARCHES>,
+    /// `options`.
+    pub options: Vec<DnsOption, MAX_DNS_OPTIONS>,
+}
+
 /// `spec`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodSpec {
@@ -759,6 +780,8 @@ pub struct PodSpec {
     pub host_ipc: bool,
     /// `dnsPolicy` (default ClusterFirst).
     pub dns_policy: Option<DnsPolicy>,
+    /// `dnsConfig`.
+    pub dns_config: Option<PodDnsConfig>,
     /// `hostname`.
     pub hostname: Option<Str>,
     /// `hostAliases`.
@@ -790,6 +813,7 @@ impl PodSpec {
         self.host_pid = false;
         self.host_ipc = false;
         self.dns_policy = None;
+        self.dns_config = None;
         self.hostname = None;
         self.host_aliases.clear();
         self.priority_class_name = None;
@@ -1140,6 +1164,22 @@ wire_struct! {
     } Container::default();
     Toleration { key, operator, value, effect, toleration_seconds } Toleration::default();
     HostAlias { ip, hostnames } HostAlias::default();
+}
+
+#[cfg(not(feature = "small"))]
+wire_struct! {
+    DnsOption { name, value } DnsOption::default();
+    PodDnsConfig { nameservers, searches, options } PodDnsConfig::default();
+    PodSpec {
+        init_containers, containers, volumes, restart_policy, termination_grace_period_seconds,
+        host_network, host_pid, host_ipc, dns_policy, dns_config, hostname, host_aliases,
+        priority_class_name, priority, security_context, tolerations, node_name, downward_items
+    } PodSpec::default();
+}
+
+// Firmware (`small`): a dnsConfig is never decoded (refused), so none is encoded.
+#[cfg(feature = "small")]
+wire_struct! {
     PodSpec {
         init_containers, containers, volumes, restart_policy, termination_grace_period_seconds,
         host_network, host_pid, host_ipc, dns_policy, hostname, host_aliases,

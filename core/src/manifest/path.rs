@@ -8,16 +8,16 @@
 use serde::{Deserialize, Serialize};
 
 macro_rules! fields {
-    ($( $v:ident = $s:literal, )*) => {
+    ($( $(#[$m:meta])* $v:ident = $s:literal, )*) => {
         /// A known field name of the Pod model (Kubernetes JSON spelling).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
         #[cfg_attr(feature = "defmt", derive(defmt::Format))]
         #[allow(missing_docs)]
-        pub enum F { $( $v, )* }
+        pub enum F { $( $(#[$m])* $v, )* }
         impl F {
             /// The Kubernetes field name.
             pub const fn name(self) -> &'static str {
-                match self { $( F::$v => $s, )* }
+                match self { $( $(#[$m])* F::$v => $s, )* }
             }
         }
     };
@@ -70,6 +70,12 @@ fields! {
     ResourceClaims = "resourceClaims", Claims = "claims", DownwardAPI = "downwardAPI",
     Items = "items", DefaultMode = "defaultMode", Mode = "mode", Sources = "sources",
     Reference = "reference", PullPolicy = "pullPolicy",
+    // Not in firmware (`small`), which refuses dnsConfig: 128 names is where the firmware
+    // grows by 2.6 KiB, past its flash budget.
+    #[cfg(not(feature = "small"))] DnsConfig = "dnsConfig",
+    #[cfg(not(feature = "small"))] Nameservers = "nameservers",
+    #[cfg(not(feature = "small"))] Searches = "searches",
+    #[cfg(not(feature = "small"))] Options = "options",
 }
 
 /// One step of a path.

@@ -482,13 +482,43 @@ object! {
             _ => api_ref_unless_empty(d, pool, key, path),
         }
     }
-    other(_s, d, _pool, key, path) {
-        if key.name() != "automountServiceAccountToken" {
-            return Ok(false);
+    other(s, d, pool, key, path) {
+        match key.name() {
+            "automountServiceAccountToken" => d.skip(path).map(|()| true),
+            "dnsConfig" => dns_config(s, d, pool, key, path).map(|()| true),
+            _ => Ok(false),
         }
-        d.skip(path)?;
-        Ok(true)
     }
+}
+
+/// `dnsConfig` (read through `other`: its field names are not in the firmware's set).
+#[cfg(not(feature = "small"))]
+fn dns_config<'a, R: Events<'a>>(
+    s: &mut PodSpec,
+    d: &mut D<'a, '_, R>,
+    pool: &mut Pool,
+    _key: &Key<'a>,
+    path: FieldPath,
+) -> Result<()> {
+    let c = s.dns_config.get_or_insert_with(PodDnsConfig::default);
+    object(d, pool, path.field(F::DnsConfig), c)
+}
+
+/// Firmware (`small`): a `dnsConfig` is refused at its key, not skipped (MAX_DNS_* are 0
+/// there: its tasks resolve no names).
+#[cfg(feature = "small")]
+fn dns_config<'a, R: Events<'a>>(
+    _s: &mut PodSpec,
+    _d: &mut D<'a, '_, R>,
+    _pool: &mut Pool,
+    key: &Key<'a>,
+    path: FieldPath,
+) -> Result<()> {
+    Err(Error::new(
+        ErrorKind::Invalid(Invalid::NotInFirmware),
+        path,
+        key.mark,
+    ))
 }
 
 /// `containers` or `initContainers`, each decoded in place (no container-sized temporary).
@@ -547,6 +577,23 @@ fn api_ref_unless_empty<'a, R: Events<'a>>(
         Some(s) if !s.is_empty() => d.api_ref(ApiRef::ServiceAccount, key, path).map(drop),
         _ => Ok(()),
     }
+}
+
+#[cfg(not(feature = "small"))]
+object! {
+    PodDnsConfig { Nameservers: Kind::Nested, Searches: Kind::Nested, Options: Kind::Nested }
+    nested(s, f, d, pool, path, _key) {
+        match f {
+            F::Nameservers => d.strings(pool, path, &mut s.nameservers, Limit::DnsNameservers),
+            F::Searches => d.strings(pool, path, &mut s.searches, Limit::DnsSearches),
+            _ => objects(d, pool, path, &mut s.options, Limit::DnsOptions, DnsOption::default),
+        }
+    }
+}
+
+#[cfg(not(feature = "small"))]
+object! {
+    DnsOption { Name: Kind::Str => name = text, Value: Kind::Str => value = str }
 }
 
 object! {

@@ -241,6 +241,7 @@ pub fn validate(pod: &Pod, node: &str, report: &mut dyn FnMut(Error)) -> usize {
             err(ErrorKind::Required, p.field(F::Ip));
         }
     }
+    dns_config(pod, spec, &mut err);
     // validateVolumes: names are DNS labels, unique; hostPath paths absolute (keel) without
     // '..'; emptyDir sizes not negative; downwardAPI files relative, modes in range.
     for (i, v) in s.volumes.iter().enumerate() {
@@ -918,6 +919,101 @@ fn container(
             err(inv(Invalid::RelativePath), p.field(F::WorkingDir));
         }
     }
+}
+
+/// Kubernetes' `validatePodDNSConfig`, with the options the kubelet validates static pods
+/// with (v1.36: `RelaxedDNSSearchValidation` is on): `dnsPolicy: None` needs a `dnsConfig`
+/// with at least one nameserver (and nothing more is checked when it lacks either);
+/// nameservers are IP addresses (at most 3: the decoder's capacity, which is Kubernetes'
+/// `MaxDNSNameservers` on Linux); searches are `.` or, a trailing '.' removed, DNS-1123
+/// subdomains that may hold '_' (at most 32, `MaxDNSSearchPaths`, also a capacity), of at
+/// most 2048 characters together with their separating spaces (`MaxDNSSearchListChars`);
+/// every option has a name (the error names the option, as Kubernetes does).
+fn dns_config(pod: &Pod, spec: FieldPath, err: &mut impl FnMut(ErrorKind, FieldPath)) {
+    let s = &pod.spec;
+    let none = s.dns_policy == Some(DnsPolicy::None);
+    #[cfg(not(feature = "small"))]
+    match &s.dns_config {
+        None if none => err(ErrorKind::Required, spec.field(F::DnsConfig)),
+        None => {}
+        Some(c) => dns_config_values(pod, c, spec.field(F::DnsConfig), none, err),
+    }
+    // Firmware (`small`) refuses a dnsConfig when decoding, so None cannot have one.
+    #[cfg(feature = "small")]
+    if none {
+        err(
+            ErrorKind::Invalid(Invalid::NotInFirmware),
+            spec.field(F::DnsPolicy),
+        );
+    }
+}
+
+/// The values of a `dnsConfig` (see [`dns_config`]).
+#[cfg(not(feature = "small"))]
+fn dns_config_values(
+    pod: &Pod,
+    c: &PodDnsConfig,
+    at: FieldPath,
+    none: bool,
+    err: &mut impl FnMut(ErrorKind, FieldPath),
+) {
+    if none && c.nameservers.is_empty() {
+        err(ErrorKind::Required, at.field(F::Nameservers));
+        return;
+    }
+    for (i, n) in c.nameservers.iter().enumerate() {
+        if pod.s(*n).parse::<core::net::IpAddr>().is_err() {
+            err(
+                ErrorKind::Invalid(Invalid::IpAddress),
+                at.field(F::Nameservers).index(i),
+            );
+        }
+    }
+    let chars = c.searches.iter().map(|d| pod.s(*d).len()).sum::<usize>()
+        + c.searches.len().saturating_sub(1);
+    if chars > MAX_DNS_SEARCH_LIST_CHARS {
+        err(
+            ErrorKind::Invalid(Invalid::SearchListTooLong),
+            at.field(F::Searches),
+        );
+    }
+    for (i, d) in c.searches.iter().enumerate() {
+        if !is_dns_search(pod.s(*d)) {
+            err(
+                ErrorKind::Invalid(Invalid::DnsSearch),
+                at.field(F::Searches).index(i),
+            );
+        }
+    }
+    for (i, o) in c.options.iter().enumerate() {
+        if o.name.is_empty() {
+            err(ErrorKind::Required, at.field(F::Options).index(i));
+        }
+    }
+}
+
+/// Kubernetes' `MaxDNSSearchListChars`: the search list's length, spaces included.
+#[cfg(not(feature = "small"))]
+const MAX_DNS_SEARCH_LIST_CHARS: usize = 2048;
+
+/// A `dnsConfig.searches` entry as relaxed DNS search validation takes it: `.` alone, or
+/// (one trailing '.' removed) a DNS-1123 subdomain whose labels may also hold '_'
+/// (`IsDNS1123SubdomainWithUnderscore`).
+#[cfg(not(feature = "small"))]
+pub fn is_dns_search(d: &str) -> bool {
+    if d == "." {
+        return true;
+    }
+    let d = d.strip_suffix('.').unwrap_or(d);
+    let label = |l: &str| {
+        let b = l.as_bytes();
+        let inner = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_';
+        !b.is_empty()
+            && b.iter().all(|c| inner(c) || *c == b'-')
+            && inner(&b[0])
+            && inner(&b[b.len() - 1])
+    };
+    !d.is_empty() && d.len() <= 253 && d.split('.').all(label)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! when the core asks what [`changed`](Runtime::changed). Everything it knows of runc
 //! goes through [`crate::runtime`].
 
+use super::dns;
 use super::probes::{self, Target};
 use super::spec::{self, PodContext};
 use super::worker::{pod_worker, spawn_waiter, Done, Op, Reply, POD_IP_PENDING};
@@ -18,7 +19,7 @@ use crate::runtime::{
     ContainerHandle, ContainerState, ExitReason, RuncRuntime, SandboxHandle, SandboxSpec,
 };
 use keel_core::manifest::defaults;
-use keel_core::manifest::model::{Action, DnsPolicy, Protocol, PullPolicy, VolumeSource};
+use keel_core::manifest::model::{Action, Protocol, PullPolicy, VolumeSource};
 use keel_core::platform::{
     ActionResult, Existing, Handle, PlatformError, PlatformErrorKind, PodRef, RunState, Runtime,
     Signal, Ticket,
@@ -565,9 +566,19 @@ impl LinuxRuntime {
         self.pods.get_mut(uid).expect("inserted above")
     }
 
-    /// The worker's order to make pod `pod`'s sandbox.
-    fn sandbox_op(&self, pod: PodRef<'_>) -> Op {
+    /// The worker's order to make pod `pod`'s sandbox. What the resolver limits leave
+    /// out of its `/etc/resolv.conf` is logged, as the kubelet's `DNSConfigForming`
+    /// event says it.
+    fn sandbox_op(&mut self, pod: PodRef<'_>) -> Op {
         let p = pod.pod;
+        let (resolv, omitted) = dns::pod_resolv_conf(p, &crate::runtime::host_resolv_conf());
+        for w in omitted {
+            self.notices.push(Notice(format!(
+                "pod {}/{}: /etc/resolv.conf: {w}",
+                p.opt(p.namespace).unwrap_or("default"),
+                p.s(p.name),
+            )));
+        }
         let name = p.s(p.name).to_string();
         let hostname = p
             .opt(p.spec.hostname)
@@ -581,7 +592,7 @@ impl LinuxRuntime {
             host_network: p.spec.host_network,
             host_pid: p.spec.host_pid,
             host_ipc: p.spec.host_ipc,
-            resolv_conf: resolv_conf(p),
+            resolv_conf: resolv.render(),
             labels: Default::default(),
             host_aliases: p
                 .spec
@@ -649,16 +660,6 @@ impl LinuxRuntime {
             seccomp_default: self.runc.config().seccomp_default,
             image_volumes,
         }
-    }
-}
-
-/// The pod's `/etc/resolv.conf` by `dnsPolicy`, as the kubelet writes it without a
-/// cluster DNS: `Default`, `ClusterFirst` and `ClusterFirstWithHostNet` get the host's
-/// (`None` here: the runtime reads it), `None` gets an empty file.
-fn resolv_conf(p: &keel_core::manifest::model::Pod) -> Option<String> {
-    match p.spec.dns_policy {
-        Some(DnsPolicy::None) => Some(String::new()),
-        _ => None,
     }
 }
 
@@ -885,8 +886,8 @@ impl Runtime for LinuxRuntime {
                 state: RunState::Creating,
             },
         );
-        let make =
-            (!self.pods.get(pod.uid).is_some_and(|w| w.sandbox_sent)).then(|| self.sandbox_op(pod));
+        let sent = self.pods.get(pod.uid).is_some_and(|w| w.sandbox_sent);
+        let make = (!sent).then(|| self.sandbox_op(pod));
         let w = self.worker(pod.uid, host_network, None);
         if let Some(op) = make {
             w.sandbox_sent = true;

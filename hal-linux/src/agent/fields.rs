@@ -65,27 +65,14 @@ fn termination_policy(parent: &Value, _: &Pod) -> Option<&'static str> {
         .then_some(NO_TERMINATION_MESSAGE)
 }
 
-/// Warned for `None`: its resolver comes from `dnsConfig`, which keel does not model.
-/// Without cluster DNS the kubelet itself gives the others the node's resolver, as keel.
-fn dns_policy(parent: &Value, _: &Pod) -> Option<&'static str> {
-    (parent["dns_policy"] == "None").then_some(
-        "dnsPolicy None takes its resolver from dnsConfig, which keel does not read: the pod gets the node's /etc/resolv.conf",
-    )
-}
-
 /// Warned when the pod has a toleration besides the `{operator: Exists, effect: NoExecute}`
 /// one the kubelet's defaults give every static pod (that one is keel's own default too,
 /// so it alone says nothing about the manifest).
-fn tolerations(parent: &Value, pod: &Pod) -> Option<&'static str> {
-    let list = parent["tolerations"].as_array()?;
-    let is = |t: &Value, field: &str, want: &str| text(&t[field], pod).unwrap_or("") == want;
-    list.iter()
-        .any(|t| {
-            !(is(t, "key", "")
-                && is(t, "operator", "Exists")
-                && is(t, "value", "")
-                && is(t, "effect", "NoExecute"))
-        })
+fn tolerations(_: &Value, pod: &Pod) -> Option<&'static str> {
+    pod.spec
+        .tolerations
+        .iter()
+        .any(|t| !keel_core::manifest::defaults::is_static_pod_toleration(pod, t))
         .then_some(NO_TOLERATIONS)
 }
 
@@ -153,13 +140,18 @@ pub const VERDICTS: &[(&str, &str, Verdict)] = &[
     ("spec.host_network", "hostNetwork", Applied),
     ("spec.host_pid", "hostPID", Applied),
     ("spec.host_ipc", "hostIPC", Applied),
-    ("spec.dns_policy", "dnsPolicy", Depends(dns_policy)),
+    // Without cluster DNS, as a kubelet without clusterDNS: None from dnsConfig alone,
+    // the others from the node's resolver (agent/dns.rs).
+    ("spec.dns_policy", "dnsPolicy", Applied),
+    ("spec.dns_config", "dnsConfig", Node),
+    ("spec.dns_config.nameservers", "nameservers", Applied),
+    ("spec.dns_config.searches", "searches", Applied),
+    ("spec.dns_config.options", "options", Node),
+    ("spec.dns_config.options.name", "name", Applied),
+    ("spec.dns_config.options.value", "value", Applied),
     ("spec.hostname", "hostname", Applied),
-    (
-        "spec.host_aliases",
-        "hostAliases",
-        Warned("not written to the pod's /etc/hosts yet"),
-    ),
+    // Written to the pod's /etc/hosts (runtime::hosts_file).
+    ("spec.host_aliases", "hostAliases", Applied),
     ("spec.priority_class_name", "priorityClassName", Applied),
     (
         "spec.priority",
@@ -223,17 +215,11 @@ pub const VERDICTS: &[(&str, &str, Verdict)] = &[
     ("C.ports", "ports", Node),
     ("C.ports.name", "name", Applied),
     ("C.ports.container_port", "containerPort", Applied),
-    (
-        "C.ports.host_port",
-        "hostPort",
-        Warned("not mapped: use hostNetwork: true for a port reachable from outside"),
-    ),
+    // Mapped by the network's portmap plugin (its portMappings capability, hostIP
+    // included), as containerd does; with hostNetwork it equals containerPort.
+    ("C.ports.host_port", "hostPort", Applied),
     ("C.ports.protocol", "protocol", Applied),
-    (
-        "C.ports.host_ip",
-        "hostIP",
-        Warned("not mapped (see hostPort)"),
-    ),
+    ("C.ports.host_ip", "hostIP", Applied),
     ("C.resources", "resources", Node),
     ("C.resources.requests", "requests", Node),
     ("C.resources.requests.cpu", "cpu", Applied),

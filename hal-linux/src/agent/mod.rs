@@ -10,6 +10,7 @@
 pub mod adapter;
 pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod fields;
 pub mod healthz;
 pub mod logs_gc;
