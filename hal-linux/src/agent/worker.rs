@@ -38,6 +38,14 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 const SANDBOX_RETRY_INITIAL: Duration = Duration::from_secs(10);
 /// Longest wait between sandbox retries.
 const SANDBOX_RETRY_MAX: Duration = Duration::from_secs(300);
+/// Waits before the retries of a pod's removal that failed (a runtime call timed out
+/// under load, a CNI DEL refused): without them what is left stays until the next agent.
+const REMOVE_RETRIES: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
 /// Stands in for the pod IP in a container spec built before the pod's network was up
 /// (`fieldRef: status.podIP`, and `$(VAR)` expansions of it); the worker puts the IP in
 /// once the sandbox is made. Control characters cannot come from a manifest's strings.
@@ -402,12 +410,31 @@ impl PodWork {
                         self.say(format!("unmount {}: {e}", dir.display()));
                     }
                 }
-                let r = match &self.sandbox {
-                    Some(sb) => self.runc.remove_sandbox(sb),
-                    None => self.runc.remove_pod_dir(&self.uid),
-                };
-                if let Err(e) = r {
-                    self.say(format!("remove sandbox of pod {}: {e}", self.uid));
+                let mut waits = REMOVE_RETRIES.iter();
+                loop {
+                    let r = match &self.sandbox {
+                        Some(sb) => self.runc.remove_sandbox(sb),
+                        None => self.runc.remove_pod_dir(&self.uid),
+                    };
+                    let Err(e) = r else { break };
+                    match waits.next() {
+                        Some(wait) => {
+                            self.say(format!(
+                                "remove sandbox of pod {}: {e} (retrying in {}s)",
+                                self.uid,
+                                wait.as_secs()
+                            ));
+                            std::thread::sleep(*wait);
+                        }
+                        None => {
+                            self.say(format!(
+                                "remove sandbox of pod {}: {e} (gave up after {} retries: the next agent removes what is left)",
+                                self.uid,
+                                REMOVE_RETRIES.len()
+                            ));
+                            break;
+                        }
+                    }
                 }
                 return false;
             }

@@ -355,6 +355,97 @@ fn write_json_durable<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
     util::write_atomic(path, &json_bytes(path, v)?).ctx("write", path)
 }
 
+/// Passes of [`unmount_under`] before mounts that keep coming back are an error.
+const UNMOUNT_PASSES: usize = 8;
+
+/// Unmounts everything mounted at or below `dir`, deepest first and lazily (as the single
+/// unmounts do), until `/proc/self/mountinfo` shows nothing there: for a pod directory, its
+/// `/dev/shm`, container root filesystems, memory-backed emptyDirs and a network
+/// namespace pin, whether or not a record names them, and mounts stacked on one path (an
+/// agent killed between a mount and its record, a mount made twice).
+fn unmount_under(dir: &Path) -> Result<()> {
+    for _ in 0..UNMOUNT_PASSES {
+        let mounts = util::mounts_under(dir).ctx("read", "/proc/self/mountinfo")?;
+        if mounts.is_empty() {
+            return Ok(());
+        }
+        for m in mounts {
+            match umount2(&m, MntFlags::MNT_DETACH) {
+                // Gone already (unmounted with its parent, or by someone else).
+                Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+                Err(source) => {
+                    return Err(RuntimeError::Sys {
+                        op: "umount",
+                        path: m,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+    Err(RuntimeError::Sys {
+        op: "umount (still mounted after repeated unmounts)",
+        path: dir.into(),
+        source: nix::errno::Errno::EBUSY,
+    })
+}
+
+/// Removes pod directory `dir` after unmounting whatever is mounted in it
+/// ([`unmount_under`]), its records last: first everything but the sandbox directory,
+/// then the sandbox directory's files but the records, then the pause record, the
+/// network record and `sandbox.json`, then what is left. An agent killed half-way leaves
+/// a pod directory whose records the next agent still finds (and so removes it).
+fn remove_pod_tree(dir: &Path) -> Result<()> {
+    unmount_under(dir)?;
+    let sb_dir = dir.join(SANDBOX_DIR);
+    let records = [PAUSE_RECORD, NETWORK_RECORD, "sandbox.json"];
+    remove_entries_but(dir, &[SANDBOX_DIR])?;
+    remove_entries_but(&sb_dir, &records)?;
+    for r in records {
+        let path = sb_dir.join(r);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).ctx("remove", path)
+            }
+            _ => {}
+        }
+    }
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove dir", dir),
+        _ => Ok(()),
+    }
+}
+
+/// Removes every entry of directory `dir` (recursively) but those named in `keep`; a
+/// missing `dir` has nothing to remove.
+fn remove_entries_but(dir: &Path, keep: &[&str]) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).ctx("read dir", dir),
+    };
+    for entry in entries {
+        let entry = entry.ctx("read dir", dir)?;
+        if keep.iter().any(|k| entry.file_name() == *k) {
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = entry.file_type().ctx("stat", &path)?.is_dir();
+        let removed = if is_dir {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).ctx("remove", path)
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl RuncRuntime {
     /// A runtime keeping its state under `cfg.root_dir`; creates the directories.
     pub fn new(cfg: RuncConfig) -> Result<Self> {
@@ -791,17 +882,12 @@ impl RuncRuntime {
         }
     }
 
-    /// Unmounts the pod's `/dev/shm` tmpfs if it is mounted.
+    /// Unmounts the pod's `/dev/shm` tmpfs if it is mounted (every mount stacked there).
     fn release_shm(sandbox: &SandboxHandle) -> Result<()> {
-        let shm = sandbox.shm_path();
-        if !sandbox.spec.host_ipc && util::is_mount_point(&shm) {
-            umount2(&shm, MntFlags::MNT_DETACH).map_err(|source| RuntimeError::Sys {
-                op: "umount",
-                path: shm.clone(),
-                source,
-            })?;
+        if sandbox.spec.host_ipc {
+            return Ok(());
         }
-        Ok(())
+        unmount_under(&sandbox.shm_path())
     }
 
     /// The default CRI log path of a container (SPEC 5.3).
@@ -1307,16 +1393,13 @@ impl RuncRuntime {
             self.remove_container(&c)?;
         }
         self.stop_pause(sandbox)?;
-        self.teardown_network(&sandbox.pod_dir.join(SANDBOX_DIR))?;
+        // Before the network: a failed DEL keeps the records for a retry, and the pod's
+        // /dev/shm is of no use to anyone by now.
         Self::release_shm(sandbox)?;
+        self.teardown_network(&sandbox.pod_dir.join(SANDBOX_DIR))?;
         util::remove_cgroup(&sandbox.cgroup).ctx("remove cgroup", &sandbox.cgroup)?;
         self.remove_pod_logs(&sandbox.spec.pod_uid)?;
-        match fs::remove_dir_all(&sandbox.pod_dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).ctx("remove dir", &sandbox.pod_dir)
-            }
-            _ => Ok(()),
-        }
+        remove_pod_tree(&sandbox.pod_dir)
     }
 
     /// The sandbox of pod `pod_uid` recorded on disk (`sandbox.json`), if there is one.
@@ -1331,9 +1414,15 @@ impl RuncRuntime {
         }
     }
 
-    /// Removes what is left of pod `pod_uid` whose sandbox was never made: its network
-    /// (if one was set up), its directory (emptyDir volumes included) and its logs.
+    /// Removes what is left of pod `pod_uid` whose sandbox its worker does not know (never
+    /// made, or released after its pause died): a sandbox recorded on disk after all
+    /// ([`remove_sandbox`](Self::remove_sandbox)), else a pause process started but never
+    /// recorded, the network (if one was set up), whatever is mounted in the directory,
+    /// the directory (emptyDir volumes included) and its logs.
     pub fn remove_pod_dir(&self, pod_uid: &str) -> Result<()> {
+        if let Some(sb) = self.sandbox(pod_uid)? {
+            return self.remove_sandbox(&sb);
+        }
         self.remove_pod_logs(pod_uid)?;
         let dir = self.pod_dir(pod_uid);
         Self::kill_unrecorded_pause(&dir.join(SANDBOX_DIR))?;
@@ -1341,10 +1430,7 @@ impl RuncRuntime {
         // A sandbox released after its pause died leaves the pod's cgroup.
         let cgroup = self.pod_cgroup(pod_uid);
         util::remove_cgroup(&cgroup).ctx("remove cgroup", &cgroup)?;
-        match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove dir", dir),
-            _ => Ok(()),
-        }
+        remove_pod_tree(&dir)
     }
 
     fn list_pod(&self, pod_dir: &Path) -> Result<(Option<SandboxHandle>, Vec<ContainerHandle>)> {
@@ -1427,6 +1513,63 @@ mod tests {
         let err = find_runc(Some(&a.join("crun"))).unwrap_err();
         assert!(err.starts_with("crun not found at "), "{err}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A removal that unmounted only what the records name could leave a pod's `/dev/shm`
+    /// behind (the kill loop, seed 1796559190028292391): the pod directory's removal
+    /// unmounts whatever mountinfo shows in it, recorded or not, stacked mounts included.
+    /// Needs root (mounts tmpfs).
+    #[test]
+    fn a_pod_directory_goes_with_every_mount_in_it_recorded_or_not() {
+        let dir = std::env::temp_dir().join(format!("keel-pod-tree-{}", std::process::id()));
+        let shm = dir.join(SANDBOX_DIR).join("shm");
+        let mem = dir.join("volumes/mem");
+        fs::create_dir_all(&shm).unwrap();
+        fs::create_dir_all(&mem).unwrap();
+        let tmpfs = |at: &Path| {
+            mount(
+                Some("shm"),
+                at,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                Some("size=64k"),
+            )
+            .unwrap();
+        };
+        tmpfs(&shm);
+        tmpfs(&shm);
+        tmpfs(&mem);
+        fs::write(shm.join("x"), "in the top mount").unwrap();
+        fs::write(dir.join(SANDBOX_DIR).join("sandbox.json"), "{}").unwrap();
+        fs::write(dir.join(SANDBOX_DIR).join(PAUSE_RECORD), "1 1").unwrap();
+        assert_eq!(util::mounts_under(&dir).unwrap().len(), 3);
+        remove_pod_tree(&dir).unwrap();
+        assert_eq!(util::mounts_under(&dir).unwrap(), Vec::<PathBuf>::new());
+        assert!(!dir.exists());
+        // Gone already: nothing to do, no error.
+        remove_pod_tree(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_pod_directory_s_records_go_after_everything_else() {
+        let dir = std::env::temp_dir().join(format!("keel-pod-order-{}", std::process::id()));
+        let sb = dir.join(SANDBOX_DIR);
+        fs::create_dir_all(sb.join("sub")).unwrap();
+        fs::create_dir_all(dir.join("bundle/rootfs")).unwrap();
+        for f in ["sandbox.json", NETWORK_RECORD, PAUSE_RECORD, "hosts"] {
+            fs::write(sb.join(f), "x").unwrap();
+        }
+        remove_entries_but(&dir, &[SANDBOX_DIR]).unwrap();
+        remove_entries_but(&sb, &[PAUSE_RECORD, NETWORK_RECORD, "sandbox.json"]).unwrap();
+        let mut left: Vec<String> = fs::read_dir(&sb)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["network.json", "pause", "sandbox.json"]);
+        assert!(!dir.join("bundle").exists());
+        remove_pod_tree(&dir).unwrap();
+        assert!(!dir.exists());
     }
 
     #[test]

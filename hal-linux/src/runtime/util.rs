@@ -36,6 +36,17 @@ pub fn mount_points() -> io::Result<Vec<PathBuf>> {
         .collect())
 }
 
+/// The mount points at or below `dir`, deepest first; a path with mounts stacked on it
+/// comes once per mount.
+pub fn mounts_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut under: Vec<PathBuf> = mount_points()?
+        .into_iter()
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    under.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    Ok(under)
+}
+
 /// Whether `path` is a mount point.
 pub fn is_mount_point(path: &Path) -> bool {
     mount_points()
