@@ -1322,31 +1322,7 @@ impl RuncRuntime {
         // of a container is linked in the container logs dir (the exit record stays).
         self.remove_log_symlink(&c.record)?;
         self.release_bundle(&c.id, &c.bundle, &c.record.cgroup)?;
-        let entries = match fs::read_dir(&c.bundle) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).ctx("read dir", &c.bundle),
-        };
-        for entry in entries {
-            let entry = entry.ctx("read dir", &c.bundle)?;
-            let name = entry.file_name();
-            if name == "record.json" || name == "exit.json" {
-                continue;
-            }
-            let path = entry.path();
-            let r = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            match r {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).ctx("remove", path)
-                }
-                _ => {}
-            }
-        }
-        Ok(())
+        remove_entries_but(&c.bundle, &["record.json", "exit.json"])
     }
 
     /// Removes the exit records ([`retire_container`](Self::retire_container)) of the
