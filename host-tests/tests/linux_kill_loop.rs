@@ -431,7 +431,7 @@ fn random_kills_leave_no_duplicates_no_orphans_and_rerun_no_init() {
     let node = Node::new("kills");
     let host = node.dir.join("host");
     std::fs::create_dir_all(&host).unwrap();
-    let net = TestNet::new(&node, "loop", 80);
+    let net = TestNet::new(&node, "loop", 90);
     net.install(&node);
     let mut l = Loop {
         node,

@@ -428,10 +428,21 @@ fn the_nginx_static_example_serves_on_its_pod_ip_and_host_port_8080() {
     n.wait("no veth", T, |_| net.veths() == 0);
 }
 
-/// What a container printed between `BEGIN` and `END` (its log lines, newline-ended).
+/// What a container printed between its `BEGIN` and `END` lines (CRI log lines, their
+/// time, stream and tag taken off; each line newline-ended).
 fn between_markers(log: &str) -> Option<String> {
-    let body = log.split_once("BEGIN\n")?.1.split_once("END")?.0;
-    Some(body.to_string())
+    let lines: Vec<&str> = log
+        .lines()
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(""))
+        .collect();
+    let begin = lines.iter().position(|l| *l == "BEGIN")?;
+    let end = begin + lines[begin..].iter().position(|l| *l == "END")?;
+    Some(
+        lines[begin + 1..end]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect(),
+    )
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //!
 //! This module deals with choosing and writing `10-keel.conflist`: a bridge `keel0` with
 //! host-local IPAM on a private /16 that collides with none of the host's routes or
-//! addresses (routes through `keel0` itself excepted, so a restarted agent picks the
-//! subnet its bridge already has), `ipMasq` for egress, `portmap` for `hostPort`,
+//! addresses (routes through `keel0` itself excepted), or the subnet `keel0` already has
+//! when it exists (the bridge plugin refuses a bridge whose address differs from its
+//! gateway's, so a rewritten file must keep it even if another interface has since taken
+//! a route into it), `ipMasq` for egress, `portmap` for `hostPort`,
 //! `firewall` and `tuning` — what podman's default network gives, from the plugins
 //! Debian's `containernetworking-plugins` ships.
 
@@ -83,6 +85,27 @@ pub fn host_prefixes(skip: &str) -> Vec<Net> {
     out
 }
 
+/// The IPv4 subnet of interface `name`, if it exists and has an address.
+pub fn interface_subnet(name: &str) -> Option<Net> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    for a in addrs.filter(|a| a.interface_name == name) {
+        let ip = a
+            .address
+            .as_ref()
+            .and_then(|s| s.as_sockaddr_in())
+            .map(|s| u32::from(s.ip()));
+        let mask = a
+            .netmask
+            .as_ref()
+            .and_then(|s| s.as_sockaddr_in())
+            .map(|s| u32::from(s.ip()));
+        if let (Some(ip), Some(mask)) = (ip, mask) {
+            return Some(Net(ip & mask, mask.count_ones() as u8));
+        }
+    }
+    None
+}
+
 /// The first candidate /16 that overlaps none of `taken`.
 pub fn choose_subnet(taken: &[Net]) -> Option<Net> {
     CANDIDATES
@@ -123,7 +146,8 @@ pub fn write(dir: &Path) -> Result<(), CniError> {
         CniError(format!("{what} {}: {err}", p.display()))
     };
     std::fs::create_dir_all(dir).map_err(|err| e("creating", dir, err))?;
-    let subnet = choose_subnet(&host_prefixes(BRIDGE)).ok_or_else(|| {
+    let existing = interface_subnet(BRIDGE);
+    let subnet = existing.or_else(|| choose_subnet(&host_prefixes(BRIDGE))).ok_or_else(|| {
         CniError(format!(
             "no free private /16 for the default network: every candidate collides with a host route; write a network configuration into {}",
             dir.display()
