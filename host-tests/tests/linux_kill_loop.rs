@@ -448,6 +448,18 @@ fn random_kills_leave_no_duplicates_no_orphans_and_rerun_no_init() {
     l.start();
     let t0 = Instant::now();
     let first = l.wait_converged("start");
+    // The network checks look where the pods' network is: one veth and one address per
+    // pod, and rules (masquerade, firewall, the hostPorts' DNAT) naming them.
+    assert_eq!(l.net.veths(), first.len(), "veths on {}", l.net.bridge);
+    assert_eq!(l.net.owners().len(), first.len(), "{:?}", l.net.owners());
+    let rules = l.net.rules();
+    assert!(
+        rules.iter().any(|r| r.contains("DNAT"))
+            && rules
+                .iter()
+                .any(|r| r.contains("MASQUERADE") || r.contains("CNI-")),
+        "{rules:?}"
+    );
     eprintln!(
         "kill loop: {} pods up in {:.1} s",
         first.len(),
