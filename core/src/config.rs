@@ -92,6 +92,16 @@ limits! {
     MAX_OPEN_KEYS = 512, 64;
     /// Manifest file size (SPEC 1.8; the kubelet's is 10 MiB).
     MAX_MANIFEST_BYTES = 1024 * 1024, 2048;
+    /// YAML anchors (`&name`) remembered per document, redefinitions included. Why 16:
+    /// manifests that use anchors name a few shared blocks (an env list, a mount set);
+    /// firmware refuses anchors and aliases.
+    MAX_ANCHORS = 16, 0;
+    /// Bytes of YAML that alias expansion may read again, per document: each `*name` costs
+    /// the length of the node it names. Why 1 MiB (the manifest size limit): a document
+    /// that expands past twice the largest file keel reads is an "alias bomb" (nine nested
+    /// levels of ten aliases would expand a 200-byte file to a billion nodes), refused
+    /// before it is expanded.
+    MAX_ALIAS_BYTES = 1024 * 1024, 0;
     /// Segments of an error's field path (`spec.containers[1].image` has 4); deeper paths
     /// keep their first segments and are marked truncated.
     PATH_SEGS = 8, 8;

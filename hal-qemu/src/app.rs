@@ -65,7 +65,9 @@ impl EventLog {
         if self.events.is_full() {
             self.events.pop_front();
         }
-        let _ = self.events.push_back(e);
+        // SAFETY: not full: the oldest event was dropped above if it was (the log keeps
+        // the newest EVENT_QUEUE; `first` tells a reader what is gone).
+        unsafe { self.events.push_back_unchecked(e) };
         self.next = self.next.wrapping_add(1);
     }
 
@@ -89,7 +91,8 @@ impl EventLog {
             events: heapless::Vec::new(),
         };
         for e in self.events.iter().skip(skip).take(MAX_EVENTS) {
-            let _ = out.events.push(*e);
+            // SAFETY: at most MAX_EVENTS, the page's capacity (`take` above).
+            unsafe { out.events.push_unchecked(*e) };
         }
         out
     }
@@ -237,11 +240,13 @@ impl App {
             files: heapless::Vec::new(),
         };
         for f in files.iter().skip(from).take(FILES_PER_PAGE) {
-            let _ = page.files.push(FileStatus {
+            let file = FileStatus {
                 name: name(f.name()),
                 id: f.id(),
                 state: f.state(),
-            });
+            };
+            // SAFETY: at most FILES_PER_PAGE, the page's capacity (`take` above).
+            unsafe { page.files.push_unchecked(file) };
         }
         page
     }

@@ -17,7 +17,7 @@
 //! Plain Rust over `heapless` and keel-core only (no board access), so host-tests compiles
 //! this same file for its unit tests (`host-tests/tests/store.rs`).
 
-use keel_core::mgmt::{ErrorCode, Name, MAX_MANIFEST_LEN, MAX_NAME_LEN};
+use keel_core::mgmt::{ErrorCode, Name, MAX_MANIFEST_LEN};
 use keel_core::platform::{self, EntryKind, ManifestSource, PlatformError, PlatformErrorKind};
 
 /// The firmware's store: 12 manifests sharing 3 KiB of RAM (one of the largest, 2 KiB, plus
@@ -29,7 +29,7 @@ pub type FirmwareStore = ManifestStore<12, 3072>;
 pub enum StoreError {
     /// The name is empty.
     NameEmpty,
-    /// The name is longer than [`MAX_NAME_LEN`].
+    /// The name is longer than [`keel_core::mgmt::MAX_NAME_LEN`].
     NameTooLong,
     /// The manifest is larger than [`MAX_MANIFEST_LEN`] (or the whole arena).
     TooLarge,
@@ -177,11 +177,13 @@ impl<const ENTRIES: usize, const ARENA: usize> ManifestStore<ENTRIES, ARENA> {
         self.slots.iter().position(|s| s.used && s.name == name)
     }
 
-    fn check_name(name: &str) -> Result<(), StoreError> {
-        match name.len() {
-            0 => Err(StoreError::NameEmpty),
-            n if n > MAX_NAME_LEN => Err(StoreError::NameTooLong),
-            _ => Ok(()),
+    /// The name as stored: the conversion is the length check, so a name that does not
+    /// fit is refused, never cut.
+    fn check_name(name: &str) -> Result<Name, StoreError> {
+        match Name::try_from(name) {
+            _ if name.is_empty() => Err(StoreError::NameEmpty),
+            Ok(n) => Ok(n),
+            Err(()) => Err(StoreError::NameTooLong),
         }
     }
 
@@ -204,7 +206,7 @@ impl<const ENTRIES: usize, const ARENA: usize> ManifestStore<ENTRIES, ARENA> {
 
     /// Store `bytes` under `name`, replacing what that name held.
     pub fn put(&mut self, name: &str, bytes: &[u8]) -> Result<PutOutcome, StoreError> {
-        Self::check_name(name)?;
+        let stored_name = Self::check_name(name)?;
         if bytes.len() > self.slot_capacity() {
             return Err(StoreError::TooLarge);
         }
@@ -233,9 +235,7 @@ impl<const ENTRIES: usize, const ARENA: usize> ManifestStore<ENTRIES, ARENA> {
         self.used += bytes.len();
         let slot = &mut self.slots[index];
         slot.used = true;
-        slot.name.clear();
-        // Cannot fail: the length was checked against the same capacity above.
-        let _ = slot.name.push_str(name);
+        slot.name = stored_name;
         slot.off = off;
         slot.len = bytes.len();
         slot.revision = self.changes;

@@ -2,15 +2,18 @@
 //!
 //! Receive is interrupt-driven: the UART0 handler drains the hardware FIFO into a
 //! [`RX_RING`]-byte ring, so bytes that arrive while the main loop is busy (handling a
-//! frame, writing a reply) are kept. If the ring is full, new bytes are dropped and
-//! counted ([`Uart0::rx_dropped`]); the frame they belonged to then fails to decode and
-//! the host gets an error reply. Transmit is blocking on the TX FIFO (QEMU drains it
-//! instantly).
+//! frame, writing a reply) are kept. When the ring is full the handler leaves the rest in
+//! the hardware FIFO and masks the receive interrupt until the main loop has taken bytes
+//! out ([`Uart0::try_read`] then moves the rest and unmasks it): no byte is ever dropped
+//! here. The FIFO filling
+//! up then holds the sender back (QEMU stops delivering; on silicon that is where
+//! RTS/CTS would come in). Dropping bytes instead used to turn a large frame arriving
+//! while the main loop was slow (a loaded host) into a `Malformed` reply. Transmit is
+//! blocking on the TX FIFO (QEMU drains it instantly).
 
 use core::cell::RefCell;
 use core::convert::Infallible;
 use core::ptr::{read_volatile, write_volatile};
-use core::sync::atomic::{AtomicU32, Ordering};
 
 use critical_section::Mutex;
 use heapless::Deque;
@@ -45,7 +48,6 @@ const INT_RX: u32 = (1 << 4) | (1 << 6);
 const SYSCTL_RCGC1: usize = 0x400F_E104;
 
 static RX: Mutex<RefCell<Deque<u8, RX_RING>>> = Mutex::new(RefCell::new(Deque::new()));
-static RX_DROPPED: AtomicU32 = AtomicU32::new(0);
 
 fn read(off: usize) -> u32 {
     // SAFETY: BASE + off is a PL011 register; reads have no side effect we rely on
@@ -93,12 +95,8 @@ impl Uart0 {
         critical_section::with(|cs| RX.borrow_ref(cs).len())
     }
 
-    /// Bytes dropped because the receive ring was full, since boot.
-    pub fn rx_dropped(&self) -> u32 {
-        RX_DROPPED.load(Ordering::Relaxed)
-    }
-
-    /// Move up to `buf.len()` received bytes into `buf` without waiting.
+    /// Move up to `buf.len()` received bytes into `buf` without waiting, then refill the
+    /// room made from the hardware FIFO (the handler masks itself while the ring is full).
     pub fn try_read(&mut self, buf: &mut [u8]) -> usize {
         critical_section::with(|cs| {
             let mut rx = RX.borrow_ref_mut(cs);
@@ -110,6 +108,7 @@ impl Uart0 {
                 }
                 n += 1;
             }
+            drain(&mut rx);
             n
         })
     }
@@ -158,16 +157,27 @@ impl embedded_io::Write for Uart0 {
 
 #[interrupt]
 fn UART0() {
-    critical_section::with(|cs| {
-        let mut rx = RX.borrow_ref_mut(cs);
-        while read(FR) & FR_RXFE == 0 {
-            // Bits 8..11 are framing/parity/break/overrun flags; the byte is kept anyway
-            // and a corrupted frame fails COBS or postcard decoding.
-            let byte = read(DR) as u8;
-            if rx.push_back(byte).is_err() {
-                RX_DROPPED.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    });
+    critical_section::with(|cs| drain(&mut RX.borrow_ref_mut(cs)));
+}
+
+/// Moves bytes from the hardware FIFO into `rx` while it has room. With the ring full,
+/// the rest stays in the FIFO and the receive interrupt is masked (the main loop, which
+/// has bytes to take, calls this again from [`Uart0::try_read`]); otherwise it is
+/// unmasked.
+fn drain(rx: &mut Deque<u8, RX_RING>) {
+    // Cleared before the FIFO is emptied, not after: a byte arriving once the loop has
+    // seen the FIFO empty raises it again, where clearing it last would leave that byte
+    // waiting (QEMU raises it only when a byte lands in an empty FIFO).
     write(ICR, INT_RX);
+    while read(FR) & FR_RXFE == 0 {
+        if rx.is_full() {
+            write(IMSC, 0);
+            return;
+        }
+        // Bits 8..11 are framing/parity/break/overrun flags; the byte is kept anyway
+        // and a corrupted frame fails COBS or postcard decoding.
+        // SAFETY: not full (checked just above).
+        unsafe { rx.push_back_unchecked(read(DR) as u8) };
+    }
+    write(IMSC, INT_RX);
 }

@@ -9,6 +9,7 @@
 //! is utime+stime over it (lease renewals, node status and mirror syncs included).
 
 use keel_host_tests::apiserver::ApiServer;
+use keel_host_tests::bench::{load1, Section};
 use keel_host_tests::linux::{cpu_ticks, keel_bin, pod, release_keel, status_kib, Node, NODE};
 use std::time::Duration;
 
@@ -75,22 +76,44 @@ fn main() {
         ("standalone", alone.agent_pid().unwrap()),
         ("--kubeconfig", cluster.agent_pid().unwrap()),
     ];
+    let sec = Section::new(
+        "API client (--kubeconfig)",
+        "cargo bench -p keel-host-tests --bench cluster",
+    );
     let before: Vec<u64> = pids.iter().map(|(_, p)| cpu_ticks(*p)).collect();
     let requests0 = api.seen().len();
+    let since = load1();
     std::thread::sleep(idle);
     for ((what, pid), c0) in pids.iter().zip(before) {
-        println!(
-            "agent {what:13} {pods} pods: VmRSS {} KiB, Private_Dirty {} KiB, idle CPU {:.2} s over {} s",
-            status_kib(*pid, "status", "VmRSS:"),
-            status_kib(*pid, "smaps_rollup", "Private_Dirty:"),
-            (cpu_ticks(*pid) - c0) as f64 / tick,
-            idle.as_secs()
-        );
+        sec.figure(
+            &format!("agent VmRSS, {what}, {pods} pods"),
+            "KiB",
+            vec![status_kib(*pid, "status", "VmRSS:") as f64],
+            since,
+        )
+        .record();
+        sec.figure(
+            &format!("agent Private_Dirty, {what}, {pods} pods"),
+            "KiB",
+            vec![status_kib(*pid, "smaps_rollup", "Private_Dirty:") as f64],
+            since,
+        )
+        .record();
+        sec.figure(
+            &format!("agent idle CPU, {what}, over {} s", idle.as_secs()),
+            "%",
+            vec![100.0 * (cpu_ticks(*pid) - c0) as f64 / tick / idle.as_secs_f64()],
+            since,
+        )
+        .record();
     }
-    println!(
-        "API requests during the idle window: {}",
-        api.seen().len() - requests0
-    );
+    sec.figure(
+        &format!("API requests in the {} s idle window", idle.as_secs()),
+        "requests",
+        vec![(api.seen().len() - requests0) as f64],
+        since,
+    )
+    .record();
     // Both nodes drain on drop.
     drop(cluster);
     drop(alone);

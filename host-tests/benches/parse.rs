@@ -7,6 +7,7 @@
 //! Run: `cargo bench -p keel-host-tests --bench parse` (or `cargo xtask bench`).
 
 use keel_core::manifest::{self, model::Pool, Context, Pod};
+use keel_host_tests::bench::{load1, Section};
 use serde::Deserialize;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -185,7 +186,12 @@ struct Row {
     mb_s: f64,
     per_s: f64,
     allocs: f64,
+    /// MB/s of each of the [`REPS`] slices of the budget.
+    samples: Vec<f64>,
 }
+
+/// The time budget of a row is measured in this many slices, for the spread.
+const REPS: u32 = 5;
 
 /// Runs `f` over the corpus repeatedly for about `budget`; MB/s, manifests/s, allocs/parse.
 fn measure(
@@ -204,23 +210,30 @@ fn measure(
     }
     let allocs = (ALLOCS.load(Ordering::Relaxed) - a0) as f64 / corpus.len() as f64;
     let bytes: usize = corpus.iter().map(|b| b.len()).sum();
-    let (mut rounds, t) = (0u64, Instant::now());
-    while t.elapsed() < budget {
-        for b in corpus {
-            black_box(f(black_box(b)));
+    let (mut rounds, mut secs, mut samples) = (0u64, 0.0, Vec::new());
+    for _ in 0..REPS {
+        let (mut n, t) = (0u64, Instant::now());
+        while t.elapsed() < budget / REPS {
+            for b in corpus {
+                black_box(f(black_box(b)));
+            }
+            n += 1;
         }
-        rounds += 1;
+        let s = t.elapsed().as_secs_f64();
+        samples.push((bytes as f64 * n as f64) / s / 1e6);
+        rounds += n;
+        secs += s;
     }
-    let secs = t.elapsed().as_secs_f64();
     Row {
         name,
         mb_s: (bytes as f64 * rounds as f64) / secs / 1e6,
         per_s: (corpus.len() as f64 * rounds as f64) / secs,
         allocs,
+        samples,
     }
 }
 
-fn print(rows: &[Row], base: &str) {
+fn print(rows: &[Row], base: &str, sec: &Section, corpus: &str, since: f64) {
     let b = rows.iter().find(|r| r.name == base).map_or(1.0, |r| r.mb_s);
     println!("| parser | MB/s | manifests/s | allocations/parse | vs {base} |");
     println!("|---|---:|---:|---:|---:|");
@@ -233,6 +246,29 @@ fn print(rows: &[Row], base: &str) {
             r.allocs,
             r.mb_s / b
         );
+    }
+    for r in rows {
+        sec.figure(
+            &format!("{}, {corpus}", r.name),
+            "MB/s",
+            r.samples.clone(),
+            since,
+        )
+        .note(&format!("{:.2}x {base}", r.mb_s / b))
+        .record();
+    }
+    for r in rows {
+        let f = sec.figure(
+            &format!("{}, {corpus}, allocations per parse", r.name),
+            "allocs",
+            vec![r.allocs],
+            since,
+        );
+        if r.name.starts_with("keel-core") {
+            f.at_most(0.0).record();
+        } else {
+            f.record();
+        }
     }
 }
 
@@ -310,6 +346,8 @@ fn main() {
     let total: usize = yaml_bytes.iter().map(|b| b.len()).sum();
     println!("YAML corpus: {} manifests, {} bytes", yaml.len(), total);
     let mut keel = Keel::new();
+    let sec = Section::new("Parser", "cargo bench -p keel-host-tests --bench parse");
+    let since = load1();
     let rows = vec![
         measure("keel-core prepare", &yaml_bytes, budget, |b| keel.parse(b)),
         measure("keel-core decode only", &yaml_bytes, budget, |b| {
@@ -326,7 +364,7 @@ fn main() {
                 .is_some_and(|d| PodLike::deserialize(d).is_ok())
         }),
     ];
-    print(&rows, "serde_yaml -> Value");
+    print(&rows, "serde_yaml -> Value", &sec, "YAML corpus", since);
 
     let json = fixtures("twins", "json");
     let json_bytes: Vec<&[u8]> = json.iter().map(|(_, b)| b.as_slice()).collect();
@@ -336,6 +374,7 @@ fn main() {
         json.len(),
         total
     );
+    let since = load1();
     let rows = vec![
         measure("keel-core prepare", &json_bytes, budget, |b| keel.parse(b)),
         measure("keel-core decode only", &json_bytes, budget, |b| {
@@ -348,7 +387,7 @@ fn main() {
             serde_json::from_slice::<PodLike>(b).is_ok()
         }),
     ];
-    print(&rows, "serde_json -> Value");
+    print(&rows, "serde_json -> Value", &sec, "JSON corpus", since);
 
     // Stack: the largest manifest of the corpus, minus an idle thread's baseline.
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
@@ -365,6 +404,58 @@ fn main() {
     // The platform rounds small thread stacks up to its minimum (glibc: PTHREAD_STACK_MIN,
     // 16 KiB on x86_64), so a need at or below that floor cannot be told apart from idle.
     let floor = 16 * 1024;
+    sec.figure(
+        "smallest thread stack on which prepare of the largest fixture works",
+        "B",
+        vec![need as f64],
+        load1(),
+    )
+    .note(if need <= base.max(floor) {
+        "the platform's minimum thread stack: the need is at most this"
+    } else {
+        "bisection in child processes"
+    })
+    .record();
+    // The kubelet's own path, measured outside the project (issue 16): quoted, so the
+    // per-manifest figures above have their reference beside them.
+    const KUBELET: &str =
+        "quoted: Kubernetes v1.36 code on this machine, measured outside the project (issue 16)";
+    for (what, v, unit) in [
+        (
+            "kubelet: YAML to defaulted pod, busybox static pod",
+            43.0,
+            "µs",
+        ),
+        (
+            "kubelet: YAML to defaulted pod, busybox static pod, allocations",
+            343.0,
+            "allocs",
+        ),
+        (
+            "kubelet: YAML to defaulted pod, kube-apiserver manifest",
+            49.0,
+            "µs",
+        ),
+        (
+            "kubelet: YAML to defaulted pod, kube-apiserver manifest, allocations",
+            406.0,
+            "allocs",
+        ),
+        (
+            "kubelet: with file read, validation and conversion, busybox",
+            91.0,
+            "µs",
+        ),
+        (
+            "kubelet: with file read, validation and conversion, kube-apiserver",
+            113.0,
+            "µs",
+        ),
+    ] {
+        sec.figure(what, unit, vec![v], 0.0)
+            .quoted(KUBELET)
+            .record();
+    }
     if need <= base.max(floor) {
         println!(
             "\nStack: {largest} parses on the smallest thread stack the platform creates \

@@ -10,13 +10,16 @@
 //! Every run starts from an empty destination: keel a fresh root dir (so it fetches,
 //! verifies, and also unpacks every layer), skopeo a fresh `dir:` (fetch and verify
 //! only, no unpacking). Times are wall-clock from spawn to exit; peak RSS is the child's
-//! `ru_maxrss` from `wait4`.
+//! `ru_maxrss` from `wait4`. Then, as root, the agent's memory around a pull: a node's
+//! agent pulls the same image for a pod; its VmRSS before and its VmHWM (peak) once the
+//! pod runs. The binary's size is in the sizes bench.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use keel_host_tests::linux::release_keel;
+use keel_host_tests::bench::{load1, Section};
+use keel_host_tests::linux::{self, release_keel, status_kib, Node};
 use keel_host_tests::registry::{
     self, busybox_image, file_layer, noise, push, write_layout, Options, Registry, TempDir,
 };
@@ -49,17 +52,45 @@ fn measure(cmd: &mut Command) -> (Duration, u64) {
     (took, ru.ru_maxrss as u64)
 }
 
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+fn ms_all(v: &[Duration]) -> Vec<f64> {
+    v.iter().map(|d| d.as_secs_f64() * 1000.0).collect()
+}
+
+/// The agent's memory around one pull: a node whose agent pulls the image for a pod;
+/// (VmRSS before, VmHWM once the pod runs). Needs root and the OCI runtime, as the agent
+/// does; None without root.
+fn agent_pull(reg: &Registry, reference: &str) -> Option<(u64, u64)> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let mut n = Node::new("bench-pull");
+    std::fs::write(n.root.join("registries.yaml"), reg.self_mirror_config()).unwrap();
+    n.start();
+    std::thread::sleep(Duration::from_secs(1));
+    let agent = n.agent_pid().unwrap();
+    let before = status_kib(agent, "status", "VmRSS:");
+    n.write(
+        "pulled.yaml",
+        &linux::pod("pulled", "exec sleep 100000")
+            .replace("image: busybox", &format!("image: {reference}")),
+    );
+    n.wait("the pulled pod running", Duration::from_secs(300), |n| {
+        n.state("pulled", "main")
+            .is_some_and(|(k, _)| k == "running")
+    });
+    Some((before, status_kib(agent, "status", "VmHWM:")))
 }
 
 fn main() {
     registry::require_tools();
     let runs = env_num("KEEL_BENCH_RUNS", 5).max(1) as usize;
     let mib = env_num("KEEL_BENCH_LAYER_MIB", 16) as usize;
-    let (keel, label) = release_keel();
-    let size = std::fs::metadata(&keel).map(|m| m.len()).unwrap_or(0);
+    let keel = match std::env::var_os("KEEL_BIN") {
+        Some(b) => std::path::PathBuf::from(b),
+        None => release_keel().0,
+    };
+    std::env::set_var("KEEL_BIN", &keel);
+    let sec = Section::new("Image pull", "cargo bench -p keel-host-tests --bench pull");
 
     let dir = TempDir::new("bench");
     let reg = Registry::start(&Options::default());
@@ -71,6 +102,7 @@ fn main() {
     let reference = format!("{}/bench/big:v1", reg.addr);
     push(&layout, "v1", &reference, &[]);
 
+    let since = load1();
     let (mut kt, mut kr, mut st, mut sr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
         let root = dir.path().join(format!("root{i}"));
@@ -82,7 +114,7 @@ fn main() {
                 .stderr(std::process::Stdio::null()),
         );
         kt.push(t);
-        kr.push(rss);
+        kr.push(rss as f64);
         let _ = std::fs::remove_dir_all(&root);
         let dest = dir.path().join(format!("skopeo{i}"));
         let (t, rss) = measure(
@@ -93,25 +125,46 @@ fn main() {
                 .stdout(std::process::Stdio::null()),
         );
         st.push(t);
-        sr.push(rss);
+        sr.push(rss as f64);
         let _ = std::fs::remove_dir_all(Path::new(&dest));
     }
-    let total_mib = 2 * mib + 1;
-    println!(
-        "image: busybox + 2 x {mib} MiB incompressible layers (~{total_mib} MiB), registry:2 on 127.0.0.1, {runs} runs"
-    );
-    println!(
-        "keel image pull ({label}): median {:.0} ms, peak RSS {} KiB (max over runs)",
-        median(&mut kt).as_secs_f64() * 1000.0,
-        kr.iter().max().unwrap_or(&0)
-    );
-    println!(
-        "skopeo copy docker:// dir:      median {:.0} ms, peak RSS {} KiB (max over runs)",
-        median(&mut st).as_secs_f64() * 1000.0,
-        sr.iter().max().unwrap_or(&0)
-    );
-    println!(
-        "keel binary: {size} bytes ({:.2} MiB)",
-        size as f64 / 1048576.0
-    );
+    let image = format!("busybox + 2 × {mib} MiB incompressible layers, registry:2 on 127.0.0.1");
+    sec.figure(
+        "keel image pull (fetch, verify, unpack)",
+        "ms",
+        ms_all(&kt),
+        since,
+    )
+    .note(&image)
+    .record();
+    sec.figure(
+        "skopeo copy docker:// dir: (fetch, verify)",
+        "ms",
+        ms_all(&st),
+        since,
+    )
+    .record();
+    sec.figure("keel image pull, peak RSS", "KiB", kr, since)
+        .record();
+    sec.figure("skopeo copy, peak RSS", "KiB", sr, since)
+        .record();
+    let since = load1();
+    if let Some((before, peak)) = agent_pull(&reg, &reference) {
+        sec.figure(
+            "agent VmRSS before the pull",
+            "KiB",
+            vec![before as f64],
+            since,
+        )
+        .record();
+        sec.figure(
+            "agent peak RSS (VmHWM) once the pulled pod runs",
+            "KiB",
+            vec![peak as f64],
+            since,
+        )
+        .record();
+    } else {
+        println!("the agent's pull needs root: not measured");
+    }
 }

@@ -1,5 +1,6 @@
 //! keel host tests: cross-crate tests and their helpers.
 //!
+//! - [`bench`]: the figures every benchmark records, and docs/benchmarks.md made from them;
 //! - [`apiserver`]: a strict Kubernetes API server double (Node authorizer,
 //!   NodeRestriction) for the cluster tests;
 //! - [`corpus`] and [`differential`]: the parser fixture corpus and the comparison against
@@ -14,6 +15,7 @@
 //!   pull tests.
 
 pub mod apiserver;
+pub mod bench;
 pub mod conformance;
 pub mod corpus;
 pub mod differential;

@@ -293,13 +293,20 @@ impl Node {
     /// Starts the agent with exactly these arguments (`agent ...`), waiting until its
     /// control socket accepts connections.
     pub fn start_raw(&mut self, args: &[String]) {
+        let mut cmd = Command::new(keel_bin());
+        cmd.args(args);
+        self.start_command(cmd);
+    }
+
+    /// Starts the agent as `cmd` (a `keel agent ...` command line, perhaps wrapped),
+    /// waiting until its control socket accepts connections.
+    pub fn start_command(&mut self, mut cmd: Command) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.agent_log)
             .unwrap();
-        let child = Command::new(keel_bin())
-            .args(args)
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

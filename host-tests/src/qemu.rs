@@ -735,6 +735,68 @@ impl fmt::Display for ImageSize {
     }
 }
 
+/// A pod manifest for the firmware: `spec` is YAML indented by two spaces (the body of
+/// `spec:`).
+pub fn pod(name: &str, spec: &str) -> Vec<u8> {
+    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{spec}").into_bytes()
+}
+
+/// A one-container firmware pod running task `image` with `args`; `extra` goes before
+/// `containers:` in the spec.
+pub fn task_pod(name: &str, image: &str, args: &[&str], extra: &str) -> Vec<u8> {
+    let args: Vec<String> = args.iter().map(|a| format!("\"{a}\"")).collect();
+    pod(
+        name,
+        &format!(
+            "{extra}  containers:\n  - name: main\n    image: {image}\n    args: [{}]\n",
+            args.join(", ")
+        ),
+    )
+}
+
+/// The firmware's size and its stack high-water mark after several scenarios' worth of
+/// work (crash loop, exits, init container, liveness probe, replace, delete, a bad
+/// manifest): (image size, peak stack used, stack size), in bytes. The figures of
+/// hal-qemu/README.md; the qemu test checks them against the budget and `cargo xtask
+/// bench` records them.
+pub fn size_and_peak_stack() -> Result<(ImageSize, u32, u32)> {
+    build_firmware()?;
+    let size = ImageSize::of_elf(&std::fs::read(elf_path(FIRMWARE))?)?;
+    let mut q = Qemu::boot()?;
+    let put = |q: &mut Qemu, name: &str, bytes: &[u8]| match q.put(name, bytes)? {
+        Response::Ok => Ok(()),
+        other => Err(DriverError::BadFrame(format!("put {name}: {other:?}"))),
+    };
+    let wait = Duration::from_secs(4);
+    let blink = pod(
+        "blink",
+        "  containers:\n  - name: blink\n    image: task:forever\n",
+    );
+    let never = "  restartPolicy: Never\n";
+    put(
+        &mut q,
+        "a.yaml",
+        &task_pod("a", "task:crash", &["after=50"], ""),
+    )?;
+    put(
+        &mut q,
+        "b.yaml",
+        &task_pod("b", "task:exit", &["code=1"], never),
+    )?;
+    let spec = "  initContainers:\n  - name: setup\n    image: task:exit\n  containers:\n  - name: main\n    image: task:forever\n    args: [\"unhealthy-after=200\"]\n    livenessProbe:\n      exec:\n        command: [\"health\"]\n      periodSeconds: 1\n      failureThreshold: 1\n";
+    put(&mut q, "c.yaml", &pod("c", spec))?;
+    put(&mut q, "d.yaml", &blink)?;
+    put(&mut q, "e.yaml", &blink)?;
+    put(&mut q, "bad.yaml", b"kind: Pod\nspec: [")?;
+    q.wait_for_log("Liveness probe failed", Duration::from_secs(3))?;
+    put(&mut q, "d.yaml", &task_pod("d", "task:forever", &["x"], ""))?;
+    q.delete("a.yaml")?;
+    q.wait_status("a gone", wait, |s| s.pod("a").is_none())?;
+    q.snapshot()?;
+    let (used, total) = q.stack()?;
+    Ok((size, used, total))
+}
+
 /// Example manifests for [`demo`]: shapes of the static pods in the repository's `examples/`
 /// (a long-running service, a crash-looping one, a one-shot job, a pod with an init
 /// container and a liveness probe, and a broken manifest), with firmware tasks as images.

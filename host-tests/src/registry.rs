@@ -171,6 +171,17 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// A node's `registries.yaml` whose only endpoint for this registry is the registry
+    /// itself, over plain HTTP (an air-gapped node; no default endpoint).
+    pub fn self_mirror_config(&self) -> String {
+        format!(
+            "disable_default_endpoint: true\nmirrors:\n  \"{a}\":\n    endpoint: [\"http://{a}\"]\n",
+            a = self.addr
+        )
+    }
+}
+
 /// Runs `docker-registry serve CONFIG`, its output appended to `log`.
 fn serve(config: &Path, log: &Path) -> Child {
     let log_file = std::fs::OpenOptions::new()

@@ -186,6 +186,29 @@ fn yaml_and_json_twins_decode_equal() {
     }
 }
 
+/// go-yaml expands anchors and aliases; so does keel: `yaml-anchors.yaml` gives the pod its
+/// written-out twin gives, with the same digest.
+#[test]
+fn yaml_anchors_decode_like_their_expansion() {
+    let good = fixture_dir("good");
+    let (a, b) = (
+        read(&good.join("yaml-anchors.yaml")),
+        read(&good.join("yaml-anchors-expanded.yaml")),
+    );
+    assert!(differential::keel_as_written(&a).is_ok());
+    assert_eq!(
+        differential::keel_as_written(&a).unwrap(),
+        differential::keel_as_written(&b).unwrap()
+    );
+    let (oa, ob) = (prepare(&a, "/m/anchors"), prepare(&b, "/m/anchors"));
+    assert_eq!(oa.result.expect("anchors"), ob.result.expect("expanded"));
+    assert_eq!(
+        keel_linux::render::pod(&oa.pod),
+        keel_linux::render::pod(&ob.pod)
+    );
+    assert_eq!(oa.pod.spec.containers.len(), 3);
+}
+
 #[test]
 fn unicode_escapes_and_surrogate_pairs_decode() {
     let k =

@@ -46,10 +46,11 @@ const DELIBERATE: &[(&str, &str, &str)] = &[
         "the kubelet keeps the last of two keys",
     ),
     (
-        "anchor.yaml",
+        "merge-key.yaml",
         "2.2",
-        "anchors are not expanded yet (go-yaml expands them)",
+        "go-yaml v2 merges the mapping a `<<` key names",
     ),
+    ("too-many-anchors.yaml", "2.7", "over MAX_ANCHORS"),
     ("too-many-containers.yaml", "2.7", "over MAX_CONTAINERS"),
     ("too-many-args.yaml", "2.7", "over MAX_ARGS"),
     ("too-many-env.yaml", "2.7", "over MAX_ENV"),

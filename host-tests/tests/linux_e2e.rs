@@ -1054,3 +1054,62 @@ fn image_volumes_are_mounted_read_only_from_the_store() {
     );
     assert_eq!(n.phase("imgmiss").as_deref(), Some("Pending"));
 }
+
+/// A decoded Pod at keel-core's Linux capacities is ~600 KiB, so none may live on a stack:
+/// the release `keel`, without the tests' RUST_MIN_STACK and under a 1 MiB `ulimit -s`
+/// (threads keep Rust's and tokio's 2 MiB), validates the real control-plane corpus and
+/// runs an agent that takes in every pod of it.
+#[test]
+fn release_keel_runs_the_control_plane_corpus_on_default_stacks() {
+    let mut n = Node::new("stack");
+    let (release, _) = keel_host_tests::linux::release_keel();
+    let small_stack = |args: &[String]| {
+        let mut c = Command::new("sh");
+        c.args(["-c", "ulimit -s 1024 && exec \"$0\" \"$@\""])
+            .arg(&release)
+            .args(args)
+            .env_remove("RUST_MIN_STACK");
+        c
+    };
+    let mut files: Vec<std::path::PathBuf> =
+        std::fs::read_dir(keel_host_tests::corpus::fixture_dir("control-plane"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+    files.sort();
+    assert!(files.len() >= 10, "{files:?}");
+    let mut args = vec!["validate".to_string()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let out = small_stack(&args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?}: {text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in &files {
+        assert!(text.contains(&format!("{}: ok", f.display())), "{text}");
+    }
+    // Every pod under a name of its own (the corpus has three `etcd`s).
+    for (i, f) in files.iter().enumerate() {
+        let y = std::fs::read_to_string(f).unwrap();
+        let at = y.find("\n  name: ").expect("metadata.name") + "\n  name: ".len();
+        let end = at + y[at..].find('\n').unwrap();
+        let renamed = format!("{}{}-{i}{}", &y[..at], &y[at..end], &y[end..]);
+        n.write(&format!("cp-{i}.yaml"), &renamed);
+    }
+    n.start_command(small_stack(&n.agent_args()));
+    n.wait(
+        "every control-plane pod taken in",
+        Duration::from_secs(60),
+        |n| n.pods()["items"].as_array().map_or(0, Vec::len) == files.len(),
+    );
+    // Still up after a few polls over them.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(n.agent_alive(), "{}", n.agent_log());
+    assert_eq!(
+        n.pods()["items"].as_array().map_or(0, Vec::len),
+        files.len()
+    );
+}

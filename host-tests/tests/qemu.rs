@@ -13,7 +13,7 @@ use keel_core::mgmt::{
 };
 use keel_core::platform::PlatformErrorKind;
 use keel_core::status::{FileState, Phase};
-use keel_host_tests::qemu::{elf_path, ImageSize, Qemu, Snapshot, FIRMWARE, READY};
+use keel_host_tests::qemu::{pod, task_pod, Qemu, Snapshot, FIRMWARE, READY};
 
 const MANIFEST: &[u8] = b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: blink\nspec:\n  containers:\n  - name: blink\n    image: task:forever\n";
 
@@ -24,23 +24,6 @@ const WAIT: Duration = Duration::from_secs(4);
 
 fn boot() -> Qemu {
     Qemu::boot().expect("boot firmware")
-}
-
-/// A pod manifest: `spec` is YAML indented by two spaces (the body of `spec:`).
-fn pod(name: &str, spec: &str) -> Vec<u8> {
-    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{spec}").into_bytes()
-}
-
-/// A one-container pod running `image` with `args`.
-fn task_pod(name: &str, image: &str, args: &[&str], extra: &str) -> Vec<u8> {
-    let args: Vec<String> = args.iter().map(|a| format!("\"{a}\"")).collect();
-    pod(
-        name,
-        &format!(
-            "{extra}  containers:\n  - name: main\n    image: {image}\n    args: [{}]\n",
-            args.join(", ")
-        ),
-    )
 }
 
 fn put_ok(q: &mut Qemu, name: &str, bytes: &[u8]) {
@@ -655,37 +638,11 @@ fn events_are_reported_over_the_protocol() {
 }
 
 /// Runs several scenarios' worth of work in one firmware, then reads the stack high-water
-/// mark and the image size: the figures in hal-qemu/README.md.
+/// mark and the image size: the figures in hal-qemu/README.md (`cargo xtask bench` records
+/// the same through `keel_host_tests::qemu::size_and_peak_stack`).
 #[test]
 fn firmware_size_and_peak_stack() {
-    keel_host_tests::qemu::build_firmware().unwrap();
-    let elf = std::fs::read(elf_path(FIRMWARE)).unwrap();
-    let size = ImageSize::of_elf(&elf).unwrap();
-    let mut q = boot();
-    let never = "  restartPolicy: Never\n";
-    put_ok(
-        &mut q,
-        "a.yaml",
-        &task_pod("a", "task:crash", &["after=50"], ""),
-    );
-    put_ok(
-        &mut q,
-        "b.yaml",
-        &task_pod("b", "task:exit", &["code=1"], never),
-    );
-    let spec = "  initContainers:\n  - name: setup\n    image: task:exit\n  containers:\n  - name: main\n    image: task:forever\n    args: [\"unhealthy-after=200\"]\n    livenessProbe:\n      exec:\n        command: [\"health\"]\n      periodSeconds: 1\n      failureThreshold: 1\n";
-    put_ok(&mut q, "c.yaml", &pod("c", spec));
-    put_ok(&mut q, "d.yaml", MANIFEST);
-    put_ok(&mut q, "e.yaml", MANIFEST);
-    put_ok(&mut q, "bad.yaml", b"kind: Pod\nspec: [");
-    q.wait_for_log("Liveness probe failed", Duration::from_secs(3))
-        .unwrap();
-    put_ok(&mut q, "d.yaml", &task_pod("d", "task:forever", &["x"], ""));
-    q.delete("a.yaml").unwrap();
-    q.wait_status("a gone", WAIT, |s| s.pod("a").is_none())
-        .unwrap();
-    let _ = q.snapshot().unwrap();
-    let (used, total) = q.stack().unwrap();
+    let (size, used, total) = keel_host_tests::qemu::size_and_peak_stack().unwrap();
     eprintln!("{FIRMWARE}: {size}");
     eprintln!(
         "peak stack {used} of {total} B; static RAM + peak stack {} B",
@@ -701,4 +658,202 @@ fn firmware_size_and_peak_stack() {
         "static RAM + peak stack over 48 KiB: {size}, stack {used}"
     );
     assert!(size.data <= 256, "{size}");
+}
+
+#[test]
+fn names_over_the_task_table_room_show_as_unknown_and_are_reported() {
+    let mut q = boot();
+    // 14 + 64 bytes fit the 128 of a pod's names; the app container's 63 more do not.
+    let (init, main) = ("i".repeat(63), "m".repeat(63));
+    let spec = format!(
+        "  initContainers:\n  - name: {init}\n    image: task:exit\n  containers:\n  - name: {main}\n    image: task:forever\n"
+    );
+    put_ok(&mut q, "long.yaml", &pod("longnames", &spec));
+    q.wait_status("longnames running", WAIT, |s| running(s, "longnames"))
+        .unwrap();
+    q.wait_for_log("names of pod longnames-qemu over 128 B: shown as ?", WAIT)
+        .unwrap();
+    let s = q.snapshot().unwrap();
+    let p = s.pod("longnames").unwrap();
+    let names: Vec<&str> = p.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, [init.as_str(), "?"]);
+}
+
+/// xorshift64*: the same frames from the same seed on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// `n` random bytes, none of them the frame delimiter.
+    fn nonzero(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| 1 + self.below(255) as u8).collect()
+    }
+}
+
+/// COBS-encodes `raw` and appends the delimiter.
+fn cobs(raw: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    let mut code_at = 0;
+    for &b in raw {
+        if b != 0 {
+            out.push(b);
+        }
+        if b == 0 || out.len() - code_at == 0xFF {
+            out[code_at] = (out.len() - code_at) as u8;
+            code_at = out.len();
+            out.push(0);
+        }
+    }
+    out[code_at] = (out.len() - code_at) as u8;
+    out.push(0);
+    out
+}
+
+#[test]
+fn ten_thousand_random_frames_leave_the_tasks_supervised_and_the_status_right() {
+    let count: usize = std::env::var("KEEL_QEMU_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let seed: u64 = std::env::var("KEEL_QEMU_FRAMES_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5EED_0FF4_A3E5);
+    eprintln!("{count} random frames, seed {seed} (KEEL_QEMU_FRAMES, KEEL_QEMU_FRAMES_SEED)");
+    let mut q = boot();
+    put_ok(&mut q, "blink.yaml", MANIFEST);
+    put_ok(
+        &mut q,
+        "crash.yaml",
+        &task_pod("crash", "task:crash", &["after=200"], ""),
+    );
+    q.wait_status("blink running", WAIT, |s| running(s, "blink"))
+        .unwrap();
+    let mut rng = Rng(seed | 1);
+    let safe = |rng: &mut Rng, nonce: u32| -> Vec<u8> {
+        let r = match rng.below(7) {
+            0 => Request::Ping { nonce },
+            1 => Request::GetStatus,
+            2 => Request::ListManifests,
+            3 => Request::GetEvents { after: nonce },
+            4 => Request::GetPod { slot: nonce as u8 },
+            5 => Request::GetFiles { from: nonce as u8 },
+            _ => Request::Hello { version: 2 },
+        };
+        postcard::to_stdvec(&r).unwrap()
+    };
+    let (mut sent, mut kinds) = (0, [0usize; 4]);
+    let started = Instant::now();
+    while sent < count {
+        // Batches of up to 32 frames written at once, then every answer read in order:
+        // one answer per frame, so a lost or merged frame shows as a wrong answer below.
+        let batch = 32.min(count - sent);
+        let (mut bytes, mut expect) = (Vec::new(), Vec::new());
+        for i in 0..batch {
+            let nonce = (sent + i) as u32;
+            // Mostly garbage and mutated requests; a frame too long one time in 16.
+            let kind = match rng.below(16) {
+                0 => 2,
+                1..=3 => 3,
+                k => k % 2,
+            };
+            kinds[kind] += 1;
+            match kind {
+                // Garbage, mostly short, now and then up to a full frame buffer.
+                0 => {
+                    let n = 1 + match rng.below(16) {
+                        0 => rng.below(MAX_MANIFEST_LEN + 400),
+                        _ => rng.below(200),
+                    };
+                    bytes.extend(rng.nonzero(n));
+                    bytes.push(0);
+                    expect.push(None);
+                }
+                // A real request with bytes flipped, cut or grown.
+                1 => {
+                    let mut raw = safe(&mut rng, nonce);
+                    for _ in 0..1 + rng.below(3) {
+                        let at = rng.below(raw.len() + 1);
+                        match rng.below(3) {
+                            0 if at < raw.len() => raw[at] = rng.next() as u8,
+                            1 => raw.truncate(at),
+                            _ => raw.insert(at, rng.next() as u8),
+                        }
+                    }
+                    if raw.is_empty() {
+                        raw.push(rng.next() as u8);
+                    }
+                    bytes.extend(cobs(&raw));
+                    expect.push(None);
+                }
+                // Longer than the frame buffer: skipped to its delimiter.
+                2 => {
+                    let n = 2600 + rng.below(400);
+                    bytes.extend(rng.nonzero(n));
+                    bytes.push(0);
+                    expect.push(Some(error(ErrorCode::FrameTooLong)));
+                }
+                // A ping, whose answer must carry its nonce.
+                _ => {
+                    bytes.extend(postcard::to_stdvec_cobs(&Request::Ping { nonce }).unwrap());
+                    expect.push(Some(Response::Pong { nonce }));
+                }
+            }
+        }
+        q.send_raw(&bytes).unwrap();
+        for (i, want) in expect.into_iter().enumerate() {
+            let got = q
+                .recv(Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("frame {}: no answer: {e}", sent + i));
+            if let Some(want) = want {
+                assert_eq!(got, want, "frame {} (seed {seed})", sent + i);
+            }
+        }
+        sent += batch;
+    }
+    eprintln!(
+        "{count} frames answered in {:.1} s (garbage {}, mutated {}, too long {}, pings {})",
+        started.elapsed().as_secs_f64(),
+        kinds[0],
+        kinds[1],
+        kinds[2],
+        kinds[3]
+    );
+
+    // Whatever a mutated frame stored goes; the two pods stay as they were.
+    if let Response::Manifests(list) = q.request(&Request::ListManifests).unwrap() {
+        for m in list
+            .iter()
+            .filter(|m| !["blink.yaml", "crash.yaml"].contains(&m.name.as_str()))
+        {
+            assert_eq!(q.delete(&m.name).unwrap(), Response::Ok);
+        }
+    }
+    let s = q
+        .wait_status("two pods, two manifests", WAIT, |s| {
+            s.status.manifests == 2 && s.status.pods == 2 && s.files.len() == 2
+        })
+        .unwrap();
+    let blink = s.pod("blink").unwrap();
+    assert!(running(&s, "blink"), "{blink:?}");
+    assert_eq!(blink.containers[0].restart_count, 0, "{blink:?}");
+    // The crashing task is still supervised: it keeps being restarted.
+    let before = s.pod("crash").unwrap().containers[0].restart_count;
+    q.wait_status("crash restarted again", Duration::from_secs(30), |s| {
+        s.pod("crash")
+            .is_some_and(|p| p.containers[0].restart_count > before)
+    })
+    .unwrap();
+    let (used, total) = q.stack().unwrap();
+    assert!(used < total, "stack {used} of {total}");
 }

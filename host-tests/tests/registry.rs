@@ -722,14 +722,7 @@ fn registry_down_a_defaulted_always_runs_from_the_store_a_written_one_waits_for_
     }
     let mut n = keel_host_tests::linux::Node::new("pull-offline");
     // An air-gapped node whose only endpoint for the registry is the registry itself.
-    std::fs::write(
-        n.root.join("registries.yaml"),
-        format!(
-            "disable_default_endpoint: true\nmirrors:\n  \"{a}\":\n    endpoint: [\"http://{a}\"]\n",
-            a = reg.addr
-        ),
-    )
-    .unwrap();
+    std::fs::write(n.root.join("registries.yaml"), reg.self_mirror_config()).unwrap();
     for tag in ["latest", "v1"] {
         pull_ok(&n.root, &format!("{}/test/app:{tag}", reg.addr), &[]);
     }

@@ -152,31 +152,40 @@ sim_test! {
     }
 }
 
-/// Runs a first agent with `pods` pods (each one init and three app containers), then
-/// restarts it after `outage`: the second agent's world goes to `check`.
+/// What a container was before the restart: pod, name, restart count, state, start time.
+type Before = (String, String, u32, RunState, u64);
+
+/// Runs a first agent with `pods` pods (each one init container, then `sidecar` when
+/// set, then the app containers `apps`), exits every container a few times (a different
+/// number per pod and container), then restarts it after `outage`: the second agent's
+/// world goes to `check`.
 fn restart_many(
     pods: usize,
+    sidecar: Option<&str>,
+    apps: &[&str],
     outage: impl FnOnce(&mut FakeSource, &mut FakeRuntime),
-    check: impl FnOnce(&mut World<'_, FakeSource, FakeRuntime>, &[(String, String, u32, RunState)]),
+    check: impl FnOnce(&mut World<'_, FakeSource, FakeRuntime>, &[Before]),
 ) {
     let mut st1 = Storage::new(pods, pods + 8);
     let mut w1 = World::fake(&mut st1);
     w1.rt.plan("init", Plan::exits(1, 0));
     for i in 0..pods {
-        let p = P::empty(&format!("p{i}"))
-            .init(C::new("setup", "init"))
-            .container(C::new("a", "img"))
-            .container(C::new("b", "img"))
-            .container(C::new("c", "img"))
-            .policy("OnFailure");
-        w1.write(&format!("p{i}.yaml"), p.yaml());
+        let mut p = P::empty(&format!("p{i}")).init(C::new("setup", "init"));
+        if let Some(s) = sidecar {
+            p = p.init(C::new(s, "img").sidecar());
+        }
+        for a in apps {
+            p = p.container(C::new(a, "img"));
+        }
+        w1.write(&format!("p{i}.yaml"), p.policy("OnFailure").yaml());
     }
     w1.run_for(5);
     // Restart counts that differ per pod and container.
+    let names: Vec<&str> = sidecar.into_iter().chain(apps.iter().copied()).collect();
     for i in 0..pods {
-        for (n, name) in ["a", "b", "c"].iter().enumerate() {
+        for (n, name) in names.iter().enumerate() {
             for _ in 0..(i + n) % 3 {
-                w1.rt.exit(&format!("p{i}-"), name, 1, false);
+                w1.rt.exit(&format!("p{i}-"), name, 1 + n as i32, false);
                 w1.run_for(1);
             }
         }
@@ -188,7 +197,15 @@ fn restart_many(
     let before: Vec<_> = rt
         .containers
         .values()
-        .map(|c| (c.pod_name.clone(), c.name.clone(), c.restart_count, c.state))
+        .map(|c| {
+            (
+                c.pod_name.clone(),
+                c.name.clone(),
+                c.restart_count,
+                c.state,
+                c.started_at.0,
+            )
+        })
         .collect();
     let mut st2 = Storage::new(pods, pods + 8);
     let mut w2 = World::at(
@@ -206,6 +223,8 @@ sim_test! {
         // 40 pods x 4 containers: more than any fixed adoption list held.
         restart_many(
             40,
+            None,
+            &["a", "b", "c"],
             |_, rt| {
                 // One container of one pod exits with its code while the agent is away.
                 let h = rt.live("p7-", "b").unwrap().0;
@@ -221,7 +240,7 @@ sim_test! {
                 let new: Vec<_> = w.rt.starts[starts..].iter().map(|s| (s.pod_name.clone(), s.name.clone(), s.restart_count)).collect();
                 assert_eq!(new.len(), 1, "{new:?}");
                 assert!(new[0].0.starts_with("p7-") && new[0].1 == "b", "{new:?}");
-                for (pod, name, count, state) in before.iter().cloned() {
+                for (pod, name, count, state, _) in before.iter().cloned() {
                     let short = pod.split('-').next().unwrap().to_string();
                     let (_, slot) = w.pod(&short).unwrap();
                     assert!(matches!(slot.containers()[0].state, State::Terminated(t) if t.code == 0), "{pod}: init not run again");
@@ -235,6 +254,59 @@ sim_test! {
                         _ => assert_eq!(c.restart_count, count, "{pod}/{name}"),
                     }
                 }
+            },
+        );
+    }
+}
+
+sim_test! {
+    fn adoption_of_110_pods_with_sidecars_keeps_counts_exit_codes_and_start_times() {
+        // The kubelet's default pod limit, each pod an init container, a native sidecar
+        // and two app containers: 440 containers, 330 of them live across the restart.
+        let pods = 110;
+        let names = ["side", "a", "b"];
+        restart_many(
+            pods,
+            Some("side"),
+            &names[1..],
+            |_, rt| {
+                // Containers that exit with their code while the agent is away.
+                for (pod, name, code) in [("p3-", "a", 7), ("p50-", "side", 9), ("p109-", "b", 4)] {
+                    let h = rt.live(pod, name).unwrap().0;
+                    rt.finish(h, code, false);
+                }
+            },
+            |w, before| {
+                assert_eq!(before.len(), pods * 3, "the init containers were removed once done");
+                let starts = w.rt.starts.len();
+                w.run_for(1);
+                // 330 adoption events overflow the event queue between drains: what did
+                // not fit is counted (the containers' states below are what matters).
+                let adopted = w.events_where(|e| matches!(e, Event::ContainerAdopted { .. }));
+                let dropped = w.rec.counters().events_dropped as usize;
+                assert!(adopted.len() + dropped >= pods * 3, "{} + {dropped}", adopted.len());
+                for (pod, name, count, state, started) in before.iter().cloned() {
+                    let short = pod.split('-').next().unwrap().to_string();
+                    let (_, slot) = w.pod(&format!("{short}-")).unwrap();
+                    let cs = slot.containers();
+                    assert_eq!(cs.len(), 4, "{pod}");
+                    assert!(matches!(cs[0].state, State::Terminated(t) if t.code == 0), "{pod}: init not run again");
+                    let c = cs[1 + names.iter().position(|n| *n == name).unwrap()];
+                    match state {
+                        // Seen exited, with its code; restarted at once or after its back-off.
+                        RunState::Exited { code, .. } => {
+                            assert_eq!(c.last.map(|t| t.code), Some(code), "{pod}/{name}");
+                        }
+                        _ => {
+                            assert_eq!(c.restart_count, count, "{pod}/{name}");
+                            assert_eq!(c.state, State::Running { started_at: Instant(started) }, "{pod}/{name}: start time kept");
+                        }
+                    }
+                }
+                w.run_for(60);
+                let new: Vec<_> = w.rt.starts[starts..].iter().map(|s| (s.pod_name.clone(), s.name.clone())).collect();
+                assert_eq!(new.len(), 3, "only the three that exited restart: {new:?}");
+                assert!(w.rt.starts[starts..].iter().all(|s| s.name != "setup"), "no init container ran again");
             },
         );
     }

@@ -177,9 +177,9 @@ pub enum SyntaxErrorKind {
     InvalidEscape,
     /// An escape naming a code point that is not a character (lone surrogate, > 0x10FFFF).
     InvalidCodePoint,
-    /// `&anchor` (not supported: keel never expands aliases).
+    /// `&anchor` in the firmware build (`small`), which does not expand aliases.
     Anchor,
-    /// `*alias` (not supported: keel never expands aliases).
+    /// `*alias` in the firmware build (`small`), which does not expand aliases.
     Alias,
     /// A tag other than the standard `!!` ones.
     UnknownTag,
@@ -219,6 +219,22 @@ pub enum SyntaxErrorKind {
     /// YAML: a mapping key inside `{ }` whose `:` is on a later line or over 1024 bytes
     /// on (libyaml's implicit-key rule).
     MultiLineKey,
+    /// YAML: a `<<` merge key. go-yaml v2 merges the named mapping into this one; keel does
+    /// not (SPEC 2.2), and says so rather than reading `<<` as an unknown field.
+    MergeKey,
+    /// YAML: `*name` names no anchor defined before it.
+    #[cfg(not(feature = "small"))]
+    UndefinedAlias,
+    /// YAML: `*name` inside the node its anchor names (it would contain itself).
+    #[cfg(not(feature = "small"))]
+    AliasCycle,
+    /// YAML: more anchors than [`crate::config::MAX_ANCHORS`].
+    #[cfg(not(feature = "small"))]
+    TooManyAnchors,
+    /// YAML: aliases that would expand to more than [`crate::config::MAX_ALIAS_BYTES`] of
+    /// text (an "alias bomb"); refused before expanding.
+    #[cfg(not(feature = "small"))]
+    AliasBudget,
 }
 
 impl SyntaxErrorKind {
@@ -235,8 +251,8 @@ impl SyntaxErrorKind {
             UnterminatedSingleQuote => "unterminated single-quoted string (missing closing ')",
             InvalidEscape => "invalid escape sequence",
             InvalidCodePoint => "escape names an invalid Unicode code point",
-            Anchor => "YAML anchors (&) are not supported in manifests",
-            Alias => "YAML aliases (*) are not supported in manifests",
+            Anchor => "YAML anchors (&) are not supported by the firmware build",
+            Alias => "YAML aliases (*) are not supported by the firmware build",
             UnknownTag => "unknown tag (only the standard !! tags are allowed)",
             BadBlockHeader => "malformed block scalar header",
             ExpectedKey => "expected a mapping key",
@@ -257,6 +273,17 @@ impl SyntaxErrorKind {
                 "a `key: value` pair inside [ ] is not supported; use { } or a block mapping"
             }
             MultiLineKey => "a mapping key inside { } must stand on one line with its `:`",
+            MergeKey => "YAML merge keys (<<) are not supported; write the keys out",
+            #[cfg(not(feature = "small"))]
+            UndefinedAlias => "alias (*) names no anchor (&) defined before it",
+            #[cfg(not(feature = "small"))]
+            AliasCycle => "alias (*) inside the node its anchor names (it would contain itself)",
+            #[cfg(not(feature = "small"))]
+            TooManyAnchors => "capacity MAX_ANCHORS exceeded: too many anchors (&) in one document",
+            #[cfg(not(feature = "small"))]
+            AliasBudget => {
+                "capacity MAX_ALIAS_BYTES exceeded: the aliases (*) would expand to more than 1 MiB (an alias bomb?)"
+            }
         }
     }
 }

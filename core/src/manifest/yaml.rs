@@ -9,10 +9,15 @@
 //!
 //! It is a single-pass scanner over the bytes with an explicit stack of open collections
 //! (at most [`MAX_DEPTH`]): no recursion, no allocation, O(n) in the input, and no panics on
-//! any input. Anchors and aliases are refused (so no alias bombs); so are complex (`?`) keys,
-//! collections as keys, single-pair mappings inside flow sequences (`[a: b]`) and non-standard
-//! tags. Empty documents before the first node are skipped; the first document with content
-//! is read, and [`YamlReader::trailer`] counts the documents after it (SPEC 1.9).
+//! any input. Anchors and aliases are expanded as go-yaml expands them, within an explicit
+//! budget that refuses an alias bomb before expanding it (see [`anchors`]); the firmware
+//! build (`small`) refuses them. Refused too: `<<` merge keys (SPEC 2.2), complex (`?`) keys,
+//! collections as keys, single-pair mappings inside flow sequences (`[a: b]`) and
+//! non-standard tags. Empty documents before the first node are skipped; the first document
+//! with content is read, and [`YamlReader::trailer`] counts the documents after it (SPEC 1.9).
+
+#[cfg(not(feature = "small"))]
+mod anchors;
 
 use heapless::Vec;
 
@@ -173,6 +178,9 @@ pub struct YamlReader<'a> {
     /// The first tab before any content on a line skipped as blank or comment in block
     /// context: libyaml (and go-yaml) reject those as they reject tab indentation.
     blank_tab: Option<Mark>,
+    /// Anchors defined so far and aliases being expanded.
+    #[cfg(not(feature = "small"))]
+    aliases: anchors::Aliases<'a>,
 }
 
 impl<'a> YamlReader<'a> {
@@ -185,6 +193,8 @@ impl<'a> YamlReader<'a> {
             pending: None,
             failed: None,
             blank_tab: None,
+            #[cfg(not(feature = "small"))]
+            aliases: anchors::Aliases::new(),
         }
     }
 
@@ -197,28 +207,45 @@ impl<'a> YamlReader<'a> {
                 self.block_node(-1, false, false, empty)
             }
             Phase::Done => Ok((Event::End, self.cur.mark())),
-            Phase::Body => match self.stack.last().copied() {
-                None => self.finish_root(),
-                Some(Frame::Map {
+            Phase::Body => {
+                #[cfg(not(feature = "small"))]
+                self.end_replay();
+                self.body_step()
+            }
+        }
+    }
+
+    fn body_step(&mut self) -> Step<'a> {
+        match self.stack.last().copied() {
+            None => self.finish_root(),
+            Some(Frame::Map {
+                indent,
+                value: false,
+            }) => self.map_key(indent),
+            Some(Frame::Map {
+                indent,
+                value: true,
+            }) => {
+                let after = self.cur.mark();
+                self.set_top(Frame::Map {
                     indent,
                     value: false,
-                }) => self.map_key(indent),
-                Some(Frame::Map {
-                    indent,
-                    value: true,
-                }) => {
-                    let after = self.cur.mark();
-                    self.set_top(Frame::Map {
-                        indent,
-                        value: false,
-                    });
-                    self.block_node(i64::from(indent), false, true, after)
-                }
-                Some(Frame::Seq { indent }) => self.seq_entry(indent),
-                Some(Frame::FlowSeq { state, open }) => self.flow_seq(state, open),
-                Some(Frame::FlowMap { state, open }) => self.flow_map(state, open),
-            },
+                });
+                self.block_node(i64::from(indent), false, true, after)
+            }
+            Some(Frame::Seq { indent }) => self.seq_entry(indent),
+            Some(Frame::FlowSeq { state, open }) => self.flow_seq(state, open),
+            Some(Frame::FlowMap { state, open }) => self.flow_map(state, open),
         }
+    }
+
+    /// Whether the innermost open collection is the one an alias is reading again.
+    fn at_replay_root(&self) -> bool {
+        #[cfg(not(feature = "small"))]
+        if let Some(base) = self.aliases.replay_base() {
+            return self.stack.len() == base + 1;
+        }
+        false
     }
 
     // -- characters, blanks, comments, markers -------------------------------------------
@@ -450,6 +477,25 @@ impl<'a> YamlReader<'a> {
                     tag = Some(self.tag()?);
                     self.skip_blanks();
                 }
+                #[cfg(not(feature = "small"))]
+                Some(b'&') => {
+                    self.read_anchor(|_| None)?;
+                    self.skip_blanks();
+                }
+                #[cfg(not(feature = "small"))]
+                Some(b'*') => {
+                    let (key, _) = self.alias_key(tag.is_some())?;
+                    self.skip_blanks();
+                    if self.cur.peek() != Some(b':') || !is_ws_or_end(self.cur.peek_at(1)) {
+                        return Err(self.cur.err(SyntaxErrorKind::ExpectedKey));
+                    }
+                    self.cur.bump();
+                    self.set_top(Frame::Map {
+                        indent,
+                        value: true,
+                    });
+                    return Ok((Event::Scalar(key), key.mark));
+                }
                 _ => match self.block_indicator_error() {
                     Some(e) => return Err(e),
                     None => break,
@@ -459,6 +505,7 @@ impl<'a> YamlReader<'a> {
         let (scalar, colon) = self.block_scalar_token(tag, i64::from(indent))?;
         match colon {
             Some(_) => {
+                merge_key(&scalar)?;
                 self.cur.bump();
                 self.set_top(Frame::Map {
                     indent,
@@ -484,6 +531,11 @@ impl<'a> YamlReader<'a> {
             return Err(self.cur.err(SyntaxErrorKind::BadIndent));
         }
         if !self.at_seq_indicator() {
+            // A sequence read again for an alias ends where it ended the first time.
+            if self.at_replay_root() {
+                self.stack.pop();
+                return Ok((Event::SeqEnd, mark));
+            }
             let n = self.stack.len();
             let parent = n.checked_sub(2).and_then(|i| self.stack.get(i));
             if let Some(Frame::Map { indent: pi, .. }) = parent {
@@ -513,10 +565,19 @@ impl<'a> YamlReader<'a> {
         empty: Mark,
     ) -> Step<'a> {
         let mut tag = None;
+        // The node's first token (a tag, an anchor or the node itself) and whether it opens
+        // its line: a mapping whose first key follows a tag or anchor on its line starts at
+        // the first of them (`&a key: v`, as libyaml reads it).
+        let mut first: Option<(Mark, bool)> = None;
         loop {
             self.skip_ws();
             let own_line = self.cur.fresh;
             let mark = self.cur.mark();
+            let start = match first {
+                Some((m, fresh)) if m.line == mark.line => (m, fresh),
+                _ => (mark, own_line),
+            };
+            first = Some(start);
             let col = i64::from(self.cur.col);
             if self.cur.at_end() || (own_line && self.at_marker()) {
                 return Ok(null_scalar(tag, empty));
@@ -537,6 +598,20 @@ impl<'a> YamlReader<'a> {
                     tag = Some(self.tag()?);
                     continue;
                 }
+                #[cfg(not(feature = "small"))]
+                Some(b'&') => {
+                    self.read_anchor(|cur| {
+                        Some(anchors::Resume::Block {
+                            cur,
+                            parent,
+                            compact,
+                            same_indent_seq,
+                        })
+                    })?;
+                    continue;
+                }
+                #[cfg(not(feature = "small"))]
+                Some(b'*') => return self.block_alias(tag.is_some(), start.1 || compact),
                 Some(b'|' | b'>') => return self.block_scalar(parent, tag),
                 Some(b'[') => return self.open_flow(true),
                 Some(b'{') => return self.open_flow(false),
@@ -560,19 +635,21 @@ impl<'a> YamlReader<'a> {
             }
             let (scalar, colon) = self.block_scalar_token(tag, parent)?;
             if let Some(colon) = colon {
-                if !block_ok {
+                let (start, fresh) = start;
+                if !(fresh || compact) {
                     return Err(err(SyntaxErrorKind::ExpectedKey, colon));
                 }
+                merge_key(&scalar)?;
                 self.cur.bump();
                 self.push(
                     Frame::Map {
-                        indent: self.col_of(mark),
+                        indent: self.col_of(start),
                         value: true,
                     },
-                    mark,
+                    start,
                 )?;
                 self.pending = Some((Event::Scalar(scalar), scalar.mark));
-                return Ok((Event::MapStart, mark));
+                return Ok((Event::MapStart, start));
             }
             self.expect_eol()?;
             return Ok((Event::Scalar(scalar), scalar.mark));
@@ -970,12 +1047,17 @@ impl<'a> YamlReader<'a> {
     /// rest of its line.
     fn close_flow(&mut self, event: Event<'a>) -> Step<'a> {
         let mark = self.cur.mark();
+        // A collection read again for an alias: its line was checked the first time, in
+        // its own context.
+        let replayed = self.at_replay_root();
         self.cur.bump();
         self.stack.pop();
-        if !matches!(
-            self.stack.last(),
-            Some(Frame::FlowSeq { .. } | Frame::FlowMap { .. })
-        ) {
+        if !replayed
+            && !matches!(
+                self.stack.last(),
+                Some(Frame::FlowSeq { .. } | Frame::FlowMap { .. })
+            )
+        {
             let save = self.cur;
             self.skip_blanks();
             if self.cur.peek() == Some(b':') && is_ws_or_end(self.cur.peek_at(1)) {
@@ -1045,6 +1127,9 @@ impl<'a> YamlReader<'a> {
                 self.set_flow_state(Flow::Key);
                 let start = self.cur.pos;
                 let key = self.flow_node(true)?;
+                if let Event::Scalar(k) = &key.0 {
+                    merge_key(k)?;
+                }
                 self.check_flow_key(start, key.1)?;
                 Ok(key)
             }
@@ -1103,10 +1188,26 @@ impl<'a> YamlReader<'a> {
                     }
                     continue;
                 }
+                #[cfg(not(feature = "small"))]
+                Some(b'&') => {
+                    self.read_anchor(|_| None)?;
+                    self.skip_ws();
+                    if matches!(self.cur.peek(), Some(b',' | b']' | b'}')) {
+                        return Ok(null_scalar(tag, mark));
+                    }
+                    continue;
+                }
+                #[cfg(not(feature = "small"))]
+                Some(b'*') => return self.flow_alias(tag.is_some(), key),
+                #[cfg(feature = "small")]
                 Some(b'&') => return Err(self.cur.err(SyntaxErrorKind::Anchor)),
+                #[cfg(feature = "small")]
                 Some(b'*') => return Err(self.cur.err(SyntaxErrorKind::Alias)),
-                Some(b'[') if !key => return self.open_flow(true),
-                Some(b'{') if !key => return self.open_flow(false),
+                Some(b @ (b'[' | b'{')) if !key => {
+                    #[cfg(not(feature = "small"))]
+                    self.note_flow_start();
+                    return self.open_flow(b == b'[');
+                }
                 Some(b'[' | b'{') => return Err(self.cur.err(SyntaxErrorKind::ComplexKey)),
                 Some(b'?') if is_ws_or_end(next) || is_flow_indicator(next) => {
                     return Err(self.cur.err(SyntaxErrorKind::ComplexKey))
@@ -1235,6 +1336,15 @@ fn null_scalar<'a>(tag: Option<Tag>, mark: Mark) -> (Event<'a>, Mark) {
     scalar("", ScalarStyle::Plain, tag, mark)
 }
 
+/// A mapping key written `<<` (plain, untagged) is go-yaml's merge key; keel refuses it
+/// (SPEC 2.2) rather than read it as an unknown field and drop what it merges.
+fn merge_key(key: &Scalar<'_>) -> Result<()> {
+    if key.style == ScalarStyle::Plain && key.tag.is_none() && key.raw == "<<" {
+        return Err(err(SyntaxErrorKind::MergeKey, key.mark));
+    }
+    Ok(())
+}
+
 impl<'a> Events<'a> for YamlReader<'a> {
     fn next_event(&mut self) -> core::result::Result<(Event<'a>, Mark), SyntaxError> {
         if let Some(e) = self.failed {
@@ -1244,6 +1354,12 @@ impl<'a> Events<'a> for YamlReader<'a> {
             return Ok(p);
         }
         let mut r = self.step();
+        #[cfg(not(feature = "small"))]
+        if let Ok((ev, _)) = &r {
+            if let Err(e) = self.note_event(ev) {
+                r = Err(e);
+            }
+        }
         // An explicit type tag the text does not fit (`!!int "09"`) is an error, as in
         // go-yaml, even in a field keel ignores.
         if let Ok((Event::Scalar(sc), m)) = &r {
@@ -1603,8 +1719,9 @@ mod tests {
             ("a:\n  b: 1\n \tc: 2\n", (K::TabIndent, 3, 2)),
             ("a: 1\nb: \"open\n", (K::UnterminatedDoubleQuote, 2, 4)),
             ("a: 'open\n", (K::UnterminatedSingleQuote, 1, 4)),
-            ("a: &x 1\n", (K::Anchor, 1, 4)),
-            ("a: 1\nb: *x\n", (K::Alias, 2, 4)),
+            ("a: 1\nb: <<\n<<: 2\n", (K::MergeKey, 3, 1)),
+            ("a: {<<: 1}\n", (K::MergeKey, 1, 5)),
+            ("- << : x\n", (K::MergeKey, 1, 3)),
             ("a: \"ok \\q\"\n", (K::InvalidEscape, 1, 8)),
             ("a: \"\\x4\"\n", (K::InvalidEscape, 1, 5)),
             ("a: \"\\ud800\"\n", (K::InvalidCodePoint, 1, 5)),
@@ -1643,6 +1760,15 @@ mod tests {
         for (input, want) in table {
             assert_eq!(error(input), *want, "{input:?}");
         }
+    }
+
+    #[cfg(feature = "small")]
+    #[test]
+    fn the_firmware_build_refuses_anchors_and_aliases() {
+        assert_eq!(error("a: &x 1\n"), (K::Anchor, 1, 4));
+        assert_eq!(error("a: 1\nb: *x\n"), (K::Alias, 2, 4));
+        assert_eq!(error("a: [&x 1]\n"), (K::Anchor, 1, 5));
+        assert_eq!(error("a: {k: *x}\n"), (K::Alias, 1, 8));
     }
 
     #[test]

@@ -894,11 +894,12 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    fn decoded(containers: &str, extra: &str) -> Pod {
+    /// Boxed: a Pod at Linux capacities is ~600 KiB, too big for a test thread's stack.
+    fn decoded(containers: &str, extra: &str) -> Box<Pod> {
         let y = format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n{extra}  containers:\n{containers}"
         );
-        let mut pod = Pod::default();
+        let mut pod = Box::<Pod>::default();
         keel_core::manifest::decode(y.as_bytes(), &mut pod, &mut |_| {}).unwrap();
         pod
     }

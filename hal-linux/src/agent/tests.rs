@@ -428,7 +428,14 @@ fn with_a_kubeconfig_pods_carry_their_mirror_state_and_the_mirror_is_the_kubelet
         "10.1.2.3",
     );
     assert_eq!(s["hostIP"], "10.1.2.3");
-    assert!(s["podIP"].is_null(), "not a host-network pod: {s}");
+    // Not a host-network pod: its podIP is the one its CNI network gave (the fake
+    // runtime's), not the node's.
+    assert_eq!(s["podIP"], "10.88.0.7", "{s}");
+    assert_eq!(
+        s["podIPs"],
+        serde_json::json!([{ "ip": "10.88.0.7" }]),
+        "{s}"
+    );
     assert_eq!(s["containerStatuses"].as_array().unwrap().len(), 2);
     assert_eq!(
         s["containerStatuses"][1]["state"]["waiting"]["message"],

@@ -4,9 +4,12 @@
 //! - `test`: installs what a fresh Debian 12 machine lacks (Rust targets, the nightly
 //!   toolchain, cargo-fuzz, system packages), then runs every CI step: rustfmt, clippy, the
 //!   thumb builds of keel-core, the no-`alloc` check, every test suite and a fuzz smoke
-//!   run of every target. `--fuzz-seconds N` sets the smoke time (default 10).
+//!   run of every target (seeded, a fixed number of runs; `--fuzz-seconds` is accepted and unused by it).
 //! - `fuzz --seconds N`: every fuzz target for N seconds, seeded from the fixture corpus.
-//! - `bench`: the benchmarks (parser, reconciler, Linux agent as root).
+//! - `bench`: every benchmark in one run (parser, reconciler, footprint, the Linux agent
+//!   on runc and on crun against the runtime by hand and podman, image pull, API client;
+//!   as root), then docs/benchmarks.md's generated tables from their figures
+//!   ([`bench_steps`], [`write_benchmarks`]). Installs podman, which only the bench uses.
 //! - `soak [--minutes N]`: the soak (`host-tests/tests/linux_soak.rs`, as root): 50 pods
 //!   churning for N minutes (default 10), the agent's and node's resources sampled every
 //!   10 s into `target/soak-samples.tsv` with a summary beside it, checked flat after the
@@ -25,14 +28,22 @@
 //! onto the list in [`test_steps`]. Every step runs even when an earlier one failed, and the
 //! run ends with `xtask: N passed, M failed`. The tests are one step per test target
 //! ([`test_target_steps`]), so one failing suite never hides another. Only std is used
-//! here, and serde_json to read `cargo metadata`.
+//! here, serde_json to read `cargo metadata`, and the host-tests library's `bench` module
+//! to render the benchmark figures.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// Fuzz targets in `fuzz/`.
-const FUZZ_TARGETS: &[&str] = &["yaml", "json", "manifest", "differential", "reconcile"];
+const FUZZ_TARGETS: &[&str] = &[
+    "yaml",
+    "json",
+    "manifest",
+    "differential",
+    "reconcile",
+    "uart",
+];
 /// Rust targets the build needs.
 const RUST_TARGETS: &[&str] = &["thumbv7m-none-eabi", "x86_64-unknown-linux-musl"];
 /// Debian packages the end-to-end steps need (checked by the command they provide).
@@ -110,8 +121,8 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Runs steps in order, each with a header; returns the number that failed.
-fn run_steps(steps: Vec<Step>) -> usize {
+/// Runs steps in order, each with a header; returns the names of those that failed.
+fn run_steps(steps: Vec<Step>) -> Vec<String> {
     let root = root();
     let (mut passed, mut failed) = (0, Vec::new());
     let total = steps.len();
@@ -148,7 +159,7 @@ fn run_steps(steps: Vec<Step>) -> usize {
         eprintln!("xtask: failed: {f}");
     }
     eprintln!("xtask: {passed} passed, {} failed", failed.len());
-    failed.len()
+    failed
 }
 
 fn have(program: &str, args: &[&str]) -> bool {
@@ -325,34 +336,47 @@ fn fuzz_steps(seconds: u64, seed: Option<u64>) -> Vec<Step> {
         .iter()
         .map(move |t| {
             let t = t.to_string();
-            Step::check(&format!("fuzz {t} ({seconds} s)"), move |root| {
+            let what = match seed {
+                Some(_) => "seeded smoke".to_string(),
+                None => format!("{seconds} s"),
+            };
+            Step::check(&format!("fuzz {t} ({what})"), move |root| {
                 let seeds = seed_dir(root, &t)?;
-                let st =
-                    Command::new("cargo")
-                        .args(["+nightly", "fuzz", "run", &t])
-                        .arg(&seeds)
-                        .args([
-                            "--",
-                            &format!(
-                                "-max_total_time={}",
-                                if seed.is_some() { seconds * 6 } else { seconds }
-                            ),
-                            "-max_len=65536",
-                            "-print_final_stats=1",
-                        ])
-                        // CI's smoke runs are deterministic: a fixed seed and a fixed number of
-                        // runs over the fresh fixture corpus (the time is only a cap), so a
-                        // failure there reproduces; `cargo xtask fuzz` explores with fresh seeds.
-                        .args(seed.map(|n| format!("-seed={n}")))
-                        // The reconcile target runs whole simulated scripts (about 14 a second
-                        // here, against 1 600 for the parsers): 500 of them end well inside the
-                        // cap, so the run, not the machine's speed, decides how far it gets.
-                        .args(seed.map(|_| {
-                            format!("-runs={}", if t == "reconcile" { 500 } else { 8000 })
-                        }))
-                        .current_dir(root.join("fuzz"))
-                        .status()
-                        .map_err(|e| format!("cargo fuzz: {e}"))?;
+                let st = Command::new("cargo")
+                    .args(["+nightly", "fuzz", "run", &t])
+                    .arg(&seeds)
+                    .args([
+                        "--",
+                        // The seeded smoke is bounded by its run count alone (the cap
+                        // is only a guard against a hang): a time cap reached first made
+                        // the result depend on the machine's load (on a loaded fresh
+                        // clone `differential` stopped after 770 of its runs).
+                        &format!(
+                            "-max_total_time={}",
+                            if seed.is_some() { 1200 } else { seconds }
+                        ),
+                        "-max_len=65536",
+                        "-print_final_stats=1",
+                    ])
+                    // CI's smoke runs are deterministic: a fixed seed and a fixed number of
+                    // runs over the fresh fixture corpus (the time is only a cap), so a
+                    // failure there reproduces; `cargo xtask fuzz` explores with fresh seeds.
+                    .args(seed.map(|n| format!("-seed={n}")))
+                    // The reconcile target runs whole simulated scripts (about 14 a second
+                    // here, against 1 600 for the parsers) and `differential` runs two
+                    // parsers per input: fewer runs for them keep the smoke short. The run
+                    // count, never the machine's speed, decides how far it gets.
+                    .args(seed.map(|_| {
+                        let runs = match t.as_str() {
+                            "reconcile" => 500,
+                            "differential" => 2000,
+                            _ => 8000,
+                        };
+                        format!("-runs={runs}")
+                    }))
+                    .current_dir(root.join("fuzz"))
+                    .status()
+                    .map_err(|e| format!("cargo fuzz: {e}"))?;
                 if st.success() {
                     Ok(())
                 } else {
@@ -472,10 +496,14 @@ const CRUN_SUBSET: &[(&str, &[&str])] = &[
 /// cgroup v1 (the host's mounts are untouched), and a throwaway tmpfs in its place (crun
 /// still writes its `0::` path there, which would otherwise land in the host's
 /// /sys/fs/cgroup tmpfs under the hidden mount point). On a cgroup v2 host they run as they are.
+/// `sh -c CRUN_WRAP sh PROGRAM ARGS...` runs the program where crun works: on a hybrid
+/// cgroup host whose v2 hierarchy holds controllers, in a private mount namespace without
+/// it (see [`crun_steps`]); elsewhere as it is.
+const CRUN_WRAP: &str = "if [ -n \"$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)\" ]; \
+    then exec unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup/unified && mount -t tmpfs keel-crun /sys/fs/cgroup/unified && exec \"$@\"' sh \"$@\"; \
+    else exec \"$@\"; fi";
+
 fn crun_steps() -> Vec<Step> {
-    const WRAP: &str = "if [ -n \"$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)\" ]; \
-        then exec unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup/unified && mount -t tmpfs keel-crun /sys/fs/cgroup/unified && exec \"$@\"' sh \"$@\"; \
-        else exec \"$@\"; fi";
     let mut runs: Vec<(String, Vec<&str>)> =
         vec![("conformance".into(), vec!["--test", "conformance", "linux"])];
     for (target, tests) in CRUN_SUBSET {
@@ -485,7 +513,15 @@ fn crun_steps() -> Vec<Step> {
     }
     runs.into_iter()
         .map(|(what, args)| {
-            let mut a = vec!["-c", WRAP, "sh", "cargo", "test", "-p", "keel-host-tests"];
+            let mut a = vec![
+                "-c",
+                CRUN_WRAP,
+                "sh",
+                "cargo",
+                "test",
+                "-p",
+                "keel-host-tests",
+            ];
             a.extend(args);
             Step::cmd(
                 &format!("test keel-host-tests --test {what} on crun"),
@@ -658,6 +694,194 @@ fn dist_steps() -> Vec<Step> {
     s
 }
 
+/// Where the bench steps append their figures (JSON lines, `keel_host_tests::bench`).
+fn figures_file() -> PathBuf {
+    root().join("target/bench/figures.jsonl")
+}
+
+/// The static binary the Linux benches drive (what `dist` builds).
+fn dist_binary() -> PathBuf {
+    root().join("target/x86_64-unknown-linux-musl/release/keel")
+}
+
+/// `cargo xtask bench`: installs what the benches compare keel with (podman only here,
+/// never in `test`), builds the static binary and every bench once, runs each bench with
+/// `KEEL_BENCH_OUT` set, then [`write_benchmarks`] makes docs/benchmarks.md from the
+/// figures. The Linux bench runs twice, on runc and on crun (crun under [`CRUN_WRAP`]).
+fn bench_steps() -> Vec<Step> {
+    let mut s = setup_for_tools();
+    if !on_path("podman") {
+        if !s.iter().any(|s| s.name == "apt-get update") {
+            s.push(
+                Step::cmd("apt-get update", "apt-get", &["update"])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            );
+        }
+        s.push(
+            Step::cmd(
+                "apt-get install podman",
+                "apt-get",
+                &["install", "-y", "podman"],
+            )
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        );
+    }
+    // A given KEEL_BIN is what the Linux benches drive (and the footprint measures, with
+    // no size target); else the static binary `dist` builds.
+    let given = std::env::var("KEEL_BIN").ok();
+    if given.is_none() {
+        s.extend(
+            dist_steps()
+                .into_iter()
+                .filter(|s| s.name.starts_with("build static")),
+        );
+    }
+    s.push(Step::cmd(
+        "build the benches",
+        "cargo",
+        &["bench", "-p", "keel-host-tests", "--no-run"],
+    ));
+    s.push(Step::check("start a fresh figures file", |_| {
+        let f = figures_file();
+        std::fs::create_dir_all(f.parent().unwrap()).map_err(|e| e.to_string())?;
+        match std::fs::remove_file(&f) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+            _ => Ok(()),
+        }
+    }));
+    let out = figures_file().display().to_string();
+    let bin = given
+        .clone()
+        .unwrap_or_else(|| dist_binary().display().to_string());
+    let bench = |name: &str, b: &str| {
+        Step::cmd(
+            name,
+            "cargo",
+            &["bench", "-p", "keel-host-tests", "--bench", b],
+        )
+        .env(keel_host_tests::bench::OUT_ENV, &out)
+        .env("KEEL_BIN", &bin)
+    };
+    s.push(bench("parse benchmark", "parse"));
+    s.push(bench("reconcile benchmark", "reconcile"));
+    let mut footprint = Step::cmd(
+        "footprint benchmark (binary, firmware)",
+        "cargo",
+        &["bench", "-p", "keel-host-tests", "--bench", "footprint"],
+    )
+    .env(keel_host_tests::bench::OUT_ENV, &out);
+    if let Some(b) = &given {
+        footprint = footprint.env("KEEL_BIN", b);
+    }
+    s.push(footprint);
+    s.push(bench("Linux agent benchmark on runc", "linux").env("KEEL_TEST_RUNTIME", "runc"));
+    s.push(
+        Step::cmd(
+            "Linux agent benchmark on crun",
+            "sh",
+            &[
+                "-c",
+                CRUN_WRAP,
+                "sh",
+                "cargo",
+                "bench",
+                "-p",
+                "keel-host-tests",
+                "--bench",
+                "linux",
+            ],
+        )
+        .env(keel_host_tests::bench::OUT_ENV, &out)
+        .env("KEEL_BIN", &bin)
+        .env("KEEL_TEST_RUNTIME", "crun"),
+    );
+    s.push(bench("pull benchmark", "pull"));
+    s.push(bench("cluster benchmark", "cluster"));
+    s
+}
+
+/// The first line a command prints, or `unknown`.
+fn first_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+        })
+        .unwrap_or_else(|| format!("{program}: unknown"))
+}
+
+fn utc_now() -> String {
+    first_line("date", &["-u", "+%Y-%m-%d %H:%M"])
+}
+
+/// The `KEEL_BENCH_*` settings this run was given (the benches' defaults otherwise), sorted.
+fn bench_settings() -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("KEEL_BENCH_") && k != keel_host_tests::bench::OUT_ENV)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Regenerates the generated part of docs/benchmarks.md from the run's figures.
+fn write_benchmarks(failed: &[String], started: (Instant, f64, String)) -> Result<(), String> {
+    use keel_host_tests::bench;
+    let figs = bench::read_figures(&figures_file())?;
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(root())
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty());
+    let cgroup = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "cgroup v2"
+    } else if Path::new("/sys/fs/cgroup/unified").exists() {
+        "cgroup v1 (hybrid)"
+    } else {
+        "cgroup v1"
+    };
+    let machine = format!(
+        "{} CPUs, Linux {}, {cgroup}, {}, {}, {}",
+        first_line("nproc", &[]),
+        first_line("uname", &["-r"]),
+        first_line("runc", &["--version"]),
+        first_line("crun", &["--version"]),
+        first_line("podman", &["--version"]),
+    );
+    let run = bench::Run {
+        date: started.2,
+        commit: format!(
+            "{}{}",
+            first_line("git", &["rev-parse", "--short", "HEAD"]),
+            if dirty {
+                " with uncommitted changes"
+            } else {
+                ""
+            }
+        ),
+        command: bench_settings()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v} "))
+            .chain(["cargo xtask bench".to_string()])
+            .collect(),
+        machine,
+        load: [started.1, bench::load1()],
+        seconds: started.0.elapsed().as_secs_f64(),
+        failed: failed.to_vec(),
+    };
+    let path = root().join("docs/benchmarks.md");
+    let doc = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let new = bench::splice(&doc, &bench::render(&figs, &run))?;
+    std::fs::write(&path, new).map_err(|e| e.to_string())?;
+    eprintln!("xtask: wrote {} ({} figures)", path.display(), figs.len());
+    Ok(())
+}
+
 fn seconds_arg(args: &[String], flag: &str, default: u64) -> Option<u64> {
     match args.iter().position(|a| a == flag) {
         None => Some(default),
@@ -686,17 +910,7 @@ fn main() -> ExitCode {
             }
             None => return usage(),
         },
-        Some("bench") => ["parse", "reconcile", "linux", "pull", "cluster"]
-            .iter()
-            .filter(|b| root().join(format!("host-tests/benches/{b}.rs")).exists())
-            .map(|b| {
-                Step::cmd(
-                    &format!("{b} benchmark"),
-                    "cargo",
-                    &["bench", "-p", "keel-host-tests", "--bench", b],
-                )
-            })
-            .collect(),
+        Some("bench") => bench_steps(),
         Some("soak") => match seconds_arg(rest, "--minutes", 10) {
             Some(m) => vec![Step::cmd(
                 &format!("soak ({m} min, 50 pods churning)"),
@@ -797,13 +1011,25 @@ fn main() -> ExitCode {
         },
         _ => return usage(),
     };
+    let bench = args.first().is_some_and(|a| a == "bench");
     if rest.iter().any(|a| a == "--list") {
         for (i, s) in steps.iter().enumerate() {
             println!("{:>3}. {}", i + 1, s.name);
         }
+        if bench {
+            println!("{:>3}. write docs/benchmarks.md", steps.len() + 1);
+        }
         return ExitCode::SUCCESS;
     }
-    if run_steps(steps) == 0 {
+    let started = (Instant::now(), keel_host_tests::bench::load1(), utc_now());
+    let failed = run_steps(steps);
+    if bench {
+        if let Err(e) = write_benchmarks(&failed, started) {
+            eprintln!("xtask: docs/benchmarks.md: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
