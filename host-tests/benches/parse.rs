@@ -404,13 +404,16 @@ fn main() {
     // The platform rounds small thread stacks up to its minimum (glibc: PTHREAD_STACK_MIN,
     // 16 KiB on x86_64), so a need at or below that floor cannot be told apart from idle.
     let floor = 16 * 1024;
+    // At or below the floor the bisection's figure is only the size asked for (the
+    // platform gave the floor): the need is at most the floor, which is what is recorded.
+    let at_floor = need <= base.max(floor);
     sec.figure(
         "smallest thread stack on which prepare of the largest fixture works",
         "B",
-        vec![need as f64],
+        vec![if at_floor { base.max(floor) } else { need } as f64],
         load1(),
     )
-    .note(if need <= base.max(floor) {
+    .note(if at_floor {
         "the platform's minimum thread stack: the need is at most this"
     } else {
         "bisection in child processes"

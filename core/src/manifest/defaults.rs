@@ -418,19 +418,26 @@ fn requests_from_limits(r: &mut Resources, pool: &Pool) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether `t` is the toleration the kubelet's defaults give every static pod
+/// (`{operator: Exists, effect: NoExecute}`, no key or value; see `static_pod_toleration`).
+/// Not gated on `small`: hal-linux's field verdicts ask it whatever core's features are,
+/// and firmware that does not call it links none of it.
+pub fn is_static_pod_toleration(pod: &Pod, t: &Toleration) -> bool {
+    let is = |s: Option<Str>, want: &str| pod.opt(s).unwrap_or("") == want;
+    is(t.key, "") && is(t.operator, "Exists") && is(t.value, "") && is(t.effect, "NoExecute")
+}
+
 #[cfg(not(feature = "small"))]
 /// The kubelet's `applyDefaults` (pkg/kubelet/config/common.go) gives every static pod a
 /// toleration `{operator: Exists, effect: NoExecute}` (`AddOrUpdateTolerationInPod`: not
 /// added again when the pod has one with the same key, operator, value and effect; such a
 /// one loses its `tolerationSeconds`), so node problems never evict it.
 fn static_pod_toleration(pod: &mut Pod) -> Result<(), Error> {
-    let is = |pod: &Pod, s: Option<Str>, want: &str| pod.opt(s).unwrap_or("") == want;
-    let same = pod.spec.tolerations.iter().position(|t| {
-        is(pod, t.key, "")
-            && is(pod, t.operator, "Exists")
-            && is(pod, t.value, "")
-            && is(pod, t.effect, "NoExecute")
-    });
+    let same = pod
+        .spec
+        .tolerations
+        .iter()
+        .position(|t| is_static_pod_toleration(pod, t));
     if let Some(i) = same {
         pod.spec.tolerations[i].toleration_seconds = None;
         return Ok(());

@@ -272,7 +272,13 @@ impl SyntaxErrorKind {
             FlowPair => {
                 "a `key: value` pair inside [ ] is not supported; use { } or a block mapping"
             }
-            MultiLineKey => "a mapping key inside { } must stand on one line with its `:`",
+            // The firmware checks only keys inside `{ }` (its flash budget): its text says so.
+            MultiLineKey if cfg!(feature = "small") => {
+                "a mapping key inside { } must stand on one line with its `:`"
+            }
+            MultiLineKey => {
+                "a mapping key must stand on one line with its `:`, within 1024 bytes of its start"
+            }
             MergeKey => "YAML merge keys (<<) are not supported; write the keys out",
             #[cfg(not(feature = "small"))]
             UndefinedAlias => "alias (*) names no anchor (&) defined before it",

@@ -671,6 +671,8 @@ impl<'a> YamlReader<'a> {
     ) -> Result<(Scalar<'a>, Option<Mark>)> {
         let mark = self.cur.mark();
         let start_line = self.cur.line;
+        #[cfg(not(feature = "small"))]
+        let start_pos = self.cur.pos;
         let (raw, style) = match self.cur.peek() {
             Some(b'"') => (self.double_quoted()?, ScalarStyle::DoubleQuoted),
             Some(b'\'') => (self.single_quoted()?, ScalarStyle::SingleQuoted),
@@ -698,6 +700,14 @@ impl<'a> YamlReader<'a> {
             let colon = self.cur.mark();
             if self.cur.line != start_line {
                 return Err(err(SyntaxErrorKind::ExpectedKey, colon));
+            }
+            // libyaml (go-yaml, the kubelet's parser) keeps an implicit key only while its
+            // `:` comes within 1024 characters of its start; past that the document is
+            // refused ("could not find expected ':'"), so keel refuses it too (not the
+            // firmware, for its flash budget: such a key is an unknown field there anyway).
+            #[cfg(not(feature = "small"))]
+            if self.cur.pos > start_pos + 1024 {
+                return Err(err(SyntaxErrorKind::MultiLineKey, colon));
             }
             return Ok((scalar, Some(colon)));
         }
@@ -1338,7 +1348,11 @@ fn null_scalar<'a>(tag: Option<Tag>, mark: Mark) -> (Event<'a>, Mark) {
 
 /// A mapping key written `<<` (plain, untagged) is go-yaml's merge key; keel refuses it
 /// (SPEC 2.2) rather than read it as an unknown field and drop what it merges.
+#[cfg_attr(feature = "small", allow(unused_variables))]
 fn merge_key(key: &Scalar<'_>) -> Result<()> {
+    // The firmware (`small`) leaves `<<` to the decoder, which refuses it as an unknown
+    // field: the same verdict for fewer bytes of its flash budget.
+    #[cfg(not(feature = "small"))]
     if key.style == ScalarStyle::Plain && key.tag.is_none() && key.raw == "<<" {
         return Err(err(SyntaxErrorKind::MergeKey, key.mark));
     }
@@ -1785,6 +1799,26 @@ mod tests {
         assert!(events(&mut YamlReader::new(&ok)).is_ok());
         let one_more = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
         assert_eq!(error(&one_more), (K::TooDeep, 1, MAX_DEPTH as u32 + 1));
+    }
+
+    /// libyaml's limit on implicit keys, in block context too (a fuzz finding: keel took a
+    /// 16 KB key that go-yaml and serde_yaml refuse with "could not find expected ':'").
+    #[test]
+    #[cfg(not(feature = "small"))]
+    fn a_block_key_ends_within_1024_bytes_of_its_start() {
+        for (prefix, col) in [("", 1), ("a:\n  ", 3), ("- ", 3)] {
+            let fits = format!("{prefix}{}: 1\n", "k".repeat(1024));
+            assert!(events(&mut YamlReader::new(&fits)).is_ok(), "{prefix:?}");
+            let long = format!("{prefix}{}: 1\n", "k".repeat(1025));
+            let line = prefix.matches('\n').count() as u32 + 1;
+            assert_eq!(
+                error(&long),
+                (K::MultiLineKey, line, col + 1025),
+                "{prefix:?}"
+            );
+            let quoted = format!("{prefix}\"{}\": 1\n", "k".repeat(1023));
+            assert_eq!(error(&quoted).0, K::MultiLineKey, "{prefix:?}");
+        }
     }
 
     fn first_error_or_end(input: &str) -> Option<SyntaxErrorKind> {

@@ -68,16 +68,11 @@ fn termination_policy(parent: &Value, _: &Pod) -> Option<&'static str> {
 /// Warned when the pod has a toleration besides the `{operator: Exists, effect: NoExecute}`
 /// one the kubelet's defaults give every static pod (that one is keel's own default too,
 /// so it alone says nothing about the manifest).
-fn tolerations(parent: &Value, pod: &Pod) -> Option<&'static str> {
-    let list = parent["tolerations"].as_array()?;
-    let is = |t: &Value, field: &str, want: &str| text(&t[field], pod).unwrap_or("") == want;
-    list.iter()
-        .any(|t| {
-            !(is(t, "key", "")
-                && is(t, "operator", "Exists")
-                && is(t, "value", "")
-                && is(t, "effect", "NoExecute"))
-        })
+fn tolerations(_: &Value, pod: &Pod) -> Option<&'static str> {
+    pod.spec
+        .tolerations
+        .iter()
+        .any(|t| !keel_core::manifest::defaults::is_static_pod_toleration(pod, t))
         .then_some(NO_TOLERATIONS)
 }
 

@@ -1146,7 +1146,13 @@ impl RuncRuntime {
                 }
             }
         }
-        if let Some(link) = self.log_symlink(&c.record) {
+        self.remove_log_symlink(&c.record)?;
+        self.cleanup_bundle(&c.id, &c.bundle, &c.record.cgroup)
+    }
+
+    /// Removes the `/var/log/containers`-style symlink of container record `r`, if any.
+    fn remove_log_symlink(&self, r: &ContainerRecord) -> Result<()> {
+        if let Some(link) = self.log_symlink(r) {
             match fs::remove_file(&link) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(e).ctx("remove", link)
@@ -1154,7 +1160,7 @@ impl RuncRuntime {
                 _ => {}
             }
         }
-        self.cleanup_bundle(&c.id, &c.bundle, &c.record.cgroup)
+        Ok(())
     }
 
     /// Removes a container, keeping the record of its exit if it has exited: runc's
@@ -1172,6 +1178,9 @@ impl RuncRuntime {
         if !exit_file.exists() {
             return self.remove_container(c);
         }
+        // Its log symlink goes now, as with `remove_container`: only the current instance
+        // of a container is linked in the container logs dir (the exit record stays).
+        self.remove_log_symlink(&c.record)?;
         self.release_bundle(&c.id, &c.bundle, &c.record.cgroup)?;
         let entries = match fs::read_dir(&c.bundle) {
             Ok(e) => e,

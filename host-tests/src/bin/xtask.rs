@@ -9,7 +9,8 @@
 //! - `bench`: every benchmark in one run (parser, reconciler, footprint, the Linux agent
 //!   on runc and on crun against the runtime by hand and podman, image pull, API client;
 //!   as root), then docs/benchmarks.md's generated tables from their figures
-//!   ([`bench_steps`], [`write_benchmarks`]). Installs podman, which only the bench uses.
+//!   ([`bench_steps`], [`write_benchmarks`]). Installs podman and GNU time, which only the
+//!   benchmarks use.
 //! - `soak [--minutes N]`: the soak (`host-tests/tests/linux_soak.rs`, as root): 50 pods
 //!   churning for N minutes (default 10), the agent's and node's resources sampled every
 //!   10 s into `target/soak-samples.tsv` with a summary beside it, checked flat after the
@@ -67,6 +68,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     // The node tests check keel's systemd unit with systemd-analyze verify.
     ("systemd", "systemd-analyze"),
 ];
+
+/// Debian packages only the benchmarks need (`cargo xtask bench` installs them, `test`
+/// does not): podman to compare with, GNU time for the pull bench's peak RSS.
+const BENCH_PACKAGES: &[(&str, &str)] = &[("podman", "podman"), ("time", "/usr/bin/time")];
 
 /// A step written in Rust: gets the repository root.
 type CheckFn = Box<dyn Fn(&Path) -> Result<(), String>>;
@@ -710,18 +715,25 @@ fn dist_binary() -> PathBuf {
 /// figures. The Linux bench runs twice, on runc and on crun (crun under [`CRUN_WRAP`]).
 fn bench_steps() -> Vec<Step> {
     let mut s = setup_for_tools();
-    if !on_path("podman") {
+    let missing: Vec<&str> = BENCH_PACKAGES
+        .iter()
+        .filter(|(_, cmd)| !on_path(cmd))
+        .map(|(p, _)| *p)
+        .collect();
+    if !missing.is_empty() {
         if !s.iter().any(|s| s.name == "apt-get update") {
             s.push(
                 Step::cmd("apt-get update", "apt-get", &["update"])
                     .env("DEBIAN_FRONTEND", "noninteractive"),
             );
         }
+        let mut args = vec!["install", "-y"];
+        args.extend(&missing);
         s.push(
             Step::cmd(
-                "apt-get install podman",
+                &format!("apt-get install {}", missing.join(" ")),
                 "apt-get",
-                &["install", "-y", "podman"],
+                &args,
             )
             .env("DEBIAN_FRONTEND", "noninteractive"),
         );
