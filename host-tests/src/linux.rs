@@ -777,8 +777,10 @@ impl TestNet {
         )
     }
 
-    /// Replaces the node's network with this one.
+    /// Replaces the node's network with this one, first removing the iptables rules an
+    /// earlier run on this subnet left (a failed test's node is removed without DEL).
     pub fn install(&self, n: &Node) {
+        self.remove_rules();
         for f in std::fs::read_dir(&n.cni_conf).unwrap().flatten() {
             std::fs::remove_file(f.path()).unwrap();
         }
@@ -815,6 +817,26 @@ impl TestNet {
                 (f, id)
             })
             .collect()
+    }
+
+    /// Deletes every rule [`TestNet::rules`] finds (in its table).
+    pub fn remove_rules(&self) {
+        let out = Command::new("iptables-save").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mine = self.rules();
+        let mut table = "filter";
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t;
+            } else if mine.iter().any(|r| r == line) {
+                let mut args = shell_words(line);
+                args[0] = "-D".into();
+                let _ = Command::new("iptables")
+                    .args(["-t", table])
+                    .args(&args)
+                    .output();
+            }
+        }
     }
 
     /// iptables rules naming this network's subnet or its pods' sandboxes.
@@ -877,12 +899,46 @@ impl TestNet {
                 bad.push(format!("iptables rule of a gone pod: {rule}"));
             }
         }
+        if !bad.is_empty() {
+            bad.push(format!(
+                "(the pods' addresses: {ips:?}; allocated: {:?})",
+                self.owners()
+            ));
+        }
         bad
     }
 }
 
+/// The words of an `iptables-save` rule line: spaces split, double quotes group (with
+/// `\"` inside), as the shell reads them.
+fn shell_words(line: &str) -> Vec<String> {
+    let (mut words, mut cur, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => cur.extend(chars.next()),
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
 impl Drop for TestNet {
     fn drop(&mut self) {
+        self.remove_rules();
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();

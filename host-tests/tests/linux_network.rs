@@ -427,3 +427,147 @@ fn the_nginx_static_example_serves_on_its_pod_ip_and_host_port_8080() {
     n.wait("pod gone", T, |n| pod(n).is_none());
     n.wait("no veth", T, |_| net.veths() == 0);
 }
+
+/// What a container printed between its `BEGIN` and `END` lines (CRI log lines, their
+/// time, stream and tag taken off; each line newline-ended).
+fn between_markers(log: &str) -> Option<String> {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(""))
+        .collect();
+    let begin = lines.iter().position(|l| *l == "BEGIN")?;
+    let end = begin + lines[begin..].iter().position(|l| *l == "END")?;
+    Some(
+        lines[begin + 1..end]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect(),
+    )
+}
+
+#[test]
+fn dns_config_makes_the_resolv_conf_a_container_sees() {
+    require_plugins();
+    let mut n = Node::new("net-dns");
+    n.start();
+    let show = "  containers:\n  - name: main\n    image: busybox\n    command: [sh, -c, 'echo BEGIN; cat /etc/resolv.conf; echo END; exec sleep 1000']\n";
+    // dnsPolicy None: dnsConfig alone, written as containerd writes it.
+    n.write(
+        "none.yaml",
+        &manifest(
+            "none",
+            &format!("  dnsPolicy: None\n  dnsConfig:\n    nameservers: [192.0.2.53, \"2001:db8::53\"]\n    searches: [ns1.svc.example, my.search.suffix.]\n    options:\n    - {{name: ndots, value: \"2\"}}\n    - {{name: edns0}}\n{show}"),
+        ),
+    );
+    // ClusterFirst (the default) without cluster DNS: the node's resolver plus dnsConfig.
+    n.write(
+        "cf.yaml",
+        &manifest(
+            "cf",
+            &format!("  dnsConfig:\n    searches: [extra.example]\n    options:\n    - {{name: ndots, value: \"3\"}}\n{show}"),
+        ),
+    );
+    for p in ["none", "cf"] {
+        n.wait(&format!("{p}'s resolv.conf in its log"), T, |n| {
+            between_markers(&n.logs_of(p, "main")).is_some()
+        });
+    }
+    assert_eq!(
+        between_markers(&n.logs_of("none", "main")).unwrap(),
+        "search ns1.svc.example my.search.suffix.\nnameserver 192.0.2.53\nnameserver 2001:db8::53\noptions ndots:2 edns0\n"
+    );
+    // The node's file as the kubelet reads it: every nameserver (at most 3), the last
+    // search line without trailing dots, the last options line.
+    let host = keel_linux::runtime::host_resolv_conf();
+    let words = |key: &str| -> Vec<String> {
+        host.lines()
+            .rfind(|l| l.split_whitespace().next() == Some(key))
+            .map(|l| l.split_whitespace().skip(1).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let mut searches: Vec<String> = words("search")
+        .iter()
+        .map(|s| s.trim_end_matches('.').to_string())
+        .collect();
+    searches.push("extra.example".into());
+    let mut options: Vec<String> = words("options")
+        .into_iter()
+        .filter(|o| !o.starts_with("ndots"))
+        .collect();
+    options.insert(
+        words("options")
+            .iter()
+            .position(|o| o.starts_with("ndots"))
+            .unwrap_or(options.len()),
+        "ndots:3".into(),
+    );
+    let mut want = format!("search {}\n", searches.join(" "));
+    for ns in host
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver"))
+        .map(str::trim)
+        .take(3)
+    {
+        want += &format!("nameserver {ns}\n");
+    }
+    want += &format!("options {}\n", options.join(" "));
+    assert_eq!(between_markers(&n.logs_of("cf", "main")).unwrap(), want);
+    n.remove("none.yaml");
+    n.remove("cf.yaml");
+    n.wait("pods gone", T, |n| {
+        n.pods()["items"].as_array().is_some_and(|a| a.is_empty())
+    });
+}
+
+#[test]
+fn an_exhausted_address_range_keeps_the_pod_creating_and_disturbs_no_other() {
+    require_plugins();
+    let mut n = Node::new("net-ipam");
+    // A /30: the gateway takes .1, one pod .2, and nothing is left for a second.
+    let mut net = Net::new(&n, "ipam", 76);
+    net.subnet = "10.251.76.0/30".into();
+    net.install(&n);
+    n.start();
+    let sleeper = |name: &str| {
+        manifest(
+            name,
+            "  containers:\n  - name: main\n    image: busybox\n    command: [sleep, '1000']\n",
+        )
+    };
+    n.write("a.yaml", &sleeper("a"));
+    n.wait_running("a", "main");
+    let ip = pod_ip(&n, "a").unwrap();
+    assert_eq!(ip, "10.251.76.2");
+    n.write("b.yaml", &sleeper("b"));
+    n.wait("b waits with host-local's error", T, |n| {
+        n.container("b", "main").is_some_and(|c| {
+            c["state"]["waiting"]["reason"] == "ContainerCreating"
+                && c["state"]["waiting"]["message"].as_str().is_some_and(|m| {
+                    m.contains("no IP addresses available") && m.contains("retrying in")
+                })
+        })
+    });
+    // The running pod is not disturbed, and b's failed attempts left nothing behind.
+    assert_eq!(n.state("a", "main").map(|(k, _)| k), Some("running".into()));
+    assert_eq!(n.restarts("a", "main"), Some(0));
+    assert_eq!(pod_ip(&n, "a"), Some(ip.clone()));
+    assert_eq!(net.veths(), 1);
+    assert_eq!(net.allocations(), vec![ip.clone()]);
+    // Once a's address is free, b's next try takes it.
+    n.remove("a.yaml");
+    n.wait(
+        "b running on the freed address",
+        Duration::from_secs(180),
+        |n| {
+            n.state("b", "main").is_some_and(|(k, _)| k == "running")
+                && pod_ip(n, "b").as_deref() == Some(ip.as_str())
+        },
+    );
+    n.remove("b.yaml");
+    n.wait("pods gone", T, |n| {
+        n.pods()["items"].as_array().is_some_and(|a| a.is_empty())
+    });
+    n.wait("no veth and no allocation", T, |_| {
+        net.veths() == 0 && net.allocations().is_empty()
+    });
+}

@@ -221,6 +221,11 @@ pub struct NetworkRecord {
     pub attachment: Attachment,
     /// The ADD result; `None` while ADD has not finished.
     pub result: Option<serde_json::Value>,
+    /// While ADD runs: the result of the last plugin that finished, so that the DEL of an
+    /// agent killed mid-ADD gives the later plugins their addresses (the firewall plugin
+    /// removes its rules by the addresses in prevResult, and leaked them without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<serde_json::Value>,
 }
 
 /// Name of the pinned network namespace file in the sandbox directory.
@@ -594,13 +599,20 @@ impl RuncRuntime {
                     port_mappings: spec.port_mappings.clone(),
                 },
                 result: None,
+                partial: None,
             };
             // Written before ADD: an agent killed during ADD leaves what DEL needs.
             write_json(&rec_path, &rec)?;
             rec
         };
         let mut partial = None;
-        match cni.add(&rec.network, &rec.attachment, &mut partial) {
+        let progress = |r: &serde_json::Value| {
+            let mut now = rec.clone();
+            now.partial = Some(r.clone());
+            write_json(&rec_path, &now)
+                .map_err(|e| cni::CniError(format!("recording the network: {e}")))
+        };
+        match cni.add(&rec.network, &rec.attachment, &mut partial, progress) {
             Ok(result) => {
                 let ips = cni::result_ips(&result);
                 rec.result = Some(result);
@@ -714,7 +726,8 @@ impl RuncRuntime {
         if rec_path.exists() {
             let rec: NetworkRecord = read_json(&rec_path)?;
             let cni = self.cfg.cni.clone().unwrap_or_default();
-            cni.del(&rec.network, &rec.attachment, rec.result.as_ref())
+            let prev = rec.result.as_ref().or(rec.partial.as_ref());
+            cni.del(&rec.network, &rec.attachment, prev)
                 .map_err(|e| RuntimeError::Network(e.0))?;
         }
         pause::remove_netns(&netns).map_err(RuntimeError::Network)?;
