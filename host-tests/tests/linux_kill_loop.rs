@@ -14,14 +14,17 @@
 //!   duplicate, no lost container;
 //! - no init container ran again after its pod's app containers had started (the trace
 //!   file's order);
-//! - nothing is left of pods that are gone: runc container, rootfs mount, cgroup, shim,
-//!   pod directory, log directory.
+//! - nothing is left of pods that are gone: runc container, rootfs mount, netns pin,
+//!   cgroup, shim, pod directory, log directory, and of their network (the node runs a
+//!   network of its own, with the plugins of keel's default network; every third pod has
+//!   a hostPort): veth on the bridge, host-local address, iptables rule of the bridge's
+//!   masquerade, the firewall or portmap.
 //!
 //! `KEEL_KILL_LOOP_KILLS` sets the number of kills (default 50), `KEEL_KILL_LOOP_SEED` the
 //! seed (default: from the clock; printed, so a failure can be replayed), and
 //! `KEEL_KILL_LOOP_PODS` the number of pods (default 30). Needs root, runc and busybox.
 
-use keel_host_tests::linux::{Node, NODE};
+use keel_host_tests::linux::{Node, TestNet, NODE};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,6 +64,12 @@ struct Want {
     side: bool,
 }
 
+/// The host port of pod `name` (`k<i>`): every third pod has one, for portmap's rules.
+fn host_port(name: &str) -> Option<u16> {
+    let i: u16 = name.strip_prefix('k')?.parse().ok()?;
+    i.is_multiple_of(3).then_some(23000 + i)
+}
+
 /// The manifest of pod `name` at `want`: an init container and one or two app containers,
 /// each appending `<kind> <gen>` to `/h/<name>.trace` when it starts.
 fn manifest(name: &str, want: &Want, host: &Path) -> String {
@@ -70,6 +79,9 @@ fn manifest(name: &str, want: &Want, host: &Path) -> String {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    gen: \"{gen}\"\nspec:\n  terminationGracePeriodSeconds: 2\n  volumes:\n  - name: h\n    hostPath:\n      path: {}\n  initContainers:\n  - name: init\n    image: busybox\n    command: [\"sh\", \"-c\", \"echo init {gen} >> {trace}\"]\n    volumeMounts:\n    - name: h\n      mountPath: /h\n  containers:\n  - name: app\n    image: busybox\n    command: [\"sh\", \"-c\", \"echo app {gen} >> {trace}; trap 'exit 0' TERM; sleep 1000000 & wait\"]\n    volumeMounts:\n    - name: h\n      mountPath: /h\n",
         host.display()
     );
+    if let Some(port) = host_port(name) {
+        y += &format!("    ports:\n    - containerPort: 80\n      hostPort: {port}\n");
+    }
     if want.side {
         y += &format!("  - name: side\n    image: busybox\n    command: [\"sh\", \"-c\", \"echo side {gen} >> {trace}; trap 'exit 0' TERM; sleep 1000000 & wait\"]\n    volumeMounts:\n    - name: h\n      mountPath: /h\n");
     }
@@ -89,6 +101,8 @@ fn uid_prefix(uid: &str) -> String {
 /// The test's node and its expectations.
 struct Loop {
     node: Node,
+    /// The node's network (dropped after the node, which drains its pods first).
+    net: TestNet,
     host: std::path::PathBuf,
     want: BTreeMap<String, Want>,
     next_gen: u64,
@@ -250,13 +264,19 @@ impl Loop {
 
         // runc: one running container per pod container, none of pods that are gone.
         let mut running: BTreeMap<(String, String), usize> = BTreeMap::new();
+        // Sandboxes: one pause process per pod (keel makes them without runc).
         let mut sandboxes = BTreeSet::new();
+        for (uid, pid) in self.node.pause_processes() {
+            if !uids.contains_key(&uid) {
+                bad.push(format!("orphan sandbox of pod {uid} (pause process {pid})"));
+            }
+            if !sandboxes.insert(uid.clone()) {
+                bad.push(format!("a second pause process {pid} for pod {uid}"));
+            }
+        }
         for (id, status) in self.node.runc_list() {
-            if let Some(uid) = id.strip_prefix("keel-sandbox-") {
-                if !uids.contains_key(uid) {
-                    bad.push(format!("orphan sandbox {id} ({status})"));
-                }
-                sandboxes.insert(uid.to_string());
+            if id.starts_with("keel-sandbox-") {
+                bad.push(format!("a sandbox in runc: {id} ({status})"));
                 continue;
             }
             let mut parts = id.splitn(3, '-');
@@ -322,16 +342,24 @@ impl Loop {
                 }
             }
         }
-        bad.extend(self.leftovers(&uids));
+        let ips: Vec<String> = pods
+            .values()
+            .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_string))
+            .collect();
+        bad.extend(self.leftovers(&uids, &ips));
         bad
     }
 
-    /// Whatever exists of pods not in `uids`: mounts, cgroups, shims, pod and log
-    /// directories.
-    fn leftovers(&self, uids: &BTreeMap<String, String>) -> Vec<String> {
+    /// Whatever exists of pods not in `uids` (whose addresses are `ips`): mounts (the
+    /// netns pins among them), cgroups, shims, pod and log directories, and what their
+    /// network holds.
+    fn leftovers(&self, uids: &BTreeMap<String, String>, ips: &[String]) -> Vec<String> {
         let n = &self.node;
         let known = |s: &str| uids.keys().any(|u| s.contains(u.as_str()));
         let mut bad = Vec::new();
+        let uid_list: Vec<&str> = uids.keys().map(String::as_str).collect();
+        let ip_list: Vec<&str> = ips.iter().map(String::as_str).collect();
+        bad.extend(self.net.leftovers(&uid_list, &ip_list));
         for m in n.mounts() {
             if !known(&m) {
                 bad.push(format!("orphan mount {m}"));
@@ -409,8 +437,11 @@ fn random_kills_leave_no_duplicates_no_orphans_and_rerun_no_init() {
     let node = Node::new("kills");
     let host = node.dir.join("host");
     std::fs::create_dir_all(&host).unwrap();
+    let net = TestNet::new(&node, "loop", 90);
+    net.install(&node);
     let mut l = Loop {
         node,
+        net,
         host,
         want: BTreeMap::new(),
         next_gen: 0,
@@ -423,6 +454,18 @@ fn random_kills_leave_no_duplicates_no_orphans_and_rerun_no_init() {
     l.start();
     let t0 = Instant::now();
     let first = l.wait_converged("start");
+    // The network checks look where the pods' network is: one veth and one address per
+    // pod, and rules (masquerade, firewall, the hostPorts' DNAT) naming them.
+    assert_eq!(l.net.veths(), first.len(), "veths on {}", l.net.bridge);
+    assert_eq!(l.net.owners().len(), first.len(), "{:?}", l.net.owners());
+    let rules = l.net.rules();
+    assert!(
+        rules.iter().any(|r| r.contains("DNAT"))
+            && rules
+                .iter()
+                .any(|r| r.contains("MASQUERADE") || r.contains("CNI-")),
+        "{rules:?}"
+    );
     eprintln!(
         "kill loop: {} pods up in {:.1} s",
         first.len(),
@@ -518,7 +561,7 @@ fn random_kills_leave_no_duplicates_no_orphans_and_rerun_no_init() {
                 // Log directories stay for --pod-log-retention, and the agent has
                 // exited: the next one removes them (checked at the end).
                 let left: Vec<String> = l
-                    .leftovers(&BTreeMap::new())
+                    .leftovers(&BTreeMap::new(), &[])
                     .into_iter()
                     .filter(|m| !m.starts_with("orphan log dir"))
                     .collect();
@@ -577,7 +620,7 @@ fn random_kills_leave_no_duplicates_no_orphans_and_rerun_no_init() {
     l.wait_converged("all deleted");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let mut left = l.leftovers(&BTreeMap::new());
+        let mut left = l.leftovers(&BTreeMap::new(), &[]);
         left.extend(
             l.node
                 .runc_list()

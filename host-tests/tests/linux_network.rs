@@ -5,7 +5,7 @@
 //! side by side never share an address; nothing leaves the machine (the bridge gateway,
 //! loopback and the node's own address only).
 
-use keel_host_tests::linux::{keel, Node, TestNet as Net, NODE};
+use keel_host_tests::linux::{keel, keel_bin, Node, TestNet as Net, NODE};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -294,16 +294,19 @@ fn an_agent_killed_between_add_and_start_adds_once_and_leaks_nothing() {
     require_plugins();
     let mut n = Node::new("net-kill");
     let net = Net::new(&n, "kill", 74);
-    // The bridge plugin is wrapped to log every call; runc is wrapped to hold the first
-    // pause start until its agent is gone (then it gives up without starting anything).
+    // The bridge plugin is wrapped to log every call; the keel binary the agent runs as
+    // `keel pause` is wrapped to hold the first pause start until its agent is gone
+    // (then it gives up without starting anything).
     let bin = n.dir.join("cni-bin");
     std::fs::create_dir_all(&bin).unwrap();
     let calls = n.dir.join("calls.log");
     let marker = n.dir.join("held");
     let script = |path: &Path, body: String| {
-        std::fs::write(path, body).unwrap();
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, body).unwrap();
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
+        std::fs::rename(&tmp, path).unwrap();
     };
     script(
         &bin.join("bridge"),
@@ -312,18 +315,27 @@ fn an_agent_killed_between_add_and_start_adds_once_and_leaks_nothing() {
             calls.display()
         ),
     );
-    let runc = n.dir.join("runc-held");
-    script(
-        &runc,
-        format!(
-            "#!/bin/sh\ncase \"$*\" in *\"run --detach\"*keel-sandbox-*)\n  if [ ! -e {m} ]; then touch {m}; while kill -0 $PPID 2>/dev/null; do sleep 0.1; done; exit 1; fi;;\nesac\nexec runc \"$@\"\n",
-            m = marker.display()
-        ),
-    );
     net.install(&n);
     let bins = format!("{}:{PLUGINS}", bin.display());
-    let runc_s = runc.display().to_string();
-    n.start_with(&["--cni-bin-dir", &bins, "--runc", &runc_s]);
+    // The agent runs `keel pause` from the path it was started from (and the shim from
+    // beside it): a copy of keel, replaced by the wrapper once the agent runs.
+    let real = n.dir.join("keel-real");
+    let keel_copy = n.dir.join("keel");
+    std::fs::copy(keel_bin(), &real).unwrap();
+    std::fs::copy(keel_bin(), &keel_copy).unwrap();
+    let shim = keel_linux::runtime::SHIM_BINARY;
+    std::fs::copy(keel_bin().with_file_name(shim), n.dir.join(shim)).unwrap();
+    let mut args = n.agent_args();
+    args.extend(["--cni-bin-dir".to_string(), bins.clone()]);
+    n.start_bin(&keel_copy, &args);
+    script(
+        &keel_copy,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = pause ] && [ ! -e {m} ]; then touch {m}; while kill -0 $PPID 2>/dev/null; do sleep 0.1; done; exit 1; fi\nexec {real} \"$@\"\n",
+            m = marker.display(),
+            real = real.display()
+        ),
+    );
     n.write("p.yaml", &web("p", "once", 8080, None));
     n.wait("pause start held after ADD", T, |_| marker.exists());
     n.signal_agent(nix::sys::signal::Signal::SIGKILL);
@@ -335,7 +347,7 @@ fn an_agent_killed_between_add_and_start_adds_once_and_leaks_nothing() {
             .count()
     };
     assert_eq!(adds(), 1);
-    n.start_with(&["--cni-bin-dir", &bins, "--runc", &runc_s]);
+    n.start_with(&["--cni-bin-dir", &bins]);
     n.wait_running("p", "main");
     let ip = pod_ip(&n, "p").unwrap();
     n.wait("served after the restart", T, |_| {
@@ -352,7 +364,7 @@ fn an_agent_killed_between_add_and_start_adds_once_and_leaks_nothing() {
     // Removed while the agent is down: the next agent runs DEL.
     n.signal_agent(nix::sys::signal::Signal::SIGKILL);
     n.remove("p.yaml");
-    n.start_with(&["--cni-bin-dir", &bins, "--runc", &runc_s]);
+    n.start_with(&["--cni-bin-dir", &bins]);
     n.wait("DEL by the next agent", T, |_| {
         std::fs::read_to_string(&calls).is_ok_and(|c| c.contains("DEL "))
     });
@@ -426,4 +438,148 @@ fn the_nginx_static_example_serves_on_its_pod_ip_and_host_port_8080() {
     n.remove("nginx-static.yaml");
     n.wait("pod gone", T, |n| pod(n).is_none());
     n.wait("no veth", T, |_| net.veths() == 0);
+}
+
+/// What a container printed between its `BEGIN` and `END` lines (CRI log lines, their
+/// time, stream and tag taken off; each line newline-ended).
+fn between_markers(log: &str) -> Option<String> {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(""))
+        .collect();
+    let begin = lines.iter().position(|l| *l == "BEGIN")?;
+    let end = begin + lines[begin..].iter().position(|l| *l == "END")?;
+    Some(
+        lines[begin + 1..end]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect(),
+    )
+}
+
+#[test]
+fn dns_config_makes_the_resolv_conf_a_container_sees() {
+    require_plugins();
+    let mut n = Node::new("net-dns");
+    n.start();
+    let show = "  containers:\n  - name: main\n    image: busybox\n    command: [sh, -c, 'echo BEGIN; cat /etc/resolv.conf; echo END; exec sleep 1000']\n";
+    // dnsPolicy None: dnsConfig alone, written as containerd writes it.
+    n.write(
+        "none.yaml",
+        &manifest(
+            "none",
+            &format!("  dnsPolicy: None\n  dnsConfig:\n    nameservers: [192.0.2.53, \"2001:db8::53\"]\n    searches: [ns1.svc.example, my.search.suffix.]\n    options:\n    - {{name: ndots, value: \"2\"}}\n    - {{name: edns0}}\n{show}"),
+        ),
+    );
+    // ClusterFirst (the default) without cluster DNS: the node's resolver plus dnsConfig.
+    n.write(
+        "cf.yaml",
+        &manifest(
+            "cf",
+            &format!("  dnsConfig:\n    searches: [extra.example]\n    options:\n    - {{name: ndots, value: \"3\"}}\n{show}"),
+        ),
+    );
+    for p in ["none", "cf"] {
+        n.wait(&format!("{p}'s resolv.conf in its log"), T, |n| {
+            between_markers(&n.logs_of(p, "main")).is_some()
+        });
+    }
+    assert_eq!(
+        between_markers(&n.logs_of("none", "main")).unwrap(),
+        "search ns1.svc.example my.search.suffix.\nnameserver 192.0.2.53\nnameserver 2001:db8::53\noptions ndots:2 edns0\n"
+    );
+    // The node's file as the kubelet reads it: every nameserver (at most 3), the last
+    // search line without trailing dots, the last options line.
+    let host = keel_linux::runtime::host_resolv_conf();
+    let words = |key: &str| -> Vec<String> {
+        host.lines()
+            .rfind(|l| l.split_whitespace().next() == Some(key))
+            .map(|l| l.split_whitespace().skip(1).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let mut searches: Vec<String> = words("search")
+        .iter()
+        .map(|s| s.trim_end_matches('.').to_string())
+        .collect();
+    searches.push("extra.example".into());
+    let mut options: Vec<String> = words("options")
+        .into_iter()
+        .filter(|o| !o.starts_with("ndots"))
+        .collect();
+    options.insert(
+        words("options")
+            .iter()
+            .position(|o| o.starts_with("ndots"))
+            .unwrap_or(options.len()),
+        "ndots:3".into(),
+    );
+    let mut want = format!("search {}\n", searches.join(" "));
+    for ns in host
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver"))
+        .map(str::trim)
+        .take(3)
+    {
+        want += &format!("nameserver {ns}\n");
+    }
+    want += &format!("options {}\n", options.join(" "));
+    assert_eq!(between_markers(&n.logs_of("cf", "main")).unwrap(), want);
+    n.remove("none.yaml");
+    n.remove("cf.yaml");
+    n.wait("pods gone", T, |n| {
+        n.pods()["items"].as_array().is_some_and(|a| a.is_empty())
+    });
+}
+
+#[test]
+fn an_exhausted_address_range_keeps_the_pod_creating_and_disturbs_no_other() {
+    require_plugins();
+    let mut n = Node::new("net-ipam");
+    // A /30: the gateway takes .1, one pod .2, and nothing is left for a second.
+    let mut net = Net::new(&n, "ipam", 76);
+    net.subnet = "10.251.76.0/30".into();
+    net.install(&n);
+    n.start();
+    let sleeper = |name: &str| {
+        manifest(
+            name,
+            "  containers:\n  - name: main\n    image: busybox\n    command: [sleep, '1000']\n",
+        )
+    };
+    n.write("a.yaml", &sleeper("a"));
+    n.wait_running("a", "main");
+    let ip = pod_ip(&n, "a").unwrap();
+    assert_eq!(ip, "10.251.76.2");
+    n.write("b.yaml", &sleeper("b"));
+    n.wait("b waits with host-local's error", T, |n| {
+        n.container("b", "main").is_some_and(|c| {
+            c["state"]["waiting"]["reason"] == "ContainerCreating"
+                && c["state"]["waiting"]["message"].as_str().is_some_and(|m| {
+                    m.contains("no IP addresses available") && m.contains("retrying in")
+                })
+        })
+    });
+    // The running pod is not disturbed, and b's failed attempts left nothing behind.
+    assert_eq!(n.state("a", "main").map(|(k, _)| k), Some("running".into()));
+    assert_eq!(n.restarts("a", "main"), Some(0));
+    assert_eq!(pod_ip(&n, "a"), Some(ip.clone()));
+    assert_eq!(net.veths(), 1);
+    assert_eq!(net.allocations(), vec![ip.clone()]);
+    // Once a's address is free, b's next try takes it.
+    n.remove("a.yaml");
+    n.wait(
+        "b running on the freed address",
+        Duration::from_secs(180),
+        |n| {
+            n.state("b", "main").is_some_and(|(k, _)| k == "running")
+                && pod_ip(n, "b").as_deref() == Some(ip.as_str())
+        },
+    );
+    n.remove("b.yaml");
+    n.wait("pods gone", T, |n| {
+        n.pods()["items"].as_array().is_some_and(|a| a.is_empty())
+    });
+    n.wait("no veth and no allocation", T, |_| {
+        net.veths() == 0 && net.allocations().is_empty()
+    });
 }

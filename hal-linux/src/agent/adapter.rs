@@ -1018,6 +1018,17 @@ impl Runtime for LinuxRuntime {
                         w.sandbox_error = None;
                     }
                 }
+                Done::SandboxExited(uid, pid) => {
+                    // The worker checks that it is its sandbox's pause (not a removed
+                    // pod's, or one already replaced).
+                    if let Some(w) = self.pods.get(&uid) {
+                        if w.tx.send(Op::SandboxExited(pid)).is_err() {
+                            self.notices.push(Notice(format!(
+                                "pod {uid}: its pause process {pid} exited, and its worker is gone"
+                            )));
+                        }
+                    }
+                }
                 Done::SandboxFailed(uid, m) => {
                     self.notices.push(Notice(m.clone()));
                     if let Some(w) = self.pods.get_mut(&uid) {

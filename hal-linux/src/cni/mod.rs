@@ -253,16 +253,21 @@ impl CniConfig {
     /// Runs ADD for every plugin of `net` in order; returns the final result. On failure
     /// `partial` holds the result of the last plugin that succeeded: the DEL that undoes
     /// them needs it (the firewall plugin, for one, removes its rules by the addresses
-    /// it names).
+    /// it names). `progress` gets each plugin's result as it finishes, before the next
+    /// plugin runs, so the caller can keep it for a DEL after a crash.
     pub fn add(
         &self,
         net: &NetworkList,
         att: &Attachment,
         partial: &mut Option<Value>,
+        mut progress: impl FnMut(&Value) -> Result<(), CniError>,
     ) -> Result<Value, CniError> {
         for p in net.plugins() {
             let r = self.exec(Cmd::Add, net, p, att, partial.as_ref())?;
             *partial = Some(r);
+            if let Some(r) = partial.as_ref() {
+                progress(r)?;
+            }
         }
         partial
             .clone()
