@@ -267,6 +267,15 @@ impl<'s> Reconciler<'s> {
         self.inner.slots
     }
 
+    /// Decodes the pod of slot `i` into the reconciler's scratch pod, for a host between
+    /// polls (names, status, reports): the slot and its pod, `None` if the slot is unused
+    /// or its spec does not decode. The host needs no `Pod`-sized storage of its own.
+    pub fn decode_slot(&mut self, i: usize) -> Option<(&PodSlot, &Pod)> {
+        let slot = self.inner.slots.get(i).filter(|s| s.is_used())?;
+        let pod = &mut self.scratch.pod;
+        slot.decode_into(pod).then_some((slot, &*pod))
+    }
+
     /// Known files, sorted by name.
     pub fn files(&self) -> &[FileEntry] {
         &self.inner.files[..self.inner.nfiles]
