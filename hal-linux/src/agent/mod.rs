@@ -616,6 +616,9 @@ impl<R: AgentRuntime> Agent<'_, R> {
             .iter()
             .find(|f| matches!(f.state(), FileState::Pod(x) | FileState::Rejected { kept: Some(x), .. } | FileState::Unreadable { kept: Some(x), .. } if x.slot as usize == slot_index))
             .map(|f| f.name().to_string());
+        if !self.rec.slots()[slot_index].is_used() {
+            return None;
+        }
         let (slot, p) = self.rec.decode_slot(slot_index)?;
         let ns = p.opt(p.namespace).unwrap_or("default").to_string();
         let name = p.s(p.name).to_string();
