@@ -347,7 +347,9 @@ impl<'a> YamlReader<'a> {
                 }
                 #[cfg(not(feature = "small"))]
                 Some(b' ') => self.cur.skip_spaces(),
-                Some(b' ' | b'\t' | b'\r') => self.cur.bump(),
+                #[cfg(feature = "small")]
+                Some(b' ') => self.cur.bump(),
+                Some(b'\t' | b'\r') => self.cur.bump(),
                 Some(b'#') => {
                     if block && self.cur.fresh && self.blank_tab.is_none() {
                         self.blank_tab = self.cur.indent_tab;
