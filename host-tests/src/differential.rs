@@ -224,9 +224,7 @@ fn tagged_yaml11_int(err: &str) -> bool {
 /// (module docs): the `items` of every `downwardAPI` source in order, as one `downwardAPI`
 /// source, or no source when there are none.
 fn fold_projected_sources(mut r: Value) -> Value {
-    let volumes = r
-        .pointer_mut("/spec/volumes")
-        .and_then(Value::as_array_mut);
+    let volumes = r.pointer_mut("/spec/volumes").and_then(Value::as_array_mut);
     for v in volumes.into_iter().flatten() {
         let Some(sources) = v.pointer_mut("/projected/sources") else {
             continue;
