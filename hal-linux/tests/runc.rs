@@ -798,3 +798,201 @@ fn exec_reports_exit_codes_and_kills_its_command_tree_at_the_timeout() {
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with("exec-")));
 }
+
+/// A sandbox as keel made it before it made its own (issue 16): a runc container running
+/// `/keel pause` from a one-file rootfs, in new mount, PID, IPC, network and UTS
+/// namespaces, recorded without a pause start time.
+fn runc_made_sandbox(env: &Env, uid: &str) -> SandboxHandle {
+    let pod_dir = env.rt.pod_dir(uid);
+    let sb_dir = pod_dir.join(".sandbox");
+    let rootfs = sb_dir.join("rootfs");
+    fs::create_dir_all(&rootfs).unwrap();
+    let id = format!("keel-sandbox-{uid}");
+    let cgroup = format!("{}/pod{uid}", cgroup_parent());
+    let bind = |src: &Path, dst: &str| {
+        serde_json::json!({"destination": dst, "type": "bind", "source": src,
+                           "options": ["rbind", "rprivate", "ro"]})
+    };
+    let mut mounts = vec![
+        serde_json::json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        serde_json::json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "mode=755", "size=64k"]}),
+        bind(&env.rt.config().keel_path, "/keel"),
+    ];
+    // The test binary's keel is dynamically linked: its libraries come along.
+    for dir in ["/lib", "/lib64", "/usr/lib", "/usr/lib64"] {
+        if Path::new(dir).exists() {
+            mounts.push(bind(Path::new(dir), dir));
+        }
+    }
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"user": {"uid": 65535, "gid": 65535}, "args": ["/keel", "pause"],
+                    "env": ["PATH=/"], "cwd": "/", "noNewPrivileges": true},
+        "root": {"path": rootfs, "readonly": true},
+        "hostname": format!("host-{uid}"),
+        "mounts": mounts,
+        "linux": {
+            "namespaces": [{"type": "mount"}, {"type": "pid"}, {"type": "ipc"},
+                           {"type": "network"}, {"type": "uts"}],
+            "cgroupsPath": format!("{cgroup}/{id}"),
+        },
+    });
+    fs::write(sb_dir.join("config.json"), config.to_string()).unwrap();
+    for f in ["hosts", "resolv.conf"] {
+        fs::write(sb_dir.join(f), "").unwrap();
+    }
+    let st = Command::new(runc_path())
+        .arg("--root")
+        .arg(env.rt.runc_root())
+        .args(["run", "--detach", "--bundle"])
+        .arg(&sb_dir)
+        .arg("--pid-file")
+        .arg(sb_dir.join("init.pid"))
+        .arg(&id)
+        // runc hands its stdio to pause (chowning it to 65535): a file of its own.
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(sb_dir.join("runc.err")).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "runc run of the old-style sandbox: {}",
+        fs::read_to_string(sb_dir.join("runc.err")).unwrap_or_default()
+    );
+    let pid: i32 = fs::read_to_string(sb_dir.join("init.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let sb = SandboxHandle {
+        id,
+        spec: SandboxSpec {
+            pod_uid: uid.into(),
+            pod_name: format!("pod-{uid}"),
+            pod_namespace: "default".into(),
+            hostname: format!("host-{uid}"),
+            ..Default::default()
+        },
+        pid,
+        pause_start_ticks: None,
+        pod_dir,
+        netns: None,
+        pod_ips: Vec::new(),
+        cgroup,
+    };
+    // The record as the earlier keel wrote it: no pause start time at all.
+    let mut rec = serde_json::to_value(&sb).unwrap();
+    rec.as_object_mut().unwrap().remove("pause_start_ticks");
+    fs::write(sb_dir.join("sandbox.json"), rec.to_string()).unwrap();
+    sb
+}
+
+fn same_ns(a: i32, b: i32, kind: &str) -> bool {
+    let ns = |p: i32| fs::read_link(format!("/proc/{p}/ns/{kind}")).unwrap();
+    ns(a) == ns(b)
+}
+
+#[test]
+fn a_sandbox_is_made_without_runc_and_holds_the_pods_namespaces() {
+    let env = Env::new("direct");
+    let sb = env.sandbox("direct", false);
+    // No runc container for the sandbox: a pause process of keel's own, in its cgroup.
+    assert!(runc_ids(&env).trim().is_empty(), "{}", runc_ids(&env));
+    assert!(!sb.made_by_runc() && sb.is_alive());
+    let status = fs::read_to_string(format!("/proc/{}/status", sb.pid)).unwrap();
+    assert!(
+        status.contains("Uid:\t65535\t65535\t65535\t65535"),
+        "{status}"
+    );
+    assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    let cg = fs::read_to_string(format!("/proc/{}/cgroup", sb.pid)).unwrap();
+    assert!(
+        cg.contains(&format!("{}/keel-sandbox-direct\n", sb.cgroup)),
+        "{cg}"
+    );
+    let me = std::process::id() as i32;
+    for kind in ["net", "ipc", "uts"] {
+        assert!(
+            !same_ns(sb.pid, me, kind),
+            "the pause shares the host's {kind}"
+        );
+    }
+    let c = env.start(&sb, "c-direct", "hostname; sleep 30");
+    wait_until("hostname logged", Duration::from_secs(10), || {
+        log_text(&c).contains("host-direct")
+    });
+    let pid = match env.rt.state(&c).unwrap() {
+        ContainerState::Running { pid, .. } => pid,
+        other => panic!("{other:?}"),
+    };
+    for kind in ["net", "ipc", "uts"] {
+        assert!(same_ns(sb.pid, pid, kind), "{kind}");
+    }
+    // A record read back names the same live process.
+    assert_eq!(env.rt.sandbox("direct").unwrap(), Some(sb.clone()));
+    env.rt.remove_sandbox(&sb).unwrap();
+    assert!(!util::process_alive(sb.pid));
+    assert!(util::cgroup_dirs(&sb.cgroup).iter().all(|d| !d.exists()));
+    assert!(!sb.pod_dir.exists());
+
+    // With the host's network and IPC, the pause shares them.
+    let sb = env
+        .rt
+        .create_sandbox(&SandboxSpec {
+            pod_uid: "hostns".into(),
+            hostname: "ignored".into(),
+            host_network: true,
+            host_ipc: true,
+            ..Default::default()
+        })
+        .unwrap();
+    for kind in ["net", "ipc", "uts"] {
+        assert!(same_ns(sb.pid, me, kind), "{kind}");
+    }
+    env.rt.remove_sandbox(&sb).unwrap();
+    assert!(!util::process_alive(sb.pid));
+}
+
+#[test]
+fn a_sandbox_made_by_runc_is_adopted_released_and_replaced() {
+    let env = Env::new("upgrade");
+    let old = runc_made_sandbox(&env, "upgrade");
+    // Found as it is, alive, and containers join its namespaces.
+    let listing = env.rt.list().unwrap();
+    assert_eq!(listing.sandboxes, vec![old.clone()]);
+    assert!(old.made_by_runc() && old.is_alive());
+    let c = env.start(&old, "c-old", "sleep 30");
+    let pid = match env.rt.state(&c).unwrap() {
+        ContainerState::Running { pid, .. } => pid,
+        other => panic!("{other:?}"),
+    };
+    assert!(same_ns(old.pid, pid, "net"));
+    // Its pause killed: released (runc's container deleted), then made anew by keel.
+    env.rt.kill(&c).unwrap();
+    exited(&env, &c);
+    env.rt.remove_container(&c).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old.pid), Signal::SIGKILL).unwrap();
+    wait_until("old pause gone", Duration::from_secs(10), || {
+        !old.is_alive()
+    });
+    env.rt.release_sandbox(&old).unwrap();
+    assert!(runc_ids(&env).trim().is_empty(), "{}", runc_ids(&env));
+    assert_eq!(env.rt.sandbox("upgrade").unwrap(), None);
+    let new = env.sandbox("upgrade", false);
+    assert!(!new.made_by_runc() && new.is_alive());
+    env.rt.remove_sandbox(&new).unwrap();
+    assert!(runc_ids(&env).trim().is_empty());
+    assert!(util::cgroup_dirs(&new.cgroup).iter().all(|d| !d.exists()));
+    assert!(!new.pod_dir.exists());
+
+    // An old sandbox removed as a whole: runc's container goes with it.
+    let old = runc_made_sandbox(&env, "upgrade2");
+    env.rt.remove_sandbox(&old).unwrap();
+    assert!(runc_ids(&env).trim().is_empty(), "{}", runc_ids(&env));
+    assert!(!util::process_alive(old.pid));
+    assert!(util::cgroup_dirs(&old.cgroup).iter().all(|d| !d.exists()));
+    assert!(!old.pod_dir.exists());
+}

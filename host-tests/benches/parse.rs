@@ -233,6 +233,109 @@ fn measure(
     }
 }
 
+/// One manifest, the way the agent meets it: a file to read and a pod to prepare.
+struct Single {
+    what: &'static str,
+    path: PathBuf,
+    /// The kubelet's figures for the same kind of manifest (issue 16): YAML to defaulted
+    /// pod, and with file read, validation and conversion; µs.
+    kubelet: (f64, f64),
+}
+
+/// Opens and reads `path` into `buf` (cleared, its capacity kept: no allocation once it
+/// holds the largest manifest), as the agent reads a manifest: open, fstat, read at most
+/// one byte past the limit.
+fn read_into(path: &std::path::Path, buf: &mut Vec<u8>) -> bool {
+    use std::io::Read;
+    buf.clear();
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    file.metadata().is_ok_and(|m| m.is_file())
+        && file
+            .take(keel_core::config::MAX_MANIFEST_BYTES as u64 + 1)
+            .read_to_end(buf)
+            .is_ok()
+}
+
+/// µs per call of `f` in [`REPS`] samples over about `budget`, and allocations per call.
+fn per_call(budget: Duration, mut f: impl FnMut() -> bool) -> (Vec<f64>, f64) {
+    assert!(f(), "the manifest did not prepare");
+    let a0 = ALLOCS.load(Ordering::Relaxed);
+    const CALLS: u64 = 100;
+    for _ in 0..CALLS {
+        black_box(f());
+    }
+    let allocs = (ALLOCS.load(Ordering::Relaxed) - a0) as f64 / CALLS as f64;
+    let mut samples = Vec::new();
+    for _ in 0..REPS {
+        let (mut n, t) = (0u64, Instant::now());
+        while t.elapsed() < budget / REPS {
+            for _ in 0..16 {
+                black_box(f());
+            }
+            n += 16;
+        }
+        samples.push(t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    }
+    (samples, allocs)
+}
+
+/// Per-manifest rows: keel-core's `prepare` alone (beside the kubelet's YAML to defaulted
+/// pod) and file read + `prepare` (beside the kubelet's path with file read, validation and
+/// conversion, whose tenth is the target), with allocations.
+fn singles(sec: &Section, keel: &mut Keel, budget: Duration, manifests: &[Single]) {
+    let mut buf = Vec::with_capacity(keel_core::config::MAX_MANIFEST_BYTES + 1);
+    for m in manifests {
+        let bytes = std::fs::read(&m.path).unwrap();
+        let since = load1();
+        let (samples, allocs) = per_call(budget, || keel.parse(black_box(&bytes)));
+        sec.figure(
+            &format!("keel-core prepare, {}", m.what),
+            "µs",
+            samples,
+            since,
+        )
+        .note(&format!(
+            "decode, validate, canonicalise, digest, defaults; kubelet YAML to defaulted pod {} µs",
+            m.kubelet.0
+        ))
+        .record();
+        sec.figure(
+            &format!("keel-core prepare, {}, allocations", m.what),
+            "allocs",
+            vec![allocs],
+            since,
+        )
+        .at_most(0.0)
+        .record();
+        let since = load1();
+        let (samples, allocs) = per_call(budget, || {
+            read_into(&m.path, &mut buf) && keel.parse(black_box(&buf))
+        });
+        sec.figure(
+            &format!("keel-core file read + prepare, {}", m.what),
+            "µs",
+            samples,
+            since,
+        )
+        .note(&format!(
+            "target a tenth of the kubelet's {} µs with file read, validation and conversion",
+            m.kubelet.1
+        ))
+        .at_most(m.kubelet.1 / 10.0)
+        .record();
+        sec.figure(
+            &format!("keel-core file read + prepare, {}, allocations", m.what),
+            "allocs",
+            vec![allocs],
+            since,
+        )
+        .at_most(0.0)
+        .record();
+    }
+}
+
 fn print(rows: &[Row], base: &str, sec: &Section, corpus: &str, since: f64) {
     let b = rows.iter().find(|r| r.name == base).map_or(1.0, |r| r.mb_s);
     println!("| parser | MB/s | manifests/s | allocations/parse | vs {base} |");
@@ -419,6 +522,26 @@ fn main() {
         "bisection in child processes"
     })
     .record();
+    // Per manifest, beside the kubelet's figures for the same kind of manifest: the plain
+    // busybox static pod and kubeadm's kube-apiserver.yaml (Kubernetes v1.36).
+    singles(
+        &sec,
+        &mut keel,
+        budget,
+        &[
+            Single {
+                what: "busybox static pod",
+                path: dir.join("good/example-static-busybox.yaml"),
+                kubelet: (43.0, 91.0),
+            },
+            Single {
+                what: "kubeadm kube-apiserver manifest",
+                path: dir.join("control-plane/kubeadm-kube-apiserver.yaml"),
+                kubelet: (49.0, 113.0),
+            },
+        ],
+    );
+
     // The kubelet's own path, measured outside the project (issue 16): quoted, so the
     // per-manifest figures above have their reference beside them.
     const KUBELET: &str =

@@ -293,7 +293,14 @@ impl Node {
     /// Starts the agent with exactly these arguments (`agent ...`), waiting until its
     /// control socket accepts connections.
     pub fn start_raw(&mut self, args: &[String]) {
-        let mut cmd = Command::new(keel_bin());
+        self.start_bin(&keel_bin(), args);
+    }
+
+    /// Starts the agent from the binary `bin` (a copy of [`keel_bin`], say, which the
+    /// agent then also runs as `keel pause`; `keel-shim` must be beside it) with exactly these
+    /// arguments, waiting until its control socket accepts connections.
+    pub fn start_bin(&mut self, bin: &Path, args: &[String]) {
+        let mut cmd = Command::new(bin);
         cmd.args(args);
         self.start_command(cmd);
     }
@@ -513,24 +520,32 @@ impl Node {
             .collect()
     }
 
+    /// The pause processes of this node's sandboxes (`keel pause --sandbox --pod
+    /// <root>/pods/<uid>`, not zombies): (pod uid, PID) pairs, in PID order.
+    pub fn pause_processes(&self) -> Vec<(String, i32)> {
+        let prefix = format!(
+            " pause --sandbox --pod {}/",
+            self.root.join("pods").display()
+        );
+        let mut out: Vec<(String, i32)> = live_processes()
+            .into_iter()
+            .filter_map(|(pid, cmd)| {
+                let (_, rest) = cmd.split_once(&prefix)?;
+                Some((rest.split(' ').next().unwrap_or_default().to_string(), pid))
+            })
+            .collect();
+        out.sort_by_key(|(_, pid)| *pid);
+        out
+    }
+
     /// Processes whose command line mentions this node's directory (shims, pause).
     pub fn processes(&self) -> Vec<String> {
         let dir = self.dir.display().to_string();
-        let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-                continue;
-            };
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-            if cmd.contains(&dir) && !zombie && !cmd.contains(" agent ") {
-                out.push(cmd);
-            }
-        }
-        out
+        live_processes()
+            .into_iter()
+            .map(|(_, cmd)| cmd)
+            .filter(|cmd| cmd.contains(&dir) && !cmd.contains(" agent "))
+            .collect()
     }
 }
 
@@ -668,6 +683,13 @@ impl Drop for Node {
                 .args(["delete", "--force", &id])
                 .output();
         }
+        // Pause processes are keel's own (no runc container to delete).
+        for (_, pid) in self.pause_processes() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let mut mounts = self.mounts();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {
@@ -727,6 +749,116 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     // Fields after ')': state is index 0, utime 11, stime 12.
     f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Every process of the host that is not a zombie: its PID and command line (arguments
+/// joined by spaces).
+fn live_processes() -> Vec<(i32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+        if !zombie {
+            out.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
+        }
+    }
+    out
+}
+
+/// A pod manifest whose one busybox container runs `script` with the host directory
+/// `marks` mounted at `/h` (so a script's `touch /h/<name>` tells the host it runs), a
+/// grace period of 2 s, and `imagePullPolicy: Never`; on the host's network when
+/// `host_network`.
+pub fn marker_pod(name: &str, marks: &Path, script: &str, host_network: bool) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 2\n{}  volumes:\n  - name: h\n    hostPath:\n      path: {}\n  containers:\n  - name: main\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", {script:?}]\n    volumeMounts:\n    - name: h\n      mountPath: /h\n",
+        if host_network { "  hostNetwork: true\n" } else { "" },
+        marks.display()
+    )
+}
+
+/// What [`pods_at_once`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct BulkStart {
+    /// From the first rename into the manifest directory to the last container running
+    /// (its marker file made).
+    pub all_running: Duration,
+    /// From the first removal to every pod gone (no runc container, no pod directory).
+    pub all_gone: Duration,
+}
+
+/// Drops `count` pods (named `<prefix>0`, `<prefix>1`, …; [`marker_pod`]s on the host's
+/// network when `host_network`) into `n`'s manifest directory at once — written as dot
+/// files first, then renamed in one after another — and waits until every container
+/// runs; then removes them all and waits until they are gone. Panics if either takes
+/// longer than `timeout`. The 100-pods-at-once figure of issue 16 (target: 2 s on a
+/// 2-core machine), used by the `linux_node` test and the benchmarks.
+pub fn pods_at_once(
+    n: &Node,
+    prefix: &str,
+    count: usize,
+    host_network: bool,
+    timeout: Duration,
+) -> BulkStart {
+    let marks = n.dir.join(format!("marks-{prefix}"));
+    std::fs::create_dir_all(&marks).unwrap();
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
+    for name in &names {
+        let script = format!("trap 'exit 0' TERM; touch /h/{name}; sleep 100000 & wait");
+        let m = marker_pod(name, &marks, &script, host_network);
+        std::fs::write(n.manifests.join(format!(".{name}.yaml")), m).unwrap();
+    }
+    let t0 = Instant::now();
+    for name in &names {
+        std::fs::rename(
+            n.manifests.join(format!(".{name}.yaml")),
+            n.manifests.join(format!("{name}.yaml")),
+        )
+        .unwrap();
+    }
+    let running = || std::fs::read_dir(&marks).map_or(0, |r| r.count());
+    while running() < count {
+        assert!(
+            t0.elapsed() < timeout,
+            "{} of {count} pods running after {timeout:?}",
+            running()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let all_running = t0.elapsed();
+    let t1 = Instant::now();
+    for name in &names {
+        std::fs::remove_file(n.manifests.join(format!("{name}.yaml"))).unwrap();
+    }
+    let pods_left = || {
+        std::fs::read_dir(n.root.join("pods")).map_or(0, |r| {
+            r.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+    };
+    while pods_left() > 0 || !n.runc_list().is_empty() {
+        assert!(
+            t1.elapsed() < timeout,
+            "{} of {count} pods still there {timeout:?} after their removal",
+            pods_left()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let all_gone = t1.elapsed();
+    std::fs::remove_dir_all(&marks).unwrap();
+    BulkStart {
+        all_running,
+        all_gone,
+    }
 }
 
 /// A test's own CNI network: a bridge, a /24 and a host-local data dir (under the node's

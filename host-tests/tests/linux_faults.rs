@@ -1,6 +1,6 @@
 //! Faults around a running agent (issue 10, item 3), against the real agent and runc:
-//! runc hanging or failing (through a wrapper given as `--runc`), a shim killed, the disk
-//! of the pod logs full, and the control socket flooded with garbage and idle clients.
+//! runc hanging or failing (through a wrapper given as `--runc`), a shim killed, a pod's
+//! pause process killed, the disk of the pod logs full, and the control socket flooded with garbage and idle clients.
 //! Each time the agent must stay responsive, keep its pods running and recover.
 
 use keel_host_tests::linux::{pod, Node};
@@ -20,7 +20,7 @@ fn real_runc() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A runc wrapper in `dir`: `run` (container and sandbox starts) hangs while
+/// A runc wrapper in `dir`: `run` (container starts, under their shims) hangs while
 /// `dir/runc-hang` exists and fails while `dir/runc-fail` exists; anything else goes to
 /// the real runc.
 fn runc_wrapper(dir: &Path) -> PathBuf {
@@ -45,7 +45,7 @@ fn stuck_or_failing_runc_times_out_is_retried_and_the_cli_answers() {
     let w = wrapper.display().to_string();
     n.start_with(&["--runc", &w, "--runtime-request-timeout", "3s"]);
 
-    // Hanging: the sandbox's `runc run` never returns.
+    // Hanging: the container's `runc run` (under its shim) never returns.
     std::fs::write(n.dir.join("runc-hang"), "").unwrap();
     n.write("stuck.yaml", &pod("stuck", "exec sleep 100000"));
     let t = Instant::now();
@@ -126,6 +126,88 @@ fn a_killed_shim_leaves_the_container_running_and_its_exit_is_still_seen() {
     n.wait("restarted after its shim-less exit", T, |n| {
         n.restarts("s", "main") == Some(1)
             && n.state("s", "main").is_some_and(|(k, _)| k == "running")
+    });
+}
+
+/// The pause process of pod `uid`, as its sandbox record names it.
+fn pause_pid(n: &Node, uid: &str) -> Option<i32> {
+    let path = n.root.join("pods").join(uid).join(".sandbox/sandbox.json");
+    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    rec["pid"].as_i64().and_then(|p| i32::try_from(p).ok())
+}
+
+/// The namespace `kind` of process `pid` (`net:[4026532...]`).
+fn ns_of(pid: i32, kind: &str) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()
+}
+
+#[test]
+fn a_killed_pause_process_gets_a_new_sandbox_and_the_containers_restart_in_it() {
+    let mut n = Node::new("pause-kill");
+    n.start();
+    // One pod on the test CNI network, one on the host's network.
+    n.write("p.yaml", &pod("p", "exec sleep 100000"));
+    n.write(
+        "h.yaml",
+        &pod("h", "exec sleep 100000").replacen("spec:\n", "spec:\n  hostNetwork: true\n", 1),
+    );
+    for name in ["p", "h"] {
+        n.wait_running(name, "main");
+        let uid = n.uid(name).unwrap();
+        let old = pause_pid(&n, &uid).expect("the pause process in the sandbox record");
+        let ip = n.pod(name).unwrap()["status"]["podIP"].clone();
+        let id = n.container_id(name, "main").unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(old),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        n.wait(
+            "a new pause process and the container restarted in its namespaces",
+            T,
+            |n| {
+                let (Some(new), Some(cid)) = (pause_pid(n, &uid), n.container_id(name, "main"))
+                else {
+                    return false;
+                };
+                let Some(cpid) = n.runc_pid(&cid) else {
+                    return false;
+                };
+                new != old
+                    && cid != id
+                    && n.restarts(name, "main") == Some(1)
+                    && n.state(name, "main").is_some_and(|(k, _)| k == "running")
+                    && ["net", "ipc", "uts"]
+                        .iter()
+                        .all(|k| ns_of(new, k).is_some() && ns_of(new, k) == ns_of(cpid, k))
+            },
+        );
+        // The old container is gone (not left running in the old namespaces), and a CNI
+        // pod keeps its address (its pinned network namespace outlived the pause).
+        assert!(
+            !n.runc_list().iter().any(|(c, _)| *c == id),
+            "{:?}",
+            n.runc_list()
+        );
+        assert_eq!(n.pod(name).unwrap()["status"]["podIP"], ip);
+        assert!(
+            n.agent_log()
+                .contains(&format!("its pause process {old} has exited")),
+            "{}",
+            n.agent_log()
+        );
+    }
+    // Removal still leaves nothing: no pause, netns pin, cgroup or pod directory.
+    n.remove("p.yaml");
+    n.remove("h.yaml");
+    n.wait("nothing left", T, |n| {
+        n.pod("p").is_none()
+            && n.pod("h").is_none()
+            && n.runc_list().is_empty()
+            && n.mounts().is_empty()
+            && n.cgroups().is_empty()
+            && n.processes().is_empty()
+            && std::fs::read_dir(n.root.join("pods")).is_ok_and(|mut d| d.next().is_none())
     });
 }
 

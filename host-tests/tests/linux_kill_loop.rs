@@ -264,13 +264,19 @@ impl Loop {
 
         // runc: one running container per pod container, none of pods that are gone.
         let mut running: BTreeMap<(String, String), usize> = BTreeMap::new();
+        // Sandboxes: one pause process per pod (keel makes them without runc).
         let mut sandboxes = BTreeSet::new();
+        for (uid, pid) in self.node.pause_processes() {
+            if !uids.contains_key(&uid) {
+                bad.push(format!("orphan sandbox of pod {uid} (pause process {pid})"));
+            }
+            if !sandboxes.insert(uid.clone()) {
+                bad.push(format!("a second pause process {pid} for pod {uid}"));
+            }
+        }
         for (id, status) in self.node.runc_list() {
-            if let Some(uid) = id.strip_prefix("keel-sandbox-") {
-                if !uids.contains_key(uid) {
-                    bad.push(format!("orphan sandbox {id} ({status})"));
-                }
-                sandboxes.insert(uid.to_string());
+            if id.starts_with("keel-sandbox-") {
+                bad.push(format!("a sandbox in runc: {id} ({status})"));
                 continue;
             }
             let mut parts = id.splitn(3, '-');

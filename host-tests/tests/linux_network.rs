@@ -5,7 +5,7 @@
 //! side by side never share an address; nothing leaves the machine (the bridge gateway,
 //! loopback and the node's own address only).
 
-use keel_host_tests::linux::{keel, Node, TestNet as Net, NODE};
+use keel_host_tests::linux::{keel, keel_bin, Node, TestNet as Net, NODE};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -294,16 +294,19 @@ fn an_agent_killed_between_add_and_start_adds_once_and_leaks_nothing() {
     require_plugins();
     let mut n = Node::new("net-kill");
     let net = Net::new(&n, "kill", 74);
-    // The bridge plugin is wrapped to log every call; runc is wrapped to hold the first
-    // pause start until its agent is gone (then it gives up without starting anything).
+    // The bridge plugin is wrapped to log every call; the keel binary the agent runs as
+    // `keel pause` is wrapped to hold the first pause start until its agent is gone
+    // (then it gives up without starting anything).
     let bin = n.dir.join("cni-bin");
     std::fs::create_dir_all(&bin).unwrap();
     let calls = n.dir.join("calls.log");
     let marker = n.dir.join("held");
     let script = |path: &Path, body: String| {
-        std::fs::write(path, body).unwrap();
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, body).unwrap();
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
+        std::fs::rename(&tmp, path).unwrap();
     };
     script(
         &bin.join("bridge"),
@@ -312,18 +315,27 @@ fn an_agent_killed_between_add_and_start_adds_once_and_leaks_nothing() {
             calls.display()
         ),
     );
-    let runc = n.dir.join("runc-held");
-    script(
-        &runc,
-        format!(
-            "#!/bin/sh\ncase \"$*\" in *\"run --detach\"*keel-sandbox-*)\n  if [ ! -e {m} ]; then touch {m}; while kill -0 $PPID 2>/dev/null; do sleep 0.1; done; exit 1; fi;;\nesac\nexec runc \"$@\"\n",
-            m = marker.display()
-        ),
-    );
     net.install(&n);
     let bins = format!("{}:{PLUGINS}", bin.display());
-    let runc_s = runc.display().to_string();
-    n.start_with(&["--cni-bin-dir", &bins, "--runc", &runc_s]);
+    // The agent runs `keel pause` from the path it was started from (and the shim from
+    // beside it): a copy of keel, replaced by the wrapper once the agent runs.
+    let real = n.dir.join("keel-real");
+    let keel_copy = n.dir.join("keel");
+    std::fs::copy(keel_bin(), &real).unwrap();
+    std::fs::copy(keel_bin(), &keel_copy).unwrap();
+    let shim = keel_linux::runtime::SHIM_BINARY;
+    std::fs::copy(keel_bin().with_file_name(shim), n.dir.join(shim)).unwrap();
+    let mut args = n.agent_args();
+    args.extend(["--cni-bin-dir".to_string(), bins.clone()]);
+    n.start_bin(&keel_copy, &args);
+    script(
+        &keel_copy,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = pause ] && [ ! -e {m} ]; then touch {m}; while kill -0 $PPID 2>/dev/null; do sleep 0.1; done; exit 1; fi\nexec {real} \"$@\"\n",
+            m = marker.display(),
+            real = real.display()
+        ),
+    );
     n.write("p.yaml", &web("p", "once", 8080, None));
     n.wait("pause start held after ADD", T, |_| marker.exists());
     n.signal_agent(nix::sys::signal::Signal::SIGKILL);
@@ -335,7 +347,7 @@ fn an_agent_killed_between_add_and_start_adds_once_and_leaks_nothing() {
             .count()
     };
     assert_eq!(adds(), 1);
-    n.start_with(&["--cni-bin-dir", &bins, "--runc", &runc_s]);
+    n.start_with(&["--cni-bin-dir", &bins]);
     n.wait_running("p", "main");
     let ip = pod_ip(&n, "p").unwrap();
     n.wait("served after the restart", T, |_| {
@@ -352,7 +364,7 @@ fn an_agent_killed_between_add_and_start_adds_once_and_leaks_nothing() {
     // Removed while the agent is down: the next agent runs DEL.
     n.signal_agent(nix::sys::signal::Signal::SIGKILL);
     n.remove("p.yaml");
-    n.start_with(&["--cni-bin-dir", &bins, "--runc", &runc_s]);
+    n.start_with(&["--cni-bin-dir", &bins]);
     n.wait("DEL by the next agent", T, |_| {
         std::fs::read_to_string(&calls).is_ok_and(|c| c.contains("DEL "))
     });

@@ -1,10 +1,11 @@
 //! End-to-end tests of what kubeadm and systemd expect of a node agent: the healthz
 //! endpoint, the shipped systemd unit (checked by `systemd-analyze verify`), the
 //! KubeletConfiguration fields keel does not apply named once each, an unknown flag
-//! refused, and `keel exec`. They need root, runc, busybox and systemd-analyze (CI runs
+//! refused, `keel exec`, and 100 pods dropped into the manifest directory at once. They
+//! need root, runc, busybox and systemd-analyze (CI runs
 //! as root; `cargo xtask test` installs systemd when it is missing).
 
-use keel_host_tests::linux::{keel, keel_bin, workspace_root, Node};
+use keel_host_tests::linux::{keel, keel_bin, pods_at_once, workspace_root, Node};
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -211,4 +212,30 @@ fn keel_exec_runs_a_command_in_the_container_and_returns_its_exit_code() {
     let (code, _, err) = exec(&n, &["absent", "--", "true"], "");
     assert_eq!(code, 1);
     assert!(err.contains("not found"), "{err}");
+}
+
+/// Issue 16: 100 pods dropped into the manifest directory at once all run, and all go
+/// again, on the host's network and on the test CNI network; the times are printed. The
+/// target (2 s on a 2-core machine) is asserted only when `KEEL_BULK_TARGET_MS` is set: a
+/// CI machine shared with other jobs cannot promise a wall-clock figure.
+#[test]
+fn a_hundred_pods_dropped_at_once_all_run_and_all_go() {
+    let mut n = Node::new("bulk");
+    n.start();
+    let target = std::env::var("KEEL_BULK_TARGET_MS")
+        .ok()
+        .map(|v| Duration::from_millis(v.parse().expect("KEEL_BULK_TARGET_MS: milliseconds")));
+    for (prefix, host_network) in [("bh", true), ("bc", false)] {
+        let b = pods_at_once(&n, prefix, 100, host_network, Duration::from_secs(300));
+        eprintln!(
+            "100 pods at once (hostNetwork: {host_network}): all running in {} ms, all gone in {} ms",
+            b.all_running.as_millis(),
+            b.all_gone.as_millis()
+        );
+        if let Some(t) = target {
+            assert!(b.all_running <= t, "{b:?} (target {t:?})");
+        }
+    }
+    assert!(n.processes().is_empty(), "{:?}", n.processes());
+    assert!(n.cgroups().is_empty(), "{:?}", n.cgroups());
 }

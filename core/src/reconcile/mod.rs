@@ -145,7 +145,7 @@ impl<'s> Reconciler<'s> {
         settings: Settings,
     ) -> Self {
         for s in slots.iter_mut() {
-            *s = PodSlot::EMPTY;
+            s.clear(0);
         }
         Reconciler {
             inner: Inner {

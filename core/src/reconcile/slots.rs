@@ -199,6 +199,49 @@ impl PodSlot {
         }
     }
 
+    /// Empties this slot in place as [`PodSlot::EMPTY`], numbered `generation`: field by
+    /// field, with the buffers only cleared. Assigning `EMPTY` whole would write all of the
+    /// slot, the unused tail of its spec buffer included (96 KiB on Linux): every page of
+    /// every slot would become resident memory, pods or not.
+    pub(super) fn clear(&mut self, generation: u32) {
+        // Destructured, so that a new field cannot be forgotten here.
+        let PodSlot {
+            used,
+            generation: g,
+            uid,
+            name_key,
+            digest,
+            spec,
+            containers,
+            n_init,
+            policy,
+            grace,
+            sandbox,
+            life,
+            rejection,
+            created_at,
+            pod_key,
+            probes,
+        } = self;
+        // The values of `EMPTY` (a test compares the two).
+        *used = false;
+        *g = generation;
+        uid.clear();
+        *name_key = 0;
+        *digest = [0; 16];
+        spec.clear();
+        containers.clear();
+        *n_init = 0;
+        *policy = RestartPolicy::Always;
+        *grace = Duration::from_secs(30);
+        *sandbox = Sandbox::None;
+        *life = Life::Active;
+        *rejection = None;
+        *created_at = Instant::ZERO;
+        *pod_key = 0;
+        probes.clear();
+    }
+
     /// Takes `pod` into this (free) slot, numbered `i`. On error the slot stays free.
     pub(super) fn load(
         &mut self,
@@ -213,14 +256,17 @@ impl PodSlot {
         if n > MAX_POD_CONTAINERS {
             return Err(capacity(Limit::Containers));
         }
-        let spec = encode(pod).ok_or(capacity(Limit::SpecBytes))?;
+        // A free slot: emptying it changes nothing but the stale bytes of its last pod.
+        self.clear(self.generation);
+        if !encode(pod, &mut self.spec) {
+            self.spec.clear();
+            return Err(capacity(Limit::SpecBytes));
+        }
         let generation = self.generation.wrapping_add(1);
-        *self = PodSlot::EMPTY;
         self.generation = generation;
         self.uid = String::try_from(pod.s(pod.uid.unwrap_or_default())).unwrap_or_default();
         self.name_key = name_key;
         self.digest = digest;
-        self.spec = spec;
         self.n_init = pod.spec.init_containers.len() as u8;
         self.policy = pod.spec.restart_policy.unwrap_or(RestartPolicy::Always);
         self.grace = grace_of(pod);
@@ -238,10 +284,7 @@ impl PodSlot {
             if self.containers.push(fresh).is_err()
                 || self.probes.push(ProbeTiming::of_container(c)).is_err()
             {
-                *self = PodSlot {
-                    generation,
-                    ..PodSlot::EMPTY
-                };
+                self.clear(generation);
                 return Err(capacity(Limit::Containers));
             }
         }
@@ -250,13 +293,22 @@ impl PodSlot {
     }
 }
 
-/// The postcard form of `pod`, if it fits [`SPEC_BYTES`].
-fn encode(pod: &Pod) -> Option<Vec<u8, SPEC_BYTES>> {
-    let mut spec: Vec<u8, SPEC_BYTES> = Vec::new();
-    spec.resize_default(SPEC_BYTES).ok()?;
-    let used = pod.encode_postcard_into(&mut spec)?;
-    spec.truncate(used);
-    Some(spec)
+/// Writes the postcard form of `pod` into `spec`, if it fits [`SPEC_BYTES`]; false (and
+/// `spec` unchanged) if not. A first pass only counts the bytes, the second streams them
+/// into `spec`: no `SPEC_BYTES` temporary on the stack, and only the bytes of this pod
+/// written (see [`PodSlot::clear`]).
+fn encode(pod: &Pod, spec: &mut Vec<u8, SPEC_BYTES>) -> bool {
+    let mut len = 0;
+    let fits = pod.encode_postcard(&mut |b| {
+        len += b.len();
+        len <= SPEC_BYTES
+    });
+    if !fits {
+        return false;
+    }
+    spec.clear();
+    // Cannot run out: the same encoding fitted above.
+    pod.encode_postcard(&mut |b| spec.extend_from_slice(b).is_ok())
 }
 
 impl Inner<'_> {
@@ -278,12 +330,11 @@ impl Inner<'_> {
         if pod_key(pod) != s.pod_key {
             return false;
         }
-        let Some(spec) = encode(pod) else {
-            return false;
-        };
         let id = s.id(i);
         let s = &mut self.slots[i];
-        s.spec = spec;
+        if !encode(pod, &mut s.spec) {
+            return false;
+        }
         s.digest = digest;
         s.grace = grace_of(pod);
         let grace = s.grace(self.settings.min_grace);

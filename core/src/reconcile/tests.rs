@@ -119,3 +119,23 @@ fn a_terminating_pod_is_due_until_each_container_stops_then_at_its_kill() {
     }
     assert_eq!(s.deadline(false), Instant::ZERO, "removal is due");
 }
+
+#[test]
+fn clearing_a_used_slot_in_place_gives_the_empty_slot_with_its_generation() {
+    extern crate std;
+    use std::format;
+    let mut s = slot(1, 3);
+    s.generation = 7;
+    s.name_key = 9;
+    s.digest = [1; 16];
+    s.uid = heapless::String::try_from("u-1").unwrap();
+    s.policy = RestartPolicy::Never;
+    s.life = Life::Terminating {
+        kill_at: Instant(5),
+        reason: StopReason::Deleted,
+    };
+    s.clear(8);
+    let mut want = PodSlot::EMPTY;
+    want.generation = 8;
+    assert_eq!(format!("{s:?}"), format!("{want:?}"));
+}

@@ -1018,6 +1018,17 @@ impl Runtime for LinuxRuntime {
                         w.sandbox_error = None;
                     }
                 }
+                Done::SandboxExited(uid, pid) => {
+                    // The worker checks that it is its sandbox's pause (not a removed
+                    // pod's, or one already replaced).
+                    if let Some(w) = self.pods.get(&uid) {
+                        if w.tx.send(Op::SandboxExited(pid)).is_err() {
+                            self.notices.push(Notice(format!(
+                                "pod {uid}: its pause process {pid} exited, and its worker is gone"
+                            )));
+                        }
+                    }
+                }
                 Done::SandboxFailed(uid, m) => {
                     self.notices.push(Notice(m.clone()));
                     if let Some(w) = self.pods.get_mut(&uid) {
@@ -1094,7 +1105,7 @@ impl Runtime for LinuxRuntime {
                 (ch, st)
             })
             .collect();
-        containers.sort_by(|(a, _), (b, _)| {
+        crate::sort_by(&mut containers, |(a, _), (b, _)| {
             (&a.record.pod_uid, &a.record.container_name)
                 .cmp(&(&b.record.pod_uid, &b.record.container_name))
                 .then(

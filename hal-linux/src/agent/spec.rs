@@ -419,7 +419,7 @@ fn meta_lines(pod: &Pod, kvs: &[KeyValue]) -> String {
         .iter()
         .map(|kv| format!("{}={:?}", pod.s(kv.key), pod.s(kv.value)))
         .collect();
-    lines.sort();
+    crate::sort_by(&mut lines, Ord::cmp);
     lines.join("\n")
 }
 

@@ -5,6 +5,12 @@
 //! until its exit. Results go back to the adapter as [`Done`] over one channel, and a
 //! [`Notify`] wakes the agent loop to poll.
 //!
+//! Each sandbox has a waiter too, on its pause process: a pause process that dies while
+//! its pod lives (killed, OOM-killed) is reported, and the pod's worker stops the pod's
+//! containers (they are in the old namespaces), releases the sandbox and makes a new one
+//! for the containers' restarts, as the kubelet recreates a pod whose sandbox is gone
+//! (issue 10).
+//!
 //! A sandbox that cannot be made (a CNI plugin missing, IPAM exhausted, a bad conflist,
 //! a taken hostPort) holds its pod's container starts: they stay `Creating` (the status
 //! says `ContainerCreating` with the error) while the worker retries the sandbox with
@@ -24,10 +30,22 @@ use tokio::sync::Notify;
 
 /// Stack of a waiter thread: it only blocks in poll and reads two small files.
 const WAITER_STACK: usize = 64 * 1024;
+/// Interval of the liveness check of a pause process where pidfds are missing.
+const PAUSE_POLL: Duration = Duration::from_secs(1);
+/// How long the containers of a pod whose pause died get to go after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 /// First retry of a sandbox that could not be made, doubled each time.
 const SANDBOX_RETRY_INITIAL: Duration = Duration::from_secs(10);
 /// Longest wait between sandbox retries.
 const SANDBOX_RETRY_MAX: Duration = Duration::from_secs(300);
+/// Waits before the retries of a pod's removal that failed (a runtime call timed out
+/// under load, a CNI DEL refused): without them what is left stays until the next agent.
+const REMOVE_RETRIES: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
 /// Stands in for the pod IP in a container spec built before the pod's network was up
 /// (`fieldRef: status.podIP`, and `$(VAR)` expansions of it); the worker puts the IP in
 /// once the sandbox is made. Control characters cannot come from a manifest's strings.
@@ -48,6 +66,8 @@ pub(super) enum Op {
     RemoveSandbox,
     /// Take over a container found on disk (adoption).
     Adopt(u32, Box<ContainerHandle>),
+    /// The pause process of this PID has exited (its waiter says so).
+    SandboxExited(i32),
 }
 
 /// A result for the adapter.
@@ -65,6 +85,8 @@ pub(super) enum Done {
     SandboxReady(String, Option<PathBuf>, Vec<String>),
     /// The sandbox of pod `uid` could not be made (why); its starts wait for a retry.
     SandboxFailed(String, String),
+    /// The pause process (this PID) of pod `uid` has exited.
+    SandboxExited(String, i32),
     /// Something for the log.
     Message(String),
     /// The pull of this image reference ended (pulled or failed).
@@ -115,6 +137,41 @@ pub(super) fn spawn_waiter(h: u32, ch: ContainerHandle, runc: Arc<RuncRuntime>, 
         // No thread, no exit report: the core's periodic sweep reads the state instead.
         reply.send(Done::Message(format!(
             "container {id}: cannot start its exit waiter: {e}"
+        )));
+    }
+}
+
+/// Spawns a thread that waits for the pause process of pod `uid`'s sandbox `sb` to exit
+/// and reports it. A pause process already gone (or a PID that is no longer it) is
+/// reported at once.
+pub(super) fn spawn_sandbox_waiter(uid: &str, sb: &SandboxHandle, reply: Reply) {
+    let (pid, sb) = (sb.pid, sb.clone());
+    let u = uid.to_string();
+    let spawned = std::thread::Builder::new()
+        .name(format!("pause-{}", &uid[..uid.len().min(8)]))
+        .stack_size(WAITER_STACK)
+        .spawn({
+            let reply = reply.clone();
+            move || {
+                // Opened first, then checked: the fd then names the pause process itself.
+                match util::pidfd_open(pid) {
+                    Some(fd) if sb.is_alive() => {
+                        util::wait_pidfd(&fd, None);
+                    }
+                    Some(_) => {}
+                    // No pidfd (kernel before 5.3): a cheap check every second.
+                    None => {
+                        while sb.is_alive() {
+                            std::thread::sleep(PAUSE_POLL);
+                        }
+                    }
+                }
+                reply.send(Done::SandboxExited(u, pid));
+            }
+        });
+    if let Err(e) = spawned {
+        reply.send(Done::Message(format!(
+            "pod {uid}: cannot start the waiter of its pause process {pid} (its death would go unnoticed until the agent restarts): {e}"
         )));
     }
 }
@@ -187,6 +244,7 @@ impl PodWork {
                     ));
                     self.retry_at = None;
                     self.retry_delay = SANDBOX_RETRY_INITIAL;
+                    spawn_sandbox_waiter(&self.uid, &h, self.reply.clone());
                     self.sandbox = Some(h);
                 }
                 Err(m) => {
@@ -251,6 +309,46 @@ impl PodWork {
         }
     }
 
+    /// The pause process `pid` has exited: if it is this pod's (not a removed or
+    /// replaced sandbox's), the containers are killed (they hold the old namespaces) and
+    /// waited for, and the sandbox released; their exits reach the core, whose restarts
+    /// make the new sandbox. A pod whose containers are not restarted (restartPolicy
+    /// Never, all completed) gets no new sandbox until one starts.
+    fn sandbox_exited(&mut self, pid: i32) {
+        let Some(sb) = self.sandbox.clone() else {
+            return;
+        };
+        if sb.pid != pid || sb.is_alive() {
+            return;
+        }
+        self.say(format!(
+            "pod {}: its pause process {pid} has exited: its containers are stopped and restarted in a new sandbox",
+            self.uid
+        ));
+        for ch in self.containers.values() {
+            let gone = self
+                .runc
+                .kill(ch)
+                .and_then(|()| self.runc.wait_exit(ch, KILL_WAIT));
+            match gone {
+                Ok(Some(_)) => {}
+                Ok(None) => self.say(format!(
+                    "container {} still runs {}s after SIGKILL",
+                    ch.id,
+                    KILL_WAIT.as_secs()
+                )),
+                Err(e) => self.say(format!("stopping {}: {e}", ch.id)),
+            }
+        }
+        if let Err(e) = self.runc.release_sandbox(&sb) {
+            self.say(format!("releasing the sandbox of pod {}: {e}", self.uid));
+        }
+        if self.sandbox_spec.is_none() {
+            self.sandbox_spec = Some(sb.spec.clone());
+        }
+        self.sandbox = None;
+    }
+
     /// Drops start `h` if it still waits for the sandbox; true if it did.
     fn drop_pending(&mut self, h: u32) -> bool {
         let before = self.pending.len();
@@ -271,6 +369,7 @@ impl PodWork {
             Op::Adopt(h, ch) => {
                 self.containers.insert(h, *ch);
             }
+            Op::SandboxExited(pid) => self.sandbox_exited(pid),
             Op::Start(h, spec) => {
                 self.pending.push((h, spec));
                 self.run_pending();
@@ -311,12 +410,31 @@ impl PodWork {
                         self.say(format!("unmount {}: {e}", dir.display()));
                     }
                 }
-                let r = match &self.sandbox {
-                    Some(sb) => self.runc.remove_sandbox(sb),
-                    None => self.runc.remove_pod_dir(&self.uid),
-                };
-                if let Err(e) = r {
-                    self.say(format!("remove sandbox of pod {}: {e}", self.uid));
+                let mut waits = REMOVE_RETRIES.iter();
+                loop {
+                    let r = match &self.sandbox {
+                        Some(sb) => self.runc.remove_sandbox(sb),
+                        None => self.runc.remove_pod_dir(&self.uid),
+                    };
+                    let Err(e) = r else { break };
+                    match waits.next() {
+                        Some(wait) => {
+                            self.say(format!(
+                                "remove sandbox of pod {}: {e} (retrying in {}s)",
+                                self.uid,
+                                wait.as_secs()
+                            ));
+                            std::thread::sleep(*wait);
+                        }
+                        None => {
+                            self.say(format!(
+                                "remove sandbox of pod {}: {e} (gave up after {} retries: the next agent removes what is left)",
+                                self.uid,
+                                REMOVE_RETRIES.len()
+                            ));
+                            break;
+                        }
+                    }
                 }
                 return false;
             }
@@ -334,13 +452,16 @@ pub(super) fn pod_worker(
     reply: Reply,
     sandbox: Option<SandboxHandle>,
 ) {
-    if let Some(sb) = sandbox.as_ref().filter(|sb| sb.netns.is_some()) {
+    if let Some(sb) = sandbox.as_ref() {
         // Adopted: the network the pod had must still be there (CNI CHECK).
-        if let Err(e) = runc.check_network(sb) {
-            reply.send(Done::Message(format!(
-                "pod {uid}: its network no longer checks out: {e}"
-            )));
+        if sb.netns.is_some() {
+            if let Err(e) = runc.check_network(sb) {
+                reply.send(Done::Message(format!(
+                    "pod {uid}: its network no longer checks out: {e}"
+                )));
+            }
         }
+        spawn_sandbox_waiter(&uid, sb, reply.clone());
     }
     let mut work = PodWork {
         uid,

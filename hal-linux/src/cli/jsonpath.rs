@@ -61,7 +61,7 @@ fn scalar(s: &str) -> Result<Value, TemplateError> {
     if let Some(inner) = s.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
         return Ok(Value::String(inner.to_string()));
     }
-    serde_json::from_str(s).or_else(|_| err(format!("bad value {s} in a filter")))
+    serde_json::from_slice(s.as_bytes()).or_else(|_| err(format!("bad value {s} in a filter")))
 }
 
 /// Parses a path such as `.items[*].metadata.name`.

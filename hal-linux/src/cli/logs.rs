@@ -158,7 +158,7 @@ pub fn run_files(dir: &Path, n: u32) -> Vec<PathBuf> {
             Some((k, e.path()))
         })
         .collect();
-    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
+    crate::sort_by_key(&mut rotated, |r| std::cmp::Reverse(r.0));
     let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     files.push(live_file(dir, n));
     files

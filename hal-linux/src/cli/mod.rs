@@ -148,7 +148,7 @@ pub fn run_with(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
     // The pause process lives as long as its pod: it skips building the whole command
     // line's parser, whose allocations it would keep.
     if argv.first().map(String::as_str) == Some("pause") {
-        return crate::runtime::pause::main() as i32;
+        return crate::runtime::pause::main(&argv[1..]) as i32;
     }
     let cli = match Cli::try_parse_from(
         std::iter::once("keel".to_string()).chain(argv.iter().cloned()),
@@ -190,7 +190,7 @@ pub fn run_with(argv: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i3
                 }
             }
         }
-        Command::Pause(_) => crate::runtime::pause::main() as i32,
+        Command::Pause(raw) => crate::runtime::pause::main(&raw.args) as i32,
     }
 }
 

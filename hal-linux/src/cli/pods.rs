@@ -22,7 +22,7 @@ pub use crate::podstatus::{container_status_json, kube_state, last_state, status
 /// The pod as a Kubernetes `Pod` object: the agent's `pod_json` (metadata and defaulted
 /// spec) with `creationTimestamp` and `status` added.
 pub fn pod_json(p: &PodInfo, clock: Clock) -> Value {
-    let mut pod = serde_json::from_str::<Value>(&p.pod_json)
+    let mut pod = serde_json::from_slice::<Value>(p.pod_json.as_bytes())
         .ok()
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
@@ -283,7 +283,9 @@ pub fn select(all: &[PodInfo], names: &[String], node: &str) -> (Vec<PodInfo>, V
         }
         v
     };
-    picked.sort_by(|a, b| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)));
+    crate::sort_by(&mut picked, |a, b| {
+        (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid))
+    });
     (picked, errors)
 }
 

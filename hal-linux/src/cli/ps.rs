@@ -107,7 +107,9 @@ pub fn run_args(a: &Args, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Ok(p) => p,
         Err(e) => return client::fail("ps", &e, err),
     };
-    pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    crate::sort_by(&mut pods, |a, b| {
+        (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+    });
     let t = table(&pods, c.info().clock, client::now_unix_ms(), a.all);
     let _ = out.write_all(t.as_bytes());
     0

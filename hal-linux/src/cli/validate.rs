@@ -222,7 +222,7 @@ fn list_dir(dir: &str, allow_insecure: bool) -> Vec<Listed> {
     if let Err(e) = r {
         return vec![Listed::Error(dir.to_string(), e.message)];
     }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    crate::sort_by(&mut entries, |a, b| a.0.cmp(&b.0));
     let base = dir.trim_end_matches('/');
     entries
         .into_iter()

@@ -65,7 +65,7 @@ impl Observed {
 
 /// The mirror of static pod `p` on node `node` (UID `node_uid`).
 pub fn mirror_object(p: &PodInfo, node: &str, node_uid: &str) -> Value {
-    let mut pod: Value = serde_json::from_str(&p.pod_json)
+    let mut pod: Value = serde_json::from_slice(p.pod_json.as_bytes())
         .ok()
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
@@ -110,7 +110,7 @@ pub fn mirror_object(p: &PodInfo, node: &str, node_uid: &str) -> Value {
 /// Every key keel manages is present, null when unknown, so a merge patch also clears it.
 pub fn mirror_status(p: &PodInfo, clock: Clock, host_ip: &str) -> Value {
     let mut st = crate::podstatus::status_json(p, clock);
-    let host_network = serde_json::from_str::<Value>(&p.pod_json)
+    let host_network = serde_json::from_slice::<Value>(p.pod_json.as_bytes())
         .ok()
         .is_some_and(|v| v["spec"]["hostNetwork"] == json!(true));
     st["hostIP"] = json!(host_ip);

@@ -178,7 +178,7 @@ pub fn conf_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
             files.push(p);
         }
     }
-    files.sort();
+    crate::sort_by(&mut files, Ord::cmp);
     Ok(files)
 }
 
@@ -375,7 +375,7 @@ impl CniConfig {
         if cmd != Cmd::Add {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&stdout).map_err(|e| {
+        serde_json::from_slice(stdout.as_bytes()).map_err(|e| {
             fail(format!(
                 "CNI plugin {ty} ADD gave a result that is not JSON ({e}): {}",
                 stdout.trim()
@@ -388,7 +388,7 @@ impl CniConfig {
 /// `details`) if the plugin printed one, else its output.
 fn plugin_error(ty: &str, cmd: Cmd, stdout: &str, stderr: &str) -> String {
     let what = format!("CNI plugin {ty} failed {}", cmd.as_str());
-    match serde_json::from_str::<Value>(stdout) {
+    match serde_json::from_slice::<Value>(stdout.as_bytes()) {
         Ok(v) if v.get("msg").is_some() => {
             let mut m = format!("{what}: {}", v["msg"].as_str().unwrap_or(""));
             if let Some(d) = v["details"].as_str().filter(|d| !d.is_empty()) {
@@ -420,7 +420,7 @@ pub fn result_ips(result: &Value) -> Vec<String> {
         .filter_map(|ip| ip["address"].as_str())
         .map(|a| a.split('/').next().unwrap_or(a).to_string())
         .collect();
-    ips.sort_by_key(|ip| ip.contains(':'));
+    crate::sort_by_key(&mut ips, |ip| ip.contains(':'));
     ips
 }
 

@@ -233,7 +233,7 @@ impl ImageStore {
             candidates.push((touched, digest, refs));
         }
         // Oldest first; an image without any time (no manifest blob) goes first of all.
-        candidates.sort();
+        crate::sort_by(&mut candidates, Ord::cmp);
         for (_, digest, refs) in candidates {
             if report.after.available >= before.available + wanted {
                 break;

@@ -778,7 +778,7 @@ impl ImageStore {
             }
             out.push(summary);
         }
-        out.sort_by(|a, b| a.reference.cmp(&b.reference));
+        crate::sort_by(&mut out, |a, b| a.reference.cmp(&b.reference));
         Ok(out)
     }
 

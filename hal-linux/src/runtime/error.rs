@@ -87,6 +87,14 @@ pub enum RuntimeError {
         /// What the shim reported.
         message: String,
     },
+    /// The pod's pause process could not be made (`keel pause --sandbox` said why).
+    #[error("pause process of pod {pod_uid}: {message}")]
+    Pause {
+        /// The pod.
+        pod_uid: String,
+        /// Which step failed, on which path.
+        message: String,
+    },
     /// A JSON record could not be read or written.
     #[error("{path}: {source}")]
     Json {

@@ -39,7 +39,7 @@ fn kill_tree(pid: i32) {
         }
         let mut now = vec![pid];
         now.extend(util::descendants(pid));
-        now.sort_unstable();
+        crate::sort_by(&mut now, Ord::cmp);
         now.dedup();
         let grew = now.iter().any(|p| !tree.contains(p));
         tree = now;

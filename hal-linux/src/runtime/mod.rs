@@ -1,19 +1,21 @@
-//! The runtime deals with running pods on this host with runc: one sandbox per pod (an
-//! infra container running `keel pause` that holds the pod's network, IPC and UTS
-//! namespaces), app containers that join it by namespace path, a [`shim`] per container
-//! that owns its stdio and exit status, and the files that let a restarted agent adopt
-//! what is still running (SPEC 4.6).
+//! The runtime deals with running pods on this host with an OCI runtime (runc, crun or
+//! youki): one sandbox per pod (a `keel pause` process keel starts itself, no runtime
+//! call, holding the pod's network, IPC and UTS namespaces: see [`pause`]), app
+//! containers that the OCI runtime starts joining those namespaces by path, a [`shim`] per
+//! container that owns its stdio and exit status, and the files that let a restarted
+//! agent adopt what is still running (SPEC 4.6).
 //!
 //! Layout under the root directory (every path is injected, so tests and several agents
 //! can run side by side):
 //!
 //! ```text
 //! <root>/runc/                         runc --root (runc's own state)
-//! <root>/pods/<pod uid>/.sandbox/      pause bundle: config.json, rootfs/, sandbox.json,
+//! <root>/pods/<pod uid>/.sandbox/      sandbox.json (the pause PID and start time),
 //!                                      hosts, resolv.conf, hostname (bind-mounted into
-//!                                      containers); with a CNI network also netns (the
-//!                                      pinned network namespace) and network.json (the
-//!                                      network used, the attachment, the ADD result)
+//!                                      containers), shm/ (the pod's /dev/shm); with a CNI
+//!                                      network also netns (the pinned network
+//!                                      namespace) and network.json (the network used,
+//!                                      the attachment, the ADD result)
 //! <root>/pods/<pod uid>/<container id>/ bundle: config.json, record.json, rootfs/
 //!                                      (+ upper/, work/ for overlay), init.pid,
 //!                                      shim.json (started), exit.json (exited)
@@ -23,13 +25,18 @@
 //! the sandbox's network namespace is made and pinned first, the network record is
 //! written, the plugins' ADD runs, and only then does pause start, joining that
 //! namespace. A record whose ADD finished is reused by the next creation of the same pod
-//! (after CHECK), so an agent killed between ADD and the pause start never adds twice;
-//! removal runs DEL from the record, then releases the namespace. Without a CNI
-//! configuration runc makes the namespace (loopback only).
+//! (after CHECK), so an agent killed between ADD and the pause start never adds twice,
+//! and a pod whose pause process died keeps its network; removal runs DEL from the
+//! record, then releases the namespace. Without a CNI configuration pause makes the
+//! namespace (loopback only).
 //!
 //! Cgroups: absolute `cgroupsPath` `<cgroup parent>/pod<uid>/<runc id>`; the pause
-//! container's runc id is `keel-sandbox-<pod uid>`, a prefix reserved for it.
-//! Works on cgroup v1 (every mounted hierarchy) and v2.
+//! process is in `<cgroup parent>/pod<uid>/keel-sandbox-<pod uid>`, a prefix reserved for
+//! it. Works on cgroup v1 (every mounted hierarchy) and v2.
+//!
+//! Sandboxes made by earlier keel versions (a runc container of id
+//! `keel-sandbox-<pod uid>` running `keel pause`) are still adopted, and released or
+//! removed with `runc delete` ([`SandboxHandle::made_by_runc`]).
 //!
 //! All calls block (they run runc and wait for it, a few hundred milliseconds at most,
 //! except [`RuncRuntime::stop_container`], which waits out the grace period,
@@ -54,7 +61,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -149,7 +156,7 @@ pub struct RuncConfig {
     pub root_dir: PathBuf,
     /// The runc binary.
     pub runc_path: PathBuf,
-    /// The keel binary, bind-mounted into each sandbox and run there as `keel pause`.
+    /// The keel binary, run as `keel pause` for each sandbox.
     pub keel_path: PathBuf,
     /// The shim binary run for each container ([`SHIM_BINARY`] beside `keel_path` by
     /// default).
@@ -230,6 +237,9 @@ pub struct NetworkRecord {
 
 /// Name of the pinned network namespace file in the sandbox directory.
 const NETNS_FILE: &str = "netns";
+/// Name of the file in the sandbox directory where `keel pause --sandbox` records the
+/// pause process it started (`<pid> <start ticks>`).
+const PAUSE_RECORD: &str = "pause";
 /// Name of the network record in the sandbox directory.
 const NETWORK_RECORD: &str = "network.json";
 /// systemd-resolved's stub listener: a pod cannot reach it in its own namespace.
@@ -331,12 +341,114 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
-fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(v).map_err(|source| RuntimeError::Json {
+fn json_bytes<T: serde::Serialize>(path: &Path, v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(v).map_err(|source| RuntimeError::Json {
         path: path.into(),
         source,
-    })?;
-    util::write_atomic(path, &bytes).ctx("write", path)
+    })
+}
+
+/// Writes a record about live processes ([`util::replace_file`]: atomic, no fsync).
+fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
+    util::replace_file(path, &json_bytes(path, v)?).ctx("write", path)
+}
+
+/// Writes a record that must survive a power cut ([`util::write_atomic`]): the network
+/// record, which names the IPAM allocation, kept on disk by the plugins, that DEL must
+/// release even after a reboot.
+fn write_json_durable<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
+    util::write_atomic(path, &json_bytes(path, v)?).ctx("write", path)
+}
+
+/// Passes of [`unmount_under`] before mounts that keep coming back are an error.
+const UNMOUNT_PASSES: usize = 8;
+
+/// Unmounts everything mounted at or below `dir`, deepest first and lazily (as the single
+/// unmounts do), until `/proc/self/mountinfo` shows nothing there: for a pod directory, its
+/// `/dev/shm`, container root filesystems, memory-backed emptyDirs and a network
+/// namespace pin, whether or not a record names them, and mounts stacked on one path (an
+/// agent killed between a mount and its record, a mount made twice).
+fn unmount_under(dir: &Path) -> Result<()> {
+    for _ in 0..UNMOUNT_PASSES {
+        let mounts = util::mounts_under(dir).ctx("read", "/proc/self/mountinfo")?;
+        if mounts.is_empty() {
+            return Ok(());
+        }
+        for m in mounts {
+            match umount2(&m, MntFlags::MNT_DETACH) {
+                // Gone already (unmounted with its parent, or by someone else).
+                Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+                Err(source) => {
+                    return Err(RuntimeError::Sys {
+                        op: "umount",
+                        path: m,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+    Err(RuntimeError::Sys {
+        op: "umount (still mounted after repeated unmounts)",
+        path: dir.into(),
+        source: nix::errno::Errno::EBUSY,
+    })
+}
+
+/// Removes pod directory `dir` after unmounting whatever is mounted in it
+/// ([`unmount_under`]), its records last: first everything but the sandbox directory,
+/// then the sandbox directory's files but the records, then the pause record, the
+/// network record and `sandbox.json`, then what is left. An agent killed half-way leaves
+/// a pod directory whose records the next agent still finds (and so removes it).
+fn remove_pod_tree(dir: &Path) -> Result<()> {
+    unmount_under(dir)?;
+    let sb_dir = dir.join(SANDBOX_DIR);
+    let records = [PAUSE_RECORD, NETWORK_RECORD, "sandbox.json"];
+    remove_entries_but(dir, &[SANDBOX_DIR])?;
+    remove_entries_but(&sb_dir, &records)?;
+    for r in records {
+        let path = sb_dir.join(r);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).ctx("remove", path)
+            }
+            _ => {}
+        }
+    }
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove dir", dir),
+        _ => Ok(()),
+    }
+}
+
+/// Removes every entry of directory `dir` (recursively) but those named in `keep`; a
+/// missing `dir` has nothing to remove.
+fn remove_entries_but(dir: &Path, keep: &[&str]) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).ctx("read dir", dir),
+    };
+    for entry in entries {
+        let entry = entry.ctx("read dir", dir)?;
+        if keep.iter().any(|k| entry.file_name() == *k) {
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = entry.file_type().ctx("stat", &path)?.is_dir();
+        let removed = if is_dir {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).ctx("remove", path)
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl RuncRuntime {
@@ -432,14 +544,14 @@ impl RuncRuntime {
         }
     }
 
-    /// Creates the pod directory, `/etc/hosts` and `/etc/resolv.conf` for it, and starts
-    /// the pause container holding the pod's namespaces.
+    /// Creates the pod directory, `/etc/hosts` and `/etc/resolv.conf` for it, sets up its
+    /// CNI network, and starts the pause process holding the pod's namespaces, in its own
+    /// cgroup ([`pause::start`]: no OCI runtime call).
     pub fn create_sandbox(&self, spec: &SandboxSpec) -> Result<SandboxHandle> {
         check_id("pod uid", &spec.pod_uid)?;
         let pod_dir = self.pod_dir(&spec.pod_uid);
         let sb_dir = pod_dir.join(SANDBOX_DIR);
-        let rootfs = sb_dir.join("rootfs");
-        fs::create_dir_all(&rootfs).ctx("create dir", &rootfs)?;
+        fs::create_dir_all(&sb_dir).ctx("create dir", &sb_dir)?;
 
         let id = format!("{SANDBOX_ID_PREFIX}{}", spec.pod_uid);
         let (netns, pod_ips) = match &self.cfg.cni {
@@ -451,13 +563,13 @@ impl RuncRuntime {
         };
         let hosts = hosts_file(spec, pod_ips.first().map(String::as_str));
         let hosts_path = sb_dir.join("hosts");
-        util::write_atomic(&hosts_path, hosts.as_bytes()).ctx("write", &hosts_path)?;
+        util::replace_file(&hosts_path, hosts.as_bytes()).ctx("write", &hosts_path)?;
         let resolv = match &spec.resolv_conf {
             Some(r) => r.clone(),
             None => host_resolv_conf(),
         };
         let resolv_path = sb_dir.join("resolv.conf");
-        util::write_atomic(&resolv_path, resolv.as_bytes()).ctx("write", &resolv_path)?;
+        util::replace_file(&resolv_path, resolv.as_bytes()).ctx("write", &resolv_path)?;
         let hostname = if spec.host_network {
             nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
@@ -466,90 +578,136 @@ impl RuncRuntime {
             spec.hostname.clone()
         };
         let hostname_path = sb_dir.join("hostname");
-        util::write_atomic(&hostname_path, format!("{hostname}\n").as_bytes())
+        util::replace_file(&hostname_path, format!("{hostname}\n").as_bytes())
             .ctx("write", &hostname_path)?;
 
         let cgroup = self.pod_cgroup(&spec.pod_uid);
-        let mut annotations = spec.labels.clone();
-        annotations.insert(LABEL_POD_NAME.into(), spec.pod_name.clone());
-        annotations.insert(LABEL_POD_NAMESPACE.into(), spec.pod_namespace.clone());
-        annotations.insert(LABEL_POD_UID.into(), spec.pod_uid.clone());
-        let dynamic = oci::is_dynamic_elf(&self.cfg.keel_path).ctx("read", &self.cfg.keel_path)?;
-        let mut config = oci::sandbox_config(
-            spec,
-            &rootfs,
-            &self.cfg.keel_path,
-            dynamic,
-            &format!("{cgroup}/{id}"),
-            &annotations,
-            self.oom_floor,
-        );
-        if let Some(ns) = &netns {
-            oci::join_network(&mut config, ns);
-        }
-        write_json(&sb_dir.join("config.json"), &config)?;
-        let pid_file = sb_dir.join("init.pid");
-        // Detached runc hands its stdio to pause, which would keep a pipe open forever:
-        // stdout goes to /dev/null, stderr to a file read back on failure.
-        let err_path = sb_dir.join("runc.err");
-        let err_file = fs::File::create(&err_path).ctx("create", &err_path)?;
-        let status = Command::new(&self.cfg.runc_path)
-            .arg("--root")
-            .arg(&self.runc_root)
-            .args(["run", "--detach", "--bundle"])
-            .arg(&sb_dir)
-            .arg("--pid-file")
-            .arg(&pid_file)
-            .arg(&id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err_file)
-            .spawn()
-            .and_then(|mut child| util::wait_within(&mut child, self.cfg.request_timeout));
-        let status = match status {
-            Ok(st) => st,
-            Err(source) => {
-                // A sandbox half made by a stuck runc goes; the core retries the pod.
-                let _ = self.runc_delete(&id);
-                return Err(RuntimeError::run(
-                    &self.cfg.runc_path,
-                    self.cfg.request_timeout,
-                    source,
-                ));
+        let pause_cgroup = format!("{cgroup}/{id}");
+        let args = pause::PauseArgs {
+            pod_dir: pod_dir.clone(),
+            cgroup_procs: util::create_cgroup(&pause_cgroup).ctx("create cgroup", &pause_cgroup)?,
+            netns: netns.clone(),
+            new_net: !spec.host_network,
+            new_ipc: !spec.host_ipc,
+            hostname: (!spec.host_network).then(|| spec.hostname.clone()),
+            record: Some(sb_dir.join(PAUSE_RECORD)),
+            oom_score_adj: self.oom_floor.map_or(oci::SANDBOX_OOM_SCORE_ADJ, |f| {
+                oci::SANDBOX_OOM_SCORE_ADJ.max(f)
+            }),
+        };
+        // A pause an earlier attempt started but never recorded (its agent killed in
+        // between) goes first: one pause per pod.
+        Self::kill_unrecorded_pause(&sb_dir)?;
+        let started = match pause::start(&self.cfg.keel_path, &args, self.cfg.request_timeout) {
+            Ok(s) => s,
+            Err(message) => {
+                // The cgroup made for it goes too; the core retries the pod.
+                let message = match util::remove_cgroup(&pause_cgroup) {
+                    Ok(()) => message,
+                    Err(e) => format!("{message}; removing cgroup {pause_cgroup}: {e}"),
+                };
+                return Err(RuntimeError::Pause {
+                    pod_uid: spec.pod_uid.clone(),
+                    message,
+                });
             }
         };
-        if !status.success() {
-            let _ = self.runc_delete(&id);
-            return Err(RuntimeError::Runc {
-                args: format!("run --detach {id}"),
-                status: status.to_string(),
-                stderr: fs::read_to_string(&err_path)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
-            });
-        }
-        let pid = fs::read_to_string(&pid_file)
-            .ctx("read", &pid_file)?
-            .trim()
-            .parse()
-            .map_err(|_| RuntimeError::Invalid {
-                what: "pid file",
-                value: pid_file.display().to_string(),
-                reason: "not a number",
-            })?;
         let handle = SandboxHandle {
             id,
             spec: spec.clone(),
-            pid,
+            pid: started.pid,
+            pause_start_ticks: Some(started.start_ticks),
             pod_dir,
             cgroup,
             netns,
             pod_ips,
         };
-        write_json(&sb_dir.join("sandbox.json"), &handle)?;
-        Self::ensure_shm(&handle)?;
+        let recorded = write_json(&sb_dir.join("sandbox.json"), &handle)
+            .and_then(|()| Self::ensure_shm(&handle));
+        if let Err(e) = recorded {
+            // Unrecorded, the pause process would be found by no one: it goes.
+            self.stop_pause(&handle)?;
+            return Err(e);
+        }
         Ok(handle)
+    }
+
+    /// Kills the pause process the setup process recorded in `sb_dir` (`pause` file) if it
+    /// still runs: one started by an attempt whose agent died before `sandbox.json`.
+    fn kill_unrecorded_pause(sb_dir: &Path) -> Result<()> {
+        let Some(p) = pause::recorded(&sb_dir.join(PAUSE_RECORD)) else {
+            return Ok(());
+        };
+        match nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        ) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(source) => {
+                return Err(RuntimeError::Sys {
+                    op: "kill unrecorded pause process",
+                    path: sb_dir.into(),
+                    source,
+                })
+            }
+        }
+        let until = Instant::now() + KILL_WAIT;
+        while pause::is_running(p.pid, p.start_ticks) && Instant::now() < until {
+            std::thread::sleep(FAST_POLL);
+        }
+        Ok(())
+    }
+
+    /// Ends the pause process of `sandbox` and waits until it is gone: SIGKILL (it holds
+    /// nothing that needs a graceful stop), or `runc delete --force` for a sandbox made
+    /// by `runc run`. A pause process already gone (or a PID now someone else's) is fine.
+    fn stop_pause(&self, sandbox: &SandboxHandle) -> Result<()> {
+        if sandbox.made_by_runc() {
+            return self.runc_delete(&sandbox.id);
+        }
+        let until = Instant::now() + KILL_WAIT;
+        while sandbox.is_alive() {
+            if Instant::now() >= until {
+                return Err(RuntimeError::Timeout {
+                    id: sandbox.id.clone(),
+                    waited: KILL_WAIT,
+                });
+            }
+            match nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(sandbox.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            ) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(source) => {
+                    return Err(RuntimeError::Sys {
+                        op: "kill pause process",
+                        path: sandbox.pod_dir.clone(),
+                        source,
+                    })
+                }
+            }
+            std::thread::sleep(FAST_POLL);
+        }
+        Ok(())
+    }
+
+    /// Releases a sandbox whose pause process has died while its pod lives on (issue 10:
+    /// a killed pause process): what is left of the pause (its cgroup, or runc's
+    /// container for a sandbox made by `runc run`), the pod's `/dev/shm`, and the
+    /// sandbox record, so [`create_sandbox`](Self::create_sandbox) makes a new one. The
+    /// pod's containers must be stopped first (they are in the old namespaces); its
+    /// directory, volumes, container records and a CNI network stay: the network's
+    /// namespace is pinned, so the new pause joins it after CNI CHECK, with the same IP.
+    pub fn release_sandbox(&self, sandbox: &SandboxHandle) -> Result<()> {
+        self.stop_pause(sandbox)?;
+        Self::release_shm(sandbox)?;
+        let pause_cgroup = format!("{}/{}", sandbox.cgroup, sandbox.id);
+        util::remove_cgroup(&pause_cgroup).ctx("remove cgroup", &pause_cgroup)?;
+        let record = sandbox.pod_dir.join(SANDBOX_DIR).join("sandbox.json");
+        match fs::remove_file(&record) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove", record),
+            _ => Ok(()),
+        }
     }
 
     /// Sets up the network of the sandbox in `sb_dir` (pod `spec`, runc id `id`): reuses
@@ -602,7 +760,7 @@ impl RuncRuntime {
                 partial: None,
             };
             // Written before ADD: an agent killed during ADD leaves what DEL needs.
-            write_json(&rec_path, &rec)?;
+            write_json_durable(&rec_path, &rec)?;
             rec
         };
         let mut partial = None;
@@ -616,15 +774,15 @@ impl RuncRuntime {
             Ok(result) => {
                 let ips = cni::result_ips(&result);
                 rec.result = Some(result);
-                write_json(&rec_path, &rec)?;
+                write_json_durable(&rec_path, &rec)?;
                 Ok((netns, ips))
             }
             Err(e) => {
                 // Undo what the plugins before the failing one did, with their result;
                 // the ADD error is the one that matters.
                 rec.result = partial;
-                let undone =
-                    write_json(&rec_path, &rec).and_then(|()| self.teardown_network(sb_dir));
+                let undone = write_json_durable(&rec_path, &rec)
+                    .and_then(|()| self.teardown_network(sb_dir));
                 Err(RuntimeError::Network(match undone {
                     Ok(()) => e.0,
                     Err(u) => format!("{}; cleaning up: {u}", e.0),
@@ -737,17 +895,12 @@ impl RuncRuntime {
         }
     }
 
-    /// Unmounts the pod's `/dev/shm` tmpfs if it is mounted.
+    /// Unmounts the pod's `/dev/shm` tmpfs if it is mounted (every mount stacked there).
     fn release_shm(sandbox: &SandboxHandle) -> Result<()> {
-        let shm = sandbox.shm_path();
-        if !sandbox.spec.host_ipc && util::is_mount_point(&shm) {
-            umount2(&shm, MntFlags::MNT_DETACH).map_err(|source| RuntimeError::Sys {
-                op: "umount",
-                path: shm.clone(),
-                source,
-            })?;
+        if sandbox.spec.host_ipc {
+            return Ok(());
         }
-        Ok(())
+        unmount_under(&sandbox.shm_path())
     }
 
     /// The default CRI log path of a container (SPEC 5.3).
@@ -1182,31 +1335,7 @@ impl RuncRuntime {
         // of a container is linked in the container logs dir (the exit record stays).
         self.remove_log_symlink(&c.record)?;
         self.release_bundle(&c.id, &c.bundle, &c.record.cgroup)?;
-        let entries = match fs::read_dir(&c.bundle) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).ctx("read dir", &c.bundle),
-        };
-        for entry in entries {
-            let entry = entry.ctx("read dir", &c.bundle)?;
-            let name = entry.file_name();
-            if name == "record.json" || name == "exit.json" {
-                continue;
-            }
-            let path = entry.path();
-            let r = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            match r {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).ctx("remove", path)
-                }
-                _ => {}
-            }
-        }
-        Ok(())
+        remove_entries_but(&c.bundle, &["record.json", "exit.json"])
     }
 
     /// Removes the exit records ([`retire_container`](Self::retire_container)) of the
@@ -1246,23 +1375,20 @@ impl RuncRuntime {
         }
     }
 
-    /// Removes a pod: every container left in it, the pause container, the pod
-    /// directory, its log directory and the pod's cgroup.
+    /// Removes a pod: every container left in it, the pause process, the network, the
+    /// pod's `/dev/shm`, the pod directory, its log directory and the pod's cgroup.
     pub fn remove_sandbox(&self, sandbox: &SandboxHandle) -> Result<()> {
         for c in self.list_pod(&sandbox.pod_dir)?.1 {
             self.remove_container(&c)?;
         }
-        self.runc_delete(&sandbox.id)?;
-        self.teardown_network(&sandbox.pod_dir.join(SANDBOX_DIR))?;
+        self.stop_pause(sandbox)?;
+        // Before the network: a failed DEL keeps the records for a retry, and the pod's
+        // /dev/shm is of no use to anyone by now.
         Self::release_shm(sandbox)?;
+        self.teardown_network(&sandbox.pod_dir.join(SANDBOX_DIR))?;
         util::remove_cgroup(&sandbox.cgroup).ctx("remove cgroup", &sandbox.cgroup)?;
         self.remove_pod_logs(&sandbox.spec.pod_uid)?;
-        match fs::remove_dir_all(&sandbox.pod_dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).ctx("remove dir", &sandbox.pod_dir)
-            }
-            _ => Ok(()),
-        }
+        remove_pod_tree(&sandbox.pod_dir)
     }
 
     /// The sandbox of pod `pod_uid` recorded on disk (`sandbox.json`), if there is one.
@@ -1277,16 +1403,23 @@ impl RuncRuntime {
         }
     }
 
-    /// Removes what is left of pod `pod_uid` whose sandbox was never made: its network
-    /// (if one was set up), its directory (emptyDir volumes included) and its logs.
+    /// Removes what is left of pod `pod_uid` whose sandbox its worker does not know (never
+    /// made, or released after its pause died): a sandbox recorded on disk after all
+    /// ([`remove_sandbox`](Self::remove_sandbox)), else a pause process started but never
+    /// recorded, the network (if one was set up), whatever is mounted in the directory,
+    /// the directory (emptyDir volumes included) and its logs.
     pub fn remove_pod_dir(&self, pod_uid: &str) -> Result<()> {
+        if let Some(sb) = self.sandbox(pod_uid)? {
+            return self.remove_sandbox(&sb);
+        }
         self.remove_pod_logs(pod_uid)?;
         let dir = self.pod_dir(pod_uid);
+        Self::kill_unrecorded_pause(&dir.join(SANDBOX_DIR))?;
         self.teardown_network(&dir.join(SANDBOX_DIR))?;
-        match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove dir", dir),
-            _ => Ok(()),
-        }
+        // A sandbox released after its pause died leaves the pod's cgroup.
+        let cgroup = self.pod_cgroup(pod_uid);
+        util::remove_cgroup(&cgroup).ctx("remove cgroup", &cgroup)?;
+        remove_pod_tree(&dir)
     }
 
     fn list_pod(&self, pod_dir: &Path) -> Result<(Option<SandboxHandle>, Vec<ContainerHandle>)> {
@@ -1316,7 +1449,7 @@ impl RuncRuntime {
                 record,
             });
         }
-        containers.sort_by(|a, b| a.id.cmp(&b.id));
+        crate::sort_by(&mut containers, |a, b| a.id.cmp(&b.id));
         Ok((sandbox, containers))
     }
 
@@ -1340,7 +1473,7 @@ impl RuncRuntime {
             listing.sandboxes.extend(sb);
             listing.containers.extend(cs);
         }
-        listing.sandboxes.sort_by(|a, b| a.id.cmp(&b.id));
+        crate::sort_by(&mut listing.sandboxes, |a, b| a.id.cmp(&b.id));
         Ok(listing)
     }
 }
@@ -1369,6 +1502,63 @@ mod tests {
         let err = find_runc(Some(&a.join("crun"))).unwrap_err();
         assert!(err.starts_with("crun not found at "), "{err}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A removal that unmounted only what the records name could leave a pod's `/dev/shm`
+    /// behind (the kill loop, seed 1796559190028292391): the pod directory's removal
+    /// unmounts whatever mountinfo shows in it, recorded or not, stacked mounts included.
+    /// Needs root (mounts tmpfs).
+    #[test]
+    fn a_pod_directory_goes_with_every_mount_in_it_recorded_or_not() {
+        let dir = std::env::temp_dir().join(format!("keel-pod-tree-{}", std::process::id()));
+        let shm = dir.join(SANDBOX_DIR).join("shm");
+        let mem = dir.join("volumes/mem");
+        fs::create_dir_all(&shm).unwrap();
+        fs::create_dir_all(&mem).unwrap();
+        let tmpfs = |at: &Path| {
+            mount(
+                Some("shm"),
+                at,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                Some("size=64k"),
+            )
+            .unwrap();
+        };
+        tmpfs(&shm);
+        tmpfs(&shm);
+        tmpfs(&mem);
+        fs::write(shm.join("x"), "in the top mount").unwrap();
+        fs::write(dir.join(SANDBOX_DIR).join("sandbox.json"), "{}").unwrap();
+        fs::write(dir.join(SANDBOX_DIR).join(PAUSE_RECORD), "1 1").unwrap();
+        assert_eq!(util::mounts_under(&dir).unwrap().len(), 3);
+        remove_pod_tree(&dir).unwrap();
+        assert_eq!(util::mounts_under(&dir).unwrap(), Vec::<PathBuf>::new());
+        assert!(!dir.exists());
+        // Gone already: nothing to do, no error.
+        remove_pod_tree(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_pod_directory_s_records_go_after_everything_else() {
+        let dir = std::env::temp_dir().join(format!("keel-pod-order-{}", std::process::id()));
+        let sb = dir.join(SANDBOX_DIR);
+        fs::create_dir_all(sb.join("sub")).unwrap();
+        fs::create_dir_all(dir.join("bundle/rootfs")).unwrap();
+        for f in ["sandbox.json", NETWORK_RECORD, PAUSE_RECORD, "hosts"] {
+            fs::write(sb.join(f), "x").unwrap();
+        }
+        remove_entries_but(&dir, &[SANDBOX_DIR]).unwrap();
+        remove_entries_but(&sb, &[PAUSE_RECORD, NETWORK_RECORD, "sandbox.json"]).unwrap();
+        let mut left: Vec<String> = fs::read_dir(&sb)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["network.json", "pause", "sandbox.json"]);
+        assert!(!dir.join("bundle").exists());
+        remove_pod_tree(&dir).unwrap();
+        assert!(!dir.exists());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! OCI runtime `config.json` generation: the sandbox's pause container and app
-//! containers, from the plain specs in [`types`](super::types). Built as
+//! OCI runtime `config.json` generation for app containers, from the plain specs in
+//! [`types`](super::types) (a pod's sandbox is made without the runtime: see
+//! [`pause`](super::pause)). Built as
 //! `serde_json::Value` rather than a full typed OCI model: we write only the fields we
 //! set, and runc validates the rest.
 
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::seccomp::{self, SeccompError};
-use super::types::{ContainerSpec, MountKind, Resources, SandboxHandle, SandboxSpec};
+use super::types::{ContainerSpec, MountKind, Resources, SandboxHandle};
 
 /// Docker's and containerd's default capability set for unprivileged containers.
 pub const DEFAULT_CAPS: &[&str] = &[
@@ -232,10 +233,6 @@ fn layers_mount(layers: &[PathBuf], destination: &str) -> Value {
     }
 }
 
-/// Host library directories bound read-only into the pause rootfs when the keel binary
-/// is dynamically linked (development builds); the static musl release needs none.
-const HOST_LIB_DIRS: &[&str] = &["/lib", "/lib64", "/usr/lib", "/usr/lib64"];
-
 /// The OOM score adjustment of a pod's pause process (the kubelet's `PodInfraOOMAdj`):
 /// below every container's, so the pod's namespaces outlive its processes.
 pub const SANDBOX_OOM_SCORE_ADJ: i32 = -998;
@@ -257,7 +254,7 @@ pub fn host_devices(dir: &Path) -> Vec<Value> {
         return out;
     };
     let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
+    crate::sort_by_key(&mut entries, |e| e.file_name());
     for e in entries {
         let path = e.path();
         let name = e.file_name();
@@ -293,107 +290,6 @@ pub fn host_devices(dir: &Path) -> Vec<Value> {
         }));
     }
     out
-}
-
-/// `config.json` of the pause container of `spec`: `/keel pause` from a read-only rootfs
-/// holding only the keel binary, bind-mounted from `keel_path` (plus the host's library
-/// directories if `dynamic`).
-pub fn sandbox_config(
-    spec: &SandboxSpec,
-    rootfs: &Path,
-    keel_path: &Path,
-    dynamic: bool,
-    cgroup: &str,
-    annotations: &BTreeMap<String, String>,
-    oom_floor: Option<i32>,
-) -> Value {
-    let mut ns = vec![json!({"type": "mount"})];
-    if !spec.host_pid {
-        ns.push(json!({"type": "pid"}));
-    }
-    if !spec.host_ipc {
-        ns.push(json!({"type": "ipc"}));
-    }
-    if !spec.host_network {
-        ns.push(json!({"type": "network"}));
-        ns.push(json!({"type": "uts"}));
-    }
-    let mut config = json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": {"uid": 65535, "gid": 65535},
-            "args": ["/keel", "pause"],
-            "env": ["PATH=/"],
-            "cwd": "/",
-            "capabilities": caps_json(&[]),
-            "noNewPrivileges": true,
-            "oomScoreAdj": oom_floor.map_or(SANDBOX_OOM_SCORE_ADJ, |f| SANDBOX_OOM_SCORE_ADJ.max(f)),
-        },
-        "root": {"path": rootfs, "readonly": true},
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=64k"]},
-            bind(keel_path, "/keel", true),
-        ],
-        "annotations": annotations,
-        "linux": {
-            "namespaces": ns,
-            "cgroupsPath": cgroup,
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-        },
-    });
-    if !spec.host_network {
-        config["hostname"] = json!(spec.hostname);
-    }
-    if dynamic {
-        if let Some(mounts) = config["mounts"].as_array_mut() {
-            for dir in HOST_LIB_DIRS.iter().filter(|d| Path::new(d).exists()) {
-                mounts.push(bind(Path::new(dir), dir, true));
-            }
-        }
-    }
-    config
-}
-
-/// Makes the pause container of `config` join the network namespace pinned at `netns`
-/// (a pod on a CNI network) instead of making one.
-pub fn join_network(config: &mut Value, netns: &Path) {
-    let namespaces = config["linux"]["namespaces"].as_array_mut();
-    for ns in namespaces.into_iter().flatten() {
-        if ns["type"] == "network" {
-            ns["path"] = json!(netns);
-        }
-    }
-}
-
-/// Whether the ELF file at `path` asks for a program interpreter (is dynamically
-/// linked). Reads the 64-bit little-endian header and program headers only.
-pub fn is_dynamic_elf(path: &Path) -> std::io::Result<bool> {
-    use std::io::{Read, Seek, SeekFrom};
-    const PT_INTERP: u32 = 3;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = [0u8; 64];
-    f.read_exact(&mut h)?;
-    if &h[..4] != b"\x7fELF" || h[4] != 2 || h[5] != 1 {
-        return Ok(false);
-    }
-    let phoff = u64::from_le_bytes(h[0x20..0x28].try_into().unwrap_or_default());
-    let phentsize = u16::from_le_bytes([h[0x36], h[0x37]]) as u64;
-    let phnum = u16::from_le_bytes([h[0x38], h[0x39]]) as u64;
-    for i in 0..phnum {
-        f.seek(SeekFrom::Start(phoff + i * phentsize))?;
-        let mut t = [0u8; 4];
-        f.read_exact(&mut t)?;
-        if u32::from_le_bytes(t) == PT_INTERP {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// CFS period used for CPU limits (the kubelet's default, 100 ms).
@@ -548,56 +444,6 @@ mod tests {
         let caps = capabilities(&spec, u64::MAX);
         assert!(!caps.contains(&"CAP_CHOWN".to_string()));
         assert_eq!(caps.len(), DEFAULT_CAPS.len() - 1);
-    }
-
-    #[test]
-    fn a_cni_pod_s_pause_joins_its_pinned_network_namespace() {
-        let spec = SandboxSpec {
-            hostname: "h".into(),
-            ..Default::default()
-        };
-        let mut c = sandbox_config(
-            &spec,
-            Path::new("/r"),
-            Path::new("/k"),
-            false,
-            "/keel/p",
-            &BTreeMap::new(),
-            None,
-        );
-        join_network(&mut c, Path::new("/p/.sandbox/netns"));
-        let ns = c["linux"]["namespaces"].as_array().unwrap();
-        let net: Vec<&Value> = ns.iter().filter(|n| n["type"] == "network").collect();
-        assert_eq!(
-            net,
-            [&json!({"type": "network", "path": "/p/.sandbox/netns"})]
-        );
-        assert!(ns
-            .iter()
-            .any(|n| n["type"] == "uts" && n.get("path").is_none()));
-    }
-
-    #[test]
-    fn host_network_sandbox_has_no_net_uts_or_hostname() {
-        let spec = SandboxSpec {
-            host_network: true,
-            hostname: "h".into(),
-            ..Default::default()
-        };
-        let c = sandbox_config(
-            &spec,
-            Path::new("/r"),
-            Path::new("/k"),
-            false,
-            "/keel/p",
-            &BTreeMap::new(),
-            None,
-        );
-        let ns = c["linux"]["namespaces"].as_array().unwrap();
-        assert!(ns
-            .iter()
-            .all(|n| n["type"] != "network" && n["type"] != "uts"));
-        assert!(c.get("hostname").is_none());
     }
 }
 

@@ -54,15 +54,21 @@ pub struct SandboxSpec {
     pub port_mappings: Vec<crate::cni::PortMapping>,
 }
 
-/// A running pod sandbox (its infra `keel pause` container).
+/// A running pod sandbox: its `keel pause` process and the namespaces it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxHandle {
-    /// The runc id of the infra container (`keel-sandbox-<pod uid>`).
+    /// The sandbox id (`keel-sandbox-<pod uid>`): the CNI container id, and the runc id
+    /// of the infra container of a sandbox made by `runc run` (earlier keel versions).
     pub id: String,
     /// The spec it was made from.
     pub spec: SandboxSpec,
     /// Host PID of the pause process.
     pub pid: i32,
+    /// The pause process's start time in clock ticks after boot, which tells it from a
+    /// process that reused its PID; `None` for a sandbox made by `runc run`, whose pause
+    /// runs in a runc container of id [`id`](Self::id).
+    #[serde(default)]
+    pub pause_start_ticks: Option<u64>,
     /// `<root>/pods/<pod uid>`.
     pub pod_dir: PathBuf,
     /// The pinned network namespace given to CNI (`None`: one runc made, or the host's).
@@ -95,9 +101,18 @@ impl SandboxHandle {
     }
 
     /// Whether the pause process, and so the pod's namespaces, is still there (not after
-    /// a reboot or a killed pause).
+    /// a reboot or a killed pause, nor when another process has taken its PID).
     pub fn is_alive(&self) -> bool {
-        super::util::process_alive(self.pid)
+        match self.pause_start_ticks {
+            Some(t) => super::pause::is_running(self.pid, t),
+            None => super::util::process_alive(self.pid),
+        }
+    }
+
+    /// Whether this sandbox was made by `runc run` (an earlier keel), so removing it
+    /// takes a `runc delete`.
+    pub fn made_by_runc(&self) -> bool {
+        self.pause_start_ticks.is_none()
     }
 }
 

@@ -12,6 +12,20 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// Writes `data` to `path` in place of what was there, atomically for readers and for a
+/// writer killed half-way (a temporary file beside it, then rename), but not durably: no
+/// fsync. For the runtime's files about live processes (sandbox and container records,
+/// bundles, a pod's hosts file), which a power cut makes moot anyway (it ends every
+/// process they describe, and adoption then removes them); an fsync each costs several
+/// milliseconds, taken ~8 times per pod start.
+pub fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    fs::write(&tmp, data)?;
+    fs::rename(&tmp, path)
+}
+
 /// Mount points (field 5 of `/proc/self/mountinfo`), with octal escapes decoded.
 pub fn mount_points() -> io::Result<Vec<PathBuf>> {
     let text = fs::read_to_string("/proc/self/mountinfo")?;
@@ -22,11 +36,56 @@ pub fn mount_points() -> io::Result<Vec<PathBuf>> {
         .collect())
 }
 
+/// The mount points at or below `dir`, deepest first; a path with mounts stacked on it
+/// comes once per mount.
+pub fn mounts_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut under: Vec<PathBuf> = mount_points()?
+        .into_iter()
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    under.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    Ok(under)
+}
+
 /// Whether `path` is a mount point.
 pub fn is_mount_point(path: &Path) -> bool {
     mount_points()
         .map(|m| m.iter().any(|p| p == path))
         .unwrap_or(false)
+}
+
+/// Creates the cgroup `rel` (and its parents) in every hierarchy, as runc does for a
+/// container, and returns the `cgroup.procs` file of each, for a process to join. A v1
+/// `cpuset` cgroup starts with no CPUs and memory nodes, which refuses processes: each
+/// new level gets its parent's.
+pub fn create_cgroup(rel: &str) -> io::Result<Vec<PathBuf>> {
+    let rel = rel.trim_start_matches('/');
+    let mut procs = Vec::new();
+    for root in cgroup_roots() {
+        let cpuset = root.join("cpuset.cpus").exists() && !root.join("cgroup.controllers").exists();
+        let mut dir = root.clone();
+        for part in Path::new(rel).components() {
+            let parent = dir.clone();
+            dir.push(part);
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
+            }
+            if cpuset {
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    let mine = dir.join(file);
+                    if fs::read_to_string(&mine)?.trim().is_empty() {
+                        fs::write(&mine, fs::read_to_string(parent.join(file))?.trim()).map_err(
+                            |e| io::Error::new(e.kind(), format!("{}: {e}", mine.display())),
+                        )?;
+                    }
+                }
+            }
+        }
+        procs.push(dir.join("cgroup.procs"));
+    }
+    Ok(procs)
 }
 
 /// Removes the cgroup `rel` and any child cgroups in every hierarchy, children first.
@@ -195,10 +254,20 @@ pub fn wait_within(
     timeout: std::time::Duration,
 ) -> io::Result<std::process::ExitStatus> {
     let deadline = std::time::Instant::now() + timeout;
+    // A pidfd wakes this the moment the child exits (a runtime call is tens of
+    // milliseconds: polling would add up to its interval to each); without one (kernels
+    // before 5.3), polling at growing intervals.
+    let pidfd = i32::try_from(child.id()).ok().and_then(pidfd_open);
     let mut pause = std::time::Duration::from_millis(1);
     loop {
         if let Some(st) = child.try_wait()? {
             return Ok(st);
+        }
+        if let Some(fd) = &pidfd {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if wait_pidfd(fd, Some(left)) {
+                continue;
+            }
         }
         if std::time::Instant::now() >= deadline {
             let _ = child.kill();
@@ -243,6 +312,18 @@ mod tests {
         }
         assert!(wait_pidfd(&fd, Some(std::time::Duration::from_secs(5))));
         sh.wait().unwrap();
+    }
+
+    #[test]
+    fn replace_file_replaces_content_and_leaves_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("keel-util-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f.json");
+        replace_file(&p, b"one").unwrap();
+        replace_file(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert!(!dir.join("f.json.tmp").exists());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
