@@ -637,20 +637,17 @@ fn a_pod_made_again_with_a_new_address_sees_it_in_its_hosts_file() {
     );
     let (first, shown) = shown_with_new_ip(&mut n, "p", "", "the pod's first address shown");
     assert_shows_ip(&mut n, &shown, &first, None);
-    let sandbox = n
-        .root
-        .join("pods")
-        .join(n.uid("p").unwrap())
-        .join(".sandbox");
 
     // The pause process killed while the agent is down: the next agent makes the sandbox
     // again, and host-local gives the next address.
+    let uid = n.uid("p").unwrap();
     n.signal_agent(nix::sys::signal::Signal::SIGKILL);
-    let pause: i32 = std::fs::read_to_string(sandbox.join("init.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pause = n
+        .pause_processes()
+        .into_iter()
+        .find(|(u, _)| *u == uid)
+        .expect("the pod's pause process")
+        .1;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pause), nix::sys::signal::SIGKILL).unwrap();
     n.wait("pause gone", T, |_| {
         !keel_linux::runtime::util::process_alive(pause)
