@@ -299,6 +299,11 @@ fn write_segment(s: &str, q: Quoting, sink: &mut Out<'_>) -> Result<(), Stop> {
 /// newline; blanks around line breaks are dropped; in double-quoted scalars a `\` before a
 /// line break joins the lines without a space.
 fn fold_flow(raw: &str, q: Quoting, sink: &mut Out<'_>) -> Result<(), Stop> {
+    // One line has nothing to fold (the firmware build takes the general way, for flash).
+    #[cfg(not(feature = "small"))]
+    if !raw.as_bytes().contains(&b'\n') {
+        return write_segment(raw, q, sink);
+    }
     let mut lines = raw.split('\n').peekable();
     let mut first = true;
     let mut empties = 0usize;

@@ -100,6 +100,38 @@ impl<'a> Cursor<'a> {
         }
         self.pos += 1;
     }
+    /// How many bytes from the cursor on are ASCII characters with no meaning to the
+    /// plain-scalar scanner: not blanks, line breaks or the indicators `:#,[]{}`.
+    #[cfg(not(feature = "small"))]
+    fn ordinary_run(&self) -> usize {
+        let rest = self.bytes().get(self.pos..).unwrap_or(&[]);
+        rest.iter()
+            .position(|&b| {
+                !matches!(b, b'!'..=b'~')
+                    || matches!(b, b':' | b'#' | b',' | b'[' | b']' | b'{' | b'}')
+            })
+            .unwrap_or(rest.len())
+    }
+    /// Moves over `n` bytes that [`Cursor::ordinary_run`] counted: as `n` calls of
+    /// [`Cursor::bump`] would (one column each, the line no longer blank so far).
+    #[cfg(not(feature = "small"))]
+    fn advance_ordinary(&mut self, n: usize) {
+        self.pos += n;
+        self.col = self
+            .col
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        self.fresh = false;
+    }
+    /// Moves over the spaces at the cursor at once (as `bump` would, one column each).
+    #[cfg(not(feature = "small"))]
+    fn skip_spaces(&mut self) {
+        let rest = self.bytes().get(self.pos..).unwrap_or(&[]);
+        let n = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+        self.pos += n;
+        self.col = self
+            .col
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
     pub(super) fn bump_n(&mut self, n: usize) {
         for _ in 0..n {
             self.bump();
@@ -254,6 +286,22 @@ impl<'a> YamlReader<'a> {
     /// other than tab and line breaks, a CR not followed by LF, DEL, C1 controls but NEL,
     /// and U+FFFE / U+FFFF.
     fn check_characters(&self) -> Result<()> {
+        // Most manifests are printable ASCII with tabs and LF (or CRLF) line ends: one
+        // byte-wise pass says so; anything else is looked at character by character below,
+        // which also finds the position of a refused one. (Not in the firmware build, for
+        // its flash budget: the loop below gives the same answer.)
+        #[cfg(not(feature = "small"))]
+        {
+            let b = self.cur.text.as_bytes();
+            let plain = b.iter().enumerate().all(|(i, &c)| match c {
+                b' '..=b'~' | b'\t' | b'\n' => true,
+                b'\r' => b.get(i + 1) == Some(&b'\n'),
+                _ => false,
+            });
+            if plain {
+                return Ok(());
+            }
+        }
         let mut line = 1u32;
         let mut col = 1u32;
         let mut chars = self.cur.text.chars().peekable();
@@ -297,7 +345,11 @@ impl<'a> YamlReader<'a> {
                     }
                     self.cur.bump();
                 }
-                Some(b' ' | b'\t' | b'\r') => self.cur.bump(),
+                #[cfg(not(feature = "small"))]
+                Some(b' ') => self.cur.skip_spaces(),
+                #[cfg(feature = "small")]
+                Some(b' ') => self.cur.bump(),
+                Some(b'\t' | b'\r') => self.cur.bump(),
                 Some(b'#') => {
                     if block && self.cur.fresh && self.blank_tab.is_none() {
                         self.blank_tab = self.cur.indent_tab;
@@ -798,6 +850,17 @@ impl<'a> YamlReader<'a> {
         let mut end = self.cur.pos;
         let mut prev_blank = false;
         loop {
+            // A run of ASCII bytes that neither stop the scalar nor are blanks moves the
+            // cursor by as many columns at once (what `bump` would do byte by byte).
+            #[cfg(not(feature = "small"))]
+            {
+                let run = self.cur.ordinary_run();
+                if run > 0 {
+                    self.cur.advance_ordinary(run);
+                    end = self.cur.pos;
+                    prev_blank = false;
+                }
+            }
             let b = self.cur.peek();
             let next = self.cur.peek_at(1);
             let stop = match b {

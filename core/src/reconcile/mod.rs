@@ -267,6 +267,17 @@ impl<'s> Reconciler<'s> {
         self.inner.slots
     }
 
+    /// Decodes the pod of slot `i` into the reconciler's scratch pod, for a host between
+    /// polls (names, status, reports): the slot and its pod, `None` if the slot never
+    /// held one or its spec does not decode. A freed slot keeps its last pod until it is
+    /// reused, so events about a pod just removed can still name it. The host needs no
+    /// `Pod`-sized storage of its own.
+    pub fn decode_slot(&mut self, i: usize) -> Option<(&PodSlot, &Pod)> {
+        let slot = self.inner.slots.get(i)?;
+        let pod = &mut self.scratch.pod;
+        slot.decode_into(pod).then_some((slot, &*pod))
+    }
+
     /// Known files, sorted by name.
     pub fn files(&self) -> &[FileEntry] {
         &self.inner.files[..self.inner.nfiles]

@@ -28,7 +28,6 @@ use crate::wire::{self, ContainerInfo, ManifestInfo, PodInfo, Request, Response}
 use adapter::LinuxRuntime;
 use config::AgentConfig;
 use keel_core::machine::{Settings, State};
-use keel_core::manifest::model::Pod;
 use keel_core::platform::{Handle, Runtime};
 use keel_core::reconcile::{FileEntry, PodSlot, Reconciler, Scratch};
 use keel_core::status::{Event, FileState, IgnoreReason, PodId, StopReason};
@@ -149,7 +148,6 @@ fn check_root_dir(dir: &Path) -> Result<(), StartError> {
 struct Agent<'s, R> {
     rec: Reconciler<'s>,
     rt: R,
-    scratch_pod: Box<Pod>,
     boot_unix_ms: u64,
     node: String,
     /// Containers seen stopping, with their kill deadline (see `track_stops`).
@@ -196,34 +194,29 @@ impl<R: AgentRuntime> Agent<'_, R> {
     /// nothing is collected).
     fn images_in_use(&mut self) -> Option<Vec<String>> {
         let mut out = Vec::new();
-        for s in self.rec.slots().iter().filter(|s| s.is_used()) {
-            if !s.decode_into(&mut self.scratch_pod) {
-                return None;
+        for i in 0..self.rec.slots().len() {
+            if !self.rec.slots()[i].is_used() {
+                continue;
             }
-            let p = &self.scratch_pod;
+            let (_, p) = self.rec.decode_slot(i)?;
             out.extend(p.all_containers().map(|(_, c)| p.s(c.image).to_string()));
         }
         Some(out)
     }
 
     fn pod_name(&mut self, id: PodId) -> String {
-        let slot = &self.rec.slots()[id.slot as usize];
-        if slot.decode_into(&mut self.scratch_pod) {
-            let p = &self.scratch_pod;
-            format!(
+        match self.rec.decode_slot(id.slot as usize) {
+            Some((_, p)) => format!(
                 "{}/{}",
                 p.opt(p.namespace).unwrap_or("default"),
                 p.s(p.name)
-            )
-        } else {
-            format!("slot{}", id.slot)
+            ),
+            None => format!("slot{}", id.slot),
         }
     }
 
     fn container_name(&mut self, id: PodId, k: u8) -> String {
-        let slot = &self.rec.slots()[id.slot as usize];
-        if slot.decode_into(&mut self.scratch_pod) {
-            let p = &self.scratch_pod;
+        if let Some((_, p)) = self.rec.decode_slot(id.slot as usize) {
             p.all_containers()
                 .nth(k as usize)
                 .map(|(_, c)| p.s(c.name).to_string())
@@ -242,13 +235,8 @@ impl<R: AgentRuntime> Agent<'_, R> {
 
     /// The pod's grace period as applied (SPEC 4.4: at least 2 s).
     fn grace_secs(&mut self, id: PodId) -> i64 {
-        let slot = &self.rec.slots()[id.slot as usize];
-        if slot.decode_into(&mut self.scratch_pod) {
-            self.scratch_pod
-                .spec
-                .termination_grace_period_seconds
-                .unwrap_or(30)
-                .max(2)
+        if let Some((_, p)) = self.rec.decode_slot(id.slot as usize) {
+            p.spec.termination_grace_period_seconds.unwrap_or(30).max(2)
         } else {
             30
         }
@@ -304,18 +292,15 @@ impl<R: AgentRuntime> Agent<'_, R> {
 
     /// One warning line per field of pod `id` the agent does not apply (SPEC 2.10).
     fn field_warnings(&mut self, id: PodId) -> Vec<LogLine> {
-        let slot = &self.rec.slots()[id.slot as usize];
-        if !slot.decode_into(&mut self.scratch_pod) {
+        let Some((_, p)) = self.rec.decode_slot(id.slot as usize) else {
             return Vec::new();
-        }
+        };
         let name = format!(
             "{}/{}",
-            self.scratch_pod
-                .opt(self.scratch_pod.namespace)
-                .unwrap_or("default"),
-            self.scratch_pod.s(self.scratch_pod.name)
+            p.opt(p.namespace).unwrap_or("default"),
+            p.s(p.name)
         );
-        fields::report(&self.scratch_pod)
+        fields::report(p)
             .into_iter()
             .filter_map(|f| {
                 let w = f.warning?;
@@ -625,11 +610,16 @@ impl<R: AgentRuntime> Agent<'_, R> {
     }
 
     fn pod_info(&mut self, slot_index: usize) -> Option<PodInfo> {
-        let slot: &PodSlot = &self.rec.slots()[slot_index];
-        if !slot.is_used() || !slot.decode_into(&mut self.scratch_pod) {
+        let file = self
+            .rec
+            .files()
+            .iter()
+            .find(|f| matches!(f.state(), FileState::Pod(x) | FileState::Rejected { kept: Some(x), .. } | FileState::Unreadable { kept: Some(x), .. } if x.slot as usize == slot_index))
+            .map(|f| f.name().to_string());
+        if !self.rec.slots()[slot_index].is_used() {
             return None;
         }
-        let p = &*self.scratch_pod;
+        let (slot, p) = self.rec.decode_slot(slot_index)?;
         let ns = p.opt(p.namespace).unwrap_or("default").to_string();
         let name = p.s(p.name).to_string();
         let uid = slot.uid().to_string();
@@ -668,12 +658,6 @@ impl<R: AgentRuntime> Agent<'_, R> {
                 },
             })
             .collect();
-        let file = self
-            .rec
-            .files()
-            .iter()
-            .find(|f| matches!(f.state(), FileState::Pod(x) | FileState::Rejected { kept: Some(x), .. } | FileState::Unreadable { kept: Some(x), .. } if x.slot as usize == slot_index))
-            .map(|f| f.name().to_string());
         let pod_ips = self.rt.pod_ips(&uid);
         Some(PodInfo {
             pod_ips,
@@ -939,7 +923,16 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     // pods, docs/benchmarks.md "The agent's memory").
     let mut slots: Vec<PodSlot> = vec![PodSlot::EMPTY; cfg.max_pods];
     let mut files: Vec<FileEntry> = vec![FileEntry::EMPTY; (cfg.max_pods * 4).max(64)];
-    let mut scratch: Box<Scratch> = Box::default();
+    // Made on a thread of its own: `Box::default()` may build the 667 KiB value on the
+    // stack before moving it, and the main thread's stack keeps every page it touched for
+    // the agent's life (640 KiB resident at 110 pods, docs/benchmarks.md); a thread's
+    // stack goes with the thread.
+    let mut scratch: Box<Scratch> = std::thread::Builder::new()
+        .name("keel-scratch".into())
+        .spawn(Box::<Scratch>::default)
+        .map_err(|e| StartError(format!("cannot start a thread: {e}")))?
+        .join()
+        .map_err(|_| StartError("making the decoding scratch space failed".into()))?;
     let settings = Settings {
         rescan_period: keel_core::time::Duration::from_millis(
             cfg.file_check_frequency.as_millis() as u64
@@ -953,7 +946,6 @@ pub fn run(cfg: AgentConfig) -> Result<(), StartError> {
     let mut agent = Agent {
         rec,
         rt,
-        scratch_pod: Box::default(),
         boot_unix_ms,
         node: node.clone(),
         stopping: Default::default(),
@@ -1198,22 +1190,16 @@ fn begin_drain<R: AgentRuntime>(
     if !enabled || deadline.is_some() {
         return false;
     }
-    let grace = agent
-        .rec
-        .slots()
-        .iter()
-        .filter(|s| s.is_used())
-        .map(|s| {
-            // Boxed: a pod is hundreds of KiB (keel-core's Linux capacities).
-            let mut p = Box::<Pod>::default();
-            if s.decode_into(&mut p) {
-                p.spec.termination_grace_period_seconds.unwrap_or(30).max(2) as u64
-            } else {
-                30
-            }
-        })
-        .max()
-        .unwrap_or(0);
+    let mut grace = 0;
+    for i in 0..agent.rec.slots().len() {
+        if agent.rec.slots()[i].is_used() {
+            let g = match agent.rec.decode_slot(i) {
+                Some((_, p)) => p.spec.termination_grace_period_seconds.unwrap_or(30).max(2) as u64,
+                None => 30,
+            };
+            grace = grace.max(g);
+        }
+    }
     *deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(grace + 10));
     log(
         Level::Info,

@@ -214,7 +214,6 @@ impl Storage {
                 logs: PathBuf::from("/logs"),
                 ..FakeRuntime::default()
             },
-            scratch_pod: Box::default(),
             boot_unix_ms: 1_000,
             node: "node1".into(),
             stopping: Default::default(),
