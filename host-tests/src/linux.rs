@@ -911,7 +911,26 @@ impl TestNet {
 
     /// Replaces the node's network with this one, first removing the iptables rules an
     /// earlier run on this subnet left (a failed test's node is removed without DEL).
+    /// Panics naming the interface when one other than this network's bridge already has
+    /// an address in its subnet (a leftover of another run): the pods' addresses would be
+    /// routed there and unreachable, and the test would fail far from the cause.
     pub fn install(&self, n: &Node) {
+        let out = Command::new("ip")
+            .args(["-o", "-4", "addr", "show"])
+            .output()
+            .unwrap();
+        let prefix = self.prefix();
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            if let [_, dev, "inet", addr, ..] = words[..] {
+                assert!(
+                    dev == self.bridge || !addr.starts_with(&prefix),
+                    "{dev} has {addr}, in test network {}'s subnet {}: remove it (ip link del {dev}) or pick another subnet",
+                    self.name,
+                    self.subnet
+                );
+            }
+        }
         self.remove_rules();
         for f in std::fs::read_dir(&n.cni_conf).unwrap().flatten() {
             std::fs::remove_file(f.path()).unwrap();

@@ -583,3 +583,86 @@ fn an_exhausted_address_range_keeps_the_pod_creating_and_disturbs_no_other() {
         net.veths() == 0 && net.allocations().is_empty()
     });
 }
+
+/// What the last container of `pod` printed between `BEGIN` and `END`, once its IP is
+/// not `old`: (pod IP, the text).
+fn shown_with_new_ip(n: &mut Node, pod: &str, old: &str, what: &str) -> (String, String) {
+    let mut got = None;
+    n.wait(what, Duration::from_secs(120), |n| {
+        let ip = pod_ip(n, pod).filter(|ip| ip != old);
+        let text = between_markers(&n.logs_of(pod, "main"));
+        got = ip.zip(text).filter(|(ip, t)| t.contains(ip.as_str()));
+        got.is_some()
+    });
+    got.unwrap()
+}
+
+/// The pod's `/etc/hosts` has its IP with its hostname (and nothing of the `old`
+/// address), `fieldRef: status.podIP` gave the container the same address, and the pod
+/// serves its hosts file on that address.
+fn assert_shows_ip(n: &mut Node, shown: &str, ip: &str, old: Option<&str>) {
+    let hosts: Vec<&str> = shown
+        .lines()
+        .filter(|l| !l.starts_with("POD_IP="))
+        .collect();
+    assert!(
+        hosts.iter().any(|l| *l == format!("{ip}\tp-{NODE}")),
+        "no '{ip}<TAB>p-{NODE}' line in /etc/hosts:\n{shown}"
+    );
+    if let Some(old) = old {
+        assert!(
+            !shown.contains(old),
+            "the old address {old} is left:\n{shown}"
+        );
+    }
+    assert!(shown.contains(&format!("POD_IP={ip}\n")), "{shown}");
+    n.wait(&format!("the pod's hosts file served on {ip}"), T, |_| {
+        http_get(&format!("{ip}:8080")).is_some_and(|b| b.contains(&format!("{ip}\t")))
+    });
+}
+
+#[test]
+fn a_pod_made_again_with_a_new_address_sees_it_in_its_hosts_file() {
+    require_plugins();
+    let mut n = Node::new("net-newip");
+    let net = Net::new(&n, "newip", 79);
+    net.install(&n);
+    n.start();
+    n.write(
+        "p.yaml",
+        &manifest(
+            "p",
+            "  containers:\n  - name: main\n    image: busybox\n    command: [sh, -c, 'echo BEGIN; cat /etc/hosts; echo POD_IP=$POD_IP; echo END; mkdir -p /www && cp /etc/hosts /www/index.html && exec httpd -f -p 8080 -h /www']\n    env:\n    - name: POD_IP\n      valueFrom:\n        fieldRef:\n          fieldPath: status.podIP\n",
+        ),
+    );
+    let (first, shown) = shown_with_new_ip(&mut n, "p", "", "the pod's first address shown");
+    assert_shows_ip(&mut n, &shown, &first, None);
+
+    // The pause process killed while the agent is down: the next agent makes the sandbox
+    // again, and host-local gives the next address.
+    let uid = n.uid("p").unwrap();
+    n.signal_agent(nix::sys::signal::Signal::SIGKILL);
+    let pause = n
+        .pause_processes()
+        .into_iter()
+        .find(|(u, _)| *u == uid)
+        .expect("the pod's pause process")
+        .1;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pause), nix::sys::signal::SIGKILL).unwrap();
+    n.wait("pause gone", T, |_| {
+        !keel_linux::runtime::util::process_alive(pause)
+    });
+    n.start();
+    let (second, shown) = shown_with_new_ip(&mut n, "p", &first, "a new address after pause died");
+    assert_shows_ip(&mut n, &shown, &second, Some(&first));
+
+    assert_eq!(net.veths(), 1);
+    assert_eq!(net.allocations(), vec![second.clone()]);
+
+    n.remove("p.yaml");
+    n.wait("pod gone", T, |n| n.pod("p").is_none());
+    n.wait("no veth and no allocation", T, |_| {
+        net.veths() == 0 && net.allocations().is_empty()
+    });
+    n.wait("no rule", T, |_| net.rules().is_empty());
+}
