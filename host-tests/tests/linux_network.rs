@@ -123,6 +123,13 @@ fn default_network_pods_reach_each_other_the_gateway_and_host_ports() {
     assert!(log.contains("127.0.0.1\tlocalhost"), "{log}");
     assert!(log.contains(&format!("{ip}\tweb-{NODE}")), "{log}");
     assert!(log.contains("10.9.9.9\talias-one\talias-two"), "{log}");
+    // /etc/hostname is the pod's name (the hosts line above ends in a tab, not a space).
+    let hostname = format!("web-{NODE}");
+    assert!(
+        log.lines()
+            .any(|l| l == hostname || l.ends_with(&format!(" {hostname}"))),
+        "/etc/hostname {hostname} in the pod: {log}"
+    );
     let host_resolv = keel_linux::runtime::host_resolv_conf();
     if let Some(first) = host_resolv.lines().find(|l| l.starts_with("nameserver")) {
         assert!(log.contains(first), "host's resolver in the pod: {log}");
