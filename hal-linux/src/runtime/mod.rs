@@ -638,19 +638,7 @@ impl RuncRuntime {
         let Some(p) = pause::recorded(&sb_dir.join(PAUSE_RECORD)) else {
             return Ok(());
         };
-        match nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(p.pid),
-            nix::sys::signal::Signal::SIGKILL,
-        ) {
-            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-            Err(source) => {
-                return Err(RuntimeError::Sys {
-                    op: "kill unrecorded pause process",
-                    path: sb_dir.into(),
-                    source,
-                })
-            }
-        }
+        sigkill_pause(p.pid, "kill unrecorded pause process", sb_dir)?;
         let until = Instant::now() + KILL_WAIT;
         while pause::is_running(p.pid, p.start_ticks) && Instant::now() < until {
             std::thread::sleep(FAST_POLL);
@@ -673,19 +661,7 @@ impl RuncRuntime {
                     waited: KILL_WAIT,
                 });
             }
-            match nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(sandbox.pid),
-                nix::sys::signal::Signal::SIGKILL,
-            ) {
-                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-                Err(source) => {
-                    return Err(RuntimeError::Sys {
-                        op: "kill pause process",
-                        path: sandbox.pod_dir.clone(),
-                        source,
-                    })
-                }
-            }
+            sigkill_pause(sandbox.pid, "kill pause process", &sandbox.pod_dir)?;
             std::thread::sleep(FAST_POLL);
         }
         Ok(())
@@ -1475,6 +1451,22 @@ impl RuncRuntime {
         }
         crate::sort_by(&mut listing.sandboxes, |a, b| a.id.cmp(&b.id));
         Ok(listing)
+    }
+}
+
+/// SIGKILL to a pause process; one already gone (ESRCH) is not an error. `op` and `path`
+/// name the failure otherwise.
+fn sigkill_pause(pid: i32, op: &'static str, path: &Path) -> Result<()> {
+    match nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    ) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(source) => Err(RuntimeError::Sys {
+            op,
+            path: path.into(),
+            source,
+        }),
     }
 }
 
